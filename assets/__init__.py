@@ -1,0 +1,1 @@
+"""Files the app ships (demo checkpoint, fonts, icons)."""

@@ -1,0 +1,1 @@
+"""The `trigan` command line."""

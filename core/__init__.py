@@ -1,0 +1,1 @@
+"""trigan core: everything a trained model needs at inference."""

@@ -1,0 +1,19 @@
+"""User-facing errors.
+
+Every mistake a user can make (a wrong path, a file that is not a checkpoint, a bad override) is
+raised as a `TriganError` whose message is one line naming the file or value and saying what was
+expected. The command line prints that line and exits non-zero; it never shows a traceback for
+these. Programming errors stay ordinary exceptions so that they do show one.
+"""
+
+
+class TriganError(Exception):
+    """A problem with the user's input, explained in one line."""
+
+
+class CheckpointError(TriganError):
+    """A file that cannot be used as a checkpoint (missing, foreign, corrupt, mismatched)."""
+
+
+class ConfigError(TriganError):
+    """A preset, YAML file or key=value override that does not describe a valid model."""

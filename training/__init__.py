@@ -1,0 +1,1 @@
+"""trigan training: datasets, discriminator, losses, the loop, runs."""

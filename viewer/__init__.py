@@ -1,0 +1,1 @@
+"""trigan viewer: the DearPyGui desktop application."""
