@@ -1,2 +1,67 @@
-def main():
-    print("hello")
+"""`trigan`: one command with a subcommand per thing the studio does.
+
+Each subcommand lives in its own module with `add_parser(subparsers)` and `run(args)`. User
+mistakes surface as TriganError and are printed as one line (`trigan: error: ...`), exit status 2;
+programming errors keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from trigan.core.errors import TriganError
+
+from . import info
+
+SUBCOMMANDS = [info]
+
+EPILOG = """\
+examples:
+  trigan info --preset demo            describe the demo preset (random weights)
+  trigan info assets/demo.ckpt         describe a checkpoint: architecture, camera, progress
+  trigan info run/network-snapshot-001000.pkl --json
+
+Run `trigan COMMAND --help` for the options and examples of each command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trigan", description="trigan: studio and toolkit for 3D-aware tri-plane GANs (EpiGRAF, 3DGP).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        ver = version("trigan")
+    except PackageNotFoundError:
+        ver = "unknown"
+    parser.add_argument("--version", action="version", version=f"trigan {ver}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except TriganError as exc:
+        print(f"trigan: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trigan: interrupted", file=sys.stderr)
+        return 130
+
+
+def console_entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_entry()

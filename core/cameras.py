@@ -1,0 +1,174 @@
+"""Cameras: batched orbit cameras, camera-to-world matrices, rays for images and patches, priors.
+
+Conventions (EpiGRAF; see ARCHITECTURE.md):
+* +Y is up. Angles (yaw, pitch, roll) in radians; pitch is the polar angle from +Y (pi/2 is the
+  horizon); yaw 0 puts the camera on +X; increasing yaw moves it toward +Z. Roll is carried, unused.
+* The camera sits at `pivot + radius * (sin p cos y, cos p, sin p sin y)` and looks at `look_at`
+  (3DGP's ball-in-sphere model: pivot at the origin, look-at point inside a small ball).
+* OpenGL-style camera frame: x right, y up, looking down -z. `fov` is the full angle in degrees.
+* Pixel grid: NDC x from -1 (left) to +1 (right), y from +1 (top) to -1 (bottom), corner-aligned
+  (the outermost pixel centres lie on the frustum edges).
+* A patch (scale s, offset (ox, oy) in [0, 1], (0, 0) = bottom-left) maps NDC u to (u+1)s - 1 + 2o.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+from .config import CameraConfig
+
+PITCH_EPS = 1e-5
+Number = Union[float, Sequence[float], torch.Tensor]
+
+
+def _batched(value, batch: int, width: Optional[int], device, dtype) -> torch.Tensor:
+    t = torch.as_tensor(value, dtype=dtype, device=device)
+    shape = (batch,) if width is None else (batch, width)
+    return t.expand(shape).clone() if t.ndim < len(shape) else t.reshape(shape).clone()
+
+
+def spherical_to_cartesian(yaw: torch.Tensor, pitch: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Point at (yaw, pitch, radius) in trigan's convention, [..., 3]."""
+    return torch.stack([radius * pitch.sin() * yaw.cos(), radius * pitch.cos(),
+                        radius * pitch.sin() * yaw.sin()], dim=-1)
+
+
+@dataclass
+class PatchParams:
+    """Per-sample patch of the image plane: isotropic scale and (x, y) offset, both in [0, 1]."""
+
+    scale: torch.Tensor   # [B]
+    offset: torch.Tensor  # [B, 2]
+
+    def as_vector(self) -> torch.Tensor:
+        """[scale, offset_x, offset_y], the discriminator's patch code input."""
+        return torch.cat([self.scale[:, None], self.offset], dim=1)
+
+
+@dataclass
+class Camera:
+    """A batch of cameras. All fields are tensors with leading dimension B."""
+
+    angles: torch.Tensor   # [B, 3] yaw, pitch, roll
+    radius: torch.Tensor   # [B]
+    fov: torch.Tensor      # [B] degrees, full angle
+    look_at: torch.Tensor  # [B, 3]
+    pivot: torch.Tensor    # [B, 3] the point the camera orbits
+
+    @classmethod
+    def from_angles(cls, yaw: Number, pitch: Number, radius: Number = 1.0, fov: Number = 12.0,
+                    look_at: Number = (0.0, 0.0, 0.0), pivot: Number = (0.0, 0.0, 0.0), roll: Number = 0.0,
+                    batch: Optional[int] = None, device=None, dtype=torch.float32) -> "Camera":
+        """Build a batch from scalars or per-sample sequences (scalars are broadcast)."""
+        if batch is None:
+            sizes = [torch.as_tensor(v).numel() for v in (yaw, pitch, radius, fov, roll)]
+            batch = max(sizes)
+        b = lambda v: _batched(v, batch, None, device, dtype)  # noqa: E731
+        angles = torch.stack([b(yaw), b(pitch), b(roll)], dim=1)
+        return cls(angles, b(radius), b(fov), _batched(look_at, batch, 3, device, dtype),
+                   _batched(pivot, batch, 3, device, dtype))
+
+    def __len__(self) -> int:
+        return self.angles.shape[0]
+
+    def __getitem__(self, index) -> "Camera":
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return Camera(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def to(self, device=None, dtype=None) -> "Camera":
+        return Camera(**{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in fields(self)})
+
+    def repeat(self, n: int) -> "Camera":
+        """Each camera repeated n times in place (c0, c0, ..., c1, c1, ...)."""
+        return Camera(**{f.name: getattr(self, f.name).repeat_interleave(n, dim=0) for f in fields(self)})
+
+    @property
+    def yaw(self) -> torch.Tensor:
+        return self.angles[:, 0]
+
+    @property
+    def pitch(self) -> torch.Tensor:
+        # Clamped away from the poles where the look-at frame is undefined (a copy, never in place).
+        return self.angles[:, 1].clamp(PITCH_EPS, math.pi - PITCH_EPS)
+
+    def origins(self) -> torch.Tensor:
+        return self.pivot + spherical_to_cartesian(self.yaw, self.pitch, self.radius)
+
+    def cam2world(self) -> torch.Tensor:
+        """[B, 4, 4] camera-to-world: columns right, up, backward (-forward), position."""
+        origin = self.origins()
+        forward = torch.nn.functional.normalize(self.look_at - origin, dim=-1)
+        world_up = torch.tensor([0.0, 1.0, 0.0], dtype=origin.dtype, device=origin.device).expand_as(forward)
+        left = torch.nn.functional.normalize(torch.cross(world_up, forward, dim=-1), dim=-1)
+        up = torch.nn.functional.normalize(torch.cross(forward, left, dim=-1), dim=-1)
+        mat = torch.eye(4, dtype=origin.dtype, device=origin.device).repeat(len(self), 1, 1)
+        mat[:, :3, 0], mat[:, :3, 1], mat[:, :3, 2], mat[:, :3, 3] = -left, up, -forward, origin
+        return mat
+
+    def rays(self, resolution: Union[int, Tuple[int, int]], patch: Optional[PatchParams] = None
+             ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Ray origins and unit directions, each [B, H*W, 3], rows top to bottom."""
+        h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
+        dev, dt = self.angles.device, self.angles.dtype
+        ys, xs = torch.meshgrid(torch.linspace(1, -1, h, device=dev, dtype=dt),
+                                torch.linspace(-1, 1, w, device=dev, dtype=dt), indexing="ij")
+        x = xs.reshape(1, -1).expand(len(self), -1)
+        y = ys.reshape(1, -1).expand(len(self), -1)
+        if patch is not None:
+            s = patch.scale.to(dt)[:, None]
+            x = (x + 1) * s - 1 + 2 * patch.offset[:, 0:1].to(dt)
+            y = (y + 1) * s - 1 + 2 * patch.offset[:, 1:2].to(dt)
+        focal = 1.0 / torch.tan(torch.deg2rad(self.fov) / 2)
+        dirs_cam = torch.stack([x, y, -focal[:, None].expand_as(x)], dim=-1)
+        dirs_cam = torch.nn.functional.normalize(dirs_cam, dim=-1)
+        c2w = self.cam2world()
+        dirs = dirs_cam @ c2w[:, :3, :3].transpose(1, 2)
+        origins = c2w[:, None, :3, 3].expand_as(dirs)
+        return origins, dirs
+
+
+def default_camera(cfg: CameraConfig, yaw: Number = 0.0, pitch: Number = math.pi / 2,
+                   batch: Optional[int] = None, device=None) -> Camera:
+    """A camera with the model's default fov and radius at the given angles."""
+    return Camera.from_angles(yaw, pitch, radius=cfg.radius, fov=cfg.fov, batch=batch, device=device)
+
+
+def sample_camera_prior(cfg: CameraConfig, batch: int, generator: Optional[torch.Generator] = None,
+                        device=None) -> Camera:
+    """Random cameras from the model's prior (EpiGRAF 3.1 distributions, 3DGP's ball-in-sphere).
+
+    `custom` means "the dataset's poses": without a dataset it returns the mean pose.
+    """
+    rand = lambda *s: torch.rand(*s, generator=generator, device=device)  # noqa: E731
+    randn = lambda *s: torch.randn(*s, generator=generator, device=device)  # noqa: E731
+    if cfg.dist == "uniform":
+        yaw = cfg.yaw_mean + (rand(batch) * 2 - 1) * cfg.yaw_std
+        pitch = cfg.pitch_mean + (rand(batch) * 2 - 1) * cfg.pitch_std
+    elif cfg.dist in ("normal", "gaussian"):
+        yaw = cfg.yaw_mean + randn(batch) * cfg.yaw_std
+        pitch = cfg.pitch_mean + randn(batch) * cfg.pitch_std
+    elif cfg.dist == "spherical_uniform":
+        yaw = cfg.yaw_mean + (rand(batch) * 2 - 1) * cfg.yaw_std
+        v = (rand(batch)).clamp(1e-5, 1 - 1e-5)
+        pitch = torch.arccos(1 - 2 * v)
+    elif cfg.dist == "custom":
+        yaw = torch.full((batch,), cfg.mean_pose[0], device=device)
+        pitch = torch.full((batch,), cfg.mean_pose[1], device=device)
+    else:
+        raise ValueError(f"unknown camera distribution {cfg.dist!r}")
+    fov = torch.full((batch,), cfg.fov, device=device)
+    if cfg.fov_min is not None and cfg.fov_max is not None:
+        fov = cfg.fov_min + rand(batch) * (cfg.fov_max - cfg.fov_min)
+    look_at = torch.zeros(batch, 3, device=device)
+    if cfg.look_at_radius_max > 0:
+        la_yaw = (rand(batch) * 2 - 1) * math.pi
+        la_pitch = torch.arccos(1 - 2 * rand(batch).clamp(1e-5, 1 - 1e-5))
+        look_at = spherical_to_cartesian(la_yaw, la_pitch, rand(batch) * cfg.look_at_radius_max)
+    return Camera.from_angles(yaw, pitch, radius=cfg.radius, fov=fov, look_at=look_at, batch=batch,
+                              device=device)
+

@@ -1,0 +1,161 @@
+"""trigan's checkpoint format: one file, `torch.save` of plain containers.
+
+    {"format": "trigan-checkpoint", "version": 1,
+     "config": {...resolved Config as a plain dict...},
+     "G_ema": state_dict,                       # always
+     "G": ..., "D": ..., "G_opt": ..., "D_opt": ...,   # optional (training state)
+     "progress": {"kimg": ..., ...}, "metrics": {...}}   # optional
+
+It loads with `torch.load(..., weights_only=True)`: no code is ever unpickled. Saving is atomic (a
+temporary file in the same folder, flushed and fsynced, then renamed over the target), so a crash
+or kill during a save leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+
+from .config import Config, config_from_dict, config_to_dict
+from .errors import CheckpointError, TriganError
+from .generator import Generator
+
+FORMAT = "trigan-checkpoint"
+VERSION = 1
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass
+class Checkpoint:
+    config: Config
+    G_ema: Dict[str, torch.Tensor]
+    extra: Dict[str, Any] = field(default_factory=dict)   # G, D, optimizer states, ...
+    progress: Dict[str, Any] = field(default_factory=dict)
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    path: Optional[str] = None
+
+
+def save_checkpoint(path: PathLike, config: Config, G_ema: Union[Generator, Dict[str, torch.Tensor]],
+                    progress: Optional[dict] = None, metrics: Optional[dict] = None, **extra) -> Path:
+    """Write a checkpoint atomically. `extra` may hold G, D (modules or state dicts), G_opt, D_opt."""
+    as_state = lambda v: v.state_dict() if hasattr(v, "state_dict") else v  # noqa: E731
+    payload = {"format": FORMAT, "version": VERSION, "config": config_to_dict(config),
+               "G_ema": {k: v.detach().cpu() for k, v in as_state(G_ema).items()},
+               "progress": dict(progress or {}), "metrics": dict(metrics or {})}
+    for key, value in extra.items():
+        if value is not None:
+            payload[key] = as_state(value)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders; the rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_payload(path: Path) -> dict:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, expected a checkpoint file")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80":
+            raise CheckpointError(f"{path}: a Python pickle, not a trigan checkpoint "
+                                  "(official EpiGRAF snapshots are read by the .pkl importer)")
+        raise CheckpointError(f"{path}: not a checkpoint (neither a torch.save archive nor a pickle)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in msg or "Unsupported global" in msg or "WeightsUnpickler" in msg:
+            raise CheckpointError(f"{path}: refuses to load: the file holds Python objects beyond "
+                                  "tensors and plain containers") from None
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({msg[:160]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        keys = sorted(payload)[:6] if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path}: a torch file but not a trigan checkpoint "
+                              f"(found {keys}; a bare state dict has no config to build the model from)")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {payload['version']} is newer than "
+                              f"this trigan understands ({VERSION}); update trigan")
+    for key in ("config", "G_ema"):
+        if not isinstance(payload.get(key), dict):
+            raise CheckpointError(f"{path}: checkpoint lacks its {key!r} section")
+    return payload
+
+
+def load_checkpoint(path: PathLike) -> Checkpoint:
+    """Read a trigan checkpoint (tensors on the CPU). Bad files raise CheckpointError (one line)."""
+    path = Path(path)
+    payload = _read_payload(path)
+    try:
+        config = config_from_dict(payload["config"], what=f"{path}: config")
+    except TriganError as exc:
+        raise CheckpointError(str(exc)) from None
+    extra = {k: v for k, v in payload.items()
+             if k not in ("format", "version", "config", "G_ema", "progress", "metrics")}
+    return Checkpoint(config=config, G_ema=payload["G_ema"], extra=extra,
+                      progress=payload.get("progress") or {}, metrics=payload.get("metrics") or {},
+                      path=str(path))
+
+
+def build_generator(config: Config, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint",
+                    device=None) -> Generator:
+    """A Generator with these weights; any missing, unexpected or mis-shaped tensor is an error."""
+    try:
+        G = Generator(config.model)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{source}: its config does not describe a buildable model ({exc})") from None
+    own = G.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            parts.append(f"{len(wrong)} of the wrong shape (e.g. {wrong[0]})")
+        raise CheckpointError(f"{source}: weights do not fit the architecture in its config: " + "; ".join(parts))
+    G.load_state_dict(state_dict)
+    G.requires_grad_(False)
+    return G.eval().to(device) if device is not None else G.eval()
+
+
+def load_generator(path: PathLike, device=None) -> tuple:
+    """(Generator G_ema in eval mode, Checkpoint) from a trigan checkpoint."""
+    ckpt = load_checkpoint(path)
+    return build_generator(ckpt.config, ckpt.G_ema, source=str(path), device=device), ckpt

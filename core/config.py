@@ -1,0 +1,165 @@
+"""Model configuration: typed dataclasses filled from YAML presets plus `key=value` overrides.
+
+A preset is a YAML file in `configs/models/` (or any path) with a top-level `model:` section. The
+resolved config is saved inside every checkpoint as a plain dict, so a checkpoint describes its own
+architecture; `config_from_dict` reads it back and fills fields that newer versions added with
+their defaults.
+
+Units: angles in radians, fov in degrees (full angle), distances in world units (camera radius 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ConfigError
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
+
+
+@dataclass
+class MappingConfig:
+    z_dim: int = 512
+    w_dim: int = 512
+    num_layers: int = 2
+    lr_multiplier: float = 0.01
+    w_avg_beta: float = 0.998
+    # Generator pose conditioning (GPC, EpiGRAF 2.1): yaw and pitch are appended to the label.
+    camera_cond: bool = False
+    camera_cond_drop_p: float = 0.0
+    camera_cond_noise_std: float = 0.0
+
+
+@dataclass
+class TriPlaneConfig:
+    resolution: int = 512
+    feat_dim: int = 32                  # channels per plane; the decoder outputs 3 * feat_dim
+    channel_base: int = 32768           # decoder channels at resolution r: min(base // r, max)
+    channel_max: int = 512
+    use_noise: bool = True
+    conv_clamp: Optional[float] = 256.0  # None: no clamping (3DGP's fp32-only generator)
+    mlp_hidden: int = 64
+    mlp_layers: int = 2                  # feat -> hidden (lrelu) -> ... -> 4 (raw rgb + raw density)
+
+
+@dataclass
+class BackgroundConfig:
+    # None: no background model. 'sphere': NeRF++ inverted-sphere background INR (EpiGRAF 3.4).
+    type: Optional[str] = None
+    num_steps: int = 8
+    num_blocks: int = 2
+    hidden_dim: int = 128
+    fourier_multiplier: float = 64.0
+    num_fourier_freqs: int = 6
+
+
+@dataclass
+class CameraConfig:
+    fov: float = 12.0                   # default full field of view, degrees
+    radius: float = 1.0
+    ray_start: float = 0.88
+    ray_end: float = 1.12
+    cube_scale: float = 0.2             # scene box is [-cube_scale, cube_scale]^3
+    # 3DGP puts yaw 0 on +Z; such models store pi/2 here and cameras convert at the model boundary.
+    yaw_offset: float = 0.0
+    # Prior over training / random-view cameras: custom (dataset poses), uniform, normal,
+    # spherical_uniform. Means and spreads as EpiGRAF's h_mean/h_stddev (yaw), v_mean/v_stddev (pitch).
+    dist: str = "custom"
+    yaw_mean: float = 0.0
+    yaw_std: float = 0.0
+    pitch_mean: float = math.pi / 2
+    pitch_std: float = 0.0
+    mean_pose: List[float] = field(default_factory=lambda: [0.0, math.pi / 2, 0.0])
+    # 3DGP's ball-in-sphere prior: fov range and a look-at point inside a ball of this radius.
+    fov_min: Optional[float] = None
+    fov_max: Optional[float] = None
+    look_at_radius_max: float = 0.0
+
+
+@dataclass
+class RenderConfig:
+    num_steps: int = 48                 # stratified coarse samples per ray
+    num_fine_steps: Optional[int] = None  # importance samples; None = as many as num_steps
+    density_shift: float = 0.0          # added to the raw density before the activation
+    density_activation: str = "softplus"
+    white_background: bool = False
+    # Training-time density noise, annealed linearly to 0 over nerf_noise_kimg_growth.
+    nerf_noise_std_init: float = 1.0
+    nerf_noise_kimg_growth: float = 5000.0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "custom"
+    family: str = "epigraf"             # epigraf | 3dgp
+    img_resolution: int = 256
+    img_channels: int = 3
+    c_dim: int = 0                      # number of classes (one-hot labels); 0 = unconditional
+    class_names: List[str] = field(default_factory=list)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    triplane: TriPlaneConfig = field(default_factory=TriPlaneConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def list_presets() -> List[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def _preset_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    candidate = PRESETS_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        raise ConfigError(f"{name_or_path!r}: no such preset (known: {', '.join(list_presets())}) "
+                          "and not a .yaml file")
+    return candidate
+
+
+def _merge(base, *others, what: str):
+    try:
+        merged = OmegaConf.merge(base, *others)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        # OmegaConf messages span several lines (key, value, type); keep the first, which names them.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{what}: {first}") from None
+
+
+def load_config(preset: str = "demo", overrides: Sequence[str] = ()) -> Config:
+    """Build a Config from a preset name or YAML path plus `section.key=value` overrides."""
+    path = _preset_path(preset)
+    schema = OmegaConf.structured(Config)
+    try:
+        preset_cfg = OmegaConf.load(path)
+    except Exception as exc:  # YAML syntax errors carry line numbers; keep one line
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. model.c_dim=10")
+    cli = OmegaConf.from_dotlist(list(overrides))
+    return _merge(schema, preset_cfg, cli, what=f"{path.name} {' '.join(overrides)}".strip())
+
+
+def config_from_dict(data: dict, what: str = "config") -> Config:
+    """Rebuild a Config saved as a plain dict (e.g. inside a checkpoint)."""
+    return _merge(OmegaConf.structured(Config), OmegaConf.create(data), what=what)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)

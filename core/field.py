@@ -1,0 +1,104 @@
+"""The tri-plane field: the central object of trigan.
+
+A `TriPlaneField` is what one latent becomes once the synthesis network has run: its tri-planes plus
+the decoder MLP (and, when the model has one, the background network bound to its ws). It is a
+callable `points -> (rgb, sigma)` that the renderer, the mesh exporter, the video exporter and the
+preview baker all query; nothing re-runs the synthesis network per frame or per chunk.
+
+Lookup convention (EpiGRAF): world points are divided by `cube_scale`; plane 0 is read at (x, y),
+plane 1 at (x, z), plane 2 at (y, z), the first coordinate indexing the width; bilinear,
+`align_corners=True`, zero outside; the three features are averaged and decoded to raw rgb (no
+activation) and raw density (before shift and activation).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import FullyConnectedLayer
+
+# For each plane, the two point coordinates that index its (width, height).
+PLANE_AXES = ((0, 1), (0, 2), (1, 2))
+
+
+class TriPlaneMLP(nn.Module):
+    """feat -> hidden (lrelu) -> ... -> 4 = raw rgb (3) + raw density (1). Names: model.0, model.1..."""
+
+    def __init__(self, feat_dim: int, hidden_dim: int = 64, num_layers: int = 2, out_dim: int = 4):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError("the tri-plane MLP needs at least one layer")
+        dims = [feat_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
+        self.model = nn.Sequential(*[
+            FullyConnectedLayer(dims[i], dims[i + 1], activation="lrelu" if i < num_layers - 1 else "linear")
+            for i in range(num_layers)])
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model(features)
+
+
+def sample_triplanes(planes: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Average of the bilinear lookups of the three planes.
+
+    planes: [B, 3, C, R, R]; coords: [B, N, 3] in [-1, 1] (already divided by cube_scale).
+    Returns [B, N, C].
+    """
+    b, _, c, r, _ = planes.shape
+    grids = torch.stack([coords[..., list(axes)] for axes in PLANE_AXES], dim=1)  # [B, 3, N, 2]
+    sampled = F.grid_sample(planes.reshape(b * 3, c, r, r), grids.reshape(b * 3, 1, -1, 2).to(planes.dtype),
+                            mode="bilinear", padding_mode="zeros", align_corners=True)  # [B*3, C, 1, N]
+    return sampled.reshape(b, 3, c, -1).mean(dim=1).transpose(1, 2)
+
+
+class TriPlaneField:
+    """Field of one batch of latents. Call with points [B, N, 3] (or [N, 3] when B == 1).
+
+    Returns raw rgb [B, N, 3] and raw density [B, N] (matching the input's leading shape).
+    `background`, when present, maps (ray origins, ray directions) to background samples; the
+    renderer owns how it is composited.
+    """
+
+    def __init__(self, planes: torch.Tensor, mlp: TriPlaneMLP, cube_scale: float,
+                 background: Optional[Callable] = None):
+        if planes.ndim == 4:  # [B, 3C, R, R] as the decoder writes it
+            planes = planes.reshape(planes.shape[0], 3, planes.shape[1] // 3, planes.shape[2], planes.shape[3])
+        self.planes = planes
+        self.mlp = mlp
+        self.cube_scale = float(cube_scale)
+        self.background = background
+
+    @property
+    def batch_size(self) -> int:
+        return self.planes.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.planes.device
+
+    @property
+    def bounds(self) -> Tuple[Tuple[float, float, float], Tuple[float, float, float]]:
+        """The axis-aligned scene box in world units; the field is zero (no features) outside."""
+        s = self.cube_scale
+        return (-s, -s, -s), (s, s, s)
+
+    def features(self, points: torch.Tensor) -> torch.Tensor:
+        return sample_triplanes(self.planes, points / self.cube_scale)
+
+    def __call__(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        single = points.ndim == 2
+        if single:
+            if self.batch_size != 1:
+                raise ValueError(f"points [N, 3] need a field of one latent, this one has {self.batch_size}")
+            points = points.unsqueeze(0)
+        out = self.mlp(self.features(points))
+        rgb, sigma = out[..., :3], out[..., 3]
+        return (rgb[0], sigma[0]) if single else (rgb, sigma)
+
+    def select(self, index) -> "TriPlaneField":
+        """The field of a subset of the batch (e.g. one sample of a grid)."""
+        bg = None if self.background is None else self.background.select(index)
+        return TriPlaneField(self.planes[index], self.mlp, self.cube_scale, bg)

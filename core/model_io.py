@@ -1,0 +1,47 @@
+"""Open any model file trigan accepts: a trigan checkpoint or an official EpiGRAF snapshot pickle.
+
+Every command and the viewer go through `open_model`, so each accepts both kinds of file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .checkpoint import build_generator, load_checkpoint
+from .config import Config
+from .errors import CheckpointError
+from .generator import Generator
+
+
+@dataclass
+class LoadedModel:
+    G: Generator
+    config: Config
+    format: str                              # "trigan checkpoint" | "EpiGRAF pickle"
+    path: str
+    progress: Dict[str, Any] = field(default_factory=dict)
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    extra_keys: List[str] = field(default_factory=list)
+
+
+def _is_pickle(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
+def open_model(path, device=None) -> LoadedModel:
+    """G_ema in eval mode with its config, from a .ckpt or an EpiGRAF .pkl."""
+    path = Path(os.path.expanduser(str(path)))
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    if _is_pickle(path):
+        from .epigraf_import import load_epigraf_generator
+        G, config, info = load_epigraf_generator(path, device=device)
+        return LoadedModel(G=G, config=config, format="EpiGRAF pickle", path=str(path), **info)
+    ckpt = load_checkpoint(path)
+    G = build_generator(ckpt.config, ckpt.G_ema, source=str(path), device=device)
+    return LoadedModel(G=G, config=ckpt.config, format="trigan checkpoint", path=str(path),
+                       progress=ckpt.progress, metrics=ckpt.metrics, extra_keys=sorted(ckpt.extra))

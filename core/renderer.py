@@ -1,0 +1,263 @@
+"""Volume renderer: stratified coarse samples, importance-sampled fine samples, compositing.
+
+The plain exact path of EpiGRAF (3.2-3.4):
+1. `num_steps` depths evenly spaced on [ray_start, ray_end], each jittered uniformly inside its
+   own interval (z_i +- d/2);
+2. a coarse pass that only yields compositing weights; 1e-5 is added and the weights of the inner
+   samples define a piecewise-constant pdf over the midpoints, from which `num_fine_steps` depths
+   are drawn by inverse-CDF sampling;
+3. coarse and fine samples together, sorted, composited once: alpha = 1 - exp(-delta * act(sigma +
+   shift [+ noise])), the last interval 1e10 long (1e-3 with a background model), rgb = sum w c,
+   depth = sum w z (not normalised by the opacity sum w), optional white background + (1 - sum w).
+
+Randomness: with `deterministic=True` (inference) every jitter value is a hash of (seed, ray,
+sample), so the same request gives the same image whatever the chunking or device. Otherwise values
+come from torch's RNG (or `generator`), drawn in upstream's order when the image is one chunk.
+
+Rays are processed in chunks of bounded size, so any resolution renders in bounded memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from .background import inverted_sphere_points
+from .cameras import Camera, PatchParams
+from .config import ModelConfig
+
+
+class RenderCancelled(Exception):
+    """Raised between chunks when the caller's `should_cancel` returns True."""
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    num_steps: int = 48
+    num_fine_steps: Optional[int] = None       # None: as many as num_steps
+    ray_start: float = 0.88
+    ray_end: float = 1.12
+    density_shift: float = 0.0
+    density_activation: str = "softplus"
+    white_background: bool = False
+    density_noise_std: float = 0.0             # training only
+    stratified: bool = True                    # jitter coarse depths inside their intervals
+    deterministic: bool = True
+    seed: int = 0
+    generator: Optional[torch.Generator] = field(default=None, compare=False)
+    max_points_per_chunk: int = 1 << 19
+    normals: bool = False
+    background_steps: int = 8
+
+    @property
+    def fine_steps(self) -> int:
+        return self.num_steps if self.num_fine_steps is None else self.num_fine_steps
+
+    @classmethod
+    def for_model(cls, cfg: ModelConfig, **overrides) -> "RenderOptions":
+        opts = cls(num_steps=cfg.render.num_steps, num_fine_steps=cfg.render.num_fine_steps,
+                   ray_start=cfg.camera.ray_start, ray_end=cfg.camera.ray_end,
+                   density_shift=cfg.render.density_shift, density_activation=cfg.render.density_activation,
+                   white_background=cfg.render.white_background, background_steps=cfg.background.num_steps)
+        return replace(opts, **overrides)
+
+
+@dataclass
+class RenderOutput:
+    """Images [B, C, H, W]: rgb in the model's [-1, 1] space (not clamped), depth (expected ray
+    distance in world units, sum w z), opacity (sum w), and world-space unit normals if asked."""
+
+    rgb: torch.Tensor
+    depth: torch.Tensor
+    opacity: torch.Tensor
+    normals: Optional[torch.Tensor] = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Random numbers
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32(x):
+    """An integer hash on values in [0, 2^32) (works on python ints and int64 tensors).
+
+    Multipliers below 2^31 keep every product inside int64, so nothing relies on overflow."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x5BD1E995) & _MASK32
+    return x ^ (x >> 16)
+
+
+def hash_uniform(ray_ids: torch.Tensor, num: int, stream: int, seed: int, dtype=torch.float32) -> torch.Tensor:
+    """[R, num] values in [0, 1), a pure function of (seed, stream, ray id, sample index)."""
+    key = _mix32((_mix32(seed & _MASK32) ^ (stream * 0x9E3779B1)) & _MASK32)
+    counter = ray_ids.reshape(-1, 1).long() * num + torch.arange(num, device=ray_ids.device)
+    x = _mix32((counter & _MASK32) ^ key)
+    x = _mix32(x ^ (counter >> 32))
+    return (x >> 8).to(dtype) * (1.0 / (1 << 24))
+
+
+def _uniform(opts: RenderOptions, shape: Tuple[int, int], ray_ids: torch.Tensor, stream: int,
+             dtype, device) -> torch.Tensor:
+    if opts.deterministic:
+        return hash_uniform(ray_ids, shape[1], stream, opts.seed, dtype)
+    return torch.rand(shape, generator=opts.generator, device=device, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sampling and compositing
+
+def stratified_depths(num_rays: int, num_steps: int, near: float, far: float, jitter: Optional[torch.Tensor],
+                      device=None, dtype=torch.float32) -> torch.Tensor:
+    """[R, S] depths: linspace(near, far, S), each moved by (u - 0.5) * spacing when jittered."""
+    z = torch.linspace(near, far, num_steps, device=device, dtype=dtype).expand(num_rays, num_steps)
+    if jitter is not None and num_steps > 1:
+        z = z + (jitter - 0.5) * ((far - near) / (num_steps - 1))
+    return z
+
+
+def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, u: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Inverse-CDF sampling of a piecewise-constant pdf.
+
+    bins [R, K+1] edges, weights [R, K] (unnormalised), u [R, M] in [0, 1). Returns depths [R, M].
+    """
+    weights = weights + eps
+    pdf = weights / weights.sum(dim=-1, keepdim=True)
+    cdf = torch.cat([torch.zeros_like(pdf[:, :1]), pdf.cumsum(dim=-1)], dim=-1)  # [R, K+1]
+    u = u.contiguous()
+    idx = torch.searchsorted(cdf, u, right=True)
+    below = (idx - 1).clamp(min=0)
+    above = idx.clamp(max=cdf.shape[1] - 1)
+    cdf_lo, cdf_hi = cdf.gather(1, below), cdf.gather(1, above)
+    bin_lo, bin_hi = bins.gather(1, below), bins.gather(1, above)
+    denom = cdf_hi - cdf_lo
+    denom = torch.where(denom < eps, torch.ones_like(denom), denom)
+    return bin_lo + (u - cdf_lo) / denom * (bin_hi - bin_lo)
+
+
+def activate_density(sigma: torch.Tensor, opts: RenderOptions, noise: bool = True) -> torch.Tensor:
+    x = sigma + opts.density_shift
+    if noise and opts.density_noise_std > 0:
+        x = x + torch.randn(x.shape, generator=opts.generator, device=x.device, dtype=x.dtype) * opts.density_noise_std
+    if opts.density_activation == "softplus":
+        return F.softplus(x)
+    if opts.density_activation == "relu":
+        return F.relu(x)
+    raise ValueError(f"unknown density activation {opts.density_activation!r}")
+
+
+def composite_weights(density: torch.Tensor, z: torch.Tensor, last_delta: float
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample weights [R, S] and the transmittance left after the last sample [R]."""
+    deltas = torch.cat([z[:, 1:] - z[:, :-1], torch.full_like(z[:, :1], last_delta)], dim=1)
+    alpha = 1 - torch.exp(-deltas * density)
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], dim=1), dim=1)
+    return alpha * trans[:, :-1], trans[:, -1]
+
+
+# --------------------------------------------------------------------------------------------------
+# The renderer
+
+FieldFn = Callable[[torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
+
+
+def _query(field: FieldFn, origins: torch.Tensor, dirs: torch.Tensor, z: torch.Tensor, batch: int):
+    """Evaluate the field at origins + z dirs. origins/dirs [R, 3], z [R, S], R = batch * n."""
+    pts = origins[:, None] + dirs[:, None] * z[..., None]  # [R, S, 3]
+    rgb, sigma = field(pts.reshape(batch, -1, 3))
+    return rgb.reshape(*z.shape, 3), sigma.reshape(z.shape), pts
+
+
+def _normals(field: FieldFn, pts: torch.Tensor, batch: int) -> torch.Tensor:
+    """Unit normals -grad(sigma)/|grad(sigma)| at points [R, S, 3]."""
+    with torch.inference_mode(False), torch.enable_grad():
+        p = pts.detach().clone().requires_grad_(True)
+        _, sigma = field(p.reshape(batch, -1, 3))
+        grad, = torch.autograd.grad(sigma.sum(), p)
+    return -F.normalize(grad, dim=-1)
+
+
+def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, ray_ids: torch.Tensor,
+                opts: RenderOptions) -> dict:
+    """Render rays [B, n, 3] of a field of batch B. Returns per-ray tensors [B, n, C]."""
+    batch, n = origins.shape[:2]
+    o, d, ids = origins.reshape(-1, 3), dirs.reshape(-1, 3), ray_ids.reshape(-1)
+    rays, dt, dev = o.shape[0], o.dtype, o.device
+    has_bg = getattr(field, "background", None) is not None
+    last_delta = 1e-3 if has_bg else 1e10
+
+    jitter = _uniform(opts, (rays, opts.num_steps), ids, 0, dt, dev) if opts.stratified else None
+    z = stratified_depths(rays, opts.num_steps, opts.ray_start, opts.ray_end, jitter, dev, dt)
+    rgb, sigma, _ = _query(field, o, d, z, batch)
+    if opts.fine_steps > 0 and opts.num_steps > 2:
+        weights, _ = composite_weights(activate_density(sigma, opts), z, last_delta)
+        weights = weights.detach() + 1e-5
+        u = _uniform(opts, (rays, opts.fine_steps), ids, 1, dt, dev)
+        z_fine = sample_pdf(0.5 * (z[:, 1:] + z[:, :-1]).detach(), weights[:, 1:-1], u).detach()
+        rgb_fine, sigma_fine, _ = _query(field, o, d, z_fine, batch)
+        z, order = torch.sort(torch.cat([z, z_fine], dim=1), dim=1)
+        rgb = torch.cat([rgb, rgb_fine], dim=1).gather(1, order[..., None].expand(-1, -1, 3))
+        sigma = torch.cat([sigma, sigma_fine], dim=1).gather(1, order)
+
+    weights, transmittance = composite_weights(activate_density(sigma, opts), z, last_delta)
+    out_rgb = (weights[..., None] * rgb).sum(dim=1)
+    opacity = weights.sum(dim=1)
+    out = {"depth": (weights * z).sum(dim=1, keepdim=True), "opacity": opacity[:, None]}
+    if has_bg:
+        bg_rgb, bg_opacity = _render_background(field.background, o, d, ids, opts, batch)
+        out_rgb = out_rgb + transmittance[:, None] * bg_rgb
+        if opts.white_background:
+            out_rgb = out_rgb + transmittance[:, None] * (1 - bg_opacity)
+    elif opts.white_background:
+        out_rgb = out_rgb + (1 - opacity)[:, None]
+    out["rgb"] = out_rgb
+    if opts.normals:
+        pts = o[:, None] + d[:, None] * z[..., None]
+        normals = (weights[..., None] * _normals(field, pts, batch)).sum(dim=1)
+        out["normals"] = F.normalize(normals, dim=-1)
+    return {k: v.reshape(batch, n, -1) for k, v in out.items()}
+
+
+def _render_background(background, o, d, ids, opts: RenderOptions, batch: int):
+    steps = opts.background_steps
+    inv_depth = torch.linspace(1.0, 0.0, steps, device=o.device, dtype=o.dtype).expand(o.shape[0], steps)
+    if not opts.deterministic and opts.density_noise_std > 0:  # training: jitter like the foreground
+        u = _uniform(opts, (o.shape[0], steps), ids, 2, o.dtype, o.device)
+        inv_depth = (inv_depth + (u - 0.5) / max(steps - 1, 1)).clamp(0.0, 1.0)
+    coords = inverted_sphere_points(o, d, inv_depth)  # [R, K, 4]
+    rgb, sigma = background(coords.reshape(batch, -1, 4))
+    rgb, sigma = rgb.reshape(*inv_depth.shape, 3), sigma.reshape(inv_depth.shape)
+    weights, _ = composite_weights(activate_density(sigma, opts, noise=False), -inv_depth, 1e10)
+    return (weights[..., None] * rgb).sum(dim=1), weights.sum(dim=1, keepdim=True)
+
+
+def render(field, camera: Camera, resolution: Union[int, Tuple[int, int]], opts: RenderOptions,
+           patch: Optional[PatchParams] = None, should_cancel: Optional[Callable[[], bool]] = None,
+           progress: Optional[Callable[[int, int], None]] = None) -> RenderOutput:
+    """Render a field (batch B) from cameras (batch B) at `resolution` (int or (H, W))."""
+    h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
+    batch = len(camera)
+    if field.batch_size != batch:
+        raise ValueError(f"{batch} cameras for a field of {field.batch_size} latents")
+    origins, dirs = camera.rays((h, w), patch)
+    ray_ids = torch.arange(batch * h * w, device=origins.device).reshape(batch, h * w)
+    samples = opts.num_steps + opts.fine_steps
+    chunk = max(1, opts.max_points_per_chunk // (samples * batch))
+    parts = []
+    for start in range(0, h * w, chunk):
+        if should_cancel is not None and should_cancel():
+            raise RenderCancelled()
+        sl = slice(start, start + chunk)
+        parts.append(render_rays(field, origins[:, sl], dirs[:, sl], ray_ids[:, sl], opts))
+        if progress is not None:
+            progress(min(start + chunk, h * w), h * w)
+    merged = {k: torch.cat([p[k] for p in parts], dim=1) for k in parts[0]}
+    image = lambda t: t.transpose(1, 2).reshape(batch, -1, h, w)  # noqa: E731
+    return RenderOutput(rgb=image(merged["rgb"]), depth=image(merged["depth"]), opacity=image(merged["opacity"]),
+                        normals=image(merged["normals"]) if "normals" in merged else None)
+

@@ -1,0 +1,83 @@
+"""A model's description for people: what `trigan info` prints and the viewer's model panel shows."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional
+
+from .config import Config
+from .generator import Generator, parameter_counts
+
+
+def model_summary(config: Config, G: Generator, progress: Optional[dict] = None,
+                  metrics: Optional[dict] = None, extra_keys: Optional[List[str]] = None) -> Dict[str, Any]:
+    m = config.model
+    counts = parameter_counts(G)
+    summary: Dict[str, Any] = {
+        "name": m.name,
+        "family": m.family,
+        "image_resolution": m.img_resolution,
+        "triplane": {"resolution": m.triplane.resolution, "channels_per_plane": m.triplane.feat_dim,
+                     "mlp": f"{m.triplane.feat_dim} -> " + " -> ".join(
+                         [str(m.triplane.mlp_hidden)] * (m.triplane.mlp_layers - 1) + ["4"])},
+        "classes": m.c_dim,
+        "class_names": list(m.class_names),
+        "latent": {"z_dim": m.mapping.z_dim, "w_dim": m.mapping.w_dim, "num_ws": G.synthesis.num_ws,
+                   "pose_conditioning": m.mapping.camera_cond},
+        "parameters": counts,
+        "camera": {"fov_deg": m.camera.fov, "radius": m.camera.radius,
+                   "ray": [m.camera.ray_start, m.camera.ray_end], "cube_scale": m.camera.cube_scale,
+                   "distribution": m.camera.dist, "mean_pose": list(m.camera.mean_pose)},
+        "render": {"coarse_steps": m.render.num_steps,
+                   "fine_steps": m.render.num_fine_steps if m.render.num_fine_steps is not None else m.render.num_steps,
+                   "background": "white" if m.render.white_background else "black/last sample",
+                   "background_model": m.background.type or "none",
+                   "density_shift": m.render.density_shift},
+    }
+    if progress:
+        summary["progress"] = dict(progress)
+    if metrics:
+        summary["metrics"] = dict(metrics)
+    if extra_keys:
+        summary["also_contains"] = sorted(extra_keys)
+    return summary
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n:,}"
+
+
+def format_summary(s: Dict[str, Any], source: str) -> str:
+    """Readable multi-line text of `model_summary`."""
+    p, cam, tp, lat, ren = s["parameters"], s["camera"], s["triplane"], s["latent"], s["render"]
+    classes = "unconditional" if s["classes"] == 0 else f"{s['classes']} classes"
+    if s["class_names"]:
+        classes += " (" + ", ".join(s["class_names"][:8]) + (", ..." if len(s["class_names"]) > 8 else "") + ")"
+    lines = [
+        f"{source}",
+        f"  model        {s['name']} ({s['family']}), {classes}",
+        f"  image        {s['image_resolution']}x{s['image_resolution']}",
+        f"  tri-planes   3 x {tp['channels_per_plane']} channels at {tp['resolution']}x{tp['resolution']}, "
+        f"decoder MLP {tp['mlp']}",
+        f"  latent       z {lat['z_dim']}, w {lat['w_dim']} x {lat['num_ws']}"
+        + (", pose-conditioned (GPC)" if lat["pose_conditioning"] else ""),
+        f"  parameters   {_millions(p['total'])} (mapping {_millions(p['mapping'])}, "
+        f"decoder {_millions(p['tri_plane_decoder'])}, MLP {_millions(p['tri_plane_mlp'])}"
+        + (f", background {_millions(p['background'])}" if p["background"] else "") + ")",
+        f"  camera       fov {cam['fov_deg']:g} deg, radius {cam['radius']:g}, rays {cam['ray'][0]:g}..{cam['ray'][1]:g}, "
+        f"scene box +-{cam['cube_scale']:g}, prior {cam['distribution']}, "
+        f"mean yaw/pitch {cam['mean_pose'][0]:.3f}/{cam['mean_pose'][1]:.3f} rad",
+        f"  rendering    {ren['coarse_steps']} + {ren['fine_steps']} samples per ray, "
+        f"{ren['background']} background, background model {ren['background_model']}",
+    ]
+    if "progress" in s:
+        prog = s["progress"]
+        kimg = prog.get("kimg")
+        lines.append("  training     " + (f"{kimg:g} kimg seen" if isinstance(kimg, (int, float)) else "")
+                     + "".join(f", {k} {v}" for k, v in prog.items() if k != "kimg"))
+    if "metrics" in s:
+        lines.append("  metrics      " + ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) and math.isfinite(v) else f"{k} {v}" for k, v in s["metrics"].items()))
+    if "also_contains" in s:
+        lines.append("  also holds   " + ", ".join(s["also_contains"]))
+    return "\n".join(lines)
