@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -28,6 +27,7 @@ from .generator import Generator
 
 FORMAT = "trigan-checkpoint"
 VERSION = 1
+ZIP_MAGIC = b"PK\x03\x04"   # torch.save writes a zip archive
 PathLike = Union[str, os.PathLike]
 
 
@@ -86,9 +86,11 @@ def _read_payload(path: Path) -> dict:
         raise CheckpointError(f"{path}: no such file")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, expected a checkpoint file")
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as f:
-            head = f.read(2)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{path}: empty file, expected a trigan checkpoint")
+    if head != ZIP_MAGIC:
         if head[:1] == b"\x80":
             raise CheckpointError(f"{path}: a Python pickle, not a trigan checkpoint "
                                   "(official EpiGRAF snapshots are read by the .pkl importer)")

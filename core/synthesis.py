@@ -110,6 +110,9 @@ class TriPlaneDecoder(nn.Module):
         super().__init__()
         if resolution < 4 or resolution & (resolution - 1):
             raise ValueError(f"tri-plane resolution must be a power of two >= 4, got {resolution}")
+        if channel_base // resolution < 1:
+            raise ValueError(f"tri-plane channel_base {channel_base} gives no channels at resolution {resolution} "
+                             f"(channels = min(channel_base // resolution, channel_max))")
         self.resolution, self.out_channels = resolution, out_channels
         self.block_resolutions: List[int] = [2 ** i for i in range(2, int(math.log2(resolution)) + 1)]
         self.num_ws = 0

@@ -1,0 +1,35 @@
+# Two commands set up a fresh machine (see README):
+#   make view   - create .venv, install trigan, open the viewer on the demo model
+#   make test   - create .venv, install trigan with test tools, run the whole test suite
+# TORCH_SPEC picks the torch build installed first (the CPU wheel by default, so pip never pulls
+# the CUDA packages on its own); e.g. make test TORCH_SPEC="torch==2.13.0 --index-url URL-of-a-CUDA-index"
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: install view test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Until the desktop viewer lands this describes the demo preset; the command stays the same.
+view: install
+	$(BIN)/trigan info --preset demo
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/render.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,35 @@
+"""Shared test set-up: deterministic seeds, small model configs, the fixture folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gui: needs a display (CI runs these under Xvfb)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    torch.manual_seed(0)
+    yield
+
+
+def tiny_config(**overrides):
+    """The demo preset shrunk further so networks build and run in milliseconds."""
+    from trigan.core.config import load_config
+    base = ["model.img_resolution=16", "model.triplane.resolution=16", "model.triplane.channel_base=256",
+            "model.triplane.channel_max=16", "model.triplane.feat_dim=8", "model.triplane.mlp_hidden=16",
+            "model.mapping.w_dim=16", "model.mapping.z_dim=32", "model.render.num_steps=8"]
+    return load_config("demo", base + [f"{k}={v}" for k, v in overrides.items()])
+
+
+@pytest.fixture
+def tiny_cfg():
+    return tiny_config()

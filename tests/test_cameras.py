@@ -1,0 +1,129 @@
+"""Camera conventions against hand-derived answers (ARCHITECTURE.md, EpiGRAF 3.1)."""
+
+import math
+
+import pytest
+import torch
+
+from trigan.core.cameras import Camera, PatchParams, sample_camera_prior, spherical_to_cartesian
+from trigan.core.config import CameraConfig
+
+
+def close(a, b, atol=1e-6):
+    return torch.allclose(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32), atol=atol)
+
+
+def test_yaw0_horizon_camera_sits_on_plus_x_and_looks_down_minus_x():
+    cam = Camera.from_angles(0.0, math.pi / 2, radius=1.0, fov=12.0)
+    assert close(cam.origins()[0], [1, 0, 0])
+    origins, dirs = cam.rays(3)  # the centre pixel of a 3x3 grid is the centre ray
+    assert close(dirs[0, 4], [-1, 0, 0])
+    assert close(origins[0, 4], [1, 0, 0])
+
+
+def test_image_right_is_minus_z_and_image_up_is_plus_y():
+    cam = Camera.from_angles(0.0, math.pi / 2, fov=90.0)
+    c2w = cam.cam2world()[0]
+    assert close(c2w[:3, 0], [0, 0, -1])   # camera x (image right)
+    assert close(c2w[:3, 1], [0, 1, 0])    # camera y (image up)
+    _, dirs = cam.rays(3)
+    # Row 0 is the top, column 0 the left: the top-left ray leans up (+Y) and left (+Z).
+    top_left = dirs[0, 0]
+    assert top_left[1] > 0 and top_left[2] > 0
+    bottom_right = dirs[0, 8]
+    assert bottom_right[1] < 0 and bottom_right[2] < 0
+
+
+def test_increasing_yaw_moves_camera_toward_plus_z():
+    cam = Camera.from_angles([0.0, 0.3, math.pi / 2], math.pi / 2)
+    o = cam.origins()
+    assert o[1, 2] > 0 and o[1, 2] < o[2, 2]
+    assert close(o[2], [0, 0, 1])
+    assert close(cam.origins()[:, 1], [0, 0, 0])   # on the horizon
+
+
+def test_pitch_is_polar_angle_from_plus_y():
+    cam = Camera.from_angles(0.0, [0.3, math.pi - 0.3], radius=2.0)
+    o = cam.origins()
+    assert close(o[0, 1], 2 * math.cos(0.3)) and close(o[1, 1], -2 * math.cos(0.3))
+
+
+def test_fov_is_the_full_angle_between_the_outermost_pixels():
+    cam = Camera.from_angles(0.0, math.pi / 2, fov=40.0)
+    _, dirs = cam.rays(5)
+    row = dirs[0].reshape(5, 5, 3)[2]                    # middle row, left to right
+    angle = torch.acos((row[0] * row[-1]).sum()).item()
+    assert math.isclose(math.degrees(angle), 40.0, abs_tol=1e-3)
+
+
+def test_rays_are_unit_length_and_start_at_the_camera():
+    cam = Camera.from_angles([0.1, -2.0], [1.0, 2.2], radius=[1.0, 1.5], fov=[10.0, 50.0])
+    origins, dirs = cam.rays((4, 6))
+    assert dirs.shape == (2, 24, 3)
+    assert close(dirs.norm(dim=-1), torch.ones(2, 24), atol=1e-5)
+    assert close(origins, cam.origins()[:, None].expand(-1, 24, -1))
+
+
+def test_cam2world_rotation_is_orthonormal_and_right_handed():
+    cam = Camera.from_angles(torch.linspace(-3, 3, 7), torch.linspace(0.2, 2.9, 7), fov=30.0)
+    r = cam.cam2world()[:, :3, :3]
+    assert close(r.transpose(1, 2) @ r, torch.eye(3).expand(7, 3, 3), atol=1e-5)
+    assert close(torch.linalg.det(r), torch.ones(7), atol=1e-5)
+
+
+def test_look_at_point_is_hit_by_the_centre_ray():
+    target = torch.tensor([0.1, -0.05, 0.08])
+    cam = Camera.from_angles(0.7, 1.2, radius=1.3, fov=20.0, look_at=target)
+    origins, dirs = cam.rays(3)
+    o, d = origins[0, 4], dirs[0, 4]
+    to_target = torch.nn.functional.normalize(target - o, dim=0)
+    assert close(d, to_target, atol=1e-6)
+
+
+def test_pivot_moves_the_orbit_centre():
+    cam = Camera.from_angles(0.0, math.pi / 2, radius=1.0, pivot=(0.2, 0.1, 0.0), look_at=(0.2, 0.1, 0.0))
+    assert close(cam.origins()[0], [1.2, 0.1, 0.0])
+    _, dirs = cam.rays(3)
+    assert close(dirs[0, 4], [-1, 0, 0])
+
+
+@pytest.mark.parametrize("scale, offset, full", [(0.5, (0.0, 0.0), 9), (0.5, (0.25, 0.5), 9), (1 / 3, (1 / 3, 0.0), 7)])
+def test_patch_rays_equal_the_matching_subgrid_of_the_full_image(scale, offset, full):
+    patch_res = round(scale * (full - 1)) + 1
+    cam = Camera.from_angles(0.4, 1.3, fov=25.0)
+    _, full_dirs = cam.rays(full)
+    full_dirs = full_dirs[0].reshape(full, full, 3)
+    patch = PatchParams(torch.tensor([scale]), torch.tensor([offset]))
+    _, patch_dirs = cam.rays(patch_res, patch)
+    patch_dirs = patch_dirs[0].reshape(patch_res, patch_res, 3)
+    # Offsets are measured from the bottom-left; rows of the full grid count from the top.
+    col0 = round(offset[0] * (full - 1))
+    row_bottom = full - 1 - round(offset[1] * (full - 1))
+    sub = full_dirs[row_bottom - patch_res + 1: row_bottom + 1, col0: col0 + patch_res]
+    assert close(patch_dirs, sub, atol=1e-6)
+
+
+def test_prior_samples_respect_their_ranges():
+    gen = torch.Generator().manual_seed(1)
+    cfg = CameraConfig(dist="uniform", yaw_mean=0.0, yaw_std=1.57, pitch_mean=math.pi / 2, pitch_std=math.pi / 4,
+                       fov_min=10.0, fov_max=45.0, look_at_radius_max=0.2)
+    cam = sample_camera_prior(cfg, 4000, generator=gen)
+    assert cam.yaw.abs().max() <= 1.57 and cam.yaw.abs().max() > 1.5
+    assert ((cam.pitch >= math.pi / 4) & (cam.pitch <= 3 * math.pi / 4)).all()
+    assert ((cam.fov >= 10) & (cam.fov <= 45)).all() and cam.fov.std() > 5
+    assert (cam.look_at.norm(dim=1) <= 0.2 + 1e-6).all() and cam.look_at.norm(dim=1).max() > 0.15
+
+
+def test_spherical_uniform_prior_is_uniform_on_the_sphere():
+    gen = torch.Generator().manual_seed(2)
+    cfg = CameraConfig(dist="spherical_uniform", yaw_std=math.pi)
+    cam = sample_camera_prior(cfg, 20000, generator=gen)
+    y = cam.origins()[:, 1]
+    # Archimedes: the height of a uniform point on the unit sphere is uniform on [-1, 1].
+    hist = torch.histc(y, bins=4, min=-1, max=1) / len(y)
+    assert close(hist, torch.full((4,), 0.25), atol=0.02)
+
+
+def test_spherical_to_cartesian_radius():
+    p = spherical_to_cartesian(torch.tensor([0.3]), torch.tensor([1.1]), torch.tensor([2.5]))
+    assert close(p.norm(dim=-1), [2.5])

@@ -1,0 +1,189 @@
+"""Generator: mapping, truncation, noise, gradients, parameter counts of every preset."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from trigan.core.cameras import Camera, PatchParams
+from trigan.core.config import list_presets, load_config
+from trigan.core.generator import Generator, parameter_counts, z_from_seed
+
+
+def expected_parameter_count(m) -> dict:
+    """Count from the architecture's definition (StyleGAN2 skip decoder + EpiGRAF mapping and MLP)."""
+    w, z, feat = m.mapping.w_dim, m.mapping.z_dim, m.triplane.feat_dim
+    cond = m.c_dim + (2 if m.mapping.camera_cond else 0)
+    mapping = (cond * w + w if cond else 0) + (z + (w if cond else 0)) * w + w + (m.mapping.num_layers - 1) * (w * w + w)
+    ch = lambda r: min(m.triplane.channel_base // r, m.triplane.channel_max)  # noqa: E731
+    noise = 1 if m.triplane.use_noise else 0
+    layer = lambda cin, cout: cout * cin * 9 + cout + (w * cin + cin) + noise  # noqa: E731
+    decoder, r = 0, 4
+    while r <= m.triplane.resolution:
+        decoder += ch(4) * 16 if r == 4 else layer(ch(r // 2), ch(r))
+        decoder += layer(ch(r), ch(r)) + (3 * feat * ch(r) + 3 * feat) + (w * ch(r) + ch(r))
+        r *= 2
+    h = m.triplane.mlp_hidden
+    mlp = feat * h + h + h * 4 + 4
+    return {"mapping": mapping, "tri_plane_decoder": decoder, "tri_plane_mlp": mlp}
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_every_preset_builds_with_the_expected_parameter_count(preset):
+    cfg = load_config(preset)
+    with torch.device("meta"):  # count without allocating the big presets
+        G = Generator(cfg.model)
+    counts = parameter_counts(G)
+    expected = expected_parameter_count(cfg.model)
+    for key, value in expected.items():
+        assert counts[key] == value, key
+    assert counts["total"] == sum(expected.values())
+
+
+def test_ffhq512_matches_the_sizes_reported_for_epigraf():
+    """EpiGRAF 2.2: about 29.0M generator parameters, mapping 0.53M (no GPC), decoder 28.46M."""
+    cfg = load_config("epigraf_ffhq512", ["model.mapping.camera_cond=false"])
+    with torch.device("meta"):
+        counts = parameter_counts(Generator(cfg.model))
+    assert abs(counts["tri_plane_decoder"] - 28.46e6) < 0.01e6
+    assert abs(counts["mapping"] - 0.53e6) < 0.01e6
+    assert abs(counts["total"] - 29.0e6) < 0.05e6
+
+
+def test_num_ws_follows_the_decoder_depth():
+    for res, expected in [(16, 6), (32, 8), (512, 16)]:
+        cfg = tiny_config(**{"model.triplane.resolution": res, "model.triplane.channel_base": 2048})
+        with torch.device("meta"):
+            assert Generator(cfg.model).synthesis.num_ws == expected
+
+
+def test_seed_gives_numpy_randomstate_latent():
+    z = z_from_seed(1234, 512)
+    assert torch.equal(z, torch.from_numpy(np.random.RandomState(1234).randn(512).astype(np.float32)))
+
+
+def test_psi_zero_gives_w_avg_and_psi_one_is_untouched(tiny_cfg):
+    G = Generator(tiny_cfg.model).eval()
+    G.mapping.w_avg.normal_()
+    z, c = G.latents([1, 2, 3]), G.labels([0, 1, 2], 3)
+    ws0 = G.map_latents(z, c, psi=0.0)
+    assert torch.allclose(ws0, G.mapping.w_avg.expand_as(ws0))
+    ws1, ws07 = G.map_latents(z, c, psi=1.0), G.map_latents(z, c, psi=0.7)
+    assert torch.allclose(ws07, G.mapping.w_avg + 0.7 * (ws1 - G.mapping.w_avg), atol=1e-6)
+    assert torch.equal(ws1[:, 0], ws1[:, -1])   # the same w on every layer
+
+
+def test_class_truncation_moves_toward_the_class_mean(tiny_cfg):
+    G = Generator(tiny_cfg.model).eval()
+    c = G.labels([2], 1)
+    mean = G.class_mean_w(c)
+    ws0 = G.map_latents(G.latents([5]), c, psi=0.0, class_truncation=True)
+    assert torch.allclose(ws0[0, 0], mean[0], atol=1e-6)
+    other = G.class_mean_w(G.labels([3], 1))
+    assert (mean - other).abs().max() > 1e-3   # classes have distinct means
+
+
+def test_w_avg_tracks_the_batch_mean_when_asked(tiny_cfg):
+    G = Generator(tiny_cfg.model)
+    z, c = torch.randn(64, 32), G.labels([0] * 64, 64)
+    before = G.mapping.w_avg.clone()
+    ws = G.map_latents(z, c, update_emas=True)
+    expected = ws[:, 0].mean(0).lerp(before, 0.998)
+    assert torch.allclose(G.mapping.w_avg, expected, atol=1e-6)
+
+
+def test_pose_conditioning_uses_the_mean_pose_by_default():
+    cfg = tiny_config(**{"model.mapping.camera_cond": "true", "model.camera.mean_pose": "[0.3,1.4,0.0]"})
+    G = Generator(cfg.model).eval()
+    z, c = G.latents([0, 1]), G.labels([0, 1], 2)
+    default = G.map_latents(z, c)
+    explicit = G.map_latents(z, c, camera_angles=torch.tensor([[0.3, 1.4, 0.0]] * 2))
+    other = G.map_latents(z, c, camera_angles=torch.tensor([[-0.5, 1.0, 0.0]] * 2))
+    assert torch.allclose(default, explicit) and not torch.allclose(default, other)
+
+
+def test_const_noise_is_deterministic_and_random_noise_is_not(tiny_cfg):
+    G = Generator(tiny_cfg.model).eval()
+    for p in G.parameters():
+        if p.ndim == 0:
+            p.data.fill_(0.5)   # noise_strength, zero at initialisation
+    ws = G.map_latents(G.latents([0]), G.labels([1], 1))
+    assert torch.equal(G.synthesis(ws, "const"), G.synthesis(ws, "const"))
+    assert not torch.equal(G.synthesis(ws, "random"), G.synthesis(ws, "random"))
+    assert not torch.equal(G.synthesis(ws, "none"), G.synthesis(ws, "const"))
+
+
+def test_planes_have_three_planes_of_feat_dim_channels(tiny_cfg):
+    G = Generator(tiny_cfg.model).eval()
+    planes = G.synthesis(G.map_latents(G.latents([0, 1]), G.labels([0, 1], 2)))
+    assert planes.shape == (2, 24, 16, 16)
+    field = G.field(planes)
+    assert field.planes.shape == (2, 3, 8, 16, 16)
+    rgb, sigma = field(torch.zeros(2, 5, 3))
+    assert rgb.shape == (2, 5, 3) and sigma.shape == (2, 5)
+
+
+def test_field_reads_each_plane_at_its_own_coordinate_pair(tiny_cfg):
+    """Put a ramp into one plane at a time and check which point coordinates it responds to."""
+    G = Generator(tiny_cfg.model).eval()
+    R = 16
+    ramp_w = torch.linspace(-1, 1, R).expand(R, R)          # varies along the width (first coordinate)
+    axes = {0: (0, 1), 1: (0, 2), 2: (1, 2)}
+    for plane, (first, second) in axes.items():
+        planes = torch.zeros(1, 3, 8, R, R)
+        planes[0, plane, 0] = ramp_w
+        field = G.field(planes.reshape(1, 24, R, R))
+        s = field.cube_scale
+        pts = torch.zeros(1, 3, 3)
+        pts[0, 1, first] = 0.5 * s
+        pts[0, 2, second] = 0.5 * s
+        feats = field.features(pts)[0, :, 0]
+        # Mean of three planes: only this plane carries the ramp; width follows the first coordinate.
+        assert torch.allclose(feats, torch.tensor([0.0, 0.5 / 3, 0.0]), atol=1e-6)
+
+
+def test_gradients_reach_every_parameter_in_training_mode():
+    cfg = tiny_config(**{"model.background.type": "sphere", "model.background.hidden_dim": 8,
+                         "model.mapping.camera_cond": "true"})
+    G = Generator(cfg.model).train()
+    for p in G.parameters():
+        if p.ndim == 0:
+            p.data.fill_(0.1)
+    z, c = torch.randn(2, 32), G.labels([0, 3], 2)
+    cam = Camera.from_angles([0.1, -0.4], [1.4, 1.7], fov=30.0)
+    patch = PatchParams(torch.tensor([0.5, 1.0]), torch.tensor([[0.1, 0.2], [0.0, 0.0]]))
+    out = G(z, c, cam, patch=patch, resolution=8, camera_angles=cam.angles, noise_mode="random",
+            deterministic=False, density_noise_std=0.5)
+    (out.rgb.square().mean() + out.depth.mean()).backward()
+    missing = [n for n, p in G.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+               or p.grad.abs().max() == 0]
+    assert not missing, missing
+
+
+def test_background_model_fills_rays_that_miss_the_scene():
+    cfg = tiny_config(**{"model.background.type": "sphere", "model.background.hidden_dim": 8,
+                         "model.render.white_background": "false"})
+    G = Generator(cfg.model).eval()
+    with torch.no_grad():
+        G.synthesis.tri_plane_mlp.model[-1].bias[3] = -50.0   # empty foreground
+        ws = G.map_latents(G.latents([0]), G.labels([0], 1))
+        field = G.field_from_ws(ws)
+        out = G.render(field, G.default_camera(), 8)
+    assert out.opacity.max() < 1e-6
+    assert out.rgb.abs().max() > 1e-3   # colour comes from the background network
+
+
+def test_too_few_channels_is_a_clear_error():
+    cfg = tiny_config(**{"model.triplane.resolution": 512})
+    with pytest.raises(ValueError, match="channel_base 256 gives no channels at resolution 512"):
+        Generator(cfg.model)
+
+
+def test_generator_runs_on_the_meta_device_shapes_only():
+    cfg = load_config("epigraf_megascans256")
+    with torch.device("meta"):
+        G = Generator(cfg.model)
+    assert G.mapping.embed.weight.shape == (512, 198)
+    assert G.synthesis.tri_plane_decoder.b512.torgb.weight.shape == (96, 64, 1, 1)
