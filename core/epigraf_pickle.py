@@ -1,0 +1,523 @@
+"""Read an official EpiGRAF `network-snapshot-*.pkl` as plain data, safely and on CPU.
+
+Safety model
+------------
+A pickle is a program for a small stack machine; the only way it can reach code is by naming a global
+(`module.name`) that the unpickler then imports and calls. This reader uses a `pickle.Unpickler`
+whose `find_class` consults a fixed allowlist and never imports anything: every name maps to an object
+written here (or to a numpy/builtin data constructor), and any other name is refused before it is
+looked up. The networks' embedded Python source (`module_src`) is ignored, never compiled. Persistent
+ids are refused. Stand-in classes accept their pickled state as data and define `__setstate__`, so a
+BUILD opcode aimed at them cannot rewrite them.
+
+Tensors: each storage is a nested legacy `torch.save` blob. It is parsed here (header pickles through
+a second, even smaller allowlist, then raw little-endian data), always onto the CPU whatever device
+it was tagged with, and decoded once per storage key: upstream serialises a shared storage once per
+view. Peak memory is about twice the file size, because the pickle memo keeps each raw blob alive
+until loading ends while the decoded copy already exists.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import struct
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from trigan.core.errors import CheckpointError
+
+try:  # numpy >= 2 moved the pickle reconstructors; older pickles name numpy.core.*
+    from numpy._core.multiarray import _reconstruct as _np_reconstruct, scalar as _np_scalar
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core.multiarray import _reconstruct as _np_reconstruct, scalar as _np_scalar
+
+__all__ = ["EpigrafNetwork", "EpigrafSnapshot", "is_epigraf_pickle", "read_epigraf_pickle"]
+
+_EXPECTED = "trigan expects an EpiGRAF network-snapshot pickle or a trigan checkpoint"
+_NETWORK_KEYS = ("G", "D", "G_ema", "augment_pipe")
+_OPTIMIZER_OWNERS = {"G_opt": "G", "D_opt": "D"}
+_LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+_SNIFF_BYTES = 64 * 1024
+
+
+@dataclass
+class EpigrafNetwork:
+    class_name: str
+    training: bool
+    init_args: tuple
+    init_kwargs: dict
+    state_dict: "OrderedDict[str, torch.Tensor]"
+    attributes: dict  # module path ('' = root) -> {'class_name': ..., plain attributes}
+
+
+@dataclass
+class EpigrafSnapshot:
+    path: str
+    networks: dict  # 'G', 'D', 'G_ema', 'augment_pipe' -> EpigrafNetwork
+    training_set_kwargs: dict
+    stats: dict
+    optimizers: dict  # 'G_opt', 'D_opt' -> {'defaults', 'param_groups', 'state'} keyed by parameter name
+    vis: dict
+    config: dict  # the whole experiment config, interpolations resolved
+
+
+# ---------------------------------------------------------------------------------------------
+# Stand-ins: what the allowed globals turn into. They hold data and run nothing from the file.
+
+class _StateHolder:
+    """Keeps the state a BUILD opcode hands over; defining __setstate__ also stops BUILD from
+    setting attributes on the class itself."""
+    state = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class _ModuleLike(_StateHolder):
+    """A torch module as its pickled `__dict__` (`_parameters`, `_buffers`, `_modules`, ...)."""
+    class_name = "Module"
+
+
+class _PersistentModule(_ModuleLike):
+    def __init__(self, class_name, state):
+        self.class_name, self.state = class_name, state
+
+
+class _TorchOptimizer(_StateHolder):
+    """torch.optim.Adam: its state is {'defaults', 'state', 'param_groups'}."""
+
+
+class _ConfigNode(_StateHolder):
+    """Any OmegaConf 2.0 node. Containers keep `_content` (a dict, a list, or a string such as
+    '${dataset}'), leaves keep `_val`; every node keeps `_parent` and `_metadata`."""
+
+    def _field(self, key, default=None):
+        return self.state.get(key, default) if isinstance(self.state, dict) else default
+
+    @property
+    def raw(self):
+        return self._field("_content", self._field("_val"))
+
+    @property
+    def parent(self):
+        return self._field("_parent")
+
+
+class _EasyDict(dict):
+    def __setstate__(self, state):  # EasyDict keeps everything as items; nothing to restore
+        pass
+
+
+class _Constructor:
+    """A function the stream may call. Slots plus a refusing __setstate__: BUILD cannot alter it."""
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn):
+        self._fn = fn
+
+    def __call__(self, *args):
+        return self._fn(*args)
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("BUILD applied to a constructor")
+
+
+def _reconstruct_persistent_obj(meta):
+    # Upstream would exec meta['module_src'] to recreate the class; we only keep name and state.
+    if not isinstance(meta, dict) or not isinstance(meta.get("state"), dict):
+        raise ValueError("persistent object without a state dict")
+    return _PersistentModule(str(meta.get("class_name", "?")), meta["state"])
+
+
+def _rebuild_tensor(storage, offset, size, stride, *_requires_grad_hooks_metadata):
+    if not isinstance(storage, torch.Tensor):
+        raise ValueError("tensor whose storage is not a decoded storage")
+    return storage.as_strided(tuple(size), tuple(stride), int(offset))  # bounds-checked view
+
+
+def _rebuild_parameter(data, *_requires_grad_hooks):
+    # Returning the tensor itself keeps identity: Adam's param_groups reference this very object.
+    if not isinstance(data, torch.Tensor):
+        raise ValueError("parameter without tensor data")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Storages: nested legacy torch.save blobs.
+
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+}
+
+
+class _BlobHeaderUnpickler(pickle.Unpickler):
+    """Reads the small header pickles of a storage blob: storage type names are the only globals."""
+
+    def find_class(self, module, name):
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _STORAGE_DTYPES[name]
+        raise pickle.UnpicklingError(f"storage blob references '{module}.{name}'")
+
+    def persistent_load(self, pid):
+        return pid  # the ('storage', dtype, key, location, numel, view) record itself is the answer
+
+
+class _StorageDecoder:
+    """`torch.storage._load_from_bytes` stand-in: blob -> flat CPU tensor, one per storage key."""
+
+    def __init__(self):
+        self._cache = {}
+
+    def __call__(self, blob):
+        if not isinstance(blob, (bytes, bytearray)):
+            raise ValueError("storage blob is not bytes")
+        stream = io.BytesIO(blob)  # shares the bytes, no copy
+        try:
+            magic, version, sys_info, record, _keys = (_BlobHeaderUnpickler(stream).load() for _ in range(5))
+        except (EOFError, pickle.UnpicklingError) as exc:  # not the outer stream's truncation
+            raise ValueError(f"malformed storage blob ({_one_line(exc)})") from None
+        if magic != _LEGACY_TORCH_MAGIC or version != 1001 or not isinstance(record, tuple) \
+                or len(record) < 5 or record[0] != "storage" or not isinstance(record[1], torch.dtype):
+            raise ValueError("storage blob is not a legacy torch.save storage")
+        if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
+            raise ValueError("big-endian storage")
+        _, dtype, key, location, numel = record[:5]
+        cache_key = (key, location, dtype, numel)
+        if cache_key not in self._cache:
+            self._cache[cache_key] = _decode_storage_data(blob, stream.tell(), dtype, numel)
+        return self._cache[cache_key]
+
+
+def _decode_storage_data(blob, start, dtype, numel):
+    (stored_numel,) = struct.unpack_from("<q", blob, start)
+    nbytes = stored_numel * torch.empty(0, dtype=dtype).element_size()
+    data_start = start + 8
+    if stored_numel != numel or stored_numel < 0 or data_start + nbytes > len(blob):
+        raise ValueError("storage blob is shorter than its element count")
+    if nbytes == 0:
+        return torch.empty(0, dtype=dtype)
+    # Copy into memory we own: the blob is immutable and its data offset is not aligned.
+    return torch.frombuffer(bytearray(memoryview(blob)[data_start:data_start + nbytes]), dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# The outer unpickler and its allowlist.
+
+_TYPING_ANY = "typing.Any"  # a marker rather than the real (attribute-settable) class
+_OMEGACONF_VALUE_NODES = ("AnyNode", "StringNode", "IntegerNode", "FloatNode", "BooleanNode",
+                          "ValueNode", "EnumNode", "PathNode", "BytesNode")
+
+
+def _allowed_globals():
+    builtin_types = (dict, list, tuple, set, frozenset, int, float, bool, str)
+    allowed = {("builtins", t.__name__): t for t in builtin_types}
+    allowed.update({
+        ("collections", "OrderedDict"): OrderedDict, ("collections", "defaultdict"): defaultdict,
+        ("typing", "Any"): _TYPING_ANY, ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+        ("omegaconf.dictconfig", "DictConfig"): _ConfigNode, ("omegaconf.listconfig", "ListConfig"): _ConfigNode,
+        ("omegaconf.base", "ContainerMetadata"): _StateHolder, ("omegaconf.base", "Metadata"): _StateHolder,
+    })
+    allowed.update({("omegaconf.nodes", node): _ConfigNode for node in _OMEGACONF_VALUE_NODES})
+    for numpy_core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(numpy_core, "_reconstruct")] = _np_reconstruct
+        allowed[(numpy_core, "scalar")] = _np_scalar
+    # EpiGRAF names its packages src.*; StyleGAN2/3 snapshots use the same helpers without the prefix,
+    # and reading those as far as their network tree lets us say clearly what they are.
+    for prefix in ("src.", ""):
+        allowed[(prefix + "dnnlib.util", "EasyDict")] = _EasyDict
+        allowed[(prefix + "torch_utils.persistence", "_reconstruct_persistent_obj")] = \
+            _Constructor(_reconstruct_persistent_obj)
+    allowed.update({("torch._utils", "_rebuild_tensor_v2"): _Constructor(_rebuild_tensor),
+                    ("torch._utils", "_rebuild_parameter"): _Constructor(_rebuild_parameter),
+                    ("torch.storage", "_load_from_bytes"): _Constructor(_StorageDecoder()),
+                    ("torch.optim.adam", "Adam"): _TorchOptimizer})
+    for module, name in (("container", "Sequential"), ("container", "ModuleList"),
+                         ("container", "ModuleDict"), ("sparse", "Embedding")):
+        allowed[(f"torch.nn.modules.{module}", name)] = type(name, (_ModuleLike,), {"class_name": name})
+    return allowed
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def __init__(self, file, display_name):
+        super().__init__(file)
+        self._display_name = display_name
+        self._allowed = _allowed_globals()  # fresh per file: the storage cache lives in it
+
+    def find_class(self, module, name):
+        allowed = self._allowed.get((module, name))
+        if allowed is None:
+            raise CheckpointError(f"{self._display_name}: refuses to load: the pickle references "
+                                  f"'{module}.{name}', which is not an EpiGRAF network or tensor")
+        return allowed
+
+    def persistent_load(self, pid):
+        raise CheckpointError(f"{self._display_name}: refuses to load: the pickle uses persistent ids, "
+                              f"which an EpiGRAF snapshot never does")
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points.
+
+def is_epigraf_pickle(path) -> bool:
+    """Cheap sniff: a pickle stream whose first 64 KiB name the persistent-object reconstructor.
+
+    StyleGAN2/3 snapshots match too, on purpose: reading one explains in one line what it is.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    return head[:1] == pickle.PROTO and b"_reconstruct_persistent_obj" in head
+
+
+def read_epigraf_pickle(path) -> EpigrafSnapshot:
+    """Load a snapshot without running anything from it; every problem is a one-line CheckpointError."""
+    name = os.fspath(path)
+    top = _load_restricted(name)
+    try:
+        return _interpret_snapshot(top, name)
+    except RecursionError:
+        raise CheckpointError(f"{name}: is malformed: its structure is cyclic or nested too deeply") from None
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name}: is malformed: {_one_line(exc)}") from None
+
+
+def _load_restricted(name):
+    try:
+        f = open(name, "rb", buffering=1 << 20)
+    except FileNotFoundError:
+        raise CheckpointError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{name}: cannot be read: {exc.strerror or exc}") from None
+    with f:
+        _refuse_foreign_format(f.read(8), name)
+        f.seek(0)
+        try:
+            return _SafeUnpickler(f, name).load()
+        except CheckpointError:
+            raise
+        except (EOFError, pickle.UnpicklingError) as exc:
+            if isinstance(exc, EOFError) or "truncated" in str(exc):
+                raise CheckpointError(f"{name}: is truncated or incomplete: the pickle stream ends early "
+                                      f"(copy or download it again)") from None
+            raise CheckpointError(f"{name}: is corrupt: {_one_line(exc)}") from None
+        except MemoryError:
+            raise
+        except Exception as exc:  # a constructor fed malformed data (wrong arity, bad view bounds, ...)
+            raise CheckpointError(f"{name}: is corrupt: {type(exc).__name__}: {_one_line(exc)}") from None
+
+
+def _refuse_foreign_format(head, name):
+    if not head:
+        raise CheckpointError(f"{name}: is empty; {_EXPECTED}")
+    if head.startswith(b"PK\x03\x04"):
+        raise CheckpointError(f"{name}: looks like a torch.save file (a PyTorch state dict), not an EpiGRAF "
+                              f"network snapshot; {_EXPECTED}")
+    if head[:1] != pickle.PROTO:
+        raise CheckpointError(f"{name}: is not a pickle file; {_EXPECTED}")
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# From the unpickled object graph to plain data.
+
+def _interpret_snapshot(top, name):
+    if top == _LEGACY_TORCH_MAGIC:
+        raise CheckpointError(f"{name}: looks like a legacy torch.save file (a PyTorch state dict), not an "
+                              f"EpiGRAF network snapshot; {_EXPECTED}")
+    if not isinstance(top, dict) or not isinstance(top.get("G_ema"), _ModuleLike):
+        raise CheckpointError(f"{name}: is a pickle but not an EpiGRAF network snapshot (no 'G_ema' "
+                              f"network in it); {_EXPECTED}")
+    _require_tri_plane_generator(top["G_ema"], name)
+    networks = {key: _network(top[key]) for key in _NETWORK_KEYS if isinstance(top.get(key), _ModuleLike)}
+    optimizers = {key: _optimizer(top[key], networks.get(owner))
+                  for key, owner in _OPTIMIZER_OWNERS.items() if isinstance(top.get(key), _TorchOptimizer)}
+    return EpigrafSnapshot(
+        path=name, networks=networks, training_set_kwargs=_plain(top.get("training_set_kwargs") or {}),
+        stats=_plain(top.get("stats") or {}), optimizers=optimizers, vis=_plain(top.get("vis") or {}),
+        config=_experiment_config(top["G_ema"]))
+
+
+def _require_tri_plane_generator(g_ema, name):
+    synthesis = _children(g_ema).get("synthesis")
+    if isinstance(synthesis, _ModuleLike) and "tri_plane_mlp" in _children(synthesis):
+        return
+    if isinstance(synthesis, _ModuleLike) and any(re.fullmatch(r"b\d+", k) for k in _children(synthesis)):
+        raise CheckpointError(f"{name}: is a 2-D StyleGAN generator snapshot, not a tri-plane EpiGRAF one "
+                              f"(G_ema.synthesis has image blocks but no tri-plane decoder/MLP); {_EXPECTED}")
+    raise CheckpointError(f"{name}: its G_ema ({g_ema.class_name}) is not EpiGRAF's tri-plane generator "
+                          f"(no synthesis.tri_plane_mlp); {_EXPECTED}")
+
+
+def _children(module):
+    state = module.state if isinstance(module.state, dict) else {}
+    return state.get("_modules") or {}
+
+
+def _walk_modules(module, path=""):
+    """Pre-order (path, module) pairs, in registration order, as torch's state_dict visits them."""
+    yield path, module
+    for child_name, child in _children(module).items():
+        if child is None:
+            continue
+        if not isinstance(child, _ModuleLike):
+            raise ValueError(f"submodule '{_join(path, child_name)}' is not a network module")
+        yield from _walk_modules(child, _join(path, child_name))
+
+
+def _join(path, name):
+    return f"{path}.{name}" if path else name
+
+
+def _state_dict(module):
+    # torch orders a module's own parameters, then its buffers, then recurses into children.
+    out = OrderedDict()
+    for path, sub in _walk_modules(module):
+        non_persistent = set(sub.state.get("_non_persistent_buffers_set") or ())
+        own = list((sub.state.get("_parameters") or {}).items())
+        own += [(k, t) for k, t in (sub.state.get("_buffers") or {}).items() if k not in non_persistent]
+        for name, tensor in own:
+            if tensor is not None and not isinstance(tensor, torch.Tensor):
+                raise ValueError(f"'{_join(path, name)}' is not a tensor")
+            if tensor is not None:
+                out[_join(path, name)] = tensor
+    return out
+
+
+def _network(module):
+    state = module.state
+    attributes = {}
+    for path, sub in _walk_modules(module):
+        attrs = {"class_name": sub.class_name}
+        attrs.update((k, _plain(v)) for k, v in sub.state.items() if not k.startswith("_"))
+        attributes[path] = attrs
+    return EpigrafNetwork(
+        class_name=module.class_name, training=bool(state.get("training", False)),
+        init_args=tuple(_plain(list(state.get("_init_args") or ()))),
+        init_kwargs=_plain(dict(state.get("_init_kwargs") or {})),
+        state_dict=_state_dict(module), attributes=attributes)
+
+
+def _optimizer(optimizer, network):
+    state = optimizer.state if isinstance(optimizer.state, dict) else {}
+    # Adam holds the very Parameter objects of its network (pickle memo references): match by identity.
+    names = {id(t): name for name, t in network.state_dict.items()} if network is not None else {}
+    unmatched = {}
+
+    def name_of(param):
+        if id(param) in names:
+            return names[id(param)]
+        return unmatched.setdefault(id(param), f"<unmatched parameter {len(unmatched)}>")
+
+    groups = [dict(_plain({k: v for k, v in g.items() if k != "params"}), params=[name_of(p) for p in g["params"]])
+              for g in state.get("param_groups") or ()]
+    per_param = {name_of(p): _plain(dict(v)) for p, v in (state.get("state") or {}).items()}
+    return {"defaults": _plain(state.get("defaults") or {}), "param_groups": groups, "state": per_param}
+
+
+def _plain(value):
+    """Builtin containers, python numbers, CPU tensors and numpy arrays; configs resolved."""
+    if isinstance(value, _ConfigNode):
+        return _ConfigResolver(value).plain(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _experiment_config(g_ema):
+    cfg = g_ema.state.get("cfg")
+    if not isinstance(cfg, _ConfigNode):
+        cfg = (g_ema.state.get("_init_kwargs") or {}).get("cfg")
+    if not isinstance(cfg, _ConfigNode):
+        return {}
+    resolver = _ConfigResolver(cfg)
+    return resolver.plain(resolver.root)
+
+
+# ---------------------------------------------------------------------------------------------
+# OmegaConf 2.0 trees: `_content` (containers) / `_val` (leaves), `_parent` links, `${a.b}` strings.
+
+_INTERPOLATION = re.compile(r"\$\{([^${}]+)\}")
+_MAX_INDIRECTIONS = 32
+_UNRESOLVED = object()
+
+
+class _ConfigResolver:
+    """Turns a node into plain data, resolving `${a.b.c}` against the root of the node's own tree."""
+
+    def __init__(self, node):
+        self.root, seen = node, {id(node)}
+        while isinstance(self.root.parent, _ConfigNode) and id(self.root.parent) not in seen:
+            self.root = self.root.parent
+            seen.add(id(self.root))
+        self._expanding = set()  # ids of interpolation targets being expanded: a repeat is a cycle
+
+    def plain(self, node):
+        raw = node.raw if isinstance(node, _ConfigNode) else node
+        if isinstance(raw, str):
+            return self._resolve_string(raw)
+        if isinstance(raw, dict):
+            return {k: self.plain(v) for k, v in raw.items()}
+        if isinstance(raw, list):
+            return [self.plain(v) for v in raw]
+        return _plain(raw)
+
+    def _resolve_string(self, text):
+        whole = _INTERPOLATION.fullmatch(text)
+        if whole:
+            value = self._expand(whole.group(1))
+            return text if value is _UNRESOLVED else value
+
+        def substitute(match):
+            value = self._expand(match.group(1))
+            # Only scalars splice into text; a null (OmegaConf would print 'None') keeps the reference.
+            spliceable = value is not _UNRESOLVED and value is not None and not isinstance(value, (dict, list))
+            return str(value) if spliceable else match.group(0)
+        return _INTERPOLATION.sub(substitute, text)
+
+    def _expand(self, dotted):
+        target = self._lookup(dotted, 0)
+        if target is None or id(target) in self._expanding:
+            return _UNRESOLVED
+        self._expanding.add(id(target))
+        try:
+            value = self.plain(target)
+        finally:
+            self._expanding.discard(id(target))
+        return value
+
+    def _lookup(self, dotted, hops):
+        """The node at an absolute key path, following interpolated containers on the way."""
+        if hops > _MAX_INDIRECTIONS or ":" in dotted:  # a reference loop, or a custom resolver
+            return None
+        node = self.root
+        for part in dotted.strip().split("."):
+            raw = node.raw if isinstance(node, _ConfigNode) else node
+            link = _INTERPOLATION.fullmatch(raw) if isinstance(raw, str) else None
+            if link:  # e.g. model.generator.dataset is '${dataset}'
+                node = self._lookup(link.group(1), hops + 1)
+                raw = node.raw if isinstance(node, _ConfigNode) else node
+            if isinstance(raw, dict) and part in raw:
+                node = raw[part]
+            elif isinstance(raw, list) and part.isdigit() and int(part) < len(raw):
+                node = raw[int(part)]
+            else:
+                return None
+        return node
