@@ -1,8 +1,8 @@
 """Volume renderer: stratified coarse samples, importance-sampled fine samples, compositing.
 
 The plain exact path of EpiGRAF (3.2-3.4):
-1. `num_steps` depths evenly spaced on [ray_start, ray_end], each jittered uniformly inside its
-   own interval (z_i +- d/2);
+1. `num_steps` depths evenly spaced on [ray_start, ray_end], each jittered uniformly between the
+   midpoints to its neighbours (clipped to the ray bounds);
 2. a coarse pass that only yields compositing weights; 1e-5 is added and the weights of the inner
    samples define a piecewise-constant pdf over the midpoints, from which `num_fine_steps` depths
    are drawn by inverse-CDF sampling;
@@ -114,11 +114,15 @@ def _uniform(opts: RenderOptions, shape: Tuple[int, int], ray_ids: torch.Tensor,
 
 def stratified_depths(num_rays: int, num_steps: int, near: float, far: float, jitter: Optional[torch.Tensor],
                       device=None, dtype=torch.float32) -> torch.Tensor:
-    """[R, S] depths: linspace(near, far, S), each moved by (u - 0.5) * spacing when jittered."""
+    """[R, S] depths: linspace(near, far, S); when jittered, sample i is drawn uniformly between the
+    midpoints to its neighbours (the first from `near`, the last up to `far`), so all stay in range."""
     z = torch.linspace(near, far, num_steps, device=device, dtype=dtype).expand(num_rays, num_steps)
-    if jitter is not None and num_steps > 1:
-        z = z + (jitter - 0.5) * ((far - near) / (num_steps - 1))
-    return z
+    if jitter is None or num_steps < 2:
+        return z
+    mids = 0.5 * (z[:, 1:] + z[:, :-1])
+    lower = torch.cat([z[:, :1], mids], dim=1)
+    upper = torch.cat([mids, z[:, -1:]], dim=1)
+    return lower + (upper - lower) * jitter
 
 
 def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, u: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -156,7 +156,11 @@ def test_stratified_depths_stay_in_their_own_interval():
     step = 1.0 / 9
     centres = torch.linspace(1.0, 2.0, 10)
     assert ((z - centres).abs() <= step / 2 + 1e-6).all()
-    assert (z[:, 1:] >= z[:, :-1]).all()
+    assert (z[:, 1:] >= z[:, :-1]).all() and z.min() >= 1.0 and z.max() <= 2.0
+    # u = 0 and u = 1 reach the interval ends: the midpoints to the neighbours, clipped to the bounds.
+    lo, hi = stratified_depths(1, 10, 1.0, 2.0, torch.zeros(1, 10)), stratified_depths(1, 10, 1.0, 2.0, torch.ones(1, 10))
+    assert torch.allclose(lo[0, 1:], centres[1:] - step / 2) and lo[0, 0] == 1.0
+    assert torch.allclose(hi[0, :-1], centres[:-1] + step / 2) and hi[0, -1] == 2.0
 
 
 def test_deterministic_mode_same_image_regardless_of_chunking():

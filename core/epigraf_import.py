@@ -1,0 +1,120 @@
+"""Turn an official EpiGRAF snapshot into a trigan config + generator weights.
+
+The snapshot is read as data by `epigraf_pickle` (nothing from the file runs). The architecture is
+taken from G_ema's constructor arguments and its resolved Hydra config (`model.generator`, whose
+`dataset` node carries the camera and the scene box); weights map one to one by name because trigan's
+modules use EpiGRAF's names. Runtime gains (equalized learning rate, lrelu gain) are recomputed by
+trigan's layers from the same raw weights, so no tensor needs rescaling. Keys that older snapshots
+lack get the upstream defaults documented in reference/epigraf.md 7.2.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Tuple
+
+from .checkpoint import build_generator
+from .config import (BackgroundConfig, CameraConfig, Config, MappingConfig, ModelConfig, RenderConfig,
+                     TriPlaneConfig)
+from .epigraf_pickle import EpigrafNetwork, EpigrafSnapshot, read_epigraf_pickle
+from .errors import CheckpointError
+from .generator import Generator
+
+# Upstream defaults for keys that older snapshots do not have (reference 7.2).
+_LEGACY_DEFAULTS = {"density_shift": 0.0, "clamp_mode": "softplus", "use_noise": True,
+                    "nerf_noise_std_init": 1.0, "nerf_noise_kimg_growth": 5000}
+_LEGACY_BG_DEFAULTS = {"type": None, "num_steps": 16}
+
+
+def _unsupported(path: str, what: str) -> CheckpointError:
+    return CheckpointError(f"{path}: uses {what}, which trigan does not implement")
+
+
+def _camera_config(dataset: Dict[str, Any], mean_pose) -> CameraConfig:
+    cam = dataset.get("camera", {})
+    dist = cam.get("dist", "custom")
+    yaw_std = float(cam.get("horizontal_stddev", 0.0) or 0.0)
+    pitch_std = float(cam.get("vertical_stddev", 0.0) or 0.0)
+    return CameraConfig(fov=float(cam.get("fov", 12.0)), radius=float(cam.get("radius", 1.0)),
+                        ray_start=float(cam.get("ray_start", 0.88)), ray_end=float(cam.get("ray_end", 1.12)),
+                        cube_scale=float(dataset.get("cube_scale", 0.2)), dist=str(dist),
+                        yaw_mean=float(cam.get("horizontal_mean", 0.0) or 0.0), yaw_std=yaw_std,
+                        pitch_mean=float(cam.get("vertical_mean", math.pi / 2) or math.pi / 2), pitch_std=pitch_std,
+                        mean_pose=[float(v) for v in mean_pose])
+
+
+def generator_config(g: EpigrafNetwork, path: str) -> Config:
+    """A trigan Config describing the snapshot's generator."""
+    kw = g.init_kwargs
+    cfg = {**_LEGACY_DEFAULTS, **(kw.get("cfg") or {})}
+    tri = cfg.get("tri_plane") or {}
+    if cfg.get("backbone", "stylegan2") != "stylegan2":
+        raise _unsupported(path, f"the {cfg['backbone']!r} tri-plane backbone")
+    if tri.get("has_view_cond"):
+        raise _unsupported(path, "a view-direction-conditioned MLP (tri_plane.has_view_cond)")
+    if tri.get("posenc_period_len", 0):
+        raise _unsupported(path, "positional encoding in the tri-plane MLP (tri_plane.posenc_period_len)")
+    bg = {**_LEGACY_BG_DEFAULTS, **(cfg.get("bg_model") or {})}
+    if bg["type"] not in (None, "sphere"):
+        raise _unsupported(path, f"the {bg['type']!r} background model")
+    mapping_kw = kw.get("mapping_kwargs") or {}
+    mean_pose = mapping_kw.get("mean_camera_pose")
+    mean_pose = [0.0, math.pi / 2, 0.0] if mean_pose is None else mean_pose.tolist()
+    dataset = cfg.get("dataset") or {}
+    conv_clamp = g.attributes.get("synthesis.tri_plane_decoder.b4.conv1", {}).get("conv_clamp")
+    background = BackgroundConfig()
+    if bg["type"] == "sphere":
+        cbase, cmax = int(bg.get("cbase", 32768)), int(bg.get("cmax", 128))
+        widths = {min(cbase // 2 ** (i + 2), cmax) for i in range(int(bg.get("num_blocks", 2)))}
+        if len(widths) != 1:
+            raise _unsupported(path, f"a background network with varying widths {sorted(widths)}")
+        background = BackgroundConfig(type="sphere", num_steps=int(bg["num_steps"]),
+                                      num_blocks=int(bg.get("num_blocks", 2)), hidden_dim=widths.pop(),
+                                      fourier_multiplier=float(bg.get("posenc_period_len", 64.0)))
+    model = ModelConfig(
+        name=str(dataset.get("name", "epigraf")), family="epigraf",
+        img_resolution=int(kw["img_resolution"]), img_channels=int(kw.get("img_channels", 3)),
+        c_dim=int(kw.get("c_dim", 0)),
+        mapping=MappingConfig(z_dim=int(kw.get("z_dim", 512)), w_dim=int(kw["w_dim"]),
+                              num_layers=int(mapping_kw.get("num_layers", cfg.get("map_depth", 2))),
+                              camera_cond=bool(mapping_kw.get("camera_cond", cfg.get("camera_cond", False))),
+                              camera_cond_drop_p=float(mapping_kw.get("camera_cond_drop_p", 0.0)),
+                              camera_cond_noise_std=float(mapping_kw.get("camera_cond_noise_std", 0.0))),
+        triplane=TriPlaneConfig(resolution=int(tri["res"]), feat_dim=int(tri["feat_dim"]),
+                                channel_base=int(kw["channel_base"]), channel_max=int(kw["channel_max"]),
+                                use_noise=bool(cfg["use_noise"]),
+                                conv_clamp=None if conv_clamp is None else float(conv_clamp),
+                                mlp_hidden=int(tri.get("mlp", {}).get("hid_dim", 64)),
+                                mlp_layers=int(tri.get("mlp", {}).get("n_layers", 2))),
+        background=background,
+        camera=_camera_config(dataset, mean_pose),
+        render=RenderConfig(num_steps=int(cfg.get("num_ray_steps", 48)), density_shift=float(cfg["density_shift"]),
+                            density_activation=str(cfg["clamp_mode"]),
+                            white_background=bool(dataset.get("white_back", False)),
+                            nerf_noise_std_init=float(cfg["nerf_noise_std_init"]),
+                            nerf_noise_kimg_growth=float(cfg["nerf_noise_kimg_growth"])))
+    if model.triplane.mlp_layers < 1:
+        raise _unsupported(path, "an identity tri-plane MLP (tri_plane.mlp.n_layers 0)")
+    return Config(model=model)
+
+
+def load_epigraf_generator(path, device=None, snapshot: EpigrafSnapshot = None
+                           ) -> Tuple[Generator, Config, Dict[str, Any]]:
+    """(G_ema in eval mode, its Config, extra info for LoadedModel) from an EpiGRAF .pkl."""
+    snap = snapshot if snapshot is not None else read_epigraf_pickle(path)
+    if "G_ema" not in snap.networks:
+        raise CheckpointError(f"{path}: the snapshot has no G_ema generator")
+    config = generator_config(snap.networks["G_ema"], str(path))
+    G = build_generator(config, snap.networks["G_ema"].state_dict, source=str(path), device=device)
+    stats = snap.stats or {}
+    progress = {}
+    if "cur_nimg" in stats:
+        progress["kimg"] = float(stats["cur_nimg"]) / 1000
+    if "cur_tick" in stats:
+        progress["tick"] = int(stats["cur_tick"])
+    metrics = {}
+    best = stats.get("best_metric_value")
+    if isinstance(best, float) and math.isfinite(best):
+        metrics["best"] = best
+    extra = sorted(k for k in snap.networks if k != "G_ema") + sorted(snap.optimizers)
+    return G, config, {"progress": progress, "metrics": metrics, "extra_keys": extra}
