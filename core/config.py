@@ -110,8 +110,33 @@ class ModelConfig:
 
 
 @dataclass
+class DiscriminatorConfig:
+    """The patch discriminator's architecture (EpiGRAF 4-5.1). Saved with checkpoints that keep D."""
+
+    patch_resolution: int = 64          # D input size (the patch is rendered at this resolution)
+    # Extra blocks at the input that keep the patch size (no down-sampling), so D is as deep as a
+    # full-resolution StyleGAN2 D: log2(dataset resolution / patch resolution).
+    num_additional_start_blocks: int = 0
+    channel_base: int = 16384           # channels at nominal resolution r: min(base // r, max)
+    channel_max: int = 512
+    mbstd_group_size: int = 4
+    mbstd_channels: int = 1
+    hyper_mod: bool = True              # modulate each block's conv1 input by the patch code
+    patch_cond: bool = True             # feed the patch code to the projection head
+    camera_cond: bool = False           # feed yaw/pitch to the projection head
+    camera_cond_raw: bool = False       # raw angles (2 values) instead of Fourier features (24)
+    camera_cond_noise_std: float = 0.0
+    camera_cond_drop_p: float = 0.0
+    cmap_dim: Optional[int] = None      # projection size; None = the channels at 4x4
+    conv_clamp: Optional[float] = 256.0
+    num_fp16_res: int = 4               # top resolutions run in fp16 on CUDA
+    img_channels: int = 3               # 4 with a depth channel (3DGP)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
 
 
 def list_presets() -> List[str]:
