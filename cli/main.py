@@ -13,15 +13,16 @@ from typing import List, Optional
 
 from trigan.core.errors import TriganError
 
-from . import info
+from . import convert, info
 
-SUBCOMMANDS = [info]
+SUBCOMMANDS = [info, convert]
 
 EPILOG = """\
 examples:
   trigan info --preset demo            describe the demo preset (random weights)
   trigan info assets/demo.ckpt         describe a checkpoint: architecture, camera, progress
   trigan info run/network-snapshot-001000.pkl --json
+  trigan convert network-snapshot-001000.pkl model.ckpt --all
 
 Run `trigan COMMAND --help` for the options and examples of each command.
 """

@@ -11,11 +11,13 @@ lack get the upstream defaults documented in reference/epigraf.md 7.2.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .checkpoint import build_generator
-from .config import (BackgroundConfig, CameraConfig, Config, MappingConfig, ModelConfig, RenderConfig,
-                     TriPlaneConfig)
+from .checkpoint import save_checkpoint
+from .config import (BackgroundConfig, CameraConfig, Config, DiscriminatorConfig, MappingConfig, ModelConfig,
+                     RenderConfig, TriPlaneConfig)
 from .epigraf_pickle import EpigrafNetwork, EpigrafSnapshot, read_epigraf_pickle
 from .errors import CheckpointError
 from .generator import Generator
@@ -98,6 +100,29 @@ def generator_config(g: EpigrafNetwork, path: str) -> Config:
     return Config(model=model)
 
 
+def discriminator_config(d: EpigrafNetwork, root_config: Dict[str, Any]) -> DiscriminatorConfig:
+    """The snapshot's discriminator architecture (EpiGRAF 5.1; settings from D's constructor arguments,
+    module attributes and the experiment config's `model.discriminator` node)."""
+    kw = d.init_kwargs
+    dcfg = (root_config.get("model") or {}).get("discriminator") or {}
+    patch = dcfg.get("patch") or {}
+    mbstd = d.attributes.get("b4.mbstd", {})
+    epilogue = d.attributes.get("b4", {})
+    return DiscriminatorConfig(
+        patch_resolution=int(kw["img_resolution"]),
+        num_additional_start_blocks=int(dcfg.get("num_additional_start_blocks", 0)),
+        channel_base=int(kw["channel_base"]), channel_max=int(kw["channel_max"]),
+        mbstd_group_size=int(mbstd.get("group_size", dcfg.get("mbstd_group_size", 4))),
+        mbstd_channels=int(mbstd.get("num_channels", 1)),
+        hyper_mod=bool(dcfg.get("hyper_mod", False)),
+        patch_cond=bool(patch.get("patch_params_cond", False)) and bool(dcfg.get("hyper_mod", False)),
+        camera_cond=bool(dcfg.get("camera_cond", False)), camera_cond_raw=bool(dcfg.get("camera_cond_raw", False)),
+        camera_cond_noise_std=float(dcfg.get("camera_cond_noise_std", 0.0)),
+        camera_cond_drop_p=float(dcfg.get("camera_cond_drop_p", 0.0)),
+        cmap_dim=int(epilogue["cmap_dim"]) if epilogue.get("cmap_dim") else None,
+        img_channels=int(kw.get("img_channels", 3)))
+
+
 def load_epigraf_generator(path, device=None, snapshot: EpigrafSnapshot = None
                            ) -> Tuple[Generator, Config, Dict[str, Any]]:
     """(G_ema in eval mode, its Config, extra info for LoadedModel) from an EpiGRAF .pkl."""
@@ -118,3 +143,33 @@ def load_epigraf_generator(path, device=None, snapshot: EpigrafSnapshot = None
         metrics["best"] = best
     extra = sorted(k for k in snap.networks if k != "G_ema") + sorted(snap.optimizers)
     return G, config, {"progress": progress, "metrics": metrics, "extra_keys": extra}
+
+
+def convert_epigraf(src, dst, keep_all: bool = False, log: Optional[Callable[[str], None]] = None) -> Path:
+    """Write an EpiGRAF snapshot as a trigan checkpoint (G_ema; with keep_all also G, D, optimizers).
+
+    The snapshot is read once; its tensors are written as they are (no copies), so memory stays near
+    the reader's peak of about twice the file size.
+    """
+    say = log or (lambda _msg: None)
+    say(f"reading {src}")
+    snap = read_epigraf_pickle(src)
+    if "G_ema" not in snap.networks:
+        raise CheckpointError(f"{src}: the snapshot has no G_ema generator")
+    config = generator_config(snap.networks["G_ema"], str(src))
+    build_generator(config, snap.networks["G_ema"].state_dict, source=str(src))   # checks every tensor fits
+    progress = {"kimg": float(snap.stats.get("cur_nimg", 0)) / 1000, "tick": int(snap.stats.get("cur_tick", 0)),
+                "source": f"EpiGRAF snapshot {Path(src).name}"}
+    extra = {}
+    if keep_all:
+        for name in ("G", "D"):
+            if name not in snap.networks:
+                raise CheckpointError(f"{src}: --all needs {name}, but the snapshot has none")
+        build_generator(config, snap.networks["G"].state_dict, source=f"{src} (G)")
+        config.discriminator = discriminator_config(snap.networks["D"], snap.config)
+        extra = {"G": snap.networks["G"].state_dict, "D": snap.networks["D"].state_dict}
+        extra.update({name: opt for name, opt in snap.optimizers.items()})
+        if "augment_pipe" in snap.networks:
+            extra["augment_pipe"] = snap.networks["augment_pipe"].state_dict
+    say(f"writing {dst}")
+    return save_checkpoint(dst, config, snap.networks["G_ema"].state_dict, progress=progress, **extra)

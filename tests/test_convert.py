@@ -1,0 +1,103 @@
+"""`trigan convert` and opening official EpiGRAF pickles anywhere a checkpoint is accepted."""
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trigan.cli.main import main
+from trigan.core.checkpoint import load_checkpoint
+from trigan.core.epigraf_pickle import read_epigraf_pickle
+from trigan.core.model_io import open_model
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "fixtures" / "epigraf"
+FIXTURES = SHARED if (SHARED / "uncond_gpc.pkl").is_file() else REPO / "tests" / "fixtures" / "epigraf"
+
+
+def cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("name", ["uncond_gpc", "cond_white"])
+def test_converted_checkpoint_equals_the_pickle(tmp_path, capsys, name):
+    dst = tmp_path / f"{name}.ckpt"
+    code, out, _ = cli(capsys, "convert", FIXTURES / f"{name}.pkl", dst)
+    assert code == 0 and "wrote" in out
+    from_pkl, from_ckpt = open_model(FIXTURES / f"{name}.pkl"), open_model(dst)
+    a, b = from_pkl.G.state_dict(), from_ckpt.G.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert from_ckpt.config == from_pkl.config
+    assert set(load_checkpoint(dst).extra) == set()          # G_ema only by default
+    ref = np.load(FIXTURES / f"{name}_ref.npz")
+    with torch.no_grad():
+        ws = from_ckpt.G.mapping(torch.from_numpy(ref["z"]), torch.from_numpy(ref["c"]),
+                                 camera_angles=torch.from_numpy(ref["c_camera_angles"]) if "c_camera_angles" in ref else None)
+    assert np.abs(ws.numpy() - ref["ws_psi1"]).max() <= 1e-5
+
+
+def test_convert_all_keeps_g_d_and_optimizers(tmp_path, capsys):
+    dst = tmp_path / "full.ckpt"
+    assert cli(capsys, "convert", FIXTURES / "cond_white.pkl", dst, "--all")[0] == 0
+    ckpt = load_checkpoint(dst)
+    snap = read_epigraf_pickle(FIXTURES / "cond_white.pkl")
+    for name in ("G", "D"):
+        assert ckpt.extra[name].keys() == snap.networks[name].state_dict.keys()
+        assert all(torch.equal(ckpt.extra[name][k], snap.networks[name].state_dict[k]) for k in ckpt.extra[name])
+    assert len(ckpt.extra["G_opt"]["state"]) == 48 and len(ckpt.extra["D_opt"]["state"]) == 24
+    d = ckpt.config.discriminator
+    assert (d.patch_resolution, d.num_additional_start_blocks, d.channel_base, d.channel_max, d.cmap_dim) == (16, 0, 64, 8, 8)
+    assert not d.hyper_mod and not d.camera_cond
+    assert ckpt.progress["kimg"] == pytest.approx(0.004)
+
+
+def test_discriminator_settings_of_a_patch_model(tmp_path, capsys):
+    dst = tmp_path / "u.ckpt"
+    assert cli(capsys, "convert", FIXTURES / "uncond_gpc.pkl", dst, "--all")[0] == 0
+    d = load_checkpoint(dst).config.discriminator
+    assert (d.patch_resolution, d.num_additional_start_blocks, d.channel_base, d.channel_max) == (16, 1, 128, 16)
+    assert d.hyper_mod and d.patch_cond and d.camera_cond and not d.camera_cond_raw and d.cmap_dim == 16
+
+
+def test_existing_output_is_not_overwritten(tmp_path, capsys):
+    dst = tmp_path / "keep.ckpt"
+    dst.write_bytes(b"precious")
+    code, _, err = cli(capsys, "convert", FIXTURES / "cond_white.pkl", dst)
+    assert code == 2 and "already exists" in err and dst.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("kind", ["truncated", "state_dict", "not_snapshot"])
+def test_bad_pickles_give_one_line_errors_in_every_command(tmp_path, capsys, kind):
+    bad = tmp_path / f"{kind}.pkl"
+    if kind == "truncated":
+        data = (FIXTURES / "cond_white.pkl").read_bytes()
+        bad.write_bytes(data[: len(data) // 3])
+    elif kind == "state_dict":
+        torch.save({"w": torch.zeros(3)}, bad, _use_new_zipfile_serialization=False)
+    else:
+        bad.write_bytes(pickle.dumps({"weights": np.zeros(3)}))
+    for argv in (["info", bad], ["convert", bad, tmp_path / "out.ckpt"]):
+        code, _, err = cli(capsys, *argv)
+        errors = [line for line in err.splitlines() if line.startswith("trigan: error:")]
+        assert code == 2 and len(errors) == 1 and bad.name in errors[0], err
+        assert "Traceback" not in err
+    assert not (tmp_path / "out.ckpt").exists()
+
+
+def test_payload_in_a_pickle_never_runs(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    bad = tmp_path / "evil.pkl"
+    bad.write_bytes(pickle.dumps({"G_ema": Payload()}))
+    code, _, err = cli(capsys, "info", bad)
+    assert code == 2 and "refuses to load" in err and "system" in err
+    assert not marker.exists()
