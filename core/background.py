@@ -15,29 +15,8 @@ from typing import Tuple
 import torch
 from torch import nn
 
+from .encoders import ScalarEncoder1d
 from .layers import FullyConnectedLayer, bias_act
-
-
-class FourierEncoder(nn.Module):
-    """Per coordinate: sin then cos of (multiplier * x) * pi * 2^k / multiplier, k = 0..n-1."""
-
-    def __init__(self, multiplier: float, num_freqs: int):
-        super().__init__()
-        self.multiplier = multiplier
-        self.register_buffer("fourier_coefs", math.pi * 2.0 ** torch.arange(num_freqs) / multiplier)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        phases = (x * self.multiplier).unsqueeze(-1) * self.fourier_coefs  # [..., D, F]
-        return torch.cat([phases.sin(), phases.cos()], dim=-1).flatten(-2)
-
-
-class ScalarEncoder(nn.Module):
-    def __init__(self, multiplier: float, num_freqs: int):
-        super().__init__()
-        self.fourier_encoder = FourierEncoder(multiplier, num_freqs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fourier_encoder(x)
 
 
 class ModulatedLinear(nn.Module):
@@ -66,7 +45,7 @@ class BackgroundBlock(nn.Module):
     def __init__(self, in_features: int, hidden: int, w_dim: int, first: bool, multiplier: float, num_freqs: int):
         super().__init__()
         if first:
-            self.scalar_enc = ScalarEncoder(multiplier, num_freqs)
+            self.scalar_enc = ScalarEncoder1d(multiplier, num_freqs)
             self.conv0 = None
         else:
             self.conv0 = ModulatedLinear(hidden, hidden, w_dim)
@@ -89,7 +68,7 @@ class SphereBackground(nn.Module):
 
     def forward(self, coords: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
         """coords [B, N, 4] -> raw [B, N, 4] (rgb + density)."""
-        x = self.blocks[0].scalar_enc(coords).flatten(2)
+        x = self.blocks[0].scalar_enc(coords)
         out = None
         w_idx = 0
         for block in self.blocks:

@@ -10,6 +10,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _epigraf_fixture_dir() -> Path:
+    """The shared fixture folder beside the checkout when present, else the copy in tests/fixtures."""
+    shared = REPO.parent / "shared" / "fixtures" / "epigraf"
+    return shared if (shared / "uncond_gpc.pkl").is_file() else REPO / "tests" / "fixtures" / "epigraf"
+
+
+EPIGRAF_FIXTURES = _epigraf_fixture_dir()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gui: needs a display (CI runs these under Xvfb)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")

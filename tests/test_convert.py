@@ -2,7 +2,6 @@
 
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,7 @@ from trigan.core.checkpoint import load_checkpoint
 from trigan.core.epigraf_pickle import read_epigraf_pickle
 from trigan.core.model_io import open_model
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "fixtures" / "epigraf"
-FIXTURES = SHARED if (SHARED / "uncond_gpc.pkl").is_file() else REPO / "tests" / "fixtures" / "epigraf"
+from conftest import EPIGRAF_FIXTURES as FIXTURES
 
 
 def cli(capsys, *argv):
@@ -101,3 +98,25 @@ def test_payload_in_a_pickle_never_runs(tmp_path, capsys):
     code, _, err = cli(capsys, "info", bad)
     assert code == 2 and "refuses to load" in err and "system" in err
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["uncond_gpc", "cond_white"])
+def test_converted_discriminator_reproduces_upstream_logits(tmp_path, capsys, name):
+    """convert --all -> trigan's Discriminator built from the saved config gives upstream's logits."""
+    from trigan.core.cameras import PatchParams
+    from trigan.training.discriminator import Discriminator
+    dst = tmp_path / "full.ckpt"
+    assert cli(capsys, "convert", FIXTURES / f"{name}.pkl", dst, "--all")[0] == 0
+    ckpt = load_checkpoint(dst)
+    D = Discriminator(ckpt.config.discriminator, ckpt.config.model.c_dim).eval()
+    D.load_state_dict(ckpt.extra["D"], strict=True)
+    ref = np.load(FIXTURES / f"{name}_ref.npz")
+    kwargs = {}
+    if "d_patch_params" in ref:
+        pp = torch.from_numpy(ref["d_patch_params"])
+        kwargs["patch"] = PatchParams(scale=pp[:, 0], offset=pp[:, 2:4])
+    if "d_camera_angles" in ref:
+        kwargs["camera_angles"] = torch.from_numpy(ref["d_camera_angles"])
+    with torch.no_grad():
+        logits = D(torch.from_numpy(ref["d_input"]), torch.from_numpy(ref["d_c"]), **kwargs)
+    assert np.abs(logits.numpy().reshape(-1) - ref["d_logits"]).max() <= max(1e-4, 1e-5 * np.abs(ref["d_logits"]).max())

@@ -1,7 +1,6 @@
 """An official EpiGRAF generator loaded into trigan reproduces upstream's outputs (fixtures README 5)."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +10,7 @@ from trigan.core.cameras import Camera
 from trigan.core.model_io import open_model
 from trigan.core.renderer import render
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "fixtures" / "epigraf"
-FIXTURES = SHARED if (SHARED / "uncond_gpc.pkl").is_file() else REPO / "tests" / "fixtures" / "epigraf"
+from conftest import EPIGRAF_FIXTURES as FIXTURES
 NAMES = ["uncond_gpc", "cond_white"]
 
 

@@ -21,15 +21,11 @@ import torch
 from trigan.core.epigraf_pickle import is_epigraf_pickle, read_epigraf_pickle
 from trigan.core.errors import CheckpointError, TriganError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from conftest import EPIGRAF_FIXTURES
 
 
 def fixture_dir() -> Path:
-    """The shared fixture folder next to the checkout when present, else the copy in tests/fixtures."""
-    shared = REPO_ROOT.parent / "shared" / "fixtures" / "epigraf"
-    if (shared / "uncond_gpc.pkl").is_file():
-        return shared
-    return REPO_ROOT / "tests" / "fixtures" / "epigraf"
+    return EPIGRAF_FIXTURES
 
 
 @pytest.fixture(scope="module")
