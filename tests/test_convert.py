@@ -120,3 +120,20 @@ def test_converted_discriminator_reproduces_upstream_logits(tmp_path, capsys, na
     with torch.no_grad():
         logits = D(torch.from_numpy(ref["d_input"]), torch.from_numpy(ref["d_c"]), **kwargs)
     assert np.abs(logits.numpy().reshape(-1) - ref["d_logits"]).max() <= max(1e-4, 1e-5 * np.abs(ref["d_logits"]).max())
+
+
+def test_older_snapshots_without_newer_config_keys_get_upstream_defaults():
+    """Reference 7.2: older snapshots lack density_shift, tri_plane.has_view_cond and bg_model."""
+    import copy
+    from trigan.core.epigraf_import import generator_config
+    g = copy.deepcopy(read_epigraf_pickle(FIXTURES / "uncond_gpc.pkl").networks["G_ema"])
+    cfg = g.init_kwargs["cfg"]
+    for key in ("density_shift", "bg_model", "clamp_mode", "nerf_noise_std_init"):
+        cfg.pop(key, None)
+    cfg["tri_plane"].pop("has_view_cond", None)
+    m = generator_config(g, "old.pkl").model
+    assert m.render.density_shift == 0.0 and m.render.density_activation == "softplus"
+    assert m.background.type is None and m.render.nerf_noise_std_init == 1.0
+    cfg["tri_plane"]["has_view_cond"] = True
+    with pytest.raises(Exception, match="old.pkl: uses a view-direction-conditioned MLP"):
+        generator_config(g, "old.pkl")
