@@ -132,12 +132,6 @@ class Camera:
         return origins, dirs
 
 
-def default_camera(cfg: CameraConfig, yaw: Number = 0.0, pitch: Number = math.pi / 2,
-                   batch: Optional[int] = None, device=None) -> Camera:
-    """A camera with the model's default fov and radius at the given angles."""
-    return Camera.from_angles(yaw, pitch, radius=cfg.radius, fov=cfg.fov, batch=batch, device=device)
-
-
 def sample_camera_prior(cfg: CameraConfig, batch: int, generator: Optional[torch.Generator] = None,
                         device=None) -> Camera:
     """Random cameras from the model's prior (EpiGRAF 3.1 distributions, 3DGP's ball-in-sphere).

@@ -99,6 +99,8 @@ class TriPlaneField:
         return (rgb[0], sigma[0]) if single else (rgb, sigma)
 
     def select(self, index) -> "TriPlaneField":
-        """The field of a subset of the batch (e.g. one sample of a grid)."""
+        """The field of a subset of the batch (e.g. one sample of a grid); an int keeps the batch axis."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
         bg = None if self.background is None else self.background.select(index)
         return TriPlaneField(self.planes[index], self.mlp, self.cube_scale, bg)

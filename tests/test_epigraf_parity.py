@@ -65,6 +65,10 @@ def test_planes_and_mlp_match_upstream(loaded):
     assert np.abs(out - ref["mlp_out"]).max() <= tolerance(ref["mlp_out"])
 
 
+def _field(model, ref):
+    return model.G.field_from_ws(torch.from_numpy(ref["ws_psi1"]))
+
+
 def _cameras(ref, k):
     return Camera.from_angles(*ref["render_cameras"][k][:2], radius=float(ref["render_radius"]),
                               fov=float(ref["render_fov_deg"]), batch=len(ref["seeds"]))
@@ -75,8 +79,7 @@ def _cameras(ref, k):
 def test_render_with_mirrored_random_numbers_matches_upstream(loaded, k):
     """Drawing upstream's two random tensors in its order reproduces its render almost exactly."""
     _, model, ref = loaded
-    G = model.G
-    field = G.field_from_ws(torch.from_numpy(ref["ws_psi1"]))
+    G, field = model.G, _field(model, ref)
     opts = G.render_options(num_steps=int(ref["render_num_ray_steps"]), deterministic=False,
                             max_points_per_chunk=1 << 40)   # one chunk: upstream's draw order
     torch.manual_seed(int(ref["render_torch_seed"][k]))
@@ -90,8 +93,7 @@ def test_render_with_mirrored_random_numbers_matches_upstream(loaded, k):
 def test_deterministic_render_is_within_the_upstream_noise_floor(loaded, k):
     """trigan's own (hash-jittered, chunked) render differs from upstream's only by sampling noise."""
     _, model, ref = loaded
-    G = model.G
-    field = G.field_from_ws(torch.from_numpy(ref["ws_psi1"]))
+    G, field = model.G, _field(model, ref)
     out = G.render(field, _cameras(ref, k), num_steps=int(ref["render_num_ray_steps"]), max_points_per_chunk=1 << 18)
     diff = out.rgb.numpy() - ref["render_rgb"][k]
     psnr = 10 * math.log10(4 / float((diff ** 2).mean()))

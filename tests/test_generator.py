@@ -125,6 +125,16 @@ def test_planes_have_three_planes_of_feat_dim_channels(tiny_cfg):
     assert rgb.shape == (2, 5, 3) and sigma.shape == (2, 5)
 
 
+def test_selecting_one_latent_of_a_batch_field(tiny_cfg):
+    G = Generator(tiny_cfg.model).eval()
+    field = G.field_from_ws(G.map_latents(G.latents([0, 1, 2]), G.labels([0, 1, 2], 3)))
+    pts = torch.rand(1, 7, 3) * 0.3
+    one = field.select(1)
+    assert one.batch_size == 1
+    assert torch.equal(one(pts)[1], field(pts.expand(3, -1, -1))[1][1:2])
+    assert torch.equal(one(pts[0])[1], one(pts)[1][0])   # [N, 3] points for a one-latent field
+
+
 def test_field_reads_each_plane_at_its_own_coordinate_pair(tiny_cfg):
     """Put a ramp into one plane at a time and check which point coordinates it responds to."""
     G = Generator(tiny_cfg.model).eval()
