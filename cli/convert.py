@@ -21,7 +21,7 @@ faster-loading file.
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("convert", help=HELP, description=HELP.capitalize() + ".", epilog=EXAMPLES,
+    p = sub.add_parser("convert", help=HELP, description=HELP[0].upper() + HELP[1:] + ".", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", help="an EpiGRAF network-snapshot-*.pkl")
     p.add_argument("dst", help="the trigan checkpoint to write (.ckpt)")
