@@ -131,14 +131,14 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
                       path=str(path))
 
 
-def build_generator(config: Config, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint",
-                    device=None) -> Generator:
-    """A Generator with these weights; any missing, unexpected or mis-shaped tensor is an error."""
+def check_generator_weights(config: Config, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Raise CheckpointError unless the state dict fits the config's generator exactly (names and
+    shapes). Builds the generator on the meta device, so nothing is allocated."""
     try:
-        G = Generator(config.model)
+        with torch.device("meta"):
+            own = Generator(config.model).state_dict()
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{source}: its config does not describe a buildable model ({exc})") from None
-    own = G.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     wrong = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
@@ -152,6 +152,13 @@ def build_generator(config: Config, state_dict: Dict[str, torch.Tensor], source:
         if wrong:
             parts.append(f"{len(wrong)} of the wrong shape (e.g. {wrong[0]})")
         raise CheckpointError(f"{source}: weights do not fit the architecture in its config: " + "; ".join(parts))
+
+
+def build_generator(config: Config, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint",
+                    device=None) -> Generator:
+    """A Generator with these weights; any missing, unexpected or mis-shaped tensor is an error."""
+    check_generator_weights(config, state_dict, source)
+    G = Generator(config.model)
     G.load_state_dict(state_dict)
     G.requires_grad_(False)
     return G.eval().to(device) if device is not None else G.eval()

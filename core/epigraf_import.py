@@ -14,8 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .checkpoint import build_generator
-from .checkpoint import save_checkpoint
+from .checkpoint import build_generator, check_generator_weights, save_checkpoint
 from .config import (BackgroundConfig, CameraConfig, Config, DiscriminatorConfig, MappingConfig, ModelConfig,
                      RenderConfig, TriPlaneConfig)
 from .epigraf_pickle import EpigrafNetwork, EpigrafSnapshot, read_epigraf_pickle
@@ -123,49 +122,55 @@ def discriminator_config(d: EpigrafNetwork, root_config: Dict[str, Any]) -> Disc
         img_channels=int(kw.get("img_channels", 3)))
 
 
-def load_epigraf_generator(path, device=None, snapshot: EpigrafSnapshot = None
-                           ) -> Tuple[Generator, Config, Dict[str, Any]]:
-    """(G_ema in eval mode, its Config, extra info for LoadedModel) from an EpiGRAF .pkl."""
-    snap = snapshot if snapshot is not None else read_epigraf_pickle(path)
+def _generator_snapshot(snap: EpigrafSnapshot, path) -> Config:
+    """The Config of the snapshot's G_ema, after checking that its weights fit it."""
     if "G_ema" not in snap.networks:
         raise CheckpointError(f"{path}: the snapshot has no G_ema generator")
     config = generator_config(snap.networks["G_ema"], str(path))
-    G = build_generator(config, snap.networks["G_ema"].state_dict, source=str(path), device=device)
-    stats = snap.stats or {}
+    check_generator_weights(config, snap.networks["G_ema"].state_dict, source=str(path))
+    return config
+
+
+def _progress(stats: Dict[str, Any]) -> Dict[str, Any]:
     progress = {}
     if "cur_nimg" in stats:
         progress["kimg"] = float(stats["cur_nimg"]) / 1000
     if "cur_tick" in stats:
         progress["tick"] = int(stats["cur_tick"])
+    return progress
+
+
+def load_epigraf_generator(path, device=None) -> Tuple[Generator, Config, Dict[str, Any]]:
+    """(G_ema in eval mode, its Config, extra info for LoadedModel) from an EpiGRAF .pkl."""
+    snap = read_epigraf_pickle(path)
+    config = _generator_snapshot(snap, path)
+    G = build_generator(config, snap.networks["G_ema"].state_dict, source=str(path), device=device)
+    stats = snap.stats or {}
     metrics = {}
     best = stats.get("best_metric_value")
     if isinstance(best, float) and math.isfinite(best):
         metrics["best"] = best
     extra = sorted(k for k in snap.networks if k != "G_ema") + sorted(snap.optimizers)
-    return G, config, {"progress": progress, "metrics": metrics, "extra_keys": extra}
+    return G, config, {"progress": _progress(stats), "metrics": metrics, "extra_keys": extra}
 
 
 def convert_epigraf(src, dst, keep_all: bool = False, log: Optional[Callable[[str], None]] = None) -> Path:
     """Write an EpiGRAF snapshot as a trigan checkpoint (G_ema; with keep_all also G, D, optimizers).
 
-    The snapshot is read once; its tensors are written as they are (no copies), so memory stays near
-    the reader's peak of about twice the file size.
+    The snapshot is read once; its tensors are written as they are (no copies, and the fit checks
+    allocate nothing), so memory stays near the reader's peak of about twice the file size.
     """
     say = log or (lambda _msg: None)
     say(f"reading {src}")
     snap = read_epigraf_pickle(src)
-    if "G_ema" not in snap.networks:
-        raise CheckpointError(f"{src}: the snapshot has no G_ema generator")
-    config = generator_config(snap.networks["G_ema"], str(src))
-    build_generator(config, snap.networks["G_ema"].state_dict, source=str(src))   # checks every tensor fits
-    progress = {"kimg": float(snap.stats.get("cur_nimg", 0)) / 1000, "tick": int(snap.stats.get("cur_tick", 0)),
-                "source": f"EpiGRAF snapshot {Path(src).name}"}
+    config = _generator_snapshot(snap, src)
+    progress = {**_progress(snap.stats or {}), "source": f"EpiGRAF snapshot {Path(src).name}"}
     extra = {}
     if keep_all:
         for name in ("G", "D"):
             if name not in snap.networks:
                 raise CheckpointError(f"{src}: --all needs {name}, but the snapshot has none")
-        build_generator(config, snap.networks["G"].state_dict, source=f"{src} (G)")
+        check_generator_weights(config, snap.networks["G"].state_dict, source=f"{src} (G)")
         config.discriminator = discriminator_config(snap.networks["D"], snap.config)
         extra = {"G": snap.networks["G"].state_dict, "D": snap.networks["D"].state_dict}
         extra.update({name: opt for name, opt in snap.optimizers.items()})
