@@ -1,0 +1,315 @@
+"""Progress pictures of a training run: sample grids, orbit videos and the grid of dataset reals.
+
+The training loop writes these into the run directory (the viewer's run monitor shows them):
+
+    samples = SampleSet.create(G_ema, num=32, seed=0)          # once, at the start of the run
+    save_png(samples.render_grid(G_ema), run_dir / "fakes000000.png")
+    samples.render_orbit_video(G_ema, run_dir / "fakes000000.mp4")
+
+A `SampleSet` fixes the latents, labels and cameras, and rendering uses the renderer's deterministic
+options and constant synthesis noise, so two grids of the same weights are identical and grids of
+successive snapshots differ only because the weights changed.
+
+Images arrive as the models make them (float [N, C, H, W] in [-1, 1]) and leave as uint8 [H, W, 3].
+Every file is written to a temporary name beside its target and renamed into place, so a viewer
+polling the run directory never reads half a file. Nothing here picks a device: work runs on G's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from trigan.core.cameras import Camera
+from trigan.core.generator import one_hot
+
+PathLike = Union[str, os.PathLike]
+
+# Upstream sizes its snapshot grids to fill an 8K canvas (EpiGRAF 10.2); no grid is made wider.
+MAX_GRID_WIDTH = 7680
+TARGET_ASPECT = 16 / 9
+# Camera yaw spread across the columns of a sample grid (radians either side of the mean pose).
+GRID_YAW_RANGE = math.pi / 4
+
+
+# --------------------------------------------------------------------------------------------------
+# Grids and files
+
+def _to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
+    """Float [N, C, H, W] in [-1, 1] (C = 1 or 3) -> uint8 [N, H, W, 3]; out-of-range values clamp."""
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected images [N, 1 or 3, H, W], got shape {tuple(images.shape)}")
+    x = images.detach().float().cpu()
+    x = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _tile(images: np.ndarray, rows: int, cols: int, pad: int = 0) -> np.ndarray:
+    """uint8 [N, H, W, C] -> [rows*H + (rows-1)*pad, cols*W + (cols-1)*pad, C], row-major, black gaps."""
+    n, h, w, c = images.shape
+    if n != rows * cols:
+        raise ValueError(f"a {rows}x{cols} grid holds {rows * cols} images, got {n}")
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0, got {pad}")
+    out = np.zeros((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, c), dtype=np.uint8)
+    for k in range(n):
+        r, col = divmod(k, cols)
+        y, x = r * (h + pad), col * (w + pad)
+        out[y:y + h, x:x + w] = images[k]
+    return out
+
+
+def image_grid(images: torch.Tensor, rows: int, cols: int, pad: int = 0) -> np.ndarray:
+    """Tile float images [N, C, H, W] in [-1, 1] (C = 3, or 1 for depth/gray) into one uint8 image.
+
+    N must equal rows * cols; image k lands in row k // cols, column k % cols. -1 maps to 0 and 1 to
+    255, values outside are clamped, one channel is replicated to three. `pad` black pixels separate
+    neighbouring cells (none around the border), so the result is [rows*H, cols*W, 3] when pad = 0.
+    """
+    return _tile(_to_uint8_nhwc(images), rows, cols, pad)
+
+
+def save_png(array: np.ndarray, path: PathLike) -> Path:
+    """Write uint8 [H, W, 3] (or [H, W] gray, [H, W, 1], [H, W, 4]) as a PNG, atomically."""
+    from PIL import Image
+
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(f"save_png expects uint8 pixels, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise ValueError(f"save_png expects [H, W], [H, W, 3] or [H, W, 4], got shape {array.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    try:
+        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_reals_grid(images_uint8: torch.Tensor, path: PathLike, rows: int, cols: int) -> Path:
+    """The dataset's images (uint8 [N, 3, H, W], or [N, 1, H, W]) as one PNG grid (reals.png)."""
+    images = torch.as_tensor(images_uint8)
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected uint8 images [N, 1 or 3, H, W], got {images.dtype} {tuple(images.shape)}")
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    nhwc = images.detach().cpu().permute(0, 2, 3, 1).contiguous().numpy()
+    return save_png(_tile(nhwc, rows, cols), path)
+
+
+def _tmp_name(path: Path) -> Path:
+    # Same folder (so os.replace is a rename on one file system), same suffix (ffmpeg picks the
+    # container from it), a leading dot so folder listings and globs for *.png skip it.
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+
+
+def grid_shape(num: int, img_res: int) -> Tuple[int, int]:
+    """(rows, cols) for a grid of `num` images of img_res pixels: near 16:9, at most 7680 px wide.
+
+    rows * cols >= num; cells past `num` stay empty (black). Among layouts of the permitted widths
+    it picks the one closest to 16:9, counting each empty cell against it, so exact fits win when
+    they are close (32 -> 4x8, 16 -> 4x4, 8 -> 2x4, 7 -> 2x4 with one empty cell).
+    """
+    if num < 1:
+        raise ValueError(f"a grid needs at least one image, got {num}")
+    max_cols = max(1, min(num, MAX_GRID_WIDTH // max(1, int(img_res))))
+    best, best_score = (1, 1), float("inf")
+    for cols in range(1, max_cols + 1):
+        rows = math.ceil(num / cols)
+        empty = rows * cols - num
+        score = abs(math.log((cols / rows) / TARGET_ASPECT)) + 6.0 * empty / (rows * cols)
+        if score < best_score - 1e-9:
+            best, best_score = (rows, cols), score
+    return best
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixed samples
+
+@dataclass
+class SampleSet:
+    """Fixed latents, labels and cameras for progress snapshots, so successive grids are comparable.
+
+    All tensors live on the CPU and move to G's device when rendered. Sample k sits in row
+    k // cols, column k % cols of the grid; cells past `num` are left black.
+    """
+
+    z: torch.Tensor              # [num, z_dim]
+    labels: torch.Tensor         # [num, c_dim] one-hot ([num, 0] for an unconditional model)
+    camera_angles: torch.Tensor  # [num, 3] yaw, pitch, roll (trigan's convention)
+    radius: float
+    fov: float
+    rows: int
+    cols: int
+
+    @property
+    def num(self) -> int:
+        return self.z.shape[0]
+
+    @classmethod
+    def create(cls, G, num: int, seed: int = 0, camera_angles: Optional[torch.Tensor] = None,
+               labels: Optional[torch.Tensor] = None, rows: Optional[int] = None,
+               cols: Optional[int] = None) -> "SampleSet":
+        """Draw `num` samples for G.
+
+        z comes from a torch.Generator seeded with `seed`. `labels` (one-hot [num, c_dim]) default, for
+        a conditional model, to one class per grid row (row r shows class r % c_dim). `camera_angles`
+        ([num, 3], e.g. poses drawn from the dataset) default to the model's mean pose with yaw
+        spread across the columns over [-pi/4, pi/4] around it, or around the full circle when the
+        model's camera prior is spherical_uniform. The layout is grid_shape(num, resolution) unless
+        `rows` / `cols` are given.
+        """
+        cfg = G.cfg
+        if num < 1:
+            raise ValueError(f"a sample set needs at least one sample, got {num}")
+        if cols is None and rows is None:
+            rows, cols = grid_shape(num, cfg.img_resolution)
+        elif cols is None:
+            cols = math.ceil(num / rows)
+        elif rows is None:
+            rows = math.ceil(num / cols)
+        if rows * cols < num:
+            raise ValueError(f"a {rows}x{cols} grid cannot hold {num} samples")
+
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        z = torch.randn(num, G.z_dim, generator=gen)
+        grid_rows = torch.arange(num) // cols
+        grid_cols = torch.arange(num) % cols
+
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.float32).detach().cpu()
+            if labels.shape != (num, G.c_dim):
+                raise ValueError(f"labels must be [{num}, {G.c_dim}], got {tuple(labels.shape)}")
+        elif G.c_dim > 0:
+            labels = one_hot((grid_rows % G.c_dim).tolist(), G.c_dim)
+        else:
+            labels = torch.zeros(num, 0)
+
+        if camera_angles is not None:
+            camera_angles = torch.as_tensor(camera_angles, dtype=torch.float32).detach().cpu()
+            if camera_angles.shape != (num, 3):
+                raise ValueError(f"camera_angles must be [{num}, 3], got {tuple(camera_angles.shape)}")
+        else:
+            mean = torch.tensor(list(cfg.camera.mean_pose), dtype=torch.float32)
+            if cfg.camera.dist == "spherical_uniform":
+                offsets = 2 * math.pi * torch.arange(cols, dtype=torch.float32) / cols
+            elif cols > 1:
+                offsets = torch.linspace(-GRID_YAW_RANGE, GRID_YAW_RANGE, cols)
+            else:
+                offsets = torch.zeros(1)
+            camera_angles = mean.expand(num, 3).clone()
+            camera_angles[:, 0] += offsets[grid_cols]
+        return cls(z, labels, camera_angles, float(cfg.camera.radius), float(cfg.camera.fov), rows, cols)
+
+    # ---------------------------------------------------------------------------------------------
+    def _cameras(self, angles: torch.Tensor, device) -> Camera:
+        return Camera.from_angles(angles[:, 0], angles[:, 1], radius=self.radius, fov=self.fov,
+                                  roll=angles[:, 2], batch=angles.shape[0], device=device)
+
+    def _fields(self, G, indices: List[int], batch: int, psi: float) -> Iterator[Tuple[torch.Tensor, object]]:
+        """(sample indices, field) per batch: the mapping and the synthesis run once per latent."""
+        dev = G.device
+        for start in range(0, len(indices), batch):
+            idx = torch.tensor(indices[start:start + batch])
+            angles = self.camera_angles[idx].to(dev)
+            # A pose-conditioned mapping (GPC) sees the sample's own camera, as in training.
+            ws = G.map_latents(self.z[idx].to(dev), self.labels[idx].to(dev), psi=psi,
+                               camera_angles=angles if G.cfg.mapping.camera_cond else None)
+            yield idx, G.field_from_ws(ws, noise_mode="const")
+
+    @staticmethod
+    def _render(G, field, camera: Camera, resolution) -> torch.Tensor:
+        out = G.render(field, camera, resolution, deterministic=True, density_noise_std=0.0)
+        return out.rgb.float().cpu()
+
+    def _with_blanks(self, rgb: torch.Tensor, total: int) -> torch.Tensor:
+        if rgb.shape[0] == total:
+            return rgb
+        blank = torch.full((total - rgb.shape[0],) + tuple(rgb.shape[1:]), -1.0)
+        return torch.cat([rgb, blank])
+
+    def render_grid(self, G, resolution: Optional[int] = None, batch: int = 8, psi: float = 1.0) -> np.ndarray:
+        """Every sample rendered by G at its own camera, as a uint8 grid [rows*res, cols*res, 3]."""
+        resolution = G.cfg.img_resolution if resolution is None else int(resolution)
+        with _eval_mode(G), torch.no_grad():
+            images = [self._render(G, field, self._cameras(self.camera_angles[idx], G.device), resolution)
+                      for idx, field in self._fields(G, list(range(self.num)), batch, psi)]
+        rgb = self._with_blanks(torch.cat(images), self.rows * self.cols)
+        return image_grid(rgb, self.rows, self.cols)
+
+    def render_orbit_video(self, G, path: PathLike, frames: int = 32, fps: int = 16,
+                           resolution: Optional[int] = None, batch: int = 8, max_samples: int = 8,
+                           psi: float = 1.0) -> Path:
+        """An mp4 of the first `max_samples` samples in a grid, each camera circling 360 degrees in yaw.
+
+        Pitch, radius and fov stay the sample's; frame t adds 2*pi*t/frames to its yaw, so the clip
+        loops without a repeated frame. Each latent's field is computed once and re-rendered per
+        frame. H.264 in yuv420p needs even sizes: the grid is padded with black to even width and
+        height. Written atomically (temporary file, then rename).
+        """
+        import imageio_ffmpeg
+
+        if frames < 1:
+            raise ValueError(f"a video needs at least one frame, got {frames}")
+        resolution = G.cfg.img_resolution if resolution is None else int(resolution)
+        n = max(1, min(int(max_samples), self.num))
+        rows, cols = grid_shape(n, resolution)
+        height, width = rows * resolution, cols * resolution
+        pad_h, pad_w = height % 2, width % 2
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_name(path)
+
+        with _eval_mode(G), torch.no_grad():
+            fields = list(self._fields(G, list(range(n)), batch, psi))
+            writer = imageio_ffmpeg.write_frames(
+                str(tmp), (width + pad_w, height + pad_h), pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+                fps=fps, codec="libx264", quality=7, macro_block_size=2, ffmpeg_log_level="error",
+                output_params=["-movflags", "+faststart"])
+            try:
+                writer.send(None)  # starts the generator; ffmpeg is already running
+                for t in range(frames):
+                    images = []
+                    for idx, field in fields:
+                        angles = self.camera_angles[idx].clone()
+                        angles[:, 0] += 2 * math.pi * t / frames
+                        images.append(self._render(G, field, self._cameras(angles, G.device), resolution))
+                    grid = image_grid(self._with_blanks(torch.cat(images), rows * cols), rows, cols)
+                    if pad_h or pad_w:
+                        grid = np.pad(grid, ((0, pad_h), (0, pad_w), (0, 0)))
+                    writer.send(np.ascontiguousarray(grid))
+                writer.close()  # waits for ffmpeg to finish the file
+                if not tmp.is_file() or tmp.stat().st_size == 0:
+                    raise RuntimeError(f"ffmpeg wrote no video to {tmp}")
+                os.replace(tmp, path)
+            finally:
+                writer.close()  # no-op after a normal close; stops ffmpeg after an error
+                tmp.unlink(missing_ok=True)
+        return path
+
+
+class _eval_mode:
+    """G.eval() for the block, then G's previous mode (the loop may pass the training G)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+
+    def __enter__(self):
+        self.was_training = self.module.training
+        self.module.eval()
+
+    def __exit__(self, *exc):
+        self.module.train(self.was_training)
