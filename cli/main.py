@@ -13,9 +13,9 @@ from typing import List, Optional
 
 from trigan.core.errors import TriganError
 
-from . import convert, info
+from . import convert, dataset, info, train
 
-SUBCOMMANDS = [info, convert]
+SUBCOMMANDS = [info, convert, dataset, train]
 
 EPILOG = """\
 examples:
@@ -23,6 +23,8 @@ examples:
   trigan info assets/demo.ckpt         describe a checkpoint: architecture, camera, progress
   trigan info run/network-snapshot-001000.pkl --json
   trigan convert network-snapshot-001000.pkl model.ckpt --all
+  trigan dataset synth data/shapes64.zip --num 3000   a procedural dataset to train on
+  trigan train --config demo --data shapes.zip --out runs --kimg 200
 
 Run `trigan COMMAND --help` for the options and examples of each command.
 """

@@ -121,6 +121,11 @@ class DiscriminatorConfig:
     channel_max: int = 512
     mbstd_group_size: int = 4
     mbstd_channels: int = 1
+    # How minibatch-std forms its groups. "consecutive" (samples 0-3, 4-7, ...) lines the groups up
+    # with the patch groups and with each rank's share of a distributed batch, so a run gives the
+    # same result on any number of processes; "strided" (sample i in group i mod B/G) is StyleGAN2's
+    # and upstream EpiGRAF's (epigraf.md 13), kept for their discriminators.
+    mbstd_grouping: str = "consecutive"
     hyper_mod: bool = True              # modulate each block's conv1 input by the patch code
     patch_cond: bool = True             # feed the patch code to the projection head
     camera_cond: bool = False           # feed yaw/pitch to the projection head
@@ -134,9 +139,64 @@ class DiscriminatorConfig:
 
 
 @dataclass
+class PatchConfig:
+    """Patch-wise training (EpiGRAF 4): D sees patch_resolution^2 crops at a random scale."""
+
+    # beta: scale = min + (max - min) * Beta(1, beta), beta annealed beta_start -> beta_end;
+    # uniform: scale ~ U(min_scale(t), max), min_scale(t) annealed 1 -> min_scale; full: whole images.
+    dist: str = "beta"
+    min_scale: Optional[float] = None   # None: patch_resolution / img_resolution
+    max_scale: float = 1.0
+    beta_start: float = 0.001
+    beta_end: float = 0.8
+    anneal_kimg: float = 10000.0
+
+
+@dataclass
+class TrainingConfig:
+    """The training recipe (EpiGRAF 4-5, 10). Every schedule is a function of images seen."""
+
+    data: Optional[str] = None          # dataset zip or folder (set by `trigan train --data`)
+    kimg: float = 25000.0               # total thousands of real images shown to D
+    batch_size: int = 64                # global batch, split over the processes
+    gamma: Optional[float] = 0.05       # R1 weight; null = auto, 0.0002 * resolution^2 / batch
+    r1_interval: int = 16               # lazy R1 every this many steps (0 = no R1)
+    g_lr: float = 0.0025
+    d_lr: float = 0.002
+    betas: List[float] = field(default_factory=lambda: [0.0, 0.99])
+    eps: float = 1e-8
+    grad_clip: Optional[float] = None   # max gradient norm per network; null = no clipping
+    ema_multiplier: float = 0.3125      # EMA half-life in kimg = batch_size * ema_multiplier
+    ema_rampup: Optional[float] = 0.05  # half-life at most this fraction of the images seen so far
+    blur_init_sigma: float = 10.0       # blur of D's inputs, faded linearly to 0 ...
+    blur_fade_kimg: float = 200.0       # ... over this many kimg
+    gpc_spoof_p_start: float = 1.0      # GPC: chance a fake's conditioning pose is another's,
+    gpc_spoof_p_end: float = 0.5        # annealed linearly
+    gpc_spoof_kimg: float = 1000.0
+    mirror: bool = True                 # x-flip doubles the dataset (yaw negated)
+    use_labels: bool = True             # class-conditional training when the model has classes
+    fp32: bool = False                  # True: no fp16 in D even on CUDA
+    patch: PatchConfig = field(default_factory=PatchConfig)
+    seed: int = 0
+    num_workers: int = 2                # data-loading processes per training process
+    # Bookkeeping: a tick is a progress report; snapshots, images and metrics happen every N ticks.
+    tick_kimg: float = 4.0
+    snapshot_ticks: int = 10            # checkpoint latest.ckpt (and best.ckpt)
+    snapshot_minutes: float = 30.0      # ... and at least this often in wall time
+    image_ticks: int = 10               # sample grid
+    video_ticks: int = 50               # short orbit video (0 = never)
+    metrics: List[str] = field(default_factory=list)   # e.g. [fid2k]; the first picks best.ckpt
+    metric_ticks: int = 10
+    inception: Optional[str] = None     # TorchScript Inception file for FID/KID
+    max_rollbacks: int = 3              # non-finite values: roll back this many times, then stop
+    samples: int = 32                   # images in the progress grid
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
 
 def list_presets() -> List[str]:

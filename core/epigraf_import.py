@@ -113,6 +113,7 @@ def discriminator_config(d: EpigrafNetwork, root_config: Dict[str, Any]) -> Disc
         channel_base=int(kw["channel_base"]), channel_max=int(kw["channel_max"]),
         mbstd_group_size=int(mbstd.get("group_size", dcfg.get("mbstd_group_size", 4))),
         mbstd_channels=int(mbstd.get("num_channels", 1)),
+        mbstd_grouping="strided",
         hyper_mod=bool(dcfg.get("hyper_mod", False)),
         patch_cond=bool(patch.get("patch_params_cond", False)) and bool(dcfg.get("hyper_mod", False)),
         camera_cond=bool(dcfg.get("camera_cond", False)), camera_cond_raw=bool(dcfg.get("camera_cond_raw", False)),

@@ -47,6 +47,9 @@ class RenderOptions:
     stratified: bool = True                    # jitter coarse depths inside their intervals
     deterministic: bool = True
     seed: int = 0
+    # Index of the batch's first image in a larger batch: ray ids (and so the hashed random numbers)
+    # continue from there, so a batch split over processes draws what the whole batch would.
+    sample_offset: int = 0
     generator: Optional[torch.Generator] = field(default=None, compare=False)
     max_points_per_chunk: int = 1 << 19
     normals: bool = False
@@ -144,10 +147,22 @@ def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, u: torch.Tensor, eps: 
     return bin_lo + (u - cdf_lo) / denom * (bin_hi - bin_lo)
 
 
-def activate_density(sigma: torch.Tensor, opts: RenderOptions, noise: bool = True) -> torch.Tensor:
+def _normal(opts: RenderOptions, shape: Tuple[int, int], ray_ids: torch.Tensor, stream: int,
+            dtype, device) -> torch.Tensor:
+    """Standard normal values; hashed (Box-Muller on two hashed uniforms) when deterministic."""
+    if opts.deterministic:
+        u1 = hash_uniform(ray_ids, shape[1], stream, opts.seed, torch.float64)
+        u2 = hash_uniform(ray_ids, shape[1], stream + 1, opts.seed, torch.float64)
+        r = torch.sqrt(-2.0 * torch.log1p(-u1))   # 1 - u1 lies in (0, 1]: no log(0)
+        return (r * torch.cos(2 * torch.pi * u2)).to(dtype)
+    return torch.randn(shape, generator=opts.generator, device=device, dtype=dtype)
+
+
+def activate_density(sigma: torch.Tensor, opts: RenderOptions, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """act(sigma + shift [+ noise * density_noise_std]); `noise` standard normal, shaped like sigma."""
     x = sigma + opts.density_shift
-    if noise and opts.density_noise_std > 0:
-        x = x + torch.randn(x.shape, generator=opts.generator, device=x.device, dtype=x.dtype) * opts.density_noise_std
+    if noise is not None and opts.density_noise_std > 0:
+        x = x + noise * opts.density_noise_std
     if opts.density_activation == "softplus":
         return F.softplus(x)
     if opts.density_activation == "relu":
@@ -197,9 +212,11 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, ray_ids: torch
 
     jitter = _uniform(opts, (rays, opts.num_steps), ids, 0, dt, dev) if opts.stratified else None
     z = stratified_depths(rays, opts.num_steps, opts.ray_start, opts.ray_end, jitter, dev, dt)
+    noisy = opts.density_noise_std > 0
     rgb, sigma, _ = _query(field, o, d, z, batch)
     if opts.fine_steps > 0 and opts.num_steps > 2:
-        weights, _ = composite_weights(activate_density(sigma, opts), z, last_delta)
+        noise = _normal(opts, sigma.shape, ids, 3, dt, dev) if noisy else None
+        weights, _ = composite_weights(activate_density(sigma, opts, noise), z, last_delta)
         weights = weights.detach() + 1e-5
         u = _uniform(opts, (rays, opts.fine_steps), ids, 1, dt, dev)
         z_fine = sample_pdf(0.5 * (z[:, 1:] + z[:, :-1]).detach(), weights[:, 1:-1], u).detach()
@@ -208,7 +225,8 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, ray_ids: torch
         rgb = torch.cat([rgb, rgb_fine], dim=1).gather(1, order[..., None].expand(-1, -1, 3))
         sigma = torch.cat([sigma, sigma_fine], dim=1).gather(1, order)
 
-    weights, transmittance = composite_weights(activate_density(sigma, opts), z, last_delta)
+    noise = _normal(opts, sigma.shape, ids, 5, dt, dev) if noisy else None
+    weights, transmittance = composite_weights(activate_density(sigma, opts, noise), z, last_delta)
     out_rgb = (weights[..., None] * rgb).sum(dim=1)
     opacity = weights.sum(dim=1)
     out = {"depth": (weights * z).sum(dim=1, keepdim=True), "opacity": opacity[:, None]}
@@ -230,13 +248,13 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, ray_ids: torch
 def _render_background(background, o, d, ids, opts: RenderOptions, batch: int):
     steps = opts.background_steps
     inv_depth = torch.linspace(1.0, 0.0, steps, device=o.device, dtype=o.dtype).expand(o.shape[0], steps)
-    if not opts.deterministic and opts.density_noise_std > 0:  # training: jitter like the foreground
+    if opts.density_noise_std > 0:  # training (density noise on): jitter like the foreground
         u = _uniform(opts, (o.shape[0], steps), ids, 2, o.dtype, o.device)
         inv_depth = (inv_depth + (u - 0.5) / max(steps - 1, 1)).clamp(0.0, 1.0)
     coords = inverted_sphere_points(o, d, inv_depth)  # [R, K, 4]
     rgb, sigma = background(coords.reshape(batch, -1, 4))
     rgb, sigma = rgb.reshape(*inv_depth.shape, 3), sigma.reshape(inv_depth.shape)
-    weights, _ = composite_weights(activate_density(sigma, opts, noise=False), -inv_depth, 1e10)
+    weights, _ = composite_weights(activate_density(sigma, opts), -inv_depth, 1e10)
     return (weights[..., None] * rgb).sum(dim=1), weights.sum(dim=1, keepdim=True)
 
 
@@ -249,7 +267,8 @@ def render(field, camera: Camera, resolution: Union[int, Tuple[int, int]], opts:
     if field.batch_size != batch:
         raise ValueError(f"{batch} cameras for a field of {field.batch_size} latents")
     origins, dirs = camera.rays((h, w), patch)
-    ray_ids = torch.arange(batch * h * w, device=origins.device).reshape(batch, h * w)
+    first = opts.sample_offset * h * w
+    ray_ids = torch.arange(first, first + batch * h * w, device=origins.device).reshape(batch, h * w)
     samples = opts.num_steps + opts.fine_steps
     chunk = max(1, opts.max_points_per_chunk // (samples * batch))
     parts = []

@@ -35,10 +35,15 @@ class SynthesisLayer(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode="const") -> torch.Tensor:
+        """noise_mode: "const" (the stored noise map), "random", "none", or a callable
+        (batch, resolution, device, dtype) -> [B, 1, R, R] standard normal maps (the trainer's
+        per-sample noise, which does not depend on how a batch is split over processes)."""
         styles = self.affine(w)
         noise = None
-        if self.use_noise and noise_mode == "random":
+        if self.use_noise and callable(noise_mode):
+            noise = noise_mode(x.shape[0], self.resolution, x.device, x.dtype) * self.noise_strength
+        elif self.use_noise and noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device,
                                 dtype=x.dtype) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
@@ -125,7 +130,7 @@ class TriPlaneDecoder(nn.Module):
         self.num_ws += 1  # the last toRGB has no following conv to share with
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        if noise_mode not in NOISE_MODES:
+        if not callable(noise_mode) and noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         x = img = None
         w_idx = 0

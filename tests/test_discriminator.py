@@ -80,14 +80,16 @@ def test_construction_time_buffers_equal_the_stored_constants():
     assert torch.allclose(own["scalar_enc.fourier_encoder.fourier_coefs"], math.pi * 2.0 ** torch.arange(10) / 1024)
 
 
-def _numpy_mbstd(x, group_size, num_channels):
-    """Minibatch std spelled out sample by sample: sample i's group is {j : j = i mod n}."""
+def _numpy_mbstd(x, group_size, num_channels, grouping="strided"):
+    """Minibatch std spelled out sample by sample: sample i's group is {j : j = i mod n} (strided)
+    or {j : j // g = i // g} (consecutive)."""
     b, c, h, w = x.shape
     g = min(group_size, b)
     n = b // g
+    same = (lambda i, j: j % n == i % n) if grouping == "strided" else (lambda i, j: j // g == i // g)
     extra = np.zeros((b, num_channels, h, w))
     for i in range(b):
-        members = x[[j for j in range(b) if j % n == i % n]]  # [g, c, h, w]
+        members = x[[j for j in range(b) if same(i, j)]]  # [g, c, h, w]
         std = np.sqrt(members.var(axis=0) + 1e-8)          # population variance
         for f in range(num_channels):
             chunk = std[f * (c // num_channels):(f + 1) * (c // num_channels)]
@@ -95,12 +97,22 @@ def _numpy_mbstd(x, group_size, num_channels):
     return np.concatenate([x, extra], axis=1)
 
 
+@pytest.mark.parametrize("grouping", ["strided", "consecutive"])
 @pytest.mark.parametrize("batch,group,channels", [(8, 4, 2), (6, 2, 1), (2, 4, 1)])
-def test_minibatch_std_matches_a_hand_computation(batch, group, channels):
+def test_minibatch_std_matches_a_hand_computation(batch, group, channels, grouping):
     x = np.random.RandomState(batch).randn(batch, 6, 3, 3)
-    ours = minibatch_std(torch.from_numpy(x), group, channels).numpy()
+    ours = minibatch_std(torch.from_numpy(x), group, channels, grouping).numpy()
     assert ours.shape == (batch, 6 + channels, 3, 3)
-    assert np.allclose(ours, _numpy_mbstd(x, group, channels), atol=1e-10)
+    assert np.allclose(ours, _numpy_mbstd(x, group, channels, grouping), atol=1e-10)
+
+
+def test_consecutive_groups_of_a_batch_equal_the_groups_of_its_halves():
+    # What makes a distributed run equal a single-process one: each rank's half forms the same groups.
+    x = torch.randn(8, 4, 2, 2)
+    whole = minibatch_std(x, 4, 1, "consecutive")
+    halves = torch.cat([minibatch_std(x[:4], 4, 1, "consecutive"), minibatch_std(x[4:], 4, 1, "consecutive")])
+    assert torch.allclose(whole, halves, atol=1e-6)
+    assert not torch.allclose(minibatch_std(x, 4, 1, "strided"), halves, atol=1e-3)
 
 
 def test_minibatch_std_rejects_a_batch_that_does_not_split_into_groups():

@@ -84,35 +84,43 @@ class DiscriminatorBlock(nn.Module):
         return y + x
 
 
-def minibatch_std(x: torch.Tensor, group_size: int, num_channels: int) -> torch.Tensor:
+def minibatch_std(x: torch.Tensor, group_size: int, num_channels: int, grouping: str = "strided") -> torch.Tensor:
     """Append `num_channels` maps holding the across-group std of the features (StyleGAN2).
 
-    Groups are strided: with n = B / G groups, sample i belongs to group i mod n. Each of the
-    num_channels maps averages the per-feature std over its C / num_channels channels and all pixels.
+    With n = B / G groups, "strided" puts sample i in group i mod n (StyleGAN2, upstream EpiGRAF);
+    "consecutive" puts it in group i // G. Each of the num_channels maps averages the per-feature std
+    over its C / num_channels channels and all pixels.
     """
     b, c, hh, ww = x.shape
     g = min(group_size, b)
     if b % g != 0:
         raise ValueError(f"batch {b} is not a multiple of the minibatch-std group size {g}")
-    y = x.reshape(g, -1, num_channels, c // num_channels, hh, ww)
+    if grouping == "strided":
+        y = x.reshape(g, -1, num_channels, c // num_channels, hh, ww)
+    elif grouping == "consecutive":
+        y = x.reshape(-1, g, num_channels, c // num_channels, hh, ww).transpose(0, 1)
+    else:
+        raise ValueError(f"unknown minibatch-std grouping {grouping!r} (expected strided or consecutive)")
     y = (y - y.mean(dim=0)).square().mean(dim=0)
     y = (y + 1e-8).sqrt().mean(dim=[2, 3, 4])               # [n, F]
-    y = y.reshape(-1, num_channels, 1, 1).repeat(g, 1, hh, ww)
+    y = y.reshape(-1, num_channels, 1, 1)
+    y = y.repeat(g, 1, hh, ww) if grouping == "strided" else y.repeat_interleave(g, dim=0).repeat(1, 1, hh, ww)
     return torch.cat([x, y], dim=1)
 
 
 class DiscriminatorEpilogue(nn.Module):
     def __init__(self, channels: int, out_dim: int, mbstd_group_size: int, mbstd_channels: int,
-                 conv_clamp: Optional[float]):
+                 conv_clamp: Optional[float], mbstd_grouping: str = "strided"):
         super().__init__()
         self.mbstd_group_size, self.mbstd_channels = mbstd_group_size, mbstd_channels
+        self.mbstd_grouping = mbstd_grouping
         self.conv = Conv2dLayer(channels + mbstd_channels, channels, 3, activation="lrelu", conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(channels * 16, channels, activation="lrelu")
         self.out = FullyConnectedLayer(channels, out_dim)
 
     def forward(self, x: torch.Tensor, cmap: Optional[torch.Tensor]) -> torch.Tensor:
         if self.mbstd_channels > 0:
-            x = minibatch_std(x, self.mbstd_group_size, self.mbstd_channels)
+            x = minibatch_std(x, self.mbstd_group_size, self.mbstd_channels, self.mbstd_grouping)
         x = self.out(self.fc(self.conv(x).flatten(1)))
         if cmap is None:
             return x[:, 0]
@@ -156,7 +164,7 @@ class Discriminator(nn.Module):
                           if cfg.camera_cond and not cfg.camera_cond_raw else None)
             self.head_mapping = ConditionMapping(cond_dim, self.cmap_dim, camera_scalar_enc=camera_enc)
         self.b4 = DiscriminatorEpilogue(channels(4), self.cmap_dim or 1, cfg.mbstd_group_size,
-                                        cfg.mbstd_channels, cfg.conv_clamp)
+                                        cfg.mbstd_channels, cfg.conv_clamp, cfg.mbstd_grouping)
 
     def _camera_code(self, camera_angles: torch.Tensor) -> torch.Tensor:
         code = normalize_camera_angles(camera_angles)  # [B, 2] yaw, pitch

@@ -1,0 +1,157 @@
+"""`trigan train`: start, resume, distribute or submit a training run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  trigan dataset synth shapes.zip --num 4000 --resolution 64 --classes 4
+  trigan train --config demo --data shapes.zip --out runs --kimg 200
+  trigan train --config epigraf_ffhq512 --data ffhq512.zip --out runs training.gamma=0.1 training.batch_size=32
+  trigan train --resume runs/00000-demo-shapes              continue exactly where it stopped
+  trigan train --resume runs/00000-demo-shapes --kimg 500   ... and train longer than planned
+  torchrun --nproc_per_node=4 -m trigan.cli.main train --config epigraf_ffhq512 --data ffhq512.zip --out runs
+  trigan train --slurm --nodes 2 --gpus-per-node 4 --partition gpu --submit --config epigraf_ffhq512 --data ffhq512.zip --out runs
+
+A run directory holds config.yaml, status.json (phase, kimg, images/s, ETA, losses; polled by the
+viewer), stats.jsonl, metrics.jsonl, log.txt, samples/ and latest.ckpt / best.ckpt. Ctrl-C or
+SIGTERM stops after the current step and writes latest.ckpt; --resume continues exactly.
+Under torchrun the global batch (training.batch_size) is split over the processes and only rank 0
+writes. --slurm writes RUN/slurm.sbatch, which runs torchrun on the allocated nodes and resumes the
+run, so resubmitting the same script continues it.
+"""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a model (EpiGRAF recipe) on a dataset; resume, torchrun, SLURM",
+        description="Train a tri-plane GAN with EpiGRAF's patch-wise recipe, writing a run directory.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. training.gamma=0.1 model.render.num_steps=32")
+    p.add_argument("--config", default="demo", metavar="PRESET",
+                   help="model and training preset name or YAML file (default: demo)")
+    p.add_argument("--data", metavar="DATA", help="dataset zip or folder (see `trigan dataset`)")
+    p.add_argument("--out", default="runs", metavar="RUNS", help="folder that holds run directories (default: runs)")
+    p.add_argument("--kimg", type=float, metavar="K", help="train until K thousand real images have been shown")
+    p.add_argument("--desc", help="a word added to the run directory's name")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest.ckpt")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    slurm = p.add_argument_group("SLURM (write, and with --submit submit, an sbatch script)")
+    slurm.add_argument("--slurm", action="store_true", help="prepare the run and write RUN/slurm.sbatch")
+    slurm.add_argument("--submit", action="store_true", help="also submit it with sbatch")
+    slurm.add_argument("--nodes", type=int, default=1)
+    slurm.add_argument("--gpus-per-node", type=int, default=1)
+    slurm.add_argument("--cpus-per-task", type=int, default=8)
+    slurm.add_argument("--mem", default="64G", help="memory per node (default 64G)")
+    slurm.add_argument("--time", default="1-00:00:00", help="time limit (default 1 day)")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--account")
+    slurm.add_argument("--constraint")
+    slurm.add_argument("--setup", action="append", default=[], metavar="LINE",
+                       help="a shell line run before training on the node, e.g. 'source venv/bin/activate' (repeatable)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from trigan.core.errors import TriganError
+    if args.submit and not args.slurm:
+        raise TriganError("--submit goes with --slurm")
+    if args.resume is None and args.data is None:
+        raise TriganError("pass --data DATA to start a run, or --resume RUN_DIR to continue one")
+    if args.slurm:
+        return _prepare_slurm(args)
+    return _train(args)
+
+
+def _overrides(args) -> list:
+    extra = list(args.overrides)
+    if args.kimg is not None:
+        if args.kimg <= 0:
+            from trigan.core.errors import TriganError
+            raise TriganError(f"--kimg {args.kimg}: expected a positive number of thousands of images")
+        extra.append(f"training.kimg={args.kimg}")
+    return extra
+
+
+def _open_dataset(cfg, data_override=None):
+    from trigan.training.dataset import open_dataset
+    data = data_override or cfg.training.data
+    if data_override:
+        cfg.training.data = str(data_override)
+    return open_dataset(data, mirror=cfg.training.mirror, use_labels=cfg.training.use_labels)
+
+
+def _prepare(args, info, writer_log=print):
+    """(cfg, run_dir, dataset, resumed): the run directory made (fresh) or read (resume)."""
+    from trigan.core.config import load_config
+    from trigan.training import distributed as ddp
+    from trigan.training.run_dir import code_version, new_run_dir, write_command
+    from trigan.training.session import fit_config_to_dataset, load_run_config, save_run_config
+
+    log = writer_log if info.is_main else (lambda *_: None)
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = load_run_config(run_dir, _overrides(args))
+        dataset = _open_dataset(cfg, args.data)
+        fit_config_to_dataset(cfg, dataset, log)
+        if info.is_main:
+            save_run_config(run_dir, cfg)
+            write_command(run_dir, ["train", *sys.argv[2:]] if sys.argv[1:2] == ["train"] else sys.argv[1:], resumed=True)
+        return cfg, run_dir, dataset, True
+    cfg = load_config(args.config, _overrides(args))
+    cfg.training.data = str(Path(args.data).resolve()) if Path(args.data).exists() else args.data
+    dataset = _open_dataset(cfg)
+    fit_config_to_dataset(cfg, dataset, log)
+    run_dir = None
+    if info.is_main:
+        run_dir = new_run_dir(args.out, args.config, args.data, args.desc)
+        save_run_config(run_dir, cfg)
+        write_command(run_dir, sys.argv[1:], resumed=False)
+        (run_dir / "version.json").write_text(json.dumps(code_version(), indent=1))
+    run_dir = Path(ddp.broadcast_object(info, None if run_dir is None else str(run_dir)))
+    return cfg, run_dir, dataset, False
+
+
+def _train(args) -> int:
+    from trigan.training import distributed as ddp
+    from trigan.training.session import Session
+
+    info = ddp.init_distributed(args.device)
+    try:
+        cfg, run_dir, dataset, resumed = _prepare(args, info)
+        if info.is_main:
+            print(f"run: {run_dir}  ({len(dataset)} images{' with mirrors' if cfg.training.mirror else ''}, "
+                  f"{cfg.model.img_resolution}^2, {cfg.model.c_dim} classes; {info.world_size} process(es) on "
+                  f"{info.device}; batch {cfg.training.batch_size}; until {cfg.training.kimg:g} kimg)", flush=True)
+        phase = Session(cfg, run_dir, info, resume=resumed).run(dataset)
+        return 0 if phase in ("done", "stopped") else 1
+    finally:
+        ddp.shutdown(info)
+
+
+def _prepare_slurm(args) -> int:
+    from trigan.training import distributed as ddp
+    from trigan.training.run_dir import RunWriter
+    from trigan.training.slurm import SlurmOptions, sbatch_script, submit, write_sbatch
+
+    info = ddp.DistInfo()
+    cfg, run_dir, dataset, _ = _prepare(args, info)
+    run_dir = Path(run_dir).resolve()
+    opts = SlurmOptions(nodes=args.nodes, gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task,
+                        mem=args.mem, time=args.time, partition=args.partition, account=args.account,
+                        constraint=args.constraint, job_name=f"trigan-{run_dir.name}", setup=list(args.setup))
+    script = write_sbatch(run_dir / "slurm.sbatch", sbatch_script(["--resume", str(run_dir)], run_dir, opts))
+    RunWriter(run_dir, tensorboard=False).update_status(phase="queued", kimg=0.0, total_kimg=cfg.training.kimg,
+                                                        run_dir=str(run_dir))
+    print(f"run: {run_dir}\nsbatch script: {script}")
+    if args.submit:
+        job = submit(script)
+        print(f"submitted job {job}; follow it in {run_dir / 'status.json'} or with `trigan view {run_dir}`")
+    else:
+        print(f"submit with: sbatch {script}   (submitting it again later resumes the run)")
+    return 0

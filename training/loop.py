@@ -1,0 +1,385 @@
+"""The training loop: EpiGRAF's patch-wise GAN recipe, run by one process or many under torchrun.
+
+One step (all schedules are functions of `cur_nimg`, the real images shown so far, so a resumed run
+continues them exactly):
+
+1. G phase: render fake patches for random latents, labels and poses; loss softplus(-D(fake)).
+2. D phase: fresh fakes (no gradient into G) and real patches cut on the same patch grid; loss
+   softplus(D(fake)) + softplus(-D(real)).
+3. Every `r1_interval` steps, the lazy R1 phase: gamma/2 * |dD/dx|^2 on real patches, times the
+   interval (D's Adam uses lr and betas scaled by interval / (interval + 1) to match).
+4. EMA of G with a half-life of batch * ema_multiplier kimg, ramped up over the first images.
+
+D's inputs are blurred with a sigma that fades out over the first `blur_fade_kimg`; the density
+noise of the renderer anneals to zero over `nerf_noise_kimg_growth`; with generator pose
+conditioning (GPC) a fraction of fakes is conditioned on another sample's pose (annealed).
+
+Every random draw is a function of (seed, step, phase, global sample index), see randomness.py:
+a run split over N processes equals the single-process run with the same global batch, and a
+resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+
+from ..core.cameras import Camera, PatchParams, sample_camera_prior
+from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.config import Config, config_to_dict
+from ..core.errors import TriganError
+from ..core.generator import Generator, one_hot
+from . import distributed as ddp
+from .dataset import ImageDataset
+from .discriminator import Discriminator
+from .losses import auto_gamma, blur_images, blur_sigma, discriminator_loss, generator_loss, r1_penalty
+from .patches import extract_patches, min_patch_scale, patch_beta, sample_patches, uniform_min_scale
+from .randomness import PHASE_D, PHASE_G, PHASE_REG, SampleNoise, batch_generator, render_seed
+from .run_dir import RunWriter
+
+LATEST, BEST = "latest.ckpt", "best.ckpt"
+
+
+class TrainingDiverged(TriganError):
+    """Non-finite losses or weights kept coming back after the allowed rollbacks."""
+
+
+# -------------------------------------------------------------------------------------------------
+# Schedules (functions of images seen)
+
+def linear(start: float, end: float, kimg: float, over_kimg: float) -> float:
+    t = 1.0 if over_kimg <= 0 else min(max(kimg / over_kimg, 0.0), 1.0)
+    return start + (end - start) * t
+
+
+def nerf_noise_std(cfg: Config, kimg: float) -> float:
+    r = cfg.model.render
+    return linear(r.nerf_noise_std_init, 0.0, kimg, r.nerf_noise_kimg_growth)
+
+
+def gpc_spoof_p(cfg: Config, kimg: float) -> float:
+    t = cfg.training
+    return linear(t.gpc_spoof_p_start, t.gpc_spoof_p_end, kimg, t.gpc_spoof_kimg)
+
+
+def ema_beta(cfg: Config, cur_nimg: int) -> float:
+    """Per-step EMA decay: half-life batch * ema_multiplier kimg, at most ema_rampup * images seen."""
+    t = cfg.training
+    ema_nimg = t.batch_size * t.ema_multiplier * 1000
+    if t.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * t.ema_rampup)
+    return 0.5 ** (t.batch_size / max(ema_nimg, 1e-8))
+
+
+# -------------------------------------------------------------------------------------------------
+# Data
+
+class StepSampler(torch.utils.data.Sampler):
+    """An endless, reproducible stream of dataset indices: epoch e is a permutation seeded by
+    (seed, e); step t's global batch is positions [t B, (t+1) B) of the stream, and each process
+    reads its slice. Starting at any step gives the same stream (resume)."""
+
+    def __init__(self, size: int, batch: int, rank: int, world: int, seed: int, start_step: int = 0):
+        self.size, self.batch, self.rank, self.world = size, batch, rank, world
+        self.seed, self.start_step = seed, start_step
+        self.per_rank = batch // world
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.size, generator=gen)
+
+    def __iter__(self) -> Iterator[int]:
+        step = self.start_step
+        epoch, perm = -1, None
+        while True:
+            first = step * self.batch + self.rank * self.per_rank
+            for pos in range(first, first + self.per_rank):
+                e = pos // self.size
+                if e != epoch:
+                    epoch, perm = e, self._perm(e)
+                yield int(perm[pos % self.size])
+            step += 1
+
+
+def _one_hot_labels(labels: torch.Tensor, c_dim: int, device) -> torch.Tensor:
+    if c_dim == 0:
+        return torch.zeros(labels.shape[0], 0, device=device)
+    return one_hot(labels.tolist(), c_dim, device)
+
+
+# -------------------------------------------------------------------------------------------------
+
+class Trainer:
+    """Owns G, D, G_ema, their optimisers and the training state of one run."""
+
+    def __init__(self, cfg: Config, run_dir: Path, dataset: ImageDataset, info: ddp.DistInfo,
+                 writer: Optional[RunWriter] = None, log_every_step: bool = False):
+        self.cfg, self.run_dir, self.dataset, self.info = cfg, Path(run_dir), dataset, info
+        self.writer = writer or RunWriter(self.run_dir, enabled=info.is_main, tensorboard=False)
+        self.device = info.device
+        t = cfg.training
+        if t.batch_size % info.world_size:
+            raise TriganError(f"training.batch_size={t.batch_size} does not split over {info.world_size} processes")
+        self.batch = t.batch_size
+        self.batch_gpu = t.batch_size // info.world_size
+        group = min(cfg.discriminator.mbstd_group_size, self.batch_gpu)
+        if self.batch_gpu % max(group, 1):
+            raise TriganError(f"per-process batch {self.batch_gpu} is not a multiple of the minibatch-std group "
+                              f"size {group} (discriminator.mbstd_group_size)")
+        self.group = max(group, 1)
+        self.patch_res = cfg.discriminator.patch_resolution
+        self.min_scale = min_patch_scale(t.patch, self.patch_res, cfg.model.img_resolution)
+        self.gamma = t.gamma if t.gamma is not None else auto_gamma(cfg.model.img_resolution, t.batch_size)
+        self.use_fp16 = self.device.type == "cuda" and not t.fp32
+        self.c_dim = cfg.model.c_dim if t.use_labels else 0
+        self.log_every_step = log_every_step
+
+        torch.manual_seed(t.seed)
+        self.G = Generator(cfg.model).to(self.device).train()
+        self.D = Discriminator(cfg.discriminator, cfg.model.c_dim).to(self.device).train()
+        self.G_ema = Generator(cfg.model).to(self.device).eval()
+        self.G_ema.load_state_dict(self.G.state_dict())
+        self.G_ema.requires_grad_(False)
+        ddp.broadcast_module(info, self.G)
+        ddp.broadcast_module(info, self.D)
+        ddp.broadcast_module(info, self.G_ema)
+        betas = tuple(t.betas)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=t.g_lr, betas=betas, eps=t.eps)
+        # Lazy regularisation: R1 runs every k steps with k times the weight; D's Adam is rescaled
+        # so that its effective step matches an every-step regulariser (StyleGAN2).
+        k = t.r1_interval / (t.r1_interval + 1) if t.r1_interval > 0 else 1.0
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=t.d_lr * k,
+                                      betas=(betas[0] ** k, betas[1] ** k), eps=t.eps)
+
+        # Progress state (everything a resume restores).
+        self.cur_nimg = 0
+        self.step = 0
+        self.tick = 0
+        self.rollbacks = 0            # total, logged
+        self.failures_since_good = 0  # consecutive rollbacks without a new good checkpoint
+        self.seed_offset = 0          # bumped by a rollback so the replay takes another path
+        self.best_metric: Optional[float] = None
+        self.last_metric: Dict[str, float] = {}
+        self.train_seconds = 0.0
+        self.stop_requested = False
+        self._data_iter = None
+        self._camera_angles = torch.as_tensor(np.asarray(dataset.camera_angles), dtype=torch.float32)
+        labels = dataset.labels if dataset.has_labels else None
+        self._labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+
+    # ---------------------------------------------------------------------------------------------
+    # State
+
+    def state(self) -> dict:
+        return {"cur_nimg": self.cur_nimg, "kimg": self.cur_nimg / 1000, "step": self.step, "tick": self.tick,
+                "rollbacks": self.rollbacks, "seed_offset": self.seed_offset, "best_metric": self.best_metric,
+                "train_seconds": self.train_seconds, "world_size": self.info.world_size,
+                "torch_rng": torch.get_rng_state()}
+
+    def save(self, path: Path, metrics: Optional[dict] = None) -> None:
+        """Every process calls this (it synchronises); only the main one writes."""
+        if self.info.is_main:
+            save_checkpoint(path, self.cfg, self.G_ema, progress=self.state(),
+                            metrics=metrics if metrics is not None else self.last_metric,
+                            G=self.G, D=self.D, G_opt=self.opt_G.state_dict(), D_opt=self.opt_D.state_dict())
+        ddp.barrier(self.info)
+
+    def load(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        missing = [k for k in ("G", "D", "G_opt", "D_opt") if k not in ckpt.extra]
+        if missing:
+            raise TriganError(f"{path}: holds no training state ({', '.join(missing)} missing); "
+                              "start a new run from it instead of resuming")
+        try:
+            self.G.load_state_dict(ckpt.extra["G"])
+            self.D.load_state_dict(ckpt.extra["D"])
+            self.G_ema.load_state_dict(ckpt.G_ema)
+        except RuntimeError as exc:
+            raise TriganError(f"{path}: weights do not fit the run's config "
+                              f"({str(exc).splitlines()[0][:200]})") from None
+        self.opt_G.load_state_dict(ckpt.extra["G_opt"])
+        self.opt_D.load_state_dict(ckpt.extra["D_opt"])
+        p = ckpt.progress
+        self.cur_nimg, self.step, self.tick = int(p["cur_nimg"]), int(p["step"]), int(p.get("tick", 0))
+        self.rollbacks = int(p.get("rollbacks", 0))
+        self.seed_offset = int(p.get("seed_offset", 0))
+        self.best_metric = p.get("best_metric")
+        self.train_seconds = float(p.get("train_seconds", 0.0))
+        if "torch_rng" in p:
+            torch.set_rng_state(p["torch_rng"])
+        self.last_metric = dict(ckpt.metrics or {})
+        self._data_iter = None  # the sampler restarts at the restored step
+
+    # ---------------------------------------------------------------------------------------------
+    # Inputs
+
+    def _real_batches(self) -> Iterator[dict]:
+        t = self.cfg.training
+        sampler = StepSampler(len(self.dataset), self.batch, self.info.rank, self.info.world_size,
+                              t.seed, self.step)
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.batch_gpu, sampler=sampler, num_workers=t.num_workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            prefetch_factor=2 if t.num_workers > 0 else None)
+        return iter(loader)
+
+    def next_real(self) -> dict:
+        if self._data_iter is None:
+            self._data_iter = self._real_batches()
+        batch = next(self._data_iter)
+        dev = self.device
+        return {"img": batch["image"].to(dev, non_blocking=True).float() / 127.5 - 1,
+                "c": _one_hot_labels(batch["label"].clamp(min=0), self.c_dim, dev),
+                "angles": batch["camera_angles"].to(dev).float()}
+
+    def _dataset_conditioning(self, idx: torch.Tensor):
+        """Labels and poses of dataset entries (mirrored entries have their yaw negated)."""
+        n = self._camera_angles.shape[0]
+        base = idx % n
+        angles = self._camera_angles[base].clone()
+        if getattr(self.dataset, "mirror", False):
+            angles[:, 0] = torch.where(idx >= n, -angles[:, 0], angles[:, 0])
+        labels = self._labels[base] if self._labels is not None else torch.zeros(len(idx), dtype=torch.long)
+        return labels.clamp(min=0), angles
+
+    def fake_inputs(self, gen: torch.Generator) -> dict:
+        """Latents, labels, cameras, GPC angles and patches for the whole global batch, drawn in a
+        fixed order from `gen`, then cut to this process's slice."""
+        B, cfg = self.batch, self.cfg
+        kimg = self.cur_nimg / 1000
+        z = torch.randn(B, cfg.model.mapping.z_dim, generator=gen)
+        idx = torch.randint(len(self.dataset), (B,), generator=gen)
+        labels, angles = self._dataset_conditioning(idx)
+        cam_cfg = cfg.model.camera
+        if cam_cfg.dist == "custom":
+            camera = Camera.from_angles(angles[:, 0], angles[:, 1], radius=cam_cfg.radius, fov=cam_cfg.fov,
+                                        roll=angles[:, 2])
+        else:
+            camera = sample_camera_prior(cam_cfg, B, generator=gen)
+        gpc = camera.angles.clone()
+        if cfg.model.mapping.camera_cond:
+            spoof = (torch.rand(B, generator=gen) < gpc_spoof_p(cfg, kimg)).nonzero()[:, 0]
+            if len(spoof) > 1:
+                gpc[spoof] = camera.angles[spoof.roll(1)]
+        patch = sample_patches(cfg.training.patch, B, kimg, self.min_scale, self.group, generator=gen)
+        sl = slice(self.info.rank * self.batch_gpu, (self.info.rank + 1) * self.batch_gpu)
+        dev = self.device
+        return {"z": z[sl].to(dev), "c": _one_hot_labels(labels[sl], self.c_dim, dev),
+                "camera": camera[sl].to(dev), "gpc_angles": gpc[sl].to(dev),
+                "patch": PatchParams(patch.scale[sl].to(dev), patch.offset[sl].to(dev)),
+                "sample_indices": list(range(sl.start, sl.stop))}
+
+    # ---------------------------------------------------------------------------------------------
+    # Networks
+
+    def render_fakes(self, inputs: dict, phase: int, update_w_avg: bool = False) -> torch.Tensor:
+        G, cfg = self.G, self.cfg
+        seed = cfg.training.seed + 7919 * self.seed_offset
+        ws = G.mapping(inputs["z"], inputs["c"] if cfg.model.c_dim else None,
+                       camera_angles=inputs["gpc_angles"])
+        if update_w_avg:
+            mean_w = ddp.all_reduce_mean(self.info, ws[:, 0].detach().mean(dim=0).clone())
+            G.mapping.w_avg.copy_(mean_w.lerp(G.mapping.w_avg, G.mapping.w_avg_beta))
+        noise = SampleNoise(seed * 31 + self.step * 4 + phase, inputs["sample_indices"])
+        field = G.field_from_ws(ws, noise_mode=noise)
+        opts = G.render_options(density_noise_std=nerf_noise_std(cfg, self.cur_nimg / 1000), deterministic=True,
+                                seed=render_seed(seed, self.step, phase),
+                                sample_offset=inputs["sample_indices"][0], max_points_per_chunk=1 << 40)
+        out = G.render(field, inputs["camera"], self.patch_res, patch=inputs["patch"], options=opts)
+        return out.rgb
+
+    def run_D(self, img: torch.Tensor, c: torch.Tensor, patch: PatchParams, angles: torch.Tensor) -> torch.Tensor:
+        sigma = blur_sigma(self.cur_nimg, self.cfg.training.blur_init_sigma, self.cfg.training.blur_fade_kimg)
+        img = blur_images(img, sigma)
+        return self.D(img, c if self.cfg.model.c_dim else None, patch, angles, use_fp16=self.use_fp16)
+
+    def _step_optimizer(self, module: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+        params = [p for p in module.parameters() if p.grad is not None]
+        ddp.average_gradients(self.info, params)
+        if self.cfg.training.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.training.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    # ---------------------------------------------------------------------------------------------
+    # One step
+
+    def train_step(self) -> Dict[str, float]:
+        cfg = self.cfg
+        seed = cfg.training.seed + 7919 * self.seed_offset
+        real = self.next_real()
+        losses: Dict[str, float] = {}
+
+        # G phase
+        self.G.requires_grad_(True)
+        self.D.requires_grad_(False)
+        fake_in = self.fake_inputs(batch_generator(seed, self.step, PHASE_G))
+        fake = self.render_fakes(fake_in, PHASE_G)
+        loss_G = generator_loss(self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles))
+        loss_G.backward()
+        self._step_optimizer(self.G, self.opt_G)
+        losses["loss_G"] = loss_G.item()
+
+        # D phase
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(True)
+        fake_in = self.fake_inputs(batch_generator(seed, self.step, PHASE_D))
+        with torch.no_grad():
+            fake = self.render_fakes(fake_in, PHASE_D, update_w_avg=True)
+        real_patches = extract_patches(real["img"], fake_in["patch"], self.patch_res)
+        logits_fake = self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles)
+        logits_real = self.run_D(real_patches, real["c"], fake_in["patch"], real["angles"])
+        loss_D = discriminator_loss(logits_real, logits_fake)
+        loss_D.backward()
+        self._step_optimizer(self.D, self.opt_D)
+        losses.update(loss_D=loss_D.item(), D_real=logits_real.mean().item(), D_fake=logits_fake.mean().item())
+
+        # Lazy R1 on real patches
+        interval = cfg.training.r1_interval
+        if interval > 0 and self.gamma > 0 and self.step % interval == 0:
+            gen = batch_generator(seed, self.step, PHASE_REG)
+            reg_patch = sample_patches(cfg.training.patch, self.batch, self.cur_nimg / 1000, self.min_scale,
+                                       self.group, generator=gen)
+            sl = slice(self.info.rank * self.batch_gpu, (self.info.rank + 1) * self.batch_gpu)
+            reg_patch = PatchParams(reg_patch.scale[sl].to(self.device), reg_patch.offset[sl].to(self.device))
+            real_in = extract_patches(real["img"], reg_patch, self.patch_res).detach().requires_grad_(True)
+            logits = self.run_D(real_in, real["c"], reg_patch, real["angles"])
+            penalty = r1_penalty(logits, real_in)
+            loss_r1 = (penalty.mean() * (self.gamma / 2) + logits.mean() * 0) * interval
+            loss_r1.backward()
+            self._step_optimizer(self.D, self.opt_D)
+            losses["r1_penalty"] = penalty.mean().item()
+        self.D.requires_grad_(False)
+
+        # EMA of G (parameters averaged, buffers such as w_avg copied)
+        self.cur_nimg += self.batch
+        self.step += 1
+        beta = ema_beta(cfg, self.cur_nimg)
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+        return losses
+
+    def weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for m in (self.G, self.D, self.G_ema) for p in m.parameters())
+
+    def schedules(self) -> Dict[str, float]:
+        cfg, kimg = self.cfg, self.cur_nimg / 1000
+        out = {"blur_sigma": blur_sigma(self.cur_nimg, cfg.training.blur_init_sigma, cfg.training.blur_fade_kimg),
+               "nerf_noise_std": nerf_noise_std(cfg, kimg), "ema_beta": ema_beta(cfg, max(self.cur_nimg, 1))}
+        if cfg.training.patch.dist == "beta":
+            out["patch_beta"] = patch_beta(cfg.training.patch, kimg)
+        elif cfg.training.patch.dist == "uniform":
+            out["patch_min_scale"] = uniform_min_scale(cfg.training.patch, kimg, self.min_scale)
+        if cfg.model.mapping.camera_cond:
+            out["gpc_spoof_p"] = gpc_spoof_p(cfg, kimg)
+        return out

@@ -1,0 +1,172 @@
+"""A training run's directory: the files a monitor (the viewer's training panel, a script, a person)
+reads to follow a run without talking to the process.
+
+    RUNS/00003-demo-shapes/
+        config.yaml        the resolved config (model, discriminator, training), enough to resume
+        command.txt        the command line that started (and resumed) the run
+        version.json       trigan version, git commit of the code, torch, python, host
+        status.json        phase, kimg, images/s, ETA, last losses and metric, pid, heartbeat
+        stats.jsonl        one line per tick: losses, schedules, speed, memory
+        metrics.jsonl      one line per metric evaluation
+        log.txt            the human-readable log
+        latest.ckpt        the newest checkpoint (full training state), written atomically
+        best.ckpt          the best checkpoint by the first metric (when metrics are configured)
+        samples/           reals.png, fakes_<kimg>.png, fakes_<kimg>.mp4
+        slurm.sbatch       when launched through SLURM
+
+Only the main process writes. Every file that a reader may open mid-write is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from ..core.errors import TriganError
+
+RUN_FILES = ("config.yaml", "status.json")
+PHASES = ("queued", "starting", "training", "sampling", "checkpointing", "evaluating", "rolling_back", "stopped",
+          "done", "failed")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-") or "run"
+
+
+def new_run_dir(out_root, preset: str, data: Optional[str], desc: Optional[str] = None) -> Path:
+    """RUNS/<5-digit number>-<preset>-<dataset name>[-desc], numbered after the highest present."""
+    root = Path(out_root)
+    if root.exists() and not root.is_dir():
+        raise TriganError(f"{root}: exists and is not a folder (--out takes the folder that holds runs)")
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"^(\d+)-", p.name))]
+    parts = [f"{max(numbers, default=-1) + 1:05d}", _slug(Path(preset).stem)]
+    if data:
+        parts.append(_slug(Path(data.rstrip("/")).stem))
+    if desc:
+        parts.append(_slug(desc))
+    run = root / "-".join(parts)
+    run.mkdir()
+    (run / "samples").mkdir()
+    return run
+
+
+def is_run_dir(path) -> bool:
+    return Path(path, "config.yaml").is_file()
+
+
+def code_version() -> Dict[str, Any]:
+    """What code produced the run: package version and, from a git checkout, the commit."""
+    from importlib.metadata import PackageNotFoundError, version
+    import torch
+    try:
+        pkg = version("trigan")
+    except PackageNotFoundError:
+        pkg = "unknown"
+    info = {"trigan": pkg, "torch": torch.__version__, "python": platform.python_version(),
+            "host": socket.gethostname()}
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5)
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        if commit.returncode == 0:
+            info["git_commit"] = commit.stdout.strip()
+            info["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+class RunWriter:
+    """Writes the run's logs and status (main process only; other ranks get a silent one)."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True):
+        self.dir = Path(run_dir)
+        self.enabled = enabled
+        self.status: Dict[str, Any] = {}
+        self._tb = None
+        if enabled and tensorboard:
+            try:  # optional: only when the tensorboard package is installed
+                from torch.utils.tensorboard import SummaryWriter
+                self._tb = SummaryWriter(str(self.dir / "tensorboard"))
+            except Exception:
+                self._tb = None
+
+    # -- text log ---------------------------------------------------------------------------------
+    def log(self, message: str, echo: bool = True) -> None:
+        if not self.enabled:
+            return
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+        if echo:
+            print(message, flush=True)
+        with open(self.dir / "log.txt", "a") as f:
+            f.write(line + "\n")
+
+    # -- machine-readable -------------------------------------------------------------------------
+    def append_jsonl(self, name: str, record: Dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.dir / name, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def scalars(self, values: Dict[str, float], kimg: float) -> None:
+        if self._tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self._tb.add_scalar(key, value, global_step=int(round(kimg * 1000)))
+            self._tb.flush()
+
+    def update_status(self, **fields) -> None:
+        """Merge fields into status.json (atomically replaced) with a fresh heartbeat."""
+        self.status.update(fields)
+        self.status["pid"] = os.getpid()
+        self.status["host"] = socket.gethostname()
+        self.status["heartbeat"] = time.time()
+        if self.enabled:
+            atomic_write_text(self.dir / "status.json", json.dumps(self.status, indent=1))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_status(run_dir) -> Dict[str, Any]:
+    """status.json of a run ({} when missing or caught mid-replace on a filesystem without atomic rename)."""
+    try:
+        return json.loads(Path(run_dir, "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_command(run_dir: Path, argv, resumed: bool) -> None:
+    import shlex
+    line = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name if sys.argv else "trigan", *argv])
+    with open(Path(run_dir) / "command.txt", "a") as f:
+        f.write(("# resumed " if resumed else "") + time.strftime("%Y-%m-%d %H:%M:%S") + "\n" + line + "\n")

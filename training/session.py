@@ -1,0 +1,347 @@
+"""A training session: set up a run (fresh or resumed), drive the Trainer through ticks, write what
+a monitor reads, stop cleanly on a signal, roll back on divergence.
+
+A tick is a progress report every `tick_kimg` thousand images: one line in stats.jsonl and the log,
+a status.json update, TensorBoard scalars when installed. Every `snapshot_ticks` ticks (or
+`snapshot_minutes`, whichever comes first) latest.ckpt is replaced atomically; metrics, when
+configured, pick best.ckpt; sample grids and short orbit videos go to samples/.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from ..core.config import Config, config_from_dict, config_to_dict
+from ..core.errors import ConfigError, TriganError
+from . import distributed as ddp
+from .dataset import ImageDataset, open_dataset
+from .loop import BEST, LATEST, Trainer, TrainingDiverged
+from .run_dir import RunWriter, atomic_write_text, code_version
+
+STATUS_EVERY_S = 5.0
+
+
+# -------------------------------------------------------------------------------------------------
+# Config <-> run directory
+
+def save_run_config(run_dir: Path, cfg: Config) -> None:
+    atomic_write_text(Path(run_dir) / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config_to_dict(cfg))))
+
+
+def load_run_config(run_dir: Path, overrides=()) -> Config:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise TriganError(f"{run_dir}: not a training run (no config.yaml); pass a folder made by `trigan train`")
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. training.kimg=500")
+    cfg = config_from_dict(data, what=str(path))
+    if overrides:
+        merged = OmegaConf.merge(OmegaConf.structured(cfg), OmegaConf.from_dotlist(list(overrides)))
+        cfg = config_from_dict(OmegaConf.to_container(merged, resolve=True), what=f"{path} {' '.join(overrides)}")
+    return cfg
+
+
+def fit_config_to_dataset(cfg: Config, dataset: ImageDataset, log: Callable[[str], None]) -> Config:
+    """What the data decides (as upstream): image resolution, number of classes, the mean pose;
+    checks that the model's camera prior has what it needs."""
+    m, d = cfg.model, cfg.discriminator
+    if dataset.resolution != m.img_resolution:
+        log(f"note: the images are {dataset.resolution}^2; model.img_resolution {m.img_resolution} -> {dataset.resolution}")
+        m.img_resolution = dataset.resolution
+        d.num_additional_start_blocks = max(0, int(round(math.log2(dataset.resolution / d.patch_resolution))))
+    if d.patch_resolution > m.img_resolution:
+        raise ConfigError(f"discriminator.patch_resolution={d.patch_resolution} is larger than the "
+                          f"{m.img_resolution}^2 images")
+    classes = dataset.num_classes if (cfg.training.use_labels and dataset.has_labels) else 0
+    if classes != m.c_dim:
+        log(f"note: the dataset has {classes} classes{'' if cfg.training.use_labels else ' in use'}; "
+            f"model.c_dim {m.c_dim} -> {classes}")
+        m.c_dim = classes
+        names = list(dataset.meta.get("class_names") or [])
+        m.class_names = names if len(names) == classes else []
+    elif not m.class_names and dataset.meta.get("class_names") and len(dataset.meta["class_names"]) == classes:
+        m.class_names = list(dataset.meta["class_names"])
+    if m.camera.dist == "custom" or d.camera_cond or m.mapping.camera_cond:
+        if not dataset.has_camera_angles:
+            raise ConfigError(f"{dataset.path}: has no camera_angles in dataset.json, but model.camera.dist="
+                              f"{m.camera.dist!r}{' and pose conditioning' if d.camera_cond or m.mapping.camera_cond else ''} "
+                              "need them; use a dataset with poses or set model.camera.dist to a prior")
+        m.camera.mean_pose = [float(v) for v in dataset.mean_camera_pose()]
+    return cfg
+
+
+# -------------------------------------------------------------------------------------------------
+
+class Session:
+    def __init__(self, cfg: Config, run_dir: Path, info: ddp.DistInfo, resume: bool,
+                 progress_every_step: bool = False):
+        self.cfg, self.run_dir, self.info, self.resume = cfg, Path(run_dir), info, resume
+        self.writer = RunWriter(self.run_dir, enabled=info.is_main)
+        self.progress_every_step = progress_every_step
+        self._stop_signal: Optional[str] = None
+
+    # -- signals ----------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self._stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, the last checkpoint stays
+        self._stop_signal = name
+        if self.info.is_main:
+            print(f"{name}: stopping after this step and writing a checkpoint (Ctrl-C again to abort)", flush=True)
+
+    def _install_signals(self):
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread (e.g. a test harness): no handlers
+                pass
+        return previous
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        self.writer.log(message)
+
+    def _sample_set(self, trainer: Trainer):
+        from .visuals import SampleSet, grid_shape
+        num = max(1, self.cfg.training.samples)
+        rows, cols = grid_shape(num, self.cfg.model.img_resolution)
+        n = len(trainer._camera_angles)
+        idx = torch.linspace(0, n - 1, num).round().long()
+        angles = trainer._camera_angles[idx] if self.cfg.model.camera.dist == "custom" else None
+        return SampleSet.create(trainer.G_ema, num, seed=self.cfg.training.seed, camera_angles=angles,
+                                rows=rows, cols=cols)
+
+    def _save_samples(self, trainer: Trainer, video: bool) -> None:
+        if not self.info.is_main:
+            return
+        from .visuals import save_png
+        kimg = trainer.cur_nimg / 1000
+        self.writer.update_status(phase="sampling")
+        grid = self._samples.render_grid(trainer.G_ema, batch=8)
+        path = self.run_dir / "samples" / f"fakes_{int(round(kimg * 1000)):09d}.png"
+        save_png(grid, path)
+        self.writer.update_status(last_sample=str(path.relative_to(self.run_dir)))
+        if video:
+            vpath = path.with_suffix(".mp4")
+            self._samples.render_orbit_video(trainer.G_ema, vpath, frames=32, fps=16, batch=8)
+            self.writer.update_status(last_video=str(vpath.relative_to(self.run_dir)))
+
+    def _save_reals(self, dataset: ImageDataset) -> None:
+        from .visuals import grid_shape, save_reals_grid
+        num = max(1, self.cfg.training.samples)
+        rows, cols = grid_shape(num, self.cfg.model.img_resolution)
+        idx = np.linspace(0, len(dataset.names) - 1, min(num, len(dataset.names))).round().astype(int)
+        images = torch.stack([dataset[int(i)]["image"] for i in idx])
+        if len(images) < rows * cols:
+            images = torch.cat([images, torch.zeros(rows * cols - len(images), *images.shape[1:], dtype=images.dtype)])
+        save_reals_grid(images, self.run_dir / "samples" / "reals.png", rows, cols)
+
+    def _evaluate(self, trainer: Trainer) -> Dict[str, float]:
+        names = list(self.cfg.training.metrics)
+        if not names:
+            return {}
+        from .evaluation import evaluate_metrics
+        self.writer.update_status(phase="evaluating")
+        results = {}
+        if self.info.is_main:
+            results = evaluate_metrics(trainer.G_ema, trainer.dataset, names, self.cfg.training.inception,
+                                       cache_dir=self.run_dir / "cache", seed=self.cfg.training.seed)
+            record = {"kimg": trainer.cur_nimg / 1000, **results}
+            self.writer.append_jsonl("metrics.jsonl", record)
+            self.writer.scalars({f"Metrics/{k}": v for k, v in results.items()}, trainer.cur_nimg / 1000)
+            self.log("metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in results.items()))
+        return ddp.broadcast_object(self.info, results)
+
+    def _checkpoint(self, trainer: Trainer, metrics: Dict[str, float]) -> None:
+        self.writer.update_status(phase="checkpointing")
+        trainer.last_metric = dict(metrics) if metrics else trainer.last_metric
+        improved = False
+        if metrics:
+            first = self.cfg.training.metrics[0]
+            value = metrics.get(first)
+            if value is not None and math.isfinite(value) and (trainer.best_metric is None or value < trainer.best_metric):
+                trainer.best_metric = value
+                improved = True
+        trainer.save(self.run_dir / LATEST)
+        if improved:
+            # Written again rather than linked, so replacing latest later never touches best.
+            trainer.save(self.run_dir / BEST)
+            self.log(f"best {self.cfg.training.metrics[0]} so far: {trainer.best_metric:.3f} -> {BEST}")
+        trainer.failures_since_good = 0
+        self._last_snapshot_time = time.time()
+
+    def _rollback(self, trainer: Trainer, why: str) -> None:
+        trainer.rollbacks += 1
+        trainer.failures_since_good += 1
+        limit = self.cfg.training.max_rollbacks
+        if trainer.failures_since_good > limit:
+            raise TrainingDiverged(f"training diverged ({why}) {trainer.failures_since_good} times in a row after "
+                                   f"rolling back to {self.run_dir / LATEST}; giving up (training.max_rollbacks="
+                                   f"{limit}); try a lower learning rate or a larger gamma")
+        self.writer.update_status(phase="rolling_back")
+        kimg_was = trainer.cur_nimg / 1000
+        rollbacks, failures = trainer.rollbacks, trainer.failures_since_good
+        trainer.load(self.run_dir / LATEST)
+        trainer.rollbacks, trainer.failures_since_good = rollbacks, failures
+        trainer.seed_offset += failures  # a different random path than the one that diverged
+        self.log(f"rollback {failures}/{limit}: {why} at kimg {kimg_was:.1f}; restored {LATEST} "
+                 f"(kimg {trainer.cur_nimg / 1000:.1f}) and continue with new random draws")
+        self.writer.append_jsonl("stats.jsonl", {"event": "rollback", "reason": why, "kimg": kimg_was,
+                                                 "restored_kimg": trainer.cur_nimg / 1000})
+
+    # -- the run ----------------------------------------------------------------------------------
+    def run(self, dataset: ImageDataset, step_hook: Optional[Callable[[Trainer], None]] = None) -> str:
+        """Train to training.kimg or until stopped. Returns the final phase ('done' or 'stopped')."""
+        cfg, t = self.cfg, self.cfg.training
+        trainer = Trainer(cfg, self.run_dir, dataset, self.info, self.writer)
+        self.trainer = trainer
+        latest = self.run_dir / LATEST
+        if self.resume and latest.is_file():
+            trainer.load(latest)
+            self.log(f"resumed from {latest} at kimg {trainer.cur_nimg / 1000:.3f} (step {trainer.step})")
+        total_nimg = int(round(t.kimg * 1000))
+        self.writer.update_status(phase="starting", kimg=trainer.cur_nimg / 1000, total_kimg=t.kimg,
+                                  world_size=self.info.world_size, device=str(self.info.device),
+                                  run_dir=str(self.run_dir), started_at=time.time(), message=None)
+        if self.info.is_main:
+            self._samples = self._sample_set(trainer)
+            if not (self.run_dir / "samples" / "reals.png").exists():
+                self._save_reals(dataset)
+        if not latest.is_file():
+            trainer.save(latest)   # the first good state: what a divergence rolls back to
+            self._save_samples(trainer, video=False)
+        self._last_snapshot_time = time.time()
+
+        previous = self._install_signals()
+        phase = "training"
+        try:
+            tick_start_nimg, tick_start_time = trainer.cur_nimg, time.time()
+            last_status = 0.0
+            sums: Dict[str, float] = {}
+            count = 0
+            self.writer.update_status(phase="training")
+            while trainer.cur_nimg < total_nimg:
+                step_start = time.time()
+                if step_hook is not None:
+                    step_hook(trainer)
+                losses = trainer.train_step()
+                trainer.train_seconds += time.time() - step_start
+                bad = not all(math.isfinite(v) for v in losses.values())
+                if ddp.any_true(self.info, bad):
+                    self._rollback(trainer, "non-finite loss " + ", ".join(f"{k}={v}" for k, v in losses.items()
+                                                                           if not math.isfinite(v)))
+                    tick_start_nimg, tick_start_time, sums, count = trainer.cur_nimg, time.time(), {}, 0
+                    continue
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+
+                done = trainer.cur_nimg >= total_nimg
+                stop = ddp.any_true(self.info, self._stop_signal is not None)
+                tick_done = trainer.cur_nimg >= tick_start_nimg + t.tick_kimg * 1000
+                now = time.time()
+                rate = (trainer.cur_nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9)
+                if now - last_status > STATUS_EVERY_S or self.progress_every_step:
+                    last_status = now
+                    self.writer.update_status(
+                        phase="training", kimg=trainer.cur_nimg / 1000, step=trainer.step, images_per_sec=rate,
+                        eta_seconds=(total_nimg - trainer.cur_nimg) / max(rate, 1e-9),
+                        losses={k: v / count for k, v in sums.items()}, rollbacks=trainer.rollbacks)
+                if not (tick_done or done or stop):
+                    continue
+
+                # ---- end of a tick --------------------------------------------------------------
+                if ddp.any_true(self.info, not trainer.weights_finite()):
+                    self._rollback(trainer, "non-finite weights")
+                    tick_start_nimg, tick_start_time, sums, count = trainer.cur_nimg, time.time(), {}, 0
+                    continue
+                trainer.tick += 1
+                elapsed = now - tick_start_time
+                kimg = trainer.cur_nimg / 1000
+                means = {k: v / max(count, 1) for k, v in sums.items()}
+                record = {"tick": trainer.tick, "kimg": kimg, "step": trainer.step, "time": trainer.train_seconds,
+                          "sec_per_tick": elapsed, "sec_per_kimg": elapsed / max((trainer.cur_nimg - tick_start_nimg) / 1000, 1e-9),
+                          "images_per_sec": rate, **means, **trainer.schedules(),
+                          "cpu_mem_gb": _cpu_mem_gb(), "gpu_mem_gb": _gpu_mem_gb(self.info.device),
+                          "rollbacks": trainer.rollbacks}
+                self.writer.append_jsonl("stats.jsonl", record)
+                self.writer.scalars({f"Loss/{k}": v for k, v in means.items()}, kimg)
+                self.writer.scalars({f"Progress/{k}": v for k, v in trainer.schedules().items()}, kimg)
+                self.writer.scalars({"Timing/images_per_sec": rate}, kimg)
+                eta = (total_nimg - trainer.cur_nimg) / max(rate, 1e-9)
+                self.log(f"tick {trainer.tick:<4d} kimg {kimg:8.3f}  {rate:7.1f} img/s  "
+                         + "  ".join(f"{k} {v:.3f}" for k, v in means.items())
+                         + f"  eta {_fmt_seconds(eta)}")
+
+                final = done or stop
+                metrics = {}
+                if t.metrics and (final or trainer.tick % max(t.metric_ticks, 1) == 0):
+                    metrics = self._evaluate(trainer)
+                snapshot_due = (trainer.tick % max(t.snapshot_ticks, 1) == 0
+                                or time.time() - self._last_snapshot_time > t.snapshot_minutes * 60)
+                if final or snapshot_due or metrics:
+                    self._checkpoint(trainer, metrics)
+                if final or trainer.tick % max(t.image_ticks, 1) == 0:
+                    video = t.video_ticks > 0 and (final or trainer.tick % t.video_ticks == 0)
+                    self._save_samples(trainer, video=video)
+                self.writer.update_status(phase="training", kimg=kimg, step=trainer.step, images_per_sec=rate,
+                                          eta_seconds=eta, losses=means, last_metric=trainer.last_metric or None,
+                                          best_metric=trainer.best_metric, rollbacks=trainer.rollbacks)
+                tick_start_nimg, tick_start_time, sums, count = trainer.cur_nimg, time.time(), {}, 0
+                if stop:
+                    phase = "stopped"
+                    self.log(f"stopped by {self._stop_signal or 'another process'} at kimg {kimg:.3f}; "
+                             f"resume with: trigan train --resume {self.run_dir}")
+                    break
+            if phase == "training":
+                phase = "done"
+            if phase == "done":
+                self.log(f"done: {trainer.cur_nimg / 1000:.3f} kimg in {_fmt_seconds(trainer.train_seconds)}")
+            self.writer.update_status(phase=phase, kimg=trainer.cur_nimg / 1000, eta_seconds=0 if phase == "done" else None)
+            return phase
+        except TrainingDiverged as exc:
+            self.writer.update_status(phase="failed", message=str(exc))
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.writer.close()
+
+
+def _fmt_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(s)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{d}d {h:02d}h{m:02d}m" if d else f"{h:d}h{m:02d}m{s:02d}s"
+
+
+def _cpu_mem_gb() -> float:
+    try:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    except Exception:
+        return float("nan")
+
+
+def _gpu_mem_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 30
+    return 0.0
