@@ -211,6 +211,9 @@ class Session:
         trainer = Trainer(cfg, self.run_dir, dataset, self.info, self.writer)
         self.trainer = trainer
         latest = self.run_dir / LATEST
+        if self.info.is_main:
+            for stale in list(self.run_dir.glob(f".{LATEST}.*.tmp")) + list(self.run_dir.glob(f".{BEST}.*.tmp")):
+                stale.unlink()   # a write interrupted by a kill; the file it was replacing is intact
         if self.resume and latest.is_file():
             trainer.load(latest)
             self.log(f"resumed from {latest} at kimg {trainer.cur_nimg / 1000:.3f} (step {trainer.step})")

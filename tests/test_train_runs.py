@@ -1,0 +1,288 @@
+"""Whole training runs on a CPU: a run directory, exact resume, distributed equivalence (two gloo
+processes), clean stops on SIGTERM, kill -9 mid-checkpoint, and rollback after a divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from train_helpers import TINY_TRAIN, tiny_train_config, write_tiny_dataset
+from trigan.core.checkpoint import load_checkpoint
+from trigan.training import distributed as ddp
+from trigan.training.dataset import open_dataset
+from trigan.training.loop import LATEST, TrainingDiverged
+from trigan.training.session import Session, fit_config_to_dataset, save_run_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _session(tmp_path, name, cfg, dataset, resume=False):
+    run = tmp_path / name
+    (run / "samples").mkdir(parents=True, exist_ok=True)
+    save_run_config(run, cfg)
+    return Session(cfg, run, ddp.DistInfo(), resume=resume)
+
+
+def _weights(path):
+    ckpt = load_checkpoint(path)
+    return {"G": ckpt.extra["G"], "D": ckpt.extra["D"], "G_ema": ckpt.G_ema}, ckpt
+
+
+def _max_diff(a, b):
+    return max(float((a[n][k].float() - b[n][k].float()).abs().max()) for n in a for k in a[n])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_tiny_dataset(tmp_path_factory.mktemp("data") / "squares")
+
+
+def _config(data, *overrides):
+    cfg = tiny_train_config(*overrides)
+    cfg.training.data = str(data)
+    ds = open_dataset(data, mirror=cfg.training.mirror)
+    fit_config_to_dataset(cfg, ds, lambda *_: None)
+    return cfg, ds
+
+
+def test_a_run_directory_has_what_a_monitor_reads(tmp_path, data):
+    cfg, ds = _config(data, "training.kimg=0.032", "training.image_ticks=2")
+    phase = _session(tmp_path, "run", cfg, ds).run(ds)
+    run = tmp_path / "run"
+    assert phase == "done"
+    status = json.loads((run / "status.json").read_text())
+    assert status["phase"] == "done" and status["kimg"] == pytest.approx(0.032)
+    assert status["pid"] == os.getpid() and status["heartbeat"] <= time.time()
+    for key in ("images_per_sec", "losses", "step", "total_kimg"):
+        assert key in status
+    ticks = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [t["kimg"] for t in ticks] == pytest.approx([0.008, 0.016, 0.024, 0.032])
+    assert all(k in ticks[0] for k in ("loss_G", "loss_D", "blur_sigma", "nerf_noise_std", "patch_beta"))
+    assert ticks[0]["blur_sigma"] > ticks[-1]["blur_sigma"]          # schedules follow images seen
+    assert (run / "samples" / "reals.png").is_file()
+    assert (run / "samples" / "fakes_000000000.png").is_file() and (run / "samples" / "fakes_000000032.png").is_file()
+    ckpt = load_checkpoint(run / LATEST)
+    assert ckpt.progress["cur_nimg"] == 32 and ckpt.progress["step"] == 4
+    assert ckpt.config.model.c_dim == 3                                 # fitted to the dataset
+    assert ckpt.config.model.img_resolution == 16
+
+
+def test_resume_continues_exactly(tmp_path, data):
+    cfg, ds = _config(data, "training.kimg=0.048")
+    _session(tmp_path, "straight", cfg, ds).run(ds)
+    half, _ = _config(data, "training.kimg=0.024")
+    _session(tmp_path, "halves", half, ds).run(ds)
+    first_half, ckpt = _weights(tmp_path / "halves" / LATEST)
+    assert ckpt.progress["step"] == 3
+    half.training.kimg = 0.048
+    _session(tmp_path, "halves", half, ds, resume=True).run(ds)
+    straight, a = _weights(tmp_path / "straight" / LATEST)
+    resumed, b = _weights(tmp_path / "halves" / LATEST)
+    assert a.progress["step"] == b.progress["step"] == 6
+    for net in ("G", "D", "G_ema"):
+        for key, value in straight[net].items():
+            assert torch.equal(value, resumed[net][key]), f"{net}.{key} differs after resume"
+    assert _max_diff(first_half, resumed) > 1e-4        # and training really moved the weights
+
+
+def test_a_non_finite_loss_rolls_back_and_training_goes_on(tmp_path, data):
+    cfg, ds = _config(data, "training.kimg=0.040", "training.snapshot_ticks=2")
+    injected = []
+
+    def poison(trainer):
+        if trainer.step == 3 and not injected:
+            injected.append(trainer.cur_nimg)
+            with torch.no_grad():
+                trainer.G.synthesis.tri_plane_mlp.model[0].weight.fill_(float("nan"))
+
+    session = _session(tmp_path, "nan", cfg, ds)
+    assert session.run(ds, step_hook=poison) == "done"
+    assert injected and session.trainer.rollbacks == 1
+    log = (tmp_path / "nan" / "log.txt").read_text()
+    assert "rollback 1/3: non-finite loss" in log
+    events = [json.loads(x) for x in (tmp_path / "nan" / "stats.jsonl").read_text().splitlines()]
+    rollback = [e for e in events if e.get("event") == "rollback"]
+    assert rollback and rollback[0]["restored_kimg"] == pytest.approx(0.016)   # the tick-2 checkpoint
+    final, ckpt = _weights(tmp_path / "nan" / LATEST)
+    assert ckpt.progress["cur_nimg"] == 40
+    assert all(torch.isfinite(t).all() for net in final.values() for t in net.values() if t.is_floating_point())
+
+
+def test_repeated_divergence_gives_up_with_a_clear_message(tmp_path, data):
+    cfg, ds = _config(data, "training.kimg=0.040", "training.max_rollbacks=2")
+
+    def always_poison(trainer):
+        if trainer.step >= 1:
+            with torch.no_grad():
+                trainer.D.b4.out.weight.fill_(float("inf"))
+
+    with pytest.raises(TrainingDiverged, match="3 times in a row.*max_rollbacks=2"):
+        _session(tmp_path, "bad", cfg, ds).run(ds, step_hook=always_poison)
+    status = json.loads((tmp_path / "bad" / "status.json").read_text())
+    assert status["phase"] == "failed" and "giving up" in status["message"]
+    load_checkpoint(tmp_path / "bad" / LATEST)   # the last good state is still there
+
+
+# -- separate processes -----------------------------------------------------------------------------
+
+def _cli(*args):
+    return [sys.executable, "-m", "trigan.cli.main", "train", *args]
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _only_run(out: Path) -> Path:
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path, data):
+    args = ["--data", str(data), "--kimg", "0.032", "--device", "cpu", *TINY_TRAIN]
+    single = subprocess.run(_cli("--out", str(tmp_path / "one"), *args), env=_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    dist = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "trigan.cli.main", "train", "--out", str(tmp_path / "two"), *args],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    one, a = _weights(_only_run(tmp_path / "one") / LATEST)
+    two, b = _weights(_only_run(tmp_path / "two") / LATEST)
+    assert b.progress["world_size"] == 2 and a.progress["world_size"] == 1
+    assert a.progress["step"] == b.progress["step"] == 4
+    assert _max_diff(one, two) < 1e-4
+    # only rank 0 wrote: one run directory, one line per tick
+    lines = (_only_run(tmp_path / "two") / "stats.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+
+
+def _wait_for(predicate, timeout, what):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_with_a_checkpoint_and_resume_finishes(tmp_path, data):
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(_cli("--data", str(data), "--out", str(out), "--kimg", "100", "--device", "cpu",
+                                 *TINY_TRAIN), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: out.exists() and any(out.iterdir()) and
+                  (_only_run(out) / "stats.jsonl").exists(), 120, "the first tick")
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output[-2000:]
+    run = _only_run(out)
+    status = json.loads((run / "status.json").read_text())
+    assert status["phase"] == "stopped"
+    ckpt = load_checkpoint(run / LATEST)
+    assert ckpt.progress["step"] >= 1 and ckpt.progress["cur_nimg"] == status["kimg"] * 1000
+    assert "SIGTERM" in output and "--resume" in output
+    done = subprocess.run(_cli("--resume", str(run), "--kimg", str(status["kimg"] + 0.008)), env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((run / "status.json").read_text())["phase"] == "done"
+    assert load_checkpoint(run / LATEST).progress["step"] == ckpt.progress["step"] + 1
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, stat, sys, time
+    import trigan.core.checkpoint as ck
+    marker = sys.argv[1]
+    class SlowFsync:
+        # os for the checkpoint writer, except that the 2nd checkpoint's fsync announces itself
+        # and hangs: the temporary file is written but not yet renamed over latest.ckpt.
+        calls = 0
+        def __getattr__(self, name):
+            return getattr(os, name)
+        def fsync(self, fd):
+            if not stat.S_ISREG(os.fstat(fd).st_mode):   # the folder's fsync after a rename
+                return os.fsync(fd)
+            SlowFsync.calls += 1
+            if SlowFsync.calls == 2:
+                open(marker, "w").close()
+                time.sleep(600)
+            os.fsync(fd)
+    ck.os = SlowFsync()
+    from trigan.cli.main import main
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_checkpoint_write_leaves_a_loadable_checkpoint(tmp_path, data):
+    out, marker = tmp_path / "runs", tmp_path / "writing"
+    script = tmp_path / "kill_me.py"
+    script.write_text(KILL_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(marker), "train", "--data", str(data), "--out", str(out),
+                             "--kimg", "100", "--device", "cpu", *TINY_TRAIN, "training.snapshot_ticks=1"],
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(marker.exists, 120, "the second checkpoint write")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    run = _only_run(out)
+    leftovers = list(run.glob(".latest.ckpt.*.tmp"))
+    assert leftovers, "the kill should have interrupted a write"
+    ckpt = load_checkpoint(run / LATEST)             # the previous checkpoint, intact
+    assert ckpt.progress["step"] == 0
+    resumed = subprocess.run(_cli("--resume", str(run), "--kimg", "0.016"), env=_env(), capture_output=True,
+                             text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_checkpoint(run / LATEST).progress["cur_nimg"] == 16
+    assert not list(run.glob(".latest.ckpt.*.tmp"))   # stale temporaries cleaned on resume
+
+
+def test_train_command_errors_are_one_line(tmp_path, data):
+    from trigan.cli.main import main
+    import io
+    import contextlib
+    for argv, expected in [
+        (["train", "--out", str(tmp_path)], "pass --data DATA"),
+        (["train", "--data", str(tmp_path / "nope.zip"), "--out", str(tmp_path)], "nope.zip"),
+        (["train", "--resume", str(tmp_path)], "not a training run"),
+        (["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY_TRAIN, "training.batch_size=6"],
+         "not a multiple of the minibatch-std group size"),
+        (["train", "--data", str(data), "--out", str(tmp_path / "r"), "training.nonsense=1"], "nonsense"),
+    ]:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(argv)
+        assert code == 2 and expected in err.getvalue(), err.getvalue()
+        assert len(err.getvalue().strip().splitlines()) == 1
+
+
+def test_slurm_prepares_a_run_and_an_sbatch_script_that_resumes_it(tmp_path, data):
+    from trigan.cli.main import main
+    code = main(["train", "--slurm", "--nodes", "2", "--gpus-per-node", "4", "--partition", "gpu",
+                 "--data", str(data), "--out", str(tmp_path / "runs"), *TINY_TRAIN])
+    assert code == 0
+    run = _only_run(tmp_path / "runs")
+    script = (run / "slurm.sbatch").read_text()
+    assert "#SBATCH --nodes=2" in script and "--nproc_per_node=4" in script
+    assert f"--resume {run.resolve()}" in script
+    assert json.loads((run / "status.json").read_text())["phase"] == "queued"
+    assert (run / "config.yaml").is_file()
