@@ -286,3 +286,44 @@ def test_slurm_prepares_a_run_and_an_sbatch_script_that_resumes_it(tmp_path, dat
     assert f"--resume {run.resolve()}" in script
     assert json.loads((run / "status.json").read_text())["phase"] == "queued"
     assert (run / "config.yaml").is_file()
+
+
+class _StandInInception(torch.nn.Module):
+    """A fixed random projection of pooled pixels: a feature network for FID without downloads."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Parameter(torch.randn(3 * 16, 8, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x.float() / 255, 4).flatten(1)
+        return pooled @ self.proj
+
+
+def test_metrics_pick_the_best_checkpoint(tmp_path, data, monkeypatch):
+    from trigan.core import metrics
+    # The registry's own FID with fewer fakes, to keep the test short.
+    monkeypatch.setitem(metrics.METRICS, "fid2k_full", dict(kind="fid", num_fake=96, max_real=None))
+    net = tmp_path / "standin.pt"
+    with warnings.catch_warnings():   # TorchScript is deprecated in newer torch, still what Inception ships as
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(_StandInInception()), str(net))
+    cfg, ds = _config(data, "training.kimg=0.016", "training.metrics=[fid2k_full]", f"training.inception={net}",
+                      "training.metric_ticks=1")
+    _session(tmp_path, "m", cfg, ds).run(ds)
+    lines = [json.loads(x) for x in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    assert [round(x["kimg"], 3) for x in lines] == [0.008, 0.016]
+    best = load_checkpoint(tmp_path / "m" / "best.ckpt")
+    values = [x["fid2k_full"] for x in lines]
+    assert best.progress["best_metric"] == pytest.approx(min(values))
+    assert best.progress["cur_nimg"] == 8 * (1 + values.index(min(values)))
+    status = json.loads((tmp_path / "m" / "status.json").read_text())
+    assert status["last_metric"]["fid2k_full"] == pytest.approx(values[-1])
+
+
+def test_metrics_without_a_feature_network_fail_before_training(tmp_path, data):
+    from trigan.core.errors import ConfigError
+    cfg, ds = _config(data, "training.metrics=[fid2k_full]")
+    with pytest.raises(ConfigError, match="training.inception"):
+        _session(tmp_path, "x", cfg, ds).run(ds)
+    assert not (tmp_path / "x" / LATEST).exists()

@@ -208,6 +208,8 @@ class Session:
     def run(self, dataset: ImageDataset, step_hook: Optional[Callable[[Trainer], None]] = None) -> str:
         """Train to training.kimg or until stopped. Returns the final phase ('done' or 'stopped')."""
         cfg, t = self.cfg, self.cfg.training
+        from .evaluation import check_metric_setup
+        check_metric_setup(list(t.metrics), t.inception)
         trainer = Trainer(cfg, self.run_dir, dataset, self.info, self.writer)
         self.trainer = trainer
         latest = self.run_dir / LATEST

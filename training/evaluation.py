@@ -1,0 +1,63 @@
+"""Metrics during training: FID/KID of G_ema against the training set, with fakes conditioned like
+training fakes (labels and poses of random dataset entries), so best.ckpt is chosen on the same
+distribution the model learns. The feature network comes from `training.inception` (a local
+TorchScript file; nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..core.cameras import Camera, sample_camera_prior
+from ..core.errors import ConfigError
+
+
+def check_metric_setup(names: List[str], inception: Optional[str]) -> List[str]:
+    """Validate metric names and the feature file before training starts (not hours into a run)."""
+    if not names:
+        return []
+    from ..core.metrics import INCEPTION_HELP, parse_metric_names
+    parsed = parse_metric_names(names)
+    if not inception:
+        raise ConfigError(f"training.metrics={','.join(parsed)} needs training.inception=PATH; {INCEPTION_HELP}")
+    if not Path(inception).is_file():
+        raise ConfigError(f"training.inception={inception}: no such file; {INCEPTION_HELP}")
+    return parsed
+
+
+def dataset_conditioning(G, dataset):
+    """(n, generator) -> (labels, cameras) drawn from random dataset entries (mirrors negate yaw)."""
+    angles = torch.as_tensor(np.asarray(dataset.camera_angles), dtype=torch.float32)
+    labels = torch.as_tensor(np.asarray(dataset.labels), dtype=torch.long) if dataset.has_labels else None
+    cam = G.cfg.camera
+    n_base = angles.shape[0]
+
+    def draw(n: int, generator: torch.Generator):
+        idx = torch.randint(len(dataset), (n,), generator=generator)
+        base = idx % n_base
+        c = None
+        if G.c_dim > 0:
+            classes = labels[base].clamp(min=0) if labels is not None else torch.zeros(n, dtype=torch.long)
+            c = torch.nn.functional.one_hot(classes, G.c_dim).float()
+        if cam.dist == "custom":
+            a = angles[base].clone()
+            if getattr(dataset, "mirror", False):
+                a[:, 0] = torch.where(idx >= n_base, -a[:, 0], a[:, 0])
+            camera = Camera.from_angles(a[:, 0], a[:, 1], radius=cam.radius, fov=cam.fov, roll=a[:, 2])
+        else:
+            camera = sample_camera_prior(cam, n, generator)
+        return c, camera
+    return draw
+
+
+def evaluate_metrics(G, dataset, names: List[str], inception: str, cache_dir=None, seed: int = 0) -> Dict[str, float]:
+    from ..core.metrics import FeatureExtractor, compute_metric
+    extractor = FeatureExtractor.load(inception, device=G.device)
+    cache_key = f"{getattr(dataset, 'path', '')}|mirror={getattr(dataset, 'mirror', False)}"
+    conditioning = dataset_conditioning(G, dataset)
+    return {name: float(compute_metric(name, G, dataset, extractor, conditioning=conditioning, cache_dir=cache_dir,
+                                       cache_key=cache_key, seed=seed))
+            for name in names}
