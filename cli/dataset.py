@@ -1,0 +1,163 @@
+"""`trigan dataset synth | check | resize | pack`: make, inspect and prepare training datasets."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+HELP = "make, check, resize and pack training datasets (zip or folder of images + dataset.json)"
+EXAMPLES = """\
+examples:
+  trigan dataset synth data/shapes64.zip --num 3000 --resolution 64 --classes 4
+  trigan dataset check data/shapes64.zip
+  trigan dataset resize ~/photos data/photos256.zip --resolution 256
+  trigan dataset pack data/my_folder data/my_folder.zip
+
+A dataset is a zip or a folder of square images, optional <stem>_depth.png depth maps, and an
+optional dataset.json with camera_angles and labels; see docs/datasets.md.
+"""
+
+SYNTH_HELP = "render the procedural dataset: simple objects of a few classes, one random view each"
+SYNTH_EXAMPLES = """\
+examples:
+  trigan dataset synth shapes.zip                                  # 2000 images, 64x64, 4 classes
+  trigan dataset synth shapes128.zip --num 5000 --resolution 128 --classes 7 --seed 3
+  trigan dataset synth wide.zip --pitch-range 0.6 2.0 --fov 40
+
+Each image is one object (random proportions and colours) seen from yaw uniform in [-pi, pi) and
+pitch uniform in the range (radians from +Y, pi/2 = horizon), on a white background, with a 16-bit
+depth map (ray distance, linear over [near, far]). The same arguments give a byte-identical zip.
+"""
+
+CHECK_HELP = "read every image and depth map of a dataset and list every problem"
+CHECK_EXAMPLES = """\
+examples:
+  trigan dataset check data/ffhq256.zip
+  trigan dataset check data/my_folder --require-camera-angles
+
+Prints each problem as `PATH: message` (errors, and notes such as grayscale images converted to
+RGB), then a summary line. Exit status: 0 when there are no errors, 1 when there are errors, 2 when
+the path cannot be opened at all.
+"""
+
+RESIZE_HELP = "centre-crop every image (and depth map) to a square and resize it"
+RESIZE_EXAMPLES = """\
+examples:
+  trigan dataset resize raw_photos/ data/photos256.zip --resolution 256
+  trigan dataset resize data/big.zip data/small/ --resolution 64 --png
+
+Images: converted to RGB (alpha composited on white, CMYK and grayscale converted), centre crop of
+the short side, Lanczos resize; PNG and JPEG keep their format (JPEG quality 95), others become
+PNG. Depth maps: same crop, bilinear resize in 32-bit float, written as 16-bit PNG (8-bit inputs
+come out x256, the same values the loader reads). dataset.json is copied unchanged.
+SRC and DST may each be a folder or a .zip.
+"""
+
+PACK_HELP = "zip a dataset folder (images, depth maps, dataset.json), sorted and reproducible"
+PACK_EXAMPLES = """\
+examples:
+  trigan dataset pack data/my_folder data/my_folder.zip
+  trigan dataset pack data/my_folder data/my_folder.zip --no-check --force
+
+Before packing, the folder is opened as a dataset (dataset.json, labels, camera angles, names,
+depth maps are checked, images are not decoded); --no-check skips that.
+"""
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _sub(actions, name, help_text, examples):
+    return actions.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                              epilog=examples, formatter_class=_formatter)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("dataset", help=HELP, description=HELP[0].upper() + HELP[1:] + ".", epilog=EXAMPLES,
+                       formatter_class=_formatter)
+    p.set_defaults(run=lambda args: _no_action(p))
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+
+    s = _sub(actions, "synth", SYNTH_HELP, SYNTH_EXAMPLES)
+    s.add_argument("out", metavar="OUT.zip", help="the zip to write")
+    s.add_argument("--num", type=int, default=2000, help="number of images (default 2000)")
+    s.add_argument("--resolution", type=int, default=64, help="image size in pixels (default 64)")
+    s.add_argument("--classes", type=int, default=4, help="number of object classes, 1 to 7 (default 4)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--fov", type=float, default=30.0, help="full field of view in degrees (default 30)")
+    s.add_argument("--radius", type=float, default=1.0, help="camera distance from the origin (default 1)")
+    s.add_argument("--pitch-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   default=[math.pi / 2 - 0.5, math.pi / 2 + 0.15],
+                   help="pitch range in radians from +Y (default pi/2-0.5 pi/2+0.15: mostly from slightly above)")
+    s.add_argument("--near", type=float, default=0.6, help="distance stored as depth 0 (default 0.6)")
+    s.add_argument("--far", type=float, default=1.4, help="distance stored as depth 65535 (default 1.4)")
+    s.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    s.set_defaults(run=run_synth)
+
+    c = _sub(actions, "check", CHECK_HELP, CHECK_EXAMPLES)
+    c.add_argument("data", metavar="DATA", help="a dataset zip or folder")
+    c.add_argument("--require-camera-angles", action="store_true",
+                   help="make a dataset.json without camera_angles an error (models with dist=custom need them)")
+    c.set_defaults(run=run_check)
+
+    r = _sub(actions, "resize", RESIZE_HELP, RESIZE_EXAMPLES)
+    r.add_argument("src", metavar="SRC", help="a dataset zip or folder")
+    r.add_argument("dst", metavar="DST", help="the output: a .zip, or a folder")
+    r.add_argument("--resolution", type=int, required=True, help="output size in pixels")
+    r.add_argument("--png", action="store_true", help="write every image as PNG")
+    r.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    r.set_defaults(run=run_resize)
+
+    k = _sub(actions, "pack", PACK_HELP, PACK_EXAMPLES)
+    k.add_argument("folder", metavar="FOLDER", help="a dataset folder")
+    k.add_argument("out", metavar="OUT.zip", help="the zip to write")
+    k.add_argument("--no-check", action="store_true", help="pack without opening the folder as a dataset first")
+    k.add_argument("--force", action="store_true", help="overwrite OUT.zip if it exists")
+    k.set_defaults(run=run_pack)
+
+
+def _no_action(parser) -> int:
+    parser.print_help()
+    return 0
+
+
+def run_synth(args) -> int:
+    from trigan.training.synth import SynthSettings, write_synth_dataset
+    settings = SynthSettings(num=args.num, resolution=args.resolution, classes=args.classes, seed=args.seed,
+                             fov=args.fov, radius=args.radius, pitch_range=tuple(args.pitch_range),
+                             near=args.near, far=args.far)
+    info = write_synth_dataset(args.out, settings, force=args.force, progress=True)
+    print(f"wrote {info['path']}: {info['images']} images {info['resolution']}x{info['resolution']} with depth, "
+          f"{len(info['classes'])} classes ({', '.join(info['classes'])}), seed {args.seed}, "
+          f"{info['bytes'] / 2 ** 20:.1f} MiB in {info['seconds']:.1f} s")
+    return 0
+
+
+def run_check(args) -> int:
+    from trigan.training.dataset_tools import check_dataset, format_summary
+    problems, summary = check_dataset(args.data, require_camera_angles=args.require_camera_angles, progress=True)
+    for p in problems:
+        print(f"{p.path}: {'error' if p.severity == 'error' else 'note'}: {p.message}")
+    print(format_summary(summary))
+    sys.stdout.flush()
+    return 1 if summary.errors else 0
+
+
+def run_resize(args) -> int:
+    from trigan.training.dataset_tools import resize_dataset
+    info = resize_dataset(args.src, args.dst, args.resolution, force=args.force, png=args.png, progress=True)
+    skipped = f", {info['skipped']} other files not copied" if info["skipped"] else ""
+    print(f"wrote {info['path']}: {info['images']} images and {info['depth']} depth maps at "
+          f"{info['resolution']}x{info['resolution']}{skipped}")
+    return 0
+
+
+def run_pack(args) -> int:
+    from trigan.training.dataset_tools import pack_dataset
+    info = pack_dataset(args.folder, args.out, check=not args.no_check, force=args.force, progress=True)
+    skipped = f", {info['skipped']} other files left out" if info["skipped"] else ""
+    print(f"wrote {info['path']}: {info['images']} images, {info['depth']} depth maps"
+          f"{', dataset.json' if info['json'] else ''}{skipped} ({info['bytes'] / 2 ** 20:.1f} MiB)")
+    return 0
