@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -158,7 +159,11 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
     single = subprocess.run(_cli("--out", str(tmp_path / "one"), *args), env=_env(), capture_output=True,
                             text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-2000:]
-    dist = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    with socket.socket() as sock:   # a free port of our own: two test runs must not meet in one rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+                           "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
                            "-m", "trigan.cli.main", "train", "--out", str(tmp_path / "two"), *args],
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert dist.returncode == 0, dist.stderr[-3000:]

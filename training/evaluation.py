@@ -56,7 +56,8 @@ def dataset_conditioning(G, dataset):
 def evaluate_metrics(G, dataset, names: List[str], inception: str, cache_dir=None, seed: int = 0) -> Dict[str, float]:
     from ..core.metrics import FeatureExtractor, compute_metric
     extractor = FeatureExtractor.load(inception, device=G.device)
-    cache_key = f"{getattr(dataset, 'path', '')}|mirror={getattr(dataset, 'mirror', False)}"
+    cache_key = (f"{getattr(dataset, 'path', '')}|mirror={getattr(dataset, 'mirror', False)}"
+                 f"|res={getattr(dataset, 'resolution', '')}")
     conditioning = dataset_conditioning(G, dataset)
     return {name: float(compute_metric(name, G, dataset, extractor, conditioning=conditioning, cache_dir=cache_dir,
                                        cache_key=cache_key, seed=seed))
