@@ -333,3 +333,22 @@ def test_metrics_without_a_feature_network_fail_before_training(tmp_path, data):
     with pytest.raises(ConfigError, match="training.inception"):
         _session(tmp_path, "x", cfg, ds).run(ds)
     assert not (tmp_path / "x" / LATEST).exists()
+
+
+def test_the_demo_preset_trains_on_a_synthesized_dataset(tmp_path):
+    from trigan.cli.main import main
+    data = tmp_path / "shapes.zip"
+    assert main(["dataset", "synth", str(data), "--num", "32", "--resolution", "64", "--classes", "4", "--seed", "1"]) == 0
+    code = main(["train", "--config", "demo", "--data", str(data), "--out", str(tmp_path / "runs"), "--kimg", "0.008",
+                 "--device", "cpu", "training.batch_size=4", "training.num_workers=0", "training.samples=4",
+                 "training.tick_kimg=0.004"])
+    assert code == 0
+    run = _only_run(tmp_path / "runs")
+    ckpt = load_checkpoint(run / LATEST)
+    assert ckpt.progress["step"] == 2 and ckpt.config.model.name == "demo"
+    assert ckpt.config.model.c_dim == 4 and ckpt.config.model.img_resolution == 64
+    assert ckpt.config.model.class_names == ["mushroom", "table", "snowman", "rocket"]
+    start = Path(run / "samples" / "fakes_000000000.png")
+    assert start.is_file() and (run / "samples" / "fakes_000000008.png").is_file()
+    G = torch.load(run / LATEST, weights_only=True)
+    assert any(not torch.equal(G["G"][k], G["G_ema"][k]) for k in G["G"])   # EMA lags G
