@@ -30,6 +30,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/render.py
+	$(BIN)/python benchmarks/train.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
