@@ -35,7 +35,8 @@ def model_summary(config: Config, G: Generator, progress: Optional[dict] = None,
                    "density_shift": m.render.density_shift},
     }
     if progress:
-        summary["progress"] = dict(progress)
+        # Plain values only: a training checkpoint also keeps RNG states (tensors) to resume exactly.
+        summary["progress"] = {k: v for k, v in progress.items() if v is None or isinstance(v, (int, float, str, bool))}
     if metrics:
         summary["metrics"] = dict(metrics)
     if extra_keys:
@@ -74,7 +75,8 @@ def format_summary(s: Dict[str, Any], source: str) -> str:
         prog = s["progress"]
         kimg = prog.get("kimg")
         lines.append("  training     " + (f"{kimg:g} kimg seen" if isinstance(kimg, (int, float)) else "")
-                     + "".join(f", {k} {v}" for k, v in prog.items() if k != "kimg"))
+                     + "".join(f", {k} {v:.4g}" if isinstance(v, float) else f", {k} {v}"
+                               for k, v in prog.items() if k != "kimg"))
     if "metrics" in s:
         lines.append("  metrics      " + ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) and math.isfinite(v) else f"{k} {v}" for k, v in s["metrics"].items()))

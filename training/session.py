@@ -96,6 +96,8 @@ class Session:
 
     # -- signals ----------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
+        if os.getpid() != self._pid:
+            return  # a data-loading worker forked with this handler: the main process decides
         name = signal.Signals(signum).name
         if self._stop_signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now, the last checkpoint stays
@@ -104,6 +106,7 @@ class Session:
             print(f"{name}: stopping after this step and writing a checkpoint (Ctrl-C again to abort)", flush=True)
 
     def _install_signals(self):
+        self._pid = os.getpid()
         previous = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
