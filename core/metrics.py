@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from .cameras import Camera, sample_camera_prior
+from .atomic import atomic_path
 from .errors import TriganError
 
 Progress = Optional[Callable[[int, int], None]]
@@ -259,14 +260,9 @@ class FeatureStats:
                       scatter=self._scatter if self._scatter is not None else np.zeros((0, 0)))
         if self.capture_all:
             arrays["features"] = self.all_features() if self.feature_dim else np.zeros((0, 0), np.float32)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "FeatureStats":

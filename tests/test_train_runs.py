@@ -214,10 +214,10 @@ def test_sigterm_stops_cleanly_with_a_checkpoint_and_resume_finishes(tmp_path, d
 
 KILL_SCRIPT = textwrap.dedent("""
     import os, stat, sys, time
-    import trigan.core.checkpoint as ck
+    import trigan.core.atomic as atomic
     marker = sys.argv[1]
     class SlowFsync:
-        # os for the checkpoint writer, except that the 2nd checkpoint's fsync announces itself
+        # os for the atomic writer, except that the 2nd checkpoint's fsync announces itself
         # and hangs: the temporary file is written but not yet renamed over latest.ckpt.
         calls = 0
         def __getattr__(self, name):
@@ -230,7 +230,7 @@ KILL_SCRIPT = textwrap.dedent("""
                 open(marker, "w").close()
                 time.sleep(600)
             os.fsync(fd)
-    ck.os = SlowFsync()
+    atomic.os = SlowFsync()
     from trigan.cli.main import main
     sys.exit(main(sys.argv[2:]))
 """)

@@ -21,19 +21,15 @@ resumed run equals an uninterrupted one.
 
 from __future__ import annotations
 
-import math
-import signal
-import time
-from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, Optional
 
 import numpy as np
 import torch
 
 from ..core.cameras import Camera, PatchParams, sample_camera_prior
 from ..core.checkpoint import load_checkpoint, save_checkpoint
-from ..core.config import Config, config_to_dict
+from ..core.config import Config
 from ..core.errors import TriganError
 from ..core.generator import Generator, one_hot
 from . import distributed as ddp

@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -23,9 +23,10 @@ from omegaconf import OmegaConf
 from ..core.config import Config, config_from_dict, config_to_dict
 from ..core.errors import ConfigError, TriganError
 from . import distributed as ddp
-from .dataset import ImageDataset, open_dataset
+from .dataset import ImageDataset
 from .loop import BEST, LATEST, Trainer, TrainingDiverged
-from .run_dir import RunWriter, atomic_write_text, code_version
+from ..core.atomic import atomic_write_text
+from .run_dir import RunWriter
 
 STATUS_EVERY_S = 5.0
 
@@ -219,7 +220,10 @@ class Session:
         if self.info.is_main:
             for stale in list(self.run_dir.glob(f".{LATEST}.*.tmp")) + list(self.run_dir.glob(f".{BEST}.*.tmp")):
                 stale.unlink()   # a write interrupted by a kill; the file it was replacing is intact
-        if self.resume and latest.is_file():
+        # Rank 0 decides what exists: another rank looking a moment later could see the file
+        # rank 0 has just written and take a different path (and miss a collective).
+        has_latest = ddp.broadcast_object(self.info, latest.is_file())
+        if self.resume and has_latest:
             trainer.load(latest)
             self.log(f"resumed from {latest} at kimg {trainer.cur_nimg / 1000:.3f} (step {trainer.step})")
         total_nimg = int(round(t.kimg * 1000))
@@ -230,7 +234,7 @@ class Session:
             self._samples = self._sample_set(trainer)
             if not (self.run_dir / "samples" / "reals.png").exists():
                 self._save_reals(dataset)
-        if not latest.is_file():
+        if not has_latest:
             trainer.save(latest)   # the first good state: what a divergence rolls back to
             self._save_samples(trainer, video=False)
         self._last_snapshot_time = time.time()
@@ -300,8 +304,9 @@ class Session:
                 metrics = {}
                 if t.metrics and (final or trainer.tick % max(t.metric_ticks, 1) == 0):
                     metrics = self._evaluate(trainer)
-                snapshot_due = (trainer.tick % max(t.snapshot_ticks, 1) == 0
-                                or time.time() - self._last_snapshot_time > t.snapshot_minutes * 60)
+                # Wall time differs between processes: agree, since saving is collective.
+                snapshot_due = ddp.any_true(self.info, trainer.tick % max(t.snapshot_ticks, 1) == 0
+                                            or time.time() - self._last_snapshot_time > t.snapshot_minutes * 60)
                 if final or snapshot_due or metrics:
                     self._checkpoint(trainer, metrics)
                 if final or trainer.tick % max(t.image_ticks, 1) == 0:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+from trigan.core.atomic import atomic_path
 from trigan.core.errors import TriganError
 
 PathLike = Union[str, os.PathLike]
@@ -147,13 +148,9 @@ def write_sbatch(path: PathLike, script: str) -> Path:
     """Write the script atomically (temporary file, then rename) and make it executable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(script)
         tmp.chmod(0o755)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -26,6 +26,7 @@ from typing import Iterator, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from trigan.core.atomic import atomic_path
 from trigan.core.cameras import Camera
 from trigan.core.generator import one_hot
 
@@ -90,12 +91,8 @@ def save_png(array: np.ndarray, path: PathLike) -> Path:
         raise ValueError(f"save_png expects [H, W], [H, W, 3] or [H, W, 4], got shape {array.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -108,12 +105,6 @@ def save_reals_grid(images_uint8: torch.Tensor, path: PathLike, rows: int, cols:
         images = images.expand(-1, 3, -1, -1)
     nhwc = images.detach().cpu().permute(0, 2, 3, 1).contiguous().numpy()
     return save_png(_tile(nhwc, rows, cols), path)
-
-
-def _tmp_name(path: Path) -> Path:
-    # Same folder (so os.replace is a rename on one file system), same suffix (ffmpeg picks the
-    # container from it), a leading dot so folder listings and globs for *.png skip it.
-    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
 
 
 def grid_shape(num: int, img_res: int) -> Tuple[int, int]:
@@ -270,10 +261,8 @@ class SampleSet:
         height, width = rows * resolution, cols * resolution
         pad_h, pad_w = height % 2, width % 2
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_name(path)
-
-        with _eval_mode(G), torch.no_grad():
+        # keep_suffix: ffmpeg picks the container from the file name
+        with _eval_mode(G), torch.no_grad(), atomic_path(path, keep_suffix=True) as tmp:
             fields = list(self._fields(G, list(range(n)), batch, psi))
             writer = imageio_ffmpeg.write_frames(
                 str(tmp), (width + pad_w, height + pad_h), pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
@@ -292,12 +281,10 @@ class SampleSet:
                         grid = np.pad(grid, ((0, pad_h), (0, pad_w), (0, 0)))
                     writer.send(np.ascontiguousarray(grid))
                 writer.close()  # waits for ffmpeg to finish the file
-                if not tmp.is_file() or tmp.stat().st_size == 0:
+                if tmp.stat().st_size == 0:
                     raise RuntimeError(f"ffmpeg wrote no video to {tmp}")
-                os.replace(tmp, path)
             finally:
                 writer.close()  # no-op after a normal close; stops ffmpeg after an error
-                tmp.unlink(missing_ok=True)
         return path
 
 
