@@ -95,8 +95,14 @@ def _prepare(args, info, writer_log=print):
 
     log = writer_log if info.is_main else (lambda *_: None)
     if args.resume:
+        from trigan.core.errors import TriganError
+        from trigan.training.run_dir import active_owner
         run_dir = Path(args.resume)
         cfg = load_run_config(run_dir, _overrides(args))
+        owner = active_owner(run_dir) if info.is_main else None
+        if owner:
+            raise TriganError(f"{run_dir}: is being trained right now by {owner}; stop it first "
+                              "(Ctrl-C or kill -TERM PID writes a checkpoint)")
         dataset = _open_dataset(cfg, args.data)
         fit_config_to_dataset(cfg, dataset, log)
         if info.is_main:

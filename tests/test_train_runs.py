@@ -352,3 +352,31 @@ def test_the_demo_preset_trains_on_a_synthesized_dataset(tmp_path):
     assert start.is_file() and (run / "samples" / "fakes_000000008.png").is_file()
     G = torch.load(run / LATEST, weights_only=True)
     assert any(not torch.equal(G["G"][k], G["G_ema"][k]) for k in G["G"])   # EMA lags G
+
+
+def test_resume_refuses_a_run_that_another_live_process_is_training(tmp_path, data):
+    from trigan.cli.main import main
+    from trigan.training.run_dir import RunWriter
+    import contextlib
+    import io
+    cfg, ds = _config(data)
+    run = tmp_path / "live"
+    (run / "samples").mkdir(parents=True)
+    save_run_config(run, cfg)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        writer = RunWriter(run, tensorboard=False)
+        writer.update_status(phase="training")
+        status = json.loads((run / "status.json").read_text())
+        status["pid"] = sleeper.pid
+        (run / "status.json").write_text(json.dumps(status))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert main(["train", "--resume", str(run)]) == 2
+        assert f"pid {sleeper.pid}" in err.getvalue() and "stop it first" in err.getvalue()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # once that process is gone, the run is free again (kill -9 leaves a stale status behind)
+    from trigan.training.run_dir import active_owner
+    assert active_owner(run) is None

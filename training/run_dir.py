@@ -150,6 +150,33 @@ def read_status(run_dir) -> Dict[str, Any]:
         return {}
 
 
+ACTIVE_PHASES = ("starting", "training", "sampling", "checkpointing", "evaluating", "rolling_back")
+HEARTBEAT_STALE_S = 120.0
+
+
+def active_owner(run_dir) -> Optional[str]:
+    """Who is training this run right now, or None: a process on this host that is still alive, or
+    one elsewhere whose heartbeat is fresh. Two trainers on one run would overwrite each other."""
+    status = read_status(run_dir)
+    if status.get("phase") not in ACTIVE_PHASES:
+        return None
+    pid, host = status.get("pid"), status.get("host")
+    age = time.time() - float(status.get("heartbeat") or 0)
+    if host == socket.gethostname() and isinstance(pid, int):
+        if pid == os.getpid():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None          # died without a word (kill -9, power cut): free to resume
+        except PermissionError:
+            pass                 # alive, owned by someone else
+        return f"pid {pid} on this machine (heartbeat {age:.0f} s ago)"
+    if age < HEARTBEAT_STALE_S:
+        return f"pid {pid} on {host} (heartbeat {age:.0f} s ago)"
+    return None
+
+
 def write_command(run_dir: Path, argv, resumed: bool) -> None:
     import shlex
     line = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name if sys.argv else "trigan", *argv])
