@@ -1,6 +1,7 @@
-"""Open any model file trigan accepts: a trigan checkpoint or an official EpiGRAF snapshot pickle.
+"""Open any model trigan accepts: a trigan checkpoint, an official EpiGRAF snapshot pickle, or a
+training run directory (its best.ckpt, else latest.ckpt; `latest=True` for the newest).
 
-Every command and the viewer go through `open_model`, so each accepts both kinds of file.
+Every command and the viewer go through `open_model`, so each accepts all three.
 """
 
 from __future__ import annotations
@@ -32,9 +33,29 @@ def _is_pickle(path: Path) -> bool:
         return f.read(1) == b"\x80"
 
 
-def open_model(path, device=None) -> LoadedModel:
-    """G_ema in eval mode with its config, from a .ckpt or an EpiGRAF .pkl."""
+RUN_BEST, RUN_LATEST = "best.ckpt", "latest.ckpt"
+
+
+def resolve_model_path(path, latest: bool = False) -> Path:
+    """The checkpoint file a path names: the file itself, or for a run directory its best snapshot
+    (by the run's metric) or, with latest=True or without a best one, its newest."""
     path = Path(os.path.expanduser(str(path)))
+    if not path.is_dir():
+        return path
+    order = [RUN_LATEST] if latest else [RUN_BEST, RUN_LATEST]
+    for name in order:
+        if (path / name).is_file():
+            return path / name
+    legacy = sorted(path.glob("network-snapshot-*.pkl"))   # an EpiGRAF output folder
+    if legacy:
+        return legacy[-1]
+    raise CheckpointError(f"{path}: a folder without {' or '.join(order)} (expected a training run "
+                          "directory or a checkpoint file)")
+
+
+def open_model(path, device=None, latest: bool = False) -> LoadedModel:
+    """G_ema in eval mode with its config, from a .ckpt, an EpiGRAF .pkl or a run directory."""
+    path = resolve_model_path(path, latest)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     if _is_pickle(path):

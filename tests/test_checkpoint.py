@@ -124,7 +124,7 @@ def test_plain_pickle_is_pointed_to_the_pickle_importer(tmp_path):
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(CheckpointError, match="no such file"):
         open_model(tmp_path / "nope.ckpt")
-    with pytest.raises(CheckpointError, match="not a file"):
+    with pytest.raises(CheckpointError, match="a folder without best.ckpt or latest.ckpt"):
         open_model(tmp_path)
 
 
@@ -154,3 +154,32 @@ def test_invalid_config_inside_a_checkpoint(tmp_path, tiny_cfg, saved):
     with pytest.raises(CheckpointError, match="badcfg.ckpt") as exc:
         load_checkpoint(bad)
     assert one_line(exc)
+
+
+def test_a_run_directory_opens_its_best_or_latest_snapshot(tmp_path, tiny_cfg):
+    from trigan.core.checkpoint import save_checkpoint
+    from trigan.core.errors import CheckpointError
+    from trigan.core.generator import Generator
+    from trigan.core.model_io import open_model
+    G = Generator(tiny_cfg.model)
+    run = tmp_path / "run"
+    save_checkpoint(run / "latest.ckpt", tiny_cfg, G, progress={"kimg": 2.0})
+    assert open_model(run).progress["kimg"] == 2.0          # no best yet: latest
+    save_checkpoint(run / "best.ckpt", tiny_cfg, G, progress={"kimg": 1.0})
+    assert open_model(run).progress["kimg"] == 1.0
+    assert open_model(run, latest=True).progress["kimg"] == 2.0
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="without best.ckpt or latest.ckpt"):
+        open_model(tmp_path / "empty")
+
+
+def test_number_lists_parse_ranges_and_reject_nonsense():
+    from trigan.core.errors import TriganError
+    from trigan.core.selection import parse_int_list
+    assert parse_int_list("0-3,7", "seeds") == [0, 1, 2, 3, 7]
+    assert parse_int_list(" 5 , 2-3, 5", "seeds") == [5, 2, 3]
+    for bad, msg in [("a", "not a number"), ("3-1", "backwards"), ("", "expected numbers"), ("-2", "out of range")]:
+        with pytest.raises(TriganError, match=msg):
+            parse_int_list(bad, "seeds")
+    with pytest.raises(TriganError, match="out of range"):
+        parse_int_list("0-16", "classes", maximum=15)
