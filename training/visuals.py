@@ -29,72 +29,18 @@ import torch
 from trigan.core.atomic import atomic_path
 from trigan.core.cameras import Camera
 from trigan.core.generator import one_hot
+# The grid and PNG helpers live in core (the CLI and the viewer use them too); re-exported here.
+from trigan.core.images import (MAX_GRID_WIDTH, TARGET_ASPECT, grid_shape, image_grid,  # noqa: F401
+                                save_png, tile)
 
 PathLike = Union[str, os.PathLike]
 
-# Upstream sizes its snapshot grids to fill an 8K canvas (EpiGRAF 10.2); no grid is made wider.
-MAX_GRID_WIDTH = 7680
-TARGET_ASPECT = 16 / 9
 # Camera yaw spread across the columns of a sample grid (radians either side of the mean pose).
 GRID_YAW_RANGE = math.pi / 4
 
 
 # --------------------------------------------------------------------------------------------------
-# Grids and files
-
-def _to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
-    """Float [N, C, H, W] in [-1, 1] (C = 1 or 3) -> uint8 [N, H, W, 3]; out-of-range values clamp."""
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"expected images [N, 1 or 3, H, W], got shape {tuple(images.shape)}")
-    x = images.detach().float().cpu()
-    x = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    return x.permute(0, 2, 3, 1).contiguous().numpy()
-
-
-def _tile(images: np.ndarray, rows: int, cols: int, pad: int = 0) -> np.ndarray:
-    """uint8 [N, H, W, C] -> [rows*H + (rows-1)*pad, cols*W + (cols-1)*pad, C], row-major, black gaps."""
-    n, h, w, c = images.shape
-    if n != rows * cols:
-        raise ValueError(f"a {rows}x{cols} grid holds {rows * cols} images, got {n}")
-    if pad < 0:
-        raise ValueError(f"pad must be >= 0, got {pad}")
-    out = np.zeros((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, c), dtype=np.uint8)
-    for k in range(n):
-        r, col = divmod(k, cols)
-        y, x = r * (h + pad), col * (w + pad)
-        out[y:y + h, x:x + w] = images[k]
-    return out
-
-
-def image_grid(images: torch.Tensor, rows: int, cols: int, pad: int = 0) -> np.ndarray:
-    """Tile float images [N, C, H, W] in [-1, 1] (C = 3, or 1 for depth/gray) into one uint8 image.
-
-    N must equal rows * cols; image k lands in row k // cols, column k % cols. -1 maps to 0 and 1 to
-    255, values outside are clamped, one channel is replicated to three. `pad` black pixels separate
-    neighbouring cells (none around the border), so the result is [rows*H, cols*W, 3] when pad = 0.
-    """
-    return _tile(_to_uint8_nhwc(images), rows, cols, pad)
-
-
-def save_png(array: np.ndarray, path: PathLike) -> Path:
-    """Write uint8 [H, W, 3] (or [H, W] gray, [H, W, 1], [H, W, 4]) as a PNG, atomically."""
-    from PIL import Image
-
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        raise ValueError(f"save_png expects uint8 pixels, got {array.dtype}")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-        raise ValueError(f"save_png expects [H, W], [H, W, 3] or [H, W, 4], got shape {array.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
-    return path
-
+# Dataset reals
 
 def save_reals_grid(images_uint8: torch.Tensor, path: PathLike, rows: int, cols: int) -> Path:
     """The dataset's images (uint8 [N, 3, H, W], or [N, 1, H, W]) as one PNG grid (reals.png)."""
@@ -104,27 +50,7 @@ def save_reals_grid(images_uint8: torch.Tensor, path: PathLike, rows: int, cols:
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     nhwc = images.detach().cpu().permute(0, 2, 3, 1).contiguous().numpy()
-    return save_png(_tile(nhwc, rows, cols), path)
-
-
-def grid_shape(num: int, img_res: int) -> Tuple[int, int]:
-    """(rows, cols) for a grid of `num` images of img_res pixels: near 16:9, at most 7680 px wide.
-
-    rows * cols >= num; cells past `num` stay empty (black). Among layouts of the permitted widths
-    it picks the one closest to 16:9, counting each empty cell against it, so exact fits win when
-    they are close (32 -> 4x8, 16 -> 4x4, 8 -> 2x4, 7 -> 2x4 with one empty cell).
-    """
-    if num < 1:
-        raise ValueError(f"a grid needs at least one image, got {num}")
-    max_cols = max(1, min(num, MAX_GRID_WIDTH // max(1, int(img_res))))
-    best, best_score = (1, 1), float("inf")
-    for cols in range(1, max_cols + 1):
-        rows = math.ceil(num / cols)
-        empty = rows * cols - num
-        score = abs(math.log((cols / rows) / TARGET_ASPECT)) + 6.0 * empty / (rows * cols)
-        if score < best_score - 1e-9:
-            best, best_score = (rows, cols), score
-    return best
+    return save_png(tile(nhwc, rows, cols), path)
 
 
 # --------------------------------------------------------------------------------------------------
