@@ -1,0 +1,442 @@
+"""`trigan render`: images, grids and videos of a model along camera trajectories.
+
+Every latent's field (tri-planes + MLP) is computed once and re-rendered for every view; views of
+several latents and frames are rendered in batches of --batch. Outputs are named by class and seed
+and written atomically (temporary name, then rename), overwriting files of the same name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+VIS_IMAGES = ("image", "image_grid", "front_grid", "interp")
+VIS_VIDEOS = ("video", "video_grid", "interp_video")
+VIS = VIS_IMAGES + VIS_VIDEOS
+OUTPUTS = ("rgb", "depth", "normals")
+MAX_SEED = 2 ** 32 - 1
+
+EPILOG = """\
+examples:
+  trigan render model.ckpt --out renders                          class 0, seeds 0-3, one PNG each
+  trigan render runs/00000-demo-shapes --out renders --vis image_grid --seeds 0-7 --classes 0-3
+  trigan render model.ckpt --out renders --vis video --trajectory orbit --seeds 7 --resolution 256
+  trigan render model.ckpt --out renders --vis video_grid --seeds 0-15 --trajectory front_circle --fps 30
+  trigan render model.ckpt --out renders --vis video --trajectory path.json --format gif
+  trigan render model.ckpt --out renders --vis image --camera yaw=0.4,pitch=pi/2-0.2,fov=18 --output depth
+  trigan render model.ckpt --out renders --vis interp --seeds 0-3 --interp-steps 8
+  trigan render model.ckpt --out renders --vis interp_video --seeds 0-3 --trajectory orbit --frames 120
+  trigan render network-snapshot-001000.pkl --out renders --vis front_grid --psi 0.7
+
+CKPT is a trigan .ckpt, an official EpiGRAF .pkl, or a training run directory (its best.ckpt by
+the run's metric, or with --latest its latest.ckpt).
+
+--vis:  image       one PNG per (class, seed) from the --camera view (default: the model's mean pose)
+        image_grid  one PNG of all seeds (rows = classes for a conditional model)
+        front_grid  per (class, seed): the first trajectory view large, the others small below it
+                    (default trajectory: points)
+        video       one video per (class, seed) along the trajectory (default: front_circle)
+        video_grid  one video of all seeds (and classes) in a grid
+        interp      per class and pair of consecutive seeds: a row of --interp-steps images
+                    interpolating w linearly, from the --camera view
+        interp_video per class: w moves through all seeds in order while the camera follows the trajectory
+
+--trajectory: front_circle (64 frames), points (3 views), wiggle (16), line (16) as EpiGRAF;
+orbit (64, a full turn), zoom (64, a dolly zoom), or a keyframe FILE.json: a list of
+{"yaw":, "pitch":, "fov":, "radius":, "time":} (radians, degrees, seconds), interpolated smoothly.
+Trajectories are built around the --camera pose (default: the model's mean pose, fov and radius).
+Angles: pitch is the polar angle from +Y (pi/2 = horizon); yaw 0 looks from +X. See docs/render.md.
+
+Names: class003-seed0007.png, class003-seed0007-orbit.mp4 (no class part for an unconditional
+model), grid-class0-3-seed0-7.png, front-..., interp-...; -depth / -normals with --output.
+"""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "render", help="render images, grids and videos (trajectories, keyframes, depth, normals)",
+        description="Render images, image grids and videos of a model: seeds, classes, truncation, "
+                    "camera trajectories and keyframe paths, rgb / depth / normals.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", metavar="CKPT", help="a .ckpt, an EpiGRAF .pkl or a run directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--latest", action="store_true", help="for a run directory: its latest.ckpt, not best.ckpt")
+    p.add_argument("--vis", choices=VIS, default="image", help="what to render (default: image)")
+    p.add_argument("--trajectory", metavar="NAME|FILE.json",
+                   help="front_circle, points, wiggle, line, orbit, zoom or a keyframe file "
+                        "(default: front_circle for videos, points for front_grid)")
+    p.add_argument("--seeds", default="0-3", metavar="LIST", help="seeds, e.g. 0-3,7 (default: 0-3)")
+    p.add_argument("--classes", metavar="LIST", help="classes of a conditional model, 0-based, e.g. 1-16 (default: 0)")
+    p.add_argument("--psi", type=float, default=0.7, help="truncation psi (default: 0.7; 1 = none)")
+    p.add_argument("--truncation", choices=("class", "global"), default="class",
+                   help="conditional models: truncate toward each class's mean w (default) or the global mean")
+    p.add_argument("--resolution", type=int, metavar="PX",
+                   help="image size, 16..2048 (default: the training resolution; may exceed it)")
+    p.add_argument("--frames", type=int, metavar="N", help="frames of the trajectory (default: its own)")
+    p.add_argument("--fps", type=float, default=None, help="frames per second (default: 30)")
+    p.add_argument("--format", choices=("mp4", "gif", "png"),
+                   help="videos: mp4 (H.264, default), gif, or png (a folder of frames); images: png")
+    p.add_argument("--quality", type=float, default=8.0,
+                   help="mp4 quality 1..10, crf = (1 - q/10) * 51 (default: 8, crf 10)")
+    p.add_argument("--output", choices=OUTPUTS, default="rgb", help="rgb (default), depth (near = white) or normals")
+    p.add_argument("--camera", metavar="K=V,...",
+                   help="base view: yaw=..,pitch=.. (radians, pi allowed), fov=.. (degrees), radius=..")
+    p.add_argument("--interp-steps", type=int, default=8, metavar="N",
+                   help="interp: images per pair of seeds, both ends included (default: 8)")
+    p.add_argument("--num-steps", type=int, metavar="N",
+                   help="samples per ray, coarse and fine each (default: the model's)")
+    p.add_argument("--batch", type=int, default=8, help="views rendered at once (default: 8)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+
+def _check_options(args) -> dict:
+    """Everything that can be checked without the model; returns parsed values."""
+    from trigan.core.errors import TriganError
+    from trigan.core.selection import parse_int_list
+    from trigan.core.trajectories import parse_camera
+
+    video = args.vis in VIS_VIDEOS
+    parsed = {"seeds": parse_int_list(args.seeds, "seeds", 0, MAX_SEED)}
+    parsed["classes"] = None if args.classes is None else parse_int_list(args.classes, "classes", 0)
+    parsed["camera"] = {} if args.camera is None else parse_camera(args.camera)
+    if args.resolution is not None and not 16 <= args.resolution <= 2048:
+        raise TriganError(f"--resolution {args.resolution}: expected 16..2048 pixels")
+    if args.frames is not None and args.frames < 1:
+        raise TriganError(f"--frames {args.frames}: expected at least 1")
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise TriganError(f"--fps {args.fps:g}: expected a positive number")
+    if args.batch < 1:
+        raise TriganError(f"--batch {args.batch}: expected at least 1")
+    if not 1 <= args.quality <= 10:
+        raise TriganError(f"--quality {args.quality:g}: expected 1..10")
+    if not math.isfinite(args.psi):
+        raise TriganError(f"--psi {args.psi}: expected a number (0.7 is usual, 1 = no truncation)")
+    if args.num_steps is not None and args.num_steps < 2:
+        raise TriganError(f"--num-steps {args.num_steps}: expected at least 2")
+    if args.interp_steps < 2:
+        raise TriganError(f"--interp-steps {args.interp_steps}: expected at least 2")
+    if args.vis in ("interp", "interp_video") and len(parsed["seeds"]) < 2:
+        raise TriganError(f"--vis {args.vis} interpolates between seeds: give at least two (e.g. --seeds 0-3)")
+    if not video and args.format not in (None, "png"):
+        raise TriganError(f"--format {args.format} is for videos; --vis {args.vis} writes PNG images")
+    if not video and args.fps is not None:
+        raise TriganError(f"--fps goes with a video (--vis {', '.join(VIS_VIDEOS)})")
+    uses_trajectory = video or args.vis == "front_grid"
+    if not uses_trajectory and args.trajectory is not None:
+        raise TriganError(f"--trajectory goes with --vis {', '.join(VIS_VIDEOS + ('front_grid',))}; "
+                          f"--vis {args.vis} renders the --camera view")
+    if not uses_trajectory and args.frames is not None:
+        raise TriganError(f"--frames goes with a video or front_grid, not --vis {args.vis}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise TriganError(f"--out {out}: exists and is not a folder")
+    return parsed
+
+
+def _device(name: str):
+    import torch
+    from trigan.core.errors import TriganError
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise TriganError(f"--device {name}: not a device (auto, cpu, cuda, cuda:1 ...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TriganError(f"--device {name}: CUDA is not available here")
+    return dev
+
+
+def _classes(G, text: Optional[str], parsed: Optional[List[int]]) -> List[Optional[int]]:
+    from trigan.core.errors import TriganError
+    if G.c_dim == 0:
+        if parsed is not None:
+            raise TriganError(f"--classes {text}: this model is unconditional (it has no classes)")
+        return [None]
+    classes = [0] if parsed is None else parsed
+    bad = [k for k in classes if k >= G.c_dim]
+    if bad:
+        raise TriganError(f"--classes {text}: class {bad[0]} is out of range: this model has {G.c_dim} "
+                          f"classes (0..{G.c_dim - 1})")
+    return classes
+
+
+# --------------------------------------------------------------------------------------------------
+# Names
+
+def compact(values: Sequence[int]) -> str:
+    """[0, 1, 2, 3, 7] -> '0-3_7' (for file names)."""
+    parts, values = [], list(values)
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        parts.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
+        i = j + 1
+    return "_".join(parts)
+
+
+def item_name(cls: Optional[int], seed: int) -> str:
+    return f"seed{seed:04d}" if cls is None else f"class{cls:03d}-seed{seed:04d}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering
+
+class Scene:
+    """The model plus everything fixed for this command: resolution, render options, truncation,
+    the output kind and the progress bar. `render` turns (field, latent indices, views) into images."""
+
+    def __init__(self, G, args, bar):
+        import torch
+        self.G, self.bar, self.output = G, bar, args.output
+        cfg = G.cfg
+        self.resolution = int(args.resolution or cfg.img_resolution)
+        overrides = dict(deterministic=True, density_noise_std=0.0, normals=args.output == "normals")
+        if args.num_steps is not None:
+            overrides.update(num_steps=args.num_steps, num_fine_steps=args.num_steps)
+        self.opts = G.render_options(**overrides)
+        self.batch = int(args.batch)
+        self.psi = float(args.psi)
+        self.class_truncation = args.truncation == "class" and G.c_dim > 0 and self.psi != 1
+        self._class_means = {}
+        self.mean_pose = torch.tensor([float(v) for v in cfg.camera.mean_pose], device=G.device)
+
+    # -- latents -----------------------------------------------------------------------------------
+    def ws(self, pairs: Sequence[Tuple[Optional[int], int]]):
+        """ws [N, num_ws, w_dim] of (class, seed) pairs: psi truncation (toward the class mean w for a
+        conditional model unless --truncation global); a pose-conditioned mapping sees the mean pose,
+        as in upstream's inference."""
+        import torch
+        from trigan.core.generator import one_hot
+        G = self.G
+        seeds = [s for _, s in pairs]
+        z = G.latents(seeds)
+        c = G.labels([k for k, _ in pairs], len(pairs)) if G.c_dim else None
+        angles = self.mean_pose.expand(len(pairs), 3) if G.cfg.mapping.camera_cond else None
+        target = None
+        if self.class_truncation:
+            for k, _ in pairs:
+                if k not in self._class_means:
+                    self._class_means[k] = G.class_mean_w(one_hot([k], G.c_dim, G.device))[0]
+            target = torch.stack([self._class_means[k] for k, _ in pairs])
+        if c is None:
+            c = torch.zeros(len(pairs), 0, device=G.device)
+        return G.mapping(z, c, psi=self.psi, camera_angles=angles, truncation_target=target)
+
+    def field(self, ws):
+        """The field of all ws (synthesis in batches of --batch, run once per latent)."""
+        import torch
+        G = self.G
+        planes = [G.synthesis(ws[i:i + self.batch], noise_mode="const") for i in range(0, ws.shape[0], self.batch)]
+        return G.field(torch.cat(planes), ws)
+
+    # -- views -------------------------------------------------------------------------------------
+    def render(self, field, latent_idx: Sequence[int], traj, frame_idx: Sequence[int]) -> Iterator[np.ndarray]:
+        """uint8 [H, W, 3] images of item k = (latent latent_idx[k], view frame_idx[k] of traj), in order.
+
+        Items are rendered --batch at a time. The ray interval [ray_start, ray_end] is the model's,
+        moved by the camera's distance from the model's default radius, so that zooms and --camera
+        radius=.. keep the object inside the marched segment; a batch therefore holds one radius."""
+        import torch
+        from trigan.core.images import depth_image, normals_image, to_uint8
+        latent_idx, frame_idx = np.asarray(latent_idx), np.asarray(frame_idx)
+        base_radius = float(self.G.cfg.camera.radius)
+        n, i = len(latent_idx), 0
+        while i < n:
+            j, r = i + 1, traj.radius[frame_idx[i]]
+            while j < n and j - i < self.batch and traj.radius[frame_idx[j]] == r:
+                j += 1
+            shift = float(r) - base_radius
+            opts = self.opts
+            if shift != 0:
+                opts = replace(opts, ray_start=max(1e-3, opts.ray_start + shift), ray_end=opts.ray_end + shift)
+            sub = field.select(torch.as_tensor(latent_idx[i:j], device=field.device))
+            cams = traj.cameras(frame_idx[i:j], device=self.G.device)
+            out = self.G.render(sub, cams, self.resolution, options=opts)
+            if self.output == "depth":
+                images = depth_image(out.depth, out.opacity, opts.ray_start, opts.ray_end)
+            elif self.output == "normals":
+                images = normals_image(out.normals, out.opacity, opts.white_background)
+            else:
+                images = out.rgb.clamp(-1, 1)
+            yield from to_uint8(images)
+            self.bar.update(j - i)
+            i = j
+
+
+def _traj(args, base, default: str):
+    from trigan.core.trajectories import make_trajectory
+    return make_trajectory(args.trajectory or default, base, args.frames, args.fps or 30.0)
+
+
+def _single_view(base):
+    from trigan.core.trajectories import Trajectory
+    return Trajectory("view", base.yaw, base.pitch, base.fov, base.radius)
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _front_grid(images: List[np.ndarray]) -> np.ndarray:
+    """Upstream's front_grid: the first view at full size, the others Lanczos-resized to h/(n-1) in a
+    row below it (centred; the canvas is white)."""
+    from trigan.core.images import resize
+    main = images[0]
+    h, w = main.shape[:2]
+    if len(images) == 1:
+        return main
+    n = len(images) - 1
+    side = max(1, h // n)
+    thumbs = [resize(im, side, side) for im in images[1:]]
+    canvas = np.full((h + side, max(w, side * n), 3), 255, dtype=np.uint8)
+    canvas[:h, (canvas.shape[1] - w) // 2:(canvas.shape[1] - w) // 2 + w] = main
+    x0 = (canvas.shape[1] - side * n) // 2
+    for k, t in enumerate(thumbs):
+        canvas[h:, x0 + k * side:x0 + (k + 1) * side] = t
+    return canvas
+
+
+def run(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from trigan.core.model_io import open_model
+    from trigan.core.trajectories import Pose
+
+    parsed = _check_options(args)
+    device = _device(args.device)
+    model = open_model(args.checkpoint, device=device, latest=args.latest)
+    G = model.G.eval()
+    classes = _classes(G, args.classes, parsed["classes"])
+    seeds = parsed["seeds"]
+    base = Pose.for_model(G.cfg.camera).with_values(**parsed["camera"])
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fmt = args.format or ("mp4" if args.vis in VIS_VIDEOS else "png")
+    suffix = "" if args.output == "rgb" else f"-{args.output}"
+    pairs = [(k, s) for k in classes for s in seeds]
+
+    # Trajectories are built (and keyframe files checked) before any rendering starts.
+    traj = None
+    if args.vis in VIS_VIDEOS:
+        traj = _traj(args, base, "front_circle")
+    elif args.vis == "front_grid":
+        traj = _traj(args, base, "points")
+    view = _single_view(base)
+    totals = {"image": len(pairs), "image_grid": len(pairs), "interp": len(classes) * (len(seeds) - 1) * args.interp_steps,
+              "front_grid": len(pairs) * (len(traj) if traj is not None else 0),
+              "video": len(pairs) * (len(traj) if traj is not None else 0),
+              "video_grid": len(pairs) * (len(traj) if traj is not None else 0),
+              "interp_video": len(classes) * (len(traj) if traj is not None else 0)}
+    written: List[Path] = []
+    what = f"{args.vis} {G.cfg.name} {model.path} on {device}"
+    print(f"trigan render: {what}, {len(pairs)} latent(s), {totals[args.vis]} view(s) at "
+          f"{args.resolution or G.cfg.img_resolution}px", file=sys.stderr)
+    grad_context = torch.no_grad() if args.output == "normals" else torch.inference_mode()  # normals need autograd
+    with tqdm(total=totals[args.vis], unit="view", desc=args.vis, file=sys.stderr, disable=args.quiet,
+              dynamic_ncols=True) as bar, grad_context:
+        scene = Scene(G, args, bar)
+
+        def done(path: Path) -> None:
+            written.append(path)
+            tqdm.write(str(path), file=sys.stdout)
+
+        vis = args.vis
+        if vis == "image":
+            from trigan.core.images import save_png
+            for chunk in _chunks(pairs, args.batch):
+                field = scene.field(scene.ws(chunk))
+                images = scene.render(field, range(len(chunk)), view, [0] * len(chunk))
+                for (k, s), image in zip(chunk, images):
+                    done(save_png(image, out_dir / f"{item_name(k, s)}{suffix}.png"))
+
+        elif vis == "image_grid":
+            from trigan.core.images import grid_shape, save_png, tile_partial
+            field = scene.field(scene.ws(pairs))
+            images = np.stack(list(scene.render(field, range(len(pairs)), view, [0] * len(pairs))))
+            rows, cols = (len(classes), len(seeds)) if G.c_dim else grid_shape(len(pairs), scene.resolution)
+            name = (f"grid-class{compact(classes)}-seed{compact(seeds)}" if G.c_dim else f"grid-seed{compact(seeds)}")
+            done(save_png(tile_partial(images, rows, cols), out_dir / f"{name}{suffix}.png"))
+
+        elif vis == "front_grid":
+            from trigan.core.images import save_png
+            for k, s in pairs:
+                field = scene.field(scene.ws([(k, s)]))
+                views = list(scene.render(field, [0] * len(traj), traj, range(len(traj))))
+                done(save_png(_front_grid(views), out_dir / f"front-{item_name(k, s)}{suffix}.png"))
+
+        elif vis == "interp":
+            from trigan.core.images import save_png, tile
+            alphas = torch.linspace(0, 1, args.interp_steps, device=G.device)
+            for k in classes:
+                ws = scene.ws([(k, s) for s in seeds])
+                for a in range(len(seeds) - 1):
+                    w = torch.lerp(ws[a][None], ws[a + 1][None], alphas[:, None, None])
+                    field = scene.field(w)
+                    row = np.stack(list(scene.render(field, range(len(alphas)), view, [0] * len(alphas))))
+                    name = f"interp-{item_name(k, seeds[a])}-{seeds[a + 1]:04d}"
+                    done(save_png(tile(row, 1, len(alphas)), out_dir / f"{name}{suffix}.png"))
+
+        elif vis == "video":
+            from trigan.core.video import VideoWriter, output_path
+            for k, s in pairs:
+                field = scene.field(scene.ws([(k, s)]))
+                path = output_path(out_dir / f"{item_name(k, s)}-{traj.name}{suffix}", fmt)
+                with VideoWriter(path, args.fps or 30.0, fmt, args.quality) as video:
+                    for frame in scene.render(field, [0] * len(traj), traj, range(len(traj))):
+                        video.append(frame)
+                done(path)
+
+        elif vis == "video_grid":
+            from trigan.core.images import grid_shape, tile_partial
+            from trigan.core.video import VideoWriter, output_path
+            field = scene.field(scene.ws(pairs))
+            rows, cols = (len(classes), len(seeds)) if G.c_dim else grid_shape(len(pairs), scene.resolution)
+            name = (f"grid-class{compact(classes)}-seed{compact(seeds)}" if G.c_dim else f"grid-seed{compact(seeds)}")
+            path = output_path(out_dir / f"{name}-{traj.name}{suffix}", fmt)
+            n = len(pairs)
+            latent_idx = np.tile(np.arange(n), len(traj))          # frame-major: all latents of frame 0 first
+            frame_idx = np.repeat(np.arange(len(traj)), n)
+            with VideoWriter(path, args.fps or 30.0, fmt, args.quality) as video:
+                cells = []
+                for image in scene.render(field, latent_idx, traj, frame_idx):
+                    cells.append(image)
+                    if len(cells) == n:
+                        video.append(tile_partial(np.stack(cells), rows, cols))
+                        cells = []
+            done(path)
+
+        elif vis == "interp_video":
+            from trigan.core.video import VideoWriter, output_path
+            frames = len(traj)
+            # w passes through the seeds in order, linearly: the first frame is the first seed, the last the last.
+            u = np.linspace(0, len(seeds) - 1, frames) if frames > 1 else np.zeros(1)
+            seg = np.minimum(np.floor(u).astype(int), len(seeds) - 2)
+            frac = torch.as_tensor(u - seg, dtype=torch.float32, device=G.device)
+            for k in classes:
+                ws = scene.ws([(k, s) for s in seeds])
+                path = output_path(out_dir / f"interp-{item_name(k, seeds[0])}-{seeds[-1]:04d}-{traj.name}{suffix}", fmt)
+                with VideoWriter(path, args.fps or 30.0, fmt, args.quality) as video:
+                    for chunk in _chunks(np.arange(frames), args.batch):
+                        a = torch.as_tensor(seg[chunk], device=G.device)
+                        w = torch.lerp(ws[a], ws[a + 1], frac[torch.as_tensor(chunk, device=G.device)][:, None, None])
+                        field = scene.field(w)
+                        for frame in scene.render(field, range(len(chunk)), traj, chunk):
+                            video.append(frame)
+                done(path)
+    return 0
