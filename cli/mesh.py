@@ -1,0 +1,163 @@
+"""`trigan mesh`: coloured meshes (ply/obj/glb) or density volumes (npy) of generated objects."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  trigan mesh assets/demo.ckpt --out meshes --seeds 0-3 --classes 1
+  trigan mesh runs/00000-demo-shapes --latest --out meshes --seeds 7 --classes 0-3 --format glb
+  trigan mesh network-snapshot-001000.pkl --out meshes --seeds 0-7 --psi 0.7 --threshold 25
+  trigan mesh model.ckpt --out meshes --seeds 0 --largest-component --resolution 384 --format obj
+  trigan mesh model.ckpt --out volumes --seeds 0 --format npy      the density volume itself
+
+The grid covers the model's scene box [-cube_scale, cube_scale]^3 and the mesh is in world
+units, so it lines up with the renderer's cameras. --threshold is a level of the ACTIVATED
+density, softplus(sigma + density_shift), in 1/world-units (EpiGRAF's extract_geometry used raw
+sigma 25, about the same number when the shift is 0). 'auto' splits the voxels into empty and
+occupied (Otsu) and prints the level it chose; higher levels give tighter surfaces.
+Files are named seed0007.ply, or class002_seed0007.ply for class-conditional models.
+An npy volume is float32 [N, N, N] indexed [x, y, z]; index i is at -s + i * 2s / (N - 1).
+See docs/meshes.md.
+"""
+
+
+def add_parser(subparsers) -> None:
+    from trigan.core.mesh import FORMATS
+    p = subparsers.add_parser(
+        "mesh", help="export coloured meshes (ply/obj/glb) or density volumes (npy) of seeds",
+        description="Extract the surface of generated objects by marching cubes over the model's scene box.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", metavar="CKPT", help="a .ckpt, an EpiGRAF .pkl or a training run directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the files (created if needed)")
+    p.add_argument("--seeds", default="0", help="seeds, e.g. 0-3,7 (default: 0)")
+    p.add_argument("--classes", help="classes of a class-conditional model, e.g. 0-3 (each with every seed)")
+    p.add_argument("--psi", type=float, default=1.0, help="truncation psi (default 1: none; upstream used 0.7)")
+    p.add_argument("--class-truncation", action="store_true",
+                   help="truncate toward each class's mean w instead of the global one (3DGP)")
+    p.add_argument("--resolution", type=int, default=256, metavar="N", help="grid samples per axis (default 256)")
+    p.add_argument("--threshold", default="auto", metavar="auto|VALUE",
+                   help="density level in 1/world-units, or auto (default; the level is printed)")
+    p.add_argument("--format", default="ply", metavar="FMT", help=f"{' | '.join(FORMATS)} (default ply)")
+    p.add_argument("--no-color", dest="color", action="store_false", help="geometry only, no vertex colours")
+    p.add_argument("--largest-component", action="store_true", help="keep only the biggest connected piece")
+    p.add_argument("--latest", action="store_true", help="with a run directory: latest.ckpt rather than best.ckpt")
+    p.add_argument("--chunk", type=int, default=1 << 19, metavar="POINTS",
+                   help="field queries per chunk; bounds the memory (default 524288)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+
+
+MIN_RES, MAX_RES = 8, 1024
+
+
+def _check_args(args):
+    from trigan.core.errors import TriganError
+    from trigan.core.mesh import FORMATS, parse_level
+    fmt = str(args.format).lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise TriganError(f"--format {args.format}: expected one of {', '.join(FORMATS)}")
+    if not MIN_RES <= args.resolution <= MAX_RES:
+        raise TriganError(f"--resolution {args.resolution}: expected {MIN_RES}..{MAX_RES} samples per axis")
+    if args.chunk < 1:
+        raise TriganError(f"--chunk {args.chunk}: expected a positive number of points")
+    return fmt, parse_level(args.threshold)
+
+
+def _device(name: str):
+    import torch
+    from trigan.core.errors import TriganError
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise TriganError(f"--device {name}: not a device (auto, cpu, cuda, cuda:1 ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TriganError(f"--device {name}: CUDA is not available here")
+    return device
+
+
+def _jobs(G, args):
+    """[(seed, class or None)] in the order the files are written: class-major."""
+    from trigan.core.errors import TriganError
+    from trigan.core.selection import parse_int_list
+    seeds = parse_int_list(args.seeds, "seeds", minimum=0, maximum=2 ** 32 - 1)
+    if G.c_dim == 0:
+        if args.classes is not None:
+            raise TriganError("--classes: this model is unconditional (it has no classes)")
+        return [(s, None) for s in seeds]
+    if args.classes is None:
+        raise TriganError(f"this model has {G.c_dim} classes: pass --classes (0..{G.c_dim - 1}, e.g. 0-{G.c_dim - 1})")
+    classes = parse_int_list(args.classes, "classes", minimum=0, maximum=G.c_dim - 1)
+    return [(s, c) for c in classes for s in seeds]
+
+
+def _progress_bar(desc: str, total: int, quiet: bool):
+    from tqdm import tqdm
+    bar = tqdm(total=total, desc=desc, unit="pt", unit_scale=True, file=sys.stderr, disable=quiet, leave=False)
+
+    def update(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+    return bar, update
+
+
+def run(args) -> int:
+    import torch
+    from trigan.core import mesh as M
+    from trigan.core.model_io import open_model
+
+    fmt, level = _check_args(args)
+    device = _device(args.device)
+    model = open_model(args.checkpoint, device=device, latest=args.latest)
+    G = model.G
+    jobs = _jobs(G, args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    activation = M.DensityActivation(G.cfg.render.density_shift, G.cfg.render.density_activation)
+    s = G.cfg.camera.cube_scale
+    n = args.resolution
+    what = ("volume" if fmt == "npy" else "mesh") + ("" if len(jobs) == 1 else "es" if fmt != "npy" else "s")
+    print(f"{model.path}: {len(jobs)} {what}, {n}^3 grid over "
+          f"[{-s:g}, {s:g}]^3 world units, {M.chunk_count(n, args.chunk)} chunk(s) each, on {device}", flush=True)
+    for seed, cls in jobs:
+        name = f"seed {seed}" + ("" if cls is None else f" class {cls}")
+        start = time.perf_counter()
+        with torch.no_grad():
+            z = G.latents([seed])
+            c = G.labels(None if cls is None else [cls], 1)
+            ws = G.map_latents(z, c, args.psi, class_truncation=args.class_truncation)
+            field = G.field_from_ws(ws)   # once per latent; every chunk below reuses it
+        bar, update = _progress_bar(name, n ** 3, args.quiet)
+        try:
+            volume = M.density_grid(field, n, activation, args.chunk, progress=update)
+        finally:
+            bar.close()
+        path = out / M.mesh_file_name(seed, cls, fmt)
+        d = volume.density
+        if fmt == "npy":
+            M.save_volume(volume, path)
+            hint = M.auto_level(d) if float(d.max()) > float(d.min()) else None
+            print(f"{path}: density {float(d.min()):.4g}..{float(d.max()):.4g} per world unit"
+                  + ("" if hint is None else f" (auto level would be {hint:.4g})")
+                  + f", {time.perf_counter() - start:.1f} s", flush=True)
+            continue
+        try:
+            result = M.extract_mesh(field, volume, level, color=args.color, keep_largest=args.largest_component,
+                                    chunk_points=args.chunk)
+        except M.NoSurfaceError as exc:
+            raise M.NoSurfaceError(f"{name}: {exc}") from None
+        M.save_mesh(result, path, fmt)
+        how = "auto" if level == "auto" else "given"
+        kept = ""
+        if args.largest_component:
+            kept = f", kept the largest of {result.info.get('components', 1)} component(s)"
+        print(f"{path}: {len(result.vertices)} vertices, {len(result.faces)} faces at density level "
+              f"{result.level:.4g} per world unit ({how}; densities {float(d.min()):.4g}..{float(d.max()):.4g})"
+              f"{kept}, {time.perf_counter() - start:.1f} s", flush=True)
+    return 0
