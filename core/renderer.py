@@ -54,6 +54,10 @@ class RenderOptions:
     max_points_per_chunk: int = 1 << 19
     normals: bool = False
     background_steps: int = 8
+    # 3DGP's low-density cut (its NFS renders depth with cut_quantile=0.5): after the activation,
+    # foreground densities below this quantile of the chunk's density tensor are set to 0.
+    # None (the default) renders as without it.
+    density_cut_quantile: Optional[float] = None
 
     @property
     def fine_steps(self) -> int:
@@ -170,6 +174,24 @@ def activate_density(sigma: torch.Tensor, opts: RenderOptions, noise: Optional[t
     raise ValueError(f"unknown density activation {opts.density_activation!r}")
 
 
+def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
+    """The q-quantile of all values (linear interpolation, like torch.quantile, without its size limit)."""
+    flat = torch.sort(values.detach().reshape(-1)).values
+    pos = min(max(float(q), 0.0), 1.0) * (flat.numel() - 1)
+    lo = int(pos)
+    hi = min(lo + 1, flat.numel() - 1)
+    return flat[lo] + (flat[hi] - flat[lo]) * (pos - lo)
+
+
+def foreground_density(sigma: torch.Tensor, opts: RenderOptions, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The activated foreground density, with the low-density cut when opts.density_cut_quantile is set."""
+    density = activate_density(sigma, opts, noise)
+    if opts.density_cut_quantile is not None and density.numel() > 0:
+        cut = _quantile(density, opts.density_cut_quantile)
+        density = torch.where(density < cut, torch.zeros_like(density), density)
+    return density
+
+
 def composite_weights(density: torch.Tensor, z: torch.Tensor, last_delta: float
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-sample weights [R, S] and the transmittance left after the last sample [R]."""
@@ -216,7 +238,7 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, ray_ids: torch
     rgb, sigma, _ = _query(field, o, d, z, batch)
     if opts.fine_steps > 0 and opts.num_steps > 2:
         noise = _normal(opts, sigma.shape, ids, 3, dt, dev) if noisy else None
-        weights, _ = composite_weights(activate_density(sigma, opts, noise), z, last_delta)
+        weights, _ = composite_weights(foreground_density(sigma, opts, noise), z, last_delta)
         weights = weights.detach() + 1e-5
         u = _uniform(opts, (rays, opts.fine_steps), ids, 1, dt, dev)
         z_fine = sample_pdf(0.5 * (z[:, 1:] + z[:, :-1]).detach(), weights[:, 1:-1], u).detach()
@@ -226,7 +248,7 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, ray_ids: torch
         sigma = torch.cat([sigma, sigma_fine], dim=1).gather(1, order)
 
     noise = _normal(opts, sigma.shape, ids, 5, dt, dev) if noisy else None
-    weights, transmittance = composite_weights(activate_density(sigma, opts, noise), z, last_delta)
+    weights, transmittance = composite_weights(foreground_density(sigma, opts, noise), z, last_delta)
     out_rgb = (weights[..., None] * rgb).sum(dim=1)
     opacity = weights.sum(dim=1)
     out = {"depth": (weights * z).sum(dim=1, keepdim=True), "opacity": opacity[:, None]}
