@@ -13,9 +13,9 @@ from typing import List, Optional
 
 from trigan.core.errors import TriganError
 
-from . import convert, dataset, info, train
+from . import convert, dataset, info, mesh, metrics, render, train
 
-SUBCOMMANDS = [info, convert, dataset, train]
+SUBCOMMANDS = [info, render, mesh, metrics, convert, dataset, train]
 
 EPILOG = """\
 examples:
@@ -25,6 +25,9 @@ examples:
   trigan convert network-snapshot-001000.pkl model.ckpt --all
   trigan dataset synth data/shapes64.zip --num 3000   a procedural dataset to train on
   trigan train --config demo --data shapes.zip --out runs --kimg 200
+  trigan render runs/00000-demo-shapes --out out --vis video --trajectory orbit --seeds 0-3
+  trigan mesh model.ckpt --out meshes --seeds 0-3 --resolution 256 --format glb
+  trigan metrics model.ckpt --data shapes.zip --metrics fid2k,nfs --inception inception-2015-12-05.pt
 
 Run `trigan COMMAND --help` for the options and examples of each command.
 """
