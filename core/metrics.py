@@ -487,24 +487,23 @@ def prior_conditioning(G) -> Conditioning:
     return draw
 
 
-def generator_features(G, extractor, num: int, batch_size: int = 16, conditioning: Optional[Conditioning] = None,
-                       seed: int = 0, resolution=None, psi: float = 1.0, progress: Progress = None,
-                       capture_all: bool = False, noise_mode: str = "const") -> FeatureStats:
-    """Features of `num` images of G: z from a torch.Generator seeded by `seed` (CPU), labels and cameras
-    from `conditioning(n, generator)` (default: `prior_conditioning(G)`), drawn batch by batch from the
-    same generator after each batch's z. Deterministic for (G, seed, batch_size). G is put in eval mode
-    for the call and restored afterwards."""
+def sample_renders(G, num: int, batch_size: int = 16, conditioning: Optional[Conditioning] = None, seed: int = 0,
+                   resolution=None, psi: float = 1.0, progress: Progress = None, noise_mode: str = "const",
+                   **render_options):
+    """Render `num` random fakes of G batch by batch, yielding RenderOutputs: z from a torch.Generator
+    seeded by `seed` (CPU), labels and cameras from `conditioning(n, generator)` (default:
+    `prior_conditioning(G)`), drawn after each batch's z. Deterministic for (G, seed, batch_size).
+    G is in eval mode during the call and restored afterwards."""
     draw = conditioning if conditioning is not None else prior_conditioning(G)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     device = G.device
-    stats = FeatureStats(capture_all=capture_all, max_items=num)
     was_training = G.training
     G.eval()
     try:
         with torch.no_grad():
             start = 0
             while start < num:
-                n = min(batch_size, num - start)
+                n = min(int(batch_size), num - start)
                 z = torch.randn(n, G.z_dim, generator=gen).to(device)
                 c, camera = draw(n, gen)
                 if c is not None:
@@ -514,14 +513,21 @@ def generator_features(G, extractor, num: int, batch_size: int = 16, conditionin
                 field = G.field_from_ws(ws, noise_mode=noise_mode)
                 # The renderer's jitter is a hash of (seed, ray): give every batch its own seed.
                 render_seed = (int(seed) * 1000003 + start) & 0x7FFFFFFF
-                rgb = G.render(field, camera, resolution, deterministic=True, seed=render_seed).rgb
-                images = (rgb * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-                stats.append(extractor(images))
+                yield G.render(field, camera, resolution, deterministic=True, seed=render_seed, **render_options)
                 start += n
                 if progress is not None:
                     progress(start, num)
     finally:
         G.train(was_training)
+
+
+def generator_features(G, extractor, num: int, batch_size: int = 16, conditioning: Optional[Conditioning] = None,
+                       seed: int = 0, resolution=None, psi: float = 1.0, progress: Progress = None,
+                       capture_all: bool = False, noise_mode: str = "const") -> FeatureStats:
+    """Features of `num` images of G rendered by `sample_renders` (same arguments)."""
+    stats = FeatureStats(capture_all=capture_all, max_items=num)
+    for out in sample_renders(G, num, batch_size, conditioning, seed, resolution, psi, progress, noise_mode):
+        stats.append(extractor((out.rgb * 127.5 + 128).clamp(0, 255).to(torch.uint8)))
     return stats
 
 

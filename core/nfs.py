@@ -20,13 +20,14 @@ frontal camera is used as is.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .cameras import Camera, sample_camera_prior
 from .errors import TriganError
+from .metrics import sample_renders
 
 Progress = Optional[Callable[[int, int], None]]
 # (n, generator) -> (one-hot labels [n, c_dim] or None, cameras for n images); as core.metrics.Conditioning
@@ -130,31 +131,9 @@ def generator_depths(G, num: int, batch: int = 16, conditioning: Optional[Condit
                      resolution=None, density_cut: Optional[float] = NFS_DENSITY_CUT, progress: Progress = None):
     """Yield depth batches [n, 1, H, W] of `num` fakes rendered with the low-density cut (not clamped)."""
     draw = conditioning if conditioning is not None else frontal_conditioning(G)
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    device = G.device
-    was_training = G.training
-    G.eval()
-    try:
-        with torch.no_grad():
-            start = 0
-            while start < num:
-                n = min(int(batch), num - start)
-                z = torch.randn(n, G.z_dim, generator=gen).to(device)
-                c, camera = draw(n, gen)
-                if c is not None:
-                    c = c.to(device=device, dtype=torch.float32)
-                camera = camera.to(device)
-                ws = G.map_latents(z, c, 1.0, camera_angles=camera.angles)
-                field = G.field_from_ws(ws)
-                render_seed = (int(seed) * 1000003 + start) & 0x7FFFFFFF
-                out = G.render(field, camera, resolution, deterministic=True, seed=render_seed,
-                               density_cut_quantile=density_cut)
-                yield out.depth.detach().cpu()
-                start += n
-                if progress is not None:
-                    progress(start, num)
-    finally:
-        G.train(was_training)
+    for out in sample_renders(G, num, batch, draw, seed, resolution, progress=progress,
+                              density_cut_quantile=density_cut):
+        yield out.depth.detach().cpu()
 
 
 def generator_nfs(G, num: int = NFS_NUM, batch: int = 16, conditioning: Optional[Conditioning] = None,
