@@ -1,11 +1,19 @@
-"""Baseline render speed: the plain exact path (field cached, coarse + fine), demo preset.
+"""Render speed: the plain exact path (field cached, coarse + fine) and the accelerated exact path.
 
 Prints one JSON object (machine-readable, compared by later performance work) and a short table:
-`exact_ms_R` at the model's own sample counts, and `plain48_ms_R` at EpiGRAF's 48 coarse + 48 fine
-samples, the baseline that faster render paths are measured against. The field is computed once per
-latent, outside the timed loop, as the viewer and exporters do.
+- `plain_model_ms_R`: the plain path at the model's own sample counts (this key was `exact_ms_R`
+  before the accelerated path existed; issue 6 gives `exact_ms_R` to the accelerated path);
+- `plain48_ms_R` (and its alias `naive_ms_R`): EpiGRAF's 48 coarse + 48 fine samples, the baseline;
+- `exact_ms_R`: the accelerated exact path (core/accel.py, occupancy grid + empty-space skipping +
+  early termination), `exact_speedup_R` = plain48 / exact, `psnr_exact_vs_ref_R` and
+  `psnr_plain48_vs_ref_R` against a 512-sample stratified reference, and `setup_ms` (grid build,
+  once per latent). The unsuffixed `exact_speedup` and `psnr_exact_vs_ref` are those of the first
+  resolution. The `preview_*` keys of issue 6 belong to the preview path, not measured here yet.
+The field is computed once per latent, outside the timed loop, as the viewer and exporters do.
+On a CPU shared with another process, `--threads 1` gives steadier numbers (OpenMP threads spin).
 
-    python benchmarks/render.py                      # demo preset, random weights
+    python benchmarks/render.py                      # demo preset, random weights (a fog: all occupied)
+    python benchmarks/render.py --density-shift -5   # random weights with empty space
     python benchmarks/render.py --checkpoint assets/demo.ckpt --resolutions 128 256 512
 """
 
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import sys
@@ -20,6 +29,9 @@ import time
 
 import torch
 
+from dataclasses import replace
+
+from trigan.core.accel import FastRenderer
 from trigan.core.config import load_config
 from trigan.core.generator import Generator
 from trigan.core.model_io import open_model
@@ -39,6 +51,12 @@ def time_call(fn, repeats: int) -> list:
     return times
 
 
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR of images in [-1, 1] (peak-to-peak 2)."""
+    mse = float(((a - b) ** 2).mean())
+    return 99.0 if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="demo")
@@ -46,7 +64,13 @@ def main(argv=None) -> int:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--density-shift", type=float, default=None,
+                        help="override the model's density shift (e.g. -5 gives a random model empty space)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--ref-samples", type=int, default=512, help="samples per ray of the reference")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
     if args.checkpoint:
@@ -64,22 +88,50 @@ def main(argv=None) -> int:
         result["field_setup_ms"] = round(1000 * statistics.median(setup), 2)
         field = G.field_from_ws(ws)
         camera = G.default_camera(yaw=0.6, pitch=1.3)
-        opts = G.render_options()
+        shift = {} if args.density_shift is None else {"density_shift": args.density_shift}
+        if shift:
+            result["density_shift"] = args.density_shift
+        opts = G.render_options(**shift)
         samples = opts.num_steps + opts.fine_steps
         result["samples_per_ray"] = samples
-        plain = G.render_options(num_steps=48, num_fine_steps=48)
+        plain = G.render_options(num_steps=48, num_fine_steps=48, **shift)
+        builds = []
+        for _ in range(max(1, args.repeats)):
+            start = time.perf_counter()
+            fast = FastRenderer(G, field, opts)
+            builds.append(time.perf_counter() - start)
+        result["setup_ms"] = round(1000 * statistics.median(builds), 1)
+        result["occupied_fraction"] = round(fast.grid.occupied_fraction, 4)
         for res in args.resolutions:
-            for key, o in (("exact", opts), ("plain48", plain)):
+            for key, o in (("plain_model", opts), ("plain48", plain)):
                 ms = 1000 * statistics.median(time_call(lambda: G.render(field, camera, res, options=o), args.repeats))
                 result[f"{key}_ms_{res}"] = round(ms, 1)
                 result[f"{key}_points_per_s_{res}"] = round(res * res * (o.num_steps + o.fine_steps) / (ms / 1000))
+            result[f"naive_ms_{res}"] = result[f"plain48_ms_{res}"]
+            ms = 1000 * statistics.median(time_call(lambda: fast.render(camera, res, options=plain), args.repeats))
+            result[f"exact_ms_{res}"] = round(ms, 1)
+            result[f"exact_speedup_{res}"] = round(result[f"plain48_ms_{res}"] / ms, 2)
+            result[f"exact_points_per_ray_{res}"] = round(fast.last_stats["evaluated"] / (res * res), 1)
+            ref = G.render(field, camera, res, options=replace(plain, num_steps=args.ref_samples, num_fine_steps=0))
+            exact = fast.render(camera, res, options=plain)
+            naive = G.render(field, camera, res, options=plain)
+            result[f"psnr_exact_vs_ref_{res}"] = round(psnr(exact.rgb, ref.rgb), 2)
+            result[f"psnr_plain48_vs_ref_{res}"] = round(psnr(naive.rgb, ref.rgb), 2)
+        first = args.resolutions[0]
+        result["exact_speedup"] = result[f"exact_speedup_{first}"]
+        result["psnr_exact_vs_ref"] = result[f"psnr_exact_vs_ref_{first}"]
     print(json.dumps(result))
     print(f"\n{source} on {device} ({result['threads']} threads), {samples} samples per ray "
           f"(coarse + fine), field cached ({result['field_setup_ms']} ms to compute)", file=sys.stderr)
     for res in args.resolutions:
-        for key, label in (("exact", f"{samples} samples"), ("plain48", "48 + 48 samples")):
+        for key, label in (("plain_model", f"{samples} samples"), ("plain48", "48 + 48 samples")):
             print(f"  {res:4d}^2  {label:16s} {result[f'{key}_ms_{res}']:9.1f} ms/frame  "
                   f"{result[f'{key}_points_per_s_{res}'] / 1e6:6.2f} M points/s", file=sys.stderr)
+        print(f"  {res:4d}^2  {'accelerated':16s} {result[f'exact_ms_{res}']:9.1f} ms/frame  "
+              f"x{result[f'exact_speedup_{res}']} vs 48 + 48, {result[f'psnr_exact_vs_ref_{res}']} dB vs "
+              f"{args.ref_samples} samples (48 + 48: {result[f'psnr_plain48_vs_ref_{res}']} dB)", file=sys.stderr)
+    print(f"  grid set-up {result['setup_ms']} ms, {100 * result['occupied_fraction']:.1f}% of cells occupied",
+          file=sys.stderr)
     return 0
 
 

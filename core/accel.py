@@ -1,0 +1,344 @@
+"""The accelerated exact renderer: a per-latent occupancy grid, empty-space skipping, early termination.
+
+The tri-planes of a latent are fixed, so the set of points where the activated density is not
+negligible is fixed too. `OccupancyGrid` bakes it once per field (one dense probe of the scene box,
+max-pooled onto cells and dilated by one cell so that thin surfaces between probes are kept), and
+`render_accelerated` then marches each ray only through occupied cells:
+
+1. the ray segment [ray_start, ray_end] is cut into candidate intervals of half a cell; each is
+   marked occupied or empty from the grid;
+2. a ray gets n = min(max_samples, ceil(occupied length / min_step)) samples, spread evenly over its
+   occupied length only (midpoints of n equal pieces of it, mapped back to depths by inverse CDF);
+   each sample's density acts over its own piece (midpoint quadrature), so empty gaps contribute
+   nothing;
+3. samples are evaluated front to back in rounds, and a ray stops once its transmittance falls
+   below `min_transmittance`;
+4. the last sample of the plain path (at ray_end, its interval 1e10 long, 1e-3 with a background
+   network) is kept as a "tail" sample evaluated at exactly ray_end for every ray still alive, so
+   rays that miss everything get the same colour and depth as in `core.renderer.render`.
+
+What it computes is the same integral as the plain path (`core.renderer.render`): rgb in [-1, 1]
+with the optional white background, depth = sum w z, opacity = sum w, normals = normalised sum w n.
+The error from skipping is at most `threshold * (ray_end - ray_start)` in opacity per ray.
+
+Outside its box a tri-plane field equals the field at the point clamped to the box grown by one
+texel (the bilinear lookups with zero padding fade to zero within one texel, and a point with one
+coordinate out of range only sees the plane of the two others), so the grid answers for every point
+of space by clamping. Other fields (e.g. analytic test fields) are probed over their `bounds` and
+the same clamping is assumed.
+
+Falls back to the plain path where acceleration would change the result: density noise (training),
+the per-chunk density quantile cut, or a batch of several latents for a field without `select`.
+A background network (the NeRF++ sphere) is integrated as in the plain path (8 samples per ray, not
+accelerated); only the foreground is accelerated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Callable, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from .cameras import Camera, PatchParams
+from .renderer import (RenderCancelled, RenderOptions, RenderOutput, _normals, _render_background,
+                       activate_density, hash_uniform, render)
+
+
+@dataclass(frozen=True)
+class AccelOptions:
+    """Knobs of the accelerated path (defaults chosen by measurement, see docs/rendering_speed.md)."""
+
+    grid_resolution: int = 48          # cells per axis
+    probes_per_cell: int = 2           # probe spacing = cell / probes_per_cell
+    threshold: float = 0.01            # activated density (per world unit) below which a cell is empty
+    dilation: int = 1                  # cells added around every occupied cell
+    min_step: Optional[float] = None   # smallest sample spacing; None: (ray_end - ray_start) / 256
+    max_samples: int = 16              # samples per ray at most (fog-like fields use this many)
+    jitter: bool = False               # stratified (hashed) jitter instead of midpoints
+    min_transmittance: float = 1e-4    # early ray termination
+    max_points_per_chunk: int = 1 << 18
+    probe_chunk: int = 1 << 18
+
+
+def _support_box(field) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The box outside which the field equals its value at the clamped point."""
+    lo, hi = field.bounds
+    lo, hi = torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32)
+    planes = getattr(field, "planes", None)
+    if planes is not None:  # bilinear lookups (align_corners=True, zeros) fade out over one texel
+        texel = (hi - lo) / (planes.shape[-1] - 1)
+        lo, hi = lo - texel, hi + texel
+    return lo, hi
+
+
+def _single_fields(field):
+    batch = field.batch_size
+    if batch == 1:
+        return [field]
+    if not hasattr(field, "select"):
+        return None
+    return [field.select(i) for i in range(batch)]
+
+
+class OccupancyGrid:
+    """Per-latent occupancy of the scene box: a bool tensor [B, G, G, G] indexed [x, y, z].
+
+    A cell is occupied when the activated density (with the options' shift and activation) exceeds
+    `threshold` at any probe on or inside it, or in a neighbouring cell (`dilation`).
+    """
+
+    def __init__(self, field, opts: RenderOptions, accel: AccelOptions = AccelOptions()):
+        self.accel = accel
+        self.density_key = (opts.density_shift, opts.density_activation)
+        self.lo, self.hi = _support_box(field)
+        g, sub = accel.grid_resolution, max(1, accel.probes_per_cell)
+        self.resolution = g
+        self.cell = (self.hi - self.lo) / g
+        n = g * sub + 1
+        axes = [torch.linspace(float(self.lo[i]), float(self.hi[i]), n) for i in range(3)]
+        probes = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+        grids = []
+        with torch.inference_mode():
+            for sub_field in (_single_fields(field) or [field.select(i) for i in range(field.batch_size)]):
+                dev = _device(sub_field)
+                dens = torch.cat([activate_density(sub_field(p.to(dev)[None])[1][0], opts).float().cpu()
+                                  for p in probes.split(accel.probe_chunk)])
+                dens = dens.reshape(1, 1, n, n, n)
+                cells = F.max_pool3d(dens, kernel_size=sub + 1, stride=sub)  # [1, 1, g, g, g]
+                if accel.dilation > 0:
+                    k = 2 * accel.dilation + 1
+                    cells = F.max_pool3d(cells, kernel_size=k, stride=1, padding=accel.dilation)
+                grids.append(cells[0, 0] > accel.threshold)
+        self.occupied = torch.stack(grids)  # [B, g, g, g] on the CPU; moved to the rays' device on use
+        self.probe_count = probes.shape[0] * len(grids)
+        flat = self.occupied.reshape(len(grids), -1)
+        self.all_occupied = flat.all(dim=1).tolist()
+        self.any_occupied = flat.any(dim=1).tolist()
+
+    @property
+    def occupied_fraction(self) -> float:
+        return float(self.occupied.float().mean())
+
+    def lookup(self, b: int, points: torch.Tensor) -> torch.Tensor:
+        """Occupancy (bool, shaped like points[..., 0]) of latent b at world points (clamped to the box)."""
+        dev = points.device
+        if self.all_occupied[b] or not self.any_occupied[b]:  # fog or nothing: no look-ups needed
+            return torch.full(points.shape[:-1], bool(self.all_occupied[b]), device=dev)
+        g = self.resolution
+        lo = self.lo.to(dev, points.dtype)
+        # clamping to [0, g - 1] before the integer conversion makes truncation equal floor
+        idx = ((points - lo) * (g / (self.hi - self.lo)).to(dev, points.dtype)).clamp_(0, g - 1).to(torch.int32)
+        flat = idx[..., 0] * (g * g) + idx[..., 1] * g + idx[..., 2]
+        return self.occupied[b].to(dev).reshape(-1)[flat]
+
+
+def _device(field) -> torch.device:
+    dev = getattr(field, "device", None)
+    return dev if dev is not None else torch.device("cpu")
+
+
+def _eval(field, pts: torch.Tensor):
+    rgb, sigma = field(pts[None])
+    return rgb[0], sigma[0]
+
+
+def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor, ids: torch.Tensor,
+           opts: RenderOptions, accel: AccelOptions, last_delta: float) -> dict:
+    """Accelerated foreground integration of rays o, d [R, 3] of latent b."""
+    rays, dt, dev = o.shape[0], o.dtype, o.device
+    t0, t1 = opts.ray_start, opts.ray_end
+    length = t1 - t0
+    # 1. candidate intervals of one cell (the one-cell dilation keeps cells a ray only grazes), occupied or not
+    cand = max(1, int(math.ceil(length / float(grid.cell.min()))))
+    dz = length / cand
+    mids = t0 + (torch.arange(cand, device=dev, dtype=dt) + 0.5) * dz
+    occ = grid.lookup(b, o[:, None] + d[:, None] * mids[None, :, None])  # [R, cand]
+    cum = torch.cat([torch.zeros(rays, 1, device=dev, dtype=dt), occ.to(dt).cumsum(1) * dz], dim=1)
+    occ_len = cum[:, -1]
+    # 2. samples per ray
+    min_step = accel.min_step if accel.min_step is not None else length / 256
+    n = torch.ceil(occ_len / min_step - 1e-6).clamp(0, accel.max_samples).long()
+    step = torch.where(n > 0, occ_len / n.clamp(min=1).to(dt), torch.zeros_like(occ_len))
+
+    trans = torch.ones(rays, device=dev, dtype=dt)
+    acc_rgb = torch.zeros(rays, 3, device=dev, dtype=dt)
+    acc_depth = torch.zeros(rays, device=dev, dtype=dt)
+    acc_w = torch.zeros(rays, device=dev, dtype=dt)
+    acc_n = torch.zeros(rays, 3, device=dev, dtype=dt) if opts.normals else None
+    evaluated = 0
+
+    def accumulate(a, z, valid, rgb, sigma, delta, pts):
+        nonlocal evaluated
+        density = activate_density(sigma, opts)
+        alpha = (1 - torch.exp(-density * delta)) * valid
+        excl = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], dim=1), dim=1)
+        w = trans[a, None] * alpha * excl[:, :-1]
+        acc_rgb[a] += (w[..., None] * rgb).sum(1)
+        acc_depth[a] += (w * z).sum(1)
+        acc_w[a] += w.sum(1)
+        trans[a] = trans[a] * excl[:, -1]
+        if acc_n is not None:
+            keep = (w > 1e-6) & valid.bool()
+            if keep.any():
+                normals = torch.zeros_like(pts)
+                normals[keep] = _normals(field, pts[keep][None], 1)[0]
+                acc_n[a] += (w[..., None] * normals).sum(1)
+
+    # 3. rounds of samples, front to back, with early termination
+    alive = torch.nonzero(n > 0).squeeze(1)
+    k0, k, rnd = 0, 8, 0
+    while alive.numel() > 0:
+        a = alive
+        ks = k0 + torch.arange(k, device=dev, dtype=dt)
+        valid = ks[None] < n[a, None].to(dt)  # [A, K]
+        frac = hash_uniform(ids[a], k, 100 + rnd, opts.seed, dt) if accel.jitter else 0.5
+        s = (ks[None] + frac) * step[a, None]
+        cum_a = cum[a]
+        j = (torch.searchsorted(cum_a, s.contiguous(), right=True) - 1).clamp_(0, cand - 1)
+        # skip to the occupied candidate: j points at the last edge <= s; empty candidates have no
+        # length, so the first occupied one at or after j is where s lies (searchsorted with right=True
+        # already lands on it because equal edges are passed over)
+        z = t0 + j.to(dt) * dz + (s - cum_a.gather(1, j))
+        pts = o[a, None] + d[a, None] * z[..., None]
+        rgb = torch.zeros(*z.shape, 3, device=dev, dtype=dt)
+        sigma = torch.zeros(z.shape, device=dev, dtype=dt)
+        if valid.all():
+            rgb_v, sigma_v = _eval(field, pts.reshape(-1, 3))
+            rgb, sigma = rgb_v.reshape(rgb.shape).to(dt), sigma_v.reshape(sigma.shape).to(dt)
+        else:
+            rgb_v, sigma_v = _eval(field, pts[valid])
+            rgb[valid], sigma[valid] = rgb_v.to(dt), sigma_v.to(dt)
+        evaluated += int(valid.sum())
+        accumulate(a, z, valid.to(dt), rgb, sigma, step[a, None], pts)
+        k0 += k
+        rnd += 1
+        k = min(2 * k, 32)
+        alive = a[(trans[a] > accel.min_transmittance) & (n[a] > k0)]
+
+    # 4. the tail sample at ray_end (opaque without a background network, as in the plain path)
+    alive = torch.nonzero(trans > accel.min_transmittance).squeeze(1)
+    if alive.numel() > 0:
+        z = torch.full((alive.numel(), 1), t1, device=dev, dtype=dt)
+        pts = o[alive, None] + d[alive, None] * z[..., None]
+        rgb, sigma = _eval(field, pts.reshape(-1, 3))
+        evaluated += alive.numel()
+        accumulate(alive, z, torch.ones_like(z), rgb.reshape(-1, 1, 3).to(dt), sigma.reshape(-1, 1).to(dt),
+                   torch.full_like(z, last_delta), pts)
+    out = {"rgb": acc_rgb, "depth": acc_depth[:, None], "opacity": acc_w[:, None], "transmittance": trans,
+           "evaluated": evaluated}
+    if acc_n is not None:
+        out["normals"] = F.normalize(acc_n, dim=-1)
+    return out
+
+
+def needs_plain_path(field, opts: RenderOptions) -> Optional[str]:
+    """Why this request must use the plain path, or None when the accelerated one gives the same image."""
+    if opts.density_noise_std > 0:
+        return "density noise (training) is on"
+    if opts.density_cut_quantile is not None:
+        return "the density quantile cut depends on each chunk's densities"
+    if _single_fields(field) is None:
+        return "a batch of several latents for a field without select()"
+    return None
+
+
+def render_accelerated(field, camera: Camera, resolution: Union[int, Tuple[int, int]], opts: RenderOptions,
+                       grid: OccupancyGrid, patch: Optional[PatchParams] = None,
+                       should_cancel: Optional[Callable[[], bool]] = None,
+                       progress: Optional[Callable[[int, int], None]] = None,
+                       accel: Optional[AccelOptions] = None, stats: Optional[dict] = None) -> RenderOutput:
+    """`core.renderer.render` with empty-space skipping; same arguments, same outputs.
+
+    `grid` must have been built for this field with the same density shift and activation.
+    `stats`, when given, receives the number of field evaluations and whether the plain path ran.
+    """
+    accel = accel or grid.accel
+    reason = needs_plain_path(field, opts)
+    if stats is not None:
+        stats.update(fallback=reason, evaluated=0)
+    if reason is not None:
+        return render(field, camera, resolution, opts, patch, should_cancel, progress)
+    if grid.density_key != (opts.density_shift, opts.density_activation):
+        raise ValueError("the occupancy grid was built for another density shift or activation")
+    h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
+    batch = len(camera)
+    if field.batch_size != batch:
+        raise ValueError(f"{batch} cameras for a field of {field.batch_size} latents")
+    fields = _single_fields(field)
+    origins, dirs = camera.rays((h, w), patch)
+    first = opts.sample_offset * h * w
+    ray_ids = torch.arange(first, first + batch * h * w, device=origins.device).reshape(batch, h * w)
+    has_bg = getattr(field, "background", None) is not None
+    last_delta = 1e-3 if has_bg else 1e10
+    chunk = max(1, accel.max_points_per_chunk // max(accel.max_samples, 1))
+    images = {}
+    total = batch * h * w
+    for b in range(batch):
+        parts = []
+        for start in range(0, h * w, chunk):
+            if should_cancel is not None and should_cancel():
+                raise RenderCancelled()
+            sl = slice(start, start + chunk)
+            o, d, ids = origins[b, sl], dirs[b, sl], ray_ids[b, sl]
+            out = _march(fields[b], grid, b, o, d, ids, opts, accel, last_delta)
+            if stats is not None:
+                stats["evaluated"] += out["evaluated"]
+            rgb = out["rgb"]
+            if has_bg:
+                bg_rgb, bg_opacity = _render_background(fields[b].background, o, d, ids, opts, 1)
+                rgb = rgb + out["transmittance"][:, None] * bg_rgb
+                if opts.white_background:
+                    rgb = rgb + out["transmittance"][:, None] * (1 - bg_opacity)
+            elif opts.white_background:
+                rgb = rgb + (1 - out["opacity"])
+            part = {"rgb": rgb, "depth": out["depth"], "opacity": out["opacity"]}
+            if "normals" in out:
+                part["normals"] = out["normals"]
+            parts.append(part)
+            if progress is not None:
+                progress(b * h * w + min(start + chunk, h * w), total)
+        for key in parts[0]:
+            images.setdefault(key, []).append(torch.cat([p[key] for p in parts], dim=0))
+    image = lambda ts: torch.stack(ts).transpose(1, 2).reshape(batch, -1, h, w)  # noqa: E731
+    return RenderOutput(rgb=image(images["rgb"]), depth=image(images["depth"]), opacity=image(images["opacity"]),
+                        normals=image(images["normals"]) if "normals" in images else None)
+
+
+class FastRenderer:
+    """The accelerated exact path for one cached field: holds its occupancy grid.
+
+        fast = FastRenderer(G, field)            # builds the grid once (the per-latent set-up)
+        out = fast.render(camera, 256)           # RenderOutput, like G.render(field, camera, 256)
+        out = fast.render(camera, 256, normals=True, white_background=False)
+
+    `G` may be a Generator (its render options are the defaults) or None (then pass `options`).
+    The grid is rebuilt only when a render asks for another density shift or activation.
+    """
+
+    def __init__(self, G, field, options: Optional[RenderOptions] = None, accel: AccelOptions = AccelOptions()):
+        self.G, self.field, self.accel = G, field, accel
+        self.options = options if options is not None else G.render_options()
+        self.grid = OccupancyGrid(field, self.options, accel)
+        self.last_stats: dict = {}
+
+    def render(self, camera: Camera, resolution: Union[int, Tuple[int, int], None] = None,
+               options: Optional[RenderOptions] = None, patch: Optional[PatchParams] = None,
+               should_cancel: Optional[Callable[[], bool]] = None,
+               progress: Optional[Callable[[int, int], None]] = None, **option_overrides) -> RenderOutput:
+        opts = options if options is not None else self.options
+        if option_overrides:
+            opts = replace(opts, **option_overrides)
+        if resolution is None:
+            resolution = self.G.cfg.img_resolution
+        if self.grid.density_key != (opts.density_shift, opts.density_activation):
+            self.grid = OccupancyGrid(self.field, opts, self.accel)
+        device = getattr(self.G, "device", None) if self.G is not None else None
+        if device is not None:
+            camera = camera.to(device)
+        self.last_stats = {}
+        with torch.inference_mode():
+            return render_accelerated(self.field, camera, resolution, opts, self.grid, patch,
+                                      should_cancel, progress, self.accel, self.last_stats)
