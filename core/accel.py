@@ -56,7 +56,7 @@ class AccelOptions:
     threshold: float = 0.01            # activated density (per world unit) below which a cell is empty
     dilation: int = 1                  # cells added around every occupied cell
     min_step: Optional[float] = None   # smallest sample spacing; None: (ray_end - ray_start) / 256
-    max_samples: int = 16              # samples per ray at most (fog-like fields use this many)
+    max_samples: int = 12              # samples per ray at most (fog-like fields use this many)
     jitter: bool = False               # stratified (hashed) jitter instead of midpoints
     min_transmittance: float = 1e-4    # early ray termination
     max_points_per_chunk: int = 1 << 18
