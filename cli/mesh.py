@@ -69,20 +69,6 @@ def _check_args(args):
     return fmt, parse_level(args.threshold)
 
 
-def _device(name: str):
-    import torch
-    from trigan.core.errors import TriganError
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise TriganError(f"--device {name}: not a device (auto, cpu, cuda, cuda:1 ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TriganError(f"--device {name}: CUDA is not available here")
-    return device
-
-
 def _jobs(G, args):
     """[(seed, class or None)] in the order the files are written: class-major."""
     from trigan.core.errors import TriganError
@@ -113,7 +99,8 @@ def run(args) -> int:
     from trigan.core.model_io import open_model
 
     fmt, level = _check_args(args)
-    device = _device(args.device)
+    from trigan.core.devices import parse_device
+    device = parse_device(args.device)
     model = open_model(args.checkpoint, device=device, latest=args.latest)
     G = model.G
     jobs = _jobs(G, args)

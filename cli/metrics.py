@@ -145,17 +145,6 @@ def _kimg(progress: dict) -> Optional[float]:
     return None
 
 
-def _device(name: str):
-    import torch
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        from trigan.core.errors import TriganError
-        raise TriganError(f"--device {name}: {exc}") from None
-
-
 class _Bars:
     """tqdm bars on stderr, one per task; progress(done, total) callbacks."""
 
@@ -242,7 +231,8 @@ def run(args) -> int:
         finally:
             close()
 
-    device = _device(args.device) if snapshots else None
+    from trigan.core.devices import parse_device
+    device = parse_device(args.device) if snapshots else None
     extractor = FeatureExtractor.load(args.inception, device=device) if feature_names else None
     cache_dir = Path(os.path.expanduser(args.cache)) if args.cache else default_cache_dir()
     results = []

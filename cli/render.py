@@ -144,20 +144,6 @@ def _check_options(args) -> dict:
     return parsed
 
 
-def _device(name: str):
-    import torch
-    from trigan.core.errors import TriganError
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise TriganError(f"--device {name}: not a device (auto, cpu, cuda, cuda:1 ...)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TriganError(f"--device {name}: CUDA is not available here")
-    return dev
-
-
 def _classes(G, text: Optional[str], parsed: Optional[List[int]]) -> List[Optional[int]]:
     from trigan.core.errors import TriganError
     if G.c_dim == 0:
@@ -319,7 +305,8 @@ def run(args) -> int:
     from trigan.core.trajectories import Pose
 
     parsed = _check_options(args)
-    device = _device(args.device)
+    from trigan.core.devices import parse_device
+    device = parse_device(args.device)
     model = open_model(args.checkpoint, device=device, latest=args.latest)
     G = model.G.eval()
     classes = _classes(G, args.classes, parsed["classes"])

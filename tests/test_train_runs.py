@@ -273,6 +273,7 @@ def test_train_command_errors_are_one_line(tmp_path, data):
         (["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY_TRAIN, "training.batch_size=6"],
          "not a multiple of the minibatch-std group size"),
         (["train", "--data", str(data), "--out", str(tmp_path / "r"), "training.nonsense=1"], "nonsense"),
+        (["train", "--data", str(data), "--out", str(tmp_path / "r"), "--device", "gpu7"], "--device gpu7: not a device"),
     ]:
         err = io.StringIO()
         with contextlib.redirect_stderr(err):

@@ -19,6 +19,8 @@ from typing import Iterable, List
 import torch
 import torch.distributed as dist
 
+from ..core.devices import parse_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -45,9 +47,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = parse_device(device)
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank if dev.index is None else dev.index)
         torch.cuda.set_device(dev)
