@@ -309,6 +309,22 @@ def _match(entries, field_name: str, keys: Dict[str, str], prefix: str, json_pat
     return out
 
 
+_MISSING = object()
+
+
+def _per_image(matched: Dict[str, object], field_name: str, images: List[str], prefix: str, json_path: str,
+               problems: List[Problem]):
+    """(index, key, value) for every image in order; an image without an entry is reported once
+    and yields _MISSING."""
+    for i, rel in enumerate(images):
+        key = match_key(rel, prefix)
+        if key not in matched:
+            problems.append(Problem(rel, f"no {field_name} entry in {json_path}", "error"))
+            yield i, key, _MISSING
+        else:
+            yield i, key, matched[key]
+
+
 def _check_angles(table, keys: Dict[str, str], images: List[str], prefix: str, json_path: str,
                   problems: List[Problem]) -> Optional[np.ndarray]:
     entries = _entries(table, "camera_angles", json_path, problems)
@@ -317,13 +333,10 @@ def _check_angles(table, keys: Dict[str, str], images: List[str], prefix: str, j
     matched = _match(entries, "camera_angles", keys, prefix, json_path, problems)
     angles = np.zeros((len(images), 3), dtype=np.float64)
     ok = True
-    for i, rel in enumerate(images):
-        key = match_key(rel, prefix)
-        if key not in matched:
-            problems.append(Problem(rel, f"no camera_angles entry in {json_path}", "error"))
+    for i, key, value in _per_image(matched, "camera_angles", images, prefix, json_path, problems):
+        if value is _MISSING:
             ok = False
             continue
-        value = matched[key]
         if not (isinstance(value, (list, tuple)) and len(value) == 3 and all(_is_number(v) for v in value)):
             problems.append(Problem(json_path, f"camera_angles['{keys[key]}']: expected [yaw, pitch, roll] "
                                                f"(radians), got {_short(value)}", "error"))
@@ -357,13 +370,10 @@ def _check_labels(table, keys: Dict[str, str], images: List[str], prefix: str, j
     matched = _match(entries, "labels", keys, prefix, json_path, problems)
     labels = np.zeros(len(images), dtype=np.int64)
     ok = True
-    for i, rel in enumerate(images):
-        key = match_key(rel, prefix)
-        if key not in matched:
-            problems.append(Problem(rel, f"no labels entry in {json_path}", "error"))
+    for i, key, value in _per_image(matched, "labels", images, prefix, json_path, problems):
+        if value is _MISSING:
             ok = False
             continue
-        value = matched[key]
         if not (_is_number(value) and float(value).is_integer()):
             problems.append(Problem(json_path, f"labels['{keys[key]}']: expected an integer class index, got {_short(value)}", "error"))
             ok = False
