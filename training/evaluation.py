@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 
-from ..core.cameras import Camera, sample_camera_prior
 from ..core.errors import ConfigError
+from .conditioning import DatasetConditioning
 
 
 def check_metric_setup(names: List[str], inception: Optional[str]) -> List[str]:
@@ -29,27 +28,13 @@ def check_metric_setup(names: List[str], inception: Optional[str]) -> List[str]:
 
 
 def dataset_conditioning(G, dataset):
-    """(n, generator) -> (labels, cameras) drawn from random dataset entries (mirrors negate yaw)."""
-    angles = torch.as_tensor(np.asarray(dataset.camera_angles), dtype=torch.float32)
-    labels = torch.as_tensor(np.asarray(dataset.labels), dtype=torch.long) if dataset.has_labels else None
-    cam = G.cfg.camera
-    n_base = angles.shape[0]
+    """(n, generator) -> (one-hot labels or None, cameras) from random dataset entries."""
+    source = DatasetConditioning(dataset)
 
     def draw(n: int, generator: torch.Generator):
-        idx = torch.randint(len(dataset), (n,), generator=generator)
-        base = idx % n_base
-        c = None
-        if G.c_dim > 0:
-            classes = labels[base].clamp(min=0) if labels is not None else torch.zeros(n, dtype=torch.long)
-            c = torch.nn.functional.one_hot(classes, G.c_dim).float()
-        if cam.dist == "custom":
-            a = angles[base].clone()
-            if getattr(dataset, "mirror", False):
-                a[:, 0] = torch.where(idx >= n_base, -a[:, 0], a[:, 0])
-            camera = Camera.from_angles(a[:, 0], a[:, 1], radius=cam.radius, fov=cam.fov, roll=a[:, 2])
-        else:
-            camera = sample_camera_prior(cam, n, generator)
-        return c, camera
+        classes, angles = source.lookup(torch.randint(len(dataset), (n,), generator=generator))
+        c = torch.nn.functional.one_hot(classes, G.c_dim).float() if G.c_dim > 0 else None
+        return c, source.cameras(G.cfg.camera, angles, generator)
     return draw
 
 

@@ -24,15 +24,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterator, Optional
 
-import numpy as np
 import torch
 
-from ..core.cameras import Camera, PatchParams, sample_camera_prior
+from ..core.cameras import PatchParams
 from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.config import Config
 from ..core.errors import TriganError
 from ..core.generator import Generator, one_hot
 from . import distributed as ddp
+from .conditioning import DatasetConditioning
 from .dataset import ImageDataset
 from .discriminator import Discriminator
 from .losses import auto_gamma, blur_images, blur_sigma, discriminator_loss, generator_loss, r1_penalty
@@ -166,9 +166,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.stop_requested = False
         self._data_iter = None
-        self._camera_angles = torch.as_tensor(np.asarray(dataset.camera_angles), dtype=torch.float32)
-        labels = dataset.labels if dataset.has_labels else None
-        self._labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.conditioning = DatasetConditioning(dataset)
 
     # ---------------------------------------------------------------------------------------------
     # State
@@ -235,16 +233,6 @@ class Trainer:
                 "c": _one_hot_labels(batch["label"].clamp(min=0), self.c_dim, dev),
                 "angles": batch["camera_angles"].to(dev).float()}
 
-    def _dataset_conditioning(self, idx: torch.Tensor):
-        """Labels and poses of dataset entries (mirrored entries have their yaw negated)."""
-        n = self._camera_angles.shape[0]
-        base = idx % n
-        angles = self._camera_angles[base].clone()
-        if getattr(self.dataset, "mirror", False):
-            angles[:, 0] = torch.where(idx >= n, -angles[:, 0], angles[:, 0])
-        labels = self._labels[base] if self._labels is not None else torch.zeros(len(idx), dtype=torch.long)
-        return labels.clamp(min=0), angles
-
     def fake_inputs(self, gen: torch.Generator) -> dict:
         """Latents, labels, cameras, GPC angles and patches for the whole global batch, drawn in a
         fixed order from `gen`, then cut to this process's slice."""
@@ -252,13 +240,8 @@ class Trainer:
         kimg = self.cur_nimg / 1000
         z = torch.randn(B, cfg.model.mapping.z_dim, generator=gen)
         idx = torch.randint(len(self.dataset), (B,), generator=gen)
-        labels, angles = self._dataset_conditioning(idx)
-        cam_cfg = cfg.model.camera
-        if cam_cfg.dist == "custom":
-            camera = Camera.from_angles(angles[:, 0], angles[:, 1], radius=cam_cfg.radius, fov=cam_cfg.fov,
-                                        roll=angles[:, 2])
-        else:
-            camera = sample_camera_prior(cam_cfg, B, generator=gen)
+        labels, angles = self.conditioning.lookup(idx)
+        camera = self.conditioning.cameras(cfg.model.camera, angles, gen)
         gpc = camera.angles.clone()
         if cfg.model.mapping.camera_cond:
             spoof = (torch.rand(B, generator=gen) < gpc_spoof_p(cfg, kimg)).nonzero()[:, 0]

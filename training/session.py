@@ -124,9 +124,9 @@ class Session:
         from .visuals import SampleSet, grid_shape
         num = max(1, self.cfg.training.samples)
         rows, cols = grid_shape(num, self.cfg.model.img_resolution)
-        n = len(trainer._camera_angles)
-        idx = torch.linspace(0, n - 1, num).round().long()
-        angles = trainer._camera_angles[idx] if self.cfg.model.camera.dist == "custom" else None
+        poses = trainer.conditioning.angles
+        idx = torch.linspace(0, len(poses) - 1, num).round().long()
+        angles = poses[idx] if self.cfg.model.camera.dist == "custom" else None
         return SampleSet.create(trainer.G_ema, num, seed=self.cfg.training.seed, camera_angles=angles,
                                 rows=rows, cols=cols)
 
