@@ -38,9 +38,10 @@ def dataset_conditioning(G, dataset):
     return draw
 
 
-def evaluate_metrics(G, dataset, names: List[str], inception: str, cache_dir=None, seed: int = 0) -> Dict[str, float]:
-    from ..core.metrics import FeatureExtractor, compute_metric
-    extractor = FeatureExtractor.load(inception, device=G.device)
+def evaluate_metrics(G, dataset, names: List[str], extractor, cache_dir=None, seed: int = 0) -> Dict[str, float]:
+    """Each metric of G against the dataset; `extractor` is a loaded core.metrics.FeatureExtractor
+    (loaded once per run by the caller, not at every evaluation)."""
+    from ..core.metrics import compute_metric
     cache_key = (f"{getattr(dataset, 'path', '')}|mirror={getattr(dataset, 'mirror', False)}"
                  f"|res={getattr(dataset, 'resolution', '')}")
     conditioning = dataset_conditioning(G, dataset)

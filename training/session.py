@@ -94,6 +94,7 @@ class Session:
         self.writer = RunWriter(self.run_dir, enabled=info.is_main)
         self.progress_every_step = progress_every_step
         self._stop_signal: Optional[str] = None
+        self._extractor = None   # the metrics' feature network, loaded at the first evaluation
 
     # -- signals ----------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
@@ -163,7 +164,10 @@ class Session:
         self.writer.update_status(phase="evaluating")
         results = {}
         if self.info.is_main:
-            results = evaluate_metrics(trainer.G_ema, trainer.dataset, names, self.cfg.training.inception,
+            if self._extractor is None:
+                from ..core.metrics import FeatureExtractor
+                self._extractor = FeatureExtractor.load(self.cfg.training.inception, device=trainer.G_ema.device)
+            results = evaluate_metrics(trainer.G_ema, trainer.dataset, names, self._extractor,
                                        cache_dir=self.run_dir / "cache", seed=self.cfg.training.seed)
             record = {"kimg": trainer.cur_nimg / 1000, **results}
             self.writer.append_jsonl("metrics.jsonl", record)
