@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from ..core.errors import ConfigError, TriganError
 from . import distributed as ddp
 from .dataset import ImageDataset
 from .loop import BEST, LATEST, Trainer, TrainingDiverged
-from ..core.atomic import atomic_write_text
+from ..core.atomic import atomic_path, atomic_write_text
 from .run_dir import RunWriter
 
 STATUS_EVERY_S = 5.0
@@ -187,8 +188,11 @@ class Session:
                 improved = True
         trainer.save(self.run_dir / LATEST)
         if improved:
-            # Written again rather than linked, so replacing latest later never touches best.
-            trainer.save(self.run_dir / BEST)
+            # A copy of the bytes just written (not a link: replacing latest later never touches best).
+            if self.info.is_main:
+                with atomic_path(self.run_dir / BEST, durable=True) as tmp:
+                    shutil.copyfile(self.run_dir / LATEST, tmp)
+            ddp.barrier(self.info)
             self.log(f"best {self.cfg.training.metrics[0]} so far: {trainer.best_metric:.3f} -> {BEST}")
         trainer.failures_since_good = 0
         self._last_snapshot_time = time.time()
