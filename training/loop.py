@@ -214,6 +214,19 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     # Inputs
 
+    @property
+    def seed(self) -> int:
+        """The run's seed, moved by each rollback so that the replay takes another random path."""
+        return self.cfg.training.seed + 7919 * self.seed_offset
+
+    @property
+    def local(self) -> slice:
+        """This process's share of a global batch."""
+        return slice(self.info.rank * self.batch_gpu, (self.info.rank + 1) * self.batch_gpu)
+
+    def _local_patch(self, patch: PatchParams) -> PatchParams:
+        return PatchParams(patch.scale[self.local].to(self.device), patch.offset[self.local].to(self.device))
+
     def _real_batches(self) -> Iterator[dict]:
         t = self.cfg.training
         sampler = StepSampler(len(self.dataset), self.batch, self.info.rank, self.info.world_size,
@@ -248,19 +261,18 @@ class Trainer:
             if len(spoof) > 1:
                 gpc[spoof] = camera.angles[spoof.roll(1)]
         patch = sample_patches(cfg.training.patch, B, kimg, self.min_scale, self.group, generator=gen)
-        sl = slice(self.info.rank * self.batch_gpu, (self.info.rank + 1) * self.batch_gpu)
+        sl = self.local
         dev = self.device
         return {"z": z[sl].to(dev), "c": _one_hot_labels(labels[sl], self.c_dim, dev),
                 "camera": camera[sl].to(dev), "gpc_angles": gpc[sl].to(dev),
-                "patch": PatchParams(patch.scale[sl].to(dev), patch.offset[sl].to(dev)),
+                "patch": self._local_patch(patch),
                 "sample_indices": list(range(sl.start, sl.stop))}
 
     # ---------------------------------------------------------------------------------------------
     # Networks
 
     def render_fakes(self, inputs: dict, phase: int, update_w_avg: bool = False) -> torch.Tensor:
-        G, cfg = self.G, self.cfg
-        seed = cfg.training.seed + 7919 * self.seed_offset
+        G, cfg, seed = self.G, self.cfg, self.seed
         ws = G.mapping(inputs["z"], inputs["c"] if cfg.model.c_dim else None,
                        camera_angles=inputs["gpc_angles"])
         if update_w_avg:
@@ -291,8 +303,7 @@ class Trainer:
     # One step
 
     def train_step(self) -> Dict[str, float]:
-        cfg = self.cfg
-        seed = cfg.training.seed + 7919 * self.seed_offset
+        cfg, seed = self.cfg, self.seed
         real = self.next_real()
         losses: Dict[str, float] = {}
 
@@ -326,8 +337,7 @@ class Trainer:
             gen = batch_generator(seed, self.step, PHASE_REG)
             reg_patch = sample_patches(cfg.training.patch, self.batch, self.cur_nimg / 1000, self.min_scale,
                                        self.group, generator=gen)
-            sl = slice(self.info.rank * self.batch_gpu, (self.info.rank + 1) * self.batch_gpu)
-            reg_patch = PatchParams(reg_patch.scale[sl].to(self.device), reg_patch.offset[sl].to(self.device))
+            reg_patch = self._local_patch(reg_patch)
             real_in = extract_patches(real["img"], reg_patch, self.patch_res).detach().requires_grad_(True)
             logits = self.run_D(real_in, real["c"], reg_patch, real["angles"])
             penalty = r1_penalty(logits, real_in)
