@@ -130,9 +130,10 @@ def snapshot_files(run_dir: Path) -> List[Path]:
 
 
 def _run_dir_of(path: Path) -> Optional[Path]:
-    """The training run a checkpoint belongs to (a folder with status.json or config.yaml), if any."""
+    """The training run a checkpoint belongs to (its folder or the one above), if any."""
+    from trigan.training.run_dir import is_run_dir
     for folder in (path.parent, path.parent.parent):
-        if (folder / "status.json").is_file() or (folder / "config.yaml").is_file():
+        if is_run_dir(folder):
             return folder
     return None
 

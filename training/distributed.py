@@ -38,10 +38,6 @@ class DistInfo:
         return self.world_size > 1
 
 
-def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU) and pick the device."""
     rank = int(os.environ.get("RANK", 0))

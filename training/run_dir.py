@@ -33,7 +33,6 @@ from typing import Any, Dict, Optional
 from ..core.atomic import atomic_write_text
 from ..core.errors import TriganError
 
-RUN_FILES = ("config.yaml", "status.json")
 PHASES = ("queued", "starting", "training", "sampling", "checkpointing", "evaluating", "rolling_back", "stopped",
           "done", "failed")
 
@@ -61,7 +60,8 @@ def new_run_dir(out_root, preset: str, data: Optional[str], desc: Optional[str] 
 
 
 def is_run_dir(path) -> bool:
-    return Path(path, "config.yaml").is_file()
+    """A folder made by `trigan train`: it holds config.yaml or status.json."""
+    return Path(path, "config.yaml").is_file() or Path(path, "status.json").is_file()
 
 
 def code_version() -> Dict[str, Any]:
