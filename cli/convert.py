@@ -1,4 +1,4 @@
-"""`trigan convert`: an official EpiGRAF snapshot pickle -> a trigan checkpoint."""
+"""`trigan convert`: an official EpiGRAF snapshot pickle, or a training checkpoint -> a trigan checkpoint."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from pathlib import Path
 
 from trigan.core.errors import TriganError
 
-HELP = "convert an official EpiGRAF network-snapshot .pkl into a trigan checkpoint"
+HELP = "convert an official EpiGRAF .pkl (or a training checkpoint) into a trigan checkpoint"
 EXAMPLES = """\
 examples:
   trigan convert network-snapshot-025000.pkl ffhq512.ckpt           # G_ema only, for viewing/export
   trigan convert network-snapshot-025000.pkl ffhq512-full.ckpt --all # also G, D and optimizer states
+  trigan convert runs/00003-demo/best.ckpt demo.ckpt                 # a run's snapshot, G_ema only
+  trigan convert runs/00003-demo demo.ckpt                           # a run folder: its best (else latest)
 
 The .pkl is read as data: no code stored in it runs, and CUDA tensors load on the CPU.
 Commands that take a checkpoint also accept the .pkl directly; converting makes a smaller,
@@ -23,7 +25,7 @@ faster-loading file.
 def add_parser(sub) -> None:
     p = sub.add_parser("convert", help=HELP, description=HELP[0].upper() + HELP[1:] + ".", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", help="an EpiGRAF network-snapshot-*.pkl")
+    p.add_argument("src", help="an EpiGRAF network-snapshot-*.pkl, a trigan .ckpt or a run folder")
     p.add_argument("dst", help="the trigan checkpoint to write (.ckpt)")
     p.add_argument("--all", action="store_true", help="keep G, D and the optimizer states too (to fine-tune or resume)")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
@@ -38,6 +40,18 @@ def run(args) -> int:
     if dst.resolve() == src.resolve():
         raise TriganError(f"{dst}: the output would overwrite the input")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if src.is_dir() or src.suffix != ".pkl":
+        # Ours already: a training checkpoint (or a run folder) is slimmed to G_ema for viewing.
+        from trigan.core.checkpoint import export_generator
+        from trigan.core.model_io import resolve_model_path
+        if args.all:
+            raise TriganError(f"{src}: --all is for EpiGRAF .pkl snapshots; a trigan checkpoint is used as it is")
+        src = resolve_model_path(src)
+        if dst.resolve() == src.resolve():
+            raise TriganError(f"{dst}: the output would overwrite the input")
+        out = export_generator(src, dst)
+        print(f"wrote {out} ({out.stat().st_size / 2 ** 20:.1f} MiB, G_ema only)")
+        return 0
     out = convert_epigraf(src, dst, keep_all=args.all, log=log)
     size = out.stat().st_size / 2 ** 20
     print(f"wrote {out} ({size:.1f} MiB{', with G, D and optimizer states' if args.all else ''})")

@@ -108,6 +108,14 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
                       path=str(path))
 
 
+def export_generator(src: PathLike, dst: PathLike) -> Path:
+    """Write the G_ema-only checkpoint of a training checkpoint `src` (config, G_ema, progress and
+    metrics kept; G, D and optimizer states dropped): what viewing, rendering and export need."""
+    ckpt = load_checkpoint(src)
+    progress = {**ckpt.progress, "source": ckpt.progress.get("source") or f"trigan checkpoint {Path(src).name}"}
+    return save_checkpoint(dst, ckpt.config, ckpt.G_ema, progress=progress, metrics=ckpt.metrics)
+
+
 def check_generator_weights(config: Config, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Raise CheckpointError unless the state dict fits the config's generator exactly (names and
     shapes). Builds the generator on the meta device, so nothing is allocated."""

@@ -183,3 +183,20 @@ def test_number_lists_parse_ranges_and_reject_nonsense():
             parse_int_list(bad, "seeds")
     with pytest.raises(TriganError, match="out of range"):
         parse_int_list("0-16", "classes", maximum=15)
+
+
+def test_convert_slims_a_training_checkpoint_or_run_folder_to_g_ema(tmp_path, tiny_cfg, capsys):
+    from trigan.cli.main import main
+    G, D = Generator(tiny_cfg.model).eval(), Generator(tiny_cfg.model)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "latest.ckpt", tiny_cfg, G, progress={"kimg": 3.0}, G=D, G_opt={"lr": torch.ones(3)})
+    for src in (run / "latest.ckpt", run):
+        dst = tmp_path / f"slim_{src.name}.ckpt"
+        assert main(["convert", str(src), str(dst)]) == 0
+        slim = load_checkpoint(dst)
+        assert slim.extra == {} and slim.progress["kimg"] == 3.0
+        assert all(torch.equal(slim.G_ema[k], v) for k, v in G.state_dict().items())
+        assert set(slim.G_ema) == set(G.state_dict())
+    assert main(["convert", str(run), str(tmp_path / "x.ckpt"), "--all"]) == 2
+    assert "--all is for EpiGRAF" in capsys.readouterr().err
