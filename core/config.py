@@ -153,6 +153,20 @@ class PatchConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """ADA-style augmentation of D's inputs, real and fake alike (training/augment.py). Each
+    operation is applied to a sample with its probability; all 0 (the default, 3DGP's noaug) = off."""
+
+    flip_p: float = 0.0                 # mirror left-right
+    rotate_p: float = 0.0               # rotate about the centre by U(-rotate_max, rotate_max) degrees
+    rotate_max: float = 180.0
+    shift_p: float = 0.0                # move by whole pixels, U(-shift_max, shift_max) x size per axis
+    shift_max: float = 0.125
+    brightness_p: float = 0.0           # add N(0, brightness_std) to the colour channels (not depth)
+    brightness_std: float = 0.2
+
+
+@dataclass
 class TrainingConfig:
     """The training recipe (EpiGRAF 4-5, 10). Every schedule is a function of images seen."""
 
@@ -177,6 +191,7 @@ class TrainingConfig:
     use_labels: bool = True             # class-conditional training when the model has classes
     fp32: bool = False                  # True: no fp16 in D even on CUDA
     patch: PatchConfig = field(default_factory=PatchConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     num_workers: int = 2                # data-loading processes per training process
     # Bookkeeping: a tick is a progress report; snapshots, images and metrics happen every N ticks.

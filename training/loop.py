@@ -32,6 +32,7 @@ from ..core.config import Config
 from ..core.errors import TriganError
 from ..core.generator import Generator, one_hot
 from . import distributed as ddp
+from .augment import ROLE_FAKE, ROLE_REAL, augment_d_input, check_augment_config
 from .conditioning import DatasetConditioning
 from .dataset import ImageDataset
 from .discriminator import Discriminator
@@ -136,6 +137,7 @@ class Trainer:
         self.use_fp16 = self.device.type == "cuda" and not t.fp32
         self.c_dim = cfg.model.c_dim if t.use_labels else 0
         self.log_every_step = log_every_step
+        check_augment_config(t.augment)
 
         torch.manual_seed(t.seed)
         self.G = Generator(cfg.model).to(self.device).train()
@@ -286,9 +288,14 @@ class Trainer:
         out = G.render(field, inputs["camera"], self.patch_res, patch=inputs["patch"], options=opts)
         return out.rgb
 
-    def run_D(self, img: torch.Tensor, c: torch.Tensor, patch: PatchParams, angles: torch.Tensor) -> torch.Tensor:
+    def run_D(self, img: torch.Tensor, c: torch.Tensor, patch: PatchParams, angles: torch.Tensor,
+              augment: Optional[tuple] = None) -> torch.Tensor:
+        """`augment`: (phase, ROLE_FAKE | ROLE_REAL) names the random stream of the D-input augmentation
+        (training.augment), applied after the blur; None: no augmentation."""
         sigma = blur_sigma(self.cur_nimg, self.cfg.training.blur_init_sigma, self.cfg.training.blur_fade_kimg)
         img = blur_images(img, sigma)
+        if augment is not None:
+            img = augment_d_input(self.cfg.training.augment, img, self.seed, self.step, *augment, self.local.start)
         return self.D(img, c if self.cfg.model.c_dim else None, patch, angles, use_fp16=self.use_fp16)
 
     def _step_optimizer(self, module: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
@@ -312,7 +319,8 @@ class Trainer:
         self.D.requires_grad_(False)
         fake_in = self.fake_inputs(batch_generator(seed, self.step, PHASE_G))
         fake = self.render_fakes(fake_in, PHASE_G)
-        loss_G = generator_loss(self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles))
+        loss_G = generator_loss(self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
+                                           augment=(PHASE_G, ROLE_FAKE)))
         loss_G.backward()
         self._step_optimizer(self.G, self.opt_G)
         losses["loss_G"] = loss_G.item()
@@ -324,8 +332,10 @@ class Trainer:
         with torch.no_grad():
             fake = self.render_fakes(fake_in, PHASE_D, update_w_avg=True)
         real_patches = extract_patches(real["img"], fake_in["patch"], self.patch_res)
-        logits_fake = self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles)
-        logits_real = self.run_D(real_patches, real["c"], fake_in["patch"], real["angles"])
+        logits_fake = self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
+                                 augment=(PHASE_D, ROLE_FAKE))
+        logits_real = self.run_D(real_patches, real["c"], fake_in["patch"], real["angles"],
+                                 augment=(PHASE_D, ROLE_REAL))
         loss_D = discriminator_loss(logits_real, logits_fake)
         loss_D.backward()
         self._step_optimizer(self.D, self.opt_D)
@@ -339,7 +349,7 @@ class Trainer:
                                        self.group, generator=gen)
             reg_patch = self._local_patch(reg_patch)
             real_in = extract_patches(real["img"], reg_patch, self.patch_res).detach().requires_grad_(True)
-            logits = self.run_D(real_in, real["c"], reg_patch, real["angles"])
+            logits = self.run_D(real_in, real["c"], reg_patch, real["angles"], augment=(PHASE_REG, ROLE_REAL))
             penalty = r1_penalty(logits, real_in)
             loss_r1 = (penalty.mean() * (self.gamma / 2) + logits.mean() * 0) * interval
             loss_r1.backward()
