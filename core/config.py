@@ -83,6 +83,21 @@ class CameraConfig:
 
 
 @dataclass
+class CameraGeneratorConfig:
+    """3DGP's learned camera generator (3dgp.md 3.3): two small MLPs map a prior camera (plus z and
+    the class) to a posterior camera inside the prior's ranges. Needs a prior with ranges
+    (camera.dist uniform or spherical_uniform). The radius always stays at the prior's value."""
+
+    enabled: bool = False
+    hidden_dim: int = 256
+    embed_dim: int = 16                 # size of the z and class embeddings
+    lr_multiplier: float = 0.1          # equalized-lr multiplier: learns at 0.1x G's rate
+    adjust_angles: bool = True          # yaw and pitch of the camera origin
+    adjust_fov: bool = True
+    adjust_look_at: bool = True
+
+
+@dataclass
 class RenderConfig:
     num_steps: int = 48                 # stratified coarse samples per ray
     num_fine_steps: Optional[int] = None  # importance samples; None = as many as num_steps
@@ -106,6 +121,7 @@ class ModelConfig:
     triplane: TriPlaneConfig = field(default_factory=TriPlaneConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
+    camera_generator: CameraGeneratorConfig = field(default_factory=CameraGeneratorConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
 
 
@@ -153,6 +169,29 @@ class PatchConfig:
 
 
 @dataclass
+class CameraRegularizerConfig:
+    """Regularisers of the learned camera generator in G's loss (3dgp.md 3.4); weights per group.
+
+    emd: per-parameter 1-D Wasserstein-2 (squared) between posterior and prior samples, in the
+    parameters' own units (fov in degrees, hence its small weight), ramped 0 -> 1 over
+    emd_anneal_kimg. force_mean: distance of the posterior's mean yaw/pitch from the prior's.
+    jacobian: mean of |g| + 1/|g| over the diagonal Jacobian entries d posterior / d prior (keeps
+    the mapping from collapsing or exploding; off upstream, all weights 0)."""
+
+    emd_origin: float = 2.0
+    emd_fov: float = 1e-4
+    emd_look_at: float = 1e-4
+    emd_num_samples: int = 64
+    emd_anneal_kimg: float = 10000.0
+    force_mean_weight: float = 10.0
+    force_mean_num_samples: int = 256
+    jacobian_origin: float = 0.0
+    jacobian_fov: float = 0.0
+    jacobian_look_at: float = 0.0
+    jacobian_num_samples: int = 256
+
+
+@dataclass
 class AugmentConfig:
     """ADA-style augmentation of D's inputs, real and fake alike (training/augment.py). Each
     operation is applied to a sample with its probability; all 0 (the default, 3DGP's noaug) = off."""
@@ -192,6 +231,7 @@ class TrainingConfig:
     fp32: bool = False                  # True: no fp16 in D even on CUDA
     patch: PatchConfig = field(default_factory=PatchConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    camera_reg: CameraRegularizerConfig = field(default_factory=CameraRegularizerConfig)
     seed: int = 0
     num_workers: int = 2                # data-loading processes per training process
     # Bookkeeping: a tick is a progress report; snapshots, images and metrics happen every N ticks.

@@ -1,0 +1,132 @@
+"""What the GUI asks the render worker for, and what it gets back.
+
+A `RenderRequest` is an immutable, hashable value: everything a frame depends on. The worker renders
+it into a `Frame`; the same request always gives the same pixels (the renderer's random numbers are
+hashes of the ray, not draws from a global generator), so a request can be a cache key too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from trigan.core.errors import TriganError
+
+from .orbit import OrbitState
+
+MODES = ("rgb", "depth", "normals", "opacity")
+QUALITIES = ("preview", "exact")
+BACKGROUNDS = ("model", "white", "black")
+NOISE_MODES = ("const", "random", "none")
+MIN_RESOLUTION, MAX_RESOLUTION = 64, 1024
+MIN_SAMPLE_MULTIPLIER, MAX_SAMPLE_MULTIPLIER = 0.25, 8.0
+
+
+class LatentKey(NamedTuple):
+    """Everything the field (tri-planes) of a request depends on: the worker caches fields by it."""
+
+    model_path: str
+    seed: int
+    class_index: Optional[int]
+    psi: float
+    noise_mode: str
+
+
+def _choice(value, options, what: str) -> str:
+    if value not in options:
+        raise TriganError(f"{what} {value!r}: expected one of {', '.join(options)}")
+    return value
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """One frame to render. Invalid values raise TriganError (one line) when the request is made.
+
+    noise_mode: "const" (the model's stored noise maps, the usual choice), "random" (noise drawn
+    from the seed, so still reproducible), "none". background: "model" (as trained: the model's
+    background network or its white/black flag), "white" or "black" (the foreground composited over
+    that colour; a background network is left out). quality "preview" is a cheap approximation for
+    a moving camera; "exact" the volume render. sample_multiplier scales the samples per ray of the
+    exact path.
+    """
+
+    model_path: str
+    seed: int = 0
+    class_index: Optional[int] = None
+    psi: float = 1.0
+    noise_mode: str = "const"
+    orbit: OrbitState = field(default_factory=OrbitState)
+    resolution: int = 256
+    mode: str = "rgb"
+    quality: str = "exact"
+    sample_multiplier: float = 1.0
+    background: str = "model"
+
+    def __post_init__(self):
+        def set_(name, value):
+            object.__setattr__(self, name, value)
+
+        set_("model_path", str(self.model_path))
+        try:
+            set_("seed", int(self.seed))
+            set_("resolution", int(self.resolution))
+            set_("psi", float(self.psi))
+            set_("sample_multiplier", float(self.sample_multiplier))
+            if self.class_index is not None:
+                set_("class_index", int(self.class_index))
+        except (TypeError, ValueError) as exc:
+            raise TriganError(f"render request: {exc}") from None
+        if not 0 <= self.seed < 2 ** 32:
+            raise TriganError(f"seed {self.seed}: expected 0..{2 ** 32 - 1}")
+        if self.class_index is not None and self.class_index < 0:
+            raise TriganError(f"class {self.class_index}: expected 0 or more")
+        if not math.isfinite(self.psi):
+            raise TriganError(f"psi {self.psi}: expected a number (0.7 is usual, 1 = no truncation)")
+        if not MIN_RESOLUTION <= self.resolution <= MAX_RESOLUTION:
+            raise TriganError(f"resolution {self.resolution}: expected {MIN_RESOLUTION}..{MAX_RESOLUTION} pixels")
+        if not MIN_SAMPLE_MULTIPLIER <= self.sample_multiplier <= MAX_SAMPLE_MULTIPLIER:
+            raise TriganError(f"sample multiplier {self.sample_multiplier:g}: expected "
+                              f"{MIN_SAMPLE_MULTIPLIER:g}..{MAX_SAMPLE_MULTIPLIER:g}")
+        if not isinstance(self.orbit, OrbitState):
+            raise TriganError(f"render request: orbit must be an OrbitState, got {type(self.orbit).__name__}")
+        _choice(self.mode, MODES, "render mode")
+        _choice(self.quality, QUALITIES, "quality")
+        _choice(self.background, BACKGROUNDS, "background")
+        _choice(self.noise_mode, NOISE_MODES, "noise mode")
+
+    @property
+    def latent_key(self) -> LatentKey:
+        return LatentKey(self.model_path, self.seed, self.class_index, self.psi, self.noise_mode)
+
+    def with_values(self, **values) -> "RenderRequest":
+        return replace(self, **values)
+
+
+@dataclass
+class Frame:
+    """A finished render. image: [H, W, 4] float32 RGBA in [0, 1] (alpha 1), ready for a raw
+    texture. An error frame has `error` set (one line) and a transparent black image of the
+    requested size, so code that only draws still works."""
+
+    request: RenderRequest
+    image: np.ndarray
+    ms: float
+    path_used: str
+    error: Optional[str] = None
+    stats: dict = field(default_factory=dict)   # e.g. {"setup_ms": ..., "render_ms": ...}
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def rgb_uint8(self) -> np.ndarray:
+        """[H, W, 3] uint8 of the image (what a screenshot saves)."""
+        return (np.clip(self.image[..., :3], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+    @classmethod
+    def failed(cls, request: RenderRequest, error: str, ms: float = 0.0) -> "Frame":
+        res = request.resolution
+        return cls(request, np.zeros((res, res, 4), dtype=np.float32), ms, "error", error)
