@@ -19,7 +19,8 @@ examples:
   trigan metrics runs/00000-demo-shapes --all-snapshots --data shapes.zip --metrics fid2k,nfs --inception inc.pt
   trigan metrics runs/00000-demo-shapes --latest --metrics nfs          NFS needs no dataset or Inception
   trigan metrics --data shapes.zip --metrics nfs_data                   NFS of a dataset's own depth maps
-  trigan metrics --depth-folder depth_maps/                             NFS of a folder of depth PNGs
+  trigan metrics --depth-maps depth_maps/                               NFS of a folder of depth PNGs
+  trigan metrics --depth-maps shapes.zip                                ... or of the depth PNGs in a zip
   trigan metrics model.ckpt --data shapes.zip --metrics fid2k --inception inc.pt --json
 
 metrics (comma-separated; lower is better for FID and KID):
@@ -29,7 +30,7 @@ metrics (comma-separated; lower is better for FID and KID):
   kid2k_full (kid2k), kid50k_full (kid), kid50k   KID, reported raw (papers often show x1000)
   nfs (nfs256), nfsN   Non-Flatness Score of N fakes (3DGP): exp(entropy) of a 64-bin depth histogram,
                        1 = flat, 64 = depth spread over the whole ray; rendered with the low-density cut
-  nfs_data             the same score of the --data dataset's depth maps (or of --depth-folder)
+  nfs_data             the same score of the --data dataset's depth maps (or of --depth-maps)
 
 FID/KID need NVIDIA's TorchScript Inception (inception-2015-12-05.pt; see docs/metrics.md); nothing is
 downloaded. Dataset statistics are cached in $XDG_CACHE_HOME/trigan/metrics (~/.cache/trigan/metrics).
@@ -61,8 +62,9 @@ def add_parser(subparsers) -> None:
     snaps.add_argument("--all-snapshots", action="store_true",
                        help="for a run directory: score every *.ckpt in it and report the best")
     snaps.add_argument("--latest", action="store_true", help="for a run directory: score latest.ckpt, not best.ckpt")
-    p.add_argument("--depth-folder", metavar="DIR",
-                   help="compute nfs_data from the depth maps (8/16-bit PNGs) in DIR instead of a dataset")
+    p.add_argument("--depth-maps", "--depth-folder", dest="depth_maps", metavar="DIR|ZIP",
+                   help="compute nfs_data from the depth maps (8/16-bit PNGs: the *_depth.png files, else "
+                   "every PNG) in a folder or zip instead of a dataset")
     p.add_argument("--seed", type=int, default=0, help="seed of the fakes' latents and conditioning (default 0)")
     p.add_argument("--batch", type=int, default=16, metavar="N", help="fakes rendered at once (default 16)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
@@ -174,7 +176,7 @@ def run(args) -> int:
     from trigan.core.metrics import INCEPTION_HELP, FeatureExtractor, MetricError
 
     feature_names, nfs_names, data_nfs = parse_names(args.metrics)
-    if args.depth_folder:
+    if args.depth_maps:
         data_nfs = True
         if args.metrics == "fid50k_full" and not args.model:   # the default list: only the folder was asked for
             feature_names = []
@@ -189,8 +191,8 @@ def run(args) -> int:
         raise TriganError(f"{args.model}: no model metric asked for (--metrics {args.metrics})")
     if feature_names and not args.data:
         raise TriganError(f"{', '.join(feature_names)} compare with real images: pass --data DATA")
-    if data_nfs and not (args.data or args.depth_folder):
-        raise TriganError("nfs_data needs --data DATA (with depth maps) or --depth-folder DIR")
+    if data_nfs and not (args.data or args.depth_maps):
+        raise TriganError("nfs_data needs --data DATA (with depth maps) or --depth-maps DIR|ZIP")
     if feature_names and not args.inception:
         raise MetricError(f"{', '.join(feature_names)} need --inception PATH; {INCEPTION_HELP}")
     if args.inception and feature_names and not Path(args.inception).is_file():
@@ -215,22 +217,25 @@ def run(args) -> int:
         run_dir = model_path if model_path.is_dir() else _run_dir_of(model_path.resolve())
 
     dataset = None
-    if args.data and (feature_names or nfs_names or (data_nfs and not args.depth_folder)):
+    if args.data and (feature_names or nfs_names or (data_nfs and not args.depth_maps)):
         from trigan.training.dataset import open_dataset
         dataset = open_dataset(args.data, mirror=args.mirror, use_labels=True)
+    depth_maps = DepthMaps(args.depth_maps) if args.depth_maps and data_nfs else None
 
     bars = _Bars(args.quiet)
     data_results: Dict[str, float] = {}
     if data_nfs:
         progress, close = bars("nfs_data")
         try:
-            if args.depth_folder:
-                data_results["nfs_data"] = folder_nfs(args.depth_folder, progress)
+            if depth_maps is not None:
+                data_results["nfs_data"] = depth_maps_nfs(depth_maps, progress)
             else:
                 from trigan.core.nfs import dataset_nfs
                 data_results["nfs_data"] = dataset_nfs(dataset, progress=progress)
         finally:
             close()
+            if depth_maps is not None:
+                depth_maps.close()
 
     from trigan.core.devices import parse_device
     device = parse_device(args.device) if snapshots else None
@@ -250,7 +255,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"results": results, "data": data_results, "best": best}, indent=2))
     else:
-        print(format_table(results, data_results, best, model_metrics, args.data or args.depth_folder))
+        print(format_table(results, data_results, best, model_metrics, args.data or args.depth_maps))
     return 0
 
 
@@ -307,34 +312,71 @@ def _best(results: List[dict], names: List[str]) -> Optional[dict]:
     return {"snapshot": pick["snapshot"], "path": pick["path"], "metric": first, "value": pick["metrics"][first]}
 
 
-def folder_nfs(folder, progress=None) -> float:
-    """NFS of the depth maps in a folder: its *_depth.png files when it has any, else every PNG (recursive).
-    Maps are read on the 16-bit scale (8-bit values x 256) and binned over 0..65535."""
-    from PIL import Image
+class DepthMaps:
+    """The depth maps of a folder or a .zip: its *_depth.png files when it has any, else every PNG
+    (recursive; hidden files and __MACOSX/ skipped, as datasets skip them). Opening checks the path
+    and lists the files; `read(name)` decodes one map to float32 [H, W] on the 16-bit scale."""
 
-    from trigan.core.nfs import DEPTH_SCALE, nfs_per_image
-    from trigan.core.errors import TriganError
-    from trigan.training.dataset import depth_array
+    def __init__(self, path):
+        import zipfile
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise TriganError(f"--depth-folder {folder}: not a folder")
-    pngs = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() == ".png"
-                  and not p.name.startswith("."))
-    depth = [p for p in pngs if p.name.lower().endswith("_depth.png")]
-    files = depth or pngs
-    if not files:
-        raise TriganError(f"--depth-folder {folder}: no PNG depth maps in it")
-    scores = []
-    for i, p in enumerate(files):
+        from trigan.core.errors import TriganError
+
+        self.path = Path(os.path.expanduser(str(path)))
+        self._zip = None
+        what = f"--depth-maps {path}"
+        if self.path.is_dir():
+            names = sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file())
+        elif self.path.is_file():
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise TriganError(f"{what}: expected a folder or a .zip of depth PNGs ({exc})") from None
+            names = sorted(n for n in self._zip.namelist() if not n.endswith("/"))
+        else:
+            raise TriganError(f"{what}: no such file or folder")
+        pngs = [n for n in names if n.lower().endswith(".png") and self._visible(n)]
+        self.names = [n for n in pngs if n.lower().endswith("_depth.png")] or pngs
+        if not self.names:
+            self.close()
+            raise TriganError(f"{what}: no PNG depth maps in it")
+
+    @staticmethod
+    def _visible(name: str) -> bool:
+        parts = name.split("/")
+        return not any(part.startswith(".") for part in parts) and parts[0] != "__MACOSX"
+
+    def read(self, name: str):
+        import io
+
+        from PIL import Image
+
+        from trigan.core.errors import TriganError
+        from trigan.training.dataset import depth_array
         try:
-            with Image.open(p) as im:
-                arr = depth_array(im)
+            data = self._zip.read(name) if self._zip is not None else (self.path / name).read_bytes()
+            with Image.open(io.BytesIO(data)) as im:
+                return depth_array(im)
         except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's fault
-            raise TriganError(f"{p}: cannot read depth map ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-        scores.append(float(nfs_per_image(arr[None], 0.0, DEPTH_SCALE)[0]))
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            where = f"{self.path}/{name}" if self._zip is None else f"{self.path}:{name}"
+            raise TriganError(f"{where}: cannot read depth map ({reason})") from None
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
+
+
+def depth_maps_nfs(maps: DepthMaps, progress=None) -> float:
+    """NFS of depth maps read on the 16-bit scale (8-bit values x 256), binned over 0..65535 as
+    `nfs_data` bins a dataset's depth: the mean over maps of exp(entropy) of a 64-bin histogram."""
+    from trigan.core.nfs import DEPTH_SCALE, nfs_per_image
+    scores = []
+    for i, name in enumerate(maps.names):
+        scores.append(float(nfs_per_image(maps.read(name)[None], 0.0, DEPTH_SCALE)[0]))
         if progress is not None:
-            progress(i + 1, len(files))
+            progress(i + 1, len(maps.names))
     return sum(scores) / len(scores)
 
 

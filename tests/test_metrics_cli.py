@@ -234,16 +234,61 @@ def test_nfs_of_a_dataset(files, capsys):
     assert "nfs_data" in capsys.readouterr().out
 
 
-def test_nfs_of_a_folder_of_depth_maps(tmp_path, capsys):
-    folder = tmp_path / "depth"
-    folder.mkdir()
+def _depth_folder(folder: Path) -> Path:
+    """Two depth maps with known NFS (flat: 1, an even ramp over 0..65535: 64) and an image to skip."""
+    folder.mkdir(parents=True)
     Image.fromarray(np.full((16, 16), 30000, np.uint16)).save(folder / "a_depth.png")          # flat: 1
     ramp = np.round(np.linspace(0, 65535, 64 * 64)).astype(np.uint16).reshape(64, 64)
-    Image.fromarray(ramp).save(folder / "b_depth.png")                                         # even: 64
+    (folder / "sub").mkdir()
+    Image.fromarray(ramp).save(folder / "sub" / "b_depth.png")                                 # even: 64
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "b.png")                      # an image: skipped
-    assert main(["metrics", "--depth-folder", str(folder), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["data"]["nfs_data"] == pytest.approx((1 + 64) / 2, rel=1e-6)
+    return folder
+
+
+def test_nfs_of_a_folder_of_depth_maps(tmp_path, capsys):
+    folder = _depth_folder(tmp_path / "depth")
+    for flag in ("--depth-maps", "--depth-folder"):            # --depth-folder: the older name, kept
+        assert main(["metrics", flag, str(folder), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["data"]["nfs_data"] == pytest.approx((1 + 64) / 2, rel=1e-6)
+    assert main(["metrics", "--depth-maps", str(folder)]) == 0
+    assert capsys.readouterr().out.strip() == f"nfs_data ({folder}): 32.5000"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["metrics", "--depth-folder", str(empty)]) == 2
+    assert main(["metrics", "--depth-maps", str(empty)]) == 2
     assert "no PNG depth maps" in capsys.readouterr().err
+
+
+def test_nfs_of_the_depth_maps_in_a_zip_equals_the_folder_and_the_dataset(tmp_path, files, capsys):
+    import zipfile
+    folder = _depth_folder(tmp_path / "depth")
+    archive = tmp_path / "depth.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                zf.write(f, f"depth/{f.relative_to(folder).as_posix()}")
+        zf.writestr("__MACOSX/depth/._a_depth.png", b"not a png")               # skipped, like datasets
+    assert main(["metrics", "--depth-maps", str(archive), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"]["nfs_data"] == pytest.approx(32.5, rel=1e-6)
+    # A synthesized dataset zip scored as plain depth maps gives its nfs_data.
+    assert main(["metrics", "--depth-maps", str(files["data"]), "--json"]) == 0
+    via_maps = json.loads(capsys.readouterr().out)["data"]["nfs_data"]
+    assert main(["metrics", "--data", str(files["data"]), "--metrics", "nfs_data", "--json"]) == 0
+    assert via_maps == pytest.approx(json.loads(capsys.readouterr().out)["data"]["nfs_data"], rel=1e-12)
+
+
+def test_bad_depth_maps_are_one_line_errors(tmp_path, capsys):
+    def error(*argv) -> str:
+        assert main(["metrics", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        return err
+    assert "no such file or folder" in error("--depth-maps", str(tmp_path / "missing"))
+    not_zip = tmp_path / "notes.txt"
+    not_zip.write_text("hello")
+    assert "expected a folder or a .zip" in error("--depth-maps", str(not_zip))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x_depth.png").write_bytes(b"\x89PNG but not really")
+    assert f"{broken}/x_depth.png: cannot read depth map" in error("--depth-maps", str(broken), "--quiet")
+    assert "nfs_data needs --data DATA" in error("--metrics", "nfs_data")
+    assert "N >= 1" in error("--metrics", "nfs0", "--depth-maps", str(broken))
