@@ -14,6 +14,7 @@ examples:
   trigan dataset resize ~/photos data/photos256.zip --resolution 256
   trigan dataset pack data/my_folder data/my_folder.zip
 
+  trigan dataset select data/imagenet256.zip data/imagenet256_sel.zip --keep-ratio 0.333 --per-class
 A dataset is a zip or a folder of square images, optional <stem>_depth.png depth maps, and an
 optional dataset.json with camera_angles and labels; see docs/datasets.md.
 """
@@ -62,6 +63,24 @@ examples:
 
 Before packing, the folder is opened as a dataset (dataset.json, labels, camera angles, names,
 depth maps are checked, images are not decoded); --no-check skips that.
+"""
+
+
+SELECT_HELP = "keep the most typical images of a dataset (instance selection, as 3DGP filters ImageNet)"
+SELECT_EXAMPLES = """\
+examples:
+  trigan dataset select data/shapes64.zip data/shapes64_sel.zip --keep-ratio 0.5
+  trigan dataset select data/imagenet256.zip data/imagenet256_sel.zip --keep-ratio 0.333 --per-class \\
+      --embedder inception-2015-12-05.pt --device cuda
+  trigan dataset select raw_folders/ data/sel/ --num 300 --per-folder --force
+
+Embeds every image, fits a Gaussian (full covariance, --reg-covar added to its diagonal) to the
+embeddings of the whole dataset, of each class (--per-class, dataset.json labels) or of each folder
+(--per-folder), and keeps the most likely ones: int(count x ratio), or --num per group; at least one
+per group. Embedders: tiny (default; an 8x8 RGB thumbnail, needs no download; tiny:N for NxN) or a
+TorchScript feature network file, e.g. the Inception detector of `trigan metrics` (upstream's choice).
+Writes DST (a folder or a .zip) with the kept images, their depth maps and dataset.json holding
+only their entries. See docs/datasets.md.
 """
 
 
@@ -117,6 +136,24 @@ def add_parser(sub) -> None:
     k.add_argument("--force", action="store_true", help="overwrite OUT.zip if it exists")
     k.set_defaults(run=run_pack)
 
+    sel = _sub(actions, "select", SELECT_HELP, SELECT_EXAMPLES)
+    sel.add_argument("src", metavar="SRC", help="a dataset zip or folder")
+    sel.add_argument("dst", metavar="DST", help="the output: a .zip, or a folder")
+    amount = sel.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--keep-ratio", type=float, metavar="R", help="keep int(count x R) images (3DGP: 1/3 per class)")
+    amount.add_argument("--num", type=int, metavar="N", help="keep N images (per group with --per-class/--per-folder)")
+    group = sel.add_mutually_exclusive_group()
+    group.add_argument("--per-class", action="store_true", help="select within each class (dataset.json labels)")
+    group.add_argument("--per-folder", action="store_true", help="select within each folder of images")
+    sel.add_argument("--embedder", default="tiny", metavar="tiny|tiny:N|FILE.pt",
+                     help="tiny (default: 8x8 RGB thumbnail) or a TorchScript feature network file")
+    sel.add_argument("--reg-covar", type=float, default=1e-5, metavar="X",
+                     help="added to the covariance's diagonal (default 1e-5, upstream's ImageNet value)")
+    sel.add_argument("--batch", type=int, default=64, metavar="N", help="images embedded at once (default 64)")
+    sel.add_argument("--device", default="auto", help="for a feature network: auto, cpu, cuda, cuda:1 ... (default auto)")
+    sel.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    sel.set_defaults(run=run_select)
+
 
 def _no_action(parser) -> int:
     parser.print_help()
@@ -160,4 +197,21 @@ def run_pack(args) -> int:
     skipped = f", {info['skipped']} other files left out" if info["skipped"] else ""
     print(f"wrote {info['path']}: {info['images']} images, {info['depth']} depth maps"
           f"{', dataset.json' if info['json'] else ''}{skipped} ({info['bytes'] / 2 ** 20:.1f} MiB)")
+    return 0
+
+
+def run_select(args) -> int:
+    from trigan.training.instance_selection import select_dataset
+    device = None
+    if not (args.embedder == "tiny" or args.embedder.startswith("tiny:")):
+        from trigan.core.devices import parse_device
+        device = parse_device(args.device)
+    per = "class" if args.per_class else "folder" if args.per_folder else "all"
+    info = select_dataset(args.src, args.dst, keep_ratio=args.keep_ratio, num=args.num, per=per,
+                          embedder=args.embedder, reg_covar=args.reg_covar, batch_size=args.batch, device=device,
+                          force=args.force, progress=True)
+    groups = f" in {len(info['groups'])} {per} groups" if info["groups"] else ""
+    depth = f" and {info['depth']} depth maps" if info["depth"] else ""
+    print(f"wrote {info['path']}: kept {info['kept']} of {info['of']} images{depth}{groups} "
+          f"(embedder {info['embedder']})")
     return 0
