@@ -151,7 +151,10 @@ class DiscriminatorConfig:
     cmap_dim: Optional[int] = None      # projection size; None = the channels at 4x4
     conv_clamp: Optional[float] = 256.0
     num_fp16_res: int = 4               # top resolutions run in fp16 on CUDA
-    img_channels: int = 3               # 4 with a depth channel (3DGP)
+    img_channels: int = 3               # 4 with a depth channel (3DGP; needs depth maps in the data)
+    # 3DGP's knowledge distillation: a second epilogue head that predicts this many features of the
+    # whole real image (2048 for ResNet-50) from a patch; 0 = no head. Used by training.distill.
+    feat_predict_dim: int = 0
 
 
 @dataclass
@@ -206,6 +209,47 @@ class AugmentConfig:
 
 
 @dataclass
+class DepthConfig:
+    """3DGP's depth supervision (3dgp.md 2), on when discriminator.img_channels is 4: D sees real
+    depth maps (16-bit scale mapped to [-1, 1]) beside real RGB, and rendered depth after the depth
+    adaptor beside fake RGB. Defaults are upstream's."""
+
+    # The adaptor: normalise rendered depth with a learnable near plane, then 3 convolutions with one
+    # shared 1x1 head after each; D sees one of the 4 candidates (the normalised depth or a head
+    # output). False: D always sees the normalised rendered depth (the "no adaptor" ablation).
+    adaptor: bool = True
+    kernel_size: int = 5
+    hidden_dim: int = 64
+    num_hidden_layers: int = 3
+    # random: each fake picks candidate i with probability start_p + i * slope (the p sum to 1),
+    # start_p annealed from 1/N to selection_start_p over anneal_kimg (uniform -> [.1 .2 .3 .4]);
+    # last: always the deepest head; mean: the mean of the candidates.
+    out_strategy: str = "random"
+    selection_start_p: float = 0.1
+    anneal_kimg: float = 10000.0
+    # near = ray_start + sigmoid(offset) * max_fraction * (ray_end - ray_start); offset starts at bias.
+    near_plane_offset_max_fraction: float = 0.25
+    near_plane_offset_bias: float = -3.0
+    # While D's blur fades, the depth channel is blurred again with a near-box kernel of the same
+    # radius (weights 2^-(x/30)^2), real and fake alike.
+    extra_blur: bool = True
+
+
+@dataclass
+class DistillConfig:
+    """3DGP's knowledge distillation (3dgp.md 4): D's feature head learns to predict precomputed
+    features (ResNet-50, `trigan dataset features`) of the whole real image from a real patch. The
+    loss is the L2 distance (not squared), weighted per sample by scale^scale_pow / its batch mean,
+    times a weight that falls linearly from `weight` to 0 over anneal_kimg. Needs
+    discriminator.feat_predict_dim equal to the features' width."""
+
+    weight: float = 0.0                 # 0 = off; 3DGP uses 1.0
+    anneal_kimg: float = 100000.0       # 3DGP: ~0.75 of the weight is left at its 25000-kimg end
+    features: Optional[str] = None      # FILE.memmap (with FILE_desc.json beside it)
+    scale_pow: float = 1.0
+
+
+@dataclass
 class TrainingConfig:
     """The training recipe (EpiGRAF 4-5, 10). Every schedule is a function of images seen."""
 
@@ -232,6 +276,8 @@ class TrainingConfig:
     patch: PatchConfig = field(default_factory=PatchConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     camera_reg: CameraRegularizerConfig = field(default_factory=CameraRegularizerConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     seed: int = 0
     num_workers: int = 2                # data-loading processes per training process
     # Bookkeeping: a tick is a progress report; snapshots, images and metrics happen every N ticks.

@@ -13,6 +13,9 @@ Layout (reference: epigraf.md 4 and 5.1):
   to h in R^512, and every block's conv1 input is multiplied per channel by 1 + tanh(affine(h)).
 * Epilogue b4: minibatch std, conv 3x3, fc, out; with a projection head the logit is
   <out(x), cmap> / sqrt(cmap_dim), cmap computed from [labels, patch code, camera code].
+* 3DGP additions: `img_channels` 4 for RGB + depth, and with `feat_predict_dim` > 0 a second
+  epilogue head (b4.feat_head) that predicts a frozen network's features of the whole image from
+  the same flattened 4x4 features (knowledge distillation, training/distillation.py).
 
 Parameter and buffer names follow the upstream state dict so official checkpoints load with
 `load_state_dict(strict=True)`.
@@ -31,6 +34,7 @@ from ..core.config import DiscriminatorConfig
 from ..core.encoders import ScalarEncoder1d
 from ..core.layers import Conv2dLayer, FullyConnectedLayer, make_resample_filter, normalize_2nd_moment
 from ..core.mapping import normalize_camera_angles
+from .distillation import FeaturePredictionHead
 
 PATCH_MULTIPLIER = 1000.0    # patch parameters in [0, 1] are read at a resolution of 1/1000
 PATCH_NUM_FREQS = 10
@@ -110,21 +114,26 @@ def minibatch_std(x: torch.Tensor, group_size: int, num_channels: int, grouping:
 
 class DiscriminatorEpilogue(nn.Module):
     def __init__(self, channels: int, out_dim: int, mbstd_group_size: int, mbstd_channels: int,
-                 conv_clamp: Optional[float], mbstd_grouping: str = "strided"):
+                 conv_clamp: Optional[float], mbstd_grouping: str = "strided", feat_predict_dim: int = 0):
         super().__init__()
         self.mbstd_group_size, self.mbstd_channels = mbstd_group_size, mbstd_channels
         self.mbstd_grouping = mbstd_grouping
         self.conv = Conv2dLayer(channels + mbstd_channels, channels, 3, activation="lrelu", conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(channels * 16, channels, activation="lrelu")
         self.out = FullyConnectedLayer(channels, out_dim)
+        self.feat_head = FeaturePredictionHead(channels, feat_predict_dim) if feat_predict_dim > 0 else None
 
-    def forward(self, x: torch.Tensor, cmap: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cmap: Optional[torch.Tensor], predict_features: bool = False):
         if self.mbstd_channels > 0:
             x = minibatch_std(x, self.mbstd_group_size, self.mbstd_channels, self.mbstd_grouping)
-        x = self.out(self.fc(self.conv(x).flatten(1)))
-        if cmap is None:
-            return x[:, 0]
-        return (x * cmap).sum(dim=1) / math.sqrt(cmap.shape[1])
+        flat = self.conv(x).flatten(1)
+        x = self.out(self.fc(flat))
+        logits = x[:, 0] if cmap is None else (x * cmap).sum(dim=1) / math.sqrt(cmap.shape[1])
+        if not predict_features:
+            return logits
+        if self.feat_head is None:
+            raise ValueError("this discriminator has no feature head (discriminator.feat_predict_dim is 0)")
+        return logits, self.feat_head(flat)
 
 
 class Discriminator(nn.Module):
@@ -164,7 +173,7 @@ class Discriminator(nn.Module):
                           if cfg.camera_cond and not cfg.camera_cond_raw else None)
             self.head_mapping = ConditionMapping(cond_dim, self.cmap_dim, camera_scalar_enc=camera_enc)
         self.b4 = DiscriminatorEpilogue(channels(4), self.cmap_dim or 1, cfg.mbstd_group_size,
-                                        cfg.mbstd_channels, cfg.conv_clamp, cfg.mbstd_grouping)
+                                        cfg.mbstd_channels, cfg.conv_clamp, cfg.mbstd_grouping, cfg.feat_predict_dim)
 
     def _camera_code(self, camera_angles: torch.Tensor) -> torch.Tensor:
         code = normalize_camera_angles(camera_angles)  # [B, 2] yaw, pitch
@@ -178,10 +187,12 @@ class Discriminator(nn.Module):
         return code if enc is None else enc(code)
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor] = None, patch: Optional[PatchParams] = None,
-                camera_angles: Optional[torch.Tensor] = None, use_fp16: bool = False) -> torch.Tensor:
+                camera_angles: Optional[torch.Tensor] = None, use_fp16: bool = False,
+                predict_features: bool = False):
         """img [B, C, P, P] in [-1, 1]; c [B, c_dim] one-hot; patch: where each input lies in its
         image (None = the whole image, scale 1 and offset 0); camera_angles [B, 3] (yaw, pitch, roll).
-        Returns logits [B]."""
+        Returns logits [B], or (logits, predicted features [B, feat_predict_dim]) with
+        predict_features."""
         batch = img.shape[0]
         dtype = self.b4.fc.weight.dtype
         h = patch_code = None
@@ -211,4 +222,4 @@ class Discriminator(nn.Module):
                     raise ValueError("this discriminator is camera-conditioned; pass camera_angles")
                 cond.append(self._camera_code(camera_angles.to(device=img.device, dtype=dtype)))
             cmap = self.head_mapping(torch.cat(cond, dim=1))
-        return self.b4(x.to(dtype), cmap)
+        return self.b4(x.to(dtype), cmap, predict_features)

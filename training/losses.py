@@ -24,12 +24,38 @@ def blur_kernel(sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
     return k / k.sum()
 
 
+DEPTH_BLUR_WIDTH = 30.0
+
+
+def depth_blur_kernel(sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
+    """3DGP's second blur of the depth channel: the same radius floor(3 sigma), but a fixed width,
+    2^(-(x/30)^2) (nearly a box for radii up to 30), normalised to sum 1."""
+    radius = int(math.floor(sigma * 3))
+    x = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    k = torch.exp2(-(x / DEPTH_BLUR_WIDTH).square())
+    return k / k.sum()
+
+
 def blur_images(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable blur of [B, C, H, W] with the kernel above; reflect padding keeps the border honest
     (zero padding would darken the edges of every patch)."""
     if sigma <= 0:
         return images
-    k = blur_kernel(sigma, images.dtype, images.device)
+    return separable_blur(images, blur_kernel(sigma, images.dtype, images.device))
+
+
+def blur_depth_channel(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """[B, 4, H, W] RGB + depth: the depth channel blurred again with depth_blur_kernel(sigma) while
+    the blur fades (identity at sigma 0); the colour channels pass unchanged."""
+    if sigma <= 0:
+        return images
+    depth = separable_blur(images[:, 3:], depth_blur_kernel(sigma, images.dtype, images.device))
+    return torch.cat([images[:, :3], depth], dim=1)
+
+
+def separable_blur(images: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Convolve every channel of [B, C, H, W] with the odd 1-D kernel k along x, then y (reflect
+    padding; a kernel wider than the image is cropped to fit and renormalised)."""
     radius = k.numel() // 2
     if radius == 0:
         return images
