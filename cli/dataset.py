@@ -1,4 +1,4 @@
-"""`trigan dataset synth | check | resize | pack`: make, inspect and prepare training datasets."""
+"""`trigan dataset synth | check | resize | pack | select | features`: make, inspect and prepare training datasets."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ examples:
   trigan dataset check data/shapes64.zip
   trigan dataset resize ~/photos data/photos256.zip --resolution 256
   trigan dataset pack data/my_folder data/my_folder.zip
-
   trigan dataset select data/imagenet256.zip data/imagenet256_sel.zip --keep-ratio 0.333 --per-class
+  trigan dataset features data/imagenet256.zip --out data/imagenet256_resnet50.memmap --weights resnet50.pth
+
 A dataset is a zip or a folder of square images, optional <stem>_depth.png depth maps, and an
 optional dataset.json with camera_angles and labels; see docs/datasets.md.
 """
@@ -63,6 +64,21 @@ examples:
 
 Before packing, the folder is opened as a dataset (dataset.json, labels, camera angles, names,
 depth maps are checked, images are not decoded); --no-check skips that.
+"""
+
+
+FEATURES_HELP = "compute ResNet-50 features of every image, for 3DGP's knowledge distillation"
+FEATURES_EXAMPLES = """\
+examples:
+  trigan dataset features data/imagenet256.zip --out data/imagenet256_resnet50.memmap \\
+      --weights ~/models/resnet50_a1_in1k.safetensors
+  trigan dataset features data/dogs256/ --out dogs.memmap --weights resnet50.pth --device cuda --batch-size 128
+
+Runs timm's resnet50 without its classifier (2048-d pooled features, timm's own evaluation
+transform) on every image (mirrored copies use their source image's row). Needs `pip install timm`
+and a local weights file (.safetensors, .pth or .bin state dict); nothing is downloaded. Writes
+OUT (raw float32 rows) and OUT_desc.json (shape, and the row of each image path), 3DGP's format.
+Train with: training.distill.weight=1.0 training.distill.features=OUT discriminator.feat_predict_dim=2048
 """
 
 
@@ -154,6 +170,16 @@ def add_parser(sub) -> None:
     sel.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     sel.set_defaults(run=run_select)
 
+    f = _sub(actions, "features", FEATURES_HELP, FEATURES_EXAMPLES)
+    f.add_argument("data", metavar="DATA", help="a dataset zip or folder")
+    f.add_argument("--out", metavar="FILE", required=True, help="the features file to write (e.g. NAME.memmap)")
+    f.add_argument("--weights", metavar="PATH", help="local ResNet-50 weights file (required; never downloaded)")
+    f.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    f.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ... (default auto)")
+    f.add_argument("--workers", type=int, default=2, help="image-decoding processes (default 2)")
+    f.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    f.set_defaults(run=run_features)
+
 
 def _no_action(parser) -> int:
     parser.print_help()
@@ -197,6 +223,21 @@ def run_pack(args) -> int:
     skipped = f", {info['skipped']} other files left out" if info["skipped"] else ""
     print(f"wrote {info['path']}: {info['images']} images, {info['depth']} depth maps"
           f"{', dataset.json' if info['json'] else ''}{skipped} ({info['bytes'] / 2 ** 20:.1f} MiB)")
+    return 0
+
+
+def run_features(args) -> int:
+    from trigan.core.devices import parse_device
+    from trigan.training.feature_extraction import FeatureExtractionError, extract_dataset_features, load_timm_resnet50
+    if not args.weights:
+        raise FeatureExtractionError("--weights PATH is required: a local ResNet-50 weights file (trigan downloads "
+                                     "nothing), e.g. timm's resnet50 model.safetensors")
+    device = parse_device(args.device)
+    model, transform = load_timm_resnet50(args.weights, device)
+    info = extract_dataset_features(args.data, args.out, model, transform, batch_size=args.batch_size, device=device,
+                                    num_workers=args.workers, force=args.force, progress=True)
+    print(f"wrote {info['path']} and {info['index']}: {info['images']} images x {info['dim']} features "
+          f"in {info['seconds']:.1f} s")
     return 0
 
 
