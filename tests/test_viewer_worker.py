@@ -1,0 +1,229 @@
+"""The viewer's scene and render worker on a tiny random model: newest request wins, cancellation
+stops a render early, errors become frames, frames are reproducible bit for bit, modes and
+backgrounds are consistent with each other."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_config
+from trigan.core.checkpoint import save_checkpoint
+from trigan.core.generator import Generator
+from trigan.viewer.orbit import OrbitState
+from trigan.viewer.render_request import RenderRequest
+from trigan.viewer.render_worker import InfoError, RenderWorker
+from trigan.viewer.scene import PATH_EXACT, PATH_PREVIEW_FALLBACK, ModelInfo, Scene
+
+WAIT = 120.0   # generous: the machine is shared; no test asserts on time
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    import torch
+    torch.manual_seed(0)
+    cfg = tiny_config(**{"model.camera.fov": 30.0})
+    path = tmp_path_factory.mktemp("viewer") / "tiny.ckpt"
+    save_checkpoint(path, cfg, Generator(cfg.model))
+    return str(path)
+
+
+def request(path, **kw):
+    base = dict(seed=1, class_index=0, psi=0.7, orbit=OrbitState(yaw=0.2, pitch=1.4, radius=1.0, fov=30.0),
+                resolution=64, quality="exact")
+    base.update(kw)
+    return RenderRequest(path, **base)
+
+
+class RecordingScene(Scene):
+    """A real Scene that records what it was asked to render and how far each render got, and can
+    hold a render after its first chunk until the test lets it go (to make races deterministic)."""
+
+    def __init__(self, hold_first=False):
+        super().__init__(device="cpu", use_preview_module=False)
+        self.started, self.finished, self.progress = [], [], {}
+        self.in_flight = threading.Event()
+        self.go = threading.Event()
+        if not hold_first:
+            self.go.set()
+
+    def render(self, req, should_cancel=None, progress=None):
+        self.started.append(req)
+        n = len(self.started)
+
+        def record(done, total):
+            self.progress.setdefault(n, []).append((done, total))
+            if progress is not None:
+                progress(done, total)
+            if n == 1:
+                self.in_flight.set()
+                self.go.wait(WAIT)
+        frame = super().render(req, should_cancel, record)
+        self.finished.append(req)
+        return frame
+
+
+def test_newest_request_wins_and_stale_ones_are_dropped(tiny_ckpt):
+    scene = RecordingScene(hold_first=True)
+    worker = RenderWorker(scene_factory=lambda: scene)
+    try:
+        first = request(tiny_ckpt, quality="preview", resolution=128)
+        worker.submit(first)
+        assert scene.in_flight.wait(WAIT)
+        later = [request(tiny_ckpt, quality="preview", orbit=OrbitState(yaw=0.01 * k, pitch=1.4, fov=30.0))
+                 for k in range(10)]
+        for r in later:
+            worker.submit(r)
+        scene.go.set()
+        assert worker.wait_idle(WAIT)
+        # the preview in flight finished (a drag must show frames); of the ten, only the last ran
+        assert scene.started == [first, later[-1]]
+        assert worker.latest().request == later[-1] and worker.latest().ok
+        assert worker.requests_dropped == 9 and worker.frames_rendered == 2
+        # the same request again is not rendered again
+        worker.submit(later[-1])
+        assert worker.wait_idle(WAIT) and len(scene.started) == 2
+    finally:
+        worker.stop()
+    assert not worker.alive
+
+
+def test_a_new_request_cancels_the_render_in_flight_early(tiny_ckpt):
+    scene = RecordingScene(hold_first=True)
+    worker = RenderWorker(scene_factory=lambda: scene)
+    try:
+        slow = request(tiny_ckpt, resolution=1024)
+        worker.submit(slow)
+        assert scene.in_flight.wait(WAIT)
+        assert worker.busy and 0 < worker.progress < 1
+        quick = request(tiny_ckpt, resolution=64, seed=2)
+        worker.submit(quick)
+        scene.go.set()
+        assert worker.wait_idle(WAIT)
+        done, total = scene.progress[1][-1]
+        assert len(scene.progress[1]) == 1 and done < total       # stopped after its first chunk
+        assert slow not in scene.finished and worker.renders_cancelled == 1
+        assert worker.latest().request == quick and worker.latest().ok
+    finally:
+        worker.stop()
+
+
+def test_errors_become_frames_and_the_worker_keeps_going(tiny_ckpt, tmp_path):
+    worker = RenderWorker(scene_factory=lambda: Scene(device="cpu", use_preview_module=False))
+    try:
+        missing = request(str(tmp_path / "nope.ckpt"))
+        worker.submit(missing)
+        assert worker.wait_idle(WAIT)
+        frame = worker.latest()
+        assert frame.request == missing and not frame.ok and "nope.ckpt" in frame.error
+        assert "\n" not in frame.error and frame.image.shape == (64, 64, 4)
+        bad_class = request(tiny_ckpt, class_index=99)
+        worker.submit(bad_class)
+        assert worker.wait_idle(WAIT)
+        assert "class 99" in worker.latest().error
+        good = request(tiny_ckpt)
+        worker.submit(good)
+        assert worker.wait_idle(WAIT)
+        assert worker.latest().ok and worker.latest().request == good
+        assert worker.latest().image[..., :3].std() > 0
+    finally:
+        worker.stop()
+
+
+def test_model_info(tiny_ckpt, tmp_path):
+    worker = RenderWorker(scene_factory=lambda: Scene(device="cpu", use_preview_module=False))
+    try:
+        worker.open(tiny_ckpt)
+        worker.open(str(tmp_path / "missing.ckpt"))
+        assert worker.wait_idle(WAIT)
+        info = worker.model_info(tiny_ckpt)
+        assert isinstance(info, ModelInfo)
+        cfg = tiny_config(**{"model.camera.fov": 30.0}).model
+        assert info.c_dim == cfg.c_dim and info.img_resolution == cfg.img_resolution
+        assert info.start_orbit == OrbitState.for_model(cfg)
+        assert info.summary["classes"] == cfg.c_dim and info.backgrounds == ("model", "white", "black")
+        bad = worker.model_info(str(tmp_path / "missing.ckpt"))
+        assert isinstance(bad, InfoError) and "missing.ckpt" in bad.error
+    finally:
+        worker.stop()
+
+
+def test_same_request_gives_the_same_frame_bit_for_bit(tiny_ckpt):
+    req = request(tiny_ckpt, mode="rgb", sample_multiplier=1.5)
+    a = Scene(device="cpu", use_preview_module=False).render(req)
+    scene = Scene(device="cpu", use_preview_module=False)
+    scene.render(request(tiny_ckpt, seed=5))          # other latents in the cache in between
+    b = scene.render(req)
+    c = scene.render(req)
+    assert a.ok and b.ok and c.ok and a.path_used == PATH_EXACT
+    assert np.array_equal(a.image, b.image) and np.array_equal(b.image, c.image)
+    # and through the worker
+    worker = RenderWorker(scene_factory=lambda: Scene(device="cpu", use_preview_module=False))
+    try:
+        worker.submit(req)
+        assert worker.wait_idle(WAIT)
+        assert np.array_equal(worker.latest().image, a.image)
+    finally:
+        worker.stop()
+
+
+def test_modes_and_backgrounds_agree(tiny_ckpt):
+    scene = Scene(device="cpu", use_preview_module=False)
+    white = scene.render(request(tiny_ckpt, background="white"))
+    black = scene.render(request(tiny_ckpt, background="black"))
+    opacity = scene.render(request(tiny_ckpt, mode="opacity"))
+    depth = scene.render(request(tiny_ckpt, mode="depth"))
+    normals = scene.render(request(tiny_ckpt, mode="normals"))
+    for f in (white, black, opacity, depth, normals):
+        assert f.ok, f.error
+        assert f.image.dtype == np.float32 and f.image.shape == (64, 64, 4)
+        assert f.image.min() >= 0 and f.image.max() <= 1 and np.all(f.image[..., 3] == 1)
+    # compositing over white and over black differ by the transparency, where nothing clamps
+    op = opacity.image[..., 0]
+    unclamped = (white.image[..., :3] < 1).all(-1) & (black.image[..., :3] > 0).all(-1)
+    assert unclamped.mean() > 0.5
+    diff = white.image[..., :3] - black.image[..., :3]
+    np.testing.assert_allclose(diff[unclamped], np.repeat((1 - op)[unclamped][:, None], 3, 1), atol=2e-6)
+    # depth and opacity are gray; depth is dark where nothing is (scaled by the opacity)
+    assert np.array_equal(depth.image[..., 0], depth.image[..., 1])
+    assert np.all(depth.image[..., 0] <= op + 1e-6)
+    # normals are unit vectors where the surface is opaque: colour c = (n + 1) / 2
+    solid = op > 0.999
+    if solid.any():
+        n = normals.image[..., :3][solid] * 2 - 1
+        np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1, atol=1e-3)
+
+
+def test_preview_falls_back_to_half_resolution_accelerated(tiny_ckpt):
+    scene = Scene(device="cpu", use_preview_module=False)
+    frame = scene.render(request(tiny_ckpt, quality="preview", resolution=128))
+    assert frame.ok and frame.path_used == PATH_PREVIEW_FALLBACK
+    assert frame.stats["rendered_resolution"] == 64 and frame.image.shape == (128, 128, 4)
+    assert "preview" in frame.stats["preview_problem"]
+    # the half-resolution render, upsampled, approximates the full one
+    exact = scene.render(request(tiny_ckpt, resolution=128))
+    assert np.abs(frame.image - exact.image).mean() < 0.05
+
+
+def test_preview_module_is_used_when_it_can_run(tiny_ckpt):
+    from trigan.viewer.scene import PATH_PREVIEW_MESH, _preview_module
+    module, problem = _preview_module()
+    frame = Scene(device="cpu").render(request(tiny_ckpt, quality="preview"))
+    assert frame.ok, frame.error
+    assert frame.path_used == (PATH_PREVIEW_MESH if module is not None else PATH_PREVIEW_FALLBACK)
+
+
+def test_the_ray_interval_follows_the_camera_distance(tiny_ckpt):
+    """A dolly zoom (3x the distance, fov narrowed to keep the framing) sees the same depth picture:
+    the marched interval moved out with the camera (depth is shown over that interval)."""
+    import math
+    scene = Scene(device="cpu", use_preview_module=False)
+    fov = math.degrees(2 * math.atan(math.tan(math.radians(15.0)) / 3))
+    near = scene.render(request(tiny_ckpt, mode="depth", orbit=OrbitState(yaw=0.2, pitch=1.4, radius=1.0, fov=30.0)))
+    far = scene.render(request(tiny_ckpt, mode="depth", orbit=OrbitState(yaw=0.2, pitch=1.4, radius=3.0, fov=fov)))
+    assert near.ok and far.ok
+    spread = near.image[..., 0].std()
+    assert spread > 0.01
+    assert np.abs(near.image - far.image).mean() < 0.25 * spread

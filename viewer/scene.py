@@ -1,0 +1,314 @@
+"""The model side of the viewer: loaded models, cached fields and renderers, and `render(request)`.
+
+Used only from the render worker's thread (it owns the device). What is cached, and by what:
+
+* a loaded model per checkpoint file, reloaded when the file changes on disk (a training run
+  replacing latest.ckpt / best.ckpt); a run directory resolves to its best (else latest) snapshot;
+* per latent (`RenderRequest.latent_key`): the field (tri-planes + MLP, computed once), the
+  accelerated renderer (its occupancy grid is the per-latent set-up cost), the preview renderer;
+  least recently used latents are dropped beyond `max_latents`.
+
+Quality "exact" is the accelerated exact path (core.accel.FastRenderer) with the samples per ray
+scaled by the request's sample multiplier. Quality "preview" is core.preview's coloured mesh when
+that module exists and can run here; otherwise it falls back to the accelerated path at half the
+resolution, upsampled, and says so in `Frame.path_used` ("preview-half-accelerated").
+
+The camera's ray interval follows its distance from the scene centre (core.views.options_at_distance),
+so zooming out never cuts the object off.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trigan.core.renderer import RenderCancelled
+
+from .orbit import OrbitState
+from .render_request import BACKGROUNDS, Frame, RenderRequest
+
+ShouldCancel = Optional[Callable[[], bool]]
+Progress = Optional[Callable[[int, int], None]]
+
+PATH_PREVIEW_MESH = "preview-mesh"
+PATH_PREVIEW_FALLBACK = "preview-half-accelerated"
+PATH_EXACT = "exact-accelerated"
+PATH_PLAIN = "plain"
+
+
+@dataclass
+class ModelInfo:
+    """What the GUI needs to know about a model (filled in the worker thread)."""
+
+    path: str                      # the request's model path as given
+    file: str                      # the checkpoint file it resolved to
+    summary: dict                  # core.summary.model_summary
+    start_orbit: OrbitState        # the model's start pose (3DGP: the mean posterior camera)
+    c_dim: int
+    class_names: Tuple[str, ...]
+    img_resolution: int
+    backgrounds: Tuple[str, ...]   # the RenderRequest.background values this model supports
+    device: str
+
+
+@dataclass
+class _Latent:
+    field: object
+    fast: Dict[float, object] = field(default_factory=dict)      # sample multiplier -> FastRenderer
+    preview: object = None
+    preview_problem: Optional[str] = None
+    setup_ms: float = 0.0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    text = text[0] if text else ""
+    name = type(exc).__name__
+    from trigan.core.errors import TriganError
+    if isinstance(exc, TriganError) and text:
+        return text
+    return f"{name}: {text}" if text else name
+
+
+def _preview_module():
+    """core.preview when it exists and works here, else (None, reason)."""
+    try:
+        from trigan.core import preview
+    except ImportError as exc:
+        return None, f"core.preview is not available ({exc})"
+    reason = None
+    check = getattr(preview, "preview_unavailable", None)
+    if check is not None:
+        try:
+            reason = check()
+        except Exception as exc:   # a broken GL stack must not take the viewer down
+            reason = _one_line(exc)
+    return (None, reason) if reason else (preview, None)
+
+
+class Scene:
+    def __init__(self, device=None, max_latents: int = 8, use_preview_module: bool = True):
+        from trigan.core.devices import parse_device
+        self.device = parse_device("auto" if device is None else str(device))
+        self.max_latents = int(max_latents)
+        self._models: "OrderedDict[str, Tuple[tuple, object]]" = OrderedDict()   # path -> (file stamp, LoadedModel)
+        self._latents: "OrderedDict[tuple, _Latent]" = OrderedDict()
+        self._preview = None
+        self._preview_problem = "the preview module is switched off" if not use_preview_module else None
+        self._preview_checked = not use_preview_module
+
+    # -- models --------------------------------------------------------------------------------------
+    def model(self, model_path: str):
+        """The LoadedModel of a path (cached; reloaded when the checkpoint file changed)."""
+        from trigan.core.model_io import open_model, resolve_model_path
+        resolved = resolve_model_path(model_path)
+        try:
+            st = os.stat(resolved)
+            stamp = (str(resolved), st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = (str(resolved), None, None)      # open_model raises the one-line error
+        cached = self._models.get(model_path)
+        if cached is not None and cached[0] == stamp:
+            self._models.move_to_end(model_path)
+            return cached[1]
+        model = open_model(model_path, device=self.device)
+        model.G.eval().requires_grad_(False)
+        self._models[model_path] = (stamp, model)
+        self._models.move_to_end(model_path)
+        # a changed checkpoint invalidates its fields; keep at most two models in memory
+        self._latents = OrderedDict((k, v) for k, v in self._latents.items()
+                                    if not (k[0] == model_path and k[1] != stamp))
+        while len(self._models) > 2:
+            old, _ = self._models.popitem(last=False)
+            self._latents = OrderedDict((k, v) for k, v in self._latents.items() if k[0] != old)
+        return model
+
+    def backgrounds(self, G) -> Tuple[str, ...]:
+        """A model with a background network paints its own background: only "model" applies."""
+        return ("model",) if G.synthesis.bg_model is not None else BACKGROUNDS
+
+    def model_info(self, model_path: str, class_index: Optional[int] = None) -> ModelInfo:
+        from trigan.core.summary import model_summary
+        m = self.model(model_path)
+        G = m.G
+        summary = model_summary(m.config, G, m.progress, m.metrics, m.extra_keys)
+        summary["format"] = m.format
+        cls = self._class(G, class_index)
+        return ModelInfo(path=str(model_path), file=m.path, summary=summary,
+                         start_orbit=OrbitState.for_model(G.cfg, G, cls), c_dim=G.c_dim,
+                         class_names=tuple(G.cfg.class_names), img_resolution=G.cfg.img_resolution,
+                         backgrounds=self.backgrounds(G), device=str(self.device))
+
+    def summary(self, model_path: str) -> dict:
+        """core.summary's description of the model (the model panel)."""
+        return self.model_info(model_path).summary
+
+    @staticmethod
+    def _class(G, class_index: Optional[int]) -> Optional[int]:
+        """A conditional model without a chosen class renders class 0; an unconditional one ignores it."""
+        if G.c_dim == 0:
+            return None
+        return 0 if class_index is None else int(class_index)
+
+    # -- latents -------------------------------------------------------------------------------------
+    def _latent(self, request: RenderRequest, should_cancel: ShouldCancel) -> _Latent:
+        from trigan.core.views import LatentMapper, seeded_noise
+        stamp = self._models[request.model_path][0]
+        key = (request.model_path, stamp, request.latent_key)
+        entry = self._latents.get(key)
+        if entry is not None:
+            self._latents.move_to_end(key)
+            return entry
+        start = time.perf_counter()
+        G = self._models[request.model_path][1].G
+        cls = self._class(G, request.class_index)
+        if cls is not None and not 0 <= cls < G.c_dim:
+            from trigan.core.errors import TriganError
+            raise TriganError(f"class {cls} is out of range: this model has classes 0..{G.c_dim - 1}")
+        noise = seeded_noise(request.seed) if request.noise_mode == "random" else request.noise_mode
+        # no_grad, not inference_mode: the normals are gradients of the field's density.
+        with torch.no_grad():
+            ws = LatentMapper(G, request.psi).ws([(cls, request.seed)])
+            fld = G.field_from_ws(ws, noise_mode=noise)
+        entry = _Latent(field=fld, setup_ms=(time.perf_counter() - start) * 1000)
+        self._latents[key] = entry
+        while len(self._latents) > self.max_latents:
+            self._latents.popitem(last=False)
+        return entry
+
+    def _fast(self, G, entry: _Latent, multiplier: float):
+        """The accelerated renderer for this many samples; all multipliers share one occupancy grid."""
+        from trigan.core.accel import FastRenderer
+        fast = entry.fast.get(multiplier)
+        if fast is not None:
+            return fast
+        if not entry.fast:
+            start = time.perf_counter()
+            with torch.no_grad():
+                base = FastRenderer(G, entry.field, G.render_options(deterministic=True, density_noise_std=0.0))
+            entry.setup_ms += (time.perf_counter() - start) * 1000
+            entry.fast[1.0] = base
+            if multiplier == 1.0:
+                return base
+        base = entry.fast[1.0]
+        fast = copy.copy(base)       # same field and grid, other sample counts
+        accel, opts = base.accel, base.options
+        min_step = accel.min_step if accel.min_step is not None else (opts.ray_end - opts.ray_start) / 256
+        fast.accel = replace(accel, max_samples=max(1, int(round(accel.max_samples * multiplier))),
+                             min_step=min_step / multiplier)
+        fast.last_stats = {}
+        entry.fast[multiplier] = fast
+        return fast
+
+    def _preview_renderer(self, G, entry: _Latent):
+        if not self._preview_checked:
+            self._preview, self._preview_problem = _preview_module()
+            self._preview_checked = True
+        if self._preview is None:
+            return None
+        if entry.preview is None and entry.preview_problem is None:
+            fast = self._fast(G, entry, 1.0)       # its occupancy grid probes the densities the mesh needs
+            start = time.perf_counter()
+            try:
+                build = self._preview.build_preview
+                kwargs = {}
+                params = inspect.signature(build).parameters
+                if "grid" in params:
+                    kwargs["grid"] = fast.grid
+                if "options" in params:
+                    kwargs["options"] = fast.options
+                with torch.no_grad():
+                    entry.preview = build(G, entry.field, **kwargs)
+            except Exception as exc:
+                entry.preview_problem = _one_line(exc)
+            entry.setup_ms += (time.perf_counter() - start) * 1000
+        return entry.preview
+
+    # -- rendering -----------------------------------------------------------------------------------
+    def render(self, request: RenderRequest, should_cancel: ShouldCancel = None, progress: Progress = None) -> Frame:
+        """The frame of a request. Errors become a Frame with `error` set; RenderCancelled (from
+        should_cancel) propagates so the worker can drop the request."""
+        start = time.perf_counter()
+        try:
+            return self._render(request, should_cancel, progress, start)
+        except RenderCancelled:
+            raise
+        except Exception as exc:
+            return Frame.failed(request, _one_line(exc), (time.perf_counter() - start) * 1000)
+
+    def _render(self, request: RenderRequest, should_cancel: ShouldCancel, progress: Progress, start: float) -> Frame:
+        from trigan.core.errors import TriganError
+        from trigan.core.views import options_at_distance, picture
+        model = self.model(request.model_path)
+        G = model.G
+        if request.background not in self.backgrounds(G):
+            raise TriganError(f"background {request.background!r}: this model paints its own background with "
+                              "a background network (only 'model' applies)")
+        entry = self._latent(request, should_cancel)
+        if should_cancel is not None and should_cancel():
+            raise RenderCancelled()
+        cam_cfg = G.cfg.camera
+        distance = math.sqrt(sum(v * v for v in request.orbit.origin()))   # to the scene centre
+        background = {"model": None, "white": 1.0, "black": -1.0}[request.background]
+        overrides = dict(deterministic=True, density_noise_std=0.0, normals=request.mode == "normals")
+        if background is not None:
+            overrides["white_background"] = False      # composited below, over the chosen colour
+        opts = options_at_distance(G.render_options(**overrides), distance, cam_cfg.radius)
+        camera = request.orbit.to_camera(device=G.device)
+        res = request.resolution
+        stats = {}
+        render_start = time.perf_counter()
+        setup_before = entry.setup_ms
+        out, path, render_res = None, PATH_EXACT, res
+        if request.quality == "preview":
+            previewer = self._preview_renderer(G, entry)
+            if previewer is not None:
+                out = self._render_preview(previewer, camera, res, opts, request)
+                path = PATH_PREVIEW_MESH
+            else:
+                stats["preview_problem"] = entry.preview_problem or self._preview_problem
+                render_res = max(16, res // 2)
+                path = PATH_PREVIEW_FALLBACK
+        if out is None:
+            fast = self._fast(G, entry, 1.0 if request.quality == "preview" else request.sample_multiplier)
+            out = fast.render(camera, render_res, options=opts, should_cancel=should_cancel, progress=progress)
+            if fast.last_stats.get("fallback"):
+                path = PATH_PLAIN
+                stats["plain_reason"] = fast.last_stats["fallback"]
+        image = picture(out, request.mode, opts, background)
+        if image.shape[-1] != res or image.shape[-2] != res:
+            image = F.interpolate(image.float(), size=(res, res), mode="bilinear", align_corners=False)
+        rgb01 = ((image[0].float().clamp(-1, 1) + 1) * 0.5).permute(1, 2, 0).cpu().numpy()
+        rgba = np.ones((res, res, 4), dtype=np.float32)
+        rgba[..., :3] = rgb01
+        now = time.perf_counter()
+        setup_ms = entry.setup_ms - setup_before
+        stats.update(render_ms=(now - render_start) * 1000 - setup_ms, setup_ms=setup_ms,
+                     rendered_resolution=render_res)
+        return Frame(request, rgba, (now - start) * 1000, path, None, stats)
+
+    @staticmethod
+    def _render_preview(previewer, camera, res: int, opts, request: RenderRequest):
+        """core.preview's render with the options its signature accepts."""
+        wanted = {"normals": request.mode == "normals", "white_background": opts.white_background,
+                  "options": opts, "mode": request.mode}
+        try:
+            params = inspect.signature(previewer.render).parameters
+            kwargs = {k: v for k, v in wanted.items() if k in params}
+        except (TypeError, ValueError):
+            kwargs = {}
+        return previewer.render(camera, res, **kwargs)
+
+    def clear(self) -> None:
+        self._models.clear()
+        self._latents.clear()
