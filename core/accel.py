@@ -100,19 +100,23 @@ class OccupancyGrid:
         n = g * sub + 1
         axes = [torch.linspace(float(self.lo[i]), float(self.hi[i]), n) for i in range(3)]
         probes = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
-        grids = []
+        grids, volumes = [], []
         with torch.inference_mode():
             for sub_field in (_single_fields(field) or [field.select(i) for i in range(field.batch_size)]):
                 dev = _device(sub_field)
                 dens = torch.cat([activate_density(sub_field(p.to(dev)[None])[1][0], opts).float().cpu()
                                   for p in probes.split(accel.probe_chunk)])
                 dens = dens.reshape(1, 1, n, n, n)
+                volumes.append(dens[0, 0])
                 cells = F.max_pool3d(dens, kernel_size=sub + 1, stride=sub)  # [1, 1, g, g, g]
                 if accel.dilation > 0:
                     k = 2 * accel.dilation + 1
                     cells = F.max_pool3d(cells, kernel_size=k, stride=1, padding=accel.dilation)
                 grids.append(cells[0, 0] > accel.threshold)
         self.occupied = torch.stack(grids)  # [B, g, g, g] on the CPU; moved to the rays' device on use
+        # The probed densities themselves, [B, n, n, n] over [lo, hi] (both faces included): the
+        # preview path makes its mesh from them instead of probing the field a second time.
+        self.density = torch.stack(volumes)
         self.probe_count = probes.shape[0] * len(grids)
         flat = self.occupied.reshape(len(grids), -1)
         self.all_occupied = flat.all(dim=1).tolist()

@@ -98,6 +98,19 @@ class TriPlaneField:
         rgb, sigma = out[..., :3], out[..., 3]
         return (rgb[0], sigma[0]) if single else (rgb, sigma)
 
+    def differentiable(self) -> "TriPlaneField":
+        """This field with planes autograd can use (normals need d sigma / d point). Planes made under
+        `torch.inference_mode` (as viewers and exporters make them) cannot be saved for backward, so
+        such planes are copied once (a few MB) and the copy is kept; others are used as they are."""
+        if not self.planes.is_inference():
+            return self
+        cached = getattr(self, "_differentiable", None)
+        if cached is None:
+            with torch.inference_mode(False):
+                cached = TriPlaneField(self.planes.clone(), self.mlp, self.cube_scale, self.background)
+            self._differentiable = cached
+        return cached
+
     def select(self, index) -> "TriPlaneField":
         """The field of a subset of the batch (e.g. one sample of a grid); an int keeps the batch axis."""
         if isinstance(index, int):

@@ -217,6 +217,8 @@ def _query(field: FieldFn, origins: torch.Tensor, dirs: torch.Tensor, z: torch.T
 def _normals(field: FieldFn, pts: torch.Tensor, batch: int) -> torch.Tensor:
     """Unit normals -grad(sigma)/|grad(sigma)| at points [R, S, 3]."""
     with torch.inference_mode(False), torch.enable_grad():
+        if hasattr(field, "differentiable"):
+            field = field.differentiable()
         p = pts.detach().clone().requires_grad_(True)
         _, sigma = field(p.reshape(batch, -1, 3))
         grad, = torch.autograd.grad(sigma.sum(), p)
