@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 EPILOG = """\
@@ -94,8 +93,8 @@ def _progress_bar(desc: str, total: int, quiet: bool):
 
 
 def run(args) -> int:
-    import torch
     from trigan.core import mesh as M
+    from trigan.core.exports import seed_mesh
     from trigan.core.model_io import open_model
 
     fmt, level = _check_args(args)
@@ -106,7 +105,6 @@ def run(args) -> int:
     jobs = _jobs(G, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    activation = M.DensityActivation(G.cfg.render.density_shift, G.cfg.render.density_activation)
     s = G.cfg.camera.cube_scale
     n = args.resolution
     what = ("volume" if fmt == "npy" else "mesh") + ("" if len(jobs) == 1 else "es" if fmt != "npy" else "s")
@@ -114,37 +112,29 @@ def run(args) -> int:
           f"[{-s:g}, {s:g}]^3 world units, {M.chunk_count(n, args.chunk)} chunk(s) each, on {device}", flush=True)
     for seed, cls in jobs:
         name = f"seed {seed}" + ("" if cls is None else f" class {cls}")
-        start = time.perf_counter()
-        with torch.no_grad():
-            z = G.latents([seed])
-            c = G.labels(None if cls is None else [cls], 1)
-            ws = G.map_latents(z, c, args.psi, class_truncation=args.class_truncation)
-            field = G.field_from_ws(ws)   # once per latent; every chunk below reuses it
+        path = out / M.mesh_file_name(seed, cls, fmt)
         bar, update = _progress_bar(name, n ** 3, args.quiet)
         try:
-            volume = M.density_grid(field, n, activation, args.chunk, progress=update)
+            export = seed_mesh(G, seed, cls, path, fmt, psi=args.psi, class_truncation=args.class_truncation,
+                               resolution=n, level=level, color=args.color, keep_largest=args.largest_component,
+                               chunk=args.chunk, progress=update)
+        except M.NoSurfaceError as exc:
+            raise M.NoSurfaceError(f"{name}: {exc}") from None
         finally:
             bar.close()
-        path = out / M.mesh_file_name(seed, cls, fmt)
-        d = volume.density
+        d = export.volume.density
         if fmt == "npy":
-            M.save_volume(volume, path)
             hint = M.auto_level(d) if float(d.max()) > float(d.min()) else None
             print(f"{path}: density {float(d.min()):.4g}..{float(d.max()):.4g} per world unit"
                   + ("" if hint is None else f" (auto level would be {hint:.4g})")
-                  + f", {time.perf_counter() - start:.1f} s", flush=True)
+                  + f", {export.seconds:.1f} s", flush=True)
             continue
-        try:
-            result = M.extract_mesh(field, volume, level, color=args.color, keep_largest=args.largest_component,
-                                    chunk_points=args.chunk)
-        except M.NoSurfaceError as exc:
-            raise M.NoSurfaceError(f"{name}: {exc}") from None
-        M.save_mesh(result, path, fmt)
+        result = export.mesh
         how = "auto" if level == "auto" else "given"
         kept = ""
         if args.largest_component:
             kept = f", kept the largest of {result.info.get('components', 1)} component(s)"
         print(f"{path}: {len(result.vertices)} vertices, {len(result.faces)} faces at density level "
               f"{result.level:.4g} per world unit ({how}; densities {float(d.min()):.4g}..{float(d.max()):.4g})"
-              f"{kept}, {time.perf_counter() - start:.1f} s", flush=True)
+              f"{kept}, {export.seconds:.1f} s", flush=True)
     return 0

@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -181,86 +180,13 @@ def item_name(cls: Optional[int], seed: int) -> str:
 # --------------------------------------------------------------------------------------------------
 # Rendering
 
-class Scene:
-    """The model plus everything fixed for this command: resolution, render options, truncation,
-    the output kind and the progress bar. `render` turns (field, latent indices, views) into images."""
-
-    def __init__(self, G, args, bar):
-        import torch
-        self.G, self.bar, self.output = G, bar, args.output
-        cfg = G.cfg
-        self.resolution = int(args.resolution or cfg.img_resolution)
-        overrides = dict(deterministic=True, density_noise_std=0.0, normals=args.output == "normals")
-        if args.num_steps is not None:
-            overrides.update(num_steps=args.num_steps, num_fine_steps=args.num_steps)
-        self.opts = G.render_options(**overrides)
-        self.batch = int(args.batch)
-        self.psi = float(args.psi)
-        self.class_truncation = args.truncation == "class" and G.c_dim > 0 and self.psi != 1
-        self._class_means = {}
-        self.mean_pose = torch.tensor([float(v) for v in cfg.camera.mean_pose], device=G.device)
-
-    # -- latents -----------------------------------------------------------------------------------
-    def ws(self, pairs: Sequence[Tuple[Optional[int], int]]):
-        """ws [N, num_ws, w_dim] of (class, seed) pairs: psi truncation (toward the class mean w for a
-        conditional model unless --truncation global); a pose-conditioned mapping sees the mean pose,
-        as in upstream's inference."""
-        import torch
-        from trigan.core.generator import one_hot
-        G = self.G
-        seeds = [s for _, s in pairs]
-        z = G.latents(seeds)
-        c = G.labels([k for k, _ in pairs], len(pairs)) if G.c_dim else None
-        angles = self.mean_pose.expand(len(pairs), 3) if G.cfg.mapping.camera_cond else None
-        target = None
-        if self.class_truncation:
-            for k, _ in pairs:
-                if k not in self._class_means:
-                    self._class_means[k] = G.class_mean_w(one_hot([k], G.c_dim, G.device))[0]
-            target = torch.stack([self._class_means[k] for k, _ in pairs])
-        if c is None:
-            c = torch.zeros(len(pairs), 0, device=G.device)
-        return G.mapping(z, c, psi=self.psi, camera_angles=angles, truncation_target=target)
-
-    def field(self, ws):
-        """The field of all ws (synthesis in batches of --batch, run once per latent)."""
-        import torch
-        G = self.G
-        planes = [G.synthesis(ws[i:i + self.batch], noise_mode="const") for i in range(0, ws.shape[0], self.batch)]
-        return G.field(torch.cat(planes), ws)
-
-    # -- views -------------------------------------------------------------------------------------
-    def render(self, field, latent_idx: Sequence[int], traj, frame_idx: Sequence[int]) -> Iterator[np.ndarray]:
-        """uint8 [H, W, 3] images of item k = (latent latent_idx[k], view frame_idx[k] of traj), in order.
-
-        Items are rendered --batch at a time. The ray interval [ray_start, ray_end] is the model's,
-        moved by the camera's distance from the model's default radius, so that zooms and --camera
-        radius=.. keep the object inside the marched segment; a batch therefore holds one radius."""
-        import torch
-        from trigan.core.images import depth_image, normals_image, to_uint8
-        latent_idx, frame_idx = np.asarray(latent_idx), np.asarray(frame_idx)
-        base_radius = float(self.G.cfg.camera.radius)
-        n, i = len(latent_idx), 0
-        while i < n:
-            j, r = i + 1, traj.radius[frame_idx[i]]
-            while j < n and j - i < self.batch and traj.radius[frame_idx[j]] == r:
-                j += 1
-            shift = float(r) - base_radius
-            opts = self.opts
-            if shift != 0:
-                opts = replace(opts, ray_start=max(1e-3, opts.ray_start + shift), ray_end=opts.ray_end + shift)
-            sub = field.select(torch.as_tensor(latent_idx[i:j], device=field.device))
-            cams = traj.cameras(frame_idx[i:j], device=self.G.device)
-            out = self.G.render(sub, cams, self.resolution, options=opts)
-            if self.output == "depth":
-                images = depth_image(out.depth, out.opacity, opts.ray_start, opts.ray_end)
-            elif self.output == "normals":
-                images = normals_image(out.normals, out.opacity, opts.white_background)
-            else:
-                images = out.rgb.clamp(-1, 1)
-            yield from to_uint8(images)
-            self.bar.update(j - i)
-            i = j
+def _view_renderer(G, args, bar):
+    """The export set-up of this command (core.exports.ViewRenderer): --resolution, --output, --psi,
+    --truncation, --batch, --num-steps, with the progress bar counting views."""
+    from trigan.core.exports import ViewRenderer
+    return ViewRenderer(G, resolution=args.resolution, output=args.output, psi=args.psi,
+                        class_truncation=args.truncation == "class", batch=args.batch, num_steps=args.num_steps,
+                        on_views=bar.update)
 
 
 def _traj(args, base, default: str):
@@ -337,7 +263,7 @@ def run(args) -> int:
     grad_context = torch.no_grad() if args.output == "normals" else torch.inference_mode()  # normals need autograd
     with tqdm(total=totals[args.vis], unit="view", desc=args.vis, file=sys.stderr, disable=args.quiet,
               dynamic_ncols=True) as bar, grad_context:
-        scene = Scene(G, args, bar)
+        scene = _view_renderer(G, args, bar)
 
         def done(path: Path) -> None:
             written.append(path)
@@ -380,32 +306,27 @@ def run(args) -> int:
                     done(save_png(tile(row, 1, len(alphas)), out_dir / f"{name}{suffix}.png"))
 
         elif vis == "video":
+            from trigan.core.exports import video_frames
             from trigan.core.video import VideoWriter, output_path
             for k, s in pairs:
                 field = scene.field(scene.ws([(k, s)]))
                 path = output_path(out_dir / f"{item_name(k, s)}-{traj.name}{suffix}", fmt)
                 with VideoWriter(path, args.fps or 30.0, fmt, args.quality) as video:
-                    for frame in scene.render(field, [0] * len(traj), traj, range(len(traj))):
+                    for frame in video_frames(scene, field, traj):
                         video.append(frame)
                 done(path)
 
         elif vis == "video_grid":
-            from trigan.core.images import grid_shape, tile_partial
+            from trigan.core.exports import grid_video_frames
+            from trigan.core.images import grid_shape
             from trigan.core.video import VideoWriter, output_path
             field = scene.field(scene.ws(pairs))
             rows, cols = (len(classes), len(seeds)) if G.c_dim else grid_shape(len(pairs), scene.resolution)
             name = (f"grid-class{compact(classes)}-seed{compact(seeds)}" if G.c_dim else f"grid-seed{compact(seeds)}")
             path = output_path(out_dir / f"{name}-{traj.name}{suffix}", fmt)
-            n = len(pairs)
-            latent_idx = np.tile(np.arange(n), len(traj))          # frame-major: all latents of frame 0 first
-            frame_idx = np.repeat(np.arange(len(traj)), n)
             with VideoWriter(path, args.fps or 30.0, fmt, args.quality) as video:
-                cells = []
-                for image in scene.render(field, latent_idx, traj, frame_idx):
-                    cells.append(image)
-                    if len(cells) == n:
-                        video.append(tile_partial(np.stack(cells), rows, cols))
-                        cells = []
+                for frame in grid_video_frames(scene, field, rows, cols, traj):
+                    video.append(frame)
             done(path)
 
         elif vis == "interp_video":

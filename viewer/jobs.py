@@ -1,0 +1,326 @@
+"""Background export jobs: screenshot, video and mesh, each on its own thread with progress and cancel.
+
+    runner = JobRunner()
+    job = runner.start_video(model_path, seeds=[0, 1, 2, 3], ..., path="out/orbit.mp4")
+    job.progress, job.state, job.message      # polled by the GUI every frame
+    job.cancel()                              # stops between chunks; nothing is left on disk
+
+The job functions (`export_screenshot`, `export_video`, `export_mesh`) run the same code as
+`trigan render` and `trigan mesh` (core.exports) and can also be called directly, synchronously.
+They open their own copy of the model, so an export never waits for, or blocks, the render worker.
+Every output appears atomically (written beside the target, renamed at the end): a cancelled or
+failed job leaves no partial file and never damages an older file of the same name.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Union
+
+from trigan.core.errors import TriganError
+
+JOB_STATES = ("running", "done", "failed", "cancelled")
+
+
+class JobCancelled(Exception):
+    """Raised inside a job function when its job was cancelled."""
+
+
+@dataclass
+class Job:
+    kind: str                                  # "screenshot" | "video" | "mesh"
+    label: str
+    progress: float = 0.0                      # 0..1
+    state: str = "running"
+    message: str = ""                          # what it is doing, or the one-line error
+    output_path: Optional[Path] = None         # set when done
+    started_at: float = field(default_factory=time.time)
+    finished_at: Optional[float] = None
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: Optional[threading.Thread] = field(default=None, repr=False)
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next chunk (a no-op once it has finished)."""
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def finished(self) -> bool:
+        return self.state != "running"
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at or time.time()) - self.started_at
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the job has finished (tests, scripts; never the GUI thread)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.finished
+
+    # -- used by job functions ---------------------------------------------------------------------
+    def should_cancel(self) -> bool:
+        return self._cancel.is_set()
+
+    def check(self) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled()
+
+    def report(self, fraction: float, message: Optional[str] = None) -> None:
+        self.progress = min(1.0, max(0.0, float(fraction)))
+        if message is not None:
+            self.message = message
+
+
+def _progress_span(job: Optional[Job], lo: float, hi: float, message: Optional[str] = None):
+    """A progress(done, total) callback mapping onto [lo, hi] of the job's bar."""
+    def update(done: int, total: int) -> None:
+        if job is not None:
+            job.report(lo + (hi - lo) * (done / total if total else 1.0), message)
+    return update
+
+
+def _device(device):
+    from trigan.core.devices import parse_device
+    return parse_device("auto" if device is None else str(device))
+
+
+def _seeds(seeds) -> List[int]:
+    from trigan.core.selection import parse_int_list
+    if isinstance(seeds, str):
+        return parse_int_list(seeds, "seeds", 0, 2 ** 32 - 1)
+    out = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
+    if not out:
+        raise TriganError("video: give at least one seed")
+    if any(not 0 <= s < 2 ** 32 for s in out):
+        raise TriganError(f"seeds {out}: expected 0..{2 ** 32 - 1}")
+    return out
+
+
+def _class(G, class_index: Optional[int]) -> Optional[int]:
+    if G.c_dim == 0:
+        return None
+    cls = 0 if class_index is None else int(class_index)
+    if not 0 <= cls < G.c_dim:
+        raise TriganError(f"class {cls} is out of range: this model has classes 0..{G.c_dim - 1}")
+    return cls
+
+
+# --------------------------------------------------------------------------------------------------
+# Job functions
+
+def export_screenshot(frame, path, job: Optional[Job] = None) -> Path:
+    """The frame's picture as a PNG (what the window shows, at the rendered resolution)."""
+    from trigan.core.images import save_png
+    if frame is None:
+        raise TriganError("screenshot: nothing has been rendered yet")
+    if getattr(frame, "error", None):
+        raise TriganError(f"screenshot: the current frame is an error ({frame.error})")
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise TriganError(f"{path}: screenshots are PNG files (name it .png)")
+    if job is not None:
+        job.check()
+    save_png(frame.rgb_uint8(), path)
+    if job is not None:
+        job.report(1.0)
+    return path
+
+
+def export_video(model_path, seeds, class_index: Optional[int], psi: float, trajectory: str,
+                 frames: Optional[int], fps: float, resolution: int, path, *, fmt: Optional[str] = None,
+                 quality: float = 8.0, output: str = "rgb", noise_mode: str = "const",
+                 base_pose: Optional[dict] = None, batch: int = 8, device=None, job: Optional[Job] = None) -> Path:
+    """A video of one seed, or of several seeds tiled in a grid, along a trajectory.
+
+    trajectory: a core.trajectories name (front_circle, points, wiggle, line, orbit, zoom) or a
+    keyframe FILE.json, built around `base_pose` (yaw/pitch/fov/radius overrides of the model's mean
+    pose, e.g. the viewer's current camera). fmt: mp4, gif or png (a folder of frames); by default
+    from the path's suffix (mp4 without one). Renders like `trigan render --vis video[_grid]`; with
+    the same `batch` (that command's --batch, default 8) the frames are identical, since the hashed
+    sample jitter of a view depends on its place in its batch."""
+    import math
+
+    import torch
+
+    from trigan.core.exports import ViewRenderer, grid_video_frames, video_frames
+    from trigan.core.images import grid_shape
+    from trigan.core.model_io import open_model
+    from trigan.core.trajectories import Pose, make_trajectory
+    from trigan.core.video import FORMATS, VideoWriter, output_path
+
+    seeds = _seeds(seeds)
+    path = Path(path)
+    fmt = (fmt or (path.suffix[1:].lower() if path.suffix else "mp4")).lower()
+    if fmt not in FORMATS:
+        raise TriganError(f"{path}: unknown video format {fmt!r} (expected {', '.join(FORMATS)})")
+    if path.suffix.lower() == f".{fmt}":
+        path = path.with_suffix("")
+    target = output_path(path, fmt)
+    if not 16 <= int(resolution) <= 2048:
+        raise TriganError(f"video resolution {resolution}: expected 16..2048 pixels")
+    if not (math.isfinite(fps) and fps > 0):
+        raise TriganError(f"video fps {fps}: expected a positive number")
+    if frames is not None and int(frames) < 1:
+        raise TriganError(f"video frames {frames}: expected at least 1")
+    if job is not None:
+        job.report(0.0, "loading the model")
+    model = open_model(model_path, device=_device(device))
+    if job is not None:
+        job.check()
+    G = model.G.eval()
+    cls = _class(G, class_index)
+    base = Pose.for_model(G.cfg.camera).with_values(**(base_pose or {}))
+    traj = make_trajectory(trajectory, base, frames, fps)
+    total = len(traj) * len(seeds)
+    done = [0]
+
+    def on_views(n: int) -> None:
+        done[0] += n
+        if job is not None:
+            job.report(done[0] / total, f"rendering {done[0]}/{total} views")
+
+    should_cancel = job.should_cancel if job is not None else None
+    renderer = ViewRenderer(G, resolution=resolution, output=output, psi=psi, batch=batch, noise_mode=noise_mode,
+                            on_views=on_views, should_cancel=should_cancel)
+    grad = torch.no_grad() if output == "normals" else torch.inference_mode()   # normals need autograd
+    with grad, VideoWriter(target, fps, fmt, quality) as video:
+        field = renderer.field(renderer.ws([(cls, s) for s in seeds]))
+        if len(seeds) == 1:
+            frames_iter = video_frames(renderer, field, traj)
+        else:
+            rows, cols = grid_shape(len(seeds), renderer.resolution)
+            frames_iter = grid_video_frames(renderer, field, rows, cols, traj)
+        for frame in frames_iter:
+            video.append(frame)
+    if job is not None:
+        job.report(1.0, f"{video.count} frames")
+    return target
+
+
+def export_mesh(model_path, seed: int, class_index: Optional[int], psi: float, resolution: int,
+                level: Union[str, float], fmt: str, colors: bool, path, *, keep_largest: bool = False,
+                class_truncation: bool = True, noise_mode: str = "const", chunk: int = 1 << 19, device=None,
+                job: Optional[Job] = None) -> Path:
+    """A seed's surface (ply/obj/glb, vertex colours optional) or density volume (npy), as `trigan
+    mesh` makes it. level: "auto" or a density in 1/world-units. The latent is truncated toward the
+    class mean for conditional models (as the viewer shows it) unless class_truncation=False."""
+    from trigan.core.exports import seed_mesh
+    from trigan.core.mesh import FORMATS, parse_level
+    from trigan.core.model_io import open_model
+    fmt = str(fmt).lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise TriganError(f"mesh format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if not 8 <= int(resolution) <= 1024:
+        raise TriganError(f"mesh resolution {resolution}: expected 8..1024 samples per axis")
+    level = parse_level(level)
+    path = Path(path)
+    if path.suffix.lower() != f".{fmt}":
+        path = path.with_name(path.name + f".{fmt}")
+    if job is not None:
+        job.report(0.0, "loading the model")
+    model = open_model(model_path, device=_device(device))
+    if job is not None:
+        job.check()
+    G = model.G.eval()
+    cls = _class(G, class_index)
+    export = seed_mesh(G, int(seed), cls, path, fmt, psi=psi, class_truncation=class_truncation,
+                       resolution=int(resolution), level=level, color=colors, keep_largest=keep_largest,
+                       chunk=chunk, noise_mode=noise_mode,
+                       progress=_progress_span(job, 0.0, 0.9, "density grid"),
+                       should_cancel=job.should_cancel if job is not None else None)
+    if job is not None:
+        m = export.mesh
+        job.report(1.0, "density volume" if m is None else
+                   f"{len(m.vertices)} vertices, {len(m.faces)} faces at level {m.level:.4g}")
+    return export.path
+
+
+# --------------------------------------------------------------------------------------------------
+# The runner
+
+class JobRunner:
+    """Starts jobs on daemon threads and keeps them (newest last) for the GUI's job list."""
+
+    job_class = Job
+
+    def __init__(self, device=None, keep_finished: int = 50):
+        self.device = device
+        self.keep_finished = int(keep_finished)
+        self._jobs: List[Job] = []
+        self._lock = threading.Lock()
+
+    def start(self, kind: str, label: str, fn: Callable[..., Path], *args, **kwargs) -> Job:
+        """Run fn(*args, job=job, **kwargs) in the background; its return value is the output path."""
+        job = self.job_class(kind=kind, label=label, message="starting")
+
+        def run() -> None:
+            try:
+                out = fn(*args, job=job, **kwargs)
+                job.output_path = Path(out) if out is not None else None
+                job.state, job.progress = "done", 1.0
+                job.message = f"{job.message}: {job.output_path}" if job.message else str(job.output_path)
+            except BaseException as exc:       # noqa: BLE001 - a job must never take the viewer down
+                from trigan.core.renderer import RenderCancelled
+                if job.cancel_requested and isinstance(exc, (JobCancelled, RenderCancelled, InterruptedError)):
+                    job.state, job.message = "cancelled", "cancelled (nothing written)"
+                else:
+                    from .scene import _one_line
+                    job.state, job.message = "failed", _one_line(exc)
+            finally:
+                job.finished_at = time.time()
+
+        job._thread = threading.Thread(target=run, name=f"trigan-job-{kind}", daemon=True)
+        with self._lock:
+            self._jobs.append(job)
+            finished = [j for j in self._jobs if j.finished]
+            for old in finished[:max(0, len(finished) - self.keep_finished)]:
+                self._jobs.remove(old)
+        job._thread.start()
+        return job
+
+    def start_screenshot(self, frame, path) -> Job:
+        return self.start("screenshot", f"screenshot {Path(path).name}", export_screenshot, frame, path)
+
+    def start_video(self, model_path, seeds, class_index, psi, trajectory, frames, fps, resolution, path,
+                    **kwargs) -> Job:
+        kwargs.setdefault("device", self.device)
+        label = f"video {trajectory} seeds {seeds if isinstance(seeds, (str, int)) else ','.join(map(str, seeds))}"
+        return self.start("video", label, export_video, model_path, seeds, class_index, psi, trajectory, frames,
+                          fps, resolution, path, **kwargs)
+
+    def start_mesh(self, model_path, seed, class_index, psi, resolution, level, fmt, colors, path, **kwargs) -> Job:
+        kwargs.setdefault("device", self.device)
+        return self.start("mesh", f"mesh seed {seed} {resolution}^3 {fmt}", export_mesh, model_path, seed,
+                          class_index, psi, resolution, level, fmt, colors, path, **kwargs)
+
+    @property
+    def jobs(self) -> List[Job]:
+        with self._lock:
+            return list(self._jobs)
+
+    @property
+    def active(self) -> List[Job]:
+        return [j for j in self.jobs if not j.finished]
+
+    def clear_finished(self) -> None:
+        with self._lock:
+            self._jobs = [j for j in self._jobs if not j.finished]
+
+    def cancel_all(self, wait: Optional[float] = None) -> None:
+        """Cancel every running job (on closing the window); optionally wait for them to stop."""
+        for job in self.active:
+            job.cancel()
+        if wait is not None:
+            deadline = time.monotonic() + wait
+            for job in self.jobs:
+                job.wait(max(0.0, deadline - time.monotonic()))
+
+
+__all__ = ["Job", "JobRunner", "JobCancelled", "JOB_STATES", "export_screenshot", "export_video", "export_mesh"]
