@@ -21,9 +21,10 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
-# Until the desktop viewer lands this describes the demo preset; the command stays the same.
+# The desktop viewer on the bundled demo model (needs a display; on a headless machine:
+# xvfb-run -a make view, or see docs/viewer.md).
 view: install
-	$(BIN)/trigan info --preset demo
+	$(BIN)/trigan view
 
 test: install
 	$(BIN)/python -m pytest

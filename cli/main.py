@@ -13,12 +13,13 @@ from typing import List, Optional
 
 from trigan.core.errors import TriganError
 
-from . import convert, dataset, info, mesh, metrics, render, train
+from . import convert, dataset, info, mesh, metrics, render, train, view
 
-SUBCOMMANDS = [info, render, mesh, metrics, convert, dataset, train]
+SUBCOMMANDS = [view, info, render, mesh, metrics, convert, dataset, train]
 
 EPILOG = """\
 examples:
+  trigan view                          open the desktop viewer on the bundled demo model
   trigan info --preset demo            describe the demo preset (random weights)
   trigan info assets/demo.ckpt         describe a checkpoint: architecture, camera, progress
   trigan info run/network-snapshot-001000.pkl --json

@@ -1,0 +1,382 @@
+"""The desktop viewer: a DearPyGui window around the render worker, the export jobs and the run monitor.
+
+The GUI thread only draws and reads input. Once per frame it:
+
+1. runs the queued widget callbacks (manual callback management: they run here, in this thread);
+2. turns mouse and keys over the image into camera moves (panels/view.py -> OrbitController);
+3. builds the RenderRequest of what the controls show and submits it when it changed: quality
+   "preview" while anything moves (camera, sliders), "exact" once it has rested REST_SECONDS;
+4. copies the worker's newest frame into a raw texture (a memcpy into the numpy buffer DearPyGui
+   draws from);
+5. draws the frame, and records how long all of it took.
+
+Models load in the worker, exports run in job threads, training runs as its own process followed
+through its run directory, so nothing here waits on a network.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Optional
+
+from trigan.core.errors import TriganError
+
+from .display import display_problem
+
+REST_SECONDS = 0.15                 # camera and values unchanged this long -> the exact render
+CONTROLS_WIDTH, TASKS_WIDTH, STATUS_HEIGHT = 350, 440, 34
+# ImGui keys a window's saved position and size by its id, so the windows get fixed ids (far above
+# the ids DearPyGui hands out) and a layout file stays valid when widgets are added elsewhere.
+WINDOW_IDS = {"controls_window": 7_000_001, "view_window": 7_000_002, "tasks_window": 7_000_003,
+              "status_window": 7_000_004}
+
+
+def demo_checkpoint() -> Path:
+    """The bundled demo model (assets/demo.ckpt)."""
+    from trigan import assets
+    return Path(assets.__file__).resolve().parent / "demo.ckpt"
+
+
+@dataclass
+class ViewValues:
+    """The controls that, with the camera and the model, make a RenderRequest."""
+
+    seed: int = 0
+    class_index: Optional[int] = None
+    psi: float = 0.7
+    noise_mode: str = "const"
+    resolution: int = 256
+    mode: str = "rgb"
+    quality: str = "exact"            # what a resting view refines to: "exact" or "preview" (moving: preview)
+    sample_multiplier: float = 1.0
+    background: str = "model"
+
+
+class ViewerApp:
+    """One viewer window. `run()` blocks until the window closes and returns an exit status."""
+
+    def __init__(self, model_path=None, settings_path=None, latest: bool = False, device=None,
+                 state_file=None, control_file=None):
+        from .settings import load_settings
+        self.settings_path = settings_path
+        self.settings = load_settings(settings_path)
+        self.requested_model = str(model_path) if model_path else None
+        self.latest = bool(latest)
+        self.device = device
+        self.device_name = device or "auto"
+        self.state_file, self.control_file = state_file, control_file
+        self.view = self._restored_values()
+        self.orbit = None                 # OrbitController, once the model's start pose is known
+        self.model_info = None            # the worker's scene.ModelInfo of the open model
+        self._model_source = None         # what is being opened: (path for the worker, as typed)
+        self._submitted = None
+        self._last_base = None
+        self._last_change = 0.0
+        self._shown_frame = None
+        self.last_frame = None            # newest frame without an error (screenshots)
+        self.frame_count = 0
+        self._quit = False
+        self._bugs_seen = set()
+
+    # -- settings --------------------------------------------------------------------------------------
+    def _restored_values(self) -> ViewValues:
+        s, v = self.settings, ViewValues()
+        restored = {}
+        for f in fields(ViewValues):
+            value = getattr(s, f.name, None)
+            if value is not None:
+                restored[f.name] = value
+        try:
+            from .render_request import RenderRequest
+            candidate = replace(v, **restored)
+            # Values from an older or hand-edited file must still make a valid request.
+            RenderRequest(model_path="x", **{k: getattr(candidate, k) for k in (
+                "seed", "class_index", "psi", "noise_mode", "resolution", "mode", "sample_multiplier",
+                "background")})
+            if candidate.quality not in ("preview", "exact"):
+                raise TriganError("quality")
+            return candidate
+        except (TriganError, TypeError):
+            return v
+
+    def _store_settings(self) -> None:
+        from .settings import save_settings
+        s = self.settings
+        for name, value in asdict(self.view).items():
+            if hasattr(s, name):
+                setattr(s, name, value)
+        import dearpygui.dearpygui as dpg
+        s.window_width, s.window_height = int(dpg.get_viewport_width()), int(dpg.get_viewport_height())
+        s.window_x, s.window_y = (int(v) for v in dpg.get_viewport_pos())
+        for panel in (self.export_panel, self.training_panel):
+            panel.store_settings(s)
+        save_settings(s, self.settings_path)       # warns (never raises) when the folder is read-only
+
+    def layout_file(self) -> Path:
+        from .settings import LAYOUT_FILE, layout_path
+        return Path(self.settings_path).parent / LAYOUT_FILE if self.settings_path else layout_path()
+
+    # -- actions the panels call --------------------------------------------------------------------------
+    def update_view(self, **values) -> None:
+        self.view = replace(self.view, **values)
+
+    def camera_input(self, move) -> None:
+        """Apply a camera change (a callable on the OrbitController); bad numbers become a message."""
+        try:
+            move()
+        except (TriganError, ValueError) as exc:
+            self.image.set_error(str(exc))
+
+    def open_model(self, source: str, latest: bool = False) -> None:
+        """Ask the worker to load a model (file or run directory); the panels update when it lands."""
+        from trigan.core.model_io import resolve_model_path
+        source = os.path.expanduser(str(source).strip())
+        try:
+            target = str(resolve_model_path(source, latest=True)) if latest and os.path.isdir(source) else source
+            if not os.path.exists(target):
+                raise TriganError(f"{target}: no such file or folder")
+        except TriganError as exc:
+            self.model_panel.set_message(str(exc))
+            return
+        self._model_source = (target, source)
+        self.worker.open(target)
+        self.model_panel.show_loading(source)
+
+    def _poll_model(self) -> None:
+        if self._model_source is None:
+            return
+        from .render_worker import InfoError
+        target, source = self._model_source
+        info = self.worker.model_info(target)
+        if info is None:
+            return
+        self._model_source = None
+        if isinstance(info, InfoError):
+            self.model_panel.set_message(info.error)
+            self.image.set_error(info.error)
+            return
+        from .orbit import OrbitController
+        self.model_info = info
+        self.device_name = info.device
+        if self.orbit is None:
+            self.orbit = OrbitController(info.start_orbit)
+        else:
+            self.orbit.set_start(info.start_orbit, reset=True)
+        self.latent_panel.set_classes([info.class_names[i] if i < len(info.class_names) else f"class {i}"
+                                       for i in range(info.c_dim)])
+        self.render_panel.set_model(info)
+        self._remember_model(source)
+        self.model_panel.show_info(info, self.settings.recent_files)
+        self.image.set_error(None)
+
+    def _remember_model(self, source: str) -> None:
+        self.settings.add_recent(source)
+
+    def _report_bug(self, exc: Exception) -> None:
+        """A bug in a panel must not close the window (a run or an export may be going on):
+        print its traceback once and show one line in the view."""
+        import traceback
+        text = f"{type(exc).__name__}: {exc}"
+        if text not in self._bugs_seen:
+            self._bugs_seen.add(text)
+            traceback.print_exc()
+        self.image.set_error(f"internal error (details on stderr): {text}")
+
+    def worker_busy(self) -> bool:
+        return self.worker.busy
+
+    def quit(self) -> None:
+        self._quit = True
+
+    # -- the frame loop -----------------------------------------------------------------------------------
+    def current_request(self, now: float):
+        """The request the controls describe, with the quality the motion state calls for."""
+        from .render_request import RenderRequest
+        if self.model_info is None or self.orbit is None:
+            return None
+        v = self.view
+        try:
+            base = RenderRequest(model_path=self.model_info.path, seed=v.seed, class_index=v.class_index, psi=v.psi,
+                                 noise_mode=v.noise_mode, orbit=self.orbit.state, resolution=v.resolution,
+                                 mode=v.mode, quality="exact", sample_multiplier=v.sample_multiplier,
+                                 background=v.background)
+        except TriganError as exc:
+            self.image.set_error(str(exc))
+            return None
+        if base != self._last_base:
+            self._last_base, self._last_change = base, now
+        # Previews while anything moves; at rest, refine to the chosen quality, but only after this
+        # view's preview has been shown: an exact request would cancel the preview in flight and
+        # leave the old picture up for the whole exact render.
+        moving = self.image.dragging or now - self._last_change < REST_SECONDS
+        shown = self._shown_frame
+        previewed = shown is not None and shown.request.with_values(quality="exact") == base
+        quality = "preview" if moving or not previewed else v.quality
+        return base if quality == "exact" else base.with_values(quality="preview")
+
+    def _show_latest(self, now: float) -> None:
+        frame = self.worker.latest()
+        if frame is None or frame is self._shown_frame:
+            return
+        self._shown_frame = frame
+        if frame.error:
+            self.image.set_error(f"render failed: {frame.error}")
+            return
+        self.image.show_image(frame.image)
+        self.image.set_error(None)
+        self.last_frame = frame
+        self.timing.frame_arrived(frame.request.quality, frame.ms, now)
+        self.status.frame_shown(frame)
+        r = frame.request
+        self.image.set_info(f"{r.quality} {frame.ms:.0f} ms  {r.resolution}x{r.resolution} {r.mode}  ({frame.path_used})")
+
+    def frame(self) -> None:
+        import dearpygui.dearpygui as dpg
+        start = time.perf_counter()
+        now = time.monotonic()
+        marks = [("start", start)]
+
+        def mark(name):
+            marks.append((name, time.perf_counter()))
+        try:
+            dpg.run_callbacks(dpg.get_callback_queue())
+            if self.automation is not None:
+                self.automation.poll(now)
+            self.image.poll_input()
+            self._poll_model()
+            mark("input")
+            self.camera_panel.tick()
+            self.export_panel.tick(now)
+            self.training_panel.tick(now)
+            mark("panels")
+            request = self.current_request(now)
+            if request is not None and request != self._submitted:
+                self.worker.submit(request)
+                self._submitted = request
+            self._show_latest(now)
+            mark("frame")
+            self.image.layout()
+            self.status.tick(now)
+        except Exception as exc:
+            self._report_bug(exc)
+        mark("layout")
+        dpg.render_dearpygui_frame()
+        mark("draw")
+        self.frame_count += 1
+        phases = {name: 1000.0 * (t - marks[i][1]) for i, (name, t) in enumerate(marks[1:])}
+        self.timing.gui_frame(1000.0 * (time.perf_counter() - start), rendering=self.worker.busy,
+                              exporting=self.export_panel.any_running(), training=self.training_panel.any_alive(),
+                              now=now, phases=phases)
+        if self.automation is not None:
+            self.automation.write_state(now)
+
+    # -- building and running -----------------------------------------------------------------------------
+    def _build(self, size) -> None:
+        import dearpygui.dearpygui as dpg
+        from .panels.camera import CameraPanel
+        from .panels.export import ExportPanel
+        from .panels.latent import LatentPanel
+        from .panels.model import ModelPanel
+        from .panels.render import RenderPanel
+        from .panels.status import StatusBar, Timing
+        from .panels.training import TrainingPanel
+        from .panels.view import ImageView
+        w, h = size
+        self.timing = Timing()
+        self.image = ImageView(self)
+        self.model_panel, self.latent_panel = ModelPanel(self), LatentPanel(self)
+        self.camera_panel, self.render_panel = CameraPanel(self), RenderPanel(self)
+        self.export_panel, self.training_panel = ExportPanel(self), TrainingPanel(self)
+        self.status = StatusBar(self)
+        body = h - STATUS_HEIGHT
+        with dpg.window(label="Controls", tag=WINDOW_IDS["controls_window"], pos=(0, 0), width=CONTROLS_WIDTH,
+                        height=body, no_close=True):
+            with dpg.collapsing_header(label="Model", default_open=True):
+                self.model_panel.build()
+            with dpg.collapsing_header(label="Latent", default_open=True):
+                self.latent_panel.build()
+            with dpg.collapsing_header(label="Camera", default_open=True):
+                self.camera_panel.build()
+            with dpg.collapsing_header(label="Render", default_open=True):
+                self.render_panel.build()
+        view_w = max(200, w - CONTROLS_WIDTH - TASKS_WIDTH)
+        self.image.build(pos=(CONTROLS_WIDTH, 0), size=(view_w, body), window_id=WINDOW_IDS["view_window"])
+        with dpg.window(label="Tasks", tag=WINDOW_IDS["tasks_window"], pos=(CONTROLS_WIDTH + view_w, 0),
+                        width=TASKS_WIDTH, height=body, no_close=True):
+            with dpg.tab_bar(tag="tasks_tabs"):
+                with dpg.tab(label="Export", tag="tab_export"):
+                    self.export_panel.build()
+                with dpg.tab(label="Training", tag="tab_training"):
+                    self.training_panel.build()
+        self.status.build(window_id=WINDOW_IDS["status_window"])
+        for name, uuid in WINDOW_IDS.items():
+            dpg.add_alias(name, uuid)
+
+    def run(self) -> int:
+        problem = display_problem()
+        if problem:
+            print(f"trigan view: {problem}", file=sys.stderr)
+            return 1
+        import dearpygui.dearpygui as dpg
+        from .automation import Automation
+        from .render_worker import RenderWorker
+        from .scene import Scene
+        from .jobs import JobRunner
+        device = self.device
+        self.worker = RenderWorker(scene_factory=lambda: Scene(device=device))
+        self.jobs = JobRunner(device=device)
+        dpg.create_context()
+        try:
+            layout = self.layout_file()
+            # Manual callback management: widget callbacks run inside frame(), in this thread.
+            # With a layout file DearPyGui places the windows from it (and ignores the default
+            # positions below), so it is only named when there is one to restore.
+            if layout.is_file():
+                dpg.configure_app(manual_callback_management=True, init_file=str(layout), load_init_file=True)
+            else:
+                dpg.configure_app(manual_callback_management=True)
+            s = self.settings
+            size = (s.window_width, s.window_height)
+            pos = (40 if s.window_x is None else s.window_x, 40 if s.window_y is None else s.window_y)
+            dpg.create_viewport(title="trigan viewer", width=int(size[0]), height=int(size[1]),
+                                x_pos=int(pos[0]), y_pos=int(pos[1]), vsync=True)
+            self._build(size)
+            self.automation = Automation(self, self.state_file, self.control_file) \
+                if (self.state_file or self.control_file) else None
+            dpg.setup_dearpygui()
+            dpg.show_viewport()
+            if self.settings.problem:
+                self.image.set_error(self.settings.problem)
+            model = self.requested_model or str(demo_checkpoint())
+            self.open_model(model, latest=self.latest)
+            while dpg.is_dearpygui_running() and not self._quit:
+                self.frame()
+            self._store_settings()
+            try:
+                layout.parent.mkdir(parents=True, exist_ok=True)
+                dpg.save_init_file(str(layout))
+            except OSError as exc:
+                print(f"trigan view: could not save the window layout: {exc}", file=sys.stderr)
+        finally:
+            self.worker.stop(timeout=2.0)
+            for panel in ("export_panel", "training_panel"):
+                if hasattr(self, panel):
+                    getattr(self, panel).shutdown()
+            dpg.destroy_context()
+        return 0
+
+
+def run_viewer(model_path=None, *, latest: bool = False, device=None, settings_path=None,
+               state_file=None, control_file=None) -> int:
+    """Open the viewer window (blocking). Returns 1 with a one-line message when there is no display."""
+    problem = display_problem()
+    if problem:
+        print(f"trigan view: {problem}", file=sys.stderr)
+        return 1
+    app = ViewerApp(model_path, settings_path=settings_path, latest=latest, device=device,
+                    state_file=state_file, control_file=control_file)
+    return app.run()

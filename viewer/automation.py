@@ -1,0 +1,148 @@
+"""Scripting hooks: `trigan view --state-file S --control-file C`.
+
+The state file is a small JSON document the viewer rewrites (atomically) a few times a second: the
+camera, the values of the controls, the last frame, timings, jobs, training runs, and where the image
+and chosen widgets sit in the window, so a script (or the GUI tests) can aim real mouse events at
+them and check what happened.
+
+The control file is read line by line as the viewer runs; each line is one JSON command:
+
+    {"set": "latent_seed", "value": 7}     set a widget and run its callback, as if a person edited it
+    {"press": "export_mesh_button"}        run a button's callback, as if clicked
+    {"tab": "tab_training"}                show a tab of the Tasks window
+    {"watch": ["export_mesh_button"]}      also report these widgets' rectangles in the state file
+    {"screenshot": "/tmp/view.png"}        save the whole window as PNG (DearPyGui's frame buffer)
+    {"quit": true}                         close the viewer (settings and layout are saved)
+
+Commands run in the GUI thread, between frames, through the same callbacks the widgets use.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from dataclasses import asdict
+from typing import Any, Dict, List, Optional
+
+import dearpygui.dearpygui as dpg
+
+from trigan.core.atomic import atomic_write_text
+
+STATE_INTERVAL_S = 0.2
+
+
+def call_item_callback(tag, app_data=None) -> None:
+    """Run a widget's callback with DearPyGui's (sender, app_data, user_data), trimmed to what it takes."""
+    callback = dpg.get_item_callback(tag)
+    if callback is None:
+        return
+    args = (tag, app_data, dpg.get_item_user_data(tag))
+    try:
+        params = inspect.signature(callback).parameters.values()
+        if not any(p.kind == p.VAR_POSITIONAL for p in params):
+            args = args[:len([p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])]
+    except (TypeError, ValueError):
+        pass
+    callback(*args)
+
+
+class Automation:
+    def __init__(self, app, state_file=None, control_file=None):
+        self.app = app
+        self.state_file = state_file
+        self.control_file = control_file
+        self._offset = 0
+        self._next_state = 0.0
+        self.watched: List[str] = []
+        self.errors: List[str] = []
+        self.commands_done = 0
+
+    # -- control -------------------------------------------------------------------------------------
+    def poll(self, now: float) -> None:
+        if not self.control_file:
+            return
+        try:
+            if os.path.getsize(self.control_file) <= self._offset:
+                return
+            with open(self.control_file, "r") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except OSError:
+            return
+        complete, _, _ = chunk.rpartition("\n")       # a half-written last line waits for the next poll
+        if not complete:
+            return
+        self._offset += len(complete.encode()) + 1
+        for line in complete.splitlines():
+            if line.strip():
+                self._run(line)
+
+    def _run(self, line: str) -> None:
+        try:
+            command = json.loads(line)
+            if "set" in command:
+                tag, value = command["set"], command.get("value")
+                dpg.set_value(tag, value)
+                call_item_callback(tag, dpg.get_value(tag))
+            elif "press" in command:
+                call_item_callback(command["press"])
+            elif "tab" in command:
+                dpg.set_value("tasks_tabs", command["tab"])
+            elif "watch" in command:
+                self.watched.extend(t for t in command["watch"] if t not in self.watched)
+            elif "screenshot" in command:
+                dpg.output_frame_buffer(file=str(command["screenshot"]))
+            elif command.get("quit"):
+                self.app.quit()
+            else:
+                raise ValueError("unknown command")
+        except Exception as exc:                       # a script's mistake must not close the viewer
+            self.errors.append(f"{line.strip()[:200]}: {type(exc).__name__}: {exc}")
+        self.commands_done += 1
+
+    # -- state ---------------------------------------------------------------------------------------
+    def _rect(self, tag) -> Optional[List[Any]]:
+        if not dpg.does_item_exist(tag):
+            return None
+        x, y = dpg.get_item_rect_min(tag)
+        w, h = dpg.get_item_rect_size(tag)
+        return [int(x), int(y), int(w), int(h), bool(dpg.is_item_visible(tag))]
+
+    def state(self) -> Dict[str, Any]:
+        app = self.app
+        info, orbit, frame = app.model_info, app.orbit, app.last_frame
+        shown = app._shown_frame
+        return {
+            "time": time.time(),
+            "pid": os.getpid(),
+            "frames": app.frame_count,
+            "commands_done": self.commands_done,
+            "viewport": [dpg.get_viewport_client_width(), dpg.get_viewport_client_height()],
+            "model": None if info is None else {"path": info.path, "file": info.file, "c_dim": info.c_dim,
+                                                "class_names": list(info.class_names), "device": info.device},
+            "model_loading": app._model_source is not None,
+            "model_message": dpg.get_value("model_message"),
+            "view": asdict(app.view),
+            "orbit": None if orbit is None else dict(asdict(orbit.state), version=orbit.version),
+            "frame": None if frame is None else {
+                "quality": frame.request.quality, "ms": frame.ms, "path_used": frame.path_used,
+                "resolution": frame.request.resolution, "mode": frame.request.mode, "seed": frame.request.seed,
+                "yaw": frame.request.orbit.yaw, "radius": frame.request.orbit.radius},
+            "frame_error": shown.error if shown is not None else None,
+            "view_error": dpg.get_value("view_error"),
+            "image_rect": app.image.image_rect(),
+            "worker_busy": app.worker.busy,
+            "timing": app.timing.snapshot(),
+            "jobs": app.export_panel.job_states(),
+            "training": app.training_panel.state(),
+            "items": {tag: self._rect(tag) for tag in self.watched},
+            "errors": list(self.errors),
+        }
+
+    def write_state(self, now: float, force: bool = False) -> None:
+        if not self.state_file or (now < self._next_state and not force):
+            return
+        self._next_state = now + STATE_INTERVAL_S
+        atomic_write_text(self.state_file, json.dumps(self.state(), default=str))

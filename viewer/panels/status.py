@@ -1,0 +1,112 @@
+"""Status bar: rendered frames per second, milliseconds per preview and exact frame, the device, the
+model and seed, and the GUI's own frame time. `Timing` keeps the numbers (also for the state file)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from typing import Deque, Dict, Optional, Tuple
+
+import dearpygui.dearpygui as dpg
+
+WINDOW = "status_window"
+TEXT = "status_text"
+WINDOW_SECONDS = 2.0
+HEIGHT = 34
+WARMUP_FRAMES = 30         # the first frames build fonts and GL state: not the steady frame time
+
+
+class Timing:
+    """Rolling numbers over the last couple of seconds, plus the longest GUI frame seen while
+    rendering, an export and a training run were all active (the app's responsiveness goal)."""
+
+    def __init__(self):
+        self.frames: Deque[Tuple[float, str, float]] = collections.deque()   # (arrival, quality, render ms)
+        self.gui: Deque[Tuple[float, float]] = collections.deque()           # (time, gui frame ms)
+        self.max_gui_ms_all_busy = 0.0
+        self.frames_all_busy = 0
+        self.max_gui_ms_rendering = 0.0
+        self.slowest: Tuple[float, Dict[str, float]] = (0.0, {})    # the longest frame and where it went
+        self.count = 0
+
+    def frame_arrived(self, quality: str, ms: float, now: Optional[float] = None) -> None:
+        self.frames.append((now if now is not None else time.monotonic(), quality, float(ms)))
+
+    def gui_frame(self, ms: float, rendering: bool, exporting: bool, training: bool, now: Optional[float] = None,
+                  phases: Optional[Dict[str, float]] = None) -> None:
+        now = now if now is not None else time.monotonic()
+        self.count += 1
+        if self.count <= WARMUP_FRAMES:
+            return
+        self.gui.append((now, ms))
+        if ms > self.slowest[0]:
+            self.slowest = (ms, dict(phases or {}))
+        if rendering:
+            self.max_gui_ms_rendering = max(self.max_gui_ms_rendering, ms)
+        if rendering and exporting and training:
+            self.max_gui_ms_all_busy = max(self.max_gui_ms_all_busy, ms)
+            self.frames_all_busy += 1
+        cutoff = now - WINDOW_SECONDS
+        while self.gui and self.gui[0][0] < cutoff:
+            self.gui.popleft()
+        while self.frames and self.frames[0][0] < cutoff:
+            self.frames.popleft()
+
+    def snapshot(self) -> Dict[str, float]:
+        span = WINDOW_SECONDS
+        by_quality = {"preview": [], "exact": []}
+        for _, quality, ms in self.frames:
+            by_quality.setdefault(quality, []).append(ms)
+        gui_ms = [ms for _, ms in self.gui]
+        return {
+            "fps": len(self.frames) / span,
+            "preview_fps": len(by_quality["preview"]) / span,
+            "preview_ms": sum(by_quality["preview"]) / len(by_quality["preview"]) if by_quality["preview"] else 0.0,
+            "exact_ms": sum(by_quality["exact"]) / len(by_quality["exact"]) if by_quality["exact"] else 0.0,
+            "gui_ms": sum(gui_ms) / len(gui_ms) if gui_ms else 0.0,
+            "gui_ms_max": max(gui_ms) if gui_ms else 0.0,
+            "max_gui_ms_all_busy": self.max_gui_ms_all_busy,
+            "frames_all_busy": self.frames_all_busy,
+            "max_gui_ms_rendering": self.max_gui_ms_rendering,
+            "slowest_frame_ms": self.slowest[0],
+            "slowest_frame_phases": {k: round(v, 2) for k, v in self.slowest[1].items()},
+        }
+
+
+class StatusBar:
+    def __init__(self, app):
+        self.app = app
+        self._last_ms = {"preview": 0.0, "exact": 0.0}
+        self._next_update = 0.0
+
+    def build(self, window_id=0) -> None:
+        # Anchored to the bottom edge of the viewport (see place()), not part of the saved layout.
+        with dpg.window(label="Status", tag=window_id, no_title_bar=True, no_close=True, no_collapse=True,
+                        no_scrollbar=True, no_move=True, no_resize=True, no_saved_settings=True):
+            dpg.add_text("starting", tag=TEXT)
+        self._placed_for = None
+
+    def place(self) -> None:
+        size = (dpg.get_viewport_client_width(), dpg.get_viewport_client_height())
+        if size != self._placed_for and size[0] > 0 and size[1] > 0:
+            dpg.configure_item(WINDOW, pos=(0, size[1] - HEIGHT), width=size[0], height=HEIGHT)
+            self._placed_for = size
+
+    def frame_shown(self, frame) -> None:
+        self._last_ms[frame.request.quality] = frame.ms
+
+    def tick(self, now: float) -> None:
+        self.place()
+        if now < self._next_update:          # four updates a second are plenty to read
+            return
+        self._next_update = now + 0.25
+        t = self.app.timing.snapshot()
+        v = self.app.view
+        model = os.path.basename(self.app.model_info.path) if self.app.model_info else "no model"
+        busy = "rendering" if self.app.worker_busy() else "idle"
+        text = (f"{t['fps']:4.1f} frames/s | preview {self._last_ms['preview']:6.0f} ms | exact "
+                f"{self._last_ms['exact']:6.0f} ms | {busy} | device {self.app.device_name} | {model} | seed {v.seed}"
+                + (f" class {v.class_index}" if v.class_index is not None else "")
+                + f" | GUI {t['gui_ms']:4.1f} ms (max {t['gui_ms_max']:4.0f})")
+        dpg.set_value(TEXT, text)

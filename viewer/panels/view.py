@@ -1,0 +1,147 @@
+"""The image area: shows the newest frame in a raw texture and turns mouse and keys over it into
+camera moves (the maths is OrbitController's).
+
+Mouse input is polled once per GUI frame rather than taken from global drag handlers, so that only
+drags that *start* on the image move the camera (a slider dragged past the image does not), and the
+wheel and keys only act while the pointer is over the image (keys also while the view window has
+the focus), so typing into a text field never moves the camera.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import dearpygui.dearpygui as dpg
+import numpy as np
+
+WINDOW = "view_window"
+IMAGE = "view_image"
+OVERLAY = "view_overlay"
+ERROR = "view_error"
+TEXTURES = "view_textures"
+
+# ImGui key codes. DearPyGui 2 names the arrow keys but not '=' (ImGuiKey_Equal, where '+' lives).
+KEY_EQUAL = 602
+_KEYS = (
+    (dpg.mvKey_Left, "left"), (dpg.mvKey_Right, "right"), (dpg.mvKey_Up, "up"), (dpg.mvKey_Down, "down"),
+    (KEY_EQUAL, "plus"), (dpg.mvKey_Add, "plus"), (dpg.mvKey_Minus, "minus"), (dpg.mvKey_Subtract, "minus"),
+    (dpg.mvKey_R, "r"),
+)
+_BUTTONS = ((dpg.mvMouseButton_Left, "left"), (dpg.mvMouseButton_Right, "right"),
+            (dpg.mvMouseButton_Middle, "middle"))
+_ERROR_COLOUR = (255, 110, 100)
+
+
+class ImageView:
+    """The "View" window: the texture, an info line and an error line; mouse/keys -> app.orbit."""
+
+    def __init__(self, app):
+        self.app = app
+        self._texture: Optional[int] = None
+        self._array: Optional[np.ndarray] = None      # the numpy buffer the raw texture reads from
+        self._retired = []                            # textures replaced this frame, deleted next frame
+        self._drag: Optional[Tuple[int, str, Tuple[float, float]]] = None   # (dpg button, name, last pos)
+        self.display_size = (1, 1)                   # the image's size on screen, pixels
+        self.wheel_steps_seen = 0
+
+    # -- building ------------------------------------------------------------------------------------
+    def build(self, pos, size, window_id=0) -> None:
+        dpg.add_texture_registry(tag=TEXTURES)
+        self._new_texture(np.ones((64, 64, 4), np.float32) * np.array([0.12, 0.12, 0.12, 1.0], np.float32))
+        with dpg.window(label="View", tag=window_id, pos=pos, width=size[0], height=size[1], no_close=True,
+                        no_scrollbar=True, no_scroll_with_mouse=True, no_collapse=True):
+            dpg.add_text("", tag=OVERLAY)
+            dpg.add_text("", tag=ERROR, color=_ERROR_COLOUR, wrap=0)
+            dpg.add_image(self._texture, tag=IMAGE, width=64, height=64)
+        with dpg.handler_registry():
+            dpg.add_mouse_wheel_handler(callback=self._on_wheel)
+
+    def _new_texture(self, image: np.ndarray) -> None:
+        """A raw texture reads straight from a numpy float32 RGBA buffer, so updates are a copy."""
+        h, w = image.shape[:2]
+        self._array = np.ascontiguousarray(image, dtype=np.float32).copy()
+        old = self._texture
+        self._texture = dpg.add_raw_texture(w, h, self._array, format=dpg.mvFormat_Float_rgba, parent=TEXTURES)
+        if old is not None:
+            dpg.configure_item(IMAGE, texture_tag=self._texture)
+            self._retired.append(old)
+
+    def retire_texture(self, texture) -> None:
+        """Delete a texture at the next layout(), after no widget shows it any more."""
+        if texture is not None:
+            self._retired.append(texture)
+
+    # -- per frame -----------------------------------------------------------------------------------
+    def show_image(self, image: np.ndarray) -> None:
+        if self._array is not None and self._array.shape == image.shape:
+            np.copyto(self._array, image)
+        else:
+            self._new_texture(image)
+
+    def set_info(self, text: str) -> None:
+        dpg.set_value(OVERLAY, text)
+
+    def set_error(self, text: Optional[str]) -> None:
+        dpg.set_value(ERROR, text or "")
+        dpg.configure_item(ERROR, show=bool(text))
+
+    def layout(self) -> None:
+        """Fit the image, square, into the window below the text lines."""
+        for tex in self._retired:
+            if dpg.does_item_exist(tex):
+                dpg.delete_item(tex)
+        self._retired = []
+        win_w, win_h = dpg.get_item_rect_size(WINDOW)
+        if win_w <= 0 or win_h <= 0:
+            return
+        # Below the info line (and the error line when there is one); rects are from the last frame.
+        last_text = ERROR if dpg.is_item_shown(ERROR) else OVERLAY
+        top = int(dpg.get_item_rect_max(last_text)[1] - dpg.get_item_pos(WINDOW)[1]) + 6
+        top = max(top, 44)
+        side = int(max(32, min(win_w - 16, win_h - top - 8)))
+        h_img, w_img = self._array.shape[:2]
+        w_disp, h_disp = (side, int(side * h_img / w_img)) if w_img >= h_img else (int(side * w_img / h_img), side)
+        if (w_disp, h_disp) != self.display_size:
+            dpg.configure_item(IMAGE, width=w_disp, height=h_disp)
+            self.display_size = (w_disp, h_disp)
+        dpg.set_item_pos(IMAGE, [max(8, (win_w - w_disp) // 2), top])
+
+    def image_rect(self):
+        """(x, y, w, h) of the image in viewport pixels (for tests and scripts)."""
+        x, y = dpg.get_item_rect_min(IMAGE)
+        w, h = dpg.get_item_rect_size(IMAGE)
+        return [int(x), int(y), int(w), int(h)]
+
+    @property
+    def dragging(self) -> bool:
+        return self._drag is not None
+
+    def poll_input(self) -> None:
+        orbit = self.app.orbit
+        if orbit is None:
+            self._drag = None
+            return
+        hovered = dpg.is_item_hovered(IMAGE)
+        if self._drag is None and hovered:
+            for button, name in _BUTTONS:
+                if dpg.is_mouse_button_down(button):
+                    self._drag = (button, name, tuple(dpg.get_mouse_pos(local=False)))
+                    break
+        if self._drag is not None:
+            button, name, last = self._drag
+            pos = tuple(dpg.get_mouse_pos(local=False))
+            dx, dy = pos[0] - last[0], pos[1] - last[1]
+            if dx or dy:
+                self.app.camera_input(lambda: orbit.drag(dx, dy, name, self.display_size))
+            self._drag = (button, name, pos) if dpg.is_mouse_button_down(button) else None
+        if hovered and dpg.is_mouse_button_double_clicked(dpg.mvMouseButton_Left):
+            self.app.camera_input(orbit.reset)
+        if hovered or dpg.is_item_focused(WINDOW):
+            for key, name in _KEYS:
+                if dpg.is_key_pressed(key):
+                    self.app.camera_input(lambda name=name: orbit.key(name))
+
+    def _on_wheel(self, sender, steps) -> None:
+        if self.app.orbit is not None and dpg.is_item_hovered(IMAGE):
+            self.wheel_steps_seen += 1
+            self.app.camera_input(lambda: self.app.orbit.wheel(float(steps)))
