@@ -172,3 +172,29 @@ def test_screenshot_job_and_failures(tiny_ckpt, tmp_path):
     assert len(runner.jobs) == 4 and runner.active == []
     runner.clear_finished()
     assert runner.jobs == []
+
+
+def test_synth_dataset_job(tmp_path):
+    import zipfile
+    runner = JobRunner()
+    job = runner.synth_dataset(tmp_path / "shapes.zip", 6, 16, 2, seed=1)
+    assert job.wait(WAIT) and job.state == "done", job.message
+    assert job.output_path == tmp_path / "shapes.zip" and job.progress == 1.0
+    with zipfile.ZipFile(job.output_path) as z:
+        names = z.namelist()
+    assert sum(n.endswith(".png") and "_depth" not in n for n in names) == 6 and "dataset.json" in names
+    again = runner.synth_dataset(tmp_path / "shapes.zip", 6, 16, 2)          # refuses to overwrite
+    bad = runner.synth_dataset(tmp_path / "bad.zip", 6, 16, 99)              # the CLI's own one-line error
+    assert again.wait(WAIT) and again.state == "failed" and "already exists" in again.message
+    assert bad.wait(WAIT) and bad.state == "failed" and "classes" in bad.message and "\n" not in bad.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes.zip"]
+
+
+def test_cancelled_synth_dataset_leaves_nothing(tmp_path):
+    runner = gated_runner()
+    job = runner.synth_dataset(tmp_path / "big.zip", 3000, 64, 4)
+    assert job.reached.wait(WAIT), job.message
+    job.cancel()
+    job.go.set()
+    assert job.wait(WAIT) and job.state == "cancelled"
+    assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,5 @@
-"""Background export jobs: screenshot, video and mesh, each on its own thread with progress and cancel.
+"""Background jobs: screenshot, video and mesh exports and a synthetic dataset, each on its own
+thread with progress and cancel.
 
     runner = JobRunner()
     job = runner.start_video(model_path, seeds=[0, 1, 2, 3], ..., path="out/orbit.mp4")
@@ -14,11 +15,12 @@ failed job leaves no partial file and never damages an older file of the same na
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Union
 
 from trigan.core.errors import TriganError
 
@@ -242,6 +244,80 @@ def export_mesh(model_path, seed: int, class_index: Optional[int], psi: float, r
     return export.path
 
 
+def synth_dataset(out_zip, num: int, resolution: int, classes: int, seed: int = 0, *,
+                  job: Optional[Job] = None, poll_s: float = 0.1) -> Path:
+    """`trigan dataset synth OUT --num N --resolution R --classes K --seed S` as a child process
+    (the renderer is numpy-heavy: a process keeps it off the viewer's interpreter). Progress comes
+    from its progress bar; cancel terminates it and removes its partial output (the zip only ever
+    appears, complete, at the end)."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+    out = Path(out_zip)
+    if out.suffix.lower() != ".zip":
+        raise TriganError(f"{out}: the synthetic dataset is written as a .zip (name it OUT.zip)")
+    if out.exists():
+        raise TriganError(f"{out}: already exists (choose another name)")
+    cmd = [sys.executable, "-m", "trigan.cli.main", "dataset", "synth", str(out), "--num", str(int(num)),
+           "--resolution", str(int(resolution)), "--classes", str(int(classes)), "--seed", str(int(seed))]
+    started = time.time()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lines: List[str] = []
+    counter = re.compile(r"(\d+)/(\d+)")
+
+    def read() -> None:
+        # tqdm redraws with carriage returns: split on both line ends
+        buf = b""
+        for chunk in iter(lambda: proc.stdout.read1(4096), b""):
+            buf += chunk
+            parts = re.split(rb"[\r\n]", buf)
+            buf = parts.pop()
+            for part in parts:
+                text = part.decode(errors="replace").strip()
+                if not text:
+                    continue
+                lines.append(text)
+                del lines[:-50]
+                m = counter.search(text)
+                if m and job is not None and int(m.group(2)) > 0:
+                    job.report(int(m.group(1)) / int(m.group(2)), f"{m.group(1)}/{m.group(2)} images")
+        if buf.strip():
+            lines.append(buf.decode(errors="replace").strip())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        while proc.poll() is None:
+            if job is not None and job.should_cancel():
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                raise JobCancelled()
+            time.sleep(poll_s)
+    finally:
+        reader.join(5)
+        if proc.returncode != 0:
+            # a killed writer leaves its hidden .OUT.*.partial folder: remove ours
+            for partial in out.parent.glob(f".{out.name}.*.partial"):
+                try:
+                    if partial.stat().st_mtime >= started - 1:
+                        shutil.rmtree(partial, ignore_errors=True)
+                except OSError:
+                    pass
+    if proc.returncode != 0:
+        errors = [x for x in lines if x.startswith("trigan: error:")]
+        why = errors[-1][len("trigan: error:"):].strip() if errors else (lines[-1] if lines else f"exit status {proc.returncode}")
+        raise TriganError(f"dataset synth: {why}")
+    if job is not None:
+        job.report(1.0, f"{int(num)} images")
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # The runner
 
@@ -300,6 +376,16 @@ class JobRunner:
         return self.start("mesh", f"mesh seed {seed} {resolution}^3 {fmt}", export_mesh, model_path, seed,
                           class_index, psi, resolution, level, fmt, colors, path, **kwargs)
 
+    def start_synth_dataset(self, out_zip, num, resolution, classes, seed=0) -> Job:
+        return self.start("dataset", f"dataset {Path(out_zip).name} ({num} images)", synth_dataset, out_zip, num,
+                          resolution, classes, seed)
+
+    # The names the app uses (viewer_interfaces.md, "Requests from V2").
+    export_screenshot = start_screenshot
+    export_video = start_video
+    export_mesh = start_mesh
+    synth_dataset = start_synth_dataset
+
     @property
     def jobs(self) -> List[Job]:
         with self._lock:
@@ -323,4 +409,5 @@ class JobRunner:
                 job.wait(max(0.0, deadline - time.monotonic()))
 
 
-__all__ = ["Job", "JobRunner", "JobCancelled", "JOB_STATES", "export_screenshot", "export_video", "export_mesh"]
+__all__ = ["Job", "JobRunner", "JobCancelled", "JOB_STATES", "export_screenshot", "export_video", "export_mesh",
+           "synth_dataset"]
