@@ -291,6 +291,7 @@ class Scene:
             if fast.last_stats.get("fallback"):
                 path = PATH_PLAIN
                 stats["plain_reason"] = fast.last_stats["fallback"]
+            stats["field_evaluations"] = fast.last_stats.get("evaluated")
         image = picture(out, request.mode, opts, background)
         if image.shape[-1] != res or image.shape[-2] != res:
             image = F.interpolate(image.float(), size=(res, res), mode="bilinear", align_corners=False)
