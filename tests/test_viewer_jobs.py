@@ -5,7 +5,6 @@ end a job as failed with one line."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
