@@ -35,8 +35,12 @@ from . import distributed as ddp
 from .augment import ROLE_FAKE, ROLE_REAL, augment_d_input, check_augment_config
 from .conditioning import DatasetConditioning
 from .dataset import ImageDataset
+from .depth_adaptor import DepthAdaptor, normalize_depth, real_depth_to_unit, sample_choices, selection_probabilities
 from .discriminator import Discriminator
-from .losses import auto_gamma, blur_images, blur_sigma, discriminator_loss, generator_loss, r1_penalty
+from .distillation import distill_weight, distillation_distances
+from .feature_store import DatasetFeatures, FeatureStore
+from .losses import (auto_gamma, blur_depth_channel, blur_images, blur_sigma, discriminator_loss, generator_loss,
+                     r1_penalty)
 from .patches import extract_patches, min_patch_scale, patch_beta, sample_patches, uniform_min_scale
 from .randomness import PHASE_D, PHASE_G, PHASE_REG, SampleNoise, batch_generator, render_seed
 from .run_dir import RunWriter
@@ -148,8 +152,13 @@ class Trainer:
         ddp.broadcast_module(info, self.G)
         ddp.broadcast_module(info, self.D)
         ddp.broadcast_module(info, self.G_ema)
+        # 3DGP: D sees depth as a 4th channel; the depth adaptor is on G's side (G's optimiser
+        # trains it); distillation reads precomputed features of the real images.
+        self.use_depth = self._check_depth(dataset)
+        self.depth_adaptor = self._make_depth_adaptor()
+        self.features = self._open_features(dataset)
         betas = tuple(t.betas)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=t.g_lr, betas=betas, eps=t.eps)
+        self.opt_G = torch.optim.Adam(self._g_parameters(), lr=t.g_lr, betas=betas, eps=t.eps)
         # Lazy regularisation: R1 runs every k steps with k times the weight; D's Adam is rescaled
         # so that its effective step matches an every-step regulariser (StyleGAN2).
         k = t.r1_interval / (t.r1_interval + 1) if t.r1_interval > 0 else 1.0
@@ -171,6 +180,60 @@ class Trainer:
         self.conditioning = DatasetConditioning(dataset)
 
     # ---------------------------------------------------------------------------------------------
+    # 3DGP's depth channel and distillation targets
+
+    def _check_depth(self, dataset: ImageDataset) -> bool:
+        channels = self.cfg.discriminator.img_channels
+        if channels not in (3, 4):
+            raise TriganError(f"discriminator.img_channels={channels}: expected 3 (RGB) or 4 (RGB + depth)")
+        if channels == 4 and not dataset.has_depth:
+            raise TriganError(f"discriminator.img_channels=4 trains D on depth, but {dataset.path} has no depth "
+                              "maps (<stem>_depth.png beside each image)")
+        return channels == 4
+
+    def _make_depth_adaptor(self) -> Optional[DepthAdaptor]:
+        if not (self.use_depth and self.cfg.training.depth.adaptor):
+            return None
+        cam = self.cfg.model.camera
+        try:
+            adaptor = DepthAdaptor(self.cfg.training.depth, cam.ray_start, cam.ray_end).to(self.device).train()
+        except ValueError as exc:
+            raise TriganError(str(exc)) from None
+        ddp.broadcast_module(self.info, adaptor)
+        return adaptor
+
+    def _open_features(self, dataset: ImageDataset) -> Optional[DatasetFeatures]:
+        d = self.cfg.training.distill
+        if d.weight <= 0:
+            return None
+        if not d.features:
+            raise TriganError(f"training.distill.weight={d.weight} needs training.distill.features=FILE.memmap, "
+                              f"features of {dataset.path} from `trigan dataset features` (or set the weight to 0)")
+        store = FeatureStore(d.features)
+        want = self.cfg.discriminator.feat_predict_dim
+        if want != store.dim:
+            raise TriganError(f"{d.features}: {store.dim}-d features, but discriminator.feat_predict_dim={want}; "
+                              f"set it to {store.dim}")
+        return DatasetFeatures(store, dataset)
+
+    def _g_parameters(self) -> list:
+        extra = list(self.depth_adaptor.parameters()) if self.depth_adaptor is not None else []
+        return list(self.G.parameters()) + extra
+
+    def fake_depth(self, depth: torch.Tensor, choices: Optional[torch.Tensor]) -> torch.Tensor:
+        """Rendered depth [B, 1, P, P] (world units) -> the depth channel D sees."""
+        if self.depth_adaptor is not None:
+            return self.depth_adaptor(depth, choices)
+        cam = self.cfg.model.camera
+        return normalize_depth(depth, cam.ray_start, cam.ray_end)
+
+    def depth_probabilities(self, kimg: float):
+        """Probabilities of the adaptor's candidates at kimg ('random' strategy), else None."""
+        if self.depth_adaptor is None or self.cfg.training.depth.out_strategy != "random":
+            return None
+        return selection_probabilities(self.cfg.training.depth, self.depth_adaptor.num_candidates, kimg)
+
+    # ---------------------------------------------------------------------------------------------
     # State
 
     def state(self) -> dict:
@@ -184,7 +247,8 @@ class Trainer:
         if self.info.is_main:
             save_checkpoint(path, self.cfg, self.G_ema, progress=self.state(),
                             metrics=metrics if metrics is not None else self.last_metric,
-                            G=self.G, D=self.D, G_opt=self.opt_G.state_dict(), D_opt=self.opt_D.state_dict())
+                            G=self.G, D=self.D, G_opt=self.opt_G.state_dict(), D_opt=self.opt_D.state_dict(),
+                            depth_adaptor=self.depth_adaptor)
         ddp.barrier(self.info)
 
     def load(self, path: Path) -> None:
@@ -197,6 +261,10 @@ class Trainer:
             self.G.load_state_dict(ckpt.extra["G"])
             self.D.load_state_dict(ckpt.extra["D"])
             self.G_ema.load_state_dict(ckpt.G_ema)
+            if self.depth_adaptor is not None:
+                if "depth_adaptor" not in ckpt.extra:
+                    raise RuntimeError("no depth adaptor weights (training.depth.adaptor is on)")
+                self.depth_adaptor.load_state_dict(ckpt.extra["depth_adaptor"])
         except RuntimeError as exc:
             raise TriganError(f"{path}: weights do not fit the run's config "
                               f"({str(exc).splitlines()[0][:200]})") from None
@@ -244,9 +312,14 @@ class Trainer:
             self._data_iter = self._real_batches()
         batch = next(self._data_iter)
         dev = self.device
-        return {"img": batch["image"].to(dev, non_blocking=True).float() / 127.5 - 1,
-                "c": _one_hot_labels(batch["label"].clamp(min=0), self.c_dim, dev),
+        img = batch["image"].to(dev, non_blocking=True).float() / 127.5 - 1
+        if self.use_depth:
+            img = torch.cat([img, real_depth_to_unit(batch["depth"].to(dev).float())], dim=1)
+        real = {"img": img, "c": _one_hot_labels(batch["label"].clamp(min=0), self.c_dim, dev),
                 "angles": batch["camera_angles"].to(dev).float()}
+        if self.features is not None:
+            real["features"] = torch.from_numpy(self.features(batch["index"].numpy())).to(dev)
+        return real
 
     def fake_inputs(self, gen: torch.Generator) -> dict:
         """Latents, labels, cameras, GPC angles and patches for the whole global batch, drawn in a
@@ -265,10 +338,17 @@ class Trainer:
         patch = sample_patches(cfg.training.patch, B, kimg, self.min_scale, self.group, generator=gen)
         sl = self.local
         dev = self.device
-        return {"z": z[sl].to(dev), "c": _one_hot_labels(labels[sl], self.c_dim, dev),
-                "camera": camera[sl].to(dev), "gpc_angles": gpc[sl].to(dev),
-                "patch": self._local_patch(patch),
-                "sample_indices": list(range(sl.start, sl.stop))}
+        inputs = {"z": z[sl].to(dev), "c": _one_hot_labels(labels[sl], self.c_dim, dev),
+                  "camera": camera[sl].to(dev), "gpc_angles": gpc[sl].to(dev),
+                  "patch": self._local_patch(patch),
+                  "sample_indices": list(range(sl.start, sl.stop))}
+        probs = self.depth_probabilities(kimg)
+        if probs is not None:
+            # Which adaptor candidate each fake shows D, drawn after everything above.
+            inputs["depth_choice"] = sample_choices(probs, B, gen)[sl]
+        # Distillation weighs samples by patch scale relative to the global batch's mean.
+        inputs["batch_patch_scale"] = patch.scale
+        return inputs
 
     # ---------------------------------------------------------------------------------------------
     # Networks
@@ -286,20 +366,27 @@ class Trainer:
                                 seed=render_seed(seed, self.step, phase),
                                 sample_offset=inputs["sample_indices"][0], max_points_per_chunk=1 << 40)
         out = G.render(field, inputs["camera"], self.patch_res, patch=inputs["patch"], options=opts)
-        return out.rgb
+        if not self.use_depth:
+            return out.rgb
+        return torch.cat([out.rgb, self.fake_depth(out.depth, inputs.get("depth_choice"))], dim=1)
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor, patch: PatchParams, angles: torch.Tensor,
-              augment: Optional[tuple] = None) -> torch.Tensor:
+              augment: Optional[tuple] = None, predict_features: bool = False):
         """`augment`: (phase, ROLE_FAKE | ROLE_REAL) names the random stream of the D-input augmentation
-        (training.augment), applied after the blur; None: no augmentation."""
+        (training.augment), applied after the blur; None: no augmentation. With predict_features,
+        returns (logits, D's predicted distillation features)."""
         sigma = blur_sigma(self.cur_nimg, self.cfg.training.blur_init_sigma, self.cfg.training.blur_fade_kimg)
         img = blur_images(img, sigma)
+        if img.shape[1] == 4 and self.cfg.training.depth.extra_blur:
+            img = blur_depth_channel(img, sigma)
         if augment is not None:
             img = augment_d_input(self.cfg.training.augment, img, self.seed, self.step, *augment, self.local.start)
-        return self.D(img, c if self.cfg.model.c_dim else None, patch, angles, use_fp16=self.use_fp16)
+        return self.D(img, c if self.cfg.model.c_dim else None, patch, angles, use_fp16=self.use_fp16,
+                      predict_features=predict_features)
 
-    def _step_optimizer(self, module: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
-        params = [p for p in module.parameters() if p.grad is not None]
+    def _step_optimizer(self, opt: torch.optim.Optimizer) -> None:
+        # The optimiser's own parameters: G's also holds the depth adaptor's.
+        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
         ddp.average_gradients(self.info, params)
         if self.cfg.training.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.training.grad_clip)
@@ -322,7 +409,7 @@ class Trainer:
         loss_G = generator_loss(self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
                                            augment=(PHASE_G, ROLE_FAKE)))
         loss_G.backward()
-        self._step_optimizer(self.G, self.opt_G)
+        self._step_optimizer(self.opt_G)
         losses["loss_G"] = loss_G.item()
 
         # D phase
@@ -334,11 +421,20 @@ class Trainer:
         real_patches = extract_patches(real["img"], fake_in["patch"], self.patch_res)
         logits_fake = self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
                                  augment=(PHASE_D, ROLE_FAKE))
+        distill = self.features is not None
         logits_real = self.run_D(real_patches, real["c"], fake_in["patch"], real["angles"],
-                                 augment=(PHASE_D, ROLE_REAL))
+                                 augment=(PHASE_D, ROLE_REAL), predict_features=distill)
+        if distill:
+            logits_real, predicted = logits_real
         loss_D = discriminator_loss(logits_real, logits_fake)
+        if distill:
+            # 3DGP's knowledge distillation: D predicts the real image's features from its patch.
+            dist = distillation_distances(predicted, real["features"], fake_in["patch"].scale,
+                                          cfg.training.distill.scale_pow, fake_in["batch_patch_scale"])
+            loss_D = loss_D + dist.mean() * distill_weight(cfg.training.distill, self.cur_nimg / 1000)
+            losses["distill_l2"] = dist.mean().item()
         loss_D.backward()
-        self._step_optimizer(self.D, self.opt_D)
+        self._step_optimizer(self.opt_D)
         losses.update(loss_D=loss_D.item(), D_real=logits_real.mean().item(), D_fake=logits_fake.mean().item())
 
         # Lazy R1 on real patches
@@ -353,7 +449,7 @@ class Trainer:
             penalty = r1_penalty(logits, real_in)
             loss_r1 = (penalty.mean() * (self.gamma / 2) + logits.mean() * 0) * interval
             loss_r1.backward()
-            self._step_optimizer(self.D, self.opt_D)
+            self._step_optimizer(self.opt_D)
             losses["r1_penalty"] = penalty.mean().item()
         self.D.requires_grad_(False)
 
@@ -369,7 +465,8 @@ class Trainer:
         return losses
 
     def weights_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for m in (self.G, self.D, self.G_ema) for p in m.parameters())
+        modules = [m for m in (self.G, self.D, self.G_ema, self.depth_adaptor) if m is not None]
+        return all(bool(torch.isfinite(p).all()) for m in modules for p in m.parameters())
 
     def schedules(self) -> Dict[str, float]:
         cfg, kimg = self.cfg, self.cur_nimg / 1000
@@ -381,4 +478,9 @@ class Trainer:
             out["patch_min_scale"] = uniform_min_scale(cfg.training.patch, kimg, self.min_scale)
         if cfg.model.mapping.camera_cond:
             out["gpc_spoof_p"] = gpc_spoof_p(cfg, kimg)
+        probs = self.depth_probabilities(kimg)
+        if probs is not None:
+            out["depth_raw_p"] = float(probs[0])   # chance D sees the unadapted depth
+        if self.features is not None:
+            out["distill_weight"] = distill_weight(cfg.training.distill, kimg)
         return out
