@@ -8,8 +8,15 @@ Prints one JSON object (machine-readable, compared by later performance work) an
   early termination), `exact_speedup_R` = plain48 / exact, `psnr_exact_vs_ref_R` and
   `psnr_plain48_vs_ref_R` against a 512-sample stratified reference, and `setup_ms` (grid build,
   once per latent). The unsuffixed `exact_speedup` and `psnr_exact_vs_ref` are those of the first
-  resolution. The `preview_*` keys of issue 6 belong to the preview path, not measured here yet.
-The field is computed once per latent, outside the timed loop, as the viewer and exporters do.
+  resolution;
+- the preview path (core/preview.py, a coloured mesh rasterised with headless OpenGL):
+  `preview_ms_R` (median over an orbit of `--orbit-frames` views while the camera moves, every mode's
+  outputs computed), `preview_fps_R`, `psnr_preview_vs_exact_R` (mean over four yaws, rgb) and the
+  unsuffixed ones at --preview-resolution (default 256);
+- `setup_ms`: everything done once per latent (mapping, tri-planes, occupancy grid, preview mesh),
+  the wait after a seed, class or psi change; its parts are `field_setup_ms`, `grid_setup_ms` and
+  `preview_setup_ms`.
+The field is computed once per latent, outside the timed loops, as the viewer and exporters do.
 On a CPU shared with another process, `--threads 1` gives steadier numbers (OpenMP threads spin).
 
     python benchmarks/render.py                      # demo preset, random weights (a fog: all occupied)
@@ -35,6 +42,7 @@ from trigan.core.accel import FastRenderer
 from trigan.core.config import load_config
 from trigan.core.generator import Generator
 from trigan.core.model_io import open_model
+from trigan.core.preview import build_preview, preview_unavailable
 
 
 def time_call(fn, repeats: int) -> list:
@@ -52,8 +60,8 @@ def time_call(fn, repeats: int) -> list:
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR of images in [-1, 1] (peak-to-peak 2)."""
-    mse = float(((a - b) ** 2).mean())
+    """PSNR of images as shown: the model's raw colours clamped to [-1, 1] (peak-to-peak 2)."""
+    mse = float(((a.clamp(-1, 1) - b.clamp(-1, 1)) ** 2).mean())
     return 99.0 if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
@@ -68,6 +76,8 @@ def main(argv=None) -> int:
                         help="override the model's density shift (e.g. -5 gives a random model empty space)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--ref-samples", type=int, default=512, help="samples per ray of the reference")
+    parser.add_argument("--preview-resolution", type=int, default=256)
+    parser.add_argument("--orbit-frames", type=int, default=36, help="preview frames timed along an orbit")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -83,8 +93,9 @@ def main(argv=None) -> int:
     result = {"model": source, "device": str(device), "threads": torch.get_num_threads(),
               "cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
     with torch.inference_mode():
-        ws = G.map_latents(G.latents([0]), G.labels([0] if G.c_dim else None, 1))
-        setup = time_call(lambda: G.field_from_ws(ws), args.repeats)
+        labels = G.labels([0] if G.c_dim else None, 1)
+        ws = G.map_latents(G.latents([0]), labels)
+        setup = time_call(lambda: G.field_from_ws(G.map_latents(G.latents([0]), labels)), args.repeats)
         result["field_setup_ms"] = round(1000 * statistics.median(setup), 2)
         field = G.field_from_ws(ws)
         camera = G.default_camera(yaw=0.6, pitch=1.3)
@@ -100,8 +111,22 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             fast = FastRenderer(G, field, opts)
             builds.append(time.perf_counter() - start)
-        result["setup_ms"] = round(1000 * statistics.median(builds), 1)
+        result["grid_setup_ms"] = round(1000 * statistics.median(builds), 1)
         result["occupied_fraction"] = round(fast.grid.occupied_fraction, 4)
+        reason = preview_unavailable()
+        if reason is None:
+            builds = []
+            for _ in range(max(1, args.repeats)):
+                start = time.perf_counter()
+                preview = build_preview(G, field, fast.grid, options=opts)
+                builds.append(time.perf_counter() - start)
+            result["preview_setup_ms"] = round(1000 * statistics.median(builds), 1)
+            result["preview_faces"] = preview.stats["faces"]
+            result["gl_renderer"] = preview.raster.ctx.renderer if preview.raster is not None else None
+        else:
+            result["preview_unavailable"] = reason
+        result["setup_ms"] = round(result["field_setup_ms"] + result["grid_setup_ms"]
+                                   + result.get("preview_setup_ms", 0.0), 1)
         for res in args.resolutions:
             for key, o in (("plain_model", opts), ("plain48", plain)):
                 ms = 1000 * statistics.median(time_call(lambda: G.render(field, camera, res, options=o), args.repeats))
@@ -117,6 +142,27 @@ def main(argv=None) -> int:
             naive = G.render(field, camera, res, options=plain)
             result[f"psnr_exact_vs_ref_{res}"] = round(psnr(exact.rgb, ref.rgb), 2)
             result[f"psnr_plain48_vs_ref_{res}"] = round(psnr(naive.rgb, ref.rgb), 2)
+        if reason is None:
+            pres = args.preview_resolution
+            for res in sorted({pres, *args.resolutions}):
+                orbit = [G.default_camera(yaw=0.6 + 2 * math.pi * i / args.orbit_frames, pitch=1.3)
+                         for i in range(args.orbit_frames)]
+                preview.render(orbit[0], res, normals=True)  # warm-up (framebuffer allocation)
+                times = []
+                for cam in orbit:
+                    start = time.perf_counter()
+                    preview.render(cam, res, normals=True)
+                    times.append(time.perf_counter() - start)
+                ms = 1000 * statistics.median(times)
+                result[f"preview_ms_{res}"] = round(ms, 2)
+                result[f"preview_fps_{res}"] = round(1000 / ms, 1)
+                scores = []
+                for yaw in (0.0, 1.6, 3.1, 4.7):
+                    cam = G.default_camera(yaw=yaw, pitch=1.3)
+                    scores.append(psnr(preview.render(cam, res).rgb, fast.render(cam, res, options=plain).rgb))
+                result[f"psnr_preview_vs_exact_{res}"] = round(statistics.mean(scores), 2)
+            for key in ("preview_ms", "preview_fps", "psnr_preview_vs_exact"):
+                result[key] = result[f"{key}_{pres}"]
         first = args.resolutions[0]
         result["exact_speedup"] = result[f"exact_speedup_{first}"]
         result["psnr_exact_vs_ref"] = result[f"psnr_exact_vs_ref_{first}"]
@@ -130,8 +176,13 @@ def main(argv=None) -> int:
         print(f"  {res:4d}^2  {'accelerated':16s} {result[f'exact_ms_{res}']:9.1f} ms/frame  "
               f"x{result[f'exact_speedup_{res}']} vs 48 + 48, {result[f'psnr_exact_vs_ref_{res}']} dB vs "
               f"{args.ref_samples} samples (48 + 48: {result[f'psnr_plain48_vs_ref_{res}']} dB)", file=sys.stderr)
-    print(f"  grid set-up {result['setup_ms']} ms, {100 * result['occupied_fraction']:.1f}% of cells occupied",
-          file=sys.stderr)
+        if f"preview_ms_{res}" in result:
+            print(f"  {res:4d}^2  {'preview (mesh)':16s} {result[f'preview_ms_{res}']:9.1f} ms/frame  "
+                  f"{result[f'preview_fps_{res}']} FPS, {result[f'psnr_preview_vs_exact_{res}']} dB vs the exact path",
+                  file=sys.stderr)
+    print(f"  per-latent set-up {result['setup_ms']} ms (field {result['field_setup_ms']}, grid "
+          f"{result['grid_setup_ms']} ({100 * result['occupied_fraction']:.1f}% of cells occupied), preview "
+          f"{result.get('preview_setup_ms', 'unavailable')})", file=sys.stderr)
     return 0
 
 
