@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from .background import BoundBackground, SphereBackground
-from .cameras import Camera, PatchParams
+from .camera_generator import CameraGenerator, camera_to_params, params_to_camera
+from .cameras import Camera, PatchParams, sample_camera_prior
 from .config import ModelConfig
 from .field import TriPlaneField, TriPlaneMLP
 from .mapping import MappingNetwork
@@ -70,6 +71,9 @@ class Generator(nn.Module):
         self.mapping = MappingNetwork(m.z_dim, cfg.c_dim, m.w_dim, self.synthesis.num_ws, m.num_layers,
                                       m.lr_multiplier, m.w_avg_beta, m.camera_cond, m.camera_cond_drop_p,
                                       m.camera_cond_noise_std, cfg.camera.mean_pose)
+        # 3DGP's learned camera distribution; None for EpiGRAF models (their weights are unchanged).
+        self.camera_generator = (CameraGenerator(cfg.camera_generator, cfg.camera, m.z_dim, cfg.c_dim)
+                                 if cfg.camera_generator.enabled else None)
 
     @property
     def z_dim(self) -> int:
@@ -138,10 +142,76 @@ class Generator(nn.Module):
         resolution = self.cfg.img_resolution if resolution is None else resolution
         return render(field, camera.to(self.device), resolution, opts, patch=patch)
 
-    def default_camera(self, yaw=0.0, pitch=None, batch: Optional[int] = None) -> Camera:
+    def default_camera(self, yaw=None, pitch=None, batch: Optional[int] = None) -> Camera:
+        """The model's canonical view at the given yaw/pitch (absolute radians). EpiGRAF models: yaw 0,
+        the dataset's mean pitch, the configured fov. With a camera generator (3DGP): the mean
+        posterior camera (`mean_camera`), whose yaw/pitch are used where none is given."""
         cam = self.cfg.camera
-        pitch = cam.mean_pose[1] if pitch is None else pitch
-        return Camera.from_angles(yaw, pitch, radius=cam.radius, fov=cam.fov, batch=batch, device=self.device)
+        if self.camera_generator is None:
+            yaw = 0.0 if yaw is None else yaw
+            pitch = cam.mean_pose[1] if pitch is None else pitch
+            return Camera.from_angles(yaw, pitch, radius=cam.radius, fov=cam.fov, batch=batch, device=self.device)
+        mean = self.mean_camera()[0]
+        yaw = mean.yaw[0] if yaw is None else yaw
+        pitch = mean.angles[0, 1] if pitch is None else pitch
+        return Camera.from_angles(yaw, pitch, radius=mean.radius[0], fov=mean.fov[0], look_at=mean.look_at[0],
+                                  pivot=mean.pivot[0], batch=batch, device=self.device)
+
+    def _random_labels(self, n: int, gen: torch.Generator) -> Optional[torch.Tensor]:
+        """n one-hot labels of uniformly random classes (None for unconditional models), on the CPU."""
+        if self.c_dim == 0:
+            return None
+        return one_hot(torch.randint(self.c_dim, (n,), generator=gen).tolist(), self.c_dim)
+
+    def posterior_camera(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, prior_camera: Optional[Camera] = None,
+                         mean: bool = False, prior_seeds: Optional[Sequence[int]] = None,
+                         num_mean_samples: int = 1024) -> Camera:
+        """The cameras G renders sample b (latent z[b], label c[b]) from.
+
+        mean=False: the camera generator applied to `prior_camera`, or, without one, to a prior camera
+        drawn per sample from a generator seeded by prior_seeds[b] (default b), so a seed gives the
+        same camera in any batch. mean=True: each label's mean posterior camera (`mean_camera`).
+        Models without a camera generator return the prior camera itself (mean: `default_camera`).
+        Differentiable (training calls it with gradients)."""
+        batch = z.shape[0]
+        if mean:
+            if self.camera_generator is None:
+                return self.default_camera(batch=batch)
+            cams = self.mean_camera(c, num_mean_samples)
+            return cams if len(cams) == batch else cams.repeat(batch)
+        if prior_camera is None:
+            seeds = range(batch) if prior_seeds is None else list(prior_seeds)
+            if len(seeds) != batch:
+                raise ValueError(f"{len(seeds)} prior seeds for {batch} latents")
+            priors = [sample_camera_prior(self.cfg.camera, 1, torch.Generator().manual_seed(int(s))) for s in seeds]
+            prior_camera = Camera(*[torch.cat([getattr(p, f) for p in priors]) for f in
+                                    ("angles", "radius", "fov", "look_at", "pivot")])
+        prior_camera = prior_camera.to(self.device)
+        if self.camera_generator is None:
+            return prior_camera
+        return self.camera_generator.posterior(prior_camera, z.to(self.device),
+                                               None if c is None else c.to(self.device))
+
+    @torch.no_grad()
+    def mean_camera(self, c: Optional[torch.Tensor] = None, num_samples: int = 1024, seed: int = 0) -> Camera:
+        """Arithmetic mean of every camera parameter (look-at in spherical coordinates) over
+        `num_samples` posterior cameras of random prior cameras and latents (3DGP's canonical view):
+        one camera for random classes (c None), or one per row of the labels c."""
+        if self.camera_generator is None:
+            raise ValueError("this model has no camera generator: use default_camera()")
+        rows = [None] if c is None or self.c_dim == 0 else list(c)
+        means = []
+        for row in rows:
+            gen = torch.Generator().manual_seed(int(seed))
+            prior = sample_camera_prior(self.cfg.camera, num_samples, gen)
+            z = torch.randn(num_samples, self.z_dim, generator=gen)
+            labels = (self._random_labels(num_samples, gen) if row is None
+                      else row.detach().float().cpu().expand(num_samples, -1))
+            dev = self.device
+            post = self.camera_generator(camera_to_params(prior).to(dev), z.to(dev),
+                                         None if labels is None else labels.to(dev))
+            means.append(post.mean(dim=0))
+        return params_to_camera(torch.stack(means))
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], camera: Camera, psi: float = 1.0,
                 patch: Optional[PatchParams] = None, resolution: Optional[int] = None,
@@ -156,4 +226,5 @@ def parameter_counts(G: Generator) -> dict:
     count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731
     return {"mapping": count(G.mapping), "tri_plane_decoder": count(G.synthesis.tri_plane_decoder),
             "tri_plane_mlp": count(G.synthesis.tri_plane_mlp), "background": count(G.synthesis.bg_model),
+            "camera_generator": count(G.camera_generator),
             "total": count(G)}

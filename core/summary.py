@@ -27,7 +27,15 @@ def model_summary(config: Config, G: Generator, progress: Optional[dict] = None,
         "parameters": counts,
         "camera": {"fov_deg": m.camera.fov, "radius": m.camera.radius,
                    "ray": [m.camera.ray_start, m.camera.ray_end], "cube_scale": m.camera.cube_scale,
-                   "distribution": m.camera.dist, "mean_pose": list(m.camera.mean_pose)},
+                   "distribution": m.camera.dist, "mean_pose": list(m.camera.mean_pose),
+                   "fov_range_deg": ([m.camera.fov_min, m.camera.fov_max]
+                                     if m.camera.fov_min is not None and m.camera.fov_max is not None else None),
+                   "look_at_radius_max": m.camera.look_at_radius_max,
+                   # 3DGP's learned camera generator: which parameter groups it moves (None: no generator)
+                   "generator_adapts": ([name for name, on in (("angles", m.camera_generator.adjust_angles),
+                                                               ("fov", m.camera_generator.adjust_fov),
+                                                               ("look_at", m.camera_generator.adjust_look_at)) if on]
+                                        if m.camera_generator.enabled else None)},
         "render": {"coarse_steps": m.render.num_steps,
                    "fine_steps": m.render.num_fine_steps if m.render.num_fine_steps is not None else m.render.num_steps,
                    "background": "white" if m.render.white_background else "black/last sample",
@@ -64,13 +72,19 @@ def format_summary(s: Dict[str, Any], source: str) -> str:
         + (", pose-conditioned (GPC)" if lat["pose_conditioning"] else ""),
         f"  parameters   {_millions(p['total'])} (mapping {_millions(p['mapping'])}, "
         f"decoder {_millions(p['tri_plane_decoder'])}, MLP {_millions(p['tri_plane_mlp'])}"
-        + (f", background {_millions(p['background'])}" if p["background"] else "") + ")",
+        + (f", background {_millions(p['background'])}" if p["background"] else "")
+        + (f", camera generator {_millions(p['camera_generator'])}" if p.get("camera_generator") else "") + ")",
         f"  camera       fov {cam['fov_deg']:g} deg, radius {cam['radius']:g}, rays {cam['ray'][0]:g}..{cam['ray'][1]:g}, "
         f"scene box +-{cam['cube_scale']:g}, prior {cam['distribution']}, "
-        f"mean yaw/pitch {cam['mean_pose'][0]:.3f}/{cam['mean_pose'][1]:.3f} rad",
+        f"mean yaw/pitch {cam['mean_pose'][0]:.3f}/{cam['mean_pose'][1]:.3f} rad"
+        + (f", fov {cam['fov_range_deg'][0]:g}..{cam['fov_range_deg'][1]:g} deg" if cam.get("fov_range_deg") else "")
+        + (f", look-at in a ball of radius {cam['look_at_radius_max']:g}" if cam.get("look_at_radius_max") else ""),
         f"  rendering    {ren['coarse_steps']} + {ren['fine_steps']} samples per ray, "
         f"{ren['background']} background, background model {ren['background_model']}",
     ]
+    if cam.get("generator_adapts") is not None:
+        lines.append("  camera gen   learned, maps each prior camera to a posterior (adapts "
+                     + (", ".join(cam["generator_adapts"]) or "nothing") + "; radius fixed)")
     if "progress" in s:
         prog = s["progress"]
         kimg = prog.get("kimg")

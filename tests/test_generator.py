@@ -27,7 +27,15 @@ def expected_parameter_count(m) -> dict:
         r *= 2
     h = m.triplane.mlp_hidden
     mlp = feat * h + h + h * 4 + 4
-    return {"mapping": mapping, "tri_plane_decoder": decoder, "tri_plane_mlp": mlp}
+    counts = {"mapping": mapping, "tri_plane_decoder": decoder, "tri_plane_mlp": mlp}
+    if m.camera_generator.enabled:   # 3DGP: origin MLP (2 -> 2, class) and look-at MLP (6 -> 4, z and class)
+        H, E, c = m.camera_generator.hidden_dim, m.camera_generator.embed_dim, m.c_dim
+        fc = lambda i, o: i * o + o  # noqa: E731
+        embeds = lambda use_z: (fc(z, E) if use_z else 0) + (fc(c, E) if c else 0)  # noqa: E731
+        width = lambda use_z: H + E * (int(use_z) + int(c > 0))  # noqa: E731
+        counts["camera_generator"] = (fc(2, H) + embeds(False) + fc(width(False), H) + fc(H, 2)
+                                      + fc(6, H) + embeds(True) + fc(width(True), H) + fc(H, 4))
+    return counts
 
 
 @pytest.mark.parametrize("preset", list_presets())
