@@ -160,8 +160,8 @@ def world_to_clip(camera: Camera, h: int, w: int, opts: RenderOptions) -> np.nda
     return (proj @ view).numpy()
 
 
-def calibrate(density: torch.Tensor, spacing: float) -> Tuple[float, float]:
-    """(level, inset) for a density volume [n, n, n] with `spacing` between samples.
+def calibrate(density: torch.Tensor, spacing: float) -> Tuple[float, float, float]:
+    """(level, inset, agreement) for a density volume [n, n, n] with `spacing` between samples.
 
     The rays are the grid's own lines along the three axes, both ways (3 n^2 of them, no
     interpolation needed). For each: the largest density on it (a mesh at level L is hit iff it
@@ -170,7 +170,9 @@ def calibrate(density: torch.Tensor, spacing: float) -> Tuple[float, float]:
       a soft edge turn opaque at lower densities than a frontal surface's, which is why neither a fixed
       level nor Otsu's split of the densities fits every model;
     - inset: the median distance, over rays that hit, from where the density first reaches the level
-      to the mean depth of the renderer's weights.
+      to the mean depth of the renderer's weights;
+    - agreement: the share of rays that are opaque or hit on which the two agree (1 for crisp
+      surfaces; low for a fog, where no surface can look like the volume render).
     """
     d = density.double()
     rays = torch.cat([d.permute(1, 2, 0).reshape(-1, d.shape[0]), d.permute(0, 2, 1).reshape(-1, d.shape[1]),
@@ -189,17 +191,21 @@ def calibrate(density: torch.Tensor, spacing: float) -> Tuple[float, float]:
     hit_not_opaque = torch.cumsum(1 - op, 0)
     opaque_not_hit = op.sum() - torch.cumsum(op, 0)
     errors = hit_not_opaque + opaque_not_hit
-    if not bool(opaque.any()):
-        return float("inf"), 0.0
-    k = int(torch.argmin(errors))
     sorted_peak = peak[order]
+    # a level can only fall between distinct peaks: inside a run of equal peaks, no cut exists
+    tied = torch.cat([sorted_peak[1:] == sorted_peak[:-1], torch.tensor([False])])
+    errors = errors.masked_fill(tied, float("inf"))
+    if not bool(opaque.any()):
+        return float("inf"), 0.0, 1.0
+    k = int(torch.argmin(errors))
     upper = float(sorted_peak[k])
     lower = float(sorted_peak[k + 1]) if k + 1 < len(sorted_peak) else 0.0
     level = 0.5 * (upper + lower) if upper > lower else upper * 0.999
+    agreement = 1.0 - float(errors[k]) / float(((peak > level) | opaque).sum())
     # inset: first crossing of the level (linear between samples) versus the weights' mean depth
     hit = (peak > level) & (opacity > 0.9)
     if not bool(hit.any()):
-        return level, 0.0
+        return level, 0.0, agreement
     r, w = rays[hit], weights[hit]
     idx = torch.arange(r.shape[1], dtype=torch.float64)
     first = torch.argmax((r > level).double(), dim=1)
@@ -209,7 +215,7 @@ def calibrate(density: torch.Tensor, spacing: float) -> Tuple[float, float]:
     surface = (first.double() - 1 + frac.clamp(0, 1)) * spacing
     mean_depth = (w * idx).sum(1) / w.sum(1) * spacing
     inset = float(torch.median(mean_depth - surface).clamp(min=0.0))
-    return level, min(inset, 4 * spacing)
+    return level, min(inset, 4 * spacing), agreement
 
 
 def build_preview(G, field, grid: Optional[OccupancyGrid] = None, options: Optional[RenderOptions] = None,
@@ -231,7 +237,7 @@ def build_preview(G, field, grid: Optional[OccupancyGrid] = None, options: Optio
     lo, hi = _support_box(field)
     volume = DensityVolume(grid.density[0].numpy(), (tuple(lo.tolist()), tuple(hi.tolist())))
     spacing = float(volume.spacing.min())
-    level, inset = calibrate(grid.density[0], spacing)
+    level, inset, agreement = calibrate(grid.density[0], spacing)
     if preview.level != "auto":
         level = float(preview.level)
     if preview.color_inset != "auto":
@@ -243,7 +249,7 @@ def build_preview(G, field, grid: Optional[OccupancyGrid] = None, options: Optio
         stats.update(vertices=len(verts), faces=len(faces))
     except (NoSurfaceError, ValueError):  # nothing reaches the level (or an empty field): backdrop only
         stats.update(vertices=0, faces=0)
-    stats.update(level=level, inset=inset, setup_ms=(time.perf_counter() - t0) * 1e3)
+    stats.update(level=level, inset=inset, agreement=agreement, setup_ms=(time.perf_counter() - t0) * 1e3)
     return MeshPreview(field, opts, mesh, preview, stats)
 
 

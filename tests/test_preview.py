@@ -14,7 +14,7 @@ from trigan.core.accel import FastRenderer
 from trigan.core.cameras import Camera
 from trigan.core.generator import Generator
 from trigan.core.gl_offscreen import MeshRasterizer
-from trigan.core.preview import PreviewOptions, build_preview, preview_unavailable, world_to_clip
+from trigan.core.preview import PreviewOptions, build_preview, calibrate, preview_unavailable, world_to_clip
 
 from analytic_fields import CAMERAS, OPTS, RadialField, psnr, sphere
 from conftest import tiny_config
@@ -128,3 +128,18 @@ def test_batch_of_latents_is_refused_with_a_clear_error():
         field = G.field_from_ws(G.map_latents(G.latents([0, 1]), G.labels([0, 1], 2)))
     with pytest.raises(ValueError, match="one latent"):
         build_preview(G, field)
+
+
+def test_calibration_of_a_uniform_ball():
+    """A ball of constant density s0 with a sharp edge: any level in (0, s0) meets the silhouette, all
+    rays agree, and the renderer's weights lie 1/s0 behind the surface on average (continuous
+    limit; the quadrature at this spacing gives it within 10%)."""
+    n, spacing, s0 = 61, 0.01, 50.0
+    ax = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) * spacing
+    x, y, z = torch.meshgrid(ax, ax, ax, indexing="ij")
+    density = torch.where(x * x + y * y + z * z < 0.2 ** 2, s0, 0.0).float()
+    level, inset, agreement = calibrate(density, spacing)
+    assert 0 < level < s0
+    assert agreement > 0.98          # a few rays graze one voxel: hit, but less than half opaque
+    assert abs(inset - 1 / s0) < 0.1 / s0
+
