@@ -165,7 +165,6 @@ def test_real_batches_carry_depth_and_the_source_images_features(tmp_path, synth
     data, features = synth
     cfg, ds = _config(data, features)
     trainer = Trainer(cfg, tmp_path / "run", ds, ddp.DistInfo())
-    n = len(ds.names)
     for _ in range(3):                                                   # 24 items: both halves of the mirror
         real = trainer.next_real()
         assert real["img"].shape[1] == 4 and real["img"][:, 3].min() >= -1 and real["img"][:, 3].max() < 1
