@@ -33,6 +33,7 @@ from ..core.errors import TriganError
 from ..core.generator import Generator, one_hot
 from . import distributed as ddp
 from .augment import ROLE_FAKE, ROLE_REAL, augment_d_input, check_augment_config
+from .camera_losses import camera_regularizers, emd_multiplier
 from .conditioning import DatasetConditioning
 from .dataset import ImageDataset
 from .depth_adaptor import DepthAdaptor, normalize_depth, real_depth_to_unit, sample_choices, selection_probabilities
@@ -42,7 +43,7 @@ from .feature_store import DatasetFeatures, FeatureStore
 from .losses import (auto_gamma, blur_depth_channel, blur_images, blur_sigma, discriminator_loss, generator_loss,
                      r1_penalty)
 from .patches import extract_patches, min_patch_scale, patch_beta, sample_patches, uniform_min_scale
-from .randomness import PHASE_D, PHASE_G, PHASE_REG, SampleNoise, batch_generator, render_seed
+from .randomness import PHASE_CAMERA, PHASE_D, PHASE_G, PHASE_REG, SampleNoise, batch_generator, render_seed
 from .run_dir import RunWriter
 
 LATEST, BEST = "latest.ckpt", "best.ckpt"
@@ -342,6 +343,11 @@ class Trainer:
                   "camera": camera[sl].to(dev), "gpc_angles": gpc[sl].to(dev),
                   "patch": self._local_patch(patch),
                   "sample_indices": list(range(sl.start, sl.stop))}
+        if self.G.camera_generator is not None:
+            # 3DGP: G renders from its learned posterior of each prior camera (a deterministic function
+            # of the draws above; differentiable in the G phase, where G requires gradients).
+            inputs["prior_camera"] = inputs["camera"]
+            inputs["camera"] = self.G.camera_generator.posterior(inputs["camera"], inputs["z"], inputs["c"])
         probs = self.depth_probabilities(kimg)
         if probs is not None:
             # Which adaptor candidate each fake shows D, drawn after everything above.
@@ -408,7 +414,15 @@ class Trainer:
         fake = self.render_fakes(fake_in, PHASE_G)
         loss_G = generator_loss(self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
                                            augment=(PHASE_G, ROLE_FAKE)))
-        loss_G.backward()
+        total_G = loss_G
+        if self.G.camera_generator is not None:
+            # 3DGP's camera regularisers on a fresh batch of their own (training.camera_reg).
+            reg, reg_stats = camera_regularizers(self.G, cfg.training.camera_reg, self.cur_nimg / 1000,
+                                                 batch_generator(seed, self.step, PHASE_CAMERA),
+                                                 use_labels=self.c_dim > 0)
+            total_G = loss_G + reg
+            losses.update(reg_stats)
+        total_G.backward()
         self._step_optimizer(self.opt_G)
         losses["loss_G"] = loss_G.item()
 
@@ -478,6 +492,8 @@ class Trainer:
             out["patch_min_scale"] = uniform_min_scale(cfg.training.patch, kimg, self.min_scale)
         if cfg.model.mapping.camera_cond:
             out["gpc_spoof_p"] = gpc_spoof_p(cfg, kimg)
+        if self.G.camera_generator is not None:
+            out["camera_emd_multiplier"] = emd_multiplier(cfg.training.camera_reg, kimg)
         probs = self.depth_probabilities(kimg)
         if probs is not None:
             out["depth_raw_p"] = float(probs[0])   # chance D sees the unadapted depth

@@ -34,6 +34,7 @@ def mix_seed(*parts: int) -> int:
 
 # Phases of a step, each with its own stream.
 PHASE_G, PHASE_D, PHASE_REG = 1, 2, 3
+PHASE_CAMERA = 4   # the camera regularisers' own batch (3DGP's learned camera generator)
 
 
 def batch_generator(seed: int, step: int, phase: int) -> torch.Generator:
