@@ -203,3 +203,21 @@ def test_without_the_adaptor_d_sees_the_rendered_depth_normalised_by_the_ray_bou
     np.testing.assert_allclose(trainer.fake_depth(depth, None).flatten().numpy(), [-1.0, 0.0, 1.0], atol=1e-6)
     fake = trainer.render_fakes(trainer.fake_inputs(torch.Generator().manual_seed(0)), phase=2)
     assert fake.shape[1] == 4 and fake[:, 3].min() >= -1 - 1e-5 and fake[:, 3].max() <= 1 + 1e-5
+
+
+def test_3dgp_presets_enable_depth_and_imagenet_distillation_fails_at_once_without_features(tmp_path, synth):
+    import io
+    from contextlib import redirect_stderr
+    from trigan.cli.main import main
+    from trigan.core.config import load_config
+    demo, imagenet = load_config("3dgp_demo"), load_config("3dgp_imagenet256")
+    assert demo.discriminator.img_channels == 4 and demo.training.distill.weight == 0
+    assert imagenet.discriminator.img_channels == 4 and imagenet.discriminator.feat_predict_dim == 2048
+    assert imagenet.training.distill.weight == 1.0 and imagenet.training.distill.features is None
+    data, _ = synth
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["train", "--config", "3dgp_imagenet256", "--data", str(data), "--out", str(tmp_path / "runs"),
+                     "--device", "cpu", "discriminator.patch_resolution=16"])
+    assert code == 2 and err.getvalue().count("\n") == 1
+    assert "training.distill.weight=1.0 needs training.distill.features" in err.getvalue()

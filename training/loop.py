@@ -143,6 +143,10 @@ class Trainer:
         self.c_dim = cfg.model.c_dim if t.use_labels else 0
         self.log_every_step = log_every_step
         check_augment_config(t.augment)
+        # 3DGP: D sees depth as a 4th channel; distillation reads precomputed features of the real
+        # images. Both are checked before the networks are built, so a bad setup fails at once.
+        self.use_depth = self._check_depth(dataset)
+        self.features = self._open_features(dataset)
 
         torch.manual_seed(t.seed)
         self.G = Generator(cfg.model).to(self.device).train()
@@ -153,11 +157,8 @@ class Trainer:
         ddp.broadcast_module(info, self.G)
         ddp.broadcast_module(info, self.D)
         ddp.broadcast_module(info, self.G_ema)
-        # 3DGP: D sees depth as a 4th channel; the depth adaptor is on G's side (G's optimiser
-        # trains it); distillation reads precomputed features of the real images.
-        self.use_depth = self._check_depth(dataset)
+        # The depth adaptor is on G's side: G's optimiser trains it.
         self.depth_adaptor = self._make_depth_adaptor()
-        self.features = self._open_features(dataset)
         betas = tuple(t.betas)
         self.opt_G = torch.optim.Adam(self._g_parameters(), lr=t.g_lr, betas=betas, eps=t.eps)
         # Lazy regularisation: R1 runs every k steps with k times the weight; D's Adam is rescaled
