@@ -14,6 +14,11 @@ D's inputs are blurred with a sigma that fades out over the first `blur_fade_kim
 noise of the renderer anneals to zero over `nerf_noise_kimg_growth`; with generator pose
 conditioning (GPC) a fraction of fakes is conditioned on another sample's pose (annealed).
 
+3DGP's additions: with `discriminator.img_channels` 4, D sees depth beside RGB (real depth maps;
+for fakes the rendered depth through the depth adaptor, depth_adaptor.py), its depth channel
+blurred a second time while the blur fades; with `training.distill.weight` > 0, D's step also
+teaches its feature head the precomputed features of the real images (distillation.py).
+
 Every random draw is a function of (seed, step, phase, global sample index), see randomness.py:
 a run split over N processes equals the single-process run with the same global batch, and a
 resumed run equals an uninterrupted one.
