@@ -70,11 +70,18 @@ class MeshPreview:
         self.raster = MeshRasterizer(*mesh) if mesh is not None else None
 
     # ----------------------------------------------------------------------------------------------
-    def render(self, camera: Camera, resolution: Union[int, Tuple[int, int]], normals: bool = False,
-               white_background: Optional[bool] = None, **_ignored) -> RenderOutput:
-        """RenderOutput of the cameras' views ([B, C, H, W], B = len(camera)); one latent for all."""
+    def render(self, camera: Camera, resolution: Union[int, Tuple[int, int]],
+               options: Optional[RenderOptions] = None, normals: bool = False,
+               white_background: Optional[bool] = None) -> RenderOutput:
+        """RenderOutput of the cameras' views ([B, C, H, W], B = len(camera)); one latent for all.
+
+        `options`: the render options of this view when they differ from the build's, e.g. the ray
+        interval moved with the camera's distance (zoom); the mesh itself stays the build's (its
+        density shift and activation)."""
         h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
-        opts = self.options if white_background is None else replace(self.options, white_background=white_background)
+        opts = options if options is not None else self.options
+        if white_background is not None:
+            opts = replace(opts, white_background=white_background)
         outs = [self._render_one(camera[i], h, w, opts, normals) for i in range(len(camera))]
         cat = lambda key: torch.cat([getattr(o, key) for o in outs])  # noqa: E731
         return RenderOutput(rgb=cat("rgb"), depth=cat("depth"), opacity=cat("opacity"),

@@ -143,3 +143,16 @@ def test_calibration_of_a_uniform_ball():
     assert agreement > 0.98          # a few rays graze one voxel: hit, but less than half opaque
     assert abs(inset - 1 / s0) < 0.1 / s0
 
+
+
+@pytest.mark.parametrize("radius", [2.0, 3.0])
+def test_zoomed_out_view_with_its_own_ray_interval(radius):
+    """Zooming moves the ray interval with the camera (core.views.options_at_distance); the preview
+    built at the model's radius renders such a view like the exact path does."""
+    from trigan.core.views import options_at_distance
+    field = RadialField(sphere(rise=220.0))
+    preview = build_preview(None, field, options=OPTS)
+    cam = Camera.from_angles(0.3, 1.2, radius=radius, fov=30.0)
+    opts = options_at_distance(OPTS, radius, 1.0)
+    exact = FastRenderer(None, field, opts).render(cam, RES)
+    assert psnr(preview.render(cam, RES, options=opts).rgb, exact.rgb) >= 30

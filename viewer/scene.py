@@ -20,7 +20,6 @@ so zooming out never cuts the object off.
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import os
 import time
@@ -86,18 +85,12 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _preview_module():
-    """core.preview when it exists and works here, else (None, reason)."""
+    """core.preview when headless OpenGL works here, else (None, reason)."""
+    from trigan.core import preview
     try:
-        from trigan.core import preview
-    except ImportError as exc:
-        return None, f"core.preview is not available ({exc})"
-    reason = None
-    check = getattr(preview, "preview_unavailable", None)
-    if check is not None:
-        try:
-            reason = check()
-        except Exception as exc:   # a broken GL stack must not take the viewer down
-            reason = _one_line(exc)
+        reason = preview.preview_unavailable()
+    except Exception as exc:   # a broken GL stack must not take the viewer down
+        reason = _one_line(exc)
     return (None, reason) if reason else (preview, None)
 
 
@@ -226,15 +219,9 @@ class Scene:
             fast = self._fast(G, entry, 1.0)       # its occupancy grid probes the densities the mesh needs
             start = time.perf_counter()
             try:
-                build = self._preview.build_preview
-                kwargs = {}
-                params = inspect.signature(build).parameters
-                if "grid" in params:
-                    kwargs["grid"] = fast.grid
-                if "options" in params:
-                    kwargs["options"] = fast.options
                 with torch.no_grad():
-                    entry.preview = build(G, entry.field, **kwargs)
+                    entry.preview = self._preview.build_preview(G, entry.field, grid=fast.grid,
+                                                                options=fast.options)
             except Exception as exc:
                 entry.preview_problem = _one_line(exc)
             entry.setup_ms += (time.perf_counter() - start) * 1000
@@ -306,15 +293,8 @@ class Scene:
 
     @staticmethod
     def _render_preview(previewer, camera, res: int, opts, request: RenderRequest):
-        """core.preview's render with the options its signature accepts."""
-        wanted = {"normals": request.mode == "normals", "white_background": opts.white_background,
-                  "options": opts, "mode": request.mode}
-        try:
-            params = inspect.signature(previewer.render).parameters
-            kwargs = {k: v for k, v in wanted.items() if k in params}
-        except (TypeError, ValueError):
-            kwargs = {}
-        return previewer.render(camera, res, **kwargs)
+        """core.preview's render of this view (its ray interval follows the camera's distance)."""
+        return previewer.render(camera, res, options=opts, normals=request.mode == "normals")
 
     def clear(self) -> None:
         self._models.clear()
