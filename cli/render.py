@@ -89,7 +89,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--interp-steps", type=int, default=8, metavar="N",
                    help="interp: images per pair of seeds, both ends included (default: 8)")
     p.add_argument("--num-steps", type=int, metavar="N",
-                   help="samples per ray, coarse and fine each (default: the model's)")
+                   help="samples per ray, coarse and fine each, on the plain path (default: the accelerated "
+                        "path, which places its own samples)")
+    p.add_argument("--plain", action="store_true",
+                   help="render with the plain coarse + fine path (the reference; several times slower) "
+                        "instead of the accelerated exact path")
     p.add_argument("--batch", type=int, default=8, help="views rendered at once (default: 8)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -182,11 +186,11 @@ def item_name(cls: Optional[int], seed: int) -> str:
 
 def _view_renderer(G, args, bar):
     """The export set-up of this command (core.exports.ViewRenderer): --resolution, --output, --psi,
-    --truncation, --batch, --num-steps, with the progress bar counting views."""
+    --truncation, --batch, --num-steps, --plain, with the progress bar counting views."""
     from trigan.core.exports import ViewRenderer
     return ViewRenderer(G, resolution=args.resolution, output=args.output, psi=args.psi,
                         class_truncation=args.truncation == "class", batch=args.batch, num_steps=args.num_steps,
-                        on_views=bar.update)
+                        on_views=bar.update, plain=args.plain)
 
 
 def _traj(args, base, default: str):

@@ -106,6 +106,28 @@ def test_video_frames_match_still_images(ckpts, tmp_path, capsys):
     assert np.array_equal(frame0, png(tmp_path / "class000-seed0005.png"))
 
 
+def test_accelerated_frames_match_a_many_sample_reference_and_ignore_the_batch(ckpts, tmp_path, capsys):
+    """The default (accelerated exact path) renders what the plain path renders with many samples,
+    within quadrature error, at least as closely as the model's own 6 + 6 plain samples do; and a
+    view's pixels do not depend on which views shared its batch."""
+    common = ["--vis", "video", "--seeds", "2", "--trajectory", "front_circle", "--frames", "4",
+              "--format", "png", "--resolution", "32", "--quiet"]
+    runs = {"fast1": ["--batch", "1"], "fast4": ["--batch", "4"], "plain": ["--plain"],
+            "ref": ["--plain", "--num-steps", "256", "--batch", "1"]}
+    for name, extra in runs.items():
+        assert render(capsys, ckpts["cond"], "--out", tmp_path / name, *common, *extra)[0] == 0
+    folder = "class000-seed0002-front_circle"
+
+    def psnr(a, b):
+        return 10 * np.log10(255.0 ** 2 / max(((a - b) ** 2).mean(), 1e-12))
+    for i in range(4):
+        fast1, fast4, plain, ref = (png(tmp_path / n / folder / f"frame{i:06d}.png").astype(np.float64)
+                                    for n in runs)
+        assert np.array_equal(fast1, fast4)
+        assert psnr(fast1, ref) >= 35
+        assert psnr(fast1, ref) >= psnr(plain, ref) - 1
+
+
 def test_keyframe_video_and_interp_video(ckpts, tmp_path, capsys):
     keys = tmp_path / "path.json"
     keys.write_text(json.dumps([{"yaw": -0.5, "time": 0}, {"yaw": 0.5, "fov": 20, "radius": 1.2, "time": 0.5}]))
