@@ -28,6 +28,7 @@ from trigan.core.errors import TriganError
 from .display import display_problem
 
 REST_SECONDS = 0.15                 # camera and values unchanged this long -> the exact render
+ACTIVE_FPS, IDLE_FPS, IDLE_AFTER_S = 60.0, 15.0, 1.0
 CONTROLS_WIDTH, TASKS_WIDTH, STATUS_HEIGHT = 350, 440, 34
 # ImGui keys a window's saved position and size by its id, so the windows get fixed ids (far above
 # the ids DearPyGui hands out) and a layout file stays valid when widgets are added elsewhere.
@@ -81,6 +82,8 @@ class ViewerApp:
         self.frame_count = 0
         self._quit = False
         self._bugs_seen = set()
+        self._class_start = None          # (model path, class) whose start camera was asked for
+        self._last_input = time.monotonic()
 
     # -- settings --------------------------------------------------------------------------------------
     def _restored_values(self) -> ViewValues:
@@ -122,7 +125,24 @@ class ViewerApp:
 
     # -- actions the panels call --------------------------------------------------------------------------
     def update_view(self, **values) -> None:
+        old_class = self.view.class_index
         self.view = replace(self.view, **values)
+        if self.view.class_index != old_class and self.model_info is not None and self.view.class_index is not None:
+            # A 3DGP model's start camera depends on the class (its mean posterior camera): ask the
+            # worker for it; reset and double-click then return to that class's pose.
+            self._class_start = (self.model_info.path, self.view.class_index)
+            self.worker.open(*self._class_start)
+
+    def _poll_class_start(self) -> None:
+        if self._class_start is None or self.orbit is None:
+            return
+        info = self.worker.model_info(*self._class_start)
+        if info is None:
+            return
+        self._class_start = None
+        start = getattr(info, "start_orbit", None)
+        if start is not None and info.path == getattr(self.model_info, "path", None):
+            self.orbit.set_start(start, reset=False)
 
     def camera_input(self, move) -> None:
         """Apply a camera change (a callable on the OrbitController); bad numbers become a message."""
@@ -131,7 +151,7 @@ class ViewerApp:
         except (TriganError, ValueError) as exc:
             self.image.set_error(str(exc))
 
-    def open_model(self, source: str, latest: bool = False) -> None:
+    def open_model(self, source: str, latest: bool = False, keep_camera: bool = False) -> None:
         """Ask the worker to load a model (file or run directory); the panels update when it lands."""
         from trigan.core.model_io import resolve_model_path
         source = os.path.expanduser(str(source).strip())
@@ -142,15 +162,24 @@ class ViewerApp:
         except TriganError as exc:
             self.model_panel.set_message(str(exc))
             return
-        self._model_source = (target, source)
+        self._model_source = (target, source, keep_camera)
         self.worker.open(target)
         self.model_panel.show_loading(source)
+
+    def reload_model(self) -> None:
+        """Read the open checkpoint again (a training run replaced it) and re-render the view."""
+        if self.model_info is None:
+            return
+        self.worker.forget_info(self.model_info.path)
+        self.worker.refresh()
+        self._submitted = None
+        self.open_model(self.model_info.path, keep_camera=True)
 
     def _poll_model(self) -> None:
         if self._model_source is None:
             return
         from .render_worker import InfoError
-        target, source = self._model_source
+        target, source, keep_camera = self._model_source
         info = self.worker.model_info(target)
         if info is None:
             return
@@ -165,7 +194,7 @@ class ViewerApp:
         if self.orbit is None:
             self.orbit = OrbitController(info.start_orbit)
         else:
-            self.orbit.set_start(info.start_orbit, reset=True)
+            self.orbit.set_start(info.start_orbit, reset=not keep_camera)
         self.latent_panel.set_classes([info.class_names[i] if i < len(info.class_names) else f"class {i}"
                                        for i in range(info.c_dim)])
         self.render_panel.set_model(info)
@@ -248,6 +277,7 @@ class ViewerApp:
                 self.automation.poll(now)
             self.image.poll_input()
             self._poll_model()
+            self._poll_class_start()
             mark("input")
             self.camera_panel.tick()
             self.export_panel.tick(now)
@@ -268,11 +298,29 @@ class ViewerApp:
         mark("draw")
         self.frame_count += 1
         phases = {name: 1000.0 * (t - marks[i][1]) for i, (name, t) in enumerate(marks[1:])}
-        self.timing.gui_frame(1000.0 * (time.perf_counter() - start), rendering=self.worker.busy,
-                              exporting=self.export_panel.any_running(), training=self.training_panel.any_alive(),
+        # "Rendering" covers a whole drag: previews may finish between GUI frames, but the user is
+        # making the worker render all the time.
+        rendering = self.worker.busy or self.image.dragging
+        exporting = self.export_panel.any_running()
+        self.timing.gui_frame(1000.0 * (time.perf_counter() - start), rendering=rendering,
+                              exporting=exporting, training=self.training_panel.any_alive(),
                               now=now, phases=phases)
         if self.automation is not None:
             self.automation.write_state(now)
+        self._pace(start, busy=rendering or exporting or self._model_source is not None)
+
+    def _pace(self, start: float, busy: bool) -> None:
+        """At most ACTIVE_FPS frames a second, IDLE_FPS when nobody touches the window and nothing
+        runs: without vsync (a virtual display, some drivers) the loop would otherwise draw as fast
+        as it can and take a CPU core from the render worker and the exports."""
+        now = time.monotonic()
+        fps = ACTIVE_FPS if busy or now - self._last_input < IDLE_AFTER_S else IDLE_FPS
+        rest = 1.0 / fps - (time.perf_counter() - start)
+        if rest > 0:
+            time.sleep(rest)
+
+    def _input_seen(self, *args) -> None:
+        self._last_input = time.monotonic()
 
     # -- building and running -----------------------------------------------------------------------------
     def _build(self, size) -> None:
@@ -313,6 +361,11 @@ class ViewerApp:
                 with dpg.tab(label="Training", tag="tab_training"):
                     self.training_panel.build()
         self.status.build(window_id=WINDOW_IDS["status_window"])
+        with dpg.handler_registry():         # any mouse or key activity keeps the full frame rate
+            dpg.add_mouse_move_handler(callback=self._input_seen)
+            dpg.add_mouse_click_handler(callback=self._input_seen)
+            dpg.add_mouse_wheel_handler(callback=self._input_seen)
+            dpg.add_key_press_handler(callback=self._input_seen)
         for name, uuid in WINDOW_IDS.items():
             dpg.add_alias(name, uuid)
 

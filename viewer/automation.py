@@ -104,11 +104,13 @@ class Automation:
 
     # -- state ---------------------------------------------------------------------------------------
     def _rect(self, tag) -> Optional[List[Any]]:
+        """[x, y, w, h, visible] in viewport pixels (a window reports its position instead of a rect)."""
         if not dpg.does_item_exist(tag):
             return None
-        x, y = dpg.get_item_rect_min(tag)
-        w, h = dpg.get_item_rect_size(tag)
-        return [int(x), int(y), int(w), int(h), bool(dpg.is_item_visible(tag))]
+        state = dpg.get_item_state(tag)
+        x, y = state["rect_min"] if "rect_min" in state else dpg.get_item_pos(tag)
+        w, h = state.get("rect_size", (0, 0))
+        return [int(x), int(y), int(w), int(h), bool(state.get("visible", dpg.is_item_shown(tag)))]
 
     def state(self) -> Dict[str, Any]:
         app = self.app

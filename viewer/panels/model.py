@@ -34,6 +34,7 @@ class ModelPanel:
                    hint_text="training run folder")
         with dpg.group(horizontal=True):
             dpg.add_button(label="Open", tag="model_open", callback=lambda: self.open(dpg.get_value(CKPT_FIELD)))
+            dpg.add_button(label="Reload", tag="model_reload", callback=self.app.reload_model)
             dpg.add_checkbox(label="latest snapshot (runs; else best)", tag=LATEST, default_value=False)
         dpg.add_combo(items=list(s.recent_files), tag=RECENT, label="recent", width=-70,
                       callback=lambda sender, value: self.open(value))

@@ -17,6 +17,13 @@ HEIGHT = 34
 WARMUP_FRAMES = 30         # the first frames build fonts and GL state: not the steady frame time
 
 
+def _percentile(values, q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100.0 * (len(ordered) - 1))))]
+
+
 class Timing:
     """Rolling numbers over the last couple of seconds, plus the longest GUI frame seen while
     rendering, an export and a training run were all active (the app's responsiveness goal)."""
@@ -29,6 +36,8 @@ class Timing:
         self.max_gui_ms_rendering = 0.0
         self.slowest: Tuple[float, Dict[str, float]] = (0.0, {})    # the longest frame and where it went
         self.count = 0
+        self.busy_counts = {"frames": 0, "rendering": 0, "exporting": 0, "training": 0}
+        self.all_busy_ms: Deque[float] = collections.deque(maxlen=5000)
 
     def frame_arrived(self, quality: str, ms: float, now: Optional[float] = None) -> None:
         self.frames.append((now if now is not None else time.monotonic(), quality, float(ms)))
@@ -42,11 +51,16 @@ class Timing:
         self.gui.append((now, ms))
         if ms > self.slowest[0]:
             self.slowest = (ms, dict(phases or {}))
+        self.busy_counts["rendering"] += bool(rendering)
+        self.busy_counts["exporting"] += bool(exporting)
+        self.busy_counts["training"] += bool(training)
+        self.busy_counts["frames"] += 1
         if rendering:
             self.max_gui_ms_rendering = max(self.max_gui_ms_rendering, ms)
         if rendering and exporting and training:
             self.max_gui_ms_all_busy = max(self.max_gui_ms_all_busy, ms)
             self.frames_all_busy += 1
+            self.all_busy_ms.append(ms)
         cutoff = now - WINDOW_SECONDS
         while self.gui and self.gui[0][0] < cutoff:
             self.gui.popleft()
@@ -68,7 +82,10 @@ class Timing:
             "gui_ms_max": max(gui_ms) if gui_ms else 0.0,
             "max_gui_ms_all_busy": self.max_gui_ms_all_busy,
             "frames_all_busy": self.frames_all_busy,
+            "all_busy_ms_p50": _percentile(self.all_busy_ms, 50),
+            "all_busy_ms_p95": _percentile(self.all_busy_ms, 95),
             "max_gui_ms_rendering": self.max_gui_ms_rendering,
+            "busy_counts": dict(self.busy_counts),
             "slowest_frame_ms": self.slowest[0],
             "slowest_frame_phases": {k: round(v, 2) for k, v in self.slowest[1].items()},
         }

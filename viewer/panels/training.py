@@ -42,7 +42,7 @@ SYNTH_OUT, SYNTH_NUM, SYNTH_RES, SYNTH_CLASSES = "synth_out", "synth_num", "synt
 SYNTH_BUTTON = "synth_button"
 REMEMBERED = (DATA, PRESET, GAMMA, BATCH, RES, KIMG, OVERRIDES, SYNTH_OUT, SYNTH_NUM, SYNTH_RES, SYNTH_CLASSES)
 POLL_SECONDS = 1.0
-SAMPLE_SIDE = 384                      # the sample grid is shown at most this wide
+SAMPLE_SIDE = 380                      # the sample grid is shown this wide (the Tasks panel's width)
 
 
 @dataclass
@@ -261,19 +261,23 @@ class TrainingPanel:
             dpg.add_button(label="Resume", tag=RESUME, callback=self._resume_run)
             dpg.add_button(label="View latest", tag=LOAD_LATEST, callback=lambda: self._load("latest"))
             dpg.add_button(label="View best", tag=LOAD_BEST, callback=lambda: self._load("best"))
-        with dpg.plot(label="losses", tag=LOSS_PLOT, height=170, width=-1):
-            dpg.add_plot_legend()
-            dpg.add_plot_axis(dpg.mvXAxis, label="kimg", tag=LOSS_X)
-            dpg.add_plot_axis(dpg.mvYAxis, label="loss", tag=LOSS_Y)
-        with dpg.plot(label="metrics", tag=METRIC_PLOT, height=150, width=-1):
-            dpg.add_plot_legend()
-            dpg.add_plot_axis(dpg.mvXAxis, label="kimg", tag=METRIC_X)
-            dpg.add_plot_axis(dpg.mvYAxis, label="value", tag=METRIC_Y)
-        dpg.add_text("", tag=SAMPLE_TEXT, color=MUTED)
-        self._sample_array = np.zeros((8, 8, 4), np.float32)
-        self._sample_texture = dpg.add_raw_texture(8, 8, self._sample_array, format=dpg.mvFormat_Float_rgba,
-                                                   parent="view_textures")
-        dpg.add_image(self._sample_texture, tag=SAMPLE_IMAGE, width=8, height=8, show=False)
+        with dpg.tab_bar(tag="train_views"):
+            with dpg.tab(label="Losses", tag="train_tab_losses"):
+                with dpg.plot(tag=LOSS_PLOT, height=260, width=-1):
+                    dpg.add_plot_legend()
+                    dpg.add_plot_axis(dpg.mvXAxis, label="kimg", tag=LOSS_X)
+                    dpg.add_plot_axis(dpg.mvYAxis, label="loss", tag=LOSS_Y)
+            with dpg.tab(label="Metrics", tag="train_tab_metrics"):
+                with dpg.plot(tag=METRIC_PLOT, height=260, width=-1):
+                    dpg.add_plot_legend()
+                    dpg.add_plot_axis(dpg.mvXAxis, label="kimg", tag=METRIC_X)
+                    dpg.add_plot_axis(dpg.mvYAxis, label="value", tag=METRIC_Y)
+            with dpg.tab(label="Samples", tag="train_tab_samples"):
+                dpg.add_text("", tag=SAMPLE_TEXT, color=MUTED)
+                self._sample_array = np.zeros((8, 8, 4), np.float32)
+                self._sample_texture = dpg.add_raw_texture(8, 8, self._sample_array, format=dpg.mvFormat_Float_rgba,
+                                                           parent="view_textures")
+                dpg.add_image(self._sample_texture, tag=SAMPLE_IMAGE, width=8, height=8, show=False)
         self.restore(s)
         self._watch()
 
@@ -435,12 +439,10 @@ class TrainingPanel:
         ips = f"{r.images_per_sec:.1f}" if r.images_per_sec else "-"
         lines = [f"{r.name}: {r.phase}" + (f" ({r.owner})" if r.alive and r.owner else ""),
                  f"kimg {_kimg(r.kimg)} of {_kimg(r.total_kimg)}   images/s {ips}   ETA {_format_eta(r.eta_seconds)}"]
-        if r.message:
-            lines.append(r.message)
-        if losses:
-            lines.append("loss " + losses)
-        if metrics:
-            lines.append("metrics " + metrics)
+        lines.append("loss " + (losses or "-"))
+        lines.append("metrics " + (metrics or "-"))
+        # Always the same number of lines, so the buttons below do not jump while a run goes on.
+        lines.append(r.message or "")
         dpg.set_value(DETAILS, "\n".join(lines))
         dpg.configure_item(STOP, enabled=bool(r.alive))
         dpg.configure_item(RESUME, enabled=not r.alive)
@@ -487,7 +489,9 @@ class TrainingPanel:
             old = self._sample_texture
             self._sample_texture = dpg.add_raw_texture(w, h, self._sample_array, format=dpg.mvFormat_Float_rgba,
                                                        parent="view_textures")
-            dpg.configure_item(SAMPLE_IMAGE, texture_tag=self._sample_texture, width=w, height=h)
+            scale = SAMPLE_SIDE / max(w, h)        # small grids (16 px samples) are shown enlarged
+            dpg.configure_item(SAMPLE_IMAGE, texture_tag=self._sample_texture, width=int(w * scale),
+                               height=int(h * scale))
             self.app.image.retire_texture(old)
         else:
             np.copyto(self._sample_array, image)

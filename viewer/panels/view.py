@@ -32,6 +32,17 @@ _BUTTONS = ((dpg.mvMouseButton_Left, "left"), (dpg.mvMouseButton_Right, "right")
 _ERROR_COLOUR = (255, 110, 100)
 
 
+MAX_TEXTURE = 512
+
+
+def shrink_for_display(image: np.ndarray, limit: int) -> np.ndarray:
+    """Halve (2x2 box average) while the image is larger than `limit` and its sides are even."""
+    while max(image.shape[:2]) > limit and image.shape[0] % 2 == 0 and image.shape[1] % 2 == 0:
+        h, w = image.shape[:2]
+        image = image.reshape(h // 2, 2, w // 2, 2, image.shape[2]).mean(axis=(1, 3), dtype=np.float32)
+    return image
+
+
 class ImageView:
     """The "View" window: the texture, an info line and an error line; mouse/keys -> app.orbit."""
 
@@ -43,6 +54,7 @@ class ImageView:
         self._drag: Optional[Tuple[int, str, Tuple[float, float]]] = None   # (dpg button, name, last pos)
         self.display_size = (1, 1)                   # the image's size on screen, pixels
         self.wheel_steps_seen = 0
+        self._was_down = {}
 
     # -- building ------------------------------------------------------------------------------------
     def build(self, pos, size, window_id=0) -> None:
@@ -73,6 +85,10 @@ class ImageView:
 
     # -- per frame -----------------------------------------------------------------------------------
     def show_image(self, image: np.ndarray) -> None:
+        # DearPyGui uploads a raw texture on every GUI frame; a 1024^2 float texture costs tens of ms
+        # per frame in a software GL, and the view shows it at about 600 px anyway, so large frames
+        # are box-filtered down to at most MAX_TEXTURE (once per frame received, not per GUI frame).
+        image = shrink_for_display(image, max(MAX_TEXTURE, max(self.display_size)))
         if self._array is not None and self._array.shape == image.shape:
             np.copyto(self._array, image)
         else:
@@ -122,11 +138,13 @@ class ImageView:
             self._drag = None
             return
         hovered = dpg.is_item_hovered(IMAGE)
+        down = {button: dpg.is_mouse_button_down(button) for button, _ in _BUTTONS}
         if self._drag is None and hovered:
             for button, name in _BUTTONS:
-                if dpg.is_mouse_button_down(button):
+                if down[button] and not self._was_down.get(button):     # pressed here, not dragged in
                     self._drag = (button, name, tuple(dpg.get_mouse_pos(local=False)))
                     break
+        self._was_down = down
         if self._drag is not None:
             button, name, last = self._drag
             pos = tuple(dpg.get_mouse_pos(local=False))

@@ -1,0 +1,502 @@
+"""The desktop viewer as a person uses it: a real window on a virtual X server (Xvfb), real mouse and
+keyboard events (xdotool), screenshots of the screen (ImageMagick's `import`).
+
+The viewer runs as `trigan view` in its own process with --state-file (its camera, frames, jobs and
+runs as JSON, a few times a second) and --control-file (commands that set widget values, see
+docs/viewer.md). Mouse drags, the wheel, keys and button clicks are real X events aimed at the
+rectangles the state file reports; the expected camera changes come from the OrbitController's
+documented mapping, not from the app.
+
+Needs the programs Xvfb, xdotool and import (`apt-get install -y xvfb xdotool imagemagick`;
+.ci/run installs them). Run only these: `python -m pytest -m gui tests/test_viewer_gui.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trigan.viewer.orbit import KEY_ORBIT_STEP, ZOOM_STEP
+
+from train_helpers import TINY_TRAIN, write_tiny_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "assets" / "demo.ckpt"
+SCREEN = (1600, 1000)
+WINDOW_SIZE = (1400, 900)
+START_TIMEOUT = 240.0          # model load + first frame on a busy 2-core machine
+RESOLUTION = 128               # renders of the tests (the preview frame rate is measured at 256)
+
+
+def _need_programs():
+    missing = [p for p in ("Xvfb", "xdotool", "import") if shutil.which(p) is None]
+    if missing:
+        pytest.fail(f"GUI tests need {', '.join(missing)}: apt-get install -y xvfb xdotool imagemagick "
+                    "(or deselect them with -m 'not gui')", pytrace=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Without a display
+
+def test_view_without_display_exits_with_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "trigan.cli.main", "view"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no display" in lines[0] and "DISPLAY" in lines[0]
+    assert not (tmp_path / "trigan").exists() or not any((tmp_path / "trigan").iterdir())
+
+
+# --------------------------------------------------------------------------------------------------
+# A real window
+
+@pytest.fixture(scope="module")
+def xserver():
+    _need_programs()
+    for number in range(90, 140):
+        if not os.path.exists(f"/tmp/.X11-unix/X{number}") and not os.path.exists(f"/tmp/.X{number}-lock"):
+            break
+    display = f":{number}"
+    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from trigan.viewer.display import _x_server_answers
+    deadline = time.time() + 20
+    while _x_server_answers(display) is not None:
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"Xvfb {display} did not start", pytrace=False)
+        time.sleep(0.1)
+    yield display
+    proc.terminate()
+    proc.wait(10)
+
+
+class Viewer:
+    """A running `trigan view` process and the X display it draws on."""
+
+    def __init__(self, display: str, folder: Path, model=DEMO, extra_args=()):
+        self.display, self.folder = display, folder
+        self.state_path = folder / "state.json"
+        self.control_path = folder / "control.jsonl"
+        self.settings_path = folder / "config" / "viewer.json"
+        self.control_path.write_text("")
+        if self.state_path.exists():
+            self.state_path.unlink()
+        self.env = dict(os.environ, DISPLAY=display, XDG_CONFIG_HOME=str(folder / "config"))
+        self.log = open(folder / "viewer.log", "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "trigan.cli.main", "view", str(model), "--settings", str(self.settings_path),
+             "--state-file", str(self.state_path), "--control-file", str(self.control_path), *extra_args],
+            cwd=folder, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    # -- reading -------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the viewer exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
+        try:
+            return json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def log_text(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return (self.folder / "viewer.log").read_text()
+
+    def wait_for(self, predicate, timeout=60.0, what="condition") -> dict:
+        deadline = time.time() + timeout
+        while True:
+            s = self.state()
+            if s and predicate(s):
+                return s
+            if time.time() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; last state: "
+                                     f"{json.dumps({k: s.get(k) for k in ('orbit', 'frame', 'frame_error', 'view_error', 'jobs', 'training', 'errors', 'model_message')}, default=str)[:3000]}")
+            time.sleep(0.1)
+
+    def settled(self, timeout=START_TIMEOUT) -> dict:
+        """Wait until the exact frame of the current camera is on screen."""
+        def done(s):
+            f, o = s.get("frame"), s.get("orbit")
+            return (f and o and not s["worker_busy"] and f["quality"] == "exact"
+                    and abs(f["yaw"] - o["yaw"]) < 1e-9 and abs(f["radius"] - o["radius"]) < 1e-9)
+        return self.wait_for(done, timeout, "the exact frame of the current view")
+
+    # -- commands ------------------------------------------------------------------------------------
+    def send(self, **command) -> None:
+        before = self.state().get("commands_done", 0)
+        with open(self.control_path, "a") as f:
+            f.write(json.dumps(command) + "\n")
+        self.wait_for(lambda s: s.get("commands_done", 0) > before, 30, f"command {command}")
+
+    def set(self, tag: str, value) -> None:
+        self.send(set=tag, value=value)
+
+    def rect_of(self, tag: str):
+        """The widget's [x, y, w, h, visible], once it is visible and has stayed put for a moment
+        (text above it may still be reflowing)."""
+        self.send(watch=[tag])
+        deadline = time.time() + 30
+        last = None
+        while True:
+            s = self.wait_for(lambda s: (s.get("items") or {}).get(tag) and s["items"][tag][4], 30, f"{tag} visible")
+            rect = s["items"][tag]
+            if rect == last:
+                return rect
+            if time.time() > deadline:
+                raise AssertionError(f"{tag} keeps moving: {last} -> {rect}")
+            last = rect
+            time.sleep(0.5)
+
+    # -- X events ------------------------------------------------------------------------------------
+    def xdotool(self, *args) -> None:
+        subprocess.run(["xdotool", *[str(a) for a in args]], env=self.env, check=True, timeout=30)
+
+    def move(self, x, y) -> None:
+        self.xdotool("mousemove", int(x), int(y))
+
+    def click_item(self, tag: str) -> None:
+        x, y, w, h, _ = self.rect_of(tag)
+        self.move(x + w // 2, y + h // 2)
+        time.sleep(0.2)
+        self.xdotool("click", 1)
+        time.sleep(0.2)
+
+    def drag(self, start, delta, button=1, steps=8) -> None:
+        """Press, move in steps, release, pausing so that every position is seen by a GUI frame."""
+        x0, y0 = start
+        self.move(x0, y0)
+        time.sleep(0.3)
+        self.xdotool("mousedown", button)
+        time.sleep(0.3)
+        for i in range(1, steps + 1):
+            self.move(x0 + delta[0] * i / steps, y0 + delta[1] * i / steps)
+            time.sleep(0.08)
+        time.sleep(0.3)
+        self.xdotool("mouseup", button)
+        time.sleep(0.2)
+
+    def screenshot(self, path: Path) -> np.ndarray:
+        subprocess.run(["import", "-window", "root", str(path)], env=self.env, check=True, timeout=60)
+        from PIL import Image
+        return np.asarray(Image.open(path).convert("RGB")).astype(np.float32)
+
+    def close(self, timeout=60) -> int:
+        if self.proc.poll() is None:
+            with open(self.control_path, "a") as f:
+                f.write(json.dumps({"quit": True}) + "\n")
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait(10)
+        self.log.close()
+        return self.proc.returncode
+
+
+def image_center(s):
+    x, y, w, h = s["image_rect"]
+    return x + w // 2, y + h // 2
+
+
+def crop(shot: np.ndarray, rect) -> np.ndarray:
+    x, y, w, h = rect[:4]
+    return shot[y:y + h, x:x + w]
+
+
+def write_settings(folder: Path, **values) -> None:
+    from trigan.viewer.settings import ViewerSettings, save_settings
+    settings = ViewerSettings(**values)
+    save_settings(settings, folder / "config" / "viewer.json")
+
+
+@pytest.fixture(scope="module")
+def viewer(xserver, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("viewer")
+    write_settings(folder, resolution=RESOLUTION, window_x=0, window_y=0, window_width=WINDOW_SIZE[0],
+                   window_height=WINDOW_SIZE[1], last_export_folder=str(folder / "exports"),
+                   runs_folder=str(folder / "runs"))
+    v = Viewer(xserver, folder)
+    try:
+        v.wait_for(lambda s: s.get("model") is not None, START_TIMEOUT, "the demo model to load")
+        v.start_orbit = v.settled()["orbit"]
+        yield v
+    finally:
+        if v.proc.poll() is None:
+            code = v.close()
+            assert code == 0, v.log_text()[-3000:]
+
+
+# --------------------------------------------------------------------------------------------------
+# Tests against the running window
+
+@pytest.mark.gui
+def test_window_shows_the_rendered_object(viewer, tmp_path):
+    s = viewer.settled()
+    assert s["model"]["file"] == str(DEMO)
+    assert s["frame"]["resolution"] == RESOLUTION and s["frame_error"] is None
+    shot = viewer.screenshot(tmp_path / "window.png")
+    x, y, w, h = s["image_rect"]
+    assert w > 200 and h > 200                       # the image is scaled up to fill the view
+    image = crop(shot, s["image_rect"])
+    # The view window's own background, in a strip just left of the image.
+    background = shot[y + h // 4:y + 3 * h // 4, x - 6:x - 2].reshape(-1, 3).mean(0)
+    diff = np.abs(image - background).mean(axis=2)
+    assert (diff > 30).mean() > 0.5, "most of the image area should differ from the window background"
+    assert image.std() > 3, "a rendered object is not a flat colour"
+
+
+@pytest.mark.gui
+def test_left_drag_orbits_by_the_documented_angle(viewer, tmp_path):
+    s0 = viewer.settled()
+    before = crop(viewer.screenshot(tmp_path / "before.png"), s0["image_rect"])
+    x, y, w, h = s0["image_rect"]
+    dx, dy = 120, 40
+    viewer.drag(image_center(s0), (dx, dy))
+    s1 = viewer.settled()
+    k = math.pi / min(w, h)                         # OrbitController: pi across the shorter side
+    assert math.remainder(s1["orbit"]["yaw"] - s0["orbit"]["yaw"] - k * dx, 2 * math.pi) == pytest.approx(0, abs=1e-6)
+    assert s1["orbit"]["pitch"] - s0["orbit"]["pitch"] == pytest.approx(-k * dy, abs=1e-6)
+    after = crop(viewer.screenshot(tmp_path / "after.png"), s1["image_rect"])
+    assert np.abs(after - before).mean() > 2, "the picture changed with the camera"
+
+
+@pytest.mark.gui
+def test_drag_that_starts_outside_the_image_does_not_move_the_camera(viewer):
+    s0 = viewer.settled()
+    x, y, w, h = s0["image_rect"]
+    viewer.drag((x + w // 2, y - 12), (0, 80))           # from the info line above the image, onto it
+    time.sleep(0.5)
+    s1 = viewer.state()
+    assert s1["orbit"]["version"] == s0["orbit"]["version"]
+
+
+@pytest.mark.gui
+def test_wheel_zooms_and_double_click_resets(viewer):
+    s0 = viewer.settled()
+    r0 = s0["orbit"]["radius"]
+    viewer.move(*image_center(s0))
+    time.sleep(0.3)
+    for _ in range(3):
+        viewer.xdotool("click", 4)                   # wheel up: toward the object
+        time.sleep(0.15)
+    viewer.wait_for(lambda s: s["orbit"]["radius"] == pytest.approx(r0 * ZOOM_STEP ** -3, rel=1e-9), 10, "zoom in")
+    for _ in range(2):
+        viewer.xdotool("click", 5)
+        time.sleep(0.15)
+    viewer.wait_for(lambda s: s["orbit"]["radius"] == pytest.approx(r0 * ZOOM_STEP ** -1, rel=1e-9), 10, "zoom out")
+    viewer.xdotool("click", "--repeat", 2, "--delay", 80, 1)
+    s1 = viewer.wait_for(lambda s: _pose(s["orbit"]) == _pose(viewer.start_orbit), 10, "double-click reset")
+    assert s1["orbit"]["radius"] == viewer.start_orbit["radius"]
+
+
+def _pose(orbit):
+    return {k: v for k, v in orbit.items() if k != "version"}
+
+
+@pytest.mark.gui
+def test_right_drag_pans_and_keys_orbit(viewer):
+    s0 = viewer.settled()
+    viewer.drag(image_center(s0), (60, 0), button=3)
+    s1 = viewer.wait_for(lambda s: s["orbit"]["version"] > s0["orbit"]["version"], 10, "pan")
+    assert s1["orbit"]["yaw"] == pytest.approx(s0["orbit"]["yaw"])
+    assert s1["orbit"]["look_at"] != s0["orbit"]["look_at"]
+    viewer.move(*image_center(s1))
+    time.sleep(0.2)
+    viewer.xdotool("key", "Left")
+    s2 = viewer.wait_for(lambda s: s["orbit"]["version"] > s1["orbit"]["version"], 10, "arrow key")
+    assert math.remainder(s2["orbit"]["yaw"] - s1["orbit"]["yaw"] - KEY_ORBIT_STEP, 2 * math.pi) == pytest.approx(0, abs=1e-9)
+    viewer.xdotool("key", "r")
+    viewer.wait_for(lambda s: _pose(s["orbit"]) == _pose(viewer.start_orbit), 10, "R resets")
+
+
+@pytest.mark.gui
+def test_missing_checkpoint_is_one_line_before_any_window(xserver, tmp_path):
+    env = dict(os.environ, DISPLAY=xserver, XDG_CONFIG_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "trigan.cli.main", "view", str(tmp_path / "missing.ckpt")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "missing.ckpt" in lines[0] and "no such file" in lines[0]
+
+
+@pytest.mark.gui
+def test_screenshot_mesh_and_video_exported_through_the_panel(viewer, tmp_path):
+    import imageio_ffmpeg
+    import trimesh
+    from PIL import Image
+
+    from trigan.core.images import grid_shape
+    s0 = viewer.settled()
+    out = tmp_path / "exports"
+    viewer.send(tab="tab_export")
+    viewer.set("export_folder", str(out))
+    viewer.set("mesh_resolution", 48)
+    viewer.set("mesh_format", "ply")
+    viewer.set("video_frames", 6)
+    viewer.set("video_fps", 12)
+    viewer.set("video_resolution", 64)
+    viewer.set("video_seeds", "0-1")
+    for button in ("export_screenshot_button", "export_mesh_button", "export_video_button"):
+        viewer.click_item(button)                    # real clicks on the panel's buttons
+    s = viewer.wait_for(lambda s: len(s["jobs"]) >= 3 and all(j["state"] != "running" for j in s["jobs"]), 600,
+                        "the three export jobs")
+    jobs = {j["kind"]: j for j in s["jobs"]}
+    assert all(jobs[k]["state"] == "done" for k in ("screenshot", "mesh", "video")), jobs
+
+    # The screenshot is the frame on screen: the window's image area, scaled back down, matches it.
+    shot = np.asarray(Image.open(jobs["screenshot"]["output_path"]).convert("RGB")).astype(np.float32)
+    assert shot.shape == (RESOLUTION, RESOLUTION, 3)
+    screen = viewer.screenshot(tmp_path / "screen.png")
+    shown = Image.fromarray(crop(screen, s0["image_rect"]).astype(np.uint8)).resize((RESOLUTION, RESOLUTION),
+                                                                                      Image.BOX)
+    assert np.abs(np.asarray(shown, np.float32) - shot).mean() < 6
+
+    mesh = trimesh.load(jobs["mesh"]["output_path"], process=False)
+    assert len(mesh.vertices) > 100 and len(mesh.faces) > 100
+    assert mesh.visual.vertex_colors.shape == (len(mesh.vertices), 4)
+    assert np.abs(mesh.vertices).max() <= 0.4 + 1e-3            # inside the demo's scene box (cube_scale 0.4)
+
+    reader = imageio_ffmpeg.read_frames(jobs["video"]["output_path"])
+    meta = next(reader)
+    frames = list(reader)
+    rows, cols = grid_shape(2, 64)
+    assert len(frames) == 6 and meta["fps"] == pytest.approx(12)
+    assert tuple(meta["size"]) == (cols * 64, rows * 64)
+
+
+def _drag_for(viewer, seconds: float, start, step=3, span=40) -> None:
+    """Hold the left button and keep the mouse moving (a continuous orbit)."""
+    x0, y0 = start
+    viewer.move(x0, y0)
+    time.sleep(0.2)
+    viewer.xdotool("mousedown", 1)
+    end = time.time() + seconds
+    i = 0
+    while time.time() < end:
+        i += 1
+        viewer.move(x0 + (i % span) * step, y0)
+        time.sleep(0.05)
+    viewer.xdotool("mouseup", 1)
+
+
+@pytest.mark.gui
+def test_preview_frames_while_dragging_at_256(viewer):
+    viewer.set("render_resolution", 256)
+    s0 = viewer.settled()
+    _drag_for(viewer, 8.0, image_center(s0))
+    s = viewer.state()
+    t = s["timing"]
+    print(f"\npreview at 256^2 while dragging: {t['preview_fps']:.2f} frames/s, {t['preview_ms']:.0f} ms per "
+          f"preview frame (path {s['frame']['path_used']}); GUI frame {t['gui_ms']:.1f} ms mean, "
+          f"{t['gui_ms_max']:.0f} ms max over the last 2 s; load average {os.getloadavg()[0]:.1f}")
+    assert t["preview_fps"] > 0 and s["frame"]["quality"] == "preview" and s["frame"]["resolution"] == 256
+    s = viewer.settled()                               # at rest it refines to the exact render
+    assert s["frame"]["resolution"] == 256
+    viewer.set("render_resolution", RESOLUTION)
+    viewer.settled()
+
+
+@pytest.mark.gui
+def test_training_run_started_from_the_panel_reports_progress_and_stops_cleanly(viewer, tmp_path):
+    data = write_tiny_dataset(tmp_path / "tiny")
+    runs = tmp_path / "runs"
+    viewer.send(tab="tab_training")
+    viewer.set("train_data", str(data))
+    viewer.set("train_runs_folder", str(runs))
+    viewer.set("train_preset", "demo")
+    viewer.set("train_batch", 8)
+    viewer.set("train_kimg", 5.0)
+    viewer.set("train_overrides", " ".join(TINY_TRAIN))
+    viewer.click_item("train_start_button")
+    try:
+        _follow_training_run(viewer, runs, tmp_path / "exports")
+    finally:                                          # never leave a trainer behind, whatever failed
+        from trigan.viewer.run_monitor import list_runs, stop_run
+        for r in list_runs(runs):
+            if r.alive:
+                stop_run(r.path)
+
+
+def _follow_training_run(viewer, runs, exports):
+    from trigan.core.model_io import open_model
+    s = viewer.wait_for(lambda s: any(r["alive"] and (r["kimg"] or 0) > 0 for r in s["training"]["runs"])
+                        and "loss_G" in s["training"]["stats_keys"], 300, "the run to report progress")
+    run = next(r for r in s["training"]["runs"] if r["alive"])
+    assert s["training"]["selected"] == run["path"] and run["phase"] == "training"
+    assert run["total_kimg"] == pytest.approx(5.0) and run["images_per_sec"] > 0
+
+    # Everything at once: the run trains, a long video exports, the camera keeps moving (renders).
+    viewer.send(tab="tab_export")
+    viewer.set("export_folder", str(exports))
+    viewer.set("video_frames", 64)
+    viewer.set("video_resolution", 128)
+    viewer.set("video_seeds", "")
+    jobs_before = len(viewer.state()["jobs"])
+    viewer.click_item("export_video_button")
+    viewer.wait_for(lambda s: len(s["jobs"]) > jobs_before and s["jobs"][-1]["state"] == "running", 30,
+                    "the video job to start")
+    viewer.send(tab="tab_training")
+    _drag_for(viewer, 8.0, image_center(s))
+    t = viewer.state()["timing"]
+    print(f"\nGUI frames while rendering + exporting + training: longest {t['max_gui_ms_all_busy']:.0f} ms, "
+          f"median {t['all_busy_ms_p50']:.0f} ms, 95th percentile {t['all_busy_ms_p95']:.0f} ms over "
+          f"{t['frames_all_busy']} frames (slowest frame of the session: {t['slowest_frame_ms']:.0f} ms, "
+          f"{t['slowest_frame_phases']}); load average {os.getloadavg()[0]:.1f}")
+    assert t["frames_all_busy"] > 0
+    # The export's Cancel button stops it, leaving no file.
+    viewer.send(tab="tab_export")
+    viewer.click_item("export_jobs_0_cancel")        # the newest export is the first row
+    viewer.wait_for(lambda s: s["jobs"][-1]["state"] == "cancelled", 300, "the video job to cancel")
+    assert not list(exports.glob("*.mp4"))
+    viewer.send(tab="tab_training")
+
+    viewer.click_item("train_stop_button")
+    s = viewer.wait_for(lambda s: any(r["path"] == run["path"] and not r["alive"] and r["phase"] == "stopped"
+                                      for r in s["training"]["runs"]), 180, "the run to stop")
+    stopped = next(r for r in s["training"]["runs"] if r["path"] == run["path"])
+    assert 0 < stopped["kimg"] < 5.0
+    latest = Path(run["path"]) / "latest.ckpt"
+    assert open_model(latest).progress["kimg"] == pytest.approx(stopped["kimg"])
+    # ... and its latest snapshot opens in the view.
+    viewer.click_item("train_load_latest")
+    viewer.wait_for(lambda s: s["model"] and s["model"]["file"] == str(latest), 120, "the snapshot to load")
+    s = viewer.settled()
+    assert s["frame_error"] is None and s["frame"]["resolution"] == RESOLUTION
+
+
+@pytest.mark.gui
+def test_settings_and_window_layout_are_restored(viewer, xserver):
+    """Runs last: it closes the module's viewer and opens a second one on the same settings."""
+    viewer.set("latent_seed", 7)
+    viewer.set("latent_psi", 0.5)
+    x, y, w, h, _ = viewer.rect_of("tasks_window")
+    viewer.drag((x + 60, y + 8), (-40, 30))              # the Tasks window by its title bar
+    moved = viewer.rect_of("tasks_window")
+    assert (moved[0], moved[1]) == (x - 40, y + 30)
+    assert viewer.close() == 0
+    saved = json.loads(viewer.settings_path.read_text())
+    assert saved["seed"] == 7 and saved["psi"] == pytest.approx(0.5)
+    assert (viewer.settings_path.parent / "viewer_layout.ini").is_file()
+
+    again = Viewer(xserver, viewer.folder, model=saved["last_model"])
+    try:
+        s = again.wait_for(lambda s: s.get("model") is not None, START_TIMEOUT, "the model to load")
+        assert s["view"]["seed"] == 7 and s["view"]["psi"] == pytest.approx(0.5)
+        assert again.rect_of("tasks_window")[:2] == moved[:2]
+        assert again.rect_of("latent_seed")[4]
+    finally:
+        assert again.close() == 0
