@@ -36,7 +36,7 @@ examples:
 CKPT is a trigan .ckpt, an official EpiGRAF .pkl, or a training run directory (its best.ckpt by
 the run's metric, or with --latest its latest.ckpt).
 
---vis:  image       one PNG per (class, seed) from the --camera view (default: the model's mean pose)
+--vis:  image       one PNG per (class, seed) from the --camera view (default: the model's start view)
         image_grid  one PNG of all seeds (rows = classes for a conditional model)
         front_grid  per (class, seed): the first trajectory view large, the others small below it
                     (default trajectory: points)
@@ -49,8 +49,10 @@ the run's metric, or with --latest its latest.ckpt).
 --trajectory: front_circle (64 frames), points (3 views), wiggle (16), line (16) as EpiGRAF;
 orbit (64, a full turn), zoom (64, a dolly zoom), or a keyframe FILE.json: a list of
 {"yaw":, "pitch":, "fov":, "radius":, "time":} (radians, degrees, seconds), interpolated smoothly.
-Trajectories are built around the --camera pose (default: the model's mean pose, fov and radius).
-Angles: pitch is the polar angle from +Y (pi/2 = horizon); yaw 0 looks from +X. See docs/render.md.
+Trajectories are built around the --camera pose. Its defaults are the model's start view: the mean
+pose, fov and radius; for a 3DGP model (learned camera generator) its mean posterior camera, whose
+look-at point every view keeps. Angles: pitch is the polar angle from +Y (pi/2 = horizon); yaw 0
+looks from +X. See docs/render.md.
 
 Names: class003-seed0007.png, class003-seed0007-orbit.mp4 (no class part for an unconditional
 model), grid-class0-3-seed0-7.png, front-..., interp-...; -depth / -normals with --output.
@@ -85,7 +87,8 @@ def add_parser(subparsers) -> None:
                    help="mp4 quality 1..10, crf = (1 - q/10) * 51 (default: 8, crf 10)")
     p.add_argument("--output", choices=OUTPUTS, default="rgb", help="rgb (default), depth (near = white) or normals")
     p.add_argument("--camera", metavar="K=V,...",
-                   help="base view: yaw=..,pitch=.. (radians, pi allowed), fov=.. (degrees), radius=..")
+                   help="base view: yaw=..,pitch=.. (radians, pi allowed), fov=.. (degrees), radius=.. "
+                        "(each defaults to the model's start view)")
     p.add_argument("--interp-steps", type=int, default=8, metavar="N",
                    help="interp: images per pair of seeds, both ends included (default: 8)")
     p.add_argument("--num-steps", type=int, metavar="N",
@@ -200,7 +203,7 @@ def _traj(args, base, default: str):
 
 def _single_view(base):
     from trigan.core.trajectories import Trajectory
-    return Trajectory("view", base.yaw, base.pitch, base.fov, base.radius)
+    return Trajectory("view", base.yaw, base.pitch, base.fov, base.radius, base.look_at)
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -241,7 +244,8 @@ def run(args) -> int:
     G = model.G.eval()
     classes = _classes(G, args.classes, parsed["classes"])
     seeds = parsed["seeds"]
-    base = Pose.for_model(G.cfg.camera).with_values(**parsed["camera"])
+    # 3DGP models: the mean posterior camera over all classes (upstream's), one view for every class.
+    base = Pose.for_generator(G).with_values(**parsed["camera"])
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     fmt = args.format or ("mp4" if args.vis in VIS_VIDEOS else "png")

@@ -18,7 +18,9 @@ What is measured, and how it relates to upstream (EpiGRAF / 3DGP, built on Style
   `fid2k` and `kid2k` are accepted as aliases of the `_full` variants.
 * Fakes: z from a seeded torch.Generator, psi 1 (no truncation), labels and cameras from a
   `conditioning` callable (the trainer draws them from the dataset, as upstream does with
-  dist=custom) or from the model's prior; a pose-conditioned mapping sees the render angles.
+  dist=custom) or from the model's prior; a pose-conditioned mapping sees the drawn angles. A model
+  with a learned camera generator (3DGP) renders each fake from the posterior of its drawn camera
+  (`G.posterior_camera`), as 3DGP's metrics and training do; for other models that is the drawn camera.
   Unlike upstream (random synthesis noise) we use the constant noise buffers and the renderer's
   hashed jitter, so the same (G, seed) always gives the same number; the effect on FID is noise-level.
 * Covariances are unbiased (divide by N-1, as numpy.cov and TTUR's FID); StyleGAN divides by N. The
@@ -492,8 +494,9 @@ def sample_renders(G, num: int, batch_size: int = 16, conditioning: Optional[Con
                    **render_options):
     """Render `num` random fakes of G batch by batch, yielding RenderOutputs: z from a torch.Generator
     seeded by `seed` (CPU), labels and cameras from `conditioning(n, generator)` (default:
-    `prior_conditioning(G)`), drawn after each batch's z. Deterministic for (G, seed, batch_size).
-    G is in eval mode during the call and restored afterwards."""
+    `prior_conditioning(G)`), drawn after each batch's z; with a camera generator (3DGP) each drawn
+    camera is replaced by its posterior for the fake's z and label. Deterministic for (G, seed,
+    batch_size). G is in eval mode during the call and restored afterwards."""
     draw = conditioning if conditioning is not None else prior_conditioning(G)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     device = G.device
@@ -510,6 +513,9 @@ def sample_renders(G, num: int, batch_size: int = 16, conditioning: Optional[Con
                     c = c.to(device=device, dtype=torch.float32)
                 camera = camera.to(device)
                 ws = G.map_latents(z, c, psi, camera_angles=camera.angles)
+                # The mapping sees the drawn angles, as in training; the render uses the learned
+                # posterior of the drawn camera (the drawn camera itself without a camera generator).
+                camera = G.posterior_camera(z, c, camera)
                 field = G.field_from_ws(ws, noise_mode=noise_mode)
                 # The renderer's jitter is a hash of (seed, ray): give every batch its own seed.
                 render_seed = (int(seed) * 1000003 + start) & 0x7FFFFFFF

@@ -14,8 +14,9 @@ NFS is the mean over images.
 
 Fakes are rendered like 3DGP's: random z, psi 1, labels from `conditioning` (or uniformly random
 classes), and the camera at the model's frontal pose (the mean pose for dataset poses, else the
-prior's centre) with fov and look-at drawn from the prior. trigan has no learned camera adaptor, so the
-frontal camera is used as is.
+prior's centre) with fov and look-at drawn from the prior. A model with a learned camera generator
+(3DGP) renders from that camera's posterior (core.metrics.sample_renders does it), so its origin
+generally moves off frontal; other models render from the frontal camera as is.
 """
 
 from __future__ import annotations
@@ -107,8 +108,9 @@ def frontal_pose(G) -> Tuple[float, float]:
 
 
 def frontal_conditioning(G, labels_from: Optional[Conditioning] = None) -> Conditioning:
-    """Labels from `labels_from` (default: uniformly random classes); cameras at the frontal pose with
-    fov and look-at drawn from the model's prior, as 3DGP's NFS samples them."""
+    """Labels from `labels_from` (default: uniformly random classes); prior cameras at the frontal pose
+    with fov and look-at drawn from the model's prior, as 3DGP's NFS samples them (before its camera
+    generator, which sample_renders applies)."""
     yaw, pitch = frontal_pose(G)
     cam = G.cfg.camera
 

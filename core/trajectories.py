@@ -2,10 +2,14 @@
 dolly zoom, and keyframe files with smooth interpolation.
 
 A `Trajectory` is four arrays over frames: yaw and pitch (radians, trigan's convention: pitch is the
-polar angle from +Y, pi/2 the horizon; yaw 0 on +X), fov (full angle, degrees) and radius (distance to
-the look-at point). Every named trajectory is built around a base pose, the model's mean pose and
-default fov and radius unless the user sets them (`--camera`), and reproduces EpiGRAF's numbers
-(reference/epigraf.md 8.3) exactly when the base pose is the horizon-level (yaw 0, pitch pi/2):
+polar angle from +Y, pi/2 the horizon; yaw 0 on +X), fov (full angle, degrees) and radius (distance
+from the origin, which the camera orbits), plus one fixed look-at point (the origin for EpiGRAF
+models). Every named trajectory is built around a base pose: the model's start view
+(`Pose.for_generator`) unless the user sets its values (`--camera`). For EpiGRAF models that is the
+mean pose with the configured fov and radius; for 3DGP models (a learned camera generator) it is the
+mean posterior camera, fov, radius and look-at included, and the look-at stays there on every frame
+(reference/3dgp.md 9). The named trajectories reproduce EpiGRAF's numbers (reference/epigraf.md 8.3)
+exactly when the base pose is the horizon-level (yaw 0, pitch pi/2):
 
     front_circle  64 frames: yaw = y0 + 0.3 sin(2 pi t), pitch = p0 + 0.2 cos(2 pi t),
                   fov = f0 + 1.0 sin(2 pi t), t = linspace(0, 1, frames): first frame == last frame
@@ -35,7 +39,7 @@ import math
 import operator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -50,18 +54,45 @@ POSE_FIELDS = ("yaw", "pitch", "fov", "radius")
 
 @dataclass(frozen=True)
 class Pose:
-    """One camera: yaw and pitch in radians, fov in degrees (full angle), radius in world units."""
+    """One camera orbiting the origin: yaw and pitch in radians, fov in degrees (full angle), radius in
+    world units, and the point it looks at (kept as three numbers, so a Pose is a flat tuple of floats)."""
 
     yaw: float = 0.0
     pitch: float = math.pi / 2
     fov: float = 12.0
     radius: float = 1.0
+    look_at_x: float = 0.0
+    look_at_y: float = 0.0
+    look_at_z: float = 0.0
+
+    @property
+    def look_at(self) -> Tuple[float, float, float]:
+        return (self.look_at_x, self.look_at_y, self.look_at_z)
 
     @classmethod
     def for_model(cls, camera_cfg) -> "Pose":
-        """The model's mean pose with its default fov and radius (a `CameraConfig`)."""
+        """The configured view of a `CameraConfig`: its mean pose, fov and radius, looking at the origin."""
         mean = list(camera_cfg.mean_pose)
         return cls(float(mean[0]), float(mean[1]), float(camera_cfg.fov), float(camera_cfg.radius))
+
+    @classmethod
+    def for_generator(cls, G, class_index: Optional[int] = None) -> "Pose":
+        """The start view of a generator, shared by `trigan render`, the exports and the viewer.
+
+        Without a camera generator: `for_model(G.cfg.camera)`. With one (3DGP): the mean posterior
+        camera (`G.mean_camera`: the mean of every parameter over 1024 posterior cameras), over random
+        classes as 3DGP's inference does, or over `class_index`'s own samples for a conditional model."""
+        if getattr(G, "camera_generator", None) is None:
+            return cls.for_model(G.cfg.camera)
+        labels = G.labels([int(class_index)], 1) if class_index is not None and G.c_dim > 0 else None
+        return cls.from_camera(G.mean_camera(labels))
+
+    @classmethod
+    def from_camera(cls, camera: Camera, index: int = 0) -> "Pose":
+        """Camera `index` of a batch whose pivot is the origin (as every camera of a model is)."""
+        yaw, pitch = camera.angles[index, :2].tolist()
+        look_at = camera.look_at[index].tolist()
+        return cls(yaw, pitch, float(camera.fov[index]), float(camera.radius[index]), *look_at)
 
     def with_values(self, **values) -> "Pose":
         return replace(self, **{k: float(v) for k, v in values.items()})
@@ -76,8 +107,13 @@ class Trajectory:
     pitch: np.ndarray
     fov: np.ndarray
     radius: np.ndarray
+    look_at: Tuple[float, float, float] = (0.0, 0.0, 0.0)   # the same on every frame
 
     def __post_init__(self):
+        look_at = tuple(float(v) for v in self.look_at)
+        if len(look_at) != 3:
+            raise ValueError(f"trajectory {self.name}: look_at needs 3 numbers, got {len(look_at)}")
+        object.__setattr__(self, "look_at", look_at)
         arrays = [np.atleast_1d(np.asarray(getattr(self, k), dtype=np.float64)) for k in POSE_FIELDS]
         n = max(len(a) for a in arrays)
         for key, a in zip(POSE_FIELDS, arrays):
@@ -91,13 +127,13 @@ class Trajectory:
         return len(self.yaw)
 
     def pose(self, index: int) -> Pose:
-        return Pose(*(float(getattr(self, k)[index]) for k in POSE_FIELDS))
+        return Pose(*(float(getattr(self, k)[index]) for k in POSE_FIELDS), *self.look_at)
 
     def cameras(self, index: Optional[Sequence[int]] = None, device=None) -> Camera:
-        """The frames (all, or those listed) as a batch of cameras looking at the origin."""
+        """The frames (all, or those listed) as a batch of cameras orbiting the origin, looking at `look_at`."""
         idx = np.arange(len(self)) if index is None else np.asarray(index, dtype=np.int64)
         return Camera.from_angles(self.yaw[idx], self.pitch[idx], radius=self.radius[idx],
-                                  fov=self.fov[idx], batch=len(idx), device=device)
+                                  fov=self.fov[idx], look_at=self.look_at, batch=len(idx), device=device)
 
 
 def _frames(frames: Optional[int], name: str) -> int:
@@ -115,29 +151,31 @@ def front_circle(base: Pose, frames: Optional[int] = None, yaw_diff: float = 0.3
     t = np.linspace(0.0, 1.0, _frames(frames, "front_circle"))
     s, c = np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)
     return Trajectory("front_circle", base.yaw + yaw_diff * s, base.pitch + pitch_diff * c,
-                      base.fov + fov_diff * s, base.radius)
+                      base.fov + fov_diff * s, base.radius, base.look_at)
 
 
 def points(base: Pose, yaws: Sequence[float] = (0.0, -0.3, 0.3)) -> Trajectory:
-    return Trajectory("points", base.yaw + np.asarray(yaws, dtype=np.float64), base.pitch, base.fov, base.radius)
+    return Trajectory("points", base.yaw + np.asarray(yaws, dtype=np.float64), base.pitch, base.fov, base.radius,
+                      base.look_at)
 
 
 def wiggle(base: Pose, frames: Optional[int] = None, yaw_range: float = 1.57, pitch_diff: float = 0.5) -> Trajectory:
     n = _frames(frames, "wiggle")
     t = np.linspace(0.0, 1.0, n)
     return Trajectory("wiggle", base.yaw + np.linspace(-yaw_range, yaw_range, n),
-                      base.pitch + pitch_diff * np.cos(2 * np.pi * t), base.fov, base.radius)
+                      base.pitch + pitch_diff * np.cos(2 * np.pi * t), base.fov, base.radius, base.look_at)
 
 
 def line(base: Pose, frames: Optional[int] = None, yaw_range: float = 1.57, pitch: float = 0.835) -> Trajectory:
     n = _frames(frames, "line")
     return Trajectory("line", base.yaw + np.linspace(-yaw_range, yaw_range, n),
-                      base.pitch + (pitch - math.pi / 2), base.fov, base.radius)
+                      base.pitch + (pitch - math.pi / 2), base.fov, base.radius, base.look_at)
 
 
 def orbit(base: Pose, frames: Optional[int] = None) -> Trajectory:
     n = _frames(frames, "orbit")
-    return Trajectory("orbit", base.yaw + 2 * np.pi * np.arange(n) / n, base.pitch, base.fov, base.radius)
+    return Trajectory("orbit", base.yaw + 2 * np.pi * np.arange(n) / n, base.pitch, base.fov, base.radius,
+                      base.look_at)
 
 
 def zoom(base: Pose, frames: Optional[int] = None, factor: float = 2.0) -> Trajectory:
@@ -150,7 +188,7 @@ def zoom(base: Pose, frames: Optional[int] = None, factor: float = 2.0) -> Traje
     s = 1.0 + (factor - 1.0) * (1.0 - np.cos(2 * np.pi * t)) / 2
     half = math.tan(math.radians(base.fov) / 2)
     fov = np.degrees(2 * np.arctan(half / s))
-    return Trajectory("zoom", base.yaw, base.pitch, fov, base.radius * s)
+    return Trajectory("zoom", base.yaw, base.pitch, fov, base.radius * s, base.look_at)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -240,15 +278,17 @@ def parse_keyframes(data, source: str, base: Pose) -> tuple:
 
 
 def keyframe_trajectory(times: np.ndarray, values: np.ndarray, frames: Optional[int] = None,
-                        fps: float = 30.0, name: str = "keyframes") -> Trajectory:
-    """Frames sampled evenly over [first time, last time] from the keyframes' Hermite splines."""
+                        fps: float = 30.0, name: str = "keyframes",
+                        look_at: Tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Trajectory:
+    """Frames sampled evenly over [first time, last time] from the keyframes' Hermite splines, all
+    looking at `look_at`."""
     duration = float(times[-1] - times[0])
     n = max(1, int(round(duration * fps)) + 1) if frames is None else int(frames)
     if n < 1:
         raise TriganError(f"--frames {frames}: a trajectory needs at least one frame")
     query = np.linspace(times[0], times[-1], n) if n > 1 else np.asarray([times[0]])
     yaw, pitch, fov, radius = hermite_spline(times, values, query).T
-    return Trajectory(name, yaw, pitch, fov, radius)
+    return Trajectory(name, yaw, pitch, fov, radius, look_at)
 
 
 def load_keyframes(path, base: Pose, frames: Optional[int] = None, fps: float = 30.0) -> Trajectory:
@@ -262,7 +302,7 @@ def load_keyframes(path, base: Pose, frames: Optional[int] = None, fps: float = 
     except json.JSONDecodeError as exc:
         raise TriganError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     times, values = parse_keyframes(data, str(path), base)
-    return keyframe_trajectory(times, values, frames, fps, name=path.stem)
+    return keyframe_trajectory(times, values, frames, fps, name=path.stem, look_at=base.look_at)
 
 
 def make_trajectory(spec: str, base: Pose, frames: Optional[int] = None, fps: float = 30.0) -> Trajectory:

@@ -8,7 +8,10 @@ The training loop writes these into the run directory (the viewer's run monitor 
 
 A `SampleSet` fixes the latents, labels and cameras, and rendering uses the renderer's deterministic
 options and constant synthesis noise, so two grids of the same weights are identical and grids of
-successive snapshots differ only because the weights changed.
+successive snapshots differ only because the weights changed. For a model with a learned camera
+generator (3DGP) the fixed cameras are yaw offsets from its mean posterior camera (3DGP's canonical
+view, reference/3dgp.md 9), which is recomputed from the G being rendered: fov, radius, pitch and
+look-at follow the camera generator as it learns.
 
 Images arrive as the models make them (float [N, C, H, W] in [-1, 1]) and leave as uint8 [H, W, 3].
 Every file is written to a temporary name beside its target and renamed into place, so a viewer
@@ -66,11 +69,14 @@ class SampleSet:
 
     z: torch.Tensor              # [num, z_dim]
     labels: torch.Tensor         # [num, c_dim] one-hot ([num, 0] for an unconditional model)
-    camera_angles: torch.Tensor  # [num, 3] yaw, pitch, roll (trigan's convention)
+    camera_angles: torch.Tensor  # [num, 3] yaw, pitch, roll (trigan's convention); offsets if from_mean_camera
     radius: float
     fov: float
     rows: int
     cols: int
+    # 3DGP: camera_angles are added to G's mean posterior camera, whose radius, fov and look-at are
+    # used instead of `radius` and `fov` (taken from the G being rendered, not fixed at creation).
+    from_mean_camera: bool = False
 
     @property
     def num(self) -> int:
@@ -84,10 +90,11 @@ class SampleSet:
 
         z comes from a torch.Generator seeded with `seed`. `labels` (one-hot [num, c_dim]) default, for
         a conditional model, to one class per grid row (row r shows class r % c_dim). `camera_angles`
-        ([num, 3], e.g. poses drawn from the dataset) default to the model's mean pose with yaw
-        spread across the columns over [-pi/4, pi/4] around it, or around the full circle when the
-        model's camera prior is spherical_uniform. The layout is grid_shape(num, resolution) unless
-        `rows` / `cols` are given.
+        ([num, 3], e.g. poses drawn from the dataset; absolute, with the configured radius and fov)
+        default to the model's mean pose with yaw spread across the columns over [-pi/4, pi/4] around
+        it, or around the full circle when the model's camera prior is spherical_uniform; for a model
+        with a camera generator the same spread is around its mean posterior camera at render time.
+        The layout is grid_shape(num, resolution) unless `rows` / `cols` are given.
         """
         cfg = G.cfg
         if num < 1:
@@ -115,12 +122,16 @@ class SampleSet:
         else:
             labels = torch.zeros(num, 0)
 
+        from_mean_camera = False
         if camera_angles is not None:
             camera_angles = torch.as_tensor(camera_angles, dtype=torch.float32).detach().cpu()
             if camera_angles.shape != (num, 3):
                 raise ValueError(f"camera_angles must be [{num}, 3], got {tuple(camera_angles.shape)}")
         else:
-            mean = torch.tensor(list(cfg.camera.mean_pose), dtype=torch.float32)
+            from_mean_camera = getattr(G, "camera_generator", None) is not None
+            # 3DGP: offsets only; the mean posterior camera is added when rendering.
+            mean = (torch.zeros(3) if from_mean_camera
+                    else torch.tensor(list(cfg.camera.mean_pose), dtype=torch.float32))
             if cfg.camera.dist == "spherical_uniform":
                 offsets = 2 * math.pi * torch.arange(cols, dtype=torch.float32) / cols
             elif cols > 1:
@@ -129,19 +140,25 @@ class SampleSet:
                 offsets = torch.zeros(1)
             camera_angles = mean.expand(num, 3).clone()
             camera_angles[:, 0] += offsets[grid_cols]
-        return cls(z, labels, camera_angles, float(cfg.camera.radius), float(cfg.camera.fov), rows, cols)
+        return cls(z, labels, camera_angles, float(cfg.camera.radius), float(cfg.camera.fov), rows, cols,
+                   from_mean_camera)
 
     # ---------------------------------------------------------------------------------------------
-    def _cameras(self, angles: torch.Tensor, device) -> Camera:
-        return Camera.from_angles(angles[:, 0], angles[:, 1], radius=self.radius, fov=self.fov,
-                                  roll=angles[:, 2], batch=angles.shape[0], device=device)
+    def views(self, G) -> "SampleViews":
+        """The absolute cameras of the samples for G as it is now (for 3DGP: around its mean posterior)."""
+        if not self.from_mean_camera:
+            return SampleViews(self.camera_angles, self.radius, self.fov)
+        mean = G.mean_camera()
+        angles = self.camera_angles + mean.angles.detach().cpu()
+        return SampleViews(angles, float(mean.radius[0]), float(mean.fov[0]), tuple(mean.look_at[0].tolist()))
 
-    def _fields(self, G, indices: List[int], batch: int, psi: float) -> Iterator[Tuple[torch.Tensor, object]]:
+    def _fields(self, G, views: "SampleViews", indices: List[int], batch: int,
+                psi: float) -> Iterator[Tuple[torch.Tensor, object]]:
         """(sample indices, field) per batch: the mapping and the synthesis run once per latent."""
         dev = G.device
         for start in range(0, len(indices), batch):
             idx = torch.tensor(indices[start:start + batch])
-            angles = self.camera_angles[idx].to(dev)
+            angles = views.angles[idx].to(dev)
             # A pose-conditioned mapping (GPC) sees the sample's own camera, as in training.
             ws = G.map_latents(self.z[idx].to(dev), self.labels[idx].to(dev), psi=psi,
                                camera_angles=angles if G.cfg.mapping.camera_cond else None)
@@ -162,8 +179,9 @@ class SampleSet:
         """Every sample rendered by G at its own camera, as a uint8 grid [rows*res, cols*res, 3]."""
         resolution = G.cfg.img_resolution if resolution is None else int(resolution)
         with _eval_mode(G), torch.no_grad():
-            images = [self._render(G, field, self._cameras(self.camera_angles[idx], G.device), resolution)
-                      for idx, field in self._fields(G, list(range(self.num)), batch, psi)]
+            views = self.views(G)
+            images = [self._render(G, field, views.cameras(views.angles[idx], G.device), resolution)
+                      for idx, field in self._fields(G, views, list(range(self.num)), batch, psi)]
         rgb = self._with_blanks(torch.cat(images), self.rows * self.cols)
         return image_grid(rgb, self.rows, self.cols)
 
@@ -172,8 +190,8 @@ class SampleSet:
                            psi: float = 1.0) -> Path:
         """An mp4 of the first `max_samples` samples in a grid, each camera circling 360 degrees in yaw.
 
-        Pitch, radius and fov stay the sample's; frame t adds 2*pi*t/frames to its yaw, so the clip
-        loops without a repeated frame. Each latent's field is computed once and re-rendered per
+        Pitch, radius, fov and look-at stay the sample's; frame t adds 2*pi*t/frames to its yaw, so the
+        clip loops without a repeated frame. Each latent's field is computed once and re-rendered per
         frame. H.264 in yuv420p needs even sizes: the grid is padded with black to even width and
         height. Written atomically (temporary file, then rename).
         """
@@ -189,7 +207,8 @@ class SampleSet:
         path = Path(path)
         # keep_suffix: ffmpeg picks the container from the file name
         with _eval_mode(G), torch.no_grad(), atomic_path(path, keep_suffix=True) as tmp:
-            fields = list(self._fields(G, list(range(n)), batch, psi))
+            views = self.views(G)
+            fields = list(self._fields(G, views, list(range(n)), batch, psi))
             writer = imageio_ffmpeg.write_frames(
                 str(tmp), (width + pad_w, height + pad_h), pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
                 fps=fps, codec="libx264", quality=7, macro_block_size=2, ffmpeg_log_level="error",
@@ -199,9 +218,9 @@ class SampleSet:
                 for t in range(frames):
                     images = []
                     for idx, field in fields:
-                        angles = self.camera_angles[idx].clone()
+                        angles = views.angles[idx].clone()
                         angles[:, 0] += 2 * math.pi * t / frames
-                        images.append(self._render(G, field, self._cameras(angles, G.device), resolution))
+                        images.append(self._render(G, field, views.cameras(angles, G.device), resolution))
                     grid = image_grid(self._with_blanks(torch.cat(images), rows * cols), rows, cols)
                     if pad_h or pad_w:
                         grid = np.pad(grid, ((0, pad_h), (0, pad_w), (0, 0)))
@@ -212,6 +231,21 @@ class SampleSet:
             finally:
                 writer.close()  # no-op after a normal close; stops ffmpeg after an error
         return path
+
+
+@dataclass
+class SampleViews:
+    """The cameras a SampleSet is rendered from: absolute angles [num, 3] (CPU) and the shared radius,
+    fov and look-at point."""
+
+    angles: torch.Tensor
+    radius: float
+    fov: float
+    look_at: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def cameras(self, angles: torch.Tensor, device) -> Camera:
+        return Camera.from_angles(angles[:, 0], angles[:, 1], radius=self.radius, fov=self.fov,
+                                  look_at=self.look_at, roll=angles[:, 2], batch=angles.shape[0], device=device)
 
 
 class _eval_mode:

@@ -142,11 +142,11 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
     """A video of one seed, or of several seeds tiled in a grid, along a trajectory.
 
     trajectory: a core.trajectories name (front_circle, points, wiggle, line, orbit, zoom) or a
-    keyframe FILE.json, built around `base_pose` (yaw/pitch/fov/radius overrides of the model's mean
-    pose, e.g. the viewer's current camera). fmt: mp4, gif or png (a folder of frames); by default
-    from the path's suffix (mp4 without one). Renders like `trigan render --vis video[_grid]`; with
-    the same `batch` (that command's --batch, default 8) the frames are identical, since the hashed
-    sample jitter of a view depends on its place in its batch."""
+    keyframe FILE.json, built around `base_pose` (yaw/pitch/fov/radius overrides of the model's start
+    view, core.trajectories.Pose.for_generator, e.g. the viewer's current camera). fmt: mp4, gif or
+    png (a folder of frames); by default from the path's suffix (mp4 without one). Renders like
+    `trigan render --vis video[_grid]`; with the same `batch` (that command's --batch, default 8) the
+    frames are identical, since the hashed sample jitter of a view depends on its place in its batch."""
     import math
 
     import torch
@@ -178,7 +178,7 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
         job.check()
     G = model.G.eval()
     cls = _class(G, class_index)
-    base = Pose.for_model(G.cfg.camera).with_values(**(base_pose or {}))
+    base = Pose.for_generator(G).with_values(**(base_pose or {}))   # the start view `trigan render` uses
     traj = make_trajectory(trajectory, base, frames, fps)
     total = len(traj) * len(seeds)
     done = [0]

@@ -122,19 +122,16 @@ class OrbitState:
         """The model's start pose: its mean pose, fov and radius (cfg: a ModelConfig or a Config).
 
         With the generator G (called from the render worker, never the GUI thread): a model with a
-        learned camera generator (3DGP) starts at its mean posterior camera for the class."""
+        learned camera generator (3DGP) starts at its mean posterior camera for the class
+        (core.trajectories.Pose.for_generator; `trigan render` takes the mean over all classes)."""
         cfg = getattr(cfg, "model", cfg)
         cam = cfg.camera
         state = cls(yaw=float(cam.mean_pose[0]), pitch=float(cam.mean_pose[1]), radius=float(cam.radius),
                     fov=float(cam.fov))
-        if G is not None and getattr(G, "camera_generator", None) is not None and hasattr(G, "posterior_camera"):
-            import torch
-            with torch.no_grad():
-                c = None
-                if G.c_dim > 0 and class_index is not None:
-                    c = G.labels([int(class_index)], 1)
-                camera = G.posterior_camera(torch.zeros(1, G.z_dim, device=G.device), c, mean=True)
-            state = cls.from_camera(camera)
+        if G is not None and getattr(G, "camera_generator", None) is not None:
+            from trigan.core.trajectories import Pose
+            pose = Pose.for_generator(G, class_index)
+            state = cls(yaw=pose.yaw, pitch=pose.pitch, radius=pose.radius, fov=pose.fov, look_at=pose.look_at)
         return state
 
     @classmethod
