@@ -19,7 +19,20 @@ CKPT_FIELD = "model_path"
 LATEST = "model_latest"
 RECENT = "model_recent"
 SUMMARY = "model_summary"
+HEADLINE = "model_headline"
 MESSAGE = "model_message"
+
+
+def headline(summary: dict) -> str:
+    """One line: name, image size, classes, parameters, training progress."""
+    classes = summary["classes"]
+    text = (f"{summary['name']} ({summary['family']}), {summary['image_resolution']}^2, "
+            + (f"{classes} classes" if classes else "unconditional")
+            + f", {summary['parameters']['total'] / 1e6:.2f}M parameters")
+    kimg = (summary.get("progress") or {}).get("kimg")
+    if isinstance(kimg, (int, float)):
+        text += f", {kimg:g} kimg"
+    return text
 
 
 class ModelPanel:
@@ -35,12 +48,14 @@ class ModelPanel:
         with dpg.group(horizontal=True):
             dpg.add_button(label="Open", tag="model_open", callback=lambda: self.open(dpg.get_value(CKPT_FIELD)))
             dpg.add_button(label="Reload", tag="model_reload", callback=self.app.reload_model)
-            dpg.add_checkbox(label="latest snapshot (runs; else best)", tag=LATEST, default_value=False)
-        dpg.add_combo(items=list(s.recent_files), tag=RECENT, label="recent", width=-70,
+
+        dpg.add_checkbox(label="run folders: open the latest snapshot, not the best", tag=LATEST, default_value=False)
+        dpg.add_combo(items=list(s.recent_files), tag=RECENT, label="recent", width=-80,
                       callback=lambda sender, value: self.open(value))
         dpg.add_text("", tag=MESSAGE, wrap=0, color=BAD)
-        dpg.add_text("no model", tag=SUMMARY, wrap=0, color=MUTED)
-        hint("The model loads in the background; the view keeps running meanwhile.")
+        dpg.add_text("no model", tag=HEADLINE, wrap=0)
+        with dpg.tree_node(label="summary", tag="model_summary_node", default_open=False):
+            dpg.add_text("", tag=SUMMARY, wrap=0, color=MUTED)
 
     def open(self, path: str) -> None:
         path = (path or "").strip()
@@ -55,7 +70,7 @@ class ModelPanel:
 
     def show_loading(self, source: str) -> None:
         self.set_message("")
-        dpg.set_value(SUMMARY, f"loading {source} ...")
+        dpg.set_value(HEADLINE, f"loading {source} ... (the view keeps running)")
 
     def show_info(self, info, recent: List[str]) -> None:
         """info: the worker's scene.ModelInfo."""
@@ -64,5 +79,6 @@ class ModelPanel:
         source = info.path if info.path == info.file else f"{info.path} -> {info.file}"
         dpg.set_value(SUMMARY, format_summary(info.summary, f"{source} ({info.summary.get('format', 'model')})")
                       + f"\n  device       {info.device}")
+        dpg.set_value(HEADLINE, headline(info.summary) + f", on {info.device}")
         dpg.configure_item(RECENT, items=list(recent))
         dpg.set_value(RECENT, "")
