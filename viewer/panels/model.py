@@ -49,7 +49,7 @@ class ModelPanel:
             dpg.add_button(label="Open", tag="model_open", callback=lambda: self.open(dpg.get_value(CKPT_FIELD)))
             dpg.add_button(label="Reload", tag="model_reload", callback=self.app.reload_model)
 
-        dpg.add_checkbox(label="run folders: open the latest snapshot, not the best", tag=LATEST, default_value=False)
+        dpg.add_checkbox(label="latest snapshot for run folders", tag=LATEST, default_value=False)
         dpg.add_combo(items=list(s.recent_files), tag=RECENT, label="recent", width=-80,
                       callback=lambda sender, value: self.open(value))
         dpg.add_text("", tag=MESSAGE, wrap=0, color=BAD)

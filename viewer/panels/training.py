@@ -11,10 +11,6 @@ GUI thread only copies the poller's latest snapshot into widgets.
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -151,47 +147,6 @@ class RunPoller:
                 self.launches.remove(proc)
                 tail = [line for line in run_monitor.log_tail(proc.log_path, 5) if line.strip()]
                 snap.launch_error = f"trigan train exited ({code}): {tail[-1] if tail else 'no output'}"
-
-
-_PROGRESS = re.compile(rb"(\d+)/(\d+)")
-
-
-def synth_dataset(out: str, num: int, resolution: int, classes: int, seed: int = 0, job=None) -> Path:
-    """A job function: `trigan dataset synth` in a child process (its numpy work then never competes
-    with the GUI for the interpreter lock), progress read from its progress bar, cancel = Ctrl-C to
-    the child, which removes its partial output (the zip is written atomically)."""
-    cmd = [sys.executable, "-m", "trigan.cli.main", "dataset", "synth", str(out), "--num", str(int(num)),
-           "--resolution", str(int(resolution)), "--classes", str(int(classes)), "--seed", str(int(seed))]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    os.set_blocking(proc.stderr.fileno(), False)
-    tail = b""
-    try:
-        while proc.poll() is None:
-            if job is not None and job.should_cancel():
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                from ..jobs import JobCancelled
-                raise JobCancelled()
-            chunk = proc.stderr.read() or b""
-            tail = (tail + chunk)[-4096:]
-            found = _PROGRESS.findall(tail)
-            if found and job is not None:
-                done, total = (int(v) for v in found[-1])
-                job.report(done / max(1, total), f"{done}/{total} images")
-            time.sleep(0.2)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    tail += proc.stderr.read() or b""
-    if proc.returncode != 0:
-        lines = [line for line in tail.decode(errors="replace").replace("\r", "\n").splitlines() if line.strip()]
-        raise TriganError(lines[-1] if lines else f"trigan dataset synth exited with {proc.returncode}")
-    return Path(out)
 
 
 def _kimg(value) -> str:
@@ -383,9 +338,11 @@ class TrainingPanel:
         if os.path.exists(out):
             return self._message(f"{out} exists; pick another name (nothing is overwritten)", ok=False)
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        num = int(dpg.get_value(SYNTH_NUM))
-        job = self.app.jobs.start("dataset", f"dataset {os.path.basename(out)} ({num} images)", synth_dataset, out,
-                                  num, int(dpg.get_value(SYNTH_RES)), int(dpg.get_value(SYNTH_CLASSES)))
+        try:
+            job = self.app.jobs.start_synth_dataset(out, int(dpg.get_value(SYNTH_NUM)), int(dpg.get_value(SYNTH_RES)),
+                                                    int(dpg.get_value(SYNTH_CLASSES)))
+        except TriganError as exc:
+            return self._message(str(exc), ok=False)
         self.synth_jobs.append(job)
         self._synth_target = (job, out)
 
