@@ -187,14 +187,22 @@ def _wait_for(predicate, timeout, what):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_cleanly_with_a_checkpoint_and_resume_finishes(tmp_path, data):
+@pytest.mark.parametrize("target", ["process", "group"])
+def test_sigterm_stops_cleanly_with_a_checkpoint_and_resume_finishes(tmp_path, data, target):
+    """SIGTERM to the trainer, or to its whole process group with data-loading workers running (what
+    Ctrl-C in a terminal and SLURM's scancel do), stops after the step with a checkpoint."""
     out = tmp_path / "runs"
+    workers = ["training.num_workers=1"] if target == "group" else []
     proc = subprocess.Popen(_cli("--data", str(data), "--out", str(out), "--kimg", "100", "--device", "cpu",
-                                 *TINY_TRAIN), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                 *TINY_TRAIN, *workers), env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         _wait_for(lambda: out.exists() and any(out.iterdir()) and
                   (_only_run(out) / "stats.jsonl").exists(), 120, "the first tick")
-        proc.send_signal(signal.SIGTERM)
+        if target == "group":
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()

@@ -123,6 +123,15 @@ def _one_hot_labels(labels: torch.Tensor, c_dim: int, device) -> torch.Tensor:
 
 # -------------------------------------------------------------------------------------------------
 
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """In data-loading workers: leave SIGTERM and SIGINT to the training process. Ctrl-C in a terminal
+    and SLURM's scancel signal the whole process group; a worker that died of it would make the
+    trainer fail with a DataLoader error instead of stopping cleanly with a checkpoint."""
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Trainer:
     """Owns G, D, G_ema, their optimisers and the training state of one run."""
 
@@ -311,7 +320,8 @@ class Trainer:
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=self.batch_gpu, sampler=sampler, num_workers=t.num_workers,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
-            prefetch_factor=2 if t.num_workers > 0 else None)
+            prefetch_factor=2 if t.num_workers > 0 else None,
+            worker_init_fn=_ignore_stop_signals if t.num_workers > 0 else None)
         return iter(loader)
 
     def next_real(self) -> dict:
