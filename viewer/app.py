@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -34,6 +35,29 @@ CONTROLS_WIDTH, TASKS_WIDTH, STATUS_HEIGHT = 350, 440, 34
 # the ids DearPyGui hands out) and a layout file stays valid when widgets are added elsewhere.
 WINDOW_IDS = {"controls_window": 7_000_001, "view_window": 7_000_002, "tasks_window": 7_000_003,
               "status_window": 7_000_004}
+
+
+BACKGROUND_NICE = 5                 # how much lower the render worker and job threads run than the GUI
+
+
+def lower_thread_priority(step: int = BACKGROUND_NICE) -> None:
+    """Let the calling thread give way to the GUI thread when the CPU is busy (Linux keeps a nice
+    value per thread, and threads it starts inherit it, torch's worker threads included). Lowering
+    one's own priority needs no privileges; elsewhere, or if refused, nothing changes."""
+    if not sys.platform.startswith("linux") or os.environ.get("TRIGAN_VIEW_NO_NICE"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except (OSError, AttributeError):
+        pass
+
+
+def _at_lower_priority(fn):
+    def run(*args, **kwargs):
+        lower_thread_priority()
+        return fn(*args, **kwargs)
+    return run
 
 
 def demo_checkpoint() -> Path:
@@ -379,9 +403,17 @@ class ViewerApp:
         from .render_worker import RenderWorker
         from .scene import Scene
         from .jobs import JobRunner
+
+        class BackgroundJobs(JobRunner):
+            """Job threads start by lowering their own priority (see lower_thread_priority)."""
+
+            def start(self, kind, label, fn, *args, **kwargs):
+                return super().start(kind, label, _at_lower_priority(fn), *args, **kwargs)
+
         device = self.device
-        self.worker = RenderWorker(scene_factory=lambda: Scene(device=device))
-        self.jobs = JobRunner(device=device)
+        # The factory runs in the worker's thread: it lowers that thread's priority, then builds the scene.
+        self.worker = RenderWorker(scene_factory=_at_lower_priority(lambda: Scene(device=device)))
+        self.jobs = BackgroundJobs(device=device)
         dpg.create_context()
         try:
             layout = self.layout_file()

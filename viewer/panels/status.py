@@ -38,6 +38,7 @@ class Timing:
         self.count = 0
         self.busy_counts = {"frames": 0, "rendering": 0, "exporting": 0, "training": 0}
         self.all_busy_ms: Deque[float] = collections.deque(maxlen=5000)
+        self.slowest_all_busy_phases: Dict[str, float] = {}
 
     def frame_arrived(self, quality: str, ms: float, now: Optional[float] = None) -> None:
         self.frames.append((now if now is not None else time.monotonic(), quality, float(ms)))
@@ -58,7 +59,9 @@ class Timing:
         if rendering:
             self.max_gui_ms_rendering = max(self.max_gui_ms_rendering, ms)
         if rendering and exporting and training:
-            self.max_gui_ms_all_busy = max(self.max_gui_ms_all_busy, ms)
+            if ms > self.max_gui_ms_all_busy:
+                self.max_gui_ms_all_busy = ms
+                self.slowest_all_busy_phases = dict(phases or {})
             self.frames_all_busy += 1
             self.all_busy_ms.append(ms)
         cutoff = now - WINDOW_SECONDS
@@ -84,6 +87,7 @@ class Timing:
             "frames_all_busy": self.frames_all_busy,
             "all_busy_ms_p50": _percentile(self.all_busy_ms, 50),
             "all_busy_ms_p95": _percentile(self.all_busy_ms, 95),
+            "slowest_all_busy_phases": {k: round(v, 2) for k, v in self.slowest_all_busy_phases.items()},
             "max_gui_ms_rendering": self.max_gui_ms_rendering,
             "busy_counts": dict(self.busy_counts),
             "slowest_frame_ms": self.slowest[0],

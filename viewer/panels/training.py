@@ -11,6 +11,7 @@ GUI thread only copies the poller's latest snapshot into widgets.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -147,6 +148,21 @@ class RunPoller:
                 self.launches.remove(proc)
                 tail = [line for line in run_monitor.log_tail(proc.log_path, 5) if line.strip()]
                 snap.launch_error = f"trigan train exited ({code}): {tail[-1] if tail else 'no output'}"
+
+
+TRAINER_NICE = 5
+
+
+def _lower_priority(proc) -> None:
+    """A trainer started from the viewer runs a little below it (nice +5), so that on a busy CPU the
+    window stays smooth; it still takes every cycle the viewer leaves. Done right after the start,
+    before the trainer makes its threads (they inherit it). Elsewhere than Linux, or if refused: no change."""
+    if not sys.platform.startswith("linux") or os.environ.get("TRIGAN_VIEW_NO_NICE"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, proc.pid, min(19, os.getpriority(os.PRIO_PROCESS, proc.pid) + TRAINER_NICE))
+    except (OSError, AttributeError):
+        pass
 
 
 def _kimg(value) -> str:
@@ -287,6 +303,7 @@ class TrainingPanel:
         except (TriganError, OSError) as exc:
             self._message(str(exc), ok=False)
             return
+        _lower_priority(proc)
         self._processes.append(proc)
         self.poller.launches.append(proc)
         self._message(f"started trigan train (pid {proc.pid}); it keeps running if the viewer closes")
@@ -314,6 +331,7 @@ class TrainingPanel:
             proc = run_monitor.resume_run(path)
         except (TriganError, OSError) as exc:
             return self._message(str(exc), ok=False)
+        _lower_priority(proc)
         self._processes.append(proc)
         self._message(f"resumed {os.path.basename(path)} (pid {proc.pid}); output in {proc.log_path}")
         self.poller.poke()
