@@ -40,7 +40,8 @@ class ViewRenderer:
                  should_cancel: ShouldCancel = None, plain: bool = False):
         self.G, self.output = G, output
         self.accelerated = not plain and num_steps is None
-        self._fast: dict = {}   # latent index -> FastRenderer of the current field
+        self._fast_field = None  # the field whose per-latent renderers _fast holds
+        self._fast: dict = {}    # latent index -> FastRenderer of _fast_field
         self.resolution = int(resolution or G.cfg.img_resolution)
         overrides = dict(deterministic=True, density_noise_std=0.0, normals=output == "normals")
         if num_steps is not None:
@@ -94,14 +95,14 @@ class ViewRenderer:
 
 
     def _fast_renderer(self, field, latent: int):
-        """The accelerated renderer of one latent of `field`, kept while the same field is rendered."""
+        """The accelerated renderer of one latent of `field`, kept while the same field is rendered.
+        The field itself is held (not its id(), which a new field may reuse once the old one is freed)."""
         from .accel import FastRenderer
-        key = (id(field), latent)
-        if key not in self._fast:
-            if len(self._fast) and next(iter(self._fast))[0] != id(field):
-                self._fast.clear()      # a new field: the old latents' grids are not needed again
-            self._fast[key] = FastRenderer(self.G, field.select(latent), self.opts)
-        return self._fast[key]
+        if self._fast_field is not field:
+            self._fast_field, self._fast = field, {}   # a new field: the old latents' grids are not needed again
+        if latent not in self._fast:
+            self._fast[latent] = FastRenderer(self.G, field.select(latent), self.opts)
+        return self._fast[latent]
 
 
 def video_frames(renderer: ViewRenderer, field, traj, latent: int = 0) -> Iterator[np.ndarray]:

@@ -278,3 +278,21 @@ def test_video_writer_is_atomic(tmp_path):
     meta, decoded = decode(path)
     assert len(decoded) == 4 and meta["size"] == (12, 10) and meta["fps"] == pytest.approx(5)
     assert abs(int(decoded[3].astype(int).mean()) - 60) <= 2             # quality 8 (crf 10) keeps the values
+
+
+def test_view_renderer_serves_each_new_field_with_its_own_renderers(ckpts):
+    """One ViewRenderer used for several fields in turn (trigan render's chunks of seeds) renders each
+    as a fresh one would: per-latent renderers never outlive the field they were built for."""
+    from trigan.core.exports import ViewRenderer
+    from trigan.core.model_io import open_model
+    from trigan.core.trajectories import Pose, make_trajectory
+    G = open_model(ckpts["cond"]).G.eval()
+    traj = make_trajectory("front_circle", Pose.for_generator(G), 2, 30)
+    shared = ViewRenderer(G, resolution=RES)
+    with torch.inference_mode():
+        for seed in (0, 1, 2):
+            field = shared.field(shared.ws([(0, seed)]))
+            got = list(shared.render(field, [0, 0], traj, [0, 1]))
+            fresh = ViewRenderer(G, resolution=RES)
+            want = list(fresh.render(fresh.field(fresh.ws([(0, seed)])), [0, 0], traj, [0, 1]))
+            assert all(np.array_equal(a, b) for a, b in zip(got, want))
