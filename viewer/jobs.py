@@ -114,6 +114,18 @@ def _class(G, class_index: Optional[int]) -> Optional[int]:
     return cls
 
 
+def _load_generator(model_path, class_index: Optional[int], device, job: Optional[Job]):
+    """An export's own copy of the model (never the render worker's), in eval mode, and its class."""
+    from trigan.core.model_io import open_model
+    if job is not None:
+        job.report(0.0, "loading the model")
+    model = open_model(model_path, device=_device(device))
+    if job is not None:
+        job.check()
+    G = model.G.eval()
+    return G, _class(G, class_index)
+
+
 # --------------------------------------------------------------------------------------------------
 # Job functions
 
@@ -153,7 +165,6 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
 
     from trigan.core.exports import ViewRenderer, grid_video_frames, video_frames
     from trigan.core.images import grid_shape
-    from trigan.core.model_io import open_model
     from trigan.core.trajectories import Pose, make_trajectory
     from trigan.core.video import FORMATS, VideoWriter, output_path
 
@@ -171,13 +182,7 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
         raise TriganError(f"video fps {fps}: expected a positive number")
     if frames is not None and int(frames) < 1:
         raise TriganError(f"video frames {frames}: expected at least 1")
-    if job is not None:
-        job.report(0.0, "loading the model")
-    model = open_model(model_path, device=_device(device))
-    if job is not None:
-        job.check()
-    G = model.G.eval()
-    cls = _class(G, class_index)
+    G, cls = _load_generator(model_path, class_index, device, job)
     base = Pose.for_generator(G).with_values(**(base_pose or {}))   # the start view `trigan render` uses
     traj = make_trajectory(trajectory, base, frames, fps)
     total = len(traj) * len(seeds)
@@ -215,7 +220,6 @@ def export_mesh(model_path, seed: int, class_index: Optional[int], psi: float, r
     class mean for conditional models (as the viewer shows it) unless class_truncation=False."""
     from trigan.core.exports import seed_mesh
     from trigan.core.mesh import FORMATS, parse_level
-    from trigan.core.model_io import open_model
     fmt = str(fmt).lower().lstrip(".")
     if fmt not in FORMATS:
         raise TriganError(f"mesh format {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -225,13 +229,7 @@ def export_mesh(model_path, seed: int, class_index: Optional[int], psi: float, r
     path = Path(path)
     if path.suffix.lower() != f".{fmt}":
         path = path.with_name(path.name + f".{fmt}")
-    if job is not None:
-        job.report(0.0, "loading the model")
-    model = open_model(model_path, device=_device(device))
-    if job is not None:
-        job.check()
-    G = model.G.eval()
-    cls = _class(G, class_index)
+    G, cls = _load_generator(model_path, class_index, device, job)
     export = seed_mesh(G, int(seed), cls, path, fmt, psi=psi, class_truncation=class_truncation,
                        resolution=int(resolution), level=level, color=colors, keep_largest=keep_largest,
                        chunk=chunk, noise_mode=noise_mode,
