@@ -15,11 +15,12 @@ from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 
-VIS_IMAGES = ("image", "image_grid", "front_grid", "interp")
+VIS_IMAGES = ("image", "image_grid", "front_grid", "view_grid", "interp")
 VIS_VIDEOS = ("video", "video_grid", "interp_video")
 VIS = VIS_IMAGES + VIS_VIDEOS
 OUTPUTS = ("rgb", "depth", "normals")
 MAX_SEED = 2 ** 32 - 1
+VIEW_GRID_FRAMES = 8
 
 EPILOG = """\
 examples:
@@ -32,6 +33,7 @@ examples:
   trigan render model.ckpt --out renders --vis interp --seeds 0-3 --interp-steps 8
   trigan render model.ckpt --out renders --vis interp_video --seeds 0-3 --trajectory orbit --frames 120
   trigan render network-snapshot-001000.pkl --out renders --vis front_grid --psi 0.7
+  trigan render assets/demo.ckpt --out docs --vis view_grid --classes 0-3 --seeds 0 --frames 8 --resolution 128
 
 CKPT is a trigan .ckpt, an official EpiGRAF .pkl, or a training run directory (its best.ckpt by
 the run's metric, or with --latest its latest.ckpt).
@@ -40,6 +42,8 @@ the run's metric, or with --latest its latest.ckpt).
         image_grid  one PNG of all seeds (rows = classes for a conditional model)
         front_grid  per (class, seed): the first trajectory view large, the others small below it
                     (default trajectory: points)
+        view_grid   one PNG: a row per (class, seed), a column per trajectory view (default: orbit,
+                    8 views; --frames sets how many)
         video       one video per (class, seed) along the trajectory (default: front_circle)
         video_grid  one video of all seeds (and classes) in a grid
         interp      per class and pair of consecutive seeds: a row of --interp-steps images
@@ -138,12 +142,12 @@ def _check_options(args) -> dict:
         raise TriganError(f"--format {args.format} is for videos; --vis {args.vis} writes PNG images")
     if not video and args.fps is not None:
         raise TriganError(f"--fps goes with a video (--vis {', '.join(VIS_VIDEOS)})")
-    uses_trajectory = video or args.vis == "front_grid"
+    uses_trajectory = video or args.vis in ("front_grid", "view_grid")
     if not uses_trajectory and args.trajectory is not None:
-        raise TriganError(f"--trajectory goes with --vis {', '.join(VIS_VIDEOS + ('front_grid',))}; "
+        raise TriganError(f"--trajectory goes with --vis {', '.join(VIS_VIDEOS + ('front_grid', 'view_grid'))}; "
                           f"--vis {args.vis} renders the --camera view")
     if not uses_trajectory and args.frames is not None:
-        raise TriganError(f"--frames goes with a video or front_grid, not --vis {args.vis}")
+        raise TriganError(f"--frames goes with a video, front_grid or view_grid, not --vis {args.vis}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise TriganError(f"--out {out}: exists and is not a folder")
@@ -196,9 +200,10 @@ def _view_renderer(G, args, bar):
                         on_views=bar.update, plain=args.plain)
 
 
-def _traj(args, base, default: str):
+def _traj(args, base, default: str, frames: Optional[int] = None):
+    """--trajectory (or `default`) around `base`, with --frames views (or `frames`, or its own count)."""
     from trigan.core.trajectories import make_trajectory
-    return make_trajectory(args.trajectory or default, base, args.frames, args.fps or 30.0)
+    return make_trajectory(args.trajectory or default, base, args.frames or frames, args.fps or 30.0)
 
 
 def _single_view(base):
@@ -258,9 +263,13 @@ def run(args) -> int:
         traj = _traj(args, base, "front_circle")
     elif args.vis == "front_grid":
         traj = _traj(args, base, "points")
+    elif args.vis == "view_grid":
+        # A handful of views, not a video's worth: 8 unless --frames says otherwise.
+        traj = _traj(args, base, "orbit", VIEW_GRID_FRAMES)
     view = _single_view(base)
     totals = {"image": len(pairs), "image_grid": len(pairs), "interp": len(classes) * (len(seeds) - 1) * args.interp_steps,
               "front_grid": len(pairs) * (len(traj) if traj is not None else 0),
+              "view_grid": len(pairs) * (len(traj) if traj is not None else 0),
               "video": len(pairs) * (len(traj) if traj is not None else 0),
               "video_grid": len(pairs) * (len(traj) if traj is not None else 0),
               "interp_video": len(classes) * (len(traj) if traj is not None else 0)}
@@ -300,6 +309,15 @@ def run(args) -> int:
                 field = scene.field(scene.ws([(k, s)]))
                 views = list(scene.render(field, [0] * len(traj), traj, range(len(traj))))
                 done(save_png(_front_grid(views), out_dir / f"front-{item_name(k, s)}{suffix}.png"))
+
+        elif vis == "view_grid":
+            from trigan.core.images import save_png, tile
+            rows = []
+            for k, s in pairs:
+                field = scene.field(scene.ws([(k, s)]))
+                rows.append(np.stack(list(scene.render(field, [0] * len(traj), traj, range(len(traj))))))
+            name = (f"views-class{compact(classes)}-seed{compact(seeds)}" if G.c_dim else f"views-seed{compact(seeds)}")
+            done(save_png(tile(np.concatenate(rows), len(pairs), len(traj)), out_dir / f"{name}-{traj.name}{suffix}.png"))
 
         elif vis == "interp":
             from trigan.core.images import save_png, tile

@@ -182,6 +182,28 @@ def test_front_grid_and_interp_layout(ckpts, tmp_path, capsys):
     assert np.array_equal(first, png(tmp_path / "class000-seed0003.png"))    # step 0 is the first seed itself
 
 
+def test_view_grid_rows_are_latents_and_columns_are_orbit_views(ckpts, tmp_path, capsys):
+    code, out, _ = render(capsys, ckpts["cond"], "--out", tmp_path, "--vis", "view_grid", "--seeds", "4",
+                          "--classes", "0,2", "--frames", "3", "--quiet")
+    grid = png(tmp_path / "views-class0_2-seed4-orbit.png")
+    assert code == 0 and grid.shape == (2 * RES, 3 * RES, 3)
+    # Cell (class k, view j) is the single image from yaw = start yaw + 2 pi j / 3.
+    from trigan.core.model_io import open_model
+    from trigan.core.trajectories import Pose
+    base = Pose.for_generator(open_model(ckpts["cond"]).G)
+    for r, k in enumerate((0, 2)):
+        for j in range(3):
+            yaw = base.yaw + 2 * np.pi * j / 3
+            render(capsys, ckpts["cond"], "--out", tmp_path / "single", "--seeds", "4", "--classes", str(k),
+                   "--camera", f"yaw={yaw!r}", "--quiet")
+            single = png(tmp_path / "single" / f"class{k:03d}-seed0004.png")
+            cell = grid[r * RES:(r + 1) * RES, j * RES:(j + 1) * RES].astype(int)
+            assert np.abs(cell - single).max() <= 1, (k, j)
+    # Eight views unless --frames says otherwise.
+    code, _, _ = render(capsys, ckpts["uncond"], "--out", tmp_path, "--vis", "view_grid", "--seeds", "0", "--quiet")
+    assert code == 0 and png(tmp_path / "views-seed0-orbit.png").shape == (RES, 8 * RES, 3)
+
+
 def test_camera_depth_and_normals(ckpts, tmp_path, capsys):
     for output in ("depth", "normals"):
         code, out, _ = render(capsys, ckpts["cond"], "--out", tmp_path, "--seeds", "0", "--output", output,
