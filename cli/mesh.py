@@ -131,9 +131,13 @@ def run(args) -> int:
             continue
         result = export.mesh
         how = "auto" if level == "auto" else "given"
-        kept = ""
         if args.largest_component:
             kept = f", kept the largest of {result.info.get('components', 1)} component(s)"
+        else:
+            # One main piece plus specks is a clean object; two big pieces usually are not.
+            counts = M.component_face_counts(result)
+            share = 100.0 * counts[0] / counts.sum() if len(counts) else 0.0
+            kept = f", {len(counts)} component(s), the largest with {share:.1f}% of the faces"
         print(f"{path}: {len(result.vertices)} vertices, {len(result.faces)} faces at density level "
               f"{result.level:.4g} per world unit ({how}; densities {float(d.min()):.4g}..{float(d.max()):.4g})"
               f"{kept}, {export.seconds:.1f} s", flush=True)

@@ -261,15 +261,27 @@ def vertex_colors(field, vertices: np.ndarray, chunk_points: int = 1 << 19) -> n
     return out
 
 
-def largest_component(mesh: MeshResult) -> MeshResult:
-    """Keep only the connected piece with the most faces (pieces joined through shared vertices)."""
+def face_components(mesh: MeshResult) -> np.ndarray:
+    """[F] label of the connected piece each face belongs to (pieces joined through shared vertices)."""
     import trimesh
-    if len(mesh.faces) == 0:
-        return mesh
     tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
     tm.merge_vertices()   # marching cubes shares vertices already; this also joins exact duplicates
     # Merging renumbers vertices but keeps the faces and their order: labels index mesh.faces.
-    labels = trimesh.graph.connected_component_labels(tm.face_adjacency, node_count=len(tm.faces))
+    return trimesh.graph.connected_component_labels(tm.face_adjacency, node_count=len(tm.faces))
+
+
+def component_face_counts(mesh: MeshResult) -> np.ndarray:
+    """Faces per connected piece, largest first (empty for an empty mesh)."""
+    if len(mesh.faces) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.bincount(face_components(mesh)))[::-1]
+
+
+def largest_component(mesh: MeshResult) -> MeshResult:
+    """Keep only the connected piece with the most faces."""
+    if len(mesh.faces) == 0:
+        return mesh
+    labels = face_components(mesh)
     keep_faces = labels == np.bincount(labels).argmax()
     faces = mesh.faces[keep_faces]
     used = np.unique(faces)

@@ -167,6 +167,11 @@ def test_largest_component_keeps_the_big_sphere_only():
     assert np.abs(dist - 0.18).max() < volume.spacing[0]
     tm = big.to_trimesh()
     assert tm.is_watertight and len(tm.split(only_watertight=False)) == 1
+    # Face counts per piece, largest first: trimesh's own split of the full mesh agrees.
+    counts = M.component_face_counts(both)
+    pieces = sorted((len(p.faces) for p in both.to_trimesh().split(only_watertight=False)), reverse=True)
+    assert list(counts) == pieces and counts[0] == len(big.faces)
+    assert len(M.component_face_counts(M.MeshResult(np.zeros((0, 3)), np.zeros((0, 3), np.int64), 1.0))) == 0
 
 
 def test_mesh_lines_up_with_the_renderers_camera():
@@ -277,6 +282,11 @@ def test_cli_no_color_threshold_and_unconditional_names(tmp_path, capsys):
     assert f"level {level:.4g} " in out and "(given;" in out and "kept the largest of" in out
     tm = trimesh.load(tmp_path / "m" / "seed0001.ply", force="mesh")
     assert len(tm.faces) > 0 and len(tm.split(only_watertight=False)) == 1
+    # Without --largest-component the line counts the pieces, as trimesh splits the file.
+    code, out, err = run(capsys, "mesh", ckpt, "--out", tmp_path / "all", "--seeds", 1, "--resolution", 16,
+                         "--threshold", level, "--no-color")
+    pieces = trimesh.load(tmp_path / "all" / "seed0001.ply", force="mesh").split(only_watertight=False)
+    assert code == 0 and f", {len(pieces)} component(s), the largest with " in out
 
 
 def test_cli_reads_a_run_directory(tmp_path, capsys, tiny_ckpt):
