@@ -5,12 +5,17 @@ negligible is fixed too. `OccupancyGrid` bakes it once per field (one dense prob
 max-pooled onto cells and dilated by one cell so that thin surfaces between probes are kept), and
 `render_accelerated` then marches each ray only through occupied cells:
 
-1. the ray segment [ray_start, ray_end] is cut into candidate intervals of half a cell; each is
-   marked occupied or empty from the grid;
-2. a ray gets n = min(max_samples, ceil(occupied length / min_step)) samples, spread evenly over its
-   occupied length only (midpoints of n equal pieces of it, mapped back to depths by inverse CDF);
-   each sample's density acts over its own piece (midpoint quadrature), so empty gaps contribute
-   nothing;
+1. the ray segment [ray_start, ray_end] is cut into candidate intervals of one cell; each is marked
+   occupied or empty from the grid;
+2. a ray gets n = min(max_samples, ceil(occupied length / min_step)) samples over its occupied
+   length only. Where they go comes from the grid's cached cell densities (each cell's largest
+   probed density): a coarse estimate of the ray's weights T(1 - exp(-sigma dz)), each candidate's
+   opacity capped at 0.5 (a cell maximum can miss or overstate a peak between probes, so the
+   estimate never hides what is behind one cell) and widened by a candidate along the ray. A
+   share `importance` (0.75) of the probability mass follows those weights and the rest is spread
+   evenly over the occupied length; sample i sits at the middle (by mass) of the i-th of n pieces of
+   equal mass, and its density acts over that piece's occupied length (midpoint quadrature with
+   pieces short at surfaces and long in haze). Empty gaps contribute nothing;
 3. samples are evaluated front to back in rounds, and a ray stops once its transmittance falls
    below `min_transmittance`;
 4. the last sample of the plain path (at ray_end, its interval 1e10 long, 1e-3 with a background
@@ -56,7 +61,13 @@ class AccelOptions:
     threshold: float = 0.01            # activated density (per world unit) below which a cell is empty
     dilation: int = 1                  # cells added around every occupied cell
     min_step: Optional[float] = None   # smallest sample spacing; None: (ray_end - ray_start) / 256
-    max_samples: int = 12              # samples per ray at most (fog-like fields use this many)
+    max_samples: int = 16              # samples per ray at most (fog-like fields use this many)
+    importance: float = 0.75           # share of a ray's samples placed where the cached density puts
+                                       # its weight (the rest spread evenly); 0: all spread evenly
+    candidates_per_cell: int = 1       # along a ray, the occupancy and the weights are read this often per cell
+    weight_spread: int = 1             # candidates the cached weights are widened by, along the ray
+    coarse_alpha_max: float = 0.5      # the coarse estimate never lets one candidate hide what is behind
+                                       # it (cell maxima miss peaks between probes, both ways)
     jitter: bool = False               # stratified (hashed) jitter instead of midpoints
     min_transmittance: float = 1e-4    # early ray termination
     max_points_per_chunk: int = 1 << 18
@@ -100,7 +111,7 @@ class OccupancyGrid:
         n = g * sub + 1
         axes = [torch.linspace(float(self.lo[i]), float(self.hi[i]), n) for i in range(3)]
         probes = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
-        grids, volumes = [], []
+        grids, volumes, cell_max = [], [], []
         with torch.inference_mode():
             for sub_field in (_single_fields(field) or [field.select(i) for i in range(field.batch_size)]):
                 dev = _device(sub_field)
@@ -109,6 +120,7 @@ class OccupancyGrid:
                 dens = dens.reshape(1, 1, n, n, n)
                 volumes.append(dens[0, 0])
                 cells = F.max_pool3d(dens, kernel_size=sub + 1, stride=sub)  # [1, 1, g, g, g]
+                cell_max.append(cells[0, 0])
                 if accel.dilation > 0:
                     k = 2 * accel.dilation + 1
                     cells = F.max_pool3d(cells, kernel_size=k, stride=1, padding=accel.dilation)
@@ -117,6 +129,8 @@ class OccupancyGrid:
         # The probed densities themselves, [B, n, n, n] over [lo, hi] (both faces included): the
         # preview path makes its mesh from them instead of probing the field a second time.
         self.density = torch.stack(volumes)
+        # Each cell's largest probed density (not dilated): where along a ray the weight lies.
+        self.cell_density = torch.stack(cell_max)
         self.probe_count = probes.shape[0] * len(grids)
         flat = self.occupied.reshape(len(grids), -1)
         self.all_occupied = flat.all(dim=1).tolist()
@@ -126,17 +140,27 @@ class OccupancyGrid:
     def occupied_fraction(self) -> float:
         return float(self.occupied.float().mean())
 
-    def lookup(self, b: int, points: torch.Tensor) -> torch.Tensor:
-        """Occupancy (bool, shaped like points[..., 0]) of latent b at world points (clamped to the box)."""
+    def cell_index(self, points: torch.Tensor) -> torch.Tensor:
+        """Flat index (int64) of the cell holding each world point, points clamped to the box."""
+        dev, g = points.device, self.resolution
+        lo = self.lo.to(dev, points.dtype)
+        # clamping to [0, g - 1] before the integer conversion makes truncation equal floor
+        idx = ((points - lo) * (g / (self.hi - self.lo)).to(dev, points.dtype)).clamp_(0, g - 1).long()
+        return (idx[..., 0] * g + idx[..., 1]) * g + idx[..., 2]
+
+    def lookup(self, b: int, points: torch.Tensor, cells: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Occupancy (bool, shaped like points[..., 0]) of latent b at world points (clamped to the box);
+        `cells`: their cell_index, when already known."""
         dev = points.device
         if self.all_occupied[b] or not self.any_occupied[b]:  # fog or nothing: no look-ups needed
             return torch.full(points.shape[:-1], bool(self.all_occupied[b]), device=dev)
-        g = self.resolution
-        lo = self.lo.to(dev, points.dtype)
-        # clamping to [0, g - 1] before the integer conversion makes truncation equal floor
-        idx = ((points - lo) * (g / (self.hi - self.lo)).to(dev, points.dtype)).clamp_(0, g - 1).to(torch.int32)
-        flat = idx[..., 0] * (g * g) + idx[..., 1] * g + idx[..., 2]
-        return self.occupied[b].to(dev).reshape(-1)[flat]
+        cells = self.cell_index(points) if cells is None else cells
+        return self.occupied[b].to(dev).reshape(-1)[cells]
+
+    def density_bound(self, b: int, points: torch.Tensor, cells: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The largest probed density of the cell holding each point (points clamped to the box)."""
+        cells = self.cell_index(points) if cells is None else cells
+        return self.cell_density[b].to(points.device, points.dtype).reshape(-1)[cells]
 
 
 def _device(field) -> torch.device:
@@ -155,17 +179,57 @@ def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor,
     rays, dt, dev = o.shape[0], o.dtype, o.device
     t0, t1 = opts.ray_start, opts.ray_end
     length = t1 - t0
-    # 1. candidate intervals of one cell (the one-cell dilation keeps cells a ray only grazes), occupied or not
-    cand = max(1, int(math.ceil(length / float(grid.cell.min()))))
+    # 1. candidate intervals of 1/candidates_per_cell cell (the one-cell dilation keeps cells a ray only grazes),
+    #    occupied or not; u = occupied length before each candidate
+    cand = max(1, int(math.ceil(accel.candidates_per_cell * length / float(grid.cell.min()))))
     dz = length / cand
     mids = t0 + (torch.arange(cand, device=dev, dtype=dt) + 0.5) * dz
-    occ = grid.lookup(b, o[:, None] + d[:, None] * mids[None, :, None])  # [R, cand]
-    cum = torch.cat([torch.zeros(rays, 1, device=dev, dtype=dt), occ.to(dt).cumsum(1) * dz], dim=1)
+    mid_pts = o[:, None] + d[:, None] * mids[None, :, None]
+    cells = grid.cell_index(mid_pts)
+    occ = grid.lookup(b, mid_pts, cells).to(dt)  # [R, cand]
+    ell = occ * dz
+    cum = torch.cat([torch.zeros(rays, 1, device=dev, dtype=dt), ell.cumsum(1)], dim=1)
     occ_len = cum[:, -1]
-    # 2. samples per ray
+    # 2. samples per ray, and where they go: the cached cell densities give a coarse estimate of the
+    #    ray's weights; `importance` of the probability mass follows those weights (widened along the
+    #    ray, since a cell's largest density puts the surface up to a cell early), the rest is spread
+    #    evenly over the occupied length. Sample i sits in the middle (by mass) of the i-th of n
+    #    pieces of equal mass and its density acts over that piece's occupied length.
     min_step = accel.min_step if accel.min_step is not None else length / 256
     n = torch.ceil(occ_len / min_step - 1e-6).clamp(0, accel.max_samples).long()
-    step = torch.where(n > 0, occ_len / n.clamp(min=1).to(dt), torch.zeros_like(occ_len))
+    even = ell / occ_len.clamp(min=1e-12)[:, None]
+    mass = even
+    if accel.importance > 0 and grid.any_occupied[b]:
+        sigma_hat = grid.density_bound(b, mid_pts, cells) * occ
+        alpha = (1 - torch.exp(-sigma_hat * dz)).clamp(max=accel.coarse_alpha_max)
+        trans_hat = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1] + 1e-10], dim=1), dim=1)
+        w = trans_hat * alpha
+        if accel.weight_spread > 0:
+            k = 2 * accel.weight_spread + 1
+            w = F.max_pool1d(w[:, None], kernel_size=k, stride=1, padding=accel.weight_spread)[:, 0]
+        w = w * occ
+        w_sum = w.sum(1, keepdim=True)
+        mass = torch.where(w_sum > 1e-12, accel.importance * w / w_sum.clamp(min=1e-12)
+                           + (1 - accel.importance) * even, even)
+    del mid_pts, cells
+    cdf = torch.cat([torch.zeros(rays, 1, device=dev, dtype=dt), mass.cumsum(1)], dim=1).contiguous()
+
+    def locate(q):
+        """(depth z, occupied length u) of mass quantiles q [R, K] of every ray."""
+        j = (torch.searchsorted(cdf, q.contiguous(), right=True) - 1).clamp_(0, cand - 1)
+        frac = ((q - cdf.gather(1, j)) / mass.gather(1, j).clamp(min=1e-12)).clamp_(0, 1)
+        return t0 + (j.to(dt) + frac) * dz, cum.gather(1, j) + frac * ell.gather(1, j)
+
+    # every sample's depth and interval, once (the rounds below take columns of them)
+    m_max = int(n.max()) if rays > 0 else 0
+    n_f = n.clamp(min=1).to(dt)[:, None]
+    cols = torch.arange(m_max + 1, device=dev, dtype=dt)[None]
+    # (jitter: drawn for max_samples per ray, so a pixel does not depend on its chunk's longest ray)
+    frac = hash_uniform(ids, accel.max_samples, 100, opts.seed, dt)[:, :m_max] if accel.jitter else 0.5
+    z_all, _ = locate(((cols[:, :m_max] + frac) / n_f).clamp(max=1.0))
+    _, u_edges = locate((cols / n_f).clamp(max=1.0))
+    delta_all = u_edges[:, 1:] - u_edges[:, :-1]
+    del u_edges
 
     trans = torch.ones(rays, device=dev, dtype=dt)
     acc_rgb = torch.zeros(rays, 3, device=dev, dtype=dt)
@@ -193,19 +257,14 @@ def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor,
 
     # 3. rounds of samples, front to back, with early termination
     alive = torch.nonzero(n > 0).squeeze(1)
-    k0, k, rnd = 0, 8, 0
+    k0, k = 0, 8
     while alive.numel() > 0:
         a = alive
+        k = min(k, m_max - k0)
         ks = k0 + torch.arange(k, device=dev, dtype=dt)
         valid = ks[None] < n[a, None].to(dt)  # [A, K]
-        frac = hash_uniform(ids[a], k, 100 + rnd, opts.seed, dt) if accel.jitter else 0.5
-        s = (ks[None] + frac) * step[a, None]
-        cum_a = cum[a]
-        j = (torch.searchsorted(cum_a, s.contiguous(), right=True) - 1).clamp_(0, cand - 1)
-        # skip to the occupied candidate: j points at the last edge <= s; empty candidates have no
-        # length, so the first occupied one at or after j is where s lies (searchsorted with right=True
-        # already lands on it because equal edges are passed over)
-        z = t0 + j.to(dt) * dz + (s - cum_a.gather(1, j))
+        z = z_all[a, k0:k0 + k]
+        delta = delta_all[a, k0:k0 + k] * valid
         pts = o[a, None] + d[a, None] * z[..., None]
         rgb = torch.zeros(*z.shape, 3, device=dev, dtype=dt)
         sigma = torch.zeros(z.shape, device=dev, dtype=dt)
@@ -216,9 +275,8 @@ def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor,
             rgb_v, sigma_v = _eval(field, pts[valid])
             rgb[valid], sigma[valid] = rgb_v.to(dt), sigma_v.to(dt)
         evaluated += int(valid.sum())
-        accumulate(a, z, valid.to(dt), rgb, sigma, step[a, None], pts)
+        accumulate(a, z, valid.to(dt), rgb, sigma, delta, pts)
         k0 += k
-        rnd += 1
         k = min(2 * k, 32)
         alive = a[(trans[a] > accel.min_transmittance) & (n[a] > k0)]
 

@@ -51,9 +51,20 @@ def sphere(radius=0.22, edge=0.004, rise=45.0):
     return lambda r: -20 + rise * torch.sigmoid((radius - r) / edge)
 
 
+def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    """The raw density whose softplus is y > 0, without overflow (y + log(1 - e^-y))."""
+    return y + torch.log(-torch.expm1(-y))
+
+
+def hazy_sphere(radius=0.2, edge=0.002, rise=300.0, haze=0.6):
+    """A sharp-edged dense ball in a thin haze that fills the whole box (activated density `haze`
+    outside): every grid cell is occupied, as in a GAN early in training."""
+    return lambda r: inverse_softplus(haze + rise * torch.sigmoid((radius - r) / edge))
+
+
 def shell(radius=0.25, width=0.0015, peak=500.0):
     # activated density ~ peak * exp(-((r - radius) / width)^2): a shell much thinner than a grid cell
-    return lambda r: torch.log(torch.expm1(peak * torch.exp(-((r - radius) / width) ** 2) + 1e-9))
+    return lambda r: inverse_softplus(peak * torch.exp(-((r - radius) / width) ** 2) + 1e-9)
 
 
 OPTS = RenderOptions(num_steps=48, ray_start=0.6, ray_end=1.4, white_background=True)
