@@ -415,6 +415,11 @@ def test_preview_frames_while_dragging_at_256(viewer):
     viewer.settled()
 
 
+# Far more than the test lasts, so the run is still training when the Stop button is pressed, however
+# fast the machine (a 5 kimg run once finished on its own first).
+TRAIN_KIMG = 1000.0
+
+
 @pytest.mark.gui
 def test_training_run_started_from_the_panel_reports_progress_and_stops_cleanly(viewer, tmp_path):
     data = write_tiny_dataset(tmp_path / "tiny")
@@ -424,7 +429,7 @@ def test_training_run_started_from_the_panel_reports_progress_and_stops_cleanly(
     viewer.set("train_runs_folder", str(runs))
     viewer.set("train_preset", "demo")
     viewer.set("train_batch", 8)
-    viewer.set("train_kimg", 5.0)
+    viewer.set("train_kimg", TRAIN_KIMG)
     viewer.set("train_overrides", " ".join(TINY_TRAIN))
     viewer.click_item("train_start_button")
     try:
@@ -442,7 +447,7 @@ def _follow_training_run(viewer, runs, exports):
                         and "loss_G" in s["training"]["stats_keys"], 300, "the run to report progress")
     run = next(r for r in s["training"]["runs"] if r["alive"])
     assert s["training"]["selected"] == run["path"] and run["phase"] == "training"
-    assert run["total_kimg"] == pytest.approx(5.0) and run["images_per_sec"] > 0
+    assert run["total_kimg"] == pytest.approx(TRAIN_KIMG) and run["images_per_sec"] > 0
 
     # Everything at once: the run trains, a long video exports, the camera keeps moving (renders).
     viewer.send(tab="tab_export")
@@ -473,7 +478,7 @@ def _follow_training_run(viewer, runs, exports):
     s = viewer.wait_for(lambda s: any(r["path"] == run["path"] and not r["alive"] and r["phase"] == "stopped"
                                       for r in s["training"]["runs"]), 180, "the run to stop")
     stopped = next(r for r in s["training"]["runs"] if r["path"] == run["path"])
-    assert 0 < stopped["kimg"] < 5.0
+    assert 0 < stopped["kimg"] < TRAIN_KIMG
     latest = Path(run["path"]) / "latest.ckpt"
     assert open_model(latest).progress["kimg"] == pytest.approx(stopped["kimg"])
     # ... and its latest snapshot opens in the view.

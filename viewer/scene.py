@@ -50,6 +50,7 @@ PATH_PREVIEW_FALLBACK = "preview-half-accelerated"
 # volume render (a fog, or a haze early in training: 21% and 72% measured), so previews take the
 # exact path at half resolution instead.
 PREVIEW_MIN_AGREEMENT = 0.9
+PREVIEW_FALLBACK_SAMPLES = 0.5     # sample multiplier of the half-resolution fallback preview
 PATH_EXACT = "exact-accelerated"
 PATH_PLAIN = "plain"
 
@@ -283,7 +284,10 @@ class Scene:
                 render_res = max(16, res // 2)
                 path = PATH_PREVIEW_FALLBACK
         if out is None:
-            fast = self._fast(G, entry, 1.0 if request.quality == "preview" else request.sample_multiplier)
+            # a fallback preview halves the samples too: it has to keep up while the camera moves
+            multiplier = PREVIEW_FALLBACK_SAMPLES if path == PATH_PREVIEW_FALLBACK else (
+                1.0 if request.quality == "preview" else request.sample_multiplier)
+            fast = self._fast(G, entry, multiplier)
             out = fast.render(camera, render_res, options=opts, should_cancel=should_cancel, progress=progress)
             if fast.last_stats.get("fallback"):
                 path = PATH_PLAIN
