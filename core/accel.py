@@ -259,7 +259,8 @@ def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor,
     alive = torch.nonzero(n > 0).squeeze(1)
     k0, k = 0, 8
     while alive.numel() > 0:
-        a = alive
+        # every ray still alive (haze, fog): a slice, so the reads and updates below are views, not copies
+        a = slice(None) if alive.numel() == rays else alive
         k = min(k, m_max - k0)
         ks = k0 + torch.arange(k, device=dev, dtype=dt)
         valid = ks[None] < n[a, None].to(dt)  # [A, K]
@@ -278,7 +279,7 @@ def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor,
         accumulate(a, z, valid.to(dt), rgb, sigma, delta, pts)
         k0 += k
         k = min(2 * k, 32)
-        alive = a[(trans[a] > accel.min_transmittance) & (n[a] > k0)]
+        alive = alive[(trans[a] > accel.min_transmittance) & (n[a] > k0)]
 
     # 4. the tail sample at ray_end (opaque without a background network, as in the plain path)
     alive = torch.nonzero(trans > accel.min_transmittance).squeeze(1)
