@@ -267,12 +267,11 @@ def run(args) -> int:
         # A handful of views, not a video's worth: 8 unless --frames says otherwise.
         traj = _traj(args, base, "orbit", VIEW_GRID_FRAMES)
     view = _single_view(base)
+    per_latent = len(traj) if traj is not None else 0
     totals = {"image": len(pairs), "image_grid": len(pairs), "interp": len(classes) * (len(seeds) - 1) * args.interp_steps,
-              "front_grid": len(pairs) * (len(traj) if traj is not None else 0),
-              "view_grid": len(pairs) * (len(traj) if traj is not None else 0),
-              "video": len(pairs) * (len(traj) if traj is not None else 0),
-              "video_grid": len(pairs) * (len(traj) if traj is not None else 0),
-              "interp_video": len(classes) * (len(traj) if traj is not None else 0)}
+              "front_grid": len(pairs) * per_latent, "view_grid": len(pairs) * per_latent,
+              "video": len(pairs) * per_latent, "video_grid": len(pairs) * per_latent,
+              "interp_video": len(classes) * per_latent}
     written: List[Path] = []
     what = f"{args.vis} {G.cfg.name} {model.path} on {device}"
     print(f"trigan render: {what}, {len(pairs)} latent(s), {totals[args.vis]} view(s) at "

@@ -284,9 +284,8 @@ class Scene:
                 render_res = max(16, res // 2)
                 path = PATH_PREVIEW_FALLBACK
         if out is None:
-            # a fallback preview halves the samples too: it has to keep up while the camera moves
-            multiplier = PREVIEW_FALLBACK_SAMPLES if path == PATH_PREVIEW_FALLBACK else (
-                1.0 if request.quality == "preview" else request.sample_multiplier)
+            # a preview here is the fallback: it halves the samples too, to keep up while the camera moves
+            multiplier = PREVIEW_FALLBACK_SAMPLES if request.quality == "preview" else request.sample_multiplier
             fast = self._fast(G, entry, multiplier)
             out = fast.render(camera, render_res, options=opts, should_cancel=should_cancel, progress=progress)
             if fast.last_stats.get("fallback"):
