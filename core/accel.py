@@ -19,7 +19,7 @@ max-pooled onto cells and dilated by one cell so that thin surfaces between prob
 3. samples are evaluated front to back in rounds, and a ray stops once its transmittance falls
    below `min_transmittance`;
 4. the last sample of the plain path (at ray_end, its interval 1e10 long, 1e-3 with a background
-   network) is kept as a "tail" sample evaluated at exactly ray_end for every ray still alive, so
+   network or an open far end) is kept as a "tail" sample evaluated at exactly ray_end for every ray still alive, so
    rays that miss everything get the same colour and depth as in `core.renderer.render`.
 
 What it computes is the same integral as the plain path (`core.renderer.render`): rgb in [-1, 1]
@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from .cameras import Camera, PatchParams
 from .renderer import (RenderCancelled, RenderOptions, RenderOutput, _normals, _render_background,
-                       activate_density, hash_uniform, render)
+                       activate_density, hash_uniform, last_interval, render)
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,8 @@ def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor,
         k = min(2 * k, 32)
         alive = alive[(trans[a] > accel.min_transmittance) & (n[a] > k0)]
 
-    # 4. the tail sample at ray_end (opaque without a background network, as in the plain path)
+    # 4. the tail sample at ray_end (its interval as in the plain path: opaque unless a background
+    #    network or an open far end takes over)
     alive = torch.nonzero(trans > accel.min_transmittance).squeeze(1)
     if alive.numel() > 0:
         z = torch.full((alive.numel(), 1), t1, device=dev, dtype=dt)
@@ -335,7 +336,7 @@ def render_accelerated(field, camera: Camera, resolution: Union[int, Tuple[int, 
     first = opts.sample_offset * h * w
     ray_ids = torch.arange(first, first + batch * h * w, device=origins.device).reshape(batch, h * w)
     has_bg = getattr(field, "background", None) is not None
-    last_delta = 1e-3 if has_bg else 1e10
+    last_delta = last_interval(has_bg, opts)
     chunk = max(1, accel.max_points_per_chunk // max(accel.max_samples, 1))
     images = {}
     total = batch * h * w

@@ -104,6 +104,12 @@ class RenderConfig:
     density_shift: float = 0.0          # added to the raw density before the activation
     density_activation: str = "softplus"
     white_background: bool = False
+    # EpiGRAF's rule (True): without a background network the last sample's interval is 1e10 long, so
+    # the field's colour at ray_end is every ray's backdrop and the opacity is ~1 everywhere; a model
+    # must paint its own backdrop there. False: the far end is open (its interval 1e-3, as with a
+    # background network) and white_background shows through empty space, so a model of objects on
+    # white can learn empty space instead of a white wall and haze.
+    opaque_far_end: bool = True
     # Training-time density noise, annealed linearly to 0 over nerf_noise_kimg_growth.
     nerf_noise_std_init: float = 1.0
     nerf_noise_kimg_growth: float = 5000.0

@@ -29,6 +29,7 @@ import torch
 from .cameras import Camera, sample_camera_prior
 from .errors import TriganError
 from .metrics import sample_renders
+from .renderer import depth_to_far_end
 
 Progress = Optional[Callable[[int, int], None]]
 # (n, generator) -> (one-hot labels [n, c_dim] or None, cameras for n images); as core.metrics.Conditioning
@@ -131,11 +132,17 @@ def frontal_conditioning(G, labels_from: Optional[Conditioning] = None) -> Condi
 
 def generator_depths(G, num: int, batch: int = 16, conditioning: Optional[Conditioning] = None, seed: int = 0,
                      resolution=None, density_cut: Optional[float] = NFS_DENSITY_CUT, progress: Progress = None):
-    """Yield depth batches [n, 1, H, W] of `num` fakes rendered with the low-density cut (not clamped)."""
+    """Yield depth batches [n, 1, H, W] of `num` fakes rendered with the low-density cut (not clamped).
+
+    A model whose far end is open (`render.opaque_far_end` false) lets empty rays through: they count
+    as depth ray_end, where a dataset's maps put the background and an opaque far end puts it too."""
     draw = conditioning if conditioning is not None else frontal_conditioning(G)
+    opts = G.render_options()
+    open_end = not opts.opaque_far_end and G.cfg.background.type is None
     for out in sample_renders(G, num, batch, draw, seed, resolution, progress=progress,
                               density_cut_quantile=density_cut):
-        yield out.depth.detach().cpu()
+        depth = depth_to_far_end(out.depth, out.opacity, opts.ray_end) if open_end else out.depth
+        yield depth.detach().cpu()
 
 
 def generator_nfs(G, num: int = NFS_NUM, batch: int = 16, conditioning: Optional[Conditioning] = None,

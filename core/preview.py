@@ -10,8 +10,8 @@ nearly solid, so what a camera sees is close to a coloured surface:
   (`core.gl_offscreen`; Mesa llvmpipe on machines without a GPU);
 - per frame: one rasterisation with the camera's exact projection (one sample at each pixel centre,
   as the volume renderer shoots one ray there), then the backdrop: what a ray that misses the surface
-  gets in the plain path, i.e. its last sample at ray_end (opaque without a background network) and
-  the background network or white background behind. The backdrop is smooth, so it is evaluated on
+  gets in the plain path, i.e. its last sample at ray_end (opaque unless the model has a background
+  network or an open far end) and the background network or white background behind. The backdrop is smooth, so it is evaluated on
   a coarse grid of rays (`backdrop_resolution`^2 field queries) and upsampled.
 
 The result is a `RenderOutput` like `G.render` gives (rgb in [-1, 1], depth = ray distance weighted
@@ -37,7 +37,7 @@ from .accel import OccupancyGrid, _support_box
 from .cameras import Camera
 from .gl_offscreen import MeshRasterizer, gl_unavailable
 from .mesh import DensityVolume, NoSurfaceError, marching_cubes
-from .renderer import RenderOptions, RenderOutput, _render_background, activate_density
+from .renderer import RenderOptions, RenderOutput, _render_background, activate_density, last_interval
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class MeshPreview:
             tail = (o + d * opts.ray_end).to(dev)
             rgb, sigma = self.field(tail[None])
             rgb, sigma = rgb.reshape(-1, 3).float().cpu(), sigma.reshape(-1).float().cpu()
-            delta = 1e-3 if has_bg else 1e10
+            delta = last_interval(has_bg, opts)
             alpha = 1 - torch.exp(-activate_density(sigma, opts) * delta)
             out_rgb = alpha[:, None] * rgb
             if has_bg:

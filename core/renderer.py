@@ -7,7 +7,7 @@ The plain exact path of EpiGRAF (3.2-3.4):
    samples define a piecewise-constant pdf over the midpoints, from which `num_fine_steps` depths
    are drawn by inverse-CDF sampling;
 3. coarse and fine samples together, sorted, composited once: alpha = 1 - exp(-delta * act(sigma +
-   shift [+ noise])), the last interval 1e10 long (1e-3 with a background model), rgb = sum w c,
+   shift [+ noise])), the last interval 1e10 long (1e-3 with a background model or an open far end), rgb = sum w c,
    depth = sum w z (not normalised by the opacity sum w), optional white background + (1 - sum w).
 
 Randomness: with `deterministic=True` (inference) every jitter value is a hash of (seed, ray,
@@ -43,6 +43,7 @@ class RenderOptions:
     density_shift: float = 0.0
     density_activation: str = "softplus"
     white_background: bool = False
+    opaque_far_end: bool = True                # RenderConfig.opaque_far_end
     density_noise_std: float = 0.0             # training only
     stratified: bool = True                    # jitter coarse depths inside their intervals
     deterministic: bool = True
@@ -68,7 +69,8 @@ class RenderOptions:
         opts = cls(num_steps=cfg.render.num_steps, num_fine_steps=cfg.render.num_fine_steps,
                    ray_start=cfg.camera.ray_start, ray_end=cfg.camera.ray_end,
                    density_shift=cfg.render.density_shift, density_activation=cfg.render.density_activation,
-                   white_background=cfg.render.white_background, background_steps=cfg.background.num_steps)
+                   white_background=cfg.render.white_background, opaque_far_end=cfg.render.opaque_far_end,
+                   background_steps=cfg.background.num_steps)
         return replace(opts, **overrides)
 
 
@@ -225,6 +227,23 @@ def _normals(field: FieldFn, pts: torch.Tensor, batch: int) -> torch.Tensor:
     return -F.normalize(grad, dim=-1)
 
 
+def last_interval(has_background: bool, opts: RenderOptions) -> float:
+    """Length given to the interval of a ray's last sample: 1e10 (opaque: the field's colour at
+    ray_end is the backdrop) unless a background network or an open far end takes over there."""
+    return 1e10 if opts.opaque_far_end and not has_background else 1e-3
+
+
+def open_far_end(field, opts: RenderOptions) -> bool:
+    """Whether rays of this field end in nothing (no background network, far end open)."""
+    return not opts.opaque_far_end and getattr(field, "background", None) is None
+
+
+def depth_to_far_end(depth: torch.Tensor, opacity: torch.Tensor, far: float) -> torch.Tensor:
+    """Expected depth when what the rays do not hit counts as a hit at `far` (sum w z + (1 - sum w) far):
+    the depth a dataset's maps give the background, for a model whose far end is open."""
+    return depth + (1 - opacity).clamp_min(0) * far
+
+
 def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, ray_ids: torch.Tensor,
                 opts: RenderOptions) -> dict:
     """Render rays [B, n, 3] of a field of batch B. Returns per-ray tensors [B, n, C]."""
@@ -232,7 +251,7 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, ray_ids: torch
     o, d, ids = origins.reshape(-1, 3), dirs.reshape(-1, 3), ray_ids.reshape(-1)
     rays, dt, dev = o.shape[0], o.dtype, o.device
     has_bg = getattr(field, "background", None) is not None
-    last_delta = 1e-3 if has_bg else 1e10
+    last_delta = last_interval(has_bg, opts)
 
     jitter = _uniform(opts, (rays, opts.num_steps), ids, 0, dt, dev) if opts.stratified else None
     z = stratified_depths(rays, opts.num_steps, opts.ray_start, opts.ray_end, jitter, dev, dt)

@@ -77,10 +77,24 @@ def test_sharp_surface_in_haze_gets_its_samples(view):
     assert psnr(even.rgb, ref.rgb) < psnr(out.rgb, ref.rgb) - 6
 
 
-@pytest.fixture(scope="module")
-def sparse_model():
+@pytest.mark.parametrize("view", sorted(CAMERAS))
+def test_open_far_end_matches_reference(view):
+    # With the far end open, rays that miss keep their transmittance for the white background.
+    field = RadialField(hazy_sphere())
+    cam, opts = CAMERAS[view]
+    opts = replace(opts, opaque_far_end=False, white_background=True)
+    ref = render(field, cam, RES, replace(opts, num_steps=2048, num_fine_steps=0))
+    assert ref.opacity.min() < 0.9                   # some rays do let the background through
+    out = FastRenderer(None, field, opts).render(cam, RES)
+    assert psnr(out.rgb, ref.rgb) >= 40
+    assert psnr(out.opacity, ref.opacity, peak=1.0) >= 40
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["opaque-far-end", "open-far-end"])
+def sparse_model(request):
     torch.manual_seed(0)
-    G = Generator(tiny_config(**{"model.render.density_shift": -4.7}).model).eval().requires_grad_(False)
+    cfg = tiny_config(**{"model.render.density_shift": -4.7, "model.render.opaque_far_end": request.param})
+    G = Generator(cfg.model).eval().requires_grad_(False)
     with torch.no_grad():
         field = G.field_from_ws(G.map_latents(G.latents([3]), G.labels([0], 1)))
     return G, field
@@ -98,7 +112,10 @@ def test_random_model_with_empty_space(sparse_model):
         out = fast.render(cam, RES, options=opts)
         assert psnr(out.rgb, ref.rgb) >= 40
         assert psnr(out.depth, ref.depth, peak=opts.ray_end - opts.ray_start) >= 40
-        assert (out.opacity - ref.opacity).abs().max() < 1e-3
+        # Skipped cells hold densities below the threshold: at most threshold * ray length of opacity
+        # (an opaque far end takes up whatever they let through).
+        bound = 1e-3 if opts.opaque_far_end else AccelOptions().threshold * (opts.ray_end - opts.ray_start)
+        assert (out.opacity - ref.opacity).abs().max() < bound
         assert out.normals.shape == ref.normals.shape
 
 

@@ -205,6 +205,18 @@ def test_without_the_adaptor_d_sees_the_rendered_depth_normalised_by_the_ray_bou
     assert fake.shape[1] == 4 and fake[:, 3].min() >= -1 - 1e-5 and fake[:, 3].max() <= 1 + 1e-5
 
 
+def test_with_an_open_far_end_empty_space_is_far_in_the_depth_d_sees(tmp_path, synth):
+    # Real depth maps hold the background at the far bound; a fake ray that ends in nothing must too.
+    from trigan.training import distributed as ddp
+    from trigan.training.loop import Trainer
+    data, features = synth
+    cfg, ds = _config(data, features, "training.depth.adaptor=false", "training.distill.weight=0",
+                      "model.render.opaque_far_end=false", "model.render.density_shift=-20")
+    trainer = Trainer(cfg, tmp_path / "run", ds, ddp.DistInfo())
+    fake = trainer.render_fakes(trainer.fake_inputs(torch.Generator().manual_seed(0)), phase=2)
+    assert torch.allclose(fake[:, 3], torch.ones_like(fake[:, 3]), atol=1e-4)
+
+
 def test_3dgp_presets_enable_depth_and_imagenet_distillation_fails_at_once_without_features(tmp_path, synth):
     import io
     from contextlib import redirect_stderr

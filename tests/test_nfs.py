@@ -12,7 +12,7 @@ import torch
 from trigan.core.cameras import Camera
 from trigan.core.generator import Generator
 from trigan.core.nfs import (NFSError, dataset_depth_range, dataset_nfs, frontal_conditioning, frontal_pose,
-                             generator_nfs, nfs_of_depth_maps, nfs_per_image)
+                             generator_depths, generator_nfs, nfs_of_depth_maps, nfs_per_image)
 from trigan.core.renderer import RenderOptions, foreground_density, render
 
 from conftest import tiny_config
@@ -132,6 +132,22 @@ def test_generator_nfs_runs_on_a_tiny_model_and_is_deterministic(tiny_G):
     no_cut = generator_nfs(tiny_G, num=6, batch=4, seed=1, density_cut=None)
     assert 1.0 <= no_cut <= 64.0 and no_cut != a
     assert tiny_G.training is False
+
+
+@pytest.mark.parametrize("opaque", [True, False])
+def test_empty_space_is_depth_at_the_far_bound_whichever_far_end(opaque):
+    # Dataset maps put the background at the far bound. An opaque far end puts a miss at its last
+    # sample (within the last coarse interval before ray_end); an open one lets the ray through, and
+    # generator_depths counts it at exactly ray_end.
+    torch.manual_seed(0)
+    cfg = tiny_config(**{"model.render.opaque_far_end": opaque, "model.render.density_shift": -20.0}).model
+    G = Generator(cfg).eval()
+    depth = torch.cat(list(generator_depths(G, num=4, batch=2, density_cut=None)))
+    far, step = cfg.camera.ray_end, (cfg.camera.ray_end - cfg.camera.ray_start) / cfg.render.num_steps
+    assert (depth <= far + 1e-4).all() and (depth >= far - step - 1e-4).all()
+    if not opaque:
+        assert torch.allclose(depth, torch.full_like(depth, far), atol=1e-4)
+        assert generator_nfs(G, num=4, batch=2, density_cut=None) == pytest.approx(1.0)
 
 
 def test_frontal_conditioning_keeps_the_labels_and_fixes_the_pose(tiny_G):

@@ -104,6 +104,13 @@ def test_empty_field_gives_only_the_backdrop_like_the_exact_path():
     out = preview.render(cam, RES)
     assert psnr(out.rgb, exact.rgb) >= 35          # the tail colour, upsampled from 32^2 rays
     assert torch.allclose(out.opacity, exact.opacity, atol=1e-4)
+    # with the far end open nothing is hit: the white background, as in the exact path
+    open_end = replace(opts, opaque_far_end=False, white_background=True)
+    out = build_preview(None, field, options=open_end).render(cam, RES)
+    exact = FastRenderer(None, field, open_end).render(cam, RES)
+    assert torch.allclose(out.rgb, torch.ones_like(out.rgb), atol=1e-4)
+    assert torch.allclose(exact.rgb, torch.ones_like(exact.rgb), atol=1e-4)
+    assert out.opacity.max() < 1e-4
 
 
 def test_generator_preview_serves_every_mode_and_batches_cameras():

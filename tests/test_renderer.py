@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from trigan.core.cameras import Camera
-from trigan.core.renderer import RenderOptions, hash_uniform, render, sample_pdf, stratified_depths
+from trigan.core.renderer import (RenderOptions, depth_to_far_end, hash_uniform, render, sample_pdf,
+                                  stratified_depths)
 
 
 class AnalyticField:
@@ -119,6 +120,28 @@ def test_white_background_blends_with_partial_opacity():
     out = render(field, Camera.from_angles(0.0, math.pi / 2, fov=1.0), 1, exact_options(white_background=True))
     a = 1 - math.exp(-sigma * 0.2)
     assert math.isclose(out.rgb[0, 0, 0, 0].item(), -a + (1 - a), abs_tol=3e-3)
+
+
+def test_an_open_far_end_lets_the_white_background_through_a_faint_haze():
+    # A uniform haze of density s over the ray [n, f] and colour black. EpiGRAF's opaque far end makes
+    # its last sample the backdrop: opacity 1 and the haze's colour everywhere. With the far end open
+    # the opacity is Beer-Lambert's 1 - exp(-s (f - n)) and white shows through the rest; the depth
+    # with the misses counted at f is n + (1 - exp(-s (f - n))) / s.
+    s, n, f = 0.3, 0.5, 1.5
+    field = AnalyticField(lambda p: torch.full_like(p[..., 0], math.log(math.expm1(s))), color=(-1.0, -1.0, -1.0))
+    cam = Camera.from_angles(0.0, math.pi / 2, fov=1.0)
+    opaque = render(field, cam, 1, exact_options(white_background=True))
+    assert opaque.opacity.item() > 0.999 and math.isclose(opaque.rgb[0, 0, 0, 0].item(), -1.0, abs_tol=1e-3)
+    out = render(field, cam, 1, exact_options(white_background=True, opaque_far_end=False))
+    a = 1 - math.exp(-s * (f - n))
+    assert math.isclose(out.opacity.item(), a, abs_tol=1e-3)
+    assert math.isclose(out.rgb[0, 0, 0, 0].item(), -a + (1 - a), abs_tol=2e-3)
+    depth = depth_to_far_end(out.depth, out.opacity, f).item()
+    assert math.isclose(depth, n + a / s, abs_tol=2e-3)
+    # empty space: nothing is hit, every ray ends at the far bound
+    empty = render(AnalyticField(lambda p: torch.full_like(p[..., 0], EMPTY)), cam, 4,
+                   exact_options(white_background=True, opaque_far_end=False))
+    assert torch.allclose(depth_to_far_end(empty.depth, empty.opacity, f), torch.full_like(empty.depth, f))
 
 
 def test_sample_pdf_is_the_exact_inverse_cdf():

@@ -36,6 +36,7 @@ from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.config import Config
 from ..core.errors import TriganError
 from ..core.generator import Generator, one_hot
+from ..core.renderer import depth_to_far_end, open_far_end
 from . import distributed as ddp
 from .augment import ROLE_FAKE, ROLE_REAL, augment_d_input, check_augment_config
 from .camera_losses import camera_regularizers, emd_multiplier
@@ -390,7 +391,11 @@ class Trainer:
         out = G.render(field, inputs["camera"], self.patch_res, patch=inputs["patch"], options=opts)
         if not self.use_depth:
             return out.rgb
-        return torch.cat([out.rgb, self.fake_depth(out.depth, inputs.get("depth_choice"))], dim=1)
+        depth = out.depth
+        if open_far_end(field, opts):
+            # Real depth maps put the background at the far bound; rays that end in nothing go there too.
+            depth = depth_to_far_end(depth, out.opacity, opts.ray_end)
+        return torch.cat([out.rgb, self.fake_depth(depth, inputs.get("depth_choice"))], dim=1)
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor, patch: PatchParams, angles: torch.Tensor,
               augment: Optional[tuple] = None, predict_features: bool = False):
