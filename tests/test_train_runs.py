@@ -220,6 +220,38 @@ def test_sigterm_stops_cleanly_with_a_checkpoint_and_resume_finishes(tmp_path, d
     assert load_checkpoint(run / LATEST).progress["step"] == ckpt.progress["step"] + 1
 
 
+CRASH_SCRIPT = textwrap.dedent("""
+    import sys
+    from trigan.cli.main import main
+    from trigan.training.loop import Trainer
+    step = Trainer.train_step
+    def failing_step(self):
+        if self.step >= 2:
+            raise RuntimeError("injected failure")
+        return step(self)
+    Trainer.train_step = failing_step
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_with_workers_running_exits(tmp_path, data):
+    # Data-loading workers ignore SIGTERM (so that a group's Ctrl-C stops the run cleanly); a run that
+    # fails must still stop them, or the process waits on them forever after its traceback.
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), "train", "--data", str(data), "--out", str(tmp_path / "runs"),
+                             "--kimg", "100", "--device", "cpu", *TINY_TRAIN, "training.num_workers=2"],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:          # hung: end it and its workers
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0 and "injected failure" in output
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import os, stat, sys, time
     import trigan.core.atomic as atomic

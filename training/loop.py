@@ -325,6 +325,16 @@ class Trainer:
             worker_init_fn=_ignore_stop_signals if t.num_workers > 0 else None)
         return iter(loader)
 
+    def close_data(self) -> None:
+        """Stop the data-loading workers now. They ignore SIGTERM (`_ignore_stop_signals`), so the
+        terminate() that multiprocessing sends its children at interpreter exit cannot end them, and a
+        run that failed while its iterator was still referenced (by the traceback) would wait on them
+        forever instead of exiting."""
+        it, self._data_iter = self._data_iter, None
+        shutdown = getattr(it, "_shutdown_workers", None)   # torch's own orderly shutdown (idempotent)
+        if shutdown is not None:
+            shutdown()
+
     def next_real(self) -> dict:
         if self._data_iter is None:
             self._data_iter = self._real_batches()

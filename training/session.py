@@ -339,6 +339,7 @@ class Session:
             self.writer.update_status(phase="failed", message=str(exc))
             raise
         finally:
+            trainer.close_data()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.writer.close()
