@@ -19,8 +19,9 @@ max-pooled onto cells and dilated by one cell so that thin surfaces between prob
 3. samples are evaluated front to back in rounds, and a ray stops once its transmittance falls
    below `min_transmittance`;
 4. the last sample of the plain path (at ray_end, its interval 1e10 long, 1e-3 with a background
-   network or an open far end) is kept as a "tail" sample evaluated at exactly ray_end for every ray still alive, so
-   rays that miss everything get the same colour and depth as in `core.renderer.render`.
+   network or an open far end) is kept as a "tail" sample evaluated at exactly ray_end for every
+   ray still alive, so rays that miss everything get the same colour and depth as in
+   `core.renderer.render`.
 
 What it computes is the same integral as the plain path (`core.renderer.render`): rgb in [-1, 1]
 with the optional white background, depth = sum w z, opacity = sum w, normals = normalised sum w n.

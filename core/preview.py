@@ -11,8 +11,9 @@ nearly solid, so what a camera sees is close to a coloured surface:
 - per frame: one rasterisation with the camera's exact projection (one sample at each pixel centre,
   as the volume renderer shoots one ray there), then the backdrop: what a ray that misses the surface
   gets in the plain path, i.e. its last sample at ray_end (opaque unless the model has a background
-  network or an open far end) and the background network or white background behind. The backdrop is smooth, so it is evaluated on
-  a coarse grid of rays (`backdrop_resolution`^2 field queries) and upsampled.
+  network or an open far end) and the background network or white background behind. The backdrop
+  is smooth, so it is evaluated on a coarse grid of rays (`backdrop_resolution`^2 field queries)
+  and upsampled.
 
 The result is a `RenderOutput` like `G.render` gives (rgb in [-1, 1], depth = ray distance weighted
 by opacity, opacity, normals), so every render mode works. Where it differs from the exact path:

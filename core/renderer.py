@@ -7,8 +7,9 @@ The plain exact path of EpiGRAF (3.2-3.4):
    samples define a piecewise-constant pdf over the midpoints, from which `num_fine_steps` depths
    are drawn by inverse-CDF sampling;
 3. coarse and fine samples together, sorted, composited once: alpha = 1 - exp(-delta * act(sigma +
-   shift [+ noise])), the last interval 1e10 long (1e-3 with a background model or an open far end), rgb = sum w c,
-   depth = sum w z (not normalised by the opacity sum w), optional white background + (1 - sum w).
+   shift [+ noise])), the last interval 1e10 long (1e-3 with a background model or an open far
+   end), rgb = sum w c, depth = sum w z (not normalised by the opacity sum w), optional white
+   background + (1 - sum w).
 
 Randomness: with `deterministic=True` (inference) every jitter value is a hash of (seed, ray,
 sample), so the same request gives the same image whatever the chunking or device. Otherwise values
