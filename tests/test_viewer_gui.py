@@ -448,6 +448,7 @@ def _follow_training_run(viewer, runs, exports):
     run = next(r for r in s["training"]["runs"] if r["alive"])
     assert s["training"]["selected"] == run["path"] and run["phase"] == "training"
     assert run["total_kimg"] == pytest.approx(TRAIN_KIMG) and run["images_per_sec"] > 0
+    stop_button = viewer.rect_of("train_stop_button")
 
     # Everything at once: the run trains, a long video exports, the camera keeps moving (renders).
     viewer.send(tab="tab_export")
@@ -474,6 +475,9 @@ def _follow_training_run(viewer, runs, exports):
     assert not list(exports.glob("*.mp4"))
     viewer.send(tab="tab_training")
 
+    # Losses logged every other tick and the heartbeat's age change how the details wrap; the
+    # buttons must not move with them, or a click meant for Stop lands beside it.
+    assert viewer.rect_of("train_stop_button") == stop_button
     viewer.click_item("train_stop_button")
     s = viewer.wait_for(lambda s: any(r["path"] == run["path"] and not r["alive"] and r["phase"] == "stopped"
                                       for r in s["training"]["runs"]), 180, "the run to stop")

@@ -39,7 +39,13 @@ SYNTH_OUT, SYNTH_NUM, SYNTH_RES, SYNTH_CLASSES = "synth_out", "synth_num", "synt
 SYNTH_BUTTON = "synth_button"
 REMEMBERED = (DATA, PRESET, GAMMA, BATCH, RES, KIMG, OVERRIDES, SYNTH_OUT, SYNTH_NUM, SYNTH_RES, SYNTH_CLASSES)
 POLL_SECONDS = 1.0
+MESSAGE_LINES, DETAILS_LINES = 3, 7    # room for a wrapped error; the details' five lines wrap to seven
 SAMPLE_SIDE = 380                      # the sample grid is shown this wide (the Tasks panel's width)
+
+
+def _lines(n: int) -> int:
+    """Height in pixels of n lines of Dear ImGui's built-in 13-pixel font, plus the item spacing."""
+    return 13 * n + 4
 
 
 @dataclass
@@ -222,16 +228,21 @@ class TrainingPanel:
         path_field(RUNS_FOLDER, "runs", default=runs_folder, directory=True,
                    on_pick=lambda p: self._watch())
         dpg.add_button(label="Start training", tag=START, callback=self._start)
-        dpg.add_text("", tag=MESSAGE, wrap=0)
+        # Text that changes while a run goes on sits in boxes of fixed height: wrapped lines come and
+        # go with the values (a loss that is logged every other tick, the heartbeat's age), and
+        # everything below would jump under the user's pointer a few times a second.
+        with dpg.child_window(height=_lines(MESSAGE_LINES), border=False):
+            dpg.add_text("", tag=MESSAGE, wrap=0)
         dpg.add_separator()
         dpg.add_text("Runs", color=MUTED)
         dpg.add_listbox(tag=RUN_LIST, items=[], num_items=5, width=-1, callback=lambda s, a: self._select(a))
-        dpg.add_text("no run selected", tag=DETAILS, wrap=0)
         with dpg.group(horizontal=True):
             dpg.add_button(label="Stop", tag=STOP, callback=self._stop_run)
             dpg.add_button(label="Resume", tag=RESUME, callback=self._resume_run)
             dpg.add_button(label="View latest", tag=LOAD_LATEST, callback=lambda: self._load("latest"))
             dpg.add_button(label="View best", tag=LOAD_BEST, callback=lambda: self._load("best"))
+        with dpg.child_window(height=_lines(DETAILS_LINES), border=False):
+            dpg.add_text("no run selected", tag=DETAILS, wrap=0)
         with dpg.tab_bar(tag="train_views"):
             with dpg.tab(label="Losses", tag="train_tab_losses"):
                 with dpg.plot(tag=LOSS_PLOT, height=260, width=-1):
@@ -416,7 +427,6 @@ class TrainingPanel:
                  f"kimg {_kimg(r.kimg)} of {_kimg(r.total_kimg)}   images/s {ips}   ETA {_format_eta(r.eta_seconds)}"]
         lines.append("loss " + (losses or "-"))
         lines.append("metrics " + (metrics or "-"))
-        # Always the same number of lines, so the buttons below do not jump while a run goes on.
         lines.append(r.message or "")
         dpg.set_value(DETAILS, "\n".join(lines))
         dpg.configure_item(STOP, enabled=bool(r.alive))
