@@ -7,8 +7,9 @@ preview baker all query; nothing re-runs the synthesis network per frame or per 
 
 Lookup convention (EpiGRAF): world points are divided by `cube_scale`; plane 0 is read at (x, y),
 plane 1 at (x, z), plane 2 at (y, z), the first coordinate indexing the width; bilinear,
-`align_corners=True`, zero outside; the three features are averaged and decoded to raw rgb (no
-activation) and raw density (before shift and activation).
+`align_corners=True`, zero outside; the three features are averaged and decoded to rgb (raw, or
+squashed into [-1, 1] when model.triplane.color_activation is 'sigmoid') and raw density (before
+shift and activation).
 """
 
 from __future__ import annotations
@@ -25,20 +26,35 @@ from .layers import FullyConnectedLayer
 PLANE_AXES = ((0, 1), (0, 2), (1, 2))
 
 
-class TriPlaneMLP(nn.Module):
-    """feat -> hidden (lrelu) -> ... -> 4 = raw rgb (3) + raw density (1). Names: model.0, model.1..."""
+COLOR_ACTIVATIONS = ("none", "sigmoid")
+COLOR_MARGIN = 0.001   # EG3D's: a sigmoid colour reaches the ends of [-1, 1] at finite inputs
 
-    def __init__(self, feat_dim: int, hidden_dim: int = 64, num_layers: int = 2, out_dim: int = 4):
+
+class TriPlaneMLP(nn.Module):
+    """feat -> hidden (lrelu) -> ... -> 4 = rgb (3) + raw density (1). Names: model.0, model.1...
+    The rgb is raw (color_activation 'none', EpiGRAF) or (1 + 2 m) (2 sigmoid(x) - 1) with
+    m = COLOR_MARGIN ('sigmoid', EG3D's squashing, in trigan's [-1, 1] colour range)."""
+
+    def __init__(self, feat_dim: int, hidden_dim: int = 64, num_layers: int = 2, out_dim: int = 4,
+                 color_activation: str = "none"):
         super().__init__()
         if num_layers < 1:
             raise ValueError("the tri-plane MLP needs at least one layer")
+        if color_activation not in COLOR_ACTIVATIONS:
+            raise ValueError(f"unknown model.triplane.color_activation {color_activation!r} "
+                             f"(expected one of {', '.join(COLOR_ACTIVATIONS)})")
+        self.color_activation = color_activation
         dims = [feat_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         self.model = nn.Sequential(*[
             FullyConnectedLayer(dims[i], dims[i + 1], activation="lrelu" if i < num_layers - 1 else "linear")
             for i in range(num_layers)])
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.model(features)
+        out = self.model(features)
+        if self.color_activation == "sigmoid":
+            rgb = (1 + 2 * COLOR_MARGIN) * (2 * torch.sigmoid(out[..., :3]) - 1)
+            out = torch.cat([rgb, out[..., 3:]], dim=-1)
+        return out
 
 
 def sample_triplanes(planes: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -57,7 +73,7 @@ def sample_triplanes(planes: torch.Tensor, coords: torch.Tensor) -> torch.Tensor
 class TriPlaneField:
     """Field of one batch of latents. Call with points [B, N, 3] (or [N, 3] when B == 1).
 
-    Returns raw rgb [B, N, 3] and raw density [B, N] (matching the input's leading shape).
+    Returns rgb [B, N, 3] (see TriPlaneMLP) and raw density [B, N] (matching the input's leading shape).
     `background`, when present, maps (ray origins, ray directions) to background samples; the
     renderer owns how it is composited.
     """

@@ -48,7 +48,8 @@ class SynthesisNetwork(nn.Module):
         tp = cfg.triplane
         self.tri_plane_decoder = TriPlaneDecoder(cfg.mapping.w_dim, tp.resolution, 3 * tp.feat_dim,
                                                  tp.channel_base, tp.channel_max, tp.use_noise, tp.conv_clamp)
-        self.tri_plane_mlp = TriPlaneMLP(tp.feat_dim, tp.mlp_hidden, tp.mlp_layers)
+        self.tri_plane_mlp = TriPlaneMLP(tp.feat_dim, tp.mlp_hidden, tp.mlp_layers,
+                                         color_activation=tp.color_activation)
         self.bg_model = None
         if cfg.background.type == "sphere":
             bg = cfg.background

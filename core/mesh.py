@@ -13,8 +13,8 @@ Units and axes (docs/meshes.md):
 * Densities are *activated*: act(sigma + density_shift) with the renderer's own activation
   (`renderer.activate_density`), in 1 / world units: a segment of length d at density D is
   1 - exp(-D d) opaque. Thresholds are levels of that quantity.
-* Colours are the field's raw rgb at each vertex. The renderer composites raw rgb straight into the
-  model's [-1, 1] image space (rgb = sum w c, no activation), so a vertex colour is that value
+* Colours are the field's rgb at each vertex. The renderer composites it straight into the model's
+  [-1, 1] image space (rgb = sum w c, no further activation), so a vertex colour is that value
   mapped to uint8 the way images are written (x * 127.5 + 128, clamped).
 """
 
@@ -249,7 +249,7 @@ def rgb_to_uint8(rgb: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def vertex_colors(field, vertices: np.ndarray, chunk_points: int = 1 << 19) -> np.ndarray:
-    """uint8 [V, 3]: the field's colour at each vertex (raw rgb = [-1, 1] image colour)."""
+    """uint8 [V, 3]: the field's colour at each vertex (its rgb is [-1, 1] image colour)."""
     _single(field)
     device = getattr(field, "device", None)
     out = np.empty((len(vertices), 3), dtype=np.uint8)

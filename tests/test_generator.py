@@ -193,6 +193,33 @@ def test_background_model_fills_rays_that_miss_the_scene():
     assert out.rgb.abs().max() > 1e-3   # colour comes from the background network
 
 
+def test_sigmoid_colours_are_eg3ds_squashing_of_the_raw_colours_and_density_is_untouched():
+    # EpiGRAF's raw colours unless a preset asks (the demo presets do)
+    assert load_config("epigraf_ffhq512").model.triplane.color_activation == "none"
+    raw_cfg = tiny_config(**{"model.triplane.color_activation": "none"})
+    sig_cfg = tiny_config(**{"model.triplane.color_activation": "sigmoid"})
+    G_raw, G_sig = Generator(raw_cfg.model).eval(), Generator(sig_cfg.model).eval()
+    G_sig.load_state_dict(G_raw.state_dict())                         # no new weights: same state dict
+    planes = G_raw.synthesis(G_raw.map_latents(G_raw.latents([0]), G_raw.labels([0], 2)))
+    # Plane values large enough to drive the raw colours far outside [-1, 1].
+    planes = planes * 50
+    pts = (torch.rand(1, 4000, 3) * 2 - 1) * G_raw.field(planes).cube_scale
+    rgb_raw, sigma_raw = G_raw.field(planes)(pts)
+    rgb_sig, sigma_sig = G_sig.field(planes)(pts)
+    assert rgb_raw.abs().max() > 3                                    # the test reaches the tails
+    # EG3D: sigmoid(x) (1 + 2 m) - m in [0, 1] units, m = 0.001; trigan's colours are 2 c - 1.
+    expected = 2 * (torch.sigmoid(rgb_raw) * 1.002 - 0.001) - 1
+    assert torch.allclose(rgb_sig, expected, atol=1e-6)
+    assert rgb_sig.min() >= -1.002 and rgb_sig.max() <= 1.002
+    assert torch.equal(sigma_sig, sigma_raw)
+
+
+def test_unknown_colour_activation_is_a_clear_error():
+    cfg = tiny_config(**{"model.triplane.color_activation": "tanh"})
+    with pytest.raises(ValueError, match="color_activation 'tanh' .*none, sigmoid"):
+        Generator(cfg.model)
+
+
 def test_too_few_channels_is_a_clear_error():
     cfg = tiny_config(**{"model.triplane.resolution": 512})
     with pytest.raises(ValueError, match="channel_base 256 gives no channels at resolution 512"):
