@@ -19,7 +19,8 @@ def model_summary(config: Config, G: Generator, progress: Optional[dict] = None,
         "image_resolution": m.img_resolution,
         "triplane": {"resolution": m.triplane.resolution, "channels_per_plane": m.triplane.feat_dim,
                      "mlp": f"{m.triplane.feat_dim} -> " + " -> ".join(
-                         [str(m.triplane.mlp_hidden)] * (m.triplane.mlp_layers - 1) + ["4"])},
+                         [str(m.triplane.mlp_hidden)] * (m.triplane.mlp_layers - 1) + ["4"]),
+                     "colors": "raw" if m.triplane.color_activation == "none" else m.triplane.color_activation},
         "classes": m.c_dim,
         "class_names": list(m.class_names),
         "latent": {"z_dim": m.mapping.z_dim, "w_dim": m.mapping.w_dim, "num_ws": G.synthesis.num_ws,
@@ -67,7 +68,7 @@ def format_summary(s: Dict[str, Any], source: str) -> str:
         f"  model        {s['name']} ({s['family']}), {classes}",
         f"  image        {s['image_resolution']}x{s['image_resolution']}",
         f"  tri-planes   3 x {tp['channels_per_plane']} channels at {tp['resolution']}x{tp['resolution']}, "
-        f"decoder MLP {tp['mlp']}",
+        f"decoder MLP {tp['mlp']} ({tp.get('colors', 'raw')} colours)",
         f"  latent       z {lat['z_dim']}, w {lat['w_dim']} x {lat['num_ws']}"
         + (", pose-conditioned (GPC)" if lat["pose_conditioning"] else ""),
         f"  parameters   {_millions(p['total'])} (mapping {_millions(p['mapping'])}, "

@@ -36,6 +36,9 @@ def test_info_of_a_preset(capsys):
     code, out, _ = run(capsys, "info", "--preset", "epigraf_ffhq512")
     assert code == 0
     assert "512x512" in out and "3 x 32 channels at 512x512" in out and "28.46M" in out and "fov 12 deg" in out
+    assert "decoder MLP 32 -> 64 -> 4 (raw colours)" in out
+    _, out, _ = run(capsys, "info", "--preset", "demo")
+    assert "decoder MLP 16 -> 32 -> 4 (sigmoid colours)" in out
 
 
 def test_info_of_a_preset_with_overrides_as_json(capsys):
