@@ -45,7 +45,7 @@ class TriPlaneConfig:
     use_noise: bool = True
     conv_clamp: Optional[float] = 256.0  # None: no clamping (3DGP's fp32-only generator)
     mlp_hidden: int = 64
-    mlp_layers: int = 2                  # feat -> hidden (lrelu) -> ... -> 4 (raw rgb + raw density)
+    mlp_layers: int = 2                  # feat -> hidden (lrelu) -> ... -> 4 (rgb + raw density)
     # 'none': the colours are the MLP's raw outputs (EpiGRAF). 'sigmoid': squashed into [-1, 1] with
     # a 0.1% margin (EG3D). Unbounded colours let a model draw a dark object as a thin fog of colours
     # far below -1 over the white background, which matches every image and never turns solid.

@@ -68,7 +68,7 @@ def format_summary(s: Dict[str, Any], source: str) -> str:
         f"  model        {s['name']} ({s['family']}), {classes}",
         f"  image        {s['image_resolution']}x{s['image_resolution']}",
         f"  tri-planes   3 x {tp['channels_per_plane']} channels at {tp['resolution']}x{tp['resolution']}, "
-        f"decoder MLP {tp['mlp']} ({tp.get('colors', 'raw')} colours)",
+        f"decoder MLP {tp['mlp']} ({tp['colors']} colours)",
         f"  latent       z {lat['z_dim']}, w {lat['w_dim']} x {lat['num_ws']}"
         + (", pose-conditioned (GPC)" if lat["pose_conditioning"] else ""),
         f"  parameters   {_millions(p['total'])} (mapping {_millions(p['mapping'])}, "
