@@ -136,11 +136,11 @@ def gl_unavailable() -> Optional[str]:
 _VERTEX_SHADER = """
 #version 330 core
 layout(location = 0) in vec3 position;
-layout(location = 1) in vec3 color;
+layout(location = 1) in vec4 color;
 layout(location = 2) in vec3 normal;
 uniform mat4 world_to_clip;
 out vec3 v_world;
-out vec3 v_color;
+out vec4 v_color;
 out vec3 v_normal;
 void main() {
     v_world = position;
@@ -155,7 +155,7 @@ void main() {
 _FRAGMENT_SHADER = """
 #version 330 core
 in vec3 v_world;
-in vec3 v_color;
+in vec4 v_color;
 in vec3 v_normal;
 uniform vec3 eye;
 uniform vec2 ray_range;
@@ -164,7 +164,7 @@ layout(location = 1) out vec4 out_geometry;
 void main() {
     float dist = length(v_world - eye);
     if (dist < ray_range.x || dist > ray_range.y) discard;
-    out_color = vec4(v_color, 1.0);
+    out_color = v_color;
     out_geometry = vec4(normalize(v_normal), dist);
 }
 """
@@ -175,7 +175,8 @@ class MeshRasterizer:
 
         raster = MeshRasterizer(vertices, faces, colors, normals)   # world units, any float colours
         color, geometry = raster.draw(world_to_clip, eye, (near, far), (h, w))
-        # color [h, w, 4] (rgb, coverage 0/1), geometry [h, w, 4] (normal xyz, distance); row 0 at top
+        # color [h, w, 4] (rgb, alpha: 0 where no triangle, else the vertex alpha interpolated; colors
+        # [V, 3] mean alpha 1), geometry [h, w, 4] (normal xyz, distance); row 0 at top
 
     One pixel is one sample at its centre (no multisampling), as the volume renderer shoots one ray
     through each pixel centre.
@@ -184,8 +185,10 @@ class MeshRasterizer:
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, normals: np.ndarray):
         self.ctx = gl_context()
         GL = self.ctx.GL
-        data = np.concatenate([np.asarray(vertices, np.float32), np.asarray(colors, np.float32),
-                               np.asarray(normals, np.float32)], axis=1)
+        colors = np.asarray(colors, np.float32)
+        if colors.shape[1] == 3:  # opaque: alpha 1
+            colors = np.concatenate([colors, np.ones_like(colors[:, :1])], axis=1)
+        data = np.concatenate([np.asarray(vertices, np.float32), colors, np.asarray(normals, np.float32)], axis=1)
         index = np.ascontiguousarray(np.asarray(faces, np.uint32).reshape(-1))
         self.num_indices = int(index.size)
         self._size: Tuple[int, int] = (0, 0)
@@ -199,10 +202,10 @@ class MeshRasterizer:
             GL.glBufferData(GL.GL_ARRAY_BUFFER, data.nbytes, np.ascontiguousarray(data), GL.GL_STATIC_DRAW)
             GL.glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, self.ibo)
             GL.glBufferData(GL.GL_ELEMENT_ARRAY_BUFFER, index.nbytes, index, GL.GL_STATIC_DRAW)
-            stride = 9 * 4
-            for loc in range(3):
+            stride = 10 * 4
+            for loc, (size, offset) in enumerate(((3, 0), (4, 3), (3, 7))):  # position, rgba, normal
                 GL.glEnableVertexAttribArray(loc)
-                GL.glVertexAttribPointer(loc, 3, GL.GL_FLOAT, GL.GL_FALSE, stride, ctypes.c_void_p(12 * loc))
+                GL.glVertexAttribPointer(loc, size, GL.GL_FLOAT, GL.GL_FALSE, stride, ctypes.c_void_p(4 * offset))
             GL.glBindVertexArray(0)
             self.loc_clip = GL.glGetUniformLocation(self.program, "world_to_clip")
             self.loc_eye = GL.glGetUniformLocation(self.program, "eye")

@@ -16,7 +16,7 @@ from trigan.core.generator import Generator
 from trigan.core.gl_offscreen import MeshRasterizer
 from trigan.core.preview import PreviewOptions, build_preview, calibrate, preview_unavailable, world_to_clip
 
-from analytic_fields import CAMERAS, OPTS, RadialField, psnr, sphere
+from analytic_fields import CAMERAS, OPTS, RadialField, inverse_softplus, psnr, sphere
 from conftest import tiny_config
 
 RES = 64
@@ -93,6 +93,47 @@ def test_solid_sphere_preview_matches_the_exact_path(view, rise):
     assert float(cos.mean()) > 0.98
     if view == "far":
         assert (exact.depth > opts.ray_end - 0.05).float().mean() > 0.5
+
+
+class TintedGlass(RadialField):
+    """A uniform ball of constant activated density and one colour: its volume render is analytic."""
+
+    def __init__(self, density: float, color, radius: float):
+        # an edge about one grid cell wide keeps the marching-cubes normals radial; the optical depth
+        # along a line is still density x chord of the radius (the sigmoid is symmetric about it)
+        super().__init__(lambda r: inverse_softplus(1e-9 + density * torch.sigmoid((radius - r) / 0.008)))
+        self.color = torch.tensor(color)
+
+    def __call__(self, pts):
+        _, sigma = super().__call__(pts)
+        return self.color.to(pts).expand(*pts.shape[:-1], 3), sigma
+
+
+def test_semi_transparent_ball_shows_its_colour_mixed_with_the_background():
+    """A dark ball that lets a quarter of the light through its centre, on a white background: the
+    renderer shows colour * (1 - e^(-s L)) + white * e^(-s L) for a chord of length L. The preview's
+    vertex colour and alpha come from the same quadrature along the inward normal, so the frontal
+    part of the ball matches that formula (one point's colour, the old way, was off by 0.4 there)."""
+    radius, color = 0.2, [-0.6, -0.2, 0.4]
+    density = float(np.log(4.0)) / (2 * radius)          # centre chord 0.4: opacity 3/4
+    field = TintedGlass(density, color, radius)
+    cam, opts = CAMERAS["front"]
+    opts = replace(opts, opaque_far_end=False, white_background=True)
+    out = build_preview(None, field, options=opts).render(cam, RES)
+    origins, dirs = cam.rays((RES, RES))
+    o, d = origins[0], dirs[0] / dirs[0].norm(dim=-1, keepdim=True)
+    b = (o * d).sum(-1)
+    chord = 2 * (b * b - ((o * o).sum(-1) - radius ** 2)).clamp(min=0).sqrt()
+    opacity = 1 - torch.exp(-density * chord)
+    expected = torch.tensor(color)[None] * opacity[:, None] + (1 - opacity)[:, None]
+    central = chord > 0.97 * 2 * radius                   # rays whose chord is close to the normal's
+    assert int(central.sum()) > 20
+    got = out.rgb[0].permute(1, 2, 0).reshape(-1, 3)
+    assert float((got[central] - expected[central]).abs().max()) < 0.04
+    assert float((out.opacity[0, 0].reshape(-1)[central] - opacity[central]).abs().max()) < 0.025
+    # far from the ball only the white background
+    outside = chord == 0
+    assert torch.allclose(got[outside & (out.opacity[0, 0].reshape(-1) < 1e-3)], torch.ones(3), atol=1e-3)
 
 
 def test_empty_field_gives_only_the_backdrop_like_the_exact_path():
