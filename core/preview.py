@@ -40,7 +40,7 @@ from .accel import OccupancyGrid, _support_box
 from .cameras import Camera
 from .gl_offscreen import MeshRasterizer, gl_unavailable
 from .mesh import DensityVolume, NoSurfaceError, marching_cubes
-from .renderer import RenderOptions, RenderOutput, _render_background, activate_density, last_interval
+from .renderer import RenderOptions, RenderOutput, _query, _render_background, activate_density, last_interval
 
 
 @dataclass(frozen=True)
@@ -299,15 +299,13 @@ def _coloured(field, verts: np.ndarray, faces: np.ndarray, opts: RenderOptions, 
     alive = torch.arange(n)
     with torch.inference_mode():
         for first in range(0, t.shape[1], 8):
-            tt, dd = t[alive, first:first + 8], delta[alive, first:first + 8]
-            points = (start[alive, None] + d[alive, None] * tt[..., None]).reshape(-1, 3)
             rgb, sigma = [], []
-            for chunk in points.split(preview.probe_chunk):
-                c, s_ = field(chunk.to(dev)[None])
-                rgb.append(c.reshape(-1, 3).float().cpu())
-                sigma.append(s_.reshape(-1).float().cpu())
-            rgb = torch.cat(rgb).reshape(*tt.shape, 3)
-            alpha = 1 - torch.exp(-activate_density(torch.cat(sigma).reshape(tt.shape), opts) * dd)
+            for ids in alive.split(max(1, preview.probe_chunk // 8)):
+                c, s_, _ = _query(field, start[ids].to(dev), d[ids].to(dev), t[ids, first:first + 8].to(dev), 1)
+                rgb.append(c.float().cpu())
+                sigma.append(s_.float().cpu())
+            rgb, sigma = torch.cat(rgb), torch.cat(sigma)
+            alpha = 1 - torch.exp(-activate_density(sigma, opts) * delta[alive, first:first + 8])
             before = trans[alive, None] * torch.cumprod(
                 torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1]], dim=1), dim=1)
             color_sum[alive] += ((alpha * before)[..., None] * rgb).sum(dim=1)
