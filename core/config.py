@@ -273,6 +273,9 @@ class TrainingConfig:
     betas: List[float] = field(default_factory=lambda: [0.0, 0.99])
     eps: float = 1e-8
     grad_clip: Optional[float] = None   # max gradient norm per network; null = no clipping
+    # A trigan addition, not upstream's: G's loss gains this weight times the mean o (1 - o) of the
+    # fakes' per-pixel opacity, so that rays end empty or solid instead of half-transparent (0 = off).
+    opacity_reg: float = 0.0
     ema_multiplier: float = 0.3125      # EMA half-life in kimg = batch_size * ema_multiplier
     ema_rampup: Optional[float] = 0.05  # half-life at most this fraction of the images seen so far
     blur_init_sigma: float = 10.0       # blur of D's inputs, faded linearly to 0 ...

@@ -201,7 +201,7 @@ def test_without_the_adaptor_d_sees_the_rendered_depth_normalised_by_the_ray_bou
     near, far = cfg.model.camera.ray_start, cfg.model.camera.ray_end
     depth = torch.tensor([near, (near + far) / 2, far]).view(3, 1, 1, 1)
     np.testing.assert_allclose(trainer.fake_depth(depth, None).flatten().numpy(), [-1.0, 0.0, 1.0], atol=1e-6)
-    fake = trainer.render_fakes(trainer.fake_inputs(torch.Generator().manual_seed(0)), phase=2)
+    fake, _ = trainer.render_fakes(trainer.fake_inputs(torch.Generator().manual_seed(0)), phase=2)
     assert fake.shape[1] == 4 and fake[:, 3].min() >= -1 - 1e-5 and fake[:, 3].max() <= 1 + 1e-5
 
 
@@ -213,7 +213,7 @@ def test_with_an_open_far_end_empty_space_is_far_in_the_depth_d_sees(tmp_path, s
     cfg, ds = _config(data, features, "training.depth.adaptor=false", "training.distill.weight=0",
                       "model.render.opaque_far_end=false", "model.render.density_shift=-20")
     trainer = Trainer(cfg, tmp_path / "run", ds, ddp.DistInfo())
-    fake = trainer.render_fakes(trainer.fake_inputs(torch.Generator().manual_seed(0)), phase=2)
+    fake, _ = trainer.render_fakes(trainer.fake_inputs(torch.Generator().manual_seed(0)), phase=2)
     assert torch.allclose(fake[:, 3], torch.ones_like(fake[:, 3]), atol=1e-4)
 
 

@@ -10,7 +10,8 @@ import torch
 
 from trigan.core.cameras import Camera, PatchParams
 from trigan.core.config import PatchConfig
-from trigan.training.losses import blur_images, blur_kernel, blur_sigma, discriminator_loss, generator_loss, r1_penalty
+from trigan.training.losses import (blur_images, blur_kernel, blur_sigma, discriminator_loss, generator_loss,
+                                   opacity_binarity, r1_penalty)
 from trigan.training.patches import extract_patches, patch_beta, sample_patches
 from trigan.training.randomness import SampleNoise, batch_generator, mix_seed
 
@@ -102,6 +103,18 @@ def test_logistic_losses_and_r1_against_closed_forms():
     assert torch.allclose(penalty, (w + x.detach()).square().flatten(1).sum(1), rtol=1e-5)
     penalty.sum().backward()   # differentiable (create_graph): d/dx |w + x|^2 = 2 (w + x)
     assert torch.allclose(x.grad, 2 * (w + x.detach()), rtol=1e-5)
+
+
+def test_opacity_binarity_is_zero_for_empty_or_solid_rays_and_pushes_each_ray_to_its_nearer_end():
+    o = torch.tensor([0.0, 1.0, 0.5, 0.25, 0.9], requires_grad=True)
+    value = opacity_binarity(o)
+    assert float(value) == pytest.approx((0 + 0 + 0.25 + 0.1875 + 0.09) / 5)
+    value.backward()
+    # d/do of mean o(1 - o) = (1 - 2o) / n: a descent step lowers o below 1/2 and raises it above.
+    assert torch.allclose(o.grad, (1 - 2 * o.detach()) / 5)
+    assert o.grad[3] > 0 and o.grad[4] < 0 and o.grad[2] == 0
+    # Opacities a hair outside [0, 1] (float sums of weights) count as empty or solid.
+    assert float(opacity_binarity(torch.tensor([-1e-6, 1 + 1e-6]))) == 0.0
 
 
 # -- EMA and schedules -----------------------------------------------------------------------------

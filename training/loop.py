@@ -27,7 +27,7 @@ resumed run equals an uninterrupted one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 
@@ -47,10 +47,11 @@ from .discriminator import Discriminator
 from .distillation import distill_weight, distillation_distances
 from .feature_store import DatasetFeatures, FeatureStore
 from .losses import (auto_gamma, blur_depth_channel, blur_images, blur_sigma, discriminator_loss, generator_loss,
-                     r1_penalty)
+                     opacity_binarity, r1_penalty)
 from .patches import extract_patches, min_patch_scale, patch_beta, sample_patches, uniform_min_scale
 from .randomness import PHASE_CAMERA, PHASE_D, PHASE_G, PHASE_REG, SampleNoise, batch_generator, render_seed
 from .run_dir import RunWriter
+from .warm_start import widen_image_inputs
 
 LATEST, BEST = "latest.ckpt", "best.ckpt"
 
@@ -187,6 +188,7 @@ class Trainer:
         self.step = 0
         self.tick = 0
         self.rollbacks = 0            # total, logged
+        self.widened_inputs = None    # (old, new) D input channels when a resume widened them
         self.failures_since_good = 0  # consecutive rollbacks without a new good checkpoint
         self.seed_offset = 0          # bumped by a rollback so the replay takes another path
         self.best_metric: Optional[float] = None
@@ -274,6 +276,8 @@ class Trainer:
         if missing:
             raise TriganError(f"{path}: holds no training state ({', '.join(missing)} missing); "
                               "start a new run from it instead of resuming")
+        # A run that trained D on RGB may go on with depth as a 4th channel (warm_start.py).
+        self.widened_inputs = widen_image_inputs(self.D, ckpt.extra["D"], ckpt.extra["D_opt"])
         try:
             self.G.load_state_dict(ckpt.extra["G"])
             self.D.load_state_dict(ckpt.extra["D"])
@@ -386,7 +390,9 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     # Networks
 
-    def render_fakes(self, inputs: dict, phase: int, update_w_avg: bool = False) -> torch.Tensor:
+    def render_fakes(self, inputs: dict, phase: int,
+                     update_w_avg: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(what D sees of the fakes [B, 3 or 4, P, P], their per-pixel opacity [B, 1, P, P])."""
         G, cfg, seed = self.G, self.cfg, self.seed
         ws = G.mapping(inputs["z"], inputs["c"] if cfg.model.c_dim else None,
                        camera_angles=inputs["gpc_angles"])
@@ -400,12 +406,12 @@ class Trainer:
                                 sample_offset=inputs["sample_indices"][0], max_points_per_chunk=1 << 40)
         out = G.render(field, inputs["camera"], self.patch_res, patch=inputs["patch"], options=opts)
         if not self.use_depth:
-            return out.rgb
+            return out.rgb, out.opacity
         depth = out.depth
         if open_far_end(field, opts):
             # Real depth maps put the background at the far bound; rays that end in nothing go there too.
             depth = depth_to_far_end(depth, out.opacity, opts.ray_end)
-        return torch.cat([out.rgb, self.fake_depth(depth, inputs.get("depth_choice"))], dim=1)
+        return torch.cat([out.rgb, self.fake_depth(depth, inputs.get("depth_choice"))], dim=1), out.opacity
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor, patch: PatchParams, angles: torch.Tensor,
               augment: Optional[tuple] = None, predict_features: bool = False):
@@ -442,10 +448,14 @@ class Trainer:
         self.G.requires_grad_(True)
         self.D.requires_grad_(False)
         fake_in = self.fake_inputs(batch_generator(seed, self.step, PHASE_G))
-        fake = self.render_fakes(fake_in, PHASE_G)
+        fake, opacity = self.render_fakes(fake_in, PHASE_G)
         loss_G = generator_loss(self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
                                            augment=(PHASE_G, ROLE_FAKE)))
         total_G = loss_G
+        if cfg.training.opacity_reg > 0:
+            binarity = opacity_binarity(opacity)
+            total_G = total_G + binarity * cfg.training.opacity_reg
+            losses["opacity_binarity"] = binarity.item()
         if self.G.camera_generator is not None:
             # 3DGP's camera regularisers on a fresh batch of their own (training.camera_reg).
             reg, reg_stats = camera_regularizers(self.G, cfg.training.camera_reg, self.cur_nimg / 1000,
@@ -462,7 +472,7 @@ class Trainer:
         self.D.requires_grad_(True)
         fake_in = self.fake_inputs(batch_generator(seed, self.step, PHASE_D))
         with torch.no_grad():
-            fake = self.render_fakes(fake_in, PHASE_D, update_w_avg=True)
+            fake, _ = self.render_fakes(fake_in, PHASE_D, update_w_avg=True)
         real_patches = extract_patches(real["img"], fake_in["patch"], self.patch_res)
         logits_fake = self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
                                  augment=(PHASE_D, ROLE_FAKE))

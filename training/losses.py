@@ -77,6 +77,14 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
+def opacity_binarity(opacity: torch.Tensor) -> torch.Tensor:
+    """Mean of o (1 - o) over the rendered opacities o in [0, 1]: 0 where every ray is empty or solid,
+    at most 1/4. Its gradient 1 - 2o pushes each ray away from 1/2 towards the nearer end, so a model
+    that draws its objects as a half-transparent haze over the background is asked to commit."""
+    o = opacity.clamp(0.0, 1.0)
+    return (o * (1 - o)).mean()
+
+
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
 

@@ -234,6 +234,10 @@ class Session:
         if self.resume and has_latest:
             trainer.load(latest)
             self.log(f"resumed from {latest} at kimg {trainer.cur_nimg / 1000:.3f} (step {trainer.step})")
+            if trainer.widened_inputs:
+                old, new = trainer.widened_inputs
+                self.log(f"D's input widened from {old} to {new} channels: the new channel's weights start "
+                         "at 0 and D learns to read it from here on")
         total_nimg = int(round(t.kimg * 1000))
         self.writer.update_status(phase="starting", kimg=trainer.cur_nimg / 1000, total_kimg=t.kimg,
                                   world_size=self.info.world_size, device=str(self.info.device),
