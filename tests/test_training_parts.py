@@ -108,7 +108,7 @@ def test_logistic_losses_and_r1_against_closed_forms():
 def test_opacity_binarity_is_zero_for_empty_or_solid_rays_and_pushes_each_ray_to_its_nearer_end():
     o = torch.tensor([0.0, 1.0, 0.5, 0.25, 0.9], requires_grad=True)
     value = opacity_binarity(o)
-    assert float(value) == pytest.approx((0 + 0 + 0.25 + 0.1875 + 0.09) / 5)
+    assert value.item() == pytest.approx((0 + 0 + 0.25 + 0.1875 + 0.09) / 5)
     value.backward()
     # d/do of mean o(1 - o) = (1 - 2o) / n: a descent step lowers o below 1/2 and raises it above.
     assert torch.allclose(o.grad, (1 - 2 * o.detach()) / 5)
