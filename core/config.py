@@ -275,7 +275,12 @@ class TrainingConfig:
     grad_clip: Optional[float] = None   # max gradient norm per network; null = no clipping
     # A trigan addition, not upstream's: G's loss gains this weight times the mean o (1 - o) of the
     # fakes' per-pixel opacity, so that rays end empty or solid instead of half-transparent (0 = off).
+    # It is 0 before opacity_reg_start_kimg and rises linearly to the full weight over
+    # opacity_reg_ramp_kimg: on at kimg 0 it drives a fresh model's faint fog to empty space, and D
+    # wins against a G that draws nothing.
     opacity_reg: float = 0.0
+    opacity_reg_start_kimg: float = 0.0
+    opacity_reg_ramp_kimg: float = 0.0
     ema_multiplier: float = 0.3125      # EMA half-life in kimg = batch_size * ema_multiplier
     ema_rampup: Optional[float] = 0.05  # half-life at most this fraction of the images seen so far
     blur_init_sigma: float = 10.0       # blur of D's inputs, faded linearly to 0 ...

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trigan.core.cameras import Camera, PatchParams
-from trigan.core.config import PatchConfig
+from trigan.core.config import PatchConfig, load_config
 from trigan.training.losses import (blur_images, blur_kernel, blur_sigma, discriminator_loss, generator_loss,
                                    opacity_binarity, r1_penalty)
 from trigan.training.patches import extract_patches, patch_beta, sample_patches
@@ -116,6 +116,17 @@ def test_opacity_binarity_is_zero_for_empty_or_solid_rays_and_pushes_each_ray_to
     # Opacities a hair outside [0, 1] (float sums of weights) count as empty or solid.
     assert float(opacity_binarity(torch.tensor([-1e-6, 1 + 1e-6]))) == 0.0
 
+
+
+def test_opacity_regulariser_weight_waits_then_ramps_linearly():
+    from trigan.training.loop import opacity_reg_weight
+    cfg = load_config("demo", ["training.opacity_reg=2.0", "training.opacity_reg_start_kimg=10",
+                               "training.opacity_reg_ramp_kimg=20"])
+    assert [opacity_reg_weight(cfg, k) for k in (0, 9.99, 10, 15, 30, 500)] == pytest.approx([0, 0, 0, 0.5, 2, 2])
+    step = load_config("demo", ["training.opacity_reg=2.0", "training.opacity_reg_start_kimg=10",
+                                "training.opacity_reg_ramp_kimg=0"])
+    assert opacity_reg_weight(step, 9.0) == 0 and opacity_reg_weight(step, 10.0) == 2.0
+    assert opacity_reg_weight(load_config("demo", ["training.opacity_reg=0"]), 1e4) == 0
 
 # -- EMA and schedules -----------------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ def test_an_rgb_run_resumes_with_depth_and_the_opacity_regulariser(tmp_path, syn
     first = next(k for k in before if k.endswith("fromrgb.weight"))
     assert before[first].shape[1] == 3
     _run(run, synth_zip, True, "training.kimg=0.048", "discriminator.img_channels=4",
-         "training.depth.adaptor=false", "training.opacity_reg=1.0")
+         "training.depth.adaptor=false", "training.opacity_reg=1.0", "training.opacity_reg_start_kimg=0")
     after = load_checkpoint(run / LATEST)
     assert after.progress["step"] == 6
     weight = after.extra["D"][first]

@@ -78,6 +78,17 @@ def gpc_spoof_p(cfg: Config, kimg: float) -> float:
     return linear(t.gpc_spoof_p_start, t.gpc_spoof_p_end, kimg, t.gpc_spoof_kimg)
 
 
+def opacity_reg_weight(cfg: Config, kimg: float) -> float:
+    """The opacity regulariser's weight: 0 until opacity_reg_start_kimg, then rising linearly to
+    opacity_reg over opacity_reg_ramp_kimg."""
+    t = cfg.training
+    if t.opacity_reg <= 0 or kimg < t.opacity_reg_start_kimg:
+        return 0.0
+    if t.opacity_reg_ramp_kimg <= 0:
+        return t.opacity_reg
+    return t.opacity_reg * min((kimg - t.opacity_reg_start_kimg) / t.opacity_reg_ramp_kimg, 1.0)
+
+
 def ema_beta(cfg: Config, cur_nimg: int) -> float:
     """Per-step EMA decay: half-life batch * ema_multiplier kimg, at most ema_rampup * images seen."""
     t = cfg.training
@@ -452,9 +463,10 @@ class Trainer:
         loss_G = generator_loss(self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
                                            augment=(PHASE_G, ROLE_FAKE)))
         total_G = loss_G
-        if cfg.training.opacity_reg > 0:
+        opacity_weight = opacity_reg_weight(cfg, self.cur_nimg / 1000)
+        if opacity_weight > 0:
             binarity = opacity_binarity(opacity)
-            total_G = total_G + binarity * cfg.training.opacity_reg
+            total_G = total_G + binarity * opacity_weight
             losses["opacity_binarity"] = binarity.item()
         if self.G.camera_generator is not None:
             # 3DGP's camera regularisers on a fresh batch of their own (training.camera_reg).
@@ -527,6 +539,8 @@ class Trainer:
         cfg, kimg = self.cfg, self.cur_nimg / 1000
         out = {"blur_sigma": blur_sigma(self.cur_nimg, cfg.training.blur_init_sigma, cfg.training.blur_fade_kimg),
                "nerf_noise_std": nerf_noise_std(cfg, kimg), "ema_beta": ema_beta(cfg, max(self.cur_nimg, 1))}
+        if cfg.training.opacity_reg > 0:
+            out["opacity_reg_weight"] = opacity_reg_weight(cfg, kimg)
         if cfg.training.patch.dist == "beta":
             out["patch_beta"] = patch_beta(cfg.training.patch, kimg)
         elif cfg.training.patch.dist == "uniform":
