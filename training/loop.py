@@ -84,9 +84,7 @@ def opacity_reg_weight(cfg: Config, kimg: float) -> float:
     t = cfg.training
     if t.opacity_reg <= 0 or kimg < t.opacity_reg_start_kimg:
         return 0.0
-    if t.opacity_reg_ramp_kimg <= 0:
-        return t.opacity_reg
-    return t.opacity_reg * min((kimg - t.opacity_reg_start_kimg) / t.opacity_reg_ramp_kimg, 1.0)
+    return linear(0.0, t.opacity_reg, kimg - t.opacity_reg_start_kimg, t.opacity_reg_ramp_kimg)
 
 
 def ema_beta(cfg: Config, cur_nimg: int) -> float:
