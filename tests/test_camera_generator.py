@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from train_helpers import tiny_train_config, write_tiny_dataset
+from train_helpers import fitted_tiny_config, tiny_session, write_tiny_dataset
 from trigan.core.camera_generator import (FOV, LA_PITCH, LA_RADIUS, LA_YAW, LOOK_AT, ORIGIN, PARAM_NAMES, PITCH,
                                           RADIUS, YAW, CameraGenerator, camera_to_params, params_to_camera,
                                           prior_mean_angles, prior_ranges)
@@ -241,17 +241,9 @@ TINY_3DGP_TRAIN = [f"{k}={v}" for k, v in THREE_DGP.items()] + [
 
 
 def _run(tmp_path, name, data, kimg, resume=False):
-    from trigan.training import distributed as ddp
-    from trigan.training.dataset import open_dataset
-    from trigan.training.session import Session, fit_config_to_dataset, save_run_config
-    cfg = tiny_train_config(*TINY_3DGP_TRAIN, f"training.kimg={kimg}")
-    cfg.training.data = str(data)
-    ds = open_dataset(data, mirror=cfg.training.mirror)
-    fit_config_to_dataset(cfg, ds, lambda *_: None)
+    cfg, ds = fitted_tiny_config(data, *TINY_3DGP_TRAIN, f"training.kimg={kimg}")
     run = tmp_path / name
-    (run / "samples").mkdir(parents=True, exist_ok=True)
-    save_run_config(run, cfg)
-    assert Session(cfg, run, ddp.DistInfo(), resume=resume).run(ds) == "done"
+    assert tiny_session(run, cfg, resume=resume).run(ds) == "done"
     return run
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from train_helpers import tiny_train_config, write_tiny_dataset
+from train_helpers import fitted_tiny_config, write_tiny_dataset
 from trigan.core.cameras import PatchParams
 from trigan.core.config import DiscriminatorConfig, DistillConfig
 from trigan.core.errors import TriganError
@@ -111,16 +111,10 @@ def synth(tmp_path_factory):
 
 
 def _config(data, features, *overrides):
-    from trigan.training.dataset import open_dataset
-    from trigan.training.session import fit_config_to_dataset
-    cfg = tiny_train_config("discriminator.img_channels=4", f"discriminator.feat_predict_dim={FEAT_DIM}",
-                            "training.distill.weight=1.0", f"training.distill.features={features}",
-                            "training.depth.anneal_kimg=0.016", "training.distill.anneal_kimg=0.05",
-                            *overrides)
-    cfg.training.data = str(data)
-    ds = open_dataset(data, mirror=cfg.training.mirror)
-    fit_config_to_dataset(cfg, ds, lambda *_: None)
-    return cfg, ds
+    return fitted_tiny_config(data, "discriminator.img_channels=4", f"discriminator.feat_predict_dim={FEAT_DIM}",
+                              "training.distill.weight=1.0", f"training.distill.features={features}",
+                              "training.depth.anneal_kimg=0.016", "training.distill.anneal_kimg=0.05",
+                              *overrides)
 
 
 def _session(tmp_path, name, cfg, resume=False):

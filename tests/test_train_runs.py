@@ -17,21 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from train_helpers import TINY_TRAIN, tiny_train_config, write_tiny_dataset
+from train_helpers import TINY_TRAIN, fitted_tiny_config, tiny_session, write_tiny_dataset
 from trigan.core.checkpoint import load_checkpoint
-from trigan.training import distributed as ddp
-from trigan.training.dataset import open_dataset
 from trigan.training.loop import LATEST, TrainingDiverged
-from trigan.training.session import Session, fit_config_to_dataset, save_run_config
+from trigan.training.session import save_run_config
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _session(tmp_path, name, cfg, dataset, resume=False):
-    run = tmp_path / name
-    (run / "samples").mkdir(parents=True, exist_ok=True)
-    save_run_config(run, cfg)
-    return Session(cfg, run, ddp.DistInfo(), resume=resume)
 
 
 def _weights(path):
@@ -48,17 +39,9 @@ def data(tmp_path_factory):
     return write_tiny_dataset(tmp_path_factory.mktemp("data") / "squares")
 
 
-def _config(data, *overrides):
-    cfg = tiny_train_config(*overrides)
-    cfg.training.data = str(data)
-    ds = open_dataset(data, mirror=cfg.training.mirror)
-    fit_config_to_dataset(cfg, ds, lambda *_: None)
-    return cfg, ds
-
-
 def test_a_run_directory_has_what_a_monitor_reads(tmp_path, data):
-    cfg, ds = _config(data, "training.kimg=0.032", "training.image_ticks=2")
-    phase = _session(tmp_path, "run", cfg, ds).run(ds)
+    cfg, ds = fitted_tiny_config(data, "training.kimg=0.032", "training.image_ticks=2")
+    phase = tiny_session(tmp_path / "run", cfg).run(ds)
     run = tmp_path / "run"
     assert phase == "done"
     status = json.loads((run / "status.json").read_text())
@@ -79,14 +62,14 @@ def test_a_run_directory_has_what_a_monitor_reads(tmp_path, data):
 
 
 def test_resume_continues_exactly(tmp_path, data):
-    cfg, ds = _config(data, "training.kimg=0.048")
-    _session(tmp_path, "straight", cfg, ds).run(ds)
-    half, _ = _config(data, "training.kimg=0.024")
-    _session(tmp_path, "halves", half, ds).run(ds)
+    cfg, ds = fitted_tiny_config(data, "training.kimg=0.048")
+    tiny_session(tmp_path / "straight", cfg).run(ds)
+    half, _ = fitted_tiny_config(data, "training.kimg=0.024")
+    tiny_session(tmp_path / "halves", half).run(ds)
     first_half, ckpt = _weights(tmp_path / "halves" / LATEST)
     assert ckpt.progress["step"] == 3
     half.training.kimg = 0.048
-    _session(tmp_path, "halves", half, ds, resume=True).run(ds)
+    tiny_session(tmp_path / "halves", half, resume=True).run(ds)
     straight, a = _weights(tmp_path / "straight" / LATEST)
     resumed, b = _weights(tmp_path / "halves" / LATEST)
     assert a.progress["step"] == b.progress["step"] == 6
@@ -97,7 +80,7 @@ def test_resume_continues_exactly(tmp_path, data):
 
 
 def test_a_non_finite_loss_rolls_back_and_training_goes_on(tmp_path, data):
-    cfg, ds = _config(data, "training.kimg=0.040", "training.snapshot_ticks=2")
+    cfg, ds = fitted_tiny_config(data, "training.kimg=0.040", "training.snapshot_ticks=2")
     injected = []
 
     def poison(trainer):
@@ -106,7 +89,7 @@ def test_a_non_finite_loss_rolls_back_and_training_goes_on(tmp_path, data):
             with torch.no_grad():
                 trainer.G.synthesis.tri_plane_mlp.model[0].weight.fill_(float("nan"))
 
-    session = _session(tmp_path, "nan", cfg, ds)
+    session = tiny_session(tmp_path / "nan", cfg)
     assert session.run(ds, step_hook=poison) == "done"
     assert injected and session.trainer.rollbacks == 1
     log = (tmp_path / "nan" / "log.txt").read_text()
@@ -120,7 +103,7 @@ def test_a_non_finite_loss_rolls_back_and_training_goes_on(tmp_path, data):
 
 
 def test_repeated_divergence_gives_up_with_a_clear_message(tmp_path, data):
-    cfg, ds = _config(data, "training.kimg=0.040", "training.max_rollbacks=2")
+    cfg, ds = fitted_tiny_config(data, "training.kimg=0.040", "training.max_rollbacks=2")
 
     def always_poison(trainer):
         if trainer.step >= 1:
@@ -128,7 +111,7 @@ def test_repeated_divergence_gives_up_with_a_clear_message(tmp_path, data):
                 trainer.D.b4.out.weight.fill_(float("inf"))
 
     with pytest.raises(TrainingDiverged, match="3 times in a row.*max_rollbacks=2"):
-        _session(tmp_path, "bad", cfg, ds).run(ds, step_hook=always_poison)
+        tiny_session(tmp_path / "bad", cfg).run(ds, step_hook=always_poison)
     status = json.loads((tmp_path / "bad" / "status.json").read_text())
     assert status["phase"] == "failed" and "giving up" in status["message"]
     load_checkpoint(tmp_path / "bad" / LATEST)   # the last good state is still there
@@ -355,9 +338,9 @@ def test_metrics_pick_the_best_checkpoint(tmp_path, data, monkeypatch):
     with warnings.catch_warnings():   # TorchScript is deprecated in newer torch, still what Inception ships as
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(_StandInInception()), str(net))
-    cfg, ds = _config(data, "training.kimg=0.016", "training.metrics=[fid2k_full]", f"training.inception={net}",
-                      "training.metric_ticks=1")
-    _session(tmp_path, "m", cfg, ds).run(ds)
+    cfg, ds = fitted_tiny_config(data, "training.kimg=0.016", "training.metrics=[fid2k_full]",
+                                 f"training.inception={net}", "training.metric_ticks=1")
+    tiny_session(tmp_path / "m", cfg).run(ds)
     lines = [json.loads(x) for x in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
     assert [round(x["kimg"], 3) for x in lines] == [0.008, 0.016]
     best = load_checkpoint(tmp_path / "m" / "best.ckpt")
@@ -370,9 +353,9 @@ def test_metrics_pick_the_best_checkpoint(tmp_path, data, monkeypatch):
 
 def test_metrics_without_a_feature_network_fail_before_training(tmp_path, data):
     from trigan.core.errors import ConfigError
-    cfg, ds = _config(data, "training.metrics=[fid2k_full]")
+    cfg, ds = fitted_tiny_config(data, "training.metrics=[fid2k_full]")
     with pytest.raises(ConfigError, match="training.inception"):
-        _session(tmp_path, "x", cfg, ds).run(ds)
+        tiny_session(tmp_path / "x", cfg).run(ds)
     assert not (tmp_path / "x" / LATEST).exists()
 
 
@@ -400,7 +383,7 @@ def test_resume_refuses_a_run_that_another_live_process_is_training(tmp_path, da
     from trigan.training.run_dir import RunWriter
     import contextlib
     import io
-    cfg, ds = _config(data)
+    cfg, ds = fitted_tiny_config(data)
     run = tmp_path / "live"
     (run / "samples").mkdir(parents=True)
     save_run_config(run, cfg)

@@ -9,14 +9,11 @@ import json
 import pytest
 import torch
 
-from train_helpers import tiny_train_config
+from train_helpers import fitted_tiny_config, tiny_session
 from trigan.core.cameras import PatchParams
 from trigan.core.config import DiscriminatorConfig
-from trigan.training import distributed as ddp
-from trigan.training.dataset import open_dataset
 from trigan.training.discriminator import Discriminator
 from trigan.training.loop import LATEST
-from trigan.training.session import Session, fit_config_to_dataset, save_run_config
 from trigan.training.warm_start import widen_image_inputs
 
 
@@ -105,13 +102,8 @@ def synth_zip(tmp_path_factory):
 
 
 def _run(run, data, resume, *overrides):
-    cfg = tiny_train_config(*overrides)
-    cfg.training.data = str(data)
-    ds = open_dataset(data, mirror=cfg.training.mirror)
-    fit_config_to_dataset(cfg, ds, lambda *_: None)
-    (run / "samples").mkdir(parents=True, exist_ok=True)
-    save_run_config(run, cfg)
-    Session(cfg, run, ddp.DistInfo(), resume=resume).run(ds)
+    cfg, ds = fitted_tiny_config(data, *overrides)
+    tiny_session(run, cfg, resume=resume).run(ds)
 
 
 def test_an_rgb_run_resumes_with_depth_and_the_opacity_regulariser(tmp_path, synth_zip):

@@ -42,3 +42,24 @@ def write_tiny_dataset(folder: Path, num: int = 12, res: int = 16, classes: int 
 def tiny_train_config(*overrides):
     from trigan.core.config import load_config
     return load_config("demo", TINY_TRAIN + list(overrides))
+
+
+def fitted_tiny_config(data, *overrides):
+    """(cfg, dataset): tiny_train_config pointed at `data`, with the model fitted to the dataset."""
+    from trigan.training.dataset import open_dataset
+    from trigan.training.session import fit_config_to_dataset
+    cfg = tiny_train_config(*overrides)
+    cfg.training.data = str(data)
+    ds = open_dataset(data, mirror=cfg.training.mirror)
+    fit_config_to_dataset(cfg, ds, lambda *_: None)
+    return cfg, ds
+
+
+def tiny_session(run_dir, cfg, resume=False):
+    """A training Session on `run_dir` (made, with its config written), as `trigan train` sets it up."""
+    from trigan.training import distributed as ddp
+    from trigan.training.session import Session, save_run_config
+    run_dir = Path(run_dir)
+    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    save_run_config(run_dir, cfg)
+    return Session(cfg, run_dir, ddp.DistInfo(), resume=resume)
