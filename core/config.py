@@ -302,6 +302,8 @@ class TrainingConfig:
     tick_kimg: float = 4.0
     snapshot_ticks: int = 10            # checkpoint latest.ckpt (and best.ckpt)
     snapshot_minutes: float = 30.0      # ... and at least this often in wall time
+    keep_snapshots: bool = False        # also keep a copy of every snapshot in snapshots/ (GANs drift:
+                                        # the best moment of a run is often not its last)
     image_ticks: int = 10               # sample grid
     video_ticks: int = 50               # short orbit video (0 = never)
     metrics: List[str] = field(default_factory=list)   # e.g. [fid2k]; the first picks best.ckpt

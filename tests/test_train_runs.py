@@ -59,6 +59,20 @@ def test_a_run_directory_has_what_a_monitor_reads(tmp_path, data):
     assert ckpt.progress["cur_nimg"] == 32 and ckpt.progress["step"] == 4
     assert ckpt.config.model.c_dim == 3                                 # fitted to the dataset
     assert ckpt.config.model.img_resolution == 16
+    assert not (run / "snapshots").exists()                             # kept only when asked for
+
+
+def test_keep_snapshots_keeps_a_loadable_copy_of_every_checkpoint(tmp_path, data):
+    cfg, ds = fitted_tiny_config(data, "training.kimg=0.032", "training.snapshot_ticks=2",
+                                 "training.keep_snapshots=true")
+    tiny_session(tmp_path / "run", cfg).run(ds)
+    kept = sorted((tmp_path / "run" / "snapshots").glob("*.ckpt"))
+    assert [p.name for p in kept] == ["snapshot_000000016.ckpt", "snapshot_000000032.ckpt"]
+    first, last = (_weights(p) for p in kept)
+    assert first[1].progress["cur_nimg"] == 16 and last[1].progress["cur_nimg"] == 32
+    latest, _ = _weights(tmp_path / "run" / LATEST)
+    assert _max_diff(last[0], latest) == 0                               # the last one is latest.ckpt
+    assert _max_diff(first[0], latest) > 0                               # the first one kept its moment
 
 
 def test_resume_continues_exactly(tmp_path, data):

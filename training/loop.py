@@ -54,6 +54,7 @@ from .run_dir import RunWriter
 from .warm_start import widen_image_inputs
 
 LATEST, BEST = "latest.ckpt", "best.ckpt"
+SNAPSHOTS = "snapshots"   # with training.keep_snapshots: snapshot_<images seen>.ckpt, one per snapshot
 
 
 class TrainingDiverged(TriganError):

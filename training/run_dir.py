@@ -11,6 +11,7 @@ reads to follow a run without talking to the process.
         log.txt            the human-readable log
         latest.ckpt        the newest checkpoint (full training state), written atomically
         best.ckpt          the best checkpoint by the first metric (when metrics are configured)
+        snapshots/         snapshot_<images seen>.ckpt, a copy of every checkpoint (training.keep_snapshots)
         samples/           reals.png, fakes_<kimg>.png, fakes_<kimg>.mp4
         slurm.sbatch       when launched through SLURM
 

@@ -25,7 +25,7 @@ from ..core.config import Config, config_from_dict, config_to_dict
 from ..core.errors import ConfigError, TriganError
 from . import distributed as ddp
 from .dataset import ImageDataset
-from .loop import BEST, LATEST, Trainer, TrainingDiverged
+from .loop import BEST, LATEST, SNAPSHOTS, Trainer, TrainingDiverged
 from ..core.atomic import atomic_path, atomic_write_text
 from .run_dir import RunWriter
 
@@ -187,6 +187,8 @@ class Session:
                 trainer.best_metric = value
                 improved = True
         trainer.save(self.run_dir / LATEST)
+        if self.cfg.training.keep_snapshots:
+            self._keep_snapshot(trainer)
         if improved:
             # A copy of the bytes just written (not a link: replacing latest later never touches best).
             if self.info.is_main:
@@ -196,6 +198,16 @@ class Session:
             self.log(f"best {self.cfg.training.metrics[0]} so far: {trainer.best_metric:.3f} -> {BEST}")
         trainer.failures_since_good = 0
         self._last_snapshot_time = time.time()
+
+    def _keep_snapshot(self, trainer: Trainer) -> None:
+        """snapshots/snapshot_<images seen>.ckpt: a copy of the checkpoint just written, so that a moment
+        of the run can be viewed, exported or branched from after latest.ckpt has moved on."""
+        if self.info.is_main:
+            path = self.run_dir / SNAPSHOTS / f"snapshot_{trainer.cur_nimg:09d}.ckpt"
+            path.parent.mkdir(exist_ok=True)
+            with atomic_path(path, durable=True) as tmp:
+                shutil.copyfile(self.run_dir / LATEST, tmp)
+        ddp.barrier(self.info)
 
     def _rollback(self, trainer: Trainer, why: str) -> None:
         trainer.rollbacks += 1
