@@ -188,22 +188,20 @@ class Session:
                 improved = True
         trainer.save(self.run_dir / LATEST)
         if self.cfg.training.keep_snapshots:
-            self._keep_snapshot(trainer)
+            # snapshots/snapshot_<images seen>.ckpt: a moment of the run that can be viewed, exported
+            # or branched from after latest.ckpt has moved on.
+            self._copy_latest(Path(SNAPSHOTS) / f"snapshot_{trainer.cur_nimg:09d}.ckpt")
         if improved:
-            # A copy of the bytes just written (not a link: replacing latest later never touches best).
-            if self.info.is_main:
-                with atomic_path(self.run_dir / BEST, durable=True) as tmp:
-                    shutil.copyfile(self.run_dir / LATEST, tmp)
-            ddp.barrier(self.info)
+            self._copy_latest(Path(BEST))
             self.log(f"best {self.cfg.training.metrics[0]} so far: {trainer.best_metric:.3f} -> {BEST}")
         trainer.failures_since_good = 0
         self._last_snapshot_time = time.time()
 
-    def _keep_snapshot(self, trainer: Trainer) -> None:
-        """snapshots/snapshot_<images seen>.ckpt: a copy of the checkpoint just written, so that a moment
-        of the run can be viewed, exported or branched from after latest.ckpt has moved on."""
+    def _copy_latest(self, name: Path) -> None:
+        """RUN/name: a copy of the latest.ckpt just written (bytes, not a link: replacing latest later
+        never touches the copy), written atomically by the main process."""
         if self.info.is_main:
-            path = self.run_dir / SNAPSHOTS / f"snapshot_{trainer.cur_nimg:09d}.ckpt"
+            path = self.run_dir / name
             path.parent.mkdir(exist_ok=True)
             with atomic_path(path, durable=True) as tmp:
                 shutil.copyfile(self.run_dir / LATEST, tmp)
