@@ -9,11 +9,11 @@ Prints one JSON object (machine-readable, compared by later performance work) an
   `psnr_plain48_vs_ref_R` against a 512-sample stratified reference, and `setup_ms` (grid build,
   once per latent). The unsuffixed `exact_speedup` and `psnr_exact_vs_ref` are those of the first
   resolution;
-- the preview path (core/preview.py, a coloured mesh rasterised with headless OpenGL):
+- the preview path (core/preview.py, a baked volume ray-marched from a hull mesh with headless OpenGL):
   `preview_ms_R` (median over an orbit of `--orbit-frames` views while the camera moves, every mode's
   outputs computed), `preview_fps_R`, `psnr_preview_vs_exact_R` (mean over four yaws, rgb) and the
   unsuffixed ones at --preview-resolution (default 256);
-- `setup_ms`: everything done once per latent (mapping, tri-planes, occupancy grid, preview mesh),
+- `setup_ms`: everything done once per latent (mapping, tri-planes, occupancy grid, preview bake),
   the wait after a seed, class or psi change; its parts are `field_setup_ms`, `grid_setup_ms` and
   `preview_setup_ms`.
 The field is computed once per latent, outside the timed loops, as the viewer and exporters do.
@@ -87,8 +87,9 @@ def main(argv=None) -> int:
         G = open_model(args.checkpoint, device=device).G
         source = args.checkpoint
     else:
+        torch.manual_seed(0)   # the same random weights in every run: comparable figures
         G = Generator(load_config(args.preset).model).eval().to(device)
-        source = f"preset {args.preset} (random weights)"
+        source = f"preset {args.preset} (random weights, seed 0)"
     G.requires_grad_(False)
     result = {"model": source, "device": str(device), "threads": torch.get_num_threads(),
               "cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
                 builds.append(time.perf_counter() - start)
             result["preview_setup_ms"] = round(1000 * statistics.median(builds), 1)
             result["preview_faces"] = preview.stats["faces"]
-            result["gl_renderer"] = preview.raster.ctx.renderer if preview.raster is not None else None
+            result["gl_renderer"] = preview.marcher.ctx.renderer if preview.marcher is not None else None
         else:
             result["preview_unavailable"] = reason
         result["setup_ms"] = round(result["field_setup_ms"] + result["grid_setup_ms"]
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
               f"x{result[f'exact_speedup_{res}']} vs 48 + 48, {result[f'psnr_exact_vs_ref_{res}']} dB vs "
               f"{args.ref_samples} samples (48 + 48: {result[f'psnr_plain48_vs_ref_{res}']} dB)", file=sys.stderr)
         if f"preview_ms_{res}" in result:
-            print(f"  {res:4d}^2  {'preview (mesh)':16s} {result[f'preview_ms_{res}']:9.1f} ms/frame  "
+            print(f"  {res:4d}^2  {'preview':16s} {result[f'preview_ms_{res}']:9.1f} ms/frame  "
                   f"{result[f'preview_fps_{res}']} FPS, {result[f'psnr_preview_vs_exact_{res}']} dB vs the exact path",
                   file=sys.stderr)
     print(f"  per-latent set-up {result['setup_ms']} ms (field {result['field_setup_ms']}, grid "

@@ -112,14 +112,18 @@ class OccupancyGrid:
         n = g * sub + 1
         axes = [torch.linspace(float(self.lo[i]), float(self.hi[i]), n) for i in range(3)]
         probes = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
-        grids, volumes, cell_max = [], [], []
+        grids, volumes, colors, cell_max = [], [], [], []
         with torch.inference_mode():
             for sub_field in (_single_fields(field) or [field.select(i) for i in range(field.batch_size)]):
                 dev = _device(sub_field)
-                dens = torch.cat([activate_density(sub_field(p.to(dev)[None])[1][0], opts).float().cpu()
-                                  for p in probes.split(accel.probe_chunk)])
-                dens = dens.reshape(1, 1, n, n, n)
+                dens, rgb = [], []
+                for p in probes.split(accel.probe_chunk):
+                    c, s = sub_field(p.to(dev)[None])
+                    dens.append(activate_density(s[0], opts).float().cpu())
+                    rgb.append(c[0].reshape(-1, 3).half().cpu())
+                dens = torch.cat(dens).reshape(1, 1, n, n, n)
                 volumes.append(dens[0, 0])
+                colors.append(torch.cat(rgb).reshape(n, n, n, 3))
                 cells = F.max_pool3d(dens, kernel_size=sub + 1, stride=sub)  # [1, 1, g, g, g]
                 cell_max.append(cells[0, 0])
                 if accel.dilation > 0:
@@ -127,9 +131,12 @@ class OccupancyGrid:
                     cells = F.max_pool3d(cells, kernel_size=k, stride=1, padding=accel.dilation)
                 grids.append(cells[0, 0] > accel.threshold)
         self.occupied = torch.stack(grids)  # [B, g, g, g] on the CPU; moved to the rays' device on use
-        # The probed densities themselves, [B, n, n, n] over [lo, hi] (both faces included): the
-        # preview path makes its mesh from them instead of probing the field a second time.
+        # The probed densities and colours themselves, [B, n, n, n] and [B, n, n, n, 3] over [lo, hi]
+        # (both faces included): the preview path bakes its volume from them instead of probing the
+        # field a second time. The colours come with the densities from the same decoder call; half
+        # precision keeps them at 5.5 MB per latent.
         self.density = torch.stack(volumes)
+        self.color = torch.stack(colors)
         # Each cell's largest probed density (not dilated): where along a ray the weight lies.
         self.cell_density = torch.stack(cell_max)
         self.probe_count = probes.shape[0] * len(grids)

@@ -1,8 +1,9 @@
-"""Headless OpenGL: an EGL context with no window, a float framebuffer and a triangle-mesh drawer.
+"""Headless OpenGL: an EGL context with no window, a float framebuffer and a hull-mesh ray marcher.
 
-Used by the preview path (`core.preview`) to rasterise a per-latent coloured mesh in a few
-milliseconds. EGL needs no display, so the same code runs in a terminal, under a desktop viewer (whose
-own GL context lives in another thread and is untouched) and on a GPU server:
+Used by the preview path (`core.preview`): a per-latent hull mesh is rasterised and each pixel it
+covers integrates a baked 3-D texture of colour and density along its ray, in a few milliseconds.
+EGL needs no display, so the same code runs in a terminal, under a desktop viewer (whose own GL
+context lives in another thread and is untouched) and on a GPU server:
 
 - the display comes from the first EGL device that initialises (an NVIDIA GPU, or Mesa's software
   device backed by llvmpipe on machines without one), else Mesa's surfaceless platform;
@@ -136,63 +137,140 @@ def gl_unavailable() -> Optional[str]:
 _VERTEX_SHADER = """
 #version 330 core
 layout(location = 0) in vec3 position;
-layout(location = 1) in vec4 color;
-layout(location = 2) in vec3 normal;
+layout(location = 1) in vec3 normal;
 uniform mat4 world_to_clip;
 out vec3 v_world;
-out vec4 v_color;
 out vec3 v_normal;
+invariant gl_Position;   // the depth pre-pass and the march pass must produce equal depths
 void main() {
     v_world = position;
-    v_color = color;
     v_normal = normal;
     gl_Position = world_to_clip * vec4(position, 1.0);
 }
 """
 
-# Two float targets: (colour, coverage) and (unit normal, distance from the camera centre along the
-# ray). Fragments outside the renderer's ray interval are dropped, as the volume renderer ignores them.
+# The march pass writes two float targets: (premultiplied colour, opacity) and (unit normal x opacity: the weighted density
+# gradient's direction, or the hull's when normals are not asked for; sum of weight x distance), as the
+# volume renderer composites them. The nearest hull fragment starts the march `start_back` before
+# itself (not before the ray interval's start) and steps `step_len` through the baked volume (doubled
+# after every `double_every` steps from where the ray first meets density, when that is > 0), front to
+# back, until the transmittance is below `min_transmittance`, the interval ends or `max_steps` are
+# taken. A hull in front of the interval's start still starts a march there: the density may already
+# be high where the rays begin.
 _FRAGMENT_SHADER = """
 #version 330 core
 in vec3 v_world;
-in vec4 v_color;
 in vec3 v_normal;
 uniform vec3 eye;
 uniform vec2 ray_range;
+uniform sampler3D volume;       // rgb, activated density; texel centres on the probe lattice
+uniform vec3 tex_scale;         // world point -> texture coordinate: p * tex_scale + tex_offset
+uniform vec3 tex_offset;
+uniform float step_len;
+uniform float start_back;
+uniform int max_steps;
+uniform int double_every;       // > 0: the step doubles after every this many steps, counted from where
+                                // the ray's opacity first passes 0.001 (a haze is crossed in few steps)
+uniform float min_transmittance;
+uniform int pass_kind;          // 0: march; 1: depth only (nearest hull); 2: distance (farthest hull)
+uniform sampler2D exit_map;     // per pixel: distance of the farthest hull fragment (pass 2's output)
+uniform int want_normals;       // 1: also sum weight x -grad(density), by central differences
+uniform float texel;            // one texel in texture coordinates: the differences' half-width
 layout(location = 0) out vec4 out_color;
 layout(location = 1) out vec4 out_geometry;
 void main() {
     float dist = length(v_world - eye);
-    if (dist < ray_range.x || dist > ray_range.y) discard;
-    out_color = v_color;
-    out_geometry = vec4(normalize(v_normal), dist);
+    if (dist > ray_range.y) discard;
+    if (pass_kind != 0) {
+        out_color = vec4(dist, 0.0, 0.0, 0.0);
+        out_geometry = vec4(0.0);
+        return;
+    }
+    vec3 dir = (v_world - eye) / dist;
+    float t0 = max(dist - start_back, ray_range.x);
+    // beyond the last hull surface on this ray there is nothing above the hull's level
+    float t_end = min(texelFetch(exit_map, ivec2(gl_FragCoord.xy), 0).r + start_back, ray_range.y);
+    float trans = 1.0;
+    vec3 color = vec3(0.0);
+    float depth = 0.0;
+    vec3 normal = vec3(0.0);
+    float t_start = t0;
+    float dt = step_len;
+    int counted = 0;                    // steps since the ray first met some density
+    for (int i = 0; i < max_steps; ++i) {
+        if (double_every > 0 && counted > 0 && counted % double_every == 0) dt *= 2.0;
+        float t = t_start + 0.5 * dt;   // the midpoint of this step
+        if (t > t_end) break;
+        t_start += dt;
+        // the volume is stored [x][y][z] with z fastest: z is the texture's s coordinate
+        vec3 q = ((eye + t * dir) * tex_scale + tex_offset).zyx;
+        vec4 s = texture(volume, q);
+        float alpha = 1.0 - exp(-max(s.a, 0.0) * dt);
+        float weight = trans * alpha;
+        color += weight * s.rgb;
+        depth += weight * t;
+        if (want_normals == 1 && weight > 1e-4) {
+            // q is (z, y, x): the differences along q's axes give the gradient's z, y, x
+            vec3 g = vec3(texture(volume, q + vec3(0.0, 0.0, texel)).a - texture(volume, q - vec3(0.0, 0.0, texel)).a,
+                          texture(volume, q + vec3(0.0, texel, 0.0)).a - texture(volume, q - vec3(0.0, texel, 0.0)).a,
+                          texture(volume, q + vec3(texel, 0.0, 0.0)).a - texture(volume, q - vec3(texel, 0.0, 0.0)).a);
+            normal -= weight * g;
+        }
+        trans *= 1.0 - alpha;
+        if (counted > 0 || trans < 0.999) counted += 1;
+        if (trans < min_transmittance) break;
+    }
+    // Each step's gradient counts with its length as well as its weight: inside a solid the density
+    // is flat and the direction of its differences is filtering noise (unit vectors there cost a
+    // soft-edged ball 2% of cosine against the exact normals). The sum is scaled to the opacity, so
+    // that the caller can add what the rest of the ray sees, as the volume renderer does.
+    vec3 n = want_normals == 1 ? normal : v_normal;
+    float n_len = length(n);
+    out_color = vec4(color, 1.0 - trans);
+    out_geometry = vec4(n_len > 0.0 ? n / n_len * (1.0 - trans) : vec3(0.0), depth);
 }
 """
 
 
-class MeshRasterizer:
-    """A coloured triangle mesh uploaded once, drawn from any camera into float images.
+class HullMarcher:
+    """A closed hull mesh and a baked volume uploaded once; each pixel whose ray meets the hull
+    integrates the volume along the ray from just before the hit.
 
-        raster = MeshRasterizer(vertices, faces, colors, normals)   # world units, any float colours
-        color, geometry = raster.draw(world_to_clip, eye, (near, far), (h, w))
-        # color [h, w, 4] (rgb, alpha: 0 where no triangle, else the vertex alpha interpolated; colors
-        # [V, 3] mean alpha 1), geometry [h, w, 4] (normal xyz, distance); row 0 at top
+        marcher = HullMarcher(vertices, faces, normals, volume, (lo, hi))
+        color, geometry = marcher.draw(world_to_clip, eye, (near, far), (h, w), step, start_back, steps,
+                                       normals=False, double_every=0)
+        # color [h, w, 4]: premultiplied rgb and opacity (0 where the ray misses the hull);
+        # geometry [h, w, 4]: unit normal x opacity (the direction of sum of weight x -grad density;
+        # with normals=False the hull's normal, cheaper) and sum of weight x distance; row 0 at top
 
-    One pixel is one sample at its centre (no multisampling), as the volume renderer shoots one ray
-    through each pixel centre.
+    `volume` [n, n, n, 4] float (rgb, activated density per world unit) sampled at the lattice
+    lo + i (hi - lo) / (n - 1), indexed [x, y, z]; between lattice points it is trilinear (the
+    texture unit's filtering), outside [lo, hi] it is the nearest face's value. One pixel is one ray
+    through its centre (no multisampling), as in the volume renderer. Three passes: the farthest hull
+    distance per pixel (where the march may stop), the nearest hull depth (so that each pixel marches
+    once however many hull layers overlap), then the march.
     """
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, normals: np.ndarray):
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray, volume: np.ndarray,
+                 box: Tuple[np.ndarray, np.ndarray], min_transmittance: float = 1e-3):
         self.ctx = gl_context()
         GL = self.ctx.GL
-        colors = np.asarray(colors, np.float32)
-        if colors.shape[1] == 3:  # opaque: alpha 1
-            colors = np.concatenate([colors, np.ones_like(colors[:, :1])], axis=1)
-        data = np.concatenate([np.asarray(vertices, np.float32), colors, np.asarray(normals, np.float32)], axis=1)
+        data = np.concatenate([np.asarray(vertices, np.float32), np.asarray(normals, np.float32)], axis=1)
         index = np.ascontiguousarray(np.asarray(faces, np.uint32).reshape(-1))
+        volume = np.ascontiguousarray(volume, np.float32)
+        n = volume.shape[0]
+        if volume.shape != (n, n, n, 4):
+            raise ValueError(f"volume must be [n, n, n, 4], got {list(volume.shape)}")
+        lo, hi = (np.asarray(b, np.float64) for b in box)
+        # lattice point i sits at texel centre (i + 1/2) / n
+        self.tex_scale = (n - 1) / (hi - lo) / n
+        self.tex_offset = 0.5 / n - lo * self.tex_scale
+        self.texel = 1.0 / n
+        self.min_transmittance = float(min_transmittance)
         self.num_indices = int(index.size)
         self._size: Tuple[int, int] = (0, 0)
         self._targets = None
+        self._exit = None
         with self.ctx.current():
             self.program = _program(GL)
             self.vao = GL.glGenVertexArrays(1)
@@ -202,14 +280,24 @@ class MeshRasterizer:
             GL.glBufferData(GL.GL_ARRAY_BUFFER, data.nbytes, np.ascontiguousarray(data), GL.GL_STATIC_DRAW)
             GL.glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, self.ibo)
             GL.glBufferData(GL.GL_ELEMENT_ARRAY_BUFFER, index.nbytes, index, GL.GL_STATIC_DRAW)
-            stride = 10 * 4
-            for loc, (size, offset) in enumerate(((3, 0), (4, 3), (3, 7))):  # position, rgba, normal
+            stride = 6 * 4
+            for loc, offset in enumerate((0, 3)):  # position, normal
                 GL.glEnableVertexAttribArray(loc)
-                GL.glVertexAttribPointer(loc, size, GL.GL_FLOAT, GL.GL_FALSE, stride, ctypes.c_void_p(4 * offset))
+                GL.glVertexAttribPointer(loc, 3, GL.GL_FLOAT, GL.GL_FALSE, stride, ctypes.c_void_p(4 * offset))
             GL.glBindVertexArray(0)
-            self.loc_clip = GL.glGetUniformLocation(self.program, "world_to_clip")
-            self.loc_eye = GL.glGetUniformLocation(self.program, "eye")
-            self.loc_range = GL.glGetUniformLocation(self.program, "ray_range")
+            self.texture = GL.glGenTextures(1)
+            GL.glBindTexture(GL.GL_TEXTURE_3D, self.texture)
+            for key, value in ((GL.GL_TEXTURE_MIN_FILTER, GL.GL_LINEAR), (GL.GL_TEXTURE_MAG_FILTER, GL.GL_LINEAR),
+                               (GL.GL_TEXTURE_WRAP_S, GL.GL_CLAMP_TO_EDGE), (GL.GL_TEXTURE_WRAP_T, GL.GL_CLAMP_TO_EDGE),
+                               (GL.GL_TEXTURE_WRAP_R, GL.GL_CLAMP_TO_EDGE)):
+                GL.glTexParameteri(GL.GL_TEXTURE_3D, key, value)
+            GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
+            GL.glTexImage3D(GL.GL_TEXTURE_3D, 0, GL.GL_RGBA32F, n, n, n, 0, GL.GL_RGBA, GL.GL_FLOAT, volume)
+            GL.glBindTexture(GL.GL_TEXTURE_3D, 0)
+            self.loc = {name: GL.glGetUniformLocation(self.program, name)
+                        for name in ("world_to_clip", "eye", "ray_range", "volume", "tex_scale", "tex_offset",
+                                     "step_len", "start_back", "max_steps", "min_transmittance", "pass_kind",
+                                     "exit_map", "want_normals", "texel", "double_every")}
 
     def _framebuffer(self, size: Tuple[int, int]) -> None:
         GL = self.ctx.GL
@@ -230,36 +318,96 @@ class MeshRasterizer:
         if status != GL.GL_FRAMEBUFFER_COMPLETE:
             raise RuntimeError(f"OpenGL framebuffer incomplete (status {status:#x})")
         GL.glDrawBuffers(2, [GL.GL_COLOR_ATTACHMENT0, GL.GL_COLOR_ATTACHMENT1])
+        # The exit map: a float texture (read by the march pass) with its own depth buffer.
+        self.exit_fbo = GL.glGenFramebuffers(1)
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.exit_fbo)
+        self.exit_texture = GL.glGenTextures(1)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, self.exit_texture)
+        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MIN_FILTER, GL.GL_NEAREST)
+        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MAG_FILTER, GL.GL_NEAREST)
+        GL.glTexImage2D(GL.GL_TEXTURE_2D, 0, GL.GL_R32F, w, h, 0, GL.GL_RED, GL.GL_FLOAT, None)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+        GL.glFramebufferTexture2D(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_TEXTURE_2D, self.exit_texture, 0)
+        self.exit_depth = GL.glGenRenderbuffers(1)
+        GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, self.exit_depth)
+        GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, GL.GL_DEPTH_COMPONENT24, w, h)
+        GL.glFramebufferRenderbuffer(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, GL.GL_RENDERBUFFER, self.exit_depth)
+        status = GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER)
+        if status != GL.GL_FRAMEBUFFER_COMPLETE:
+            raise RuntimeError(f"OpenGL framebuffer incomplete (status {status:#x})")
+        GL.glDrawBuffers(1, [GL.GL_COLOR_ATTACHMENT0])
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fbo)
         self._size = size
 
     def _release_targets(self) -> None:
         GL = self.ctx.GL
         if self._targets is not None:
             GL.glDeleteRenderbuffers(3, self._targets)
-            GL.glDeleteFramebuffers(1, [self.fbo])
+            GL.glDeleteRenderbuffers(1, [self.exit_depth])
+            GL.glDeleteTextures(1, [self.exit_texture])
+            GL.glDeleteFramebuffers(2, [self.fbo, self.exit_fbo])
             self._targets, self._size = None, (0, 0)
 
     def draw(self, world_to_clip: np.ndarray, eye: np.ndarray, ray_range: Tuple[float, float],
-             size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+             size: Tuple[int, int], step: float, start_back: float, max_steps: int,
+             normals: bool = False, double_every: int = 0) -> Tuple[np.ndarray, np.ndarray]:
         GL = self.ctx.GL
         h, w = size
         with self.ctx.current():
             self._framebuffer((h, w))
             GL.glViewport(0, 0, w, h)
             GL.glEnable(GL.GL_DEPTH_TEST)
-            GL.glDepthFunc(GL.GL_LESS)
-            # Marching-cubes meshes of a clipped box are closed, but a camera inside the scene box sees
-            # their inside: draw both faces, as a ray would hit either.
+            # A camera inside the scene box sees the hull's inside: draw both faces, as a ray would
+            # meet either.
             GL.glDisable(GL.GL_CULL_FACE)
             GL.glClearColor(0.0, 0.0, 0.0, 0.0)
             GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
             GL.glUseProgram(self.program)
-            GL.glUniformMatrix4fv(self.loc_clip, 1, GL.GL_TRUE, np.ascontiguousarray(world_to_clip, np.float32))
-            GL.glUniform3f(self.loc_eye, *(float(v) for v in eye))
-            GL.glUniform2f(self.loc_range, float(ray_range[0]), float(ray_range[1]))
+            GL.glUniformMatrix4fv(self.loc["world_to_clip"], 1, GL.GL_TRUE,
+                                  np.ascontiguousarray(world_to_clip, np.float32))
+            GL.glUniform3f(self.loc["eye"], *(float(v) for v in eye))
+            GL.glUniform2f(self.loc["ray_range"], float(ray_range[0]), float(ray_range[1]))
+            GL.glUniform1i(self.loc["volume"], 0)
+            GL.glUniform3f(self.loc["tex_scale"], *(float(v) for v in self.tex_scale))
+            GL.glUniform3f(self.loc["tex_offset"], *(float(v) for v in self.tex_offset))
+            GL.glUniform1f(self.loc["step_len"], float(step))
+            GL.glUniform1f(self.loc["start_back"], float(start_back))
+            GL.glUniform1i(self.loc["max_steps"], int(max_steps))
+            GL.glUniform1i(self.loc["double_every"], int(double_every))
+            GL.glUniform1f(self.loc["min_transmittance"], self.min_transmittance)
+            GL.glUniform1i(self.loc["want_normals"], int(bool(normals)))
+            GL.glUniform1f(self.loc["texel"], self.texel)
+            GL.glUniform1i(self.loc["exit_map"], 1)
+            GL.glActiveTexture(GL.GL_TEXTURE0)
+            GL.glBindTexture(GL.GL_TEXTURE_3D, self.texture)
             GL.glBindVertexArray(self.vao)
+            # pass 1: the farthest hull fragment's distance per pixel, into the exit map
+            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.exit_fbo)
+            GL.glClearDepth(0.0)
+            GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
+            GL.glClearDepth(1.0)
+            GL.glDepthFunc(GL.GL_GREATER)
+            GL.glUniform1i(self.loc["pass_kind"], 2)
             GL.glDrawElements(GL.GL_TRIANGLES, self.num_indices, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0))
+            # pass 2: depths only, of the nearest fragments
+            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fbo)
+            GL.glColorMask(False, False, False, False)
+            GL.glDepthFunc(GL.GL_LESS)
+            GL.glUniform1i(self.loc["pass_kind"], 1)
+            GL.glDrawElements(GL.GL_TRIANGLES, self.num_indices, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0))
+            # pass 3: march where the depth equals the nearest one
+            GL.glColorMask(True, True, True, True)
+            GL.glDepthFunc(GL.GL_LEQUAL)
+            GL.glDepthMask(False)
+            GL.glActiveTexture(GL.GL_TEXTURE1)
+            GL.glBindTexture(GL.GL_TEXTURE_2D, self.exit_texture)
+            GL.glUniform1i(self.loc["pass_kind"], 0)
+            GL.glDrawElements(GL.GL_TRIANGLES, self.num_indices, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0))
+            GL.glDepthMask(True)
             GL.glBindVertexArray(0)
+            GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+            GL.glActiveTexture(GL.GL_TEXTURE0)
+            GL.glBindTexture(GL.GL_TEXTURE_3D, 0)
             out = []
             for i in range(2):
                 GL.glReadBuffer(GL.GL_COLOR_ATTACHMENT0 + i)
@@ -275,6 +423,7 @@ class MeshRasterizer:
             self._release_targets()
             GL.glDeleteBuffers(2, [self.vbo, self.ibo])
             GL.glDeleteVertexArrays(1, [self.vao])
+            GL.glDeleteTextures(1, [self.texture])
             GL.glDeleteProgram(self.program)
 
 

@@ -1,30 +1,33 @@
-"""The preview path: a per-latent coloured surface mesh, rasterised with OpenGL in milliseconds.
+"""The preview path: a per-latent baked volume, ray-marched from a hull mesh with OpenGL in milliseconds.
 
-A volume render costs millions of field queries per frame; orbiting needs a frame in ~30 ms on two CPU
-cores. In EpiGRAF-style models colour does not depend on the view direction and trained densities are
-nearly solid, so what a camera sees is close to a coloured surface:
+A volume render through the tri-planes costs millions of field queries per frame; orbiting needs a
+frame in ~30 ms on two CPU cores. Everything a camera sees comes from the field of one latent, which
+is fixed while the camera moves, so it is baked once:
 
-- set-up, once per latent: the activated density on a grid over the scene box (reused from the exact
-  path's occupancy grid, which probes the same box), marching cubes at a surface level, vertex
-  colour and alpha composited along the inward normal as the volume renderer would, vertex normals
-  from the mesh; uploaded once to an offscreen GL context
-  (`core.gl_offscreen`; Mesa llvmpipe on machines without a GPU);
-- per frame: one rasterisation with the camera's exact projection (one sample at each pixel centre,
-  as the volume renderer shoots one ray there), then the backdrop: what a ray that misses the surface
-  gets in the plain path, i.e. its last sample at ray_end (opaque unless the model has a background
-  network or an open far end) and the background network or white background behind. The backdrop
-  is smooth, so it is evaluated on a coarse grid of rays (`backdrop_resolution`^2 field queries)
-  and upsampled.
+- set-up, once per latent: the colour and activated density on a 97^3 lattice over the scene box
+  (the exact path's occupancy grid probes exactly these points and keeps both), uploaded as a 3-D
+  texture; a closed hull mesh by marching cubes at a tenth of the calibrated surface level (where
+  the volume renderer's opacity passes one half), so that it encloses the soft rims too; both go to
+  an offscreen GL context (`core.gl_offscreen`; Mesa llvmpipe on machines without a GPU);
+- per frame: the hull is rasterised with the camera's exact projection (one ray through each pixel
+  centre, as the volume renderer shoots), and each pixel it covers integrates the texture along its
+  ray from two lattice spacings before the hull, one spacing per step (longer steps 16 steps into
+  the density, to cross a haze), front to back until it is opaque or past the hull's farthest surface. What
+  the ray does not gather goes to the backdrop: what a ray that misses everything gets in the plain
+  path, i.e. its last sample at ray_end (opaque unless the model has a background network or an
+  open far end) and the background network or white background behind. The backdrop is smooth, so
+  it is evaluated on a coarse grid of rays (`backdrop_resolution`^2 field queries) and upsampled.
 
-The result is a `RenderOutput` like `G.render` gives (rgb in [-1, 1], depth = ray distance weighted
-by opacity, opacity, normals), so every render mode works. Where it differs from the exact path:
-semi-transparent regions (fog, hair) are only as transparent as they are along the surface normal,
-or vanish below the level; silhouettes are hard; the surface is placed at a density level, not where
-the opacity integral reaches one half. docs/rendering_speed.md has the
+The result is a `RenderOutput` like `G.render` gives (rgb in [-1, 1], depth = sum of weight x
+distance, opacity, normals), so every render mode works. Where it differs from the exact path: the
+field is trilinear between lattice points (detail finer than 1/96 of the box is smoothed), density
+outside the hull (below a tenth of the surface level) is left out, a haze deeper than 16 spacings is
+integrated with longer steps, and normals are gradients of the trilinear density, each weighted by
+its length as well (flat interiors do not count). docs/rendering_speed.md has the
 measured PSNR against the exact path.
 
     preview = build_preview(G, field)                 # per latent, < 1 s on the demo model (CPU)
-    out = preview.render(camera, 256, normals=True)   # ~10 ms at 256^2 on two CPU cores
+    out = preview.render(camera, 256, normals=True)   # ~20 ms at 256^2 on two CPU cores
 """
 
 from __future__ import annotations
@@ -38,27 +41,34 @@ import torch.nn.functional as F
 
 from .accel import OccupancyGrid, _support_box
 from .cameras import Camera
-from .gl_offscreen import MeshRasterizer, gl_unavailable
+from .gl_offscreen import HullMarcher, gl_unavailable
 from .mesh import DensityVolume, NoSurfaceError, marching_cubes
-from .renderer import RenderOptions, RenderOutput, _query, _render_background, activate_density, last_interval
+from .renderer import RenderOptions, RenderOutput, _normals, _render_background, activate_density, last_interval
 
 
 @dataclass(frozen=True)
 class PreviewOptions:
     """Knobs of the preview (defaults chosen by measurement, see docs/rendering_speed.md)."""
 
-    # Density level of the surface, per world unit. "auto": calibrated per latent (`calibrate`) so
-    # that the mesh's silhouette matches where the volume renderer's opacity passes one half.
+    # Density level of the surface, per world unit. "auto": calibrated per latent (`calibrate`): where
+    # a mesh's silhouette matches where the volume renderer's opacity passes one half.
     level: Union[str, float] = "auto"
-    # How far behind the surface (world units) the depth map is placed; "auto": calibrated per latent
-    # to where the volume renderer's weights lie on average (its depth is their mean).
-    depth_inset: Union[str, float] = "auto"
-    # Samples per vertex (+1) along its inward normal, composited as the volume renderer does, give the
-    # vertex's colour and alpha: a soft or semi-transparent surface shows the mix the renderer shows
-    # (and lets the backdrop through), where one point's colour would be the darker core's.
-    color_samples: int = 16
+    # The hull is the mesh at this fraction of the level: low enough to enclose the soft rims a
+    # grazing ray sees (at 1 the 114-kimg demo scored 17-27 dB, at 0.1 29-39 dB), high enough to
+    # leave the empty space out.
+    hull_fraction: float = 0.1
+    # Steps per ray, from `start_back` lattice spacings before the hull: of one spacing until the ray
+    # has met some density and for `double_every` steps after, then each run of `double_every` twice
+    # as long as the one before. Opaque models stop within the first few; 64 steps reach 240 spacings
+    # (2 world units for the demo) into a haze, which 64 even steps would cut short.
+    march_steps: int = 64
+    double_every: int = 16
+    start_back: float = 2.0
+    # The hull is only a bound on where to march: it is made from the densities max-pooled onto every
+    # `hull_stride`-th lattice point (so it still encloses everything above its level), which keeps
+    # hazy models' hulls from running to 100k+ faces that every pass of every frame rasterises.
+    hull_stride: int = 2
     backdrop_resolution: int = 32     # backdrop rays per axis (field queries per frame: this squared)
-    probe_chunk: int = 1 << 18
 
 
 def preview_unavailable() -> Optional[str]:
@@ -67,14 +77,14 @@ def preview_unavailable() -> Optional[str]:
     return None if reason is None else f"preview needs headless OpenGL (EGL): {reason}"
 
 
-class MeshPreview:
-    """One latent's preview mesh on the GPU (or llvmpipe), rendered from any camera."""
+class BakedPreview:
+    """One latent's baked volume and hull on the GPU (or llvmpipe), rendered from any camera."""
 
-    def __init__(self, field, options: RenderOptions, mesh: Optional[Tuple[np.ndarray, ...]],
+    def __init__(self, field, options: RenderOptions, marcher: Optional[HullMarcher], spacing: float,
                  preview: PreviewOptions, stats: dict):
         self.field, self.options, self.preview = field, options, preview
-        self.stats = stats
-        self.raster = MeshRasterizer(*mesh) if mesh is not None else None
+        self.spacing, self.stats = spacing, stats
+        self.marcher = marcher
 
     # ----------------------------------------------------------------------------------------------
     def render(self, camera: Camera, resolution: Union[int, Tuple[int, int]],
@@ -83,7 +93,7 @@ class MeshPreview:
         """RenderOutput of the cameras' views ([B, C, H, W], B = len(camera)); one latent for all.
 
         `options`: the render options of this view when they differ from the build's, e.g. the ray
-        interval moved with the camera's distance (zoom); the mesh itself stays the build's (its
+        interval moved with the camera's distance (zoom); the baked volume stays the build's (its
         density shift and activation)."""
         h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
         opts = options if options is not None else self.options
@@ -96,30 +106,33 @@ class MeshPreview:
 
     def _render_one(self, camera: Camera, h: int, w: int, opts: RenderOptions, normals: bool) -> RenderOutput:
         camera = camera.to("cpu", torch.float32)
-        if self.raster is not None:
-            color, geometry = self.raster.draw(world_to_clip(camera, h, w, opts), camera.origins()[0].numpy(),
-                                               (opts.ray_start, opts.ray_end), (h, w))
-        else:  # nothing above the level anywhere: only the backdrop
+        if self.marcher is not None:
+            color, geometry = self.marcher.draw(world_to_clip(camera, h, w, opts), camera.origins()[0].numpy(),
+                                                (opts.ray_start, opts.ray_end), (h, w), self.spacing,
+                                                self.preview.start_back * self.spacing, self.preview.march_steps,
+                                                normals=normals, double_every=self.preview.double_every)
+        else:  # nothing reaches the hull's level anywhere: only the backdrop
             color, geometry = np.zeros((h, w, 4), np.float32), np.zeros((h, w, 4), np.float32)
         color = torch.from_numpy(color.copy()).permute(2, 0, 1)[None]        # [1, 4, H, W]
         geometry = torch.from_numpy(geometry.copy()).permute(2, 0, 1)[None]  # [1, 4, H, W]
-        cover = color[:, 3:4]
-        back_rgb, back_depth, back_opacity = self._backdrop(camera, h, w, opts)
-        rgb = color[:, :3] * cover + (1 - cover) * back_rgb
-        # the renderer's depth is the mean of its weights, which lie about `inset` behind the surface
-        depth = (geometry[:, 3:4] + self.stats.get("inset", 0.0)) * cover + (1 - cover) * back_depth
-        opacity = cover + (1 - cover) * back_opacity
+        marched = color[:, 3:4]                      # opacity gathered by the march
+        through = 1 - marched                        # what the backdrop contributes
+        back_rgb, back_depth, back_opacity, back_normal = self._backdrop(camera, h, w, opts, normals)
+        # the march's colour and depth are sums of weight x value, as in the volume renderer
+        rgb = color[:, :3] + through * back_rgb
+        depth = geometry[:, 3:4] + through * back_depth
+        opacity = marched + through * back_opacity
         out = RenderOutput(rgb=rgb, depth=depth, opacity=opacity)
         if normals:
-            # Where the ray misses, the plain path's normal is that of its last sample; the backdrop
-            # pixels are shown through their (low) opacity only, so the view direction stands in.
-            _, dirs = camera.rays((h, w))
-            view = -dirs[0].T.reshape(1, 3, h, w)
-            out.normals = F.normalize(geometry[:, :3] * cover + (1 - cover) * view, dim=1)
+            # the march's normal comes scaled by its opacity and the last sample's by its own, so they
+            # add up as the volume renderer's weighted normals do
+            out.normals = F.normalize(geometry[:, :3] + through * back_normal, dim=1)
         return out
 
-    def _backdrop(self, camera: Camera, h: int, w: int, opts: RenderOptions):
-        """rgb, depth, opacity [1, C, H, W] of rays that miss the surface, from a coarse grid of rays."""
+    def _backdrop(self, camera: Camera, h: int, w: int, opts: RenderOptions, normals: bool = False):
+        """rgb, depth, opacity [1, C, H, W] of what lies behind the march (the ray's last sample at
+        ray_end, then the background), from a coarse grid of rays; with `normals`, also the last
+        sample's normal x its opacity [1, 3, H, W], as the volume renderer weights it."""
         n = max(2, int(self.preview.backdrop_resolution))
         origins, dirs = camera.rays((n, n))
         o, d = origins[0], dirs[0]
@@ -142,16 +155,19 @@ class MeshPreview:
                     out_rgb = out_rgb + (1 - alpha)[:, None] * (1 - bg_opacity)[:, None]
             elif opts.white_background:
                 out_rgb = out_rgb + (1 - alpha)[:, None]
-        maps = torch.cat([out_rgb, (alpha * opts.ray_end)[:, None], alpha[:, None]], dim=1)  # [n*n, 5]
-        maps = maps.T.reshape(1, 5, n, n)
+        columns = [out_rgb, (alpha * opts.ray_end)[:, None], alpha[:, None]]
+        if normals:
+            columns.append(alpha[:, None] * _normals(self.field, tail[:, None], 1)[:, 0].float().cpu())
+        maps = torch.cat(columns, dim=1)                       # [n*n, 5 or 8]
+        maps = maps.T.reshape(1, -1, n, n)
         # The coarse rays sit at pixel centres -1..1 like the fine ones: align_corners matches them up.
         maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=True)
-        return maps[:, :3], maps[:, 3:4], maps[:, 4:5]
+        return maps[:, :3], maps[:, 3:4], maps[:, 4:5], (maps[:, 5:8] if normals else None)
 
     def release(self) -> None:
-        if self.raster is not None:
-            self.raster.release()
-            self.raster = None
+        if self.marcher is not None:
+            self.marcher.release()
+            self.marcher = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,19 +190,18 @@ def world_to_clip(camera: Camera, h: int, w: int, opts: RenderOptions) -> np.nda
     return (proj @ view).numpy()
 
 
-def calibrate(density: torch.Tensor, spacing: float) -> Tuple[float, float, float]:
-    """(level, inset, agreement) for a density volume [n, n, n] with `spacing` between samples.
+def calibrate(density: torch.Tensor, spacing: float) -> Tuple[float, float]:
+    """(level, agreement) for a density volume [n, n, n] with `spacing` between samples.
 
     The rays are the grid's own lines along the three axes, both ways (3 n^2 of them, no
     interpolation needed). For each: the largest density on it (a mesh at level L is hit iff it
-    exceeds L), its opacity by the volume renderer's quadrature, and where its colour weights lie.
+    exceeds L) and its opacity by the volume renderer's quadrature.
     - level: the L that makes "hit" agree with "opacity > 1/2" on the most rays; grazing rays through
       a soft edge turn opaque at lower densities than a frontal surface's, which is why neither a fixed
       level nor Otsu's split of the densities fits every model;
-    - inset: the median distance, over rays that hit, from where the density first reaches the level
-      to the mean depth of the renderer's weights;
     - agreement: the share of rays that are opaque or hit on which the two agree (1 for crisp
-      surfaces; low for a fog, where no surface can look like the volume render).
+      surfaces; low for a fog or a semi-transparent model, which no surface alone could draw; the
+      preview marches the volume behind its hull, so it is reported, not acted on).
     """
     d = density.double()
     rays = torch.cat([d.permute(1, 2, 0).reshape(-1, d.shape[0]), d.permute(0, 2, 1).reshape(-1, d.shape[1]),
@@ -210,32 +225,20 @@ def calibrate(density: torch.Tensor, spacing: float) -> Tuple[float, float, floa
     tied = torch.cat([sorted_peak[1:] == sorted_peak[:-1], torch.tensor([False])])
     errors = errors.masked_fill(tied, float("inf"))
     if not bool(opaque.any()):
-        return float("inf"), 0.0, 1.0
+        return float("inf"), 1.0
     k = int(torch.argmin(errors))
     upper = float(sorted_peak[k])
     lower = float(sorted_peak[k + 1]) if k + 1 < len(sorted_peak) else 0.0
     level = 0.5 * (upper + lower) if upper > lower else upper * 0.999
     agreement = 1.0 - float(errors[k]) / float(((peak > level) | opaque).sum())
-    # inset: first crossing of the level (linear between samples) versus the weights' mean depth
-    hit = (peak > level) & (opacity > 0.9)
-    if not bool(hit.any()):
-        return level, 0.0, agreement
-    r, w = rays[hit], weights[hit]
-    idx = torch.arange(r.shape[1], dtype=torch.float64)
-    first = torch.argmax((r > level).double(), dim=1)
-    before = r.gather(1, (first - 1).clamp(min=0)[:, None])[:, 0]
-    at = r.gather(1, first[:, None])[:, 0]
-    frac = torch.where(first > 0, (level - before) / (at - before).clamp(min=1e-12), torch.zeros_like(at))
-    surface = (first.double() - 1 + frac.clamp(0, 1)) * spacing
-    mean_depth = (w * idx).sum(1) / w.sum(1) * spacing
-    inset = float(torch.median(mean_depth - surface).clamp(min=0.0))
-    return level, min(inset, 4 * spacing), agreement
+    return level, agreement
 
 
 def build_preview(G, field, grid: Optional[OccupancyGrid] = None, options: Optional[RenderOptions] = None,
-                  preview: PreviewOptions = PreviewOptions()) -> MeshPreview:
+                  preview: PreviewOptions = PreviewOptions()) -> BakedPreview:
     """The per-latent set-up. `grid`: the exact path's occupancy grid of this field (its probed
-    densities are reused); built here when not given. `G` gives the render options (or pass them)."""
+    densities and colours are the baked volume); built here when not given. `G` gives the render
+    options (or pass them)."""
     import time
     reason = preview_unavailable()
     if reason is not None:
@@ -249,73 +252,44 @@ def build_preview(G, field, grid: Optional[OccupancyGrid] = None, options: Optio
         grid = OccupancyGrid(field, opts)
         stats["grid_ms"] = (time.perf_counter() - t0) * 1e3
     lo, hi = _support_box(field)
-    volume = DensityVolume(grid.density[0].numpy(), (tuple(lo.tolist()), tuple(hi.tolist())))
+    density = grid.density[0]
+    volume = DensityVolume(density.numpy(), (tuple(lo.tolist()), tuple(hi.tolist())))
     spacing = float(volume.spacing.min())
-    level, inset, agreement = calibrate(grid.density[0], spacing)
+    level, agreement = calibrate(density, spacing)
     if preview.level != "auto":
         level = float(preview.level)
-    if preview.depth_inset != "auto":
-        inset = float(preview.depth_inset)
-    mesh = None
+    # nothing opaque along any lattice line (a thin haze): the hull still encloses its densest parts
+    peak = float(density.max())
+    hull_level = preview.hull_fraction * (level if np.isfinite(level) else peak)
+    # below the occupancy threshold the exact path skips space too, so no hull is needed there
+    hull_level = max(hull_level, grid.accel.threshold)
+    marcher = None
     try:
-        verts, faces = marching_cubes(volume, level, close=True)
-        mesh = _coloured(field, verts, faces, opts, spacing, (lo, hi), preview)
+        verts, faces = marching_cubes(_coarse_hull_volume(volume, preview.hull_stride), hull_level, close=True)
+        baked = torch.cat([grid.color[0].float(), density[..., None]], dim=-1).numpy()
+        marcher = HullMarcher(verts, faces, _vertex_normals(verts, faces), baked, (lo.numpy(), hi.numpy()))
         stats.update(vertices=len(verts), faces=len(faces))
-    except (NoSurfaceError, ValueError):  # nothing reaches the level (or an empty field): backdrop only
+    except (NoSurfaceError, ValueError):  # nothing reaches the hull's level (or an empty field): backdrop only
         stats.update(vertices=0, faces=0)
-    stats.update(level=level, inset=inset, agreement=agreement, setup_ms=(time.perf_counter() - t0) * 1e3)
-    return MeshPreview(field, opts, mesh, preview, stats)
+    stats.update(level=level, hull_level=hull_level, agreement=agreement,
+                 setup_ms=(time.perf_counter() - t0) * 1e3)
+    return BakedPreview(field, opts, marcher, spacing, preview, stats)
 
 
-def _coloured(field, verts: np.ndarray, faces: np.ndarray, opts: RenderOptions, spacing: float,
-              box: Tuple[torch.Tensor, torch.Tensor], preview: PreviewOptions):
-    """Vertex rgba: the volume renderer's quadrature along the inward normal, from two grid spacings
-    outside the surface (the soft rim in front of the level) to where the line leaves the scene box.
-    Half the samples lie within 8 spacings of the surface, where opaque models put all their weight;
-    the rest cover the way through, for objects the eye sees into. Colour = weighted mean, alpha =
-    total weight."""
-    normals = _vertex_normals(verts, faces)
-    dev = getattr(field, "device", None) or torch.device("cpu")
-    v, d = torch.from_numpy(verts).float(), -torch.from_numpy(normals).float()
-    start = v - d * 2 * spacing
-    lo, hi = (b.float().cpu() for b in box)
-    safe = torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
-    exit_t = torch.maximum((lo - start) / safe, (hi - start) / safe).min(dim=1).values
-    near_t = 8 * spacing
-    exit_t = exit_t.clamp(min=2 * near_t)
-    k = max(2, int(preview.color_samples)) // 2
-    u = torch.linspace(0, 1, k + 1)
-    # k samples in [0, near_t), k + 1 from near_t to the exit (both ends)
-    t = torch.cat([(u[:-1] * near_t).expand(len(v), k), near_t + u[None] * (exit_t[:, None] - near_t)], dim=1)
-    # each sample stands for the half-intervals on either side of it (the two ends for one half)
-    gaps = t[:, 1:] - t[:, :-1]
-    delta = 0.5 * (torch.cat([gaps, torch.zeros_like(gaps[:, :1])], dim=1)
-                   + torch.cat([torch.zeros_like(gaps[:, :1]), gaps], dim=1))
-    # Front to back in rounds of 8 samples; a vertex stops once its transmittance is below 1e-3, so an
-    # opaque model pays for the first round or two, not for the way through.
-    n = len(v)
-    trans = torch.ones(n)
-    color_sum = torch.zeros(n, 3)
-    alive = torch.arange(n)
-    with torch.inference_mode():
-        for first in range(0, t.shape[1], 8):
-            rgb, sigma = [], []
-            for ids in alive.split(max(1, preview.probe_chunk // 8)):
-                c, s_, _ = _query(field, start[ids].to(dev), d[ids].to(dev), t[ids, first:first + 8].to(dev), 1)
-                rgb.append(c.float().cpu())
-                sigma.append(s_.float().cpu())
-            rgb, sigma = torch.cat(rgb), torch.cat(sigma)
-            alpha = 1 - torch.exp(-activate_density(sigma, opts) * delta[alive, first:first + 8])
-            before = trans[alive, None] * torch.cumprod(
-                torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha[:, :-1]], dim=1), dim=1)
-            color_sum[alive] += ((alpha * before)[..., None] * rgb).sum(dim=1)
-            trans[alive] = before[:, -1] * (1 - alpha[:, -1])
-            alive = alive[trans[alive] > 1e-3]
-            if len(alive) == 0:
-                break
-    total = 1 - trans
-    color = color_sum / total.clamp(min=1e-6)[:, None]
-    return verts, faces, torch.cat([color, total[:, None]], dim=1).numpy(), normals
+def _coarse_hull_volume(volume: DensityVolume, stride: int) -> DensityVolume:
+    """The density max-pooled over each (2 stride - 1)^3 neighbourhood of every stride-th lattice
+    point (both faces of the box kept when the lattice divides evenly): a level set of it encloses
+    the full-resolution one."""
+    if stride <= 1:
+        return volume
+    d = torch.from_numpy(np.ascontiguousarray(volume.density, np.float32))[None, None]
+    pooled = F.max_pool3d(d, kernel_size=2 * stride - 1, stride=stride, padding=stride - 1)[0, 0]
+    n = volume.resolution
+    lo = np.asarray(volume.bounds[0], np.float64)
+    hi = lo + (pooled.shape[0] - 1) * stride * volume.spacing   # the last pooled point's position
+    if (n - 1) % stride:  # the far faces fall between pooled points: no coarsening
+        return volume
+    return DensityVolume(pooled.numpy(), (tuple(lo.tolist()), tuple(hi.tolist())))
 
 
 def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:

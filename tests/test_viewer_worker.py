@@ -207,22 +207,17 @@ def test_preview_falls_back_to_half_resolution_accelerated(tiny_ckpt):
     assert np.abs(frame.image - exact.image).mean() < 0.05
 
 
-def test_preview_module_is_used_when_it_can_run_and_its_mesh_agrees(tiny_ckpt, monkeypatch):
+def test_preview_module_is_used_when_it_can_run(tiny_ckpt):
     from trigan.viewer import scene as scene_mod
     module, problem = scene_mod._preview_module()
-    monkeypatch.setattr(scene_mod, "PREVIEW_MIN_AGREEMENT", 0.0)
-    frame = Scene(device="cpu").render(request(tiny_ckpt, quality="preview"))
+    frame = Scene(device="cpu").render(request(tiny_ckpt, quality="preview", resolution=64))
     assert frame.ok, frame.error
-    assert frame.path_used == (scene_mod.PATH_PREVIEW_MESH if module is not None else PATH_PREVIEW_FALLBACK)
+    assert frame.path_used == (scene_mod.PATH_PREVIEW_BAKED if module is not None else PATH_PREVIEW_FALLBACK)
     if module is None:
         return
-    # A mesh that cannot agree well enough (no mesh reaches 101%) is not shown: the exact path at half
-    # resolution is, and the frame says why.
-    monkeypatch.setattr(scene_mod, "PREVIEW_MIN_AGREEMENT", 1.01)
-    frame = Scene(device="cpu").render(request(tiny_ckpt, quality="preview", resolution=64))
-    assert frame.ok and frame.path_used == PATH_PREVIEW_FALLBACK
-    assert "agrees with the volume render on" in frame.stats["preview_problem"]
-    assert frame.stats["rendered_resolution"] == 32
+    # full resolution (how close it comes to the exact frame is tests/test_preview.py's business: this
+    # model's random weights put density outside the scene box, which no baked volume holds)
+    assert frame.stats["rendered_resolution"] == 64 and frame.image.shape == (64, 64, 4)
 
 
 def test_the_ray_interval_follows_the_camera_distance(tiny_ckpt):

@@ -9,8 +9,8 @@ Used only from the render worker's thread (it owns the device). What is cached, 
   least recently used latents are dropped beyond `max_latents`.
 
 Quality "exact" is the accelerated exact path (core.accel.FastRenderer) with the samples per ray
-scaled by the request's sample multiplier. Quality "preview" is core.preview's coloured mesh when
-that module exists and can run here; otherwise it falls back to the accelerated path at half the
+scaled by the request's sample multiplier. Quality "preview" is core.preview's baked volume, ray-marched
+from a hull mesh with OpenGL, when that module exists and can run here (headless EGL); otherwise it falls back to the accelerated path at half the
 resolution, upsampled, and says so in `Frame.path_used` ("preview-half-accelerated").
 
 The camera's ray interval follows its distance from the scene centre (core.views.options_at_distance),
@@ -44,12 +44,8 @@ Progress = Optional[Callable[[int, int], None]]
 # quarter of the default (about 5,500 rays) keeps that wait short at little cost per frame.
 VIEWER_ACCEL = replace(AccelOptions(), max_points_per_chunk=1 << 16)
 
-PATH_PREVIEW_MESH = "preview-mesh"
+PATH_PREVIEW_BAKED = "preview-baked"
 PATH_PREVIEW_FALLBACK = "preview-half-accelerated"
-# Below this share of agreeing rays (core.preview.calibrate) the surface mesh does not look like the
-# volume render (a fog, or a haze early in training: 21% and 72% measured), so previews take the
-# exact path at half resolution instead.
-PREVIEW_MIN_AGREEMENT = 0.9
 PREVIEW_FALLBACK_SAMPLES = 0.5     # sample multiplier of the half-resolution fallback preview
 PATH_EXACT = "exact-accelerated"
 PATH_PLAIN = "plain"
@@ -221,7 +217,7 @@ class Scene:
         if self._preview is None:
             return None
         if entry.preview is None and entry.preview_problem is None:
-            fast = self._fast(G, entry, 1.0)       # its occupancy grid probes the densities the mesh needs
+            fast = self._fast(G, entry, 1.0)       # its occupancy grid probes the volume the preview bakes
             start = time.perf_counter()
             try:
                 with torch.no_grad():
@@ -229,12 +225,6 @@ class Scene:
                                                                 options=fast.options)
             except Exception as exc:
                 entry.preview_problem = _one_line(exc)
-            agreement = entry.preview.stats["agreement"] if entry.preview is not None else 1.0
-            if agreement < PREVIEW_MIN_AGREEMENT:
-                entry.preview.release()
-                entry.preview = None
-                entry.preview_problem = (f"the preview mesh agrees with the volume render on {agreement:.0%} of "
-                                         f"rays (a hazy model), so previews render exactly at half resolution")
             entry.setup_ms += (time.perf_counter() - start) * 1000
         return entry.preview
 
@@ -278,7 +268,7 @@ class Scene:
             previewer = self._preview_renderer(G, entry)
             if previewer is not None:
                 out = self._render_preview(previewer, camera, res, opts, request)
-                path = PATH_PREVIEW_MESH
+                path = PATH_PREVIEW_BAKED
             else:
                 stats["preview_problem"] = entry.preview_problem or self._preview_problem
                 render_res = max(16, res // 2)
