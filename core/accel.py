@@ -62,8 +62,9 @@ class AccelOptions:
     threshold: float = 0.01            # activated density (per world unit) below which a cell is empty
     dilation: int = 1                  # cells added around every occupied cell
     min_step: Optional[float] = None   # smallest sample spacing; None: (ray_end - ray_start) / 256
-    max_samples: int = 16              # samples per ray at most (fog-like fields use this many)
-    importance: float = 0.75           # share of a ray's samples placed where the cached density puts
+    max_samples: int = 32              # samples per ray at most (fog-like fields use this many); 16 gave
+                                       # 31-33 dB on demo models with thin shells, 32 gives 41-55 dB
+    importance: float = 0.5            # share of a ray's samples placed where the cached density puts
                                        # its weight (the rest spread evenly); 0: all spread evenly
     candidates_per_cell: int = 1       # along a ray, the occupancy and the weights are read this often per cell
     weight_spread: int = 1             # candidates the cached weights are widened by, along the ray
