@@ -15,6 +15,11 @@ examples:
   trigan convert network-snapshot-025000.pkl ffhq512-full.ckpt --all # also G, D and optimizer states
   trigan convert runs/00003-demo/best.ckpt demo.ckpt                 # a run's snapshot, G_ema only
   trigan convert runs/00003-demo demo.ckpt                           # a run folder: its best (else latest)
+  trigan convert runs/00003-demo demo.ckpt --set model.camera.support_radius=0.3   # clear space no camera saw
+
+--set KEY=VALUE changes the stored config of a trigan checkpoint (repeatable): settings of rendering
+such as model.camera.support_radius or model.render.num_steps. A change the weights do not fit
+(model.triplane.resolution=128, ...) is refused.
 
 The .pkl is read as data: no code stored in it runs, and CUDA tensors load on the CPU.
 Commands that take a checkpoint also accept the .pkl directly; converting makes a smaller,
@@ -29,6 +34,9 @@ def add_parser(sub) -> None:
     p.add_argument("dst", help="the trigan checkpoint to write (.ckpt)")
     p.add_argument("--all", action="store_true", help="keep G, D and the optimizer states too (to fine-tune or resume)")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="change a setting of the stored config (trigan checkpoints), e.g. "
+                        "model.camera.support_radius=0.3; repeatable")
     p.set_defaults(run=run)
 
 
@@ -49,9 +57,13 @@ def run(args) -> int:
         src = resolve_model_path(src)
         if dst.resolve() == src.resolve():
             raise TriganError(f"{dst}: the output would overwrite the input")
-        out = export_generator(src, dst)
-        print(f"wrote {out} ({out.stat().st_size / 2 ** 20:.1f} MiB, G_ema only)")
+        out = export_generator(src, dst, overrides=args.overrides)
+        changed = f", with {' '.join(args.overrides)}" if args.overrides else ""
+        print(f"wrote {out} ({out.stat().st_size / 2 ** 20:.1f} MiB, G_ema only{changed})")
         return 0
+    if args.overrides:
+        raise TriganError(f"{src}: --set changes trigan checkpoints; convert the .pkl first, then convert "
+                          "the result with --set")
     out = convert_epigraf(src, dst, keep_all=args.all, log=log)
     size = out.stat().st_size / 2 ** 20
     print(f"wrote {out} ({size:.1f} MiB{', with G, D and optimizer states' if args.all else ''})")

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
 from .atomic import atomic_path
-from .config import Config, config_from_dict, config_to_dict
+from .config import Config, apply_overrides, config_from_dict, config_to_dict
 from .errors import CheckpointError, TriganError
 from .generator import Generator
 
@@ -108,12 +108,25 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
                       path=str(path))
 
 
-def export_generator(src: PathLike, dst: PathLike) -> Path:
+def export_generator(src: PathLike, dst: PathLike, overrides: Sequence[str] = ()) -> Path:
     """Write the G_ema-only checkpoint of a training checkpoint `src` (config, G_ema, progress and
-    metrics kept; G, D and optimizer states dropped): what viewing, rendering and export need."""
+    metrics kept; G, D and optimizer states dropped): what viewing, rendering and export need.
+    `overrides` (`model.camera.support_radius=0.3`, ...) change the stored config; the weights must
+    still fit it (settings of rendering, not of the architecture)."""
     ckpt = load_checkpoint(src)
+    config = ckpt.config
+    if overrides:
+        config = apply_overrides(config, overrides, what=str(src))
+        check_generator_weights(config, ckpt.G_ema, source=f"{src} with {' '.join(overrides)}")
+        try:   # values the schema accepts but the generator refuses (a negative radius, ...)
+            with torch.device("meta"):
+                Generator(config.model)
+        except TriganError as exc:
+            raise CheckpointError(f"{src}: {exc}") from None
     progress = {**ckpt.progress, "source": ckpt.progress.get("source") or f"trigan checkpoint {Path(src).name}"}
-    return save_checkpoint(dst, ckpt.config, ckpt.G_ema, progress=progress, metrics=ckpt.metrics)
+    if overrides:
+        progress["config_overrides"] = list(overrides)
+    return save_checkpoint(dst, config, ckpt.G_ema, progress=progress, metrics=ckpt.metrics)
 
 
 def check_generator_weights(config: Config, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint") -> None:

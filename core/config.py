@@ -70,6 +70,10 @@ class CameraConfig:
     ray_start: float = 0.88
     ray_end: float = 1.12
     cube_scale: float = 0.2             # scene box is [-cube_scale, cube_scale]^3
+    # Density is zero farther than this from the origin (world units; None: the whole scene box). No
+    # training camera may see the box's corners and faces: density left there, unconstrained, shows
+    # as junk when the camera zooms out and as extra pieces in meshes.
+    support_radius: Optional[float] = None
     # 3DGP puts yaw 0 on +Z; such models store pi/2 here and cameras convert at the model boundary.
     yaw_offset: float = 0.0
     # Prior over training / random-view cameras: custom (dataset poses), uniform, normal,
@@ -360,6 +364,15 @@ def load_config(preset: str = "demo", overrides: Sequence[str] = ()) -> Config:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. model.c_dim=10")
     cli = OmegaConf.from_dotlist(list(overrides))
     return _merge(schema, preset_cfg, cli, what=f"{path.name} {' '.join(overrides)}".strip())
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str], what: str = "config") -> Config:
+    """`cfg` with `section.key=value` overrides (as on the command line) merged in."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. model.camera.support_radius=0.3")
+    return _merge(OmegaConf.structured(cfg), OmegaConf.from_dotlist(list(overrides)),
+                  what=f"{what} {' '.join(overrides)}".strip())
 
 
 def config_from_dict(data: dict, what: str = "config") -> Config:

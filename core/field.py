@@ -27,6 +27,9 @@ PLANE_AXES = ((0, 1), (0, 2), (1, 2))
 
 
 COLOR_ACTIVATIONS = ("none", "sigmoid")
+# Raw density outside a field's support: every density activation (softplus, relu, with any shift a
+# model uses) makes it 0, and unlike -inf it keeps gradients finite.
+EMPTY_SIGMA = -1e4
 COLOR_MARGIN = 0.001   # EG3D's: a sigmoid colour reaches the ends of [-1, 1] at finite inputs
 
 
@@ -79,13 +82,15 @@ class TriPlaneField:
     """
 
     def __init__(self, planes: torch.Tensor, mlp: TriPlaneMLP, cube_scale: float,
-                 background: Optional[Callable] = None):
+                 background: Optional[Callable] = None, support_radius: Optional[float] = None):
         if planes.ndim == 4:  # [B, 3C, R, R] as the decoder writes it
             planes = planes.reshape(planes.shape[0], 3, planes.shape[1] // 3, planes.shape[2], planes.shape[3])
         self.planes = planes
         self.mlp = mlp
         self.cube_scale = float(cube_scale)
         self.background = background
+        # beyond it the raw density is EMPTY_SIGMA (model.camera.support_radius)
+        self.support_radius = None if support_radius is None else float(support_radius)
 
     @property
     def batch_size(self) -> int:
@@ -112,6 +117,9 @@ class TriPlaneField:
             points = points.unsqueeze(0)
         out = self.mlp(self.features(points))
         rgb, sigma = out[..., :3], out[..., 3]
+        if self.support_radius is not None:
+            outside = (points * points).sum(dim=-1) > self.support_radius ** 2
+            sigma = sigma.masked_fill(outside, EMPTY_SIGMA)
         return (rgb[0], sigma[0]) if single else (rgb, sigma)
 
     def differentiable(self) -> "TriPlaneField":
@@ -123,7 +131,8 @@ class TriPlaneField:
         cached = getattr(self, "_differentiable", None)
         if cached is None:
             with torch.inference_mode(False):
-                cached = TriPlaneField(self.planes.clone(), self.mlp, self.cube_scale, self.background)
+                cached = TriPlaneField(self.planes.clone(), self.mlp, self.cube_scale, self.background,
+                                       self.support_radius)
             self._differentiable = cached
         return cached
 
@@ -132,4 +141,4 @@ class TriPlaneField:
         if isinstance(index, int):
             index = slice(index, index + 1)
         bg = None if self.background is None else self.background.select(index)
-        return TriPlaneField(self.planes[index], self.mlp, self.cube_scale, bg)
+        return TriPlaneField(self.planes[index], self.mlp, self.cube_scale, bg, self.support_radius)

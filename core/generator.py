@@ -22,6 +22,7 @@ from .background import BoundBackground, SphereBackground
 from .camera_generator import CameraGenerator, camera_to_params, params_to_camera
 from .cameras import Camera, PatchParams, sample_camera_prior
 from .config import ModelConfig
+from .errors import ConfigError
 from .field import TriPlaneField, TriPlaneMLP
 from .mapping import MappingNetwork
 from .renderer import RenderOptions, RenderOutput, render
@@ -66,6 +67,10 @@ class SynthesisNetwork(nn.Module):
 class Generator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        radius = cfg.camera.support_radius
+        if radius is not None and not (float(radius) > 0):
+            raise ConfigError(f"model.camera.support_radius: expected a positive radius in world units or null, "
+                              f"got {radius}")
         self.cfg = cfg
         self.synthesis = SynthesisNetwork(cfg)
         m = cfg.mapping
@@ -126,7 +131,8 @@ class Generator(nn.Module):
             if ws is None:
                 raise ValueError("this model has a background network: field() needs the ws too")
             background = BoundBackground(self.synthesis.bg_model, ws[:, self.synthesis.tri_plane_decoder.num_ws:])
-        return TriPlaneField(planes, self.synthesis.tri_plane_mlp, self.cfg.camera.cube_scale, background)
+        return TriPlaneField(planes, self.synthesis.tri_plane_mlp, self.cfg.camera.cube_scale, background,
+                             self.cfg.camera.support_radius)
 
     def field_from_ws(self, ws: torch.Tensor, noise_mode: str = "const") -> TriPlaneField:
         return self.field(self.synthesis(ws, noise_mode=noise_mode), ws)

@@ -137,3 +137,35 @@ def test_older_snapshots_without_newer_config_keys_get_upstream_defaults():
     cfg["tri_plane"]["has_view_cond"] = True
     with pytest.raises(Exception, match="old.pkl: uses a view-direction-conditioned MLP"):
         generator_config(g, "old.pkl")
+
+
+def test_set_changes_render_settings_and_refuses_what_the_weights_do_not_fit(tmp_path, capsys):
+    """`trigan convert --set`: the stored config changes (a support radius that clears the space no
+    camera saw), the weights are the same, and architecture changes or bad values are refused with
+    one line, writing nothing."""
+    from trigan.core.checkpoint import save_checkpoint
+    from trigan.core.generator import Generator
+    from conftest import tiny_config
+    cfg = tiny_config()
+    src = save_checkpoint(tmp_path / "src.ckpt", cfg, Generator(cfg.model))
+    dst = tmp_path / "out.ckpt"
+    code, out, err = cli(capsys, "convert", src, dst, "--set", "model.camera.support_radius=0.25",
+                         "--set", "model.render.num_steps=32")
+    assert code == 0, err
+    assert "with model.camera.support_radius=0.25 model.render.num_steps=32" in out
+    before, after = load_checkpoint(src), load_checkpoint(dst)
+    assert after.config.model.camera.support_radius == 0.25 and after.config.model.render.num_steps == 32
+    assert before.config.model.camera.support_radius is None
+    assert after.progress["config_overrides"] == ["model.camera.support_radius=0.25", "model.render.num_steps=32"]
+    assert all(torch.equal(before.G_ema[k], after.G_ema[k]) for k in before.G_ema)
+    for bad, fragment in (("model.triplane.resolution=32", "weights do not fit"),
+                          ("model.camera.support_radius=-1", "support_radius: expected a positive radius"),
+                          ("model.camera.nonsense=1", "nonsense"),
+                          ("support_radius", "expected key=value")):
+        target = tmp_path / "bad.ckpt"
+        code, out, err = cli(capsys, "convert", src, target, "--set", bad)
+        assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, (bad, err)
+        assert not target.exists()
+    code, _, err = cli(capsys, "convert", FIXTURES / "cond_white.pkl", tmp_path / "p.ckpt", "--set",
+                       "model.render.num_steps=8")
+    assert code == 2 and "convert the .pkl first" in err
