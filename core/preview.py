@@ -12,11 +12,12 @@ is fixed while the camera moves, so it is baked once:
 - per frame: the hull is rasterised with the camera's exact projection (one ray through each pixel
   centre, as the volume renderer shoots), and each pixel it covers integrates the texture along its
   ray from two lattice spacings before the hull, one spacing per step (longer steps 16 steps into
-  the density, to cross a haze), front to back until it is opaque or past the hull's farthest surface. What
-  the ray does not gather goes to the backdrop: what a ray that misses everything gets in the plain
-  path, i.e. its last sample at ray_end (opaque unless the model has a background network or an
-  open far end) and the background network or white background behind. The backdrop is smooth, so
-  it is evaluated on a coarse grid of rays (`backdrop_resolution`^2 field queries) and upsampled.
+  the density, to cross a haze), front to back until it is opaque or past the hull's farthest
+  surface. What the ray does not gather goes to the backdrop: what a ray that misses everything
+  gets in the plain path, i.e. its last sample at ray_end (opaque unless the model has a background
+  network or an open far end) and the background network or white background behind. The backdrop
+  is smooth, so it is evaluated on a coarse grid of rays (`backdrop_resolution`^2 field queries)
+  and upsampled.
 
 The result is a `RenderOutput` like `G.render` gives (rgb in [-1, 1], depth = sum of weight x
 distance, opacity, normals), so every render mode works. Where it differs from the exact path: the
