@@ -149,14 +149,15 @@ void main() {
 }
 """
 
-# The march pass writes two float targets: (premultiplied colour, opacity) and (unit normal x opacity: the weighted density
-# gradient's direction, or the hull's when normals are not asked for; sum of weight x distance), as the
-# volume renderer composites them. The nearest hull fragment starts the march `start_back` before
-# itself (not before the ray interval's start) and steps `step_len` through the baked volume (doubled
-# after every `double_every` steps from where the ray first meets density, when that is > 0), front to
-# back, until the transmittance is below `min_transmittance`, the interval ends or `max_steps` are
-# taken. A hull in front of the interval's start still starts a march there: the density may already
-# be high where the rays begin.
+# The march pass writes two float targets: (premultiplied colour, opacity) and (unit normal x
+# opacity, the normal being the weighted density gradient's direction, or the hull's when normals are
+# not asked for; sum of weight x distance), as the volume renderer composites them. The nearest hull
+# fragment starts the march `start_back` before itself (not before the ray interval's start: a hull in
+# front of it still starts a march there, as the density may already be high where the rays begin)
+# and steps `step_len` through the baked volume (doubled after every `double_every` steps from where
+# the ray first meets density, when that is > 0), front to back, until the transmittance is below
+# `min_transmittance`, the ray is `start_back` past the farthest hull fragment (beyond it nothing is
+# above the hull's level), the interval ends or `max_steps` are taken.
 _FRAGMENT_SHADER = """
 #version 330 core
 in vec3 v_world;

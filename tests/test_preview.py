@@ -252,7 +252,8 @@ def test_generator_preview_serves_every_mode_and_batches_cameras():
     # asking for normals does not change the other outputs (the shader compiles the two cases apart:
     # equal up to rounding)
     plain = preview.render(cams[1], (20, 28))
-    assert torch.allclose(plain.rgb[0], out.rgb[1], atol=1e-5) and torch.allclose(plain.depth[0], out.depth[1], atol=1e-5)
+    assert torch.allclose(plain.rgb[0], out.rgb[1], atol=1e-5)
+    assert torch.allclose(plain.depth[0], out.depth[1], atol=1e-5)
 
 
 def test_batch_of_latents_is_refused_with_a_clear_error():
