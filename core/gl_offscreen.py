@@ -181,7 +181,9 @@ layout(location = 0) out vec4 out_color;
 layout(location = 1) out vec4 out_geometry;
 void main() {
     float dist = length(v_world - eye);
-    if (dist > ray_range.y) discard;
+    // a hull surface beyond the interval's end still bounds the march (at the end); for the nearest
+    // surface and the march itself it is out of reach
+    if (pass_kind != 2 && dist > ray_range.y) discard;
     if (pass_kind != 0) {
         out_color = vec4(dist, 0.0, 0.0, 0.0);
         out_geometry = vec4(0.0);

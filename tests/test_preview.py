@@ -141,6 +141,23 @@ def test_march_stops_past_the_farthest_hull_surface():
     np.testing.assert_allclose(color[..., 3], 1 - np.exp(-2.0 * span), atol=2 * 2.0 * step)
 
 
+def test_hull_reaching_past_the_ray_interval_still_lets_the_march_run_to_its_end():
+    """A thick box hull whose far face lies beyond ray_end (and near face before ray_start): the
+    march runs over the whole interval [ray_start, ray_end], as the volume renderer does. (The far
+    face must bound the march even where it is out of the interval; dropping it left such rays
+    with no march at all.)"""
+    cam = Camera.from_angles(0.0, np.pi / 2, radius=1.0, fov=10.0)
+    volume = np.zeros((5, 5, 5, 4), np.float32)
+    volume[..., 3] = 2.0
+    marcher = HullMarcher(*box_hull((-0.3, -0.3, -0.3), (0.3, 0.3, 0.3)), volume, (np.full(3, -0.5), np.full(3, 0.5)))
+    near, far, step = 0.8, 1.1, 0.001
+    color, geometry = marcher.draw(world_to_clip(cam, 4, 4, OPTS), cam.origins()[0].numpy(), (near, far), (4, 4),
+                                   step, 0.0, 1000)
+    marcher.release()
+    # the box spans distances 0.7..1.3 along these rays: the whole interval is inside it
+    np.testing.assert_allclose(color[..., 3], 1 - np.exp(-2.0 * (far - near)), atol=4 * 2.0 * step)
+
+
 @pytest.mark.parametrize("rise", [45.0, 220.0])
 @pytest.mark.parametrize("view", sorted(CAMERAS))
 def test_solid_sphere_preview_matches_the_exact_path(view, rise):
