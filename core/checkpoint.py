@@ -22,7 +22,7 @@ import torch
 
 from .atomic import atomic_path
 from .config import Config, apply_overrides, config_from_dict, config_to_dict
-from .errors import CheckpointError, TriganError
+from .errors import CheckpointError, ConfigError, TriganError
 from .generator import Generator
 
 FORMAT = "trigan-checkpoint"
@@ -117,11 +117,9 @@ def export_generator(src: PathLike, dst: PathLike, overrides: Sequence[str] = ()
     config = ckpt.config
     if overrides:
         config = apply_overrides(config, overrides, what=str(src))
-        check_generator_weights(config, ckpt.G_ema, source=f"{src} with {' '.join(overrides)}")
-        try:   # values the schema accepts but the generator refuses (a negative radius, ...)
-            with torch.device("meta"):
-                Generator(config.model)
-        except TriganError as exc:
+        try:   # builds the generator: also refuses values the schema accepts (a negative radius, ...)
+            check_generator_weights(config, ckpt.G_ema, source=f"{src} with {' '.join(overrides)}")
+        except ConfigError as exc:
             raise CheckpointError(f"{src}: {exc}") from None
     progress = {**ckpt.progress, "source": ckpt.progress.get("source") or f"trigan checkpoint {Path(src).name}"}
     if overrides:

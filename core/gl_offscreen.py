@@ -273,7 +273,6 @@ class HullMarcher:
         self.num_indices = int(index.size)
         self._size: Tuple[int, int] = (0, 0)
         self._targets = None
-        self._exit = None
         with self.ctx.current():
             self.program = _program(GL)
             self.vao = GL.glGenVertexArrays(1)
@@ -317,9 +316,7 @@ class HullMarcher:
             GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, fmt, w, h)
             attach = GL.GL_DEPTH_ATTACHMENT if i == 2 else GL.GL_COLOR_ATTACHMENT0 + i
             GL.glFramebufferRenderbuffer(GL.GL_FRAMEBUFFER, attach, GL.GL_RENDERBUFFER, self._targets[i])
-        status = GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER)
-        if status != GL.GL_FRAMEBUFFER_COMPLETE:
-            raise RuntimeError(f"OpenGL framebuffer incomplete (status {status:#x})")
+        _check_framebuffer(GL)
         GL.glDrawBuffers(2, [GL.GL_COLOR_ATTACHMENT0, GL.GL_COLOR_ATTACHMENT1])
         # The exit map: a float texture (read by the march pass) with its own depth buffer.
         self.exit_fbo = GL.glGenFramebuffers(1)
@@ -335,9 +332,7 @@ class HullMarcher:
         GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, self.exit_depth)
         GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, GL.GL_DEPTH_COMPONENT24, w, h)
         GL.glFramebufferRenderbuffer(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, GL.GL_RENDERBUFFER, self.exit_depth)
-        status = GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER)
-        if status != GL.GL_FRAMEBUFFER_COMPLETE:
-            raise RuntimeError(f"OpenGL framebuffer incomplete (status {status:#x})")
+        _check_framebuffer(GL)
         GL.glDrawBuffers(1, [GL.GL_COLOR_ATTACHMENT0])
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fbo)
         self._size = size
@@ -428,6 +423,12 @@ class HullMarcher:
             GL.glDeleteVertexArrays(1, [self.vao])
             GL.glDeleteTextures(1, [self.texture])
             GL.glDeleteProgram(self.program)
+
+
+def _check_framebuffer(GL) -> None:
+    status = GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER)
+    if status != GL.GL_FRAMEBUFFER_COMPLETE:
+        raise RuntimeError(f"OpenGL framebuffer incomplete (status {status:#x})")
 
 
 def _program(GL):

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .accel import OccupancyGrid, _support_box
+from .accel import OccupancyGrid
 from .cameras import Camera
 from .gl_offscreen import HullMarcher, gl_unavailable
 from .mesh import DensityVolume, NoSurfaceError, marching_cubes
@@ -252,7 +252,7 @@ def build_preview(G, field, grid: Optional[OccupancyGrid] = None, options: Optio
     if grid is None or grid.density_key != (opts.density_shift, opts.density_activation):
         grid = OccupancyGrid(field, opts)
         stats["grid_ms"] = (time.perf_counter() - t0) * 1e3
-    lo, hi = _support_box(field)
+    lo, hi = grid.lo, grid.hi        # the box its probes span
     density = grid.density[0]
     volume = DensityVolume(density.numpy(), (tuple(lo.tolist()), tuple(hi.tolist())))
     spacing = float(volume.spacing.min())
@@ -281,16 +281,11 @@ def _coarse_hull_volume(volume: DensityVolume, stride: int) -> DensityVolume:
     """The density max-pooled over each (2 stride - 1)^3 neighbourhood of every stride-th lattice
     point (both faces of the box kept when the lattice divides evenly): a level set of it encloses
     the full-resolution one."""
-    if stride <= 1:
+    if stride <= 1 or (volume.resolution - 1) % stride:  # the far faces would fall between pooled points
         return volume
     d = torch.from_numpy(np.ascontiguousarray(volume.density, np.float32))[None, None]
     pooled = F.max_pool3d(d, kernel_size=2 * stride - 1, stride=stride, padding=stride - 1)[0, 0]
-    n = volume.resolution
-    lo = np.asarray(volume.bounds[0], np.float64)
-    hi = lo + (pooled.shape[0] - 1) * stride * volume.spacing   # the last pooled point's position
-    if (n - 1) % stride:  # the far faces fall between pooled points: no coarsening
-        return volume
-    return DensityVolume(pooled.numpy(), (tuple(lo.tolist()), tuple(hi.tolist())))
+    return DensityVolume(pooled.numpy(), volume.bounds)
 
 
 def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -9,9 +9,10 @@ Used only from the render worker's thread (it owns the device). What is cached, 
   least recently used latents are dropped beyond `max_latents`.
 
 Quality "exact" is the accelerated exact path (core.accel.FastRenderer) with the samples per ray
-scaled by the request's sample multiplier. Quality "preview" is core.preview's baked volume, ray-marched
-from a hull mesh with OpenGL, when that module exists and can run here (headless EGL); otherwise it falls back to the accelerated path at half the
-resolution, upsampled, and says so in `Frame.path_used` ("preview-half-accelerated").
+scaled by the request's sample multiplier. Quality "preview" is core.preview's baked volume,
+ray-marched from a hull mesh with OpenGL, when that module exists and can run here (headless EGL);
+otherwise it falls back to the accelerated path at half the resolution, upsampled, and says so in
+`Frame.path_used` ("preview-half-accelerated").
 
 The camera's ray interval follows its distance from the scene centre (core.views.options_at_distance),
 so zooming out never cuts the object off.
