@@ -14,6 +14,8 @@ examples:
   trigan train --config epigraf_ffhq512 --data ffhq512.zip --out runs training.gamma=0.1 training.batch_size=32
   trigan train --resume runs/00000-demo-shapes              continue exactly where it stopped
   trigan train --resume runs/00000-demo-shapes --kimg 500   ... and train longer than planned
+  trigan train --config demo --data shapes.zip --init runs/00000-demo-shapes/latest.ckpt --kimg 50 \
+      training.blur_init_sigma=0     fine-tune: a new run that starts from a checkpoint's weights
   torchrun --nproc_per_node=4 -m trigan.cli.main train --config epigraf_ffhq512 --data ffhq512.zip --out runs
   trigan train --slurm --nodes 2 --gpus-per-node 4 --partition gpu --submit --config epigraf_ffhq512 --data ffhq512.zip --out runs
 
@@ -40,6 +42,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--kimg", type=float, metavar="K", help="train until K thousand real images have been shown")
     p.add_argument("--desc", help="a word added to the run directory's name")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest.ckpt")
+    p.add_argument("--init", metavar="CKPT",
+                   help="start a new run from the weights of CKPT (fine-tuning): G and G_ema from it, D too "
+                        "when it holds one (a G_ema-only file gives a fresh D); schedules start at 0")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     slurm = p.add_argument_group("SLURM (write, and with --submit submit, an sbatch script)")
     slurm.add_argument("--slurm", action="store_true", help="prepare the run and write RUN/slurm.sbatch")
@@ -61,6 +66,12 @@ def run(args) -> int:
     from trigan.core.errors import TriganError
     if args.submit and not args.slurm:
         raise TriganError("--submit goes with --slurm")
+    if args.init is not None:
+        if args.resume is not None:
+            raise TriganError("--init starts a new run from a checkpoint's weights; --resume continues a run: "
+                              "pass one of them")
+        if not Path(args.init).is_file():
+            raise TriganError(f"{args.init}: no such checkpoint (--init takes a trigan .ckpt file)")
     if args.resume is None and args.data is None:
         raise TriganError("pass --data DATA to start a run, or --resume RUN_DIR to continue one")
     if args.slurm:
@@ -75,6 +86,8 @@ def _overrides(args) -> list:
             from trigan.core.errors import TriganError
             raise TriganError(f"--kimg {args.kimg}: expected a positive number of thousands of images")
         extra.append(f"training.kimg={args.kimg}")
+    if getattr(args, "init", None) is not None:
+        extra.append(f"training.init={Path(args.init).resolve()}")
     return extra
 
 

@@ -268,6 +268,10 @@ class TrainingConfig:
     """The training recipe (EpiGRAF 4-5, 10). Every schedule is a function of images seen."""
 
     data: Optional[str] = None          # dataset zip or folder (set by `trigan train --data`)
+    # A checkpoint whose weights start this run (fine-tuning; set by `trigan train --init`): G and
+    # G_ema from it (G_ema stands in for G in a G_ema-only file), D too when it holds one. The
+    # optimisers, the images seen and every schedule start from zero.
+    init: Optional[str] = None
     kimg: float = 25000.0               # total thousands of real images shown to D
     batch_size: int = 64                # global batch, split over the processes
     gamma: Optional[float] = 0.05       # R1 weight; null = auto, 0.0002 * resolution^2 / batch

@@ -312,6 +312,36 @@ class Trainer:
         self.last_metric = dict(ckpt.metrics or {})
         self._data_iter = None  # the sampler restarts at the restored step
 
+    def init_from(self, path: Path) -> str:
+        """Start this fresh run from the weights of checkpoint `path` (training.init, fine-tuning).
+        G and G_ema take its G_ema (its G when it holds one); D takes its D when it holds one, else
+        stays freshly initialised. Optimisers and progress are left at zero: the run's schedules
+        begin again. Returns a one-line account of what was taken."""
+        ckpt = load_checkpoint(path)
+        taken = []
+        try:
+            self.G_ema.load_state_dict(ckpt.G_ema)
+            self.G.load_state_dict(ckpt.extra.get("G", ckpt.G_ema))
+            taken.append("G" if "G" in ckpt.extra else "G (from its G_ema)")
+            taken.append("G_ema")
+            if "D" in ckpt.extra:
+                widen_image_inputs(self.D, ckpt.extra["D"], None)
+                self.D.load_state_dict(ckpt.extra["D"])
+                taken.append("D")
+            if self.depth_adaptor is not None and "depth_adaptor" in ckpt.extra:
+                self.depth_adaptor.load_state_dict(ckpt.extra["depth_adaptor"])
+                taken.append("depth adaptor")
+        except RuntimeError as exc:
+            raise TriganError(f"{path}: weights do not fit the run's config "
+                              f"({str(exc).splitlines()[0][:200]})") from None
+        ddp.broadcast_module(self.info, self.G)
+        ddp.broadcast_module(self.info, self.D)
+        ddp.broadcast_module(self.info, self.G_ema)
+        fresh = "" if "D" in ckpt.extra else "; D starts fresh"
+        seen = ckpt.progress.get("kimg")
+        seen = f", after {float(seen):g} kimg there" if seen is not None else ""
+        return f"weights from {path}: {', '.join(taken)}{fresh}{seen}"
+
     # ---------------------------------------------------------------------------------------------
     # Inputs
 

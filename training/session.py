@@ -248,6 +248,9 @@ class Session:
                 old, new = trainer.widened_inputs
                 self.log(f"D's input widened from {old} to {new} channels: the new channel's weights start "
                          "at 0 and D learns to read it from here on")
+        elif t.init:
+            # Only a run's first start takes the init weights; from then on latest.ckpt holds its own.
+            self.log(trainer.init_from(Path(t.init)))
         total_nimg = int(round(t.kimg * 1000))
         self.writer.update_status(phase="starting", kimg=trainer.cur_nimg / 1000, total_kimg=t.kimg,
                                   world_size=self.info.world_size, device=str(self.info.device),
