@@ -272,6 +272,11 @@ class TrainingConfig:
     # G_ema from it (G_ema stands in for G in a G_ema-only file), D too when it holds one. The
     # optimisers, the images seen and every schedule start from zero.
     init: Optional[str] = None
+    # For the first this-many kimg only D trains (G and G_ema stay as they are): a fine-tune's fresh
+    # D learns to judge G's images before G follows it. A fresh D steering G from its first step
+    # sent the demo model's objects to speckled, off-class shapes within 5 kimg while its logits
+    # were still near 0.
+    d_warmup_kimg: float = 0.0
     kimg: float = 25000.0               # total thousands of real images shown to D
     batch_size: int = 64                # global batch, split over the processes
     gamma: Optional[float] = 0.05       # R1 weight; null = auto, 0.0002 * resolution^2 / batch

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 
 import pytest
 import torch
@@ -122,3 +123,25 @@ def test_the_init_command_starts_a_run_from_the_checkpoint(tmp_path, data, train
     run = next((tmp_path / "runs").iterdir())
     assert load_checkpoint(run / LATEST).config.training.init == str(g_ema_only.resolve())
     assert "weights from" in (run / "log.txt").read_text()
+
+
+def test_during_the_d_warmup_only_d_learns_and_g_follows_after_it(tmp_path, data, trained):
+    _, g_ema_only = trained
+    source = load_checkpoint(g_ema_only).G_ema
+    cfg, ds = fitted_tiny_config(data, "training.kimg=0.032", f"training.init={g_ema_only}",
+                                 "training.d_warmup_kimg=0.016", "training.snapshot_ticks=2",
+                                 "training.keep_snapshots=true", "training.opacity_reg=1")
+    session = tiny_session(tmp_path / "warm", cfg)
+    session.run(ds)
+    warm, done = (load_checkpoint(p) for p in sorted((tmp_path / "warm" / "snapshots").glob("*.ckpt")))
+    assert warm.progress["cur_nimg"] == 16 and done.progress["cur_nimg"] == 32
+    # two D-only steps: G and G_ema are the checkpoint's (but for w_avg, which the D phase tracks)
+    for key, value in source.items():
+        if not key.endswith("w_avg"):
+            assert torch.equal(warm.extra["G"][key], value) and torch.equal(warm.G_ema[key], value), key
+    first = [json.loads(x) for x in (tmp_path / "warm" / "stats.jsonl").read_text().splitlines()][0]
+    assert "loss_D" in first and "loss_G" not in first and "opacity_binarity" not in first
+    fresh, _ = _first_step_weights(tmp_path / "fresh", cfg, ds)          # the D this run began with
+    assert not _equal(warm.extra["D"], fresh["D"])                     # D learned meanwhile
+    assert not _equal(done.extra["G"], warm.extra["G"])               # then G trains
+    assert not _equal(done.G_ema, warm.G_ema)

@@ -484,7 +484,28 @@ class Trainer:
         real = self.next_real()
         losses: Dict[str, float] = {}
 
-        # G phase
+        # G phase (none while D warms up: a fine-tune's fresh D first learns to judge G's images)
+        if self.cur_nimg < cfg.training.d_warmup_kimg * 1000:
+            losses.update(self._d_phases(real, seed))
+        else:
+            losses.update(self._g_phase(seed))
+            losses.update(self._d_phases(real, seed))
+        self.D.requires_grad_(False)
+
+        # EMA of G (parameters averaged, buffers such as w_avg copied)
+        self.cur_nimg += self.batch
+        self.step += 1
+        beta = ema_beta(cfg, self.cur_nimg)
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+        return losses
+
+    def _g_phase(self, seed: int) -> Dict[str, float]:
+        cfg = self.cfg
+        losses: Dict[str, float] = {}
         self.G.requires_grad_(True)
         self.D.requires_grad_(False)
         fake_in = self.fake_inputs(batch_generator(seed, self.step, PHASE_G))
@@ -502,13 +523,17 @@ class Trainer:
             reg, reg_stats = camera_regularizers(self.G, cfg.training.camera_reg, self.cur_nimg / 1000,
                                                  batch_generator(seed, self.step, PHASE_CAMERA),
                                                  use_labels=self.c_dim > 0)
-            total_G = loss_G + reg
+            total_G = total_G + reg
             losses.update(reg_stats)
         total_G.backward()
         self._step_optimizer(self.opt_G)
         losses["loss_G"] = loss_G.item()
+        return losses
 
-        # D phase
+    def _d_phases(self, real: dict, seed: int) -> Dict[str, float]:
+        """D's loss on fakes and reals, then (every r1_interval steps) R1 on real patches."""
+        cfg = self.cfg
+        losses: Dict[str, float] = {}
         self.G.requires_grad_(False)
         self.D.requires_grad_(True)
         fake_in = self.fake_inputs(batch_generator(seed, self.step, PHASE_D))
@@ -547,17 +572,6 @@ class Trainer:
             loss_r1.backward()
             self._step_optimizer(self.opt_D)
             losses["r1_penalty"] = penalty.mean().item()
-        self.D.requires_grad_(False)
-
-        # EMA of G (parameters averaged, buffers such as w_avg copied)
-        self.cur_nimg += self.batch
-        self.step += 1
-        beta = ema_beta(cfg, self.cur_nimg)
-        with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                b_ema.copy_(b)
         return losses
 
     def weights_finite(self) -> bool:
