@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import json
 import pickle
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from trigan.core.config import config_to_dict, load_config
+from trigan.core.config import load_config
 from trigan.core.generator import Generator
 
 PERSISTENCE = ("src", "src.torch_utils", "src.torch_utils.persistence")

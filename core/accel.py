@@ -248,7 +248,6 @@ def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor,
     evaluated = 0
 
     def accumulate(a, z, valid, rgb, sigma, delta, pts):
-        nonlocal evaluated
         density = activate_density(sigma, opts)
         alpha = (1 - torch.exp(-density * delta)) * valid
         excl = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], dim=1), dim=1)

@@ -5,7 +5,6 @@ the 3dgp_demo preset training, resuming exactly, checkpointing and rendering on 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch

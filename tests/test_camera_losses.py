@@ -13,7 +13,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from conftest import tiny_config
-from trigan.core.camera_generator import FOV, LOOK_AT, ORIGIN, PITCH, YAW, CameraGenerator, camera_to_params
+from trigan.core.camera_generator import FOV, LOOK_AT, PITCH, YAW, CameraGenerator, camera_to_params
 from trigan.core.cameras import sample_camera_prior
 from trigan.core.config import CameraGeneratorConfig, CameraRegularizerConfig, load_config
 from trigan.core.generator import Generator

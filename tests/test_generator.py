@@ -1,7 +1,5 @@
 """Generator: mapping, truncation, noise, gradients, parameter counts of every preset."""
 
-import math
-
 import numpy as np
 import pytest
 import torch

@@ -33,8 +33,7 @@ from trigan.core.atomic import atomic_path
 from trigan.core.cameras import Camera
 from trigan.core.generator import one_hot
 # The grid and PNG helpers live in core (the CLI and the viewer use them too); re-exported here.
-from trigan.core.images import (MAX_GRID_WIDTH, TARGET_ASPECT, grid_shape, image_grid,  # noqa: F401
-                                save_png, tile)
+from trigan.core.images import grid_shape, image_grid, save_png, tile  # noqa: F401
 
 PathLike = Union[str, os.PathLike]
 

@@ -13,7 +13,7 @@ import dearpygui.dearpygui as dpg
 
 from trigan.core.summary import format_summary
 
-from .common import BAD, MUTED, hint, path_field
+from .common import BAD, MUTED, path_field
 
 CKPT_FIELD = "model_path"
 LATEST = "model_latest"
