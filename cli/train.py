@@ -71,7 +71,8 @@ def run(args) -> int:
             raise TriganError("--init starts a new run from a checkpoint's weights; --resume continues a run: "
                               "pass one of them")
         if not Path(args.init).is_file():
-            raise TriganError(f"{args.init}: no such checkpoint (--init takes a trigan .ckpt file)")
+            what = "not a file" if Path(args.init).exists() else "no such checkpoint"
+            raise TriganError(f"{args.init}: {what} (--init takes a trigan .ckpt file, e.g. RUN/latest.ckpt)")
     if args.resume is None and args.data is None:
         raise TriganError("pass --data DATA to start a run, or --resume RUN_DIR to continue one")
     if args.slurm:

@@ -274,8 +274,8 @@ class TrainingConfig:
     init: Optional[str] = None
     # For the first this-many kimg only D trains (G and G_ema stay as they are): a fine-tune's fresh
     # D learns to judge G's images before G follows it. A fresh D steering G from its first step
-    # sent the demo model's objects to speckled, off-class shapes within 5 kimg while its logits
-    # were still near 0.
+    # let the demo model's objects drift off their class's shapes for 5 kimg while its logits were
+    # still near 0.
     d_warmup_kimg: float = 0.0
     kimg: float = 25000.0               # total thousands of real images shown to D
     batch_size: int = 64                # global batch, split over the processes
