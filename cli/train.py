@@ -87,7 +87,7 @@ def _overrides(args) -> list:
             from trigan.core.errors import TriganError
             raise TriganError(f"--kimg {args.kimg}: expected a positive number of thousands of images")
         extra.append(f"training.kimg={args.kimg}")
-    if getattr(args, "init", None) is not None:
+    if args.init is not None:
         extra.append(f"training.init={Path(args.init).resolve()}")
     return extra
 

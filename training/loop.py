@@ -26,6 +26,7 @@ resumed run equals an uninterrupted one.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -144,6 +145,16 @@ def _ignore_stop_signals(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@contextmanager
+def _weights_of(path: Path):
+    """Loading checkpoint `path`'s weights: a mismatch with the run's networks is one line naming it."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise TriganError(f"{path}: weights do not fit the run's config "
+                          f"({str(exc).splitlines()[0][:200]})") from None
+
+
 class Trainer:
     """Owns G, D, G_ema, their optimisers and the training state of one run."""
 
@@ -180,9 +191,7 @@ class Trainer:
         self.G_ema = Generator(cfg.model).to(self.device).eval()
         self.G_ema.load_state_dict(self.G.state_dict())
         self.G_ema.requires_grad_(False)
-        ddp.broadcast_module(info, self.G)
-        ddp.broadcast_module(info, self.D)
-        ddp.broadcast_module(info, self.G_ema)
+        self._broadcast_networks()
         # The depth adaptor is on G's side: G's optimiser trains it.
         self.depth_adaptor = self._make_depth_adaptor()
         betas = tuple(t.betas)
@@ -288,7 +297,7 @@ class Trainer:
                               "start a new run from it instead of resuming")
         # A run that trained D on RGB may go on with depth as a 4th channel (warm_start.py).
         self.widened_inputs = widen_image_inputs(self.D, ckpt.extra["D"], ckpt.extra["D_opt"])
-        try:
+        with _weights_of(path):
             self.G.load_state_dict(ckpt.extra["G"])
             self.D.load_state_dict(ckpt.extra["D"])
             self.G_ema.load_state_dict(ckpt.G_ema)
@@ -296,9 +305,6 @@ class Trainer:
                 if "depth_adaptor" not in ckpt.extra:
                     raise RuntimeError("no depth adaptor weights (training.depth.adaptor is on)")
                 self.depth_adaptor.load_state_dict(ckpt.extra["depth_adaptor"])
-        except RuntimeError as exc:
-            raise TriganError(f"{path}: weights do not fit the run's config "
-                              f"({str(exc).splitlines()[0][:200]})") from None
         self.opt_G.load_state_dict(ckpt.extra["G_opt"])
         self.opt_D.load_state_dict(ckpt.extra["D_opt"])
         p = ckpt.progress
@@ -312,6 +318,11 @@ class Trainer:
         self.last_metric = dict(ckpt.metrics or {})
         self._data_iter = None  # the sampler restarts at the restored step
 
+    def _broadcast_networks(self) -> None:
+        """Every process starts from rank 0's G, D and G_ema."""
+        for net in (self.G, self.D, self.G_ema):
+            ddp.broadcast_module(self.info, net)
+
     def init_from(self, path: Path) -> str:
         """Start this fresh run from the weights of checkpoint `path` (training.init, fine-tuning).
         G and G_ema take its G_ema (its G when it holds one); D takes its D when it holds one, else
@@ -319,7 +330,7 @@ class Trainer:
         begin again. Returns a one-line account of what was taken."""
         ckpt = load_checkpoint(path)
         taken = []
-        try:
+        with _weights_of(path):
             self.G_ema.load_state_dict(ckpt.G_ema)
             self.G.load_state_dict(ckpt.extra.get("G", ckpt.G_ema))
             taken.append("G" if "G" in ckpt.extra else "G (from its G_ema)")
@@ -331,12 +342,7 @@ class Trainer:
             if self.depth_adaptor is not None and "depth_adaptor" in ckpt.extra:
                 self.depth_adaptor.load_state_dict(ckpt.extra["depth_adaptor"])
                 taken.append("depth adaptor")
-        except RuntimeError as exc:
-            raise TriganError(f"{path}: weights do not fit the run's config "
-                              f"({str(exc).splitlines()[0][:200]})") from None
-        ddp.broadcast_module(self.info, self.G)
-        ddp.broadcast_module(self.info, self.D)
-        ddp.broadcast_module(self.info, self.G_ema)
+        self._broadcast_networks()
         fresh = "" if "D" in ckpt.extra else "; D starts fresh"
         seen = ckpt.progress.get("kimg")
         seen = f", after {float(seen):g} kimg there" if seen is not None else ""
@@ -484,12 +490,10 @@ class Trainer:
         real = self.next_real()
         losses: Dict[str, float] = {}
 
-        # G phase (none while D warms up: a fine-tune's fresh D first learns to judge G's images)
-        if self.cur_nimg < cfg.training.d_warmup_kimg * 1000:
-            losses.update(self._d_phases(real, seed))
-        else:
+        # No G phase while D warms up: a fine-tune's fresh D first learns to judge G's images.
+        if self.cur_nimg >= cfg.training.d_warmup_kimg * 1000:
             losses.update(self._g_phase(seed))
-            losses.update(self._d_phases(real, seed))
+        losses.update(self._d_phases(real, seed))
         self.D.requires_grad_(False)
 
         # EMA of G (parameters averaged, buffers such as w_avg copied)
