@@ -2,8 +2,9 @@
 
 Each class is rendered from four yaws around the object and compared with the synthetic objects of
 that class seen from the same cameras (`training.synth`, rendered here, not read from files): the
-object must cover about as much of the image as the real ones do from every side and look like its
-own class more than like any other.
+object must cover about as much of the image as the real ones do from every side, must not be a flat
+card that turns into a sliver from the side, and must look like its own class more than like any
+other.
 
 `DEMO_CKPT=path python -m pytest tests/test_demo_model.py -s` checks another checkpoint and prints
 the figures (used to choose the snapshot that ships)."""
@@ -97,6 +98,22 @@ def test_every_class_covers_as_much_of_the_image_as_the_real_objects_from_every_
     assert np.all(ratio > 0.5) and np.all(ratio < 2.0), ratio
     # every single sample shows an object, from every side
     assert ours.min() > 0.25 * real.mean(), ours.min()
+
+
+def test_no_class_is_a_flat_card_seen_edge_on_from_the_side(generated, reference):
+    """A tri-plane generator can draw an object as a flat card: right from the front, a sliver from
+    the side. Per class, the covered area seen from the sides (yaw 90 and 270) over the area seen
+    from front and back, relative to the same ratio of the real objects, must stay above 0.35.
+    The raw G of stage 2 at 10.912 kimg (not its G_ema) is such a card: its mushrooms measure 0.28
+    here. The shipped G_ema's measure 0.41, a known limit (assets/demo.md); real objects 1."""
+    opacity, _ = generated
+    ours = (opacity > 0.5).mean(axis=(2, 3, 4))                 # [class, yaw]
+    real = reference.mean(axis=(2, 3, 4))
+    def side_over_front(cover):
+        return (cover[:, 1] + cover[:, 3]) / (cover[:, 0] + cover[:, 2])
+    relative = side_over_front(ours) / side_over_front(real)
+    print("\nside / front coverage relative to the real objects' (per class):", np.round(relative, 2))
+    assert np.all(relative > 0.35), relative
 
 
 def test_each_class_looks_like_its_own_class_and_classes_differ(generated, reference):
