@@ -44,9 +44,9 @@ def generated(generator):
     classes = G.c_dim
     opacity = np.zeros((classes, len(YAWS), len(SEEDS), RES, RES), np.float32)
     rgb = np.zeros(opacity.shape + (3,), np.float32)
+    z = G.latents(list(SEEDS))                                 # the same latents for every class
     with torch.no_grad():
         for c in range(classes):
-            z = G.latents(list(SEEDS))
             ws = G.map_latents(z, G.labels([c] * len(SEEDS), len(SEEDS)), psi=PSI)
             field = G.field_from_ws(ws)
             for i, yaw in enumerate(YAWS):
