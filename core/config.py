@@ -264,6 +264,21 @@ class DistillConfig:
 
 
 @dataclass
+class OutlineConfig:
+    """trigan's outline discriminator (training/outline.py; not upstream): a second, small D that sees
+    only the opacity of whole fake images against the masks of real ones, class-conditional, so that
+    a flat card seen edge-on or a fog is rejected for its outline alone. Needs depth maps in the data
+    (the real masks). Its optimiser uses training.betas and r1_interval."""
+
+    weight: float = 0.0                 # weight of its loss in G's; 0 = off
+    resolution: int = 16                # fakes are rendered whole at R x R for it (R^2 rays each)
+    channels: int = 32                  # first layer's width, doubling per halving (to 4x)
+    blur_sigma: float = 0.5             # pixels at that resolution, real and fake alike
+    gamma: float = 1.0                  # its R1 weight
+    lr: float = 0.002
+
+
+@dataclass
 class TrainingConfig:
     """The training recipe (EpiGRAF 4-5, 10). Every schedule is a function of images seen."""
 
@@ -309,6 +324,7 @@ class TrainingConfig:
     camera_reg: CameraRegularizerConfig = field(default_factory=CameraRegularizerConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    outline: OutlineConfig = field(default_factory=OutlineConfig)
     seed: int = 0
     num_workers: int = 2                # data-loading processes per training process
     # Bookkeeping: a tick is a progress report; snapshots, images and metrics happen every N ticks.

@@ -19,6 +19,10 @@ for fakes the rendered depth through the depth adaptor, depth_adaptor.py), its d
 blurred a second time while the blur fades; with `training.distill.weight` > 0, D's step also
 teaches its feature head the precomputed features of the real images (distillation.py).
 
+trigan's outline D (`training.outline.weight` > 0, outline.py): a second, small D that sees only the
+opacity of whole fakes, rendered at a low resolution from cameras of their own, against the real
+objects' masks; its loss joins G's, and it trains after the main D with the same losses.
+
 Every random draw is a function of (seed, step, phase, global sample index), see randomness.py:
 a run split over N processes equals the single-process run with the same global batch, and a
 resumed run equals an uninterrupted one.
@@ -49,8 +53,10 @@ from .distillation import distill_weight, distillation_distances
 from .feature_store import DatasetFeatures, FeatureStore
 from .losses import (auto_gamma, blur_depth_channel, blur_images, blur_sigma, discriminator_loss, generator_loss,
                      opacity_binarity, r1_penalty)
+from .outline import OutlineDiscriminator, real_outlines, whole_image
 from .patches import extract_patches, min_patch_scale, patch_beta, sample_patches, uniform_min_scale
-from .randomness import PHASE_CAMERA, PHASE_D, PHASE_G, PHASE_REG, SampleNoise, batch_generator, render_seed
+from .randomness import (PHASE_CAMERA, PHASE_D, PHASE_G, PHASE_OUTLINE_D, PHASE_OUTLINE_G, PHASE_REG, SampleNoise,
+                         batch_generator, mix_seed, render_seed)
 from .run_dir import RunWriter
 from .warm_start import widen_image_inputs
 
@@ -191,6 +197,7 @@ class Trainer:
         self.G_ema = Generator(cfg.model).to(self.device).eval()
         self.G_ema.load_state_dict(self.G.state_dict())
         self.G_ema.requires_grad_(False)
+        self.D_outline = self._make_outline_d(dataset)
         self._broadcast_networks()
         # The depth adaptor is on G's side: G's optimiser trains it.
         self.depth_adaptor = self._make_depth_adaptor()
@@ -201,6 +208,8 @@ class Trainer:
         k = t.r1_interval / (t.r1_interval + 1) if t.r1_interval > 0 else 1.0
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=t.d_lr * k,
                                       betas=(betas[0] ** k, betas[1] ** k), eps=t.eps)
+        self.opt_D_outline = None if self.D_outline is None else torch.optim.Adam(
+            self.D_outline.parameters(), lr=t.outline.lr * k, betas=(betas[0] ** k, betas[1] ** k), eps=t.eps)
 
         # Progress state (everything a resume restores).
         self.cur_nimg = 0
@@ -208,6 +217,7 @@ class Trainer:
         self.tick = 0
         self.rollbacks = 0            # total, logged
         self.widened_inputs = None    # (old, new) D input channels when a resume widened them
+        self.fresh_outline_d = False  # a resume turned the outline D on: it starts untrained
         self.failures_since_good = 0  # consecutive rollbacks without a new good checkpoint
         self.seed_offset = 0          # bumped by a rollback so the replay takes another path
         self.best_metric: Optional[float] = None
@@ -228,6 +238,19 @@ class Trainer:
             raise TriganError(f"discriminator.img_channels=4 trains D on depth, but {dataset.path} has no depth "
                               "maps (<stem>_depth.png beside each image)")
         return channels == 4
+
+    def _make_outline_d(self, dataset: ImageDataset) -> Optional[OutlineDiscriminator]:
+        o = self.cfg.training.outline
+        if o.weight <= 0:
+            return None
+        if not dataset.has_depth:
+            raise TriganError(f"training.outline.weight={o.weight} compares outlines with the real objects' masks, "
+                              f"which come from depth maps, but {dataset.path} has none (<stem>_depth.png beside "
+                              "each image); set the weight to 0")
+        if self.cfg.model.render.opaque_far_end:
+            raise TriganError(f"training.outline.weight={o.weight} needs rays that can end in nothing, but "
+                              "model.render.opaque_far_end is true (every ray ends solid, so there is no outline)")
+        return OutlineDiscriminator(self.c_dim, o.resolution, o.channels, o.blur_sigma).to(self.device).train()
 
     def _make_depth_adaptor(self) -> Optional[DepthAdaptor]:
         if not (self.use_depth and self.cfg.training.depth.adaptor):
@@ -286,7 +309,8 @@ class Trainer:
             save_checkpoint(path, self.cfg, self.G_ema, progress=self.state(),
                             metrics=metrics if metrics is not None else self.last_metric,
                             G=self.G, D=self.D, G_opt=self.opt_G.state_dict(), D_opt=self.opt_D.state_dict(),
-                            depth_adaptor=self.depth_adaptor)
+                            depth_adaptor=self.depth_adaptor, D_outline=self.D_outline,
+                            D_outline_opt=None if self.opt_D_outline is None else self.opt_D_outline.state_dict())
         ddp.barrier(self.info)
 
     def load(self, path: Path) -> None:
@@ -305,8 +329,14 @@ class Trainer:
                 if "depth_adaptor" not in ckpt.extra:
                     raise RuntimeError("no depth adaptor weights (training.depth.adaptor is on)")
                 self.depth_adaptor.load_state_dict(ckpt.extra["depth_adaptor"])
+            # A run may turn the outline D on when it resumes: it then starts untrained.
+            self.fresh_outline_d = self.D_outline is not None and "D_outline" not in ckpt.extra
+            if self.D_outline is not None and not self.fresh_outline_d:
+                self.D_outline.load_state_dict(ckpt.extra["D_outline"])
         self.opt_G.load_state_dict(ckpt.extra["G_opt"])
         self.opt_D.load_state_dict(ckpt.extra["D_opt"])
+        if self.D_outline is not None and not self.fresh_outline_d:
+            self.opt_D_outline.load_state_dict(ckpt.extra["D_outline_opt"])
         p = ckpt.progress
         self.cur_nimg, self.step, self.tick = int(p["cur_nimg"]), int(p["step"]), int(p.get("tick", 0))
         self.rollbacks = int(p.get("rollbacks", 0))
@@ -319,9 +349,10 @@ class Trainer:
         self._data_iter = None  # the sampler restarts at the restored step
 
     def _broadcast_networks(self) -> None:
-        """Every process starts from rank 0's G, D and G_ema."""
-        for net in (self.G, self.D, self.G_ema):
-            ddp.broadcast_module(self.info, net)
+        """Every process starts from rank 0's G, D, G_ema (and outline D)."""
+        for net in (self.G, self.D, self.G_ema, self.D_outline):
+            if net is not None:
+                ddp.broadcast_module(self.info, net)
 
     def init_from(self, path: Path) -> str:
         """Start this fresh run from the weights of checkpoint `path` (training.init, fine-tuning).
@@ -342,6 +373,9 @@ class Trainer:
             if self.depth_adaptor is not None and "depth_adaptor" in ckpt.extra:
                 self.depth_adaptor.load_state_dict(ckpt.extra["depth_adaptor"])
                 taken.append("depth adaptor")
+            if self.D_outline is not None and "D_outline" in ckpt.extra:
+                self.D_outline.load_state_dict(ckpt.extra["D_outline"])
+                taken.append("outline D")
         self._broadcast_networks()
         fresh = "" if "D" in ckpt.extra else "; D starts fresh"
         seen = ckpt.progress.get("kimg")
@@ -397,6 +431,8 @@ class Trainer:
                 "angles": batch["camera_angles"].to(dev).float()}
         if self.features is not None:
             real["features"] = torch.from_numpy(self.features(batch["index"].numpy())).to(dev)
+        if self.D_outline is not None:
+            real["outline"] = real_outlines(batch["depth"].to(dev).float(), self.D_outline.resolution)
         return real
 
     def fake_inputs(self, gen: torch.Generator) -> dict:
@@ -436,21 +472,22 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     # Networks
 
-    def render_fakes(self, inputs: dict, phase: int,
-                     update_w_avg: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(what D sees of the fakes [B, 3 or 4, P, P], their per-pixel opacity [B, 1, P, P])."""
+    def render_fakes(self, inputs: dict, phase: int, update_w_avg: bool = False,
+                     resolution: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(what D sees of the fakes [B, 3 or 4, P, P], their per-pixel opacity [B, 1, P, P]);
+        P is D's patch resolution unless `resolution` is given."""
         G, cfg, seed = self.G, self.cfg, self.seed
         ws = G.mapping(inputs["z"], inputs["c"] if cfg.model.c_dim else None,
                        camera_angles=inputs["gpc_angles"])
         if update_w_avg:
             mean_w = ddp.all_reduce_mean(self.info, ws[:, 0].detach().mean(dim=0).clone())
             G.mapping.w_avg.copy_(mean_w.lerp(G.mapping.w_avg, G.mapping.w_avg_beta))
-        noise = SampleNoise(seed * 31 + self.step * 4 + phase, inputs["sample_indices"])
+        noise = SampleNoise(mix_seed(seed, self.step, phase, 0x4E), inputs["sample_indices"])
         field = G.field_from_ws(ws, noise_mode=noise)
         opts = G.render_options(density_noise_std=nerf_noise_std(cfg, self.cur_nimg / 1000), deterministic=True,
                                 seed=render_seed(seed, self.step, phase),
                                 sample_offset=inputs["sample_indices"][0], max_points_per_chunk=1 << 40)
-        out = G.render(field, inputs["camera"], self.patch_res, patch=inputs["patch"], options=opts)
+        out = G.render(field, inputs["camera"], resolution or self.patch_res, patch=inputs["patch"], options=opts)
         if not self.use_depth:
             return out.rgb, out.opacity
         depth = out.depth
@@ -458,6 +495,14 @@ class Trainer:
             # Real depth maps put the background at the far bound; rays that end in nothing go there too.
             depth = depth_to_far_end(depth, out.opacity, opts.ray_end)
         return torch.cat([out.rgb, self.fake_depth(depth, inputs.get("depth_choice"))], dim=1), out.opacity
+
+    def outline_fakes(self, phase: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(opacity of whole fake images [B, 1, R, R] at the outline D's resolution, their labels), for
+        latents, labels and cameras drawn for `phase` alone."""
+        inputs = self.fake_inputs(batch_generator(self.seed, self.step, phase))
+        inputs["patch"] = self._local_patch(whole_image(self.batch))
+        _, opacity = self.render_fakes(inputs, phase, resolution=self.D_outline.resolution)
+        return opacity, inputs["c"]
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor, patch: PatchParams, angles: torch.Tensor,
               augment: Optional[tuple] = None, predict_features: bool = False):
@@ -494,6 +539,8 @@ class Trainer:
         if self.cur_nimg >= cfg.training.d_warmup_kimg * 1000:
             losses.update(self._g_phase(seed))
         losses.update(self._d_phases(real, seed))
+        if self.D_outline is not None:
+            losses.update(self._outline_d_phases(real))
         self.D.requires_grad_(False)
 
         # EMA of G (parameters averaged, buffers such as w_avg copied)
@@ -517,6 +564,11 @@ class Trainer:
         loss_G = generator_loss(self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
                                            augment=(PHASE_G, ROLE_FAKE)))
         total_G = loss_G
+        if self.D_outline is not None:
+            self.D_outline.requires_grad_(False)
+            loss_outline = generator_loss(self.D_outline(*self.outline_fakes(PHASE_OUTLINE_G)))
+            total_G = total_G + loss_outline * cfg.training.outline.weight
+            losses["loss_G_outline"] = loss_outline.item()
         opacity_weight = opacity_reg_weight(cfg, self.cur_nimg / 1000)
         if opacity_weight > 0:
             binarity = opacity_binarity(opacity)
@@ -578,8 +630,32 @@ class Trainer:
             losses["r1_penalty"] = penalty.mean().item()
         return losses
 
+    def _outline_d_phases(self, real: dict) -> Dict[str, float]:
+        """The outline D's loss on fresh whole fakes and the real masks, then (every r1_interval steps)
+        R1 on the real masks."""
+        cfg, D = self.cfg, self.D_outline
+        self.G.requires_grad_(False)
+        D.requires_grad_(True)
+        with torch.no_grad():
+            fake, c_fake = self.outline_fakes(PHASE_OUTLINE_D)
+        logits_fake, logits_real = D(fake, c_fake), D(real["outline"], real["c"])
+        loss = discriminator_loss(logits_real, logits_fake)
+        loss.backward()
+        self._step_optimizer(self.opt_D_outline)
+        out = {"loss_D_outline": loss.item(), "D_outline_real": logits_real.mean().item(),
+               "D_outline_fake": logits_fake.mean().item()}
+        interval, gamma = cfg.training.r1_interval, cfg.training.outline.gamma
+        if interval > 0 and gamma > 0 and self.step % interval == 0:
+            masks = real["outline"].detach().requires_grad_(True)
+            penalty = r1_penalty(D(masks, real["c"]), masks)
+            (penalty.mean() * (gamma / 2) * interval).backward()
+            self._step_optimizer(self.opt_D_outline)
+            out["outline_r1_penalty"] = penalty.mean().item()
+        D.requires_grad_(False)
+        return out
+
     def weights_finite(self) -> bool:
-        modules = [m for m in (self.G, self.D, self.G_ema, self.depth_adaptor) if m is not None]
+        modules = [m for m in (self.G, self.D, self.G_ema, self.depth_adaptor, self.D_outline) if m is not None]
         return all(bool(torch.isfinite(p).all()) for m in modules for p in m.parameters())
 
     def schedules(self) -> Dict[str, float]:

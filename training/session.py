@@ -248,6 +248,8 @@ class Session:
                 old, new = trainer.widened_inputs
                 self.log(f"D's input widened from {old} to {new} channels: the new channel's weights start "
                          "at 0 and D learns to read it from here on")
+            if trainer.fresh_outline_d:
+                self.log("the outline D (training.outline) is new to this run: it starts untrained here")
         elif t.init:
             # Only a run's first start takes the init weights; from then on latest.ckpt holds its own.
             self.log(trainer.init_from(Path(t.init)))
