@@ -20,8 +20,8 @@ blurred a second time while the blur fades; with `training.distill.weight` > 0, 
 teaches its feature head the precomputed features of the real images (distillation.py).
 
 trigan's outline D (`training.outline.weight` > 0, outline.py): a second, small D that sees only the
-opacity of whole fakes, rendered at a low resolution from cameras of their own, against the real
-objects' masks; its loss joins G's, and it trains after the main D with the same losses.
+opacity of the same fakes rendered whole at a low resolution, against the real objects' masks; its
+loss joins G's, and it trains after the main D with the same losses.
 
 Every random draw is a function of (seed, step, phase, global sample index), see randomness.py:
 a run split over N processes equals the single-process run with the same global batch, and a
@@ -31,6 +31,7 @@ resumed run equals an uninterrupted one.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -55,7 +56,7 @@ from .losses import (auto_gamma, blur_depth_channel, blur_images, blur_sigma, di
                      opacity_binarity, r1_penalty)
 from .outline import OutlineDiscriminator, real_outlines, whole_image
 from .patches import extract_patches, min_patch_scale, patch_beta, sample_patches, uniform_min_scale
-from .randomness import (PHASE_CAMERA, PHASE_D, PHASE_G, PHASE_OUTLINE_D, PHASE_OUTLINE_G, PHASE_REG, SampleNoise,
+from .randomness import (PHASE_CAMERA, PHASE_D, PHASE_G, PHASE_OUTLINE, PHASE_REG, SampleNoise,
                          batch_generator, mix_seed, render_seed)
 from .run_dir import RunWriter
 from .warm_start import widen_image_inputs
@@ -473,9 +474,10 @@ class Trainer:
     # Networks
 
     def render_fakes(self, inputs: dict, phase: int, update_w_avg: bool = False,
-                     resolution: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(what D sees of the fakes [B, 3 or 4, P, P], their per-pixel opacity [B, 1, P, P]);
-        P is D's patch resolution unless `resolution` is given."""
+                     outline: bool = False) -> Tuple[torch.Tensor, ...]:
+        """(what D sees of the fakes [B, 3 or 4, P, P], their per-pixel opacity [B, 1, P, P]), and with
+        `outline`, third, the opacity of the same fakes seen whole [B, 1, R, R] at the outline D's
+        resolution (from the same tri-planes: the synthesis network, not the rays, is what costs)."""
         G, cfg, seed = self.G, self.cfg, self.seed
         ws = G.mapping(inputs["z"], inputs["c"] if cfg.model.c_dim else None,
                        camera_angles=inputs["gpc_angles"])
@@ -487,22 +489,21 @@ class Trainer:
         opts = G.render_options(density_noise_std=nerf_noise_std(cfg, self.cur_nimg / 1000), deterministic=True,
                                 seed=render_seed(seed, self.step, phase),
                                 sample_offset=inputs["sample_indices"][0], max_points_per_chunk=1 << 40)
-        out = G.render(field, inputs["camera"], resolution or self.patch_res, patch=inputs["patch"], options=opts)
-        if not self.use_depth:
-            return out.rgb, out.opacity
-        depth = out.depth
-        if open_far_end(field, opts):
-            # Real depth maps put the background at the far bound; rays that end in nothing go there too.
-            depth = depth_to_far_end(depth, out.opacity, opts.ray_end)
-        return torch.cat([out.rgb, self.fake_depth(depth, inputs.get("depth_choice"))], dim=1), out.opacity
-
-    def outline_fakes(self, phase: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(opacity of whole fake images [B, 1, R, R] at the outline D's resolution, their labels), for
-        latents, labels and cameras drawn for `phase` alone."""
-        inputs = self.fake_inputs(batch_generator(self.seed, self.step, phase))
-        inputs["patch"] = self._local_patch(whole_image(self.batch))
-        _, opacity = self.render_fakes(inputs, phase, resolution=self.D_outline.resolution)
-        return opacity, inputs["c"]
+        out = G.render(field, inputs["camera"], self.patch_res, patch=inputs["patch"], options=opts)
+        img = out.rgb
+        if self.use_depth:
+            depth = out.depth
+            if open_far_end(field, opts):
+                # Real depth maps put the background at the far bound; rays that end in nothing go there too.
+                depth = depth_to_far_end(depth, out.opacity, opts.ray_end)
+            img = torch.cat([out.rgb, self.fake_depth(depth, inputs.get("depth_choice"))], dim=1)
+        if not outline:
+            return img, out.opacity
+        whole = self._local_patch(whole_image(self.batch))
+        # Its own stream of sample jitter: the patch's rays have the same ids.
+        opts = replace(opts, seed=render_seed(seed, self.step, PHASE_OUTLINE + phase))
+        seen_whole = G.render(field, inputs["camera"], self.D_outline.resolution, patch=whole, options=opts)
+        return img, out.opacity, seen_whole.opacity
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor, patch: PatchParams, angles: torch.Tensor,
               augment: Optional[tuple] = None, predict_features: bool = False):
@@ -539,8 +540,6 @@ class Trainer:
         if self.cur_nimg >= cfg.training.d_warmup_kimg * 1000:
             losses.update(self._g_phase(seed))
         losses.update(self._d_phases(real, seed))
-        if self.D_outline is not None:
-            losses.update(self._outline_d_phases(real))
         self.D.requires_grad_(False)
 
         # EMA of G (parameters averaged, buffers such as w_avg copied)
@@ -560,13 +559,14 @@ class Trainer:
         self.G.requires_grad_(True)
         self.D.requires_grad_(False)
         fake_in = self.fake_inputs(batch_generator(seed, self.step, PHASE_G))
-        fake, opacity = self.render_fakes(fake_in, PHASE_G)
+        use_outline = self.D_outline is not None
+        fake, opacity, *whole = self.render_fakes(fake_in, PHASE_G, outline=use_outline)
         loss_G = generator_loss(self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
                                            augment=(PHASE_G, ROLE_FAKE)))
         total_G = loss_G
-        if self.D_outline is not None:
+        if use_outline:
             self.D_outline.requires_grad_(False)
-            loss_outline = generator_loss(self.D_outline(*self.outline_fakes(PHASE_OUTLINE_G)))
+            loss_outline = generator_loss(self.D_outline(whole[0], fake_in["c"]))
             total_G = total_G + loss_outline * cfg.training.outline.weight
             losses["loss_G_outline"] = loss_outline.item()
         opacity_weight = opacity_reg_weight(cfg, self.cur_nimg / 1000)
@@ -587,14 +587,16 @@ class Trainer:
         return losses
 
     def _d_phases(self, real: dict, seed: int) -> Dict[str, float]:
-        """D's loss on fakes and reals, then (every r1_interval steps) R1 on real patches."""
+        """D's loss on fakes and reals, then (every r1_interval steps) R1 on real patches; then the
+        outline D's, on the same fakes seen whole."""
         cfg = self.cfg
         losses: Dict[str, float] = {}
         self.G.requires_grad_(False)
         self.D.requires_grad_(True)
         fake_in = self.fake_inputs(batch_generator(seed, self.step, PHASE_D))
         with torch.no_grad():
-            fake, _ = self.render_fakes(fake_in, PHASE_D, update_w_avg=True)
+            fake, _, *whole = self.render_fakes(fake_in, PHASE_D, update_w_avg=True,
+                                                outline=self.D_outline is not None)
         real_patches = extract_patches(real["img"], fake_in["patch"], self.patch_res)
         logits_fake = self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
                                  augment=(PHASE_D, ROLE_FAKE))
@@ -628,16 +630,15 @@ class Trainer:
             loss_r1.backward()
             self._step_optimizer(self.opt_D)
             losses["r1_penalty"] = penalty.mean().item()
+        if whole:
+            losses.update(self._outline_d_phases(real, whole[0], fake_in["c"]))
         return losses
 
-    def _outline_d_phases(self, real: dict) -> Dict[str, float]:
-        """The outline D's loss on fresh whole fakes and the real masks, then (every r1_interval steps)
-        R1 on the real masks."""
+    def _outline_d_phases(self, real: dict, fake: torch.Tensor, c_fake: torch.Tensor) -> Dict[str, float]:
+        """The outline D's loss on whole fakes' opacity and the real masks, then (every r1_interval
+        steps) R1 on the real masks."""
         cfg, D = self.cfg, self.D_outline
-        self.G.requires_grad_(False)
         D.requires_grad_(True)
-        with torch.no_grad():
-            fake, c_fake = self.outline_fakes(PHASE_OUTLINE_D)
         logits_fake, logits_real = D(fake, c_fake), D(real["outline"], real["c"])
         loss = discriminator_loss(logits_real, logits_fake)
         loss.backward()

@@ -35,7 +35,7 @@ def mix_seed(*parts: int) -> int:
 # Phases of a step, each with its own stream.
 PHASE_G, PHASE_D, PHASE_REG = 1, 2, 3
 PHASE_CAMERA = 4   # the camera regularisers' own batch (3DGP's learned camera generator)
-PHASE_OUTLINE_G, PHASE_OUTLINE_D = 5, 6   # the outline D's whole fakes (outline.py), in G's and D's phase
+PHASE_OUTLINE = 16   # added to G's or D's phase: the renderer's stream for the outline D's whole fakes
 
 
 def batch_generator(seed: int, step: int, phase: int) -> torch.Generator:
