@@ -4,11 +4,11 @@ the silhouette of the whole object, and so can only judge its shape.
 Why: the demo model drew its mushrooms as flat cards, full width from the front and a sliver from
 the side. Its patch D, fed RGB and depth, scored those fakes the same from the front and edge-on
 (assets/demo.md): it told fakes from reals by colour and texture, and nothing asked the card to
-thicken. This D sees the per-pixel opacity of whole fake images, rendered from the same dataset
-cameras as the main fakes, against the real objects' masks (from their depth maps: background at
-the far bound) sampled on the same pixel grid; both are blurred a little, so that it judges the
-outline and not how pixel edges are drawn. A sliver, a fog or a missing part is then all it can
-see. Its loss joins G's with `training.outline.weight`; it trains beside the main D with the same
+thicken. This D sees the per-pixel opacity of the main D's fakes rendered whole (same tri-planes,
+same cameras; Trainer.render_fakes) against the real objects' masks (from their depth maps, whose
+background is at the far bound) sampled on the same pixel grid. Both are blurred a little, so that
+it judges the outline and not how pixel edges are drawn: a sliver, a fog or a missing part is all
+it can see. Its loss joins G's with `training.outline.weight`; it trains beside the main D with the same
 losses (non-saturating, lazy R1 on reals: losses.py).
 """
 
