@@ -202,15 +202,9 @@ class Trainer:
         self._broadcast_networks()
         # The depth adaptor is on G's side: G's optimiser trains it.
         self.depth_adaptor = self._make_depth_adaptor()
-        betas = tuple(t.betas)
-        self.opt_G = torch.optim.Adam(self._g_parameters(), lr=t.g_lr, betas=betas, eps=t.eps)
-        # Lazy regularisation: R1 runs every k steps with k times the weight; D's Adam is rescaled
-        # so that its effective step matches an every-step regulariser (StyleGAN2).
-        k = t.r1_interval / (t.r1_interval + 1) if t.r1_interval > 0 else 1.0
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=t.d_lr * k,
-                                      betas=(betas[0] ** k, betas[1] ** k), eps=t.eps)
-        self.opt_D_outline = None if self.D_outline is None else torch.optim.Adam(
-            self.D_outline.parameters(), lr=t.outline.lr * k, betas=(betas[0] ** k, betas[1] ** k), eps=t.eps)
+        self.opt_G = torch.optim.Adam(self._g_parameters(), lr=t.g_lr, betas=tuple(t.betas), eps=t.eps)
+        self.opt_D = self._lazy_r1_adam(self.D, t.d_lr)
+        self.opt_D_outline = None if self.D_outline is None else self._lazy_r1_adam(self.D_outline, t.outline.lr)
 
         # Progress state (everything a resume restores).
         self.cur_nimg = 0
@@ -239,6 +233,14 @@ class Trainer:
             raise TriganError(f"discriminator.img_channels=4 trains D on depth, but {dataset.path} has no depth "
                               "maps (<stem>_depth.png beside each image)")
         return channels == 4
+
+    def _lazy_r1_adam(self, D: torch.nn.Module, lr: float) -> torch.optim.Adam:
+        """A discriminator's Adam. Lazy regularisation: R1 runs every k steps with k times the weight,
+        and the lr and betas are rescaled so that the effective step matches an every-step
+        regulariser (StyleGAN2)."""
+        t = self.cfg.training
+        k = t.r1_interval / (t.r1_interval + 1) if t.r1_interval > 0 else 1.0
+        return torch.optim.Adam(D.parameters(), lr=lr * k, betas=(t.betas[0] ** k, t.betas[1] ** k), eps=t.eps)
 
     def _make_outline_d(self, dataset: ImageDataset) -> Optional[OutlineDiscriminator]:
         o = self.cfg.training.outline

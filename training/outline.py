@@ -52,7 +52,7 @@ class OutlineDiscriminator(nn.Module):
     def __init__(self, c_dim: int, resolution: int = 16, channels: int = 32, blur_sigma: float = 0.5):
         super().__init__()
         check_outline_resolution(resolution)
-        self.resolution, self.blur_sigma, self.c_dim = resolution, blur_sigma, c_dim
+        self.resolution, self.blur_sigma = resolution, blur_sigma
         layers, ch, res = [nn.Conv2d(1, channels, 3, padding=1), nn.LeakyReLU(0.2)], channels, resolution
         while res > 4:
             out = min(ch * 2, channels * 4)
