@@ -19,6 +19,8 @@ units, so it lines up with the renderer's cameras. --threshold is a level of the
 density, softplus(sigma + density_shift), in 1/world-units (EpiGRAF's extract_geometry used raw
 sigma 25, about the same number when the shift is 0). 'auto' splits the voxels into empty and
 occupied (Otsu) and prints the level it chose; higher levels give tighter surfaces.
+Hollows sealed inside an object (its inside is never seen in training, so it is often empty) would
+add inward-facing pieces no camera sees; they are dropped unless --keep-cavities.
 Files are named seed0007.ply, or class002_seed0007.ply for class-conditional models.
 An npy volume is float32 [N, N, N] indexed [x, y, z]; index i is at -s + i * 2s / (N - 1).
 See docs/meshes.md.
@@ -44,6 +46,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--format", default="ply", metavar="FMT", help=f"{' | '.join(FORMATS)} (default ply)")
     p.add_argument("--no-color", dest="color", action="store_false", help="geometry only, no vertex colours")
     p.add_argument("--largest-component", action="store_true", help="keep only the biggest connected piece")
+    p.add_argument("--keep-cavities", action="store_true",
+                   help="keep the walls of hollows sealed inside objects (dropped by default: no camera sees them)")
     p.add_argument("--latest", action="store_true", help="with a run directory: latest.ckpt rather than best.ckpt")
     p.add_argument("--chunk", type=int, default=1 << 19, metavar="POINTS",
                    help="field queries per chunk; bounds the memory (default 524288)")
@@ -117,6 +121,7 @@ def run(args) -> int:
         try:
             export = seed_mesh(G, seed, cls, path, fmt, psi=args.psi, class_truncation=args.class_truncation,
                                resolution=n, level=level, color=args.color, keep_largest=args.largest_component,
+                               keep_cavities=args.keep_cavities,
                                chunk=args.chunk, progress=update)
         except M.NoSurfaceError as exc:
             raise M.NoSurfaceError(f"{name}: {exc}") from None
@@ -138,6 +143,9 @@ def run(args) -> int:
             counts = M.component_face_counts(result)
             share = 100.0 * counts[0] / counts.sum() if len(counts) else 0.0
             kept = f", {len(counts)} component(s), the largest with {share:.1f}% of the faces"
+        hollows = result.info.get("cavities", 0)
+        if hollows:
+            kept += f", dropped the walls of {hollows} sealed hollow(s)"
         print(f"{path}: {len(result.vertices)} vertices, {len(result.faces)} faces at density level "
               f"{result.level:.4g} per world unit ({how}; densities {float(d.min()):.4g}..{float(d.max()):.4g})"
               f"{kept}, {export.seconds:.1f} s", flush=True)

@@ -138,7 +138,8 @@ class MeshExport:
 
 def seed_mesh(G, seed: int, class_index: Optional[int], path, fmt: str, psi: float = 1.0,
               class_truncation: bool = False, resolution: int = 256, level: Union[str, float] = "auto",
-              color: bool = True, keep_largest: bool = False, chunk: int = 1 << 19, noise_mode="const",
+              color: bool = True, keep_largest: bool = False, keep_cavities: bool = False,
+              chunk: int = 1 << 19, noise_mode="const",
               progress: Optional[Callable[[int, int], None]] = None, should_cancel: ShouldCancel = None) -> MeshExport:
     """The mesh (ply/obj/glb) or density volume (npy) of one seed, written atomically to `path`.
 
@@ -158,7 +159,8 @@ def seed_mesh(G, seed: int, class_index: Optional[int], path, fmt: str, psi: flo
     if fmt == "npy":
         M.save_volume(volume, path)
         return MeshExport(path, volume, None, time.perf_counter() - start)
-    result = M.extract_mesh(field, volume, level, color=color, keep_largest=keep_largest, chunk_points=chunk)
+    result = M.extract_mesh(field, volume, level, color=color, keep_largest=keep_largest, chunk_points=chunk,
+                            keep_cavities=keep_cavities)
     if should_cancel is not None and should_cancel():
         raise InterruptedError("cancelled")
     M.save_mesh(result, path, fmt)

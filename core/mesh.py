@@ -277,27 +277,57 @@ def component_face_counts(mesh: MeshResult) -> np.ndarray:
     return np.sort(np.bincount(face_components(mesh)))[::-1]
 
 
+def _keep_faces(mesh: MeshResult, keep: np.ndarray, **info) -> MeshResult:
+    """The faces where `keep` is true, with only the vertices they use (renumbered); info added."""
+    faces = mesh.faces[keep]
+    used = np.unique(faces)
+    remap = np.full(len(mesh.vertices), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return MeshResult(mesh.vertices[used], remap[faces], mesh.level,
+                      None if mesh.colors is None else mesh.colors[used], dict(mesh.info, **info))
+
+
 def largest_component(mesh: MeshResult) -> MeshResult:
     """Keep only the connected piece with the most faces."""
     if len(mesh.faces) == 0:
         return mesh
     labels = face_components(mesh)
     keep_faces = labels == np.bincount(labels).argmax()
-    faces = mesh.faces[keep_faces]
-    used = np.unique(faces)
-    remap = np.full(len(mesh.vertices), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    info = dict(mesh.info, components=int(labels.max()) + 1, kept_faces=int(keep_faces.sum()))
-    return MeshResult(mesh.vertices[used], remap[faces], mesh.level,
-                      None if mesh.colors is None else mesh.colors[used], info)
+    return _keep_faces(mesh, keep_faces, components=int(labels.max()) + 1, kept_faces=int(keep_faces.sum()))
+
+
+def drop_cavity_walls(mesh: MeshResult) -> MeshResult:
+    """Remove the walls of hollows sealed inside the object; info["cavities"] counts them.
+
+    Why: a radiance field is trained only through what the cameras see; behind an opaque surface
+    the transmittance is ~0, so the density inside an object is unconstrained and generators often
+    leave it hollow. Marching cubes then returns the outer shell plus the wall of each hollow, a
+    closed piece inside the object that no camera can see. Faces are wound from dense to empty
+    (`marching_cubes`), so such a wall faces inward and encloses a negative signed volume, while
+    every solid piece encloses a positive one. Pockets open to the outside (a cup, the hole of a
+    ring) are part of the outer surface and stay.
+    """
+    if len(mesh.faces) == 0:
+        return mesh
+    labels = face_components(mesh)
+    a, b, c = (mesh.vertices[mesh.faces[:, k]].astype(np.float64) for k in range(3))
+    signed = np.bincount(labels, weights=np.einsum("ij,ij->i", a, np.cross(b, c)))   # 6x each piece's volume
+    walls = signed < 0
+    if not walls.any():
+        return MeshResult(mesh.vertices, mesh.faces, mesh.level, mesh.colors, dict(mesh.info, cavities=0))
+    return _keep_faces(mesh, ~walls[labels], cavities=int(walls.sum()))
 
 
 def extract_mesh(field, volume: DensityVolume, level: Union[str, float] = "auto", color: bool = True,
-                 keep_largest: bool = False, chunk_points: int = 1 << 19) -> MeshResult:
-    """The whole pipeline after the grid: level, marching cubes, clean-up, colours."""
+                 keep_largest: bool = False, chunk_points: int = 1 << 19,
+                 keep_cavities: bool = False) -> MeshResult:
+    """The whole pipeline after the grid: level, marching cubes, clean-up (the walls of sealed
+    hollows dropped unless keep_cavities; optionally only the largest piece), colours."""
     value = resolve_level(volume, level)
     verts, faces = marching_cubes(volume, value)
     mesh = MeshResult(verts, faces, value, info={"auto": level == "auto"})
+    if not keep_cavities:
+        mesh = drop_cavity_walls(mesh)
     if keep_largest:
         mesh = largest_component(mesh)
     if color:

@@ -174,6 +174,50 @@ def test_largest_component_keeps_the_big_sphere_only():
     assert len(M.component_face_counts(M.MeshResult(np.zeros((0, 3)), np.zeros((0, 3), np.int64), 1.0))) == 0
 
 
+class Shell(Spheres):
+    """A ball of radius `outer` with an empty hollow of radius `inner` at the origin; with `open_above`
+    the shell is cut off above that height, a bowl whose hollow opens to the outside."""
+
+    def __init__(self, outer=0.2, inner=0.1, open_above=None, s=0.3, edge=0.002):
+        super().__init__(balls=(((0.0, 0.0, 0.0), outer),), s=s, edge=edge)
+        self.outer, self.inner, self.open_above = outer, inner, open_above
+
+    def __call__(self, points):
+        d = points.norm(dim=-1)
+        density = DENSE * torch.sigmoid((self.outer - d) / self.edge) * torch.sigmoid((d - self.inner) / self.edge)
+        if self.open_above is not None:
+            density = density * torch.sigmoid((self.open_above - points[..., 1]) / self.edge)
+        return torch.zeros(*points.shape[:-1], 3), raw_sigma(density + self.floor)
+
+
+def test_the_wall_of_a_sealed_hollow_is_dropped_and_kept_on_request():
+    field = Shell()
+    volume = M.density_grid(field, 64)
+    voxel = float(volume.spacing[0])
+    solid = M.extract_mesh(field, volume, DENSE / 2, color=False)
+    hollow = M.extract_mesh(field, volume, DENSE / 2, color=False, keep_cavities=True)
+    # Kept: the outer sphere and the inward-facing wall of the hollow, the volume between them.
+    assert len(M.component_face_counts(hollow)) == 2 and "cavities" not in hollow.info
+    assert hollow.to_trimesh().volume == pytest.approx(4 / 3 * math.pi * (0.2 ** 3 - 0.1 ** 3), rel=0.03)
+    # Dropped: one closed outward piece, the outer sphere alone, with the whole ball's volume.
+    tm = solid.to_trimesh()
+    assert solid.info["cavities"] == 1 and len(M.component_face_counts(solid)) == 1
+    assert tm.is_watertight and tm.volume == pytest.approx(4 / 3 * math.pi * 0.2 ** 3, rel=0.03)
+    assert np.abs(np.linalg.norm(solid.vertices, axis=1) - 0.2).max() < voxel
+
+
+def test_a_hollow_open_to_the_outside_is_kept():
+    field = Shell(open_above=0.05)   # a bowl: the hollow meets the outside above y = 0.05
+    volume = M.density_grid(field, 64)
+    mesh = M.extract_mesh(field, volume, DENSE / 2, color=False)
+    assert mesh.info["cavities"] == 0 and len(M.component_face_counts(mesh)) == 1
+    assert np.array_equal(mesh.faces, M.extract_mesh(field, volume, DENSE / 2, color=False,
+                                                     keep_cavities=True).faces)
+    # The inside of the bowl is still surface: vertices at the hollow's radius, below the rim.
+    r = np.linalg.norm(mesh.vertices, axis=1)
+    assert ((np.abs(r - 0.1) < volume.spacing[0]) & (mesh.vertices[:, 1] < 0.0)).sum() > 100
+
+
 def test_mesh_lines_up_with_the_renderers_camera():
     """Vertices projected with the camera model land inside the rendered silhouette, and they cover it."""
     # Empty space exactly empty (raw sigma -inf): with no background model the renderer's last
