@@ -103,9 +103,9 @@ def test_every_class_covers_as_much_of_the_image_as_the_real_objects_from_every_
 def test_no_class_is_a_flat_card_seen_edge_on_from_the_side(generated, reference):
     """A tri-plane generator can draw an object as a flat card: right from the front, a sliver from
     the side. Per class, the covered area seen from the sides (yaw 90 and 270) over the area seen
-    from front and back, relative to the same ratio of the real objects, must stay above 0.35.
-    The raw G of stage 2 at 10.912 kimg (not its G_ema) is such a card: its mushrooms measure 0.28
-    here. The shipped G_ema's measure 0.41, a known limit (assets/demo.md); real objects 1."""
+    from front and back, relative to the same ratio of the real objects (1), must stay above 0.6.
+    The asset before the current one was such a card: its mushrooms measured 0.41 here (its raw G
+    0.28), and it would fail. The current one measures 0.81-1.33 (assets/demo.md)."""
     opacity, _ = generated
     ours = (opacity > 0.5).mean(axis=(2, 3, 4))                 # [class, yaw]
     real = reference.mean(axis=(2, 3, 4))
@@ -113,7 +113,7 @@ def test_no_class_is_a_flat_card_seen_edge_on_from_the_side(generated, reference
         return (cover[:, 1] + cover[:, 3]) / (cover[:, 0] + cover[:, 2])
     relative = side_over_front(ours) / side_over_front(real)
     print("\nside / front coverage relative to the real objects' (per class):", np.round(relative, 2))
-    assert np.all(relative > 0.35), relative
+    assert np.all(relative > 0.6), relative
 
 
 def test_each_class_looks_like_its_own_class_and_classes_differ(generated, reference):
