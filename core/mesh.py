@@ -21,7 +21,7 @@ Units and axes (docs/meshes.md):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Tuple, Union
 
@@ -214,6 +214,13 @@ def resolve_level(volume: DensityVolume, level: Union[str, float]) -> float:
 # --------------------------------------------------------------------------------------------------
 # Marching cubes, colours, components
 
+def signed_volume_terms(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """[F] a . (b x c) per triangle (float64): summed over a closed surface, 6x the volume it
+    encloses, positive when its faces are wound outward."""
+    a, b, c = (vertices[faces[:, k]].astype(np.float64) for k in range(3))
+    return np.einsum("ij,ij->i", a, np.cross(b, c))
+
+
 def marching_cubes(volume: DensityVolume, level: float, close: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """Vertices [V, 3] (world units, float32) and faces [F, 3] of the level set density == level,
     oriented outward (from dense to empty).
@@ -233,11 +240,10 @@ def marching_cubes(volume: DensityVolume, level: float, close: bool = True) -> T
     if close:
         verts = np.clip(verts - 1.0, 0.0, volume.resolution - 1.0)
     world = volume.index_to_world(verts).astype(np.float32)
-    # With the dense side inside, PyMCubes' winding gives outward normals; the signed volume (sum of
-    # a . (b x c), positive for an outward-wound closed surface) guards against that ever changing.
+    # With the dense side inside, PyMCubes' winding gives outward normals; the signed volume
+    # (positive for an outward-wound closed surface) guards against that ever changing.
     faces = faces.astype(np.int64)
-    a, b, c = (world[faces[:, k]].astype(np.float64) for k in range(3))
-    if np.einsum("ij,ij->i", a, np.cross(b, c)).sum() < 0:
+    if signed_volume_terms(world, faces).sum() < 0:
         faces = faces[:, ::-1].copy()
     return world, faces
 
@@ -310,11 +316,9 @@ def drop_cavity_walls(mesh: MeshResult) -> MeshResult:
     if len(mesh.faces) == 0:
         return mesh
     labels = face_components(mesh)
-    a, b, c = (mesh.vertices[mesh.faces[:, k]].astype(np.float64) for k in range(3))
-    signed = np.bincount(labels, weights=np.einsum("ij,ij->i", a, np.cross(b, c)))   # 6x each piece's volume
-    walls = signed < 0
+    walls = np.bincount(labels, weights=signed_volume_terms(mesh.vertices, mesh.faces)) < 0   # per piece
     if not walls.any():
-        return MeshResult(mesh.vertices, mesh.faces, mesh.level, mesh.colors, dict(mesh.info, cavities=0))
+        return replace(mesh, info=dict(mesh.info, cavities=0))
     return _keep_faces(mesh, ~walls[labels], cavities=int(walls.sum()))
 
 
