@@ -9,7 +9,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install view test bench clean
+.PHONY: install view test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ install: $(VENV)/.installed
 view: install
 	$(BIN)/trigan view
 
+# The linter first (seconds), then the suite.
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
 
 bench: install
 	$(BIN)/python benchmarks/render.py

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import torch
 
@@ -125,7 +126,6 @@ def main(argv=None) -> int:
                                               / mesh_total, 2)}
 
     # ---- video: the cached field, frames along an orbit, libx264 ---------------------------------
-    import imageio_ffmpeg
     res, frames = args.video_resolution, args.frames
     pitch = cfg.camera.mean_pose[1]
     yaws = [2 * math.pi * i / frames for i in range(frames)]

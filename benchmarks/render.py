@@ -33,10 +33,9 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 
 import torch
-
-from dataclasses import replace
 
 from trigan.core.accel import FastRenderer
 from trigan.core.config import load_config
@@ -130,11 +129,11 @@ def main(argv=None) -> int:
                                    + result.get("preview_setup_ms", 0.0), 1)
         for res in args.resolutions:
             for key, o in (("plain_model", opts), ("plain48", plain)):
-                ms = 1000 * statistics.median(time_call(lambda: G.render(field, camera, res, options=o), args.repeats))
+                ms = 1000 * statistics.median(time_call(lambda res=res, o=o: G.render(field, camera, res, options=o), args.repeats))
                 result[f"{key}_ms_{res}"] = round(ms, 1)
                 result[f"{key}_points_per_s_{res}"] = round(res * res * (o.num_steps + o.fine_steps) / (ms / 1000))
             result[f"naive_ms_{res}"] = result[f"plain48_ms_{res}"]
-            ms = 1000 * statistics.median(time_call(lambda: fast.render(camera, res, options=plain), args.repeats))
+            ms = 1000 * statistics.median(time_call(lambda res=res: fast.render(camera, res, options=plain), args.repeats))
             result[f"exact_ms_{res}"] = round(ms, 1)
             result[f"exact_speedup_{res}"] = round(result[f"plain48_ms_{res}"] / ms, 2)
             result[f"exact_points_per_ray_{res}"] = round(fast.last_stats["evaluated"] / (res * res), 1)

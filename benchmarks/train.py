@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from trigan.cli.main import main as trigan
 from trigan.core.config import load_config
 from trigan.training import distributed as ddp
 from trigan.training.dataset import open_dataset
@@ -65,7 +66,6 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
-            from trigan.cli.main import main as trigan
             data = str(Path(tmp) / "synth.zip")
             res = cfg.model.img_resolution
             if trigan(["dataset", "synth", data, "--num", "256", "--resolution", str(res), "--classes",

@@ -41,17 +41,19 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from trigan.core.epigraf_import import convert_epigraf
+    # These load torch and the core (see cli/main.py).
+    from trigan.core.checkpoint import export_generator  # noqa: PLC0415
+    from trigan.core.epigraf_import import convert_epigraf  # noqa: PLC0415
+    from trigan.core.model_io import resolve_model_path  # noqa: PLC0415
+
     src, dst = Path(args.src), Path(args.dst)
     if dst.exists() and not args.force:
         raise TriganError(f"{dst}: already exists (use --force to overwrite)")
     if dst.resolve() == src.resolve():
         raise TriganError(f"{dst}: the output would overwrite the input")
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)
     if src.is_dir() or src.suffix != ".pkl":
         # Ours already: a training checkpoint (or a run folder) is slimmed to G_ema for viewing.
-        from trigan.core.checkpoint import export_generator
-        from trigan.core.model_io import resolve_model_path
         if args.all:
             raise TriganError(f"{src}: --all is for EpiGRAF .pkl snapshots; a trigan checkpoint is used as it is")
         src = resolve_model_path(src)

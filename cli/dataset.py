@@ -187,7 +187,7 @@ def _no_action(parser) -> int:
 
 
 def run_synth(args) -> int:
-    from trigan.training.synth import SynthSettings, write_synth_dataset
+    from trigan.training.synth import SynthSettings, write_synth_dataset  # noqa: PLC0415 (loads torch: see cli/main.py)
     settings = SynthSettings(num=args.num, resolution=args.resolution, classes=args.classes, seed=args.seed,
                              fov=args.fov, radius=args.radius, pitch_range=tuple(args.pitch_range),
                              near=args.near, far=args.far)
@@ -199,7 +199,7 @@ def run_synth(args) -> int:
 
 
 def run_check(args) -> int:
-    from trigan.training.dataset_tools import check_dataset, format_summary
+    from trigan.training.dataset_tools import check_dataset, format_summary  # noqa: PLC0415 (loads torch: see cli/main.py)
     problems, summary = check_dataset(args.data, require_camera_angles=args.require_camera_angles, progress=True)
     for p in problems:
         print(f"{p.path}: {'error' if p.severity == 'error' else 'note'}: {p.message}")
@@ -209,7 +209,7 @@ def run_check(args) -> int:
 
 
 def run_resize(args) -> int:
-    from trigan.training.dataset_tools import resize_dataset
+    from trigan.training.dataset_tools import resize_dataset  # noqa: PLC0415 (loads torch: see cli/main.py)
     info = resize_dataset(args.src, args.dst, args.resolution, force=args.force, png=args.png, progress=True)
     skipped = f", {info['skipped']} other files not copied" if info["skipped"] else ""
     print(f"wrote {info['path']}: {info['images']} images and {info['depth']} depth maps at "
@@ -218,7 +218,7 @@ def run_resize(args) -> int:
 
 
 def run_pack(args) -> int:
-    from trigan.training.dataset_tools import pack_dataset
+    from trigan.training.dataset_tools import pack_dataset  # noqa: PLC0415 (loads torch: see cli/main.py)
     info = pack_dataset(args.folder, args.out, check=not args.no_check, force=args.force, progress=True)
     skipped = f", {info['skipped']} other files left out" if info["skipped"] else ""
     print(f"wrote {info['path']}: {info['images']} images, {info['depth']} depth maps"
@@ -227,8 +227,13 @@ def run_pack(args) -> int:
 
 
 def run_features(args) -> int:
-    from trigan.core.devices import parse_device
-    from trigan.training.feature_extraction import FeatureExtractionError, extract_dataset_features, load_timm_resnet50
+    # These load torch and the core (see cli/main.py).
+    from trigan.core.devices import parse_device  # noqa: PLC0415
+    from trigan.training.feature_extraction import (  # noqa: PLC0415
+        FeatureExtractionError,
+        extract_dataset_features,
+        load_timm_resnet50,
+    )
     if not args.weights:
         raise FeatureExtractionError("--weights PATH is required: a local ResNet-50 weights file (trigan downloads "
                                      "nothing), e.g. timm's resnet50 model.safetensors")
@@ -242,10 +247,11 @@ def run_features(args) -> int:
 
 
 def run_select(args) -> int:
-    from trigan.training.instance_selection import select_dataset
+    # These load torch and the core (see cli/main.py).
+    from trigan.core.devices import parse_device  # noqa: PLC0415
+    from trigan.training.instance_selection import select_dataset  # noqa: PLC0415
     device = None
     if not (args.embedder == "tiny" or args.embedder.startswith("tiny:")):
-        from trigan.core.devices import parse_device
         device = parse_device(args.device)
     per = "class" if args.per_class else "folder" if args.per_folder else "all"
     info = select_dataset(args.src, args.dst, keep_ratio=args.keep_ratio, num=args.num, per=per,

@@ -7,8 +7,6 @@ import json
 
 from trigan.core.config import list_presets, load_config
 from trigan.core.errors import TriganError
-from trigan.core.generator import Generator
-from trigan.core.summary import format_summary, model_summary
 
 HELP = "describe a checkpoint or preset: architecture, parameters, camera, training progress"
 EXAMPLES = """\
@@ -32,6 +30,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    # These load torch and the core (see cli/main.py).
+    from trigan.core.generator import Generator  # noqa: PLC0415
+    from trigan.core.model_io import open_model  # noqa: PLC0415
+    from trigan.core.summary import format_summary, model_summary  # noqa: PLC0415
+
     if args.preset and args.checkpoint and "=" in args.checkpoint:
         args.overrides = [args.checkpoint] + list(args.overrides)  # argparse put the first override there
         args.checkpoint = None
@@ -45,7 +48,6 @@ def run(args) -> int:
     else:
         if args.overrides:
             raise TriganError("key=value overrides only apply with --preset")
-        from trigan.core.model_io import open_model
         model = open_model(args.checkpoint)
         summary = model_summary(model.config, model.G, model.progress, model.metrics, model.extra_keys)
         source = f"{args.checkpoint} ({model.format})"

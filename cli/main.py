@@ -3,17 +3,22 @@
 Each subcommand lives in its own module with `add_parser(subparsers)` and `run(args)`. User
 mistakes surface as TriganError and are printed as one line (`trigan: error: ...`), exit status 2;
 programming errors keep their traceback.
+
+Imports: the subcommand modules import the rest of trigan (which loads torch, 1-2 s) inside the
+functions that need it, not at module level, so that importing the command line costs little; each
+such import is marked `# noqa: PLC0415` (ruff's import-outside-top-level) and says so. Everywhere
+else in the tree imports sit at the top of the module.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import List, Optional
 
+from trigan.cli import convert, dataset, info, mesh, metrics, render, train, view
 from trigan.core.errors import TriganError
-
-from . import convert, dataset, info, mesh, metrics, render, train, view
 
 SUBCOMMANDS = [view, info, render, mesh, metrics, convert, dataset, train]
 
@@ -38,7 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trigan", description="trigan: studio and toolkit for 3D-aware tri-plane GANs (EpiGRAF, 3DGP).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from importlib.metadata import PackageNotFoundError, version
     try:
         ver = version("trigan")
     except PackageNotFoundError:

@@ -6,6 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+from trigan.core.errors import TriganError
+from trigan.core.selection import parse_int_list
+
 EPILOG = """\
 examples:
   trigan mesh assets/demo.ckpt --out meshes --seeds 0-3 --classes 1
@@ -28,7 +33,7 @@ See docs/meshes.md.
 
 
 def add_parser(subparsers) -> None:
-    from trigan.core.mesh import FORMATS
+    from trigan.core.mesh import FORMATS  # noqa: PLC0415 (loads torch: see cli/main.py)
     p = subparsers.add_parser(
         "mesh", help="export coloured meshes (ply/obj/glb) or density volumes (npy) of seeds",
         description="Extract the surface of generated objects by marching cubes over the model's scene box.",
@@ -60,8 +65,7 @@ MIN_RES, MAX_RES = 8, 1024
 
 
 def _check_args(args):
-    from trigan.core.errors import TriganError
-    from trigan.core.mesh import FORMATS, parse_level
+    from trigan.core.mesh import FORMATS, parse_level  # noqa: PLC0415 (loads torch: see cli/main.py)
     fmt = str(args.format).lower().lstrip(".")
     if fmt not in FORMATS:
         raise TriganError(f"--format {args.format}: expected one of {', '.join(FORMATS)}")
@@ -74,8 +78,6 @@ def _check_args(args):
 
 def _jobs(G, args):
     """[(seed, class or None)] in the order the files are written: class-major."""
-    from trigan.core.errors import TriganError
-    from trigan.core.selection import parse_int_list
     seeds = parse_int_list(args.seeds, "seeds", minimum=0, maximum=2 ** 32 - 1)
     if G.c_dim == 0:
         if args.classes is not None:
@@ -88,7 +90,6 @@ def _jobs(G, args):
 
 
 def _progress_bar(desc: str, total: int, quiet: bool):
-    from tqdm import tqdm
     bar = tqdm(total=total, desc=desc, unit="pt", unit_scale=True, file=sys.stderr, disable=quiet, leave=False)
 
     def update(done: int, _total: int) -> None:
@@ -97,12 +98,13 @@ def _progress_bar(desc: str, total: int, quiet: bool):
 
 
 def run(args) -> int:
-    from trigan.core import mesh as M
-    from trigan.core.exports import seed_mesh
-    from trigan.core.model_io import open_model
+    # These load torch and the core (see cli/main.py).
+    from trigan.core import mesh as M  # noqa: PLC0415
+    from trigan.core.devices import parse_device  # noqa: PLC0415
+    from trigan.core.exports import seed_mesh  # noqa: PLC0415
+    from trigan.core.model_io import open_model  # noqa: PLC0415
 
     fmt, level = _check_args(args)
-    from trigan.core.devices import parse_device
     device = parse_device(args.device)
     model = open_model(args.checkpoint, device=device, latest=args.latest)
     G = model.G

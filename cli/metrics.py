@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
 import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+
+from PIL import Image
+from tqdm import tqdm
+
+from trigan.core.errors import TriganError
+from trigan.training.run_dir import is_run_dir
 
 HELP = "score a checkpoint or every snapshot of a run: FID, KID (Inception features), NFS (flatness of depth)"
 EPILOG = """\
@@ -79,7 +87,7 @@ def add_parser(subparsers) -> None:
 
 def parse_names(text: str) -> Tuple[List[str], Dict[str, int], bool]:
     """'fid2k,kid,nfs,nfs_data' -> (registered FID/KID names, {nfs key: number of fakes}, nfs_data asked)."""
-    from trigan.core.metrics import MetricError, parse_metric_names
+    from trigan.core.metrics import MetricError, parse_metric_names  # noqa: PLC0415 (loads torch: see cli/main.py)
     feature_names: List[str] = []
     nfs: Dict[str, int] = {}
     data_nfs = False
@@ -133,7 +141,6 @@ def snapshot_files(run_dir: Path) -> List[Path]:
 
 def _run_dir_of(path: Path) -> Optional[Path]:
     """The training run a checkpoint belongs to (its folder or the one above), if any."""
-    from trigan.training.run_dir import is_run_dir
     for folder in (path.parent, path.parent.parent):
         if is_run_dir(folder):
             return folder
@@ -157,7 +164,6 @@ class _Bars:
     def __call__(self, desc: str):
         if self.quiet:
             return None, lambda: None
-        from tqdm import tqdm
         bar = tqdm(desc=desc, total=0, file=sys.stderr, unit="img", leave=False, dynamic_ncols=True)
 
         def progress(done: int, total: int) -> None:
@@ -172,8 +178,12 @@ class _Bars:
 # The command
 
 def run(args) -> int:
-    from trigan.core.errors import TriganError
-    from trigan.core.metrics import INCEPTION_HELP, FeatureExtractor, MetricError
+    # These load torch and the core (see cli/main.py).
+    from trigan.core.devices import parse_device  # noqa: PLC0415
+    from trigan.core.metrics import INCEPTION_HELP, FeatureExtractor, MetricError  # noqa: PLC0415
+    from trigan.core.model_io import resolve_model_path  # noqa: PLC0415
+    from trigan.core.nfs import dataset_nfs  # noqa: PLC0415
+    from trigan.training.dataset import open_dataset  # noqa: PLC0415
 
     feature_names, nfs_names, data_nfs = parse_names(args.metrics)
     if args.depth_maps:
@@ -208,7 +218,6 @@ def run(args) -> int:
     elif model_path is not None:
         if args.all_snapshots:
             raise TriganError("--all-snapshots goes with a run directory")
-        from trigan.core.model_io import resolve_model_path
         snapshots = [resolve_model_path(model_path, latest=args.latest)]
     else:
         snapshots = []
@@ -218,7 +227,6 @@ def run(args) -> int:
 
     dataset = None
     if args.data and (feature_names or nfs_names or (data_nfs and not args.depth_maps)):
-        from trigan.training.dataset import open_dataset
         dataset = open_dataset(args.data, mirror=args.mirror, use_labels=True)
     depth_maps = DepthMaps(args.depth_maps) if args.depth_maps and data_nfs else None
 
@@ -230,14 +238,12 @@ def run(args) -> int:
             if depth_maps is not None:
                 data_results["nfs_data"] = depth_maps_nfs(depth_maps, progress)
             else:
-                from trigan.core.nfs import dataset_nfs
                 data_results["nfs_data"] = dataset_nfs(dataset, progress=progress)
         finally:
             close()
             if depth_maps is not None:
                 depth_maps.close()
 
-    from trigan.core.devices import parse_device
     device = parse_device(args.device) if snapshots else None
     extractor = FeatureExtractor.load(args.inception, device=device) if feature_names else None
     cache_dir = Path(os.path.expanduser(args.cache)) if args.cache else default_cache_dir()
@@ -261,16 +267,17 @@ def run(args) -> int:
 
 def _score(path: Path, run_dir: Optional[Path], dataset, feature_names, nfs_names, extractor, cache_dir, device,
            args, bars) -> dict:
-    from trigan.core.metrics import compute_metric
-    from trigan.core.model_io import open_model
-    from trigan.core.nfs import frontal_conditioning, generator_nfs
+    # These load torch and the core (see cli/main.py).
+    from trigan.core.metrics import compute_metric  # noqa: PLC0415
+    from trigan.core.model_io import open_model  # noqa: PLC0415
+    from trigan.core.nfs import frontal_conditioning, generator_nfs  # noqa: PLC0415
+    from trigan.training.evaluation import dataset_conditioning  # noqa: PLC0415
 
     model = open_model(path, device=device)
     G = model.G
     name = path.relative_to(run_dir).as_posix() if run_dir is not None and _inside(path, run_dir) else path.name
     conditioning = None
     if dataset is not None:
-        from trigan.training.evaluation import dataset_conditioning
         conditioning = dataset_conditioning(G, dataset)
     values: Dict[str, float] = {}
     for metric in feature_names:
@@ -318,10 +325,6 @@ class DepthMaps:
     and lists the files; `read(name)` decodes one map to float32 [H, W] on the 16-bit scale."""
 
     def __init__(self, path):
-        import zipfile
-
-        from trigan.core.errors import TriganError
-
         self.path = Path(os.path.expanduser(str(path)))
         self._zip = None
         what = f"--depth-maps {path}"
@@ -347,12 +350,7 @@ class DepthMaps:
         return not any(part.startswith(".") for part in parts) and parts[0] != "__MACOSX"
 
     def read(self, name: str):
-        import io
-
-        from PIL import Image
-
-        from trigan.core.errors import TriganError
-        from trigan.training.dataset import depth_array
+        from trigan.training.dataset import depth_array  # noqa: PLC0415 (loads torch: see cli/main.py)
         try:
             data = self._zip.read(name) if self._zip is not None else (self.path / name).read_bytes()
             with Image.open(io.BytesIO(data)) as im:
@@ -371,7 +369,7 @@ class DepthMaps:
 def depth_maps_nfs(maps: DepthMaps, progress=None) -> float:
     """NFS of depth maps read on the 16-bit scale (8-bit values x 256), binned over 0..65535 as
     `nfs_data` bins a dataset's depth: the mean over maps of exp(entropy) of a 64-bin histogram."""
-    from trigan.core.nfs import DEPTH_SCALE, nfs_per_image
+    from trigan.core.nfs import DEPTH_SCALE, nfs_per_image  # noqa: PLC0415 (loads torch: see cli/main.py)
     scores = []
     for i, name in enumerate(maps.names):
         scores.append(float(nfs_per_image(maps.read(name)[None], 0.0, DEPTH_SCALE)[0]))
@@ -395,8 +393,8 @@ def format_table(results: List[dict], data_results: Dict[str, float], best: Opti
     lines = []
     if rows:
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-        lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     for key, value in data_results.items():
         lines.append(f"{key} ({data_name}): {fmt(value)}")
     if best is not None:

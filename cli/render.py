@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
+
+from trigan.core.errors import TriganError
+from trigan.core.selection import parse_int_list
+from trigan.core.video import VideoWriter, output_path
 
 VIS_IMAGES = ("image", "image_grid", "front_grid", "view_grid", "interp")
 VIS_VIDEOS = ("video", "video_grid", "interp_video")
@@ -112,9 +117,7 @@ def add_parser(subparsers) -> None:
 
 def _check_options(args) -> dict:
     """Everything that can be checked without the model; returns parsed values."""
-    from trigan.core.errors import TriganError
-    from trigan.core.selection import parse_int_list
-    from trigan.core.trajectories import parse_camera
+    from trigan.core.trajectories import parse_camera  # noqa: PLC0415 (loads torch: see cli/main.py)
 
     video = args.vis in VIS_VIDEOS
     parsed = {"seeds": parse_int_list(args.seeds, "seeds", 0, MAX_SEED)}
@@ -155,7 +158,6 @@ def _check_options(args) -> dict:
 
 
 def _classes(G, text: Optional[str], parsed: Optional[List[int]]) -> List[Optional[int]]:
-    from trigan.core.errors import TriganError
     if G.c_dim == 0:
         if parsed is not None:
             raise TriganError(f"--classes {text}: this model is unconditional (it has no classes)")
@@ -194,7 +196,7 @@ def item_name(cls: Optional[int], seed: int) -> str:
 def _view_renderer(G, args, bar):
     """The export set-up of this command (core.exports.ViewRenderer): --resolution, --output, --psi,
     --truncation, --batch, --num-steps, --plain, with the progress bar counting views."""
-    from trigan.core.exports import ViewRenderer
+    from trigan.core.exports import ViewRenderer  # noqa: PLC0415 (loads torch: see cli/main.py)
     return ViewRenderer(G, resolution=args.resolution, output=args.output, psi=args.psi,
                         class_truncation=args.truncation == "class", batch=args.batch, num_steps=args.num_steps,
                         on_views=bar.update, plain=args.plain)
@@ -202,12 +204,12 @@ def _view_renderer(G, args, bar):
 
 def _traj(args, base, default: str, frames: Optional[int] = None):
     """--trajectory (or `default`) around `base`, with --frames views (or `frames`, or its own count)."""
-    from trigan.core.trajectories import make_trajectory
+    from trigan.core.trajectories import make_trajectory  # noqa: PLC0415 (loads torch: see cli/main.py)
     return make_trajectory(args.trajectory or default, base, args.frames or frames, args.fps or 30.0)
 
 
 def _single_view(base):
-    from trigan.core.trajectories import Trajectory
+    from trigan.core.trajectories import Trajectory  # noqa: PLC0415 (loads torch: see cli/main.py)
     return Trajectory("view", base.yaw, base.pitch, base.fov, base.radius, base.look_at)
 
 
@@ -219,7 +221,7 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 def _front_grid(images: List[np.ndarray]) -> np.ndarray:
     """Upstream's front_grid: the first view at full size, the others Lanczos-resized to h/(n-1) in a
     row below it (centred; the canvas is white)."""
-    from trigan.core.images import resize
+    from trigan.core.images import resize  # noqa: PLC0415 (loads torch: see cli/main.py)
     main = images[0]
     h, w = main.shape[:2]
     if len(images) == 1:
@@ -236,14 +238,16 @@ def _front_grid(images: List[np.ndarray]) -> np.ndarray:
 
 
 def run(args) -> int:
-    import torch
-    from tqdm import tqdm
+    # These load torch and the core (see cli/main.py).
+    import torch  # noqa: PLC0415
 
-    from trigan.core.model_io import open_model
-    from trigan.core.trajectories import Pose
+    from trigan.core.devices import parse_device  # noqa: PLC0415
+    from trigan.core.exports import grid_video_frames, video_frames  # noqa: PLC0415
+    from trigan.core.images import grid_shape, save_png, tile, tile_partial  # noqa: PLC0415
+    from trigan.core.model_io import open_model  # noqa: PLC0415
+    from trigan.core.trajectories import Pose  # noqa: PLC0415
 
     parsed = _check_options(args)
-    from trigan.core.devices import parse_device
     device = parse_device(args.device)
     model = open_model(args.checkpoint, device=device, latest=args.latest)
     G = model.G.eval()
@@ -287,15 +291,13 @@ def run(args) -> int:
 
         vis = args.vis
         if vis == "image":
-            from trigan.core.images import save_png
             for chunk in _chunks(pairs, args.batch):
                 field = scene.field(scene.ws(chunk))
                 images = scene.render(field, range(len(chunk)), view, [0] * len(chunk))
-                for (k, s), image in zip(chunk, images):
+                for (k, s), image in zip(chunk, images, strict=True):
                     done(save_png(image, out_dir / f"{item_name(k, s)}{suffix}.png"))
 
         elif vis == "image_grid":
-            from trigan.core.images import grid_shape, save_png, tile_partial
             field = scene.field(scene.ws(pairs))
             images = np.stack(list(scene.render(field, range(len(pairs)), view, [0] * len(pairs))))
             rows, cols = (len(classes), len(seeds)) if G.c_dim else grid_shape(len(pairs), scene.resolution)
@@ -303,14 +305,12 @@ def run(args) -> int:
             done(save_png(tile_partial(images, rows, cols), out_dir / f"{name}{suffix}.png"))
 
         elif vis == "front_grid":
-            from trigan.core.images import save_png
             for k, s in pairs:
                 field = scene.field(scene.ws([(k, s)]))
                 views = list(scene.render(field, [0] * len(traj), traj, range(len(traj))))
                 done(save_png(_front_grid(views), out_dir / f"front-{item_name(k, s)}{suffix}.png"))
 
         elif vis == "view_grid":
-            from trigan.core.images import save_png, tile
             rows = []
             for k, s in pairs:
                 field = scene.field(scene.ws([(k, s)]))
@@ -319,7 +319,6 @@ def run(args) -> int:
             done(save_png(tile(np.concatenate(rows), len(pairs), len(traj)), out_dir / f"{name}-{traj.name}{suffix}.png"))
 
         elif vis == "interp":
-            from trigan.core.images import save_png, tile
             alphas = torch.linspace(0, 1, args.interp_steps, device=G.device)
             for k in classes:
                 ws = scene.ws([(k, s) for s in seeds])
@@ -331,8 +330,6 @@ def run(args) -> int:
                     done(save_png(tile(row, 1, len(alphas)), out_dir / f"{name}{suffix}.png"))
 
         elif vis == "video":
-            from trigan.core.exports import video_frames
-            from trigan.core.video import VideoWriter, output_path
             for k, s in pairs:
                 field = scene.field(scene.ws([(k, s)]))
                 path = output_path(out_dir / f"{item_name(k, s)}-{traj.name}{suffix}", fmt)
@@ -342,9 +339,6 @@ def run(args) -> int:
                 done(path)
 
         elif vis == "video_grid":
-            from trigan.core.exports import grid_video_frames
-            from trigan.core.images import grid_shape
-            from trigan.core.video import VideoWriter, output_path
             field = scene.field(scene.ws(pairs))
             rows, cols = (len(classes), len(seeds)) if G.c_dim else grid_shape(len(pairs), scene.resolution)
             name = (f"grid-class{compact(classes)}-seed{compact(seeds)}" if G.c_dim else f"grid-seed{compact(seeds)}")
@@ -355,7 +349,6 @@ def run(args) -> int:
             done(path)
 
         elif vis == "interp_video":
-            from trigan.core.video import VideoWriter, output_path
             frames = len(traj)
             # w passes through the seeds in order, linearly: the first frame is the first seed, the last the last.
             u = np.linspace(0, len(seeds) - 1, frames) if frames > 1 else np.zeros(1)

@@ -7,6 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from trigan.core.config import load_config
+from trigan.core.errors import TriganError
+from trigan.training.run_dir import RunWriter, active_owner, code_version, new_run_dir, write_command
+from trigan.training.slurm import SlurmOptions, sbatch_script, submit, write_sbatch
+
 EPILOG = """\
 examples:
   trigan dataset synth shapes.zip --num 4000 --resolution 64 --classes 4
@@ -63,7 +68,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from trigan.core.errors import TriganError
     if args.submit and not args.slurm:
         raise TriganError("--submit goes with --slurm")
     if args.init is not None:
@@ -84,7 +88,6 @@ def _overrides(args) -> list:
     extra = list(args.overrides)
     if args.kimg is not None:
         if args.kimg <= 0:
-            from trigan.core.errors import TriganError
             raise TriganError(f"--kimg {args.kimg}: expected a positive number of thousands of images")
         extra.append(f"training.kimg={args.kimg}")
     if args.init is not None:
@@ -93,7 +96,7 @@ def _overrides(args) -> list:
 
 
 def _open_dataset(cfg, data_override=None):
-    from trigan.training.dataset import open_dataset
+    from trigan.training.dataset import open_dataset  # noqa: PLC0415 (loads torch: see cli/main.py)
     data = data_override or cfg.training.data
     if data_override:
         cfg.training.data = str(data_override)
@@ -102,15 +105,12 @@ def _open_dataset(cfg, data_override=None):
 
 def _prepare(args, info, writer_log=print):
     """(cfg, run_dir, dataset, resumed): the run directory made (fresh) or read (resume)."""
-    from trigan.core.config import load_config
-    from trigan.training import distributed as ddp
-    from trigan.training.run_dir import code_version, new_run_dir, write_command
-    from trigan.training.session import fit_config_to_dataset, load_run_config, save_run_config
+    # These load torch and the core (see cli/main.py).
+    from trigan.training import distributed as ddp  # noqa: PLC0415
+    from trigan.training.session import fit_config_to_dataset, load_run_config, save_run_config  # noqa: PLC0415
 
     log = writer_log if info.is_main else (lambda *_: None)
     if args.resume:
-        from trigan.core.errors import TriganError
-        from trigan.training.run_dir import active_owner
         run_dir = Path(args.resume)
         cfg = load_run_config(run_dir, _overrides(args))
         owner = active_owner(run_dir) if info.is_main else None
@@ -138,8 +138,9 @@ def _prepare(args, info, writer_log=print):
 
 
 def _train(args) -> int:
-    from trigan.training import distributed as ddp
-    from trigan.training.session import Session
+    # These load torch and the core (see cli/main.py).
+    from trigan.training import distributed as ddp  # noqa: PLC0415
+    from trigan.training.session import Session  # noqa: PLC0415
 
     info = ddp.init_distributed(args.device)
     try:
@@ -155,9 +156,7 @@ def _train(args) -> int:
 
 
 def _prepare_slurm(args) -> int:
-    from trigan.training import distributed as ddp
-    from trigan.training.run_dir import RunWriter
-    from trigan.training.slurm import SlurmOptions, sbatch_script, submit, write_sbatch
+    from trigan.training import distributed as ddp  # noqa: PLC0415 (loads torch: see cli/main.py)
 
     info = ddp.DistInfo()
     cfg, run_dir, dataset, _ = _prepare(args, info)

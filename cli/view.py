@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from trigan.core.errors import TriganError
+from trigan.viewer.display import display_problem
 
 HELP = "open the desktop viewer on a checkpoint, a run directory, or the bundled demo model"
 EXAMPLES = """\
@@ -38,20 +42,17 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from trigan.viewer.display import display_problem
     problem = display_problem()
     if problem:
         # Checked before DearPyGui is imported: its window creation aborts the process without a display.
         print(f"trigan view: {problem}", file=sys.stderr)
         return 1
     if args.model is not None:
-        import os
-        from trigan.core.errors import TriganError
         if not os.path.exists(os.path.expanduser(args.model)):
             raise TriganError(f"{args.model}: no such file or folder (expected a .ckpt, an EpiGRAF .pkl or a run directory)")
     if args.device is not None:
-        from trigan.core.devices import parse_device
+        from trigan.core.devices import parse_device  # noqa: PLC0415 (loads torch: see cli/main.py)
         parse_device(args.device)              # a bad name: one line now rather than in the window
-    from trigan.viewer.app import run_viewer
+    from trigan.viewer.app import run_viewer  # noqa: PLC0415 (loads torch: see cli/main.py)
     return run_viewer(args.model, latest=args.latest, device=args.device, settings_path=args.settings,
                       state_file=args.state_file, control_file=args.control_file)

@@ -48,9 +48,18 @@ from typing import Callable, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .cameras import Camera, PatchParams
-from .renderer import (RenderCancelled, RenderOptions, RenderOutput, _normals, _render_background,
-                       activate_density, hash_uniform, last_interval, render)
+from trigan.core.cameras import Camera, PatchParams
+from trigan.core.renderer import (
+    RenderCancelled,
+    RenderOptions,
+    RenderOutput,
+    _normals,
+    _render_background,
+    activate_density,
+    hash_uniform,
+    last_interval,
+    render,
+)
 
 
 @dataclass(frozen=True)
@@ -374,7 +383,7 @@ def render_accelerated(field, camera: Camera, resolution: Union[int, Tuple[int, 
                 progress(b * h * w + min(start + chunk, h * w), total)
         for key in parts[0]:
             images.setdefault(key, []).append(torch.cat([p[key] for p in parts], dim=0))
-    image = lambda ts: torch.stack(ts).transpose(1, 2).reshape(batch, -1, h, w)  # noqa: E731
+    image = lambda ts: torch.stack(ts).transpose(1, 2).reshape(batch, -1, h, w)
     return RenderOutput(rgb=image(images["rgb"]), depth=image(images["depth"]), opacity=image(images["opacity"]),
                         normals=image(images["normals"]) if "normals" in images else None)
 

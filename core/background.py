@@ -15,8 +15,8 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from .encoders import ScalarEncoder1d
-from .layers import FullyConnectedLayer, bias_act
+from trigan.core.encoders import ScalarEncoder1d
+from trigan.core.layers import FullyConnectedLayer, bias_act
 
 
 class ModulatedLinear(nn.Module):

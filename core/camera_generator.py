@@ -25,10 +25,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .cameras import Camera, spherical_to_cartesian
-from .config import CameraConfig, CameraGeneratorConfig
-from .errors import ConfigError
-from .layers import FullyConnectedLayer, normalize_2nd_moment
+from trigan.core.cameras import Camera, spherical_to_cartesian
+from trigan.core.config import CameraConfig, CameraGeneratorConfig
+from trigan.core.errors import ConfigError
+from trigan.core.layers import FullyConnectedLayer, normalize_2nd_moment
 
 PARAM_NAMES = ("yaw", "pitch", "fov", "radius", "look_at_yaw", "look_at_pitch", "look_at_radius")
 YAW, PITCH, FOV, RADIUS, LA_YAW, LA_PITCH, LA_RADIUS = range(len(PARAM_NAMES))
@@ -94,7 +94,7 @@ class ParamsAdaptor(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, z_dim: int, c_dim: int, hidden_dim: int, embed_dim: int,
                  lr_multiplier: float):
         super().__init__()
-        fc = lambda i, o, act: FullyConnectedLayer(i, o, activation=act, lr_multiplier=lr_multiplier)  # noqa: E731
+        fc = lambda i, o, act: FullyConnectedLayer(i, o, activation=act, lr_multiplier=lr_multiplier)
         self.params_in = fc(in_dim, hidden_dim, "softplus")
         self.z_embed = fc(z_dim, embed_dim, "softplus") if z_dim > 0 else None
         self.c_embed = fc(c_dim, embed_dim, "softplus") if c_dim > 0 else None

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from .config import CameraConfig
+from trigan.core.config import CameraConfig
 
 PITCH_EPS = 1e-5
 Number = Union[float, Sequence[float], torch.Tensor]
@@ -67,7 +67,7 @@ class Camera:
         if batch is None:
             sizes = [torch.as_tensor(v).numel() for v in (yaw, pitch, radius, fov, roll)]
             batch = max(sizes)
-        b = lambda v: _batched(v, batch, None, device, dtype)  # noqa: E731
+        b = lambda v: _batched(v, batch, None, device, dtype)
         angles = torch.stack([b(yaw), b(pitch), b(roll)], dim=1)
         return cls(angles, b(radius), b(fov), _batched(look_at, batch, 3, device, dtype),
                    _batched(pivot, batch, 3, device, dtype))
@@ -138,8 +138,8 @@ def sample_camera_prior(cfg: CameraConfig, batch: int, generator: Optional[torch
 
     `custom` means "the dataset's poses": without a dataset it returns the mean pose.
     """
-    rand = lambda *s: torch.rand(*s, generator=generator, device=device)  # noqa: E731
-    randn = lambda *s: torch.randn(*s, generator=generator, device=device)  # noqa: E731
+    rand = lambda *s: torch.rand(*s, generator=generator, device=device)
+    randn = lambda *s: torch.randn(*s, generator=generator, device=device)
     if cfg.dist == "uniform":
         yaw = cfg.yaw_mean + (rand(batch) * 2 - 1) * cfg.yaw_std
         pitch = cfg.pitch_mean + (rand(batch) * 2 - 1) * cfg.pitch_std

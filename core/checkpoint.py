@@ -20,10 +20,10 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
-from .atomic import atomic_path
-from .config import Config, apply_overrides, config_from_dict, config_to_dict
-from .errors import CheckpointError, ConfigError, TriganError
-from .generator import Generator
+from trigan.core.atomic import atomic_path
+from trigan.core.config import Config, apply_overrides, config_from_dict, config_to_dict
+from trigan.core.errors import CheckpointError, ConfigError, TriganError
+from trigan.core.generator import Generator
 
 FORMAT = "trigan-checkpoint"
 VERSION = 1
@@ -44,7 +44,7 @@ class Checkpoint:
 def save_checkpoint(path: PathLike, config: Config, G_ema: Union[Generator, Dict[str, torch.Tensor]],
                     progress: Optional[dict] = None, metrics: Optional[dict] = None, **extra) -> Path:
     """Write a checkpoint atomically. `extra` may hold G, D (modules or state dicts), G_opt, D_opt."""
-    as_state = lambda v: v.state_dict() if hasattr(v, "state_dict") else v  # noqa: E731
+    as_state = lambda v: v.state_dict() if hasattr(v, "state_dict") else v
     payload = {"format": FORMAT, "version": VERSION, "config": config_to_dict(config),
                "G_ema": {k: v.detach().cpu() for k, v in as_state(G_ema).items()},
                "progress": dict(progress or {}), "metrics": dict(metrics or {})}
@@ -74,7 +74,7 @@ def _read_payload(path: Path) -> dict:
         raise CheckpointError(f"{path}: not a checkpoint (neither a torch.save archive nor a pickle)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on foreign or corrupt files; each is the file's fault
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in msg or "Unsupported global" in msg or "WeightsUnpickler" in msg:
             raise CheckpointError(f"{path}: refuses to load: the file holds Python objects beyond "

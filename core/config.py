@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import ConfigError
+from trigan.core.errors import ConfigError
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
 
@@ -382,7 +382,7 @@ def load_config(preset: str = "demo", overrides: Sequence[str] = ()) -> Config:
     schema = OmegaConf.structured(Config)
     try:
         preset_cfg = OmegaConf.load(path)
-    except Exception as exc:  # YAML syntax errors carry line numbers; keep one line
+    except Exception as exc:  # noqa: BLE001 - YAML syntax errors carry line numbers; keep one line
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     for item in overrides:
         if "=" not in item:

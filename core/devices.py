@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import TriganError
+from trigan.core.errors import TriganError
 
 
 def parse_device(name: str) -> torch.device:

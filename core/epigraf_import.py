@@ -14,12 +14,20 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .checkpoint import build_generator, check_generator_weights, save_checkpoint
-from .config import (BackgroundConfig, CameraConfig, Config, DiscriminatorConfig, MappingConfig, ModelConfig,
-                     RenderConfig, TriPlaneConfig)
-from .epigraf_pickle import EpigrafNetwork, EpigrafSnapshot, read_epigraf_pickle
-from .errors import CheckpointError
-from .generator import Generator
+from trigan.core.checkpoint import build_generator, check_generator_weights, save_checkpoint
+from trigan.core.config import (
+    BackgroundConfig,
+    CameraConfig,
+    Config,
+    DiscriminatorConfig,
+    MappingConfig,
+    ModelConfig,
+    RenderConfig,
+    TriPlaneConfig,
+)
+from trigan.core.epigraf_pickle import EpigrafNetwork, EpigrafSnapshot, read_epigraf_pickle
+from trigan.core.errors import CheckpointError
+from trigan.core.generator import Generator
 
 # Upstream defaults for keys that older snapshots do not have (reference 7.2).
 _LEGACY_DEFAULTS = {"density_shift": 0.0, "clamp_mode": "softplus", "use_noise": True,

@@ -33,9 +33,11 @@ import torch
 from trigan.core.errors import CheckpointError
 
 try:  # numpy >= 2 moved the pickle reconstructors; older pickles name numpy.core.*
-    from numpy._core.multiarray import _reconstruct as _np_reconstruct, scalar as _np_scalar
+    from numpy._core.multiarray import _reconstruct as _np_reconstruct
+    from numpy._core.multiarray import scalar as _np_scalar
 except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct as _np_reconstruct, scalar as _np_scalar
+    from numpy.core.multiarray import _reconstruct as _np_reconstruct
+    from numpy.core.multiarray import scalar as _np_scalar
 
 __all__ = ["EpigrafNetwork", "EpigrafSnapshot", "is_epigraf_pickle", "read_epigraf_pickle"]
 
@@ -313,7 +315,7 @@ def _load_restricted(name):
             raise CheckpointError(f"{name}: is corrupt: {_one_line(exc)}") from None
         except MemoryError:
             raise
-        except Exception as exc:  # a constructor fed malformed data (wrong arity, bad view bounds, ...)
+        except Exception as exc:  # noqa: BLE001 - a constructor fed malformed data (wrong arity, bad view bounds, ...)
             raise CheckpointError(f"{name}: is corrupt: {type(exc).__name__}: {_one_line(exc)}") from None
 
 

@@ -17,3 +17,14 @@ class CheckpointError(TriganError):
 
 class ConfigError(TriganError):
     """A preset, YAML file or key=value override that does not describe a valid model."""
+
+
+def one_line(exc: BaseException) -> str:
+    """What a status line or a job list shows for an exception: a TriganError's own first line;
+    anything else prefixed with its type, so that a bug reads as a bug."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(exc, TriganError) and text:
+        return text
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name

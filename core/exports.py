@@ -17,8 +17,11 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .renderer import RenderCancelled, render
-from .views import LatentMapper, options_at_distance, picture
+from trigan.core import mesh as M
+from trigan.core.accel import FastRenderer
+from trigan.core.images import tile_partial, to_uint8
+from trigan.core.renderer import RenderCancelled, render
+from trigan.core.views import LatentMapper, options_at_distance, picture
 
 ShouldCancel = Optional[Callable[[], bool]]
 
@@ -70,7 +73,6 @@ class ViewRenderer:
 
     def render(self, field, latent_idx: Sequence[int], traj, frame_idx: Sequence[int]) -> Iterator[np.ndarray]:
         """uint8 [H, W, 3] images of item k = (latent latent_idx[k], view frame_idx[k] of traj), in order."""
-        from .images import to_uint8
         latent_idx, frame_idx = np.asarray(latent_idx), np.asarray(frame_idx)
         base_radius = float(self.G.cfg.camera.radius)
         n, i = len(latent_idx), 0
@@ -93,11 +95,9 @@ class ViewRenderer:
                 self.on_views(j - i)
             i = j
 
-
     def _fast_renderer(self, field, latent: int):
         """The accelerated renderer of one latent of `field`, kept while the same field is rendered.
         The field itself is held (not its id(), which a new field may reuse once the old one is freed)."""
-        from .accel import FastRenderer
         if self._fast_field is not field:
             self._fast_field, self._fast = field, {}   # a new field: the old latents' grids are not needed again
         if latent not in self._fast:
@@ -113,7 +113,6 @@ def video_frames(renderer: ViewRenderer, field, traj, latent: int = 0) -> Iterat
 def grid_video_frames(renderer: ViewRenderer, field, rows: int, cols: int, traj) -> Iterator[np.ndarray]:
     """Frames of all latents of `field` tiled rows x cols (row-major, empty cells black), frame by
     frame: every latent of frame 0 is rendered before frame 1."""
-    from .images import tile_partial
     n = field.batch_size
     latent_idx = np.tile(np.arange(n), len(traj))
     frame_idx = np.repeat(np.arange(len(traj)), n)
@@ -146,7 +145,6 @@ def seed_mesh(G, seed: int, class_index: Optional[int], path, fmt: str, psi: flo
     The field is computed once; the density grid is evaluated in chunks (`progress(done, total)`
     in grid points, `should_cancel` between chunks). Raises core.mesh.NoSurfaceError when the level
     finds no surface."""
-    from . import mesh as M
     start = time.perf_counter()
     with torch.no_grad():
         z = G.latents([seed])

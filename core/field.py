@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import FullyConnectedLayer
+from trigan.core.layers import FullyConnectedLayer
 
 # For each plane, the two point coordinates that index its (width, height).
 PLANE_AXES = ((0, 1), (0, 2), (1, 2))

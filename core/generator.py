@@ -18,15 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .background import BoundBackground, SphereBackground
-from .camera_generator import CameraGenerator, camera_to_params, params_to_camera
-from .cameras import Camera, PatchParams, sample_camera_prior
-from .config import ModelConfig
-from .errors import ConfigError
-from .field import TriPlaneField, TriPlaneMLP
-from .mapping import MappingNetwork
-from .renderer import RenderOptions, RenderOutput, render
-from .synthesis import TriPlaneDecoder
+from trigan.core.background import BoundBackground, SphereBackground
+from trigan.core.camera_generator import CameraGenerator, camera_to_params, params_to_camera
+from trigan.core.cameras import Camera, PatchParams, sample_camera_prior
+from trigan.core.config import ModelConfig
+from trigan.core.errors import ConfigError
+from trigan.core.field import TriPlaneField, TriPlaneMLP
+from trigan.core.mapping import MappingNetwork
+from trigan.core.renderer import RenderOptions, RenderOutput, render
+from trigan.core.synthesis import TriPlaneDecoder
 
 
 def z_from_seed(seed: int, z_dim: int) -> torch.Tensor:
@@ -230,7 +230,7 @@ class Generator(nn.Module):
 
 
 def parameter_counts(G: Generator) -> dict:
-    count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731
+    count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0
     return {"mapping": count(G.mapping), "tri_plane_decoder": count(G.synthesis.tri_plane_decoder),
             "tri_plane_mlp": count(G.synthesis.tri_plane_mlp), "background": count(G.synthesis.bg_model),
             "camera_generator": count(G.camera_generator),

@@ -31,14 +31,16 @@ _STATE: dict = {}          # "context": _EglContext once created; "error": the r
 
 
 def _import_gl():
+    # PyOpenGL picks its platform when first imported, so it is imported here, after
+    # PYOPENGL_PLATFORM is set, and only by the preview path (it fails where there is no libEGL).
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-    import OpenGL
-    from OpenGL import EGL  # PyOpenGL's EGL wrappers need its error checker: imported before it is off
+    import OpenGL  # noqa: PLC0415
+    from OpenGL import EGL  # noqa: PLC0415 (EGL's wrappers need the error checker: imported before it is off)
     # Error checking after every GL call costs more than the draw itself on small meshes; the few
     # calls whose failure matters are checked explicitly (shader compile/link, framebuffer status).
     if "OpenGL.GL" not in __import__("sys").modules:
         OpenGL.ERROR_CHECKING = False
-    from OpenGL import GL
+    from OpenGL import GL  # noqa: PLC0415
     platform = type(OpenGL.platform.PLATFORM).__name__
     if "EGL" not in platform:
         raise RuntimeError(f"PyOpenGL was already set up for {platform}, not EGL "
@@ -73,9 +75,10 @@ class _EglContext:
         EGL = self.EGL
         major, minor = EGL.EGLint(), EGL.EGLint()
         try:  # devices first: works on headless NVIDIA drivers and on Mesa (software device)
-            from OpenGL.EGL.EXT.device_base import eglQueryDevicesEXT
-            from OpenGL.EGL.EXT.platform_base import eglGetPlatformDisplayEXT
-            from OpenGL.EGL.EXT.platform_device import EGL_PLATFORM_DEVICE_EXT
+            # PyOpenGL, imported by _import_gl after its platform was chosen.
+            from OpenGL.EGL.EXT.device_base import eglQueryDevicesEXT  # noqa: PLC0415
+            from OpenGL.EGL.EXT.platform_base import eglGetPlatformDisplayEXT  # noqa: PLC0415
+            from OpenGL.EGL.EXT.platform_device import EGL_PLATFORM_DEVICE_EXT  # noqa: PLC0415
             devices, num = (EGL.EGLDeviceEXT * 8)(), EGL.EGLint()
             if eglQueryDevicesEXT(8, devices, ctypes.pointer(num)):
                 for i in range(num.value):

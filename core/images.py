@@ -23,8 +23,9 @@ from typing import Tuple, Union
 
 import numpy as np
 import torch
+from PIL import Image
 
-from .atomic import atomic_path
+from trigan.core.atomic import atomic_path
 
 PathLike = Union[str, os.PathLike]
 
@@ -102,7 +103,6 @@ def grid_shape(num: int, img_res: int) -> Tuple[int, int]:
 
 def save_png(array: np.ndarray, path: PathLike) -> Path:
     """Write uint8 [H, W, 3] (or [H, W] gray, [H, W, 1], [H, W, 4]) as a PNG, atomically."""
-    from PIL import Image
 
     array = np.asarray(array)
     if array.dtype != np.uint8:
@@ -120,7 +120,6 @@ def save_png(array: np.ndarray, path: PathLike) -> Path:
 
 def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """uint8 [H, W, 3] resized with Lanczos (Pillow), as upstream's front_grid thumbnails."""
-    from PIL import Image
 
     return np.asarray(Image.fromarray(image).resize((int(width), int(height)), Image.LANCZOS))
 

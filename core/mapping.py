@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .layers import FullyConnectedLayer, normalize_2nd_moment
+from trigan.core.layers import FullyConnectedLayer, normalize_2nd_moment
 
 
 def normalize_camera_angles(angles: torch.Tensor) -> torch.Tensor:

@@ -28,9 +28,9 @@ from typing import Callable, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .atomic import atomic_path
-from .errors import TriganError
-from .renderer import RenderOptions, activate_density
+from trigan.core.atomic import atomic_path
+from trigan.core.errors import TriganError
+from trigan.core.renderer import RenderOptions, activate_density
 
 MESH_FORMATS = ("ply", "obj", "glb")
 VOLUME_FORMATS = ("npy",)
@@ -89,7 +89,7 @@ class MeshResult:
     info: dict = field(default_factory=dict)
 
     def to_trimesh(self):
-        import trimesh
+        import trimesh  # noqa: PLC0415 (about 1 s to import: only when a mesh is cleaned or written)
         colors = None
         if self.colors is not None:
             colors = np.concatenate([self.colors, np.full((len(self.colors), 1), 255, np.uint8)], axis=1)
@@ -101,7 +101,7 @@ class MeshResult:
 
 def _check_bounds(bounds: Bounds) -> Bounds:
     lo, hi = tuple(float(v) for v in bounds[0]), tuple(float(v) for v in bounds[1])
-    if len(lo) != 3 or len(hi) != 3 or any(h <= l for l, h in zip(lo, hi)):
+    if len(lo) != 3 or len(hi) != 3 or any(h <= l for l, h in zip(lo, hi, strict=True)):
         raise ValueError(f"bad scene box {bounds}")
     return lo, hi
 
@@ -228,7 +228,7 @@ def marching_cubes(volume: DensityVolume, level: float, close: bool = True) -> T
     close: pad the volume with one layer of zero density, so a surface cut by the box is capped on
     the box's faces (the mesh stays watertight); the cap vertices are clamped onto the faces.
     """
-    import mcubes
+    import mcubes  # noqa: PLC0415 (0.5 s to import: only when a mesh is made)
 
     d = volume.density
     if close:
@@ -269,7 +269,7 @@ def vertex_colors(field, vertices: np.ndarray, chunk_points: int = 1 << 19) -> n
 
 def face_components(mesh: MeshResult) -> np.ndarray:
     """[F] label of the connected piece each face belongs to (pieces joined through shared vertices)."""
-    import trimesh
+    import trimesh  # noqa: PLC0415 (about 1 s to import: only when a mesh is cleaned or written)
     tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
     tm.merge_vertices()   # marching cubes shares vertices already; this also joins exact duplicates
     # Merging renumbers vertices but keeps the faces and their order: labels index mesh.faces.

@@ -35,6 +35,7 @@ What is measured, and how it relates to upstream (EpiGRAF / 3DGP, built on Style
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import warnings
@@ -44,9 +45,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import numpy as np
 import torch
 
-from .cameras import Camera, sample_camera_prior
-from .atomic import atomic_path
-from .errors import TriganError
+from trigan.core.atomic import atomic_path
+from trigan.core.cameras import Camera, sample_camera_prior
+from trigan.core.errors import TriganError
 
 Progress = Optional[Callable[[int, int], None]]
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -126,7 +127,7 @@ class FeatureExtractor:
                 # torch 2.9+ flags TorchScript as deprecated; the detector file is TorchScript, and still loads.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 net = torch.jit.load(str(p), map_location=map_location)
-        except Exception as e:  # torch raises RuntimeError / ValueError for archives that are not TorchScript
+        except Exception as e:  # noqa: BLE001 - torch raises RuntimeError / ValueError for archives that are not TorchScript
             raise MetricError(f"{path}: not a TorchScript module, expected a torch.jit.save archive "
                               f"({_first_line(e)})") from None
         return cls(net, path=str(path), device=map_location)
@@ -163,9 +164,8 @@ def _accepts_argument(net, name: str) -> Optional[bool]:
     signature; None when neither can be read."""
     try:
         return any(a.name == name for a in net.forward.schema.arguments)
-    except Exception:  # a plain nn.Module, or a TorchScript build without schemas
+    except Exception:  # noqa: BLE001 - a plain nn.Module, or a TorchScript build without schemas
         pass
-    import inspect
     try:
         return name in inspect.signature(net.forward).parameters
     except (TypeError, ValueError, AttributeError):
@@ -293,7 +293,7 @@ class FeatureStats:
                         stats._all = [feats]
         except MetricError:
             raise
-        except Exception as e:  # zipfile.BadZipFile, KeyError, ValueError, OSError: all mean "not ours"
+        except Exception as e:  # noqa: BLE001 - zipfile.BadZipFile, KeyError, ValueError, OSError: all mean "not ours"
             raise MetricError(f"{path}: not a trigan feature-statistics file ({_first_line(e)})") from None
         return stats
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
-from .checkpoint import build_generator, load_checkpoint
-from .config import Config
-from .errors import CheckpointError
-from .generator import Generator
+from trigan.core.checkpoint import build_generator, load_checkpoint
+from trigan.core.config import Config
+from trigan.core.epigraf_import import load_epigraf_generator
+from trigan.core.errors import CheckpointError
+from trigan.core.generator import Generator
 
 
 @dataclass
@@ -59,7 +60,6 @@ def open_model(path, device=None, latest: bool = False) -> LoadedModel:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     if _is_pickle(path):
-        from .epigraf_import import load_epigraf_generator
         G, config, info = load_epigraf_generator(path, device=device)
         return LoadedModel(G=G, config=config, format="EpiGRAF pickle", path=str(path), **info)
     ckpt = load_checkpoint(path)

@@ -26,10 +26,10 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import torch
 
-from .cameras import Camera, sample_camera_prior
-from .errors import TriganError
-from .metrics import sample_renders
-from .renderer import depth_to_far_end
+from trigan.core.cameras import Camera, sample_camera_prior
+from trigan.core.errors import TriganError
+from trigan.core.metrics import sample_renders
+from trigan.core.renderer import depth_to_far_end
 
 Progress = Optional[Callable[[int, int], None]]
 # (n, generator) -> (one-hot labels [n, c_dim] or None, cameras for n images); as core.metrics.Conditioning

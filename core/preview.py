@@ -33,6 +33,7 @@ measured PSNR against the exact path.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Optional, Tuple, Union
 
@@ -40,11 +41,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .accel import OccupancyGrid
-from .cameras import Camera
-from .gl_offscreen import HullMarcher, gl_unavailable
-from .mesh import DensityVolume, NoSurfaceError, marching_cubes
-from .renderer import RenderOptions, RenderOutput, _normals, _render_background, activate_density, last_interval
+from trigan.core.accel import OccupancyGrid
+from trigan.core.cameras import Camera
+from trigan.core.gl_offscreen import HullMarcher, gl_unavailable
+from trigan.core.mesh import DensityVolume, NoSurfaceError, marching_cubes
+from trigan.core.renderer import (
+    RenderOptions,
+    RenderOutput,
+    _normals,
+    _render_background,
+    activate_density,
+    last_interval,
+)
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,7 @@ class BakedPreview:
         if white_background is not None:
             opts = replace(opts, white_background=white_background)
         outs = [self._render_one(camera[i], h, w, opts, normals) for i in range(len(camera))]
-        cat = lambda key: torch.cat([getattr(o, key) for o in outs])  # noqa: E731
+        cat = lambda key: torch.cat([getattr(o, key) for o in outs])
         return RenderOutput(rgb=cat("rgb"), depth=cat("depth"), opacity=cat("opacity"),
                             normals=cat("normals") if normals else None)
 
@@ -240,7 +248,6 @@ def build_preview(G, field, grid: Optional[OccupancyGrid] = None, options: Optio
     """The per-latent set-up. `grid`: the exact path's occupancy grid of this field (its probed
     densities and colours are the baked volume); built here when not given. `G` gives the render
     options (or pass them)."""
-    import time
     reason = preview_unavailable()
     if reason is not None:
         raise RuntimeError(reason)

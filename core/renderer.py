@@ -26,9 +26,9 @@ from typing import Callable, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .background import inverted_sphere_points
-from .cameras import Camera, PatchParams
-from .config import ModelConfig
+from trigan.core.background import inverted_sphere_points
+from trigan.core.cameras import Camera, PatchParams
+from trigan.core.config import ModelConfig
 
 
 class RenderCancelled(Exception):
@@ -324,7 +324,7 @@ def render(field, camera: Camera, resolution: Union[int, Tuple[int, int]], opts:
         if progress is not None:
             progress(min(start + chunk, h * w), h * w)
     merged = {k: torch.cat([p[k] for p in parts], dim=1) for k in parts[0]}
-    image = lambda t: t.transpose(1, 2).reshape(batch, -1, h, w)  # noqa: E731
+    image = lambda t: t.transpose(1, 2).reshape(batch, -1, h, w)
     return RenderOutput(rgb=image(merged["rgb"]), depth=image(merged["depth"]), opacity=image(merged["opacity"]),
                         normals=image(merged["normals"]) if "normals" in merged else None)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import List
+from typing import List, Optional
 
-from .errors import TriganError
+from trigan.core.errors import TriganError
 
 _ITEM = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$")
 
 
-def parse_int_list(text: str, what: str = "value", minimum: int = 0, maximum: int = None) -> List[int]:
+def parse_int_list(text: str, what: str = "value", minimum: int = 0, maximum: Optional[int] = None) -> List[int]:
     """'0-3,7' -> [0, 1, 2, 3, 7]: comma-separated integers and inclusive a-b ranges, in the order
     given, duplicates dropped. Bad input raises TriganError naming the option and the item."""
     if text is None or not str(text).strip():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional
 
-from .config import Config
-from .generator import Generator, parameter_counts
+from trigan.core.config import Config
+from trigan.core.generator import Generator, parameter_counts
 
 
 def model_summary(config: Config, G: Generator, progress: Optional[dict] = None,

@@ -13,8 +13,14 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from .layers import (FullyConnectedLayer, bias_act, make_resample_filter, modulated_conv2d,
-                     upsample2d, LRELU_GAIN)
+from trigan.core.layers import (
+    LRELU_GAIN,
+    FullyConnectedLayer,
+    bias_act,
+    make_resample_filter,
+    modulated_conv2d,
+    upsample2d,
+)
 
 NOISE_MODES = ("const", "random", "none")
 

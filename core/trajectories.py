@@ -43,8 +43,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .cameras import Camera
-from .errors import TriganError
+from trigan.core.cameras import Camera
+from trigan.core.errors import TriganError
 
 NAMED = ("front_circle", "points", "wiggle", "line", "orbit", "zoom")
 DEFAULT_FRAMES = {"front_circle": 64, "points": 3, "wiggle": 16, "line": 16, "orbit": 64, "zoom": 64}
@@ -116,7 +116,7 @@ class Trajectory:
         object.__setattr__(self, "look_at", look_at)
         arrays = [np.atleast_1d(np.asarray(getattr(self, k), dtype=np.float64)) for k in POSE_FIELDS]
         n = max(len(a) for a in arrays)
-        for key, a in zip(POSE_FIELDS, arrays):
+        for key, a in zip(POSE_FIELDS, arrays, strict=True):
             if len(a) not in (1, n):
                 raise ValueError(f"trajectory {self.name}: {key} has {len(a)} values, expected {n}")
             object.__setattr__(self, key, np.broadcast_to(a, (n,)).copy())

@@ -23,10 +23,13 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
+import imageio_ffmpeg
 import numpy as np
+from PIL import Image
 
-from .atomic import _umask, atomic_path
-from .errors import TriganError
+from trigan.core.atomic import _umask, atomic_path
+from trigan.core.errors import TriganError
+from trigan.core.images import save_png
 
 PathLike = Union[str, os.PathLike]
 FORMATS = ("mp4", "gif", "png")
@@ -95,16 +98,13 @@ class VideoWriter:
         if self.format == "mp4":
             self._append_mp4(pad_even(frame))
         elif self.format == "gif":
-            from PIL import Image
             self._gif.append(Image.fromarray(np.ascontiguousarray(frame)))
         else:
-            from .images import save_png
             save_png(frame, self._tmp / FRAME_PATTERN.format(self.count))
         self.count += 1
 
     def _append_mp4(self, frame: np.ndarray) -> None:
         if self._ffmpeg is None:
-            import imageio_ffmpeg
             h, w = frame.shape[:2]
             self._ffmpeg = imageio_ffmpeg.write_frames(
                 str(self._tmp), (w, h), pix_fmt_in="rgb24", pix_fmt_out="yuv420p", fps=self.fps,
@@ -163,7 +163,7 @@ class VideoWriter:
         if self._ffmpeg is not None:
             try:
                 self._ffmpeg.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - closing after a failure: the first error is the one worth reporting
                 pass
         self._gif = []
         if self.format == "png":

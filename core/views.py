@@ -12,8 +12,9 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .images import depth_image, normals_image
-from .renderer import RenderOptions, RenderOutput
+from trigan.core.generator import one_hot
+from trigan.core.images import depth_image, normals_image
+from trigan.core.renderer import RenderOptions, RenderOutput
 
 OUTPUTS = ("rgb", "depth", "normals", "opacity")
 
@@ -64,7 +65,6 @@ class LatentMapper:
 
     @torch.no_grad()
     def ws(self, pairs: Sequence[Tuple[Optional[int], int]]) -> torch.Tensor:
-        from .generator import one_hot
         G = self.G
         z = G.latents([s for _, s in pairs])
         c = G.labels([k for k, _ in pairs], len(pairs)) if G.c_dim else torch.zeros(len(pairs), 0, device=G.device)

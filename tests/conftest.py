@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from trigan.core.config import load_config
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -32,7 +34,6 @@ def _seed_everything():
 
 def tiny_config(**overrides):
     """The demo preset shrunk further so networks build and run in milliseconds."""
-    from trigan.core.config import load_config
     base = ["model.img_resolution=16", "model.triplane.resolution=16", "model.triplane.channel_base=256",
             "model.triplane.channel_max=16", "model.triplane.feat_dim=8", "model.triplane.mlp_hidden=16",
             "model.mapping.w_dim=16", "model.mapping.z_dim=32", "model.render.num_steps=8"]

@@ -7,15 +7,13 @@ from dataclasses import replace
 import pytest
 import torch
 
+from analytic_fields import CAMERAS, OPTS, RES, RadialField, hazy_sphere, psnr, reference, shell, sphere
+from conftest import tiny_config
 from trigan.core import accel as accel_mod
 from trigan.core.accel import AccelOptions, FastRenderer, OccupancyGrid, render_accelerated
 from trigan.core.cameras import Camera
 from trigan.core.generator import Generator
 from trigan.core.renderer import activate_density, render
-
-from conftest import tiny_config
-
-from analytic_fields import CAMERAS, OPTS, RES, RadialField, hazy_sphere, psnr, reference, shell, sphere
 
 
 @pytest.mark.parametrize("view", sorted(CAMERAS))

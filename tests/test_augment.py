@@ -9,13 +9,31 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
+from train_helpers import tiny_train_config, write_tiny_dataset
 from trigan.core.config import AugmentConfig, load_config
 from trigan.core.errors import ConfigError
-from trigan.training.augment import (ROLE_FAKE, ROLE_REAL, AugmentDraws, adjust_brightness, apply_augment,
-                                     augment_d_input, augment_enabled, augment_seeds, check_augment_config,
-                                     draw_augment, flip_x, rotate_images, shift_images)
+from trigan.training import distributed as ddp
+from trigan.training.augment import (
+    ROLE_FAKE,
+    ROLE_REAL,
+    AugmentDraws,
+    adjust_brightness,
+    apply_augment,
+    augment_d_input,
+    augment_enabled,
+    augment_seeds,
+    check_augment_config,
+    draw_augment,
+    flip_x,
+    rotate_images,
+    shift_images,
+)
+from trigan.training.dataset import open_dataset
+from trigan.training.loop import Trainer
 from trigan.training.randomness import PHASE_D, PHASE_G
+from trigan.training.session import fit_config_to_dataset
 
 
 def _images(b=3, c=4, h=8, w=8, seed=0, dtype=torch.float64):
@@ -74,7 +92,6 @@ def test_rotation_by_quarter_turns_equals_rot90(size):
 
 @pytest.mark.parametrize("h,w,degrees", [(9, 9, 30.0), (8, 8, -50.0), (6, 10, 17.0)])
 def test_rotation_by_any_angle_matches_scipy(h, w, degrees):
-    from scipy import ndimage
     x = _images(b=1, c=2, h=h, w=w)
     out = rotate_images(x, torch.tensor([math.radians(degrees)], dtype=torch.float64))
     for ch in range(2):
@@ -210,12 +227,6 @@ def test_config_keys_and_one_line_errors():
 
 
 def test_training_with_augmentation_is_deterministic_and_differs_from_without(tmp_path):
-    from train_helpers import tiny_train_config, write_tiny_dataset
-    from trigan.training import distributed as ddp
-    from trigan.training.dataset import open_dataset
-    from trigan.training.loop import Trainer
-    from trigan.training.session import fit_config_to_dataset
-
     data = write_tiny_dataset(tmp_path / "squares", num=8)
     ds = open_dataset(data, mirror=False)
 

@@ -4,16 +4,33 @@ the 3dgp_demo preset training, resuming exactly, checkpointing and rendering on 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
+from PIL import Image
 
 from conftest import tiny_config
 from train_helpers import fitted_tiny_config, tiny_session, write_tiny_dataset
-from trigan.core.camera_generator import (FOV, LA_PITCH, LA_RADIUS, LA_YAW, LOOK_AT, ORIGIN, PARAM_NAMES, PITCH,
-                                          RADIUS, YAW, CameraGenerator, camera_to_params, params_to_camera,
-                                          prior_mean_angles, prior_ranges)
+from trigan.cli.main import main
+from trigan.core.camera_generator import (
+    FOV,
+    LA_PITCH,
+    LA_RADIUS,
+    LA_YAW,
+    LOOK_AT,
+    ORIGIN,
+    PARAM_NAMES,
+    PITCH,
+    RADIUS,
+    YAW,
+    CameraGenerator,
+    camera_to_params,
+    params_to_camera,
+    prior_mean_angles,
+    prior_ranges,
+)
 from trigan.core.cameras import Camera, sample_camera_prior
 from trigan.core.checkpoint import load_checkpoint, load_generator, save_checkpoint
 from trigan.core.config import CameraConfig, CameraGeneratorConfig, load_config
@@ -247,7 +264,6 @@ def _run(tmp_path, name, data, kimg, resume=False):
 
 
 def test_training_with_a_camera_generator_resumes_exactly(tmp_path):
-    import json
     data = write_tiny_dataset(tmp_path / "squares")
     straight = _run(tmp_path, "straight", data, 0.032)
     _run(tmp_path, "halves", data, 0.016)
@@ -272,7 +288,6 @@ def test_training_with_a_camera_generator_resumes_exactly(tmp_path):
 
 
 def test_the_3dgp_demo_preset_trains_resumes_and_renders(tmp_path):
-    from trigan.cli.main import main
     data = tmp_path / "shapes.zip"
     assert main(["dataset", "synth", str(data), "--num", "16", "--resolution", "64", "--classes", "2", "--seed", "1"]) == 0
     common = ["--device", "cpu", "training.batch_size=4", "training.num_workers=0", "training.samples=4",
@@ -289,6 +304,5 @@ def test_the_3dgp_demo_preset_trains_resumes_and_renders(tmp_path):
     out = tmp_path / "renders"
     assert main(["render", str(run / "latest.ckpt"), "--out", str(out), "--vis", "image", "--seeds", "0",
                  "--classes", "1", "--resolution", "16"]) == 0
-    from PIL import Image
     (png,) = sorted(out.rglob("*.png"))
     assert Image.open(png).size == (16, 16)

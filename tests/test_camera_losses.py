@@ -17,9 +17,16 @@ from trigan.core.camera_generator import FOV, LOOK_AT, PITCH, YAW, CameraGenerat
 from trigan.core.cameras import sample_camera_prior
 from trigan.core.config import CameraGeneratorConfig, CameraRegularizerConfig, load_config
 from trigan.core.generator import Generator
-from trigan.training.camera_losses import (JACOBIAN_EPS, camera_regularizers, distribution_matching_loss,
-                                           emd_multiplier, force_mean_loss, jacobian_diagonal, jacobian_penalty,
-                                           wasserstein_1d_squared)
+from trigan.training.camera_losses import (
+    JACOBIAN_EPS,
+    camera_regularizers,
+    distribution_matching_loss,
+    emd_multiplier,
+    force_mean_loss,
+    jacobian_diagonal,
+    jacobian_penalty,
+    wasserstein_1d_squared,
+)
 
 THREE_DGP = {"model.family": "3dgp", "model.camera_generator.enabled": "true",
              "model.camera_generator.hidden_dim": 32, "model.camera.dist": "uniform",
@@ -29,7 +36,7 @@ THREE_DGP = {"model.family": "3dgp", "model.camera_generator.enabled": "true",
 
 def _brute_force_w2(a, b):
     """min over one-to-one pairings of the mean squared difference (every permutation)."""
-    return min(sum((x - b[j]) ** 2 for x, j in zip(a, perm)) / len(a) for perm in itertools.permutations(range(len(b))))
+    return min(sum((x - b[j]) ** 2 for x, j in zip(a, perm, strict=True)) / len(a) for perm in itertools.permutations(range(len(b))))
 
 
 def test_sorted_wasserstein_equals_the_best_of_all_pairings():
@@ -107,7 +114,7 @@ def test_jacobian_diagonal_of_the_camera_generator_matches_torch_full_jacobian()
     prior = camera_to_params(sample_camera_prior(cfg, 5, generator=gen)).double()
     z = torch.randn(5, 8, generator=gen, dtype=torch.float64)
     c = torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0, 1]]
-    fn = lambda p: cg(p, z, c)  # noqa: E731
+    fn = lambda p: cg(p, z, c)
     cols = [YAW, PITCH, FOV, *LOOK_AT]
     diag = jacobian_diagonal(fn, prior, cols)
     full = torch.autograd.functional.jacobian(fn, prior)   # [5, 7, 5, 7]

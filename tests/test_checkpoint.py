@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from conftest import tiny_config
+from trigan.cli.main import main
 from trigan.core.checkpoint import build_generator, load_checkpoint, load_generator, save_checkpoint
-from trigan.core.errors import CheckpointError
+from trigan.core.errors import CheckpointError, TriganError
 from trigan.core.generator import Generator
 from trigan.core.model_io import open_model
+from trigan.core.selection import parse_int_list
 
 
 @pytest.fixture
@@ -157,10 +159,6 @@ def test_invalid_config_inside_a_checkpoint(tmp_path, tiny_cfg, saved):
 
 
 def test_a_run_directory_opens_its_best_or_latest_snapshot(tmp_path, tiny_cfg):
-    from trigan.core.checkpoint import save_checkpoint
-    from trigan.core.errors import CheckpointError
-    from trigan.core.generator import Generator
-    from trigan.core.model_io import open_model
     G = Generator(tiny_cfg.model)
     run = tmp_path / "run"
     save_checkpoint(run / "latest.ckpt", tiny_cfg, G, progress={"kimg": 2.0})
@@ -174,8 +172,6 @@ def test_a_run_directory_opens_its_best_or_latest_snapshot(tmp_path, tiny_cfg):
 
 
 def test_number_lists_parse_ranges_and_reject_nonsense():
-    from trigan.core.errors import TriganError
-    from trigan.core.selection import parse_int_list
     assert parse_int_list("0-3,7", "seeds") == [0, 1, 2, 3, 7]
     assert parse_int_list(" 5 , 2-3, 5", "seeds") == [5, 2, 3]
     for bad, msg in [("a", "not a number"), ("3-1", "backwards"), ("", "expected numbers"), ("-2", "out of range")]:
@@ -186,7 +182,6 @@ def test_number_lists_parse_ranges_and_reject_nonsense():
 
 
 def test_convert_slims_a_training_checkpoint_or_run_folder_to_g_ema(tmp_path, tiny_cfg, capsys):
-    from trigan.cli.main import main
     G, D = Generator(tiny_cfg.model).eval(), Generator(tiny_cfg.model)
     run = tmp_path / "run"
     run.mkdir()

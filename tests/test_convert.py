@@ -1,5 +1,6 @@
 """`trigan convert` and opening official EpiGRAF pickles anywhere a checkpoint is accepted."""
 
+import copy
 import os
 import pickle
 
@@ -7,12 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from trigan.cli.main import main
-from trigan.core.checkpoint import load_checkpoint
-from trigan.core.epigraf_pickle import read_epigraf_pickle
-from trigan.core.model_io import open_model
-
 from conftest import EPIGRAF_FIXTURES as FIXTURES
+from conftest import tiny_config
+from trigan.cli.main import main
+from trigan.core.cameras import PatchParams
+from trigan.core.checkpoint import load_checkpoint, save_checkpoint
+from trigan.core.epigraf_import import generator_config
+from trigan.core.epigraf_pickle import read_epigraf_pickle
+from trigan.core.generator import Generator
+from trigan.core.model_io import open_model
+from trigan.training.discriminator import Discriminator
 
 
 def cli(capsys, *argv):
@@ -103,8 +108,6 @@ def test_payload_in_a_pickle_never_runs(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["uncond_gpc", "cond_white"])
 def test_converted_discriminator_reproduces_upstream_logits(tmp_path, capsys, name):
     """convert --all -> trigan's Discriminator built from the saved config gives upstream's logits."""
-    from trigan.core.cameras import PatchParams
-    from trigan.training.discriminator import Discriminator
     dst = tmp_path / "full.ckpt"
     assert cli(capsys, "convert", FIXTURES / f"{name}.pkl", dst, "--all")[0] == 0
     ckpt = load_checkpoint(dst)
@@ -124,8 +127,6 @@ def test_converted_discriminator_reproduces_upstream_logits(tmp_path, capsys, na
 
 def test_older_snapshots_without_newer_config_keys_get_upstream_defaults():
     """Reference 7.2: older snapshots lack density_shift, tri_plane.has_view_cond and bg_model."""
-    import copy
-    from trigan.core.epigraf_import import generator_config
     g = copy.deepcopy(read_epigraf_pickle(FIXTURES / "uncond_gpc.pkl").networks["G_ema"])
     cfg = g.init_kwargs["cfg"]
     for key in ("density_shift", "bg_model", "clamp_mode", "nerf_noise_std_init"):
@@ -143,9 +144,6 @@ def test_set_changes_render_settings_and_refuses_what_the_weights_do_not_fit(tmp
     """`trigan convert --set`: the stored config changes (a support radius that clears the space no
     camera saw), the weights are the same, and architecture changes or bad values are refused with
     one line, writing nothing."""
-    from trigan.core.checkpoint import save_checkpoint
-    from trigan.core.generator import Generator
-    from conftest import tiny_config
     cfg = tiny_config()
     src = save_checkpoint(tmp_path / "src.ckpt", cfg, Generator(cfg.model))
     dst = tmp_path / "out.ckpt"

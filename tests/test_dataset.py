@@ -48,7 +48,7 @@ def write_dataset(path: Path, files: dict) -> Path:
     return path
 
 
-def rgb(seed: int, res: int = RES, width: int = None) -> np.ndarray:
+def rgb(seed: int, res: int = RES, width: int | None = None) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (res, width or res, 3), dtype=np.uint8)
 
 
@@ -66,7 +66,7 @@ def standard_files(n: int = 3, label_form: str = "dict") -> dict:
     files.update({f"img{i}_depth.png": depth16(i) for i in range(n)})
     labels = {name: i % 2 for i, name in enumerate(names)}
     files["dataset.json"] = {
-        "camera_angles": {name: a for name, a in zip(names, angles(n))},
+        "camera_angles": {name: a for name, a in zip(names, angles(n), strict=True)},
         "labels": labels if label_form == "dict" else [[k, v] for k, v in labels.items()],
         "class_names": ["a", "b"],
     }
@@ -79,7 +79,7 @@ def items(ds):
 
 def assert_same_items(a, b):
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x.keys() == y.keys()
         for key in x:
             assert torch.equal(x[key], y[key]), key

@@ -10,11 +10,18 @@ import torch
 
 from trigan.core.config import DepthConfig, DiscriminatorConfig, PatchConfig
 from trigan.training.dataset import open_dataset
-from trigan.training.depth_adaptor import (DepthAdaptor, normalize_depth, real_depth_to_unit, sample_choices,
-                                           selection_probabilities, selection_start_p)
+from trigan.training.depth_adaptor import (
+    DepthAdaptor,
+    normalize_depth,
+    real_depth_to_unit,
+    sample_choices,
+    selection_probabilities,
+    selection_start_p,
+)
 from trigan.training.discriminator import Discriminator
 from trigan.training.losses import blur_depth_channel, blur_images, depth_blur_kernel
 from trigan.training.patches import extract_patches, sample_patches
+from trigan.training.synth import SynthSettings, write_synth_dataset
 
 RAY = (0.75, 1.25)   # 3DGP's default ray interval
 
@@ -163,7 +170,6 @@ def test_depth_blur_touches_only_depth_and_matches_a_direct_convolution():
 
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory):
-    from trigan.training.synth import SynthSettings, write_synth_dataset
     path = tmp_path_factory.mktemp("synth") / "shapes.zip"
     write_synth_dataset(path, SynthSettings(num=8, resolution=32, classes=2, seed=2), progress=False)
     return path

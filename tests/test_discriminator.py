@@ -8,12 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import EPIGRAF_FIXTURES as FIXTURES
 from trigan.core.cameras import PatchParams
 from trigan.core.config import DiscriminatorConfig, load_config
 from trigan.core.epigraf_pickle import read_epigraf_pickle
 from trigan.training.discriminator import Discriminator, minibatch_std
-
-from conftest import EPIGRAF_FIXTURES as FIXTURES
 
 # The fixtures' D architectures (fixtures README 4), written out by hand; `fixture_discriminator`
 # checks them against what the snapshot itself records.

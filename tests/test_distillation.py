@@ -1,18 +1,29 @@
 """Knowledge distillation into D (3DGP 4): the feature head, the scale-weighted L2 loss and its
 decaying weight; and whole training runs with depth + distillation on the synthetic dataset."""
 
+import io
+import json
 import math
+from contextlib import redirect_stderr
 
 import numpy as np
 import pytest
 import torch
 
 from train_helpers import fitted_tiny_config, write_tiny_dataset
+from trigan.cli.main import main
 from trigan.core.cameras import PatchParams
-from trigan.core.config import DiscriminatorConfig, DistillConfig
+from trigan.core.checkpoint import load_checkpoint
+from trigan.core.config import DiscriminatorConfig, DistillConfig, load_config
 from trigan.core.errors import TriganError
+from trigan.training import distributed as ddp
+from trigan.training.dataset import open_dataset
 from trigan.training.discriminator import Discriminator
 from trigan.training.distillation import distill_weight, distillation_distances, scale_weights
+from trigan.training.feature_extraction import extract_dataset_features
+from trigan.training.loop import LATEST, Trainer
+from trigan.training.session import Session, save_run_config
+from trigan.training.synth import SynthSettings, write_synth_dataset
 
 
 def test_distillation_loss_against_hand_computed_values():
@@ -101,8 +112,6 @@ def colour_stats(images):
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     """The synthetic dataset (with depth maps) and features of its images."""
-    from trigan.training.feature_extraction import extract_dataset_features
-    from trigan.training.synth import SynthSettings, write_synth_dataset
     root = tmp_path_factory.mktemp("kd")
     data = root / "shapes.zip"
     write_synth_dataset(data, SynthSettings(num=12, resolution=16, classes=2, seed=4), progress=False)
@@ -118,8 +127,6 @@ def _config(data, features, *overrides):
 
 
 def _session(tmp_path, name, cfg, resume=False):
-    from trigan.training import distributed as ddp
-    from trigan.training.session import Session, save_run_config
     run = tmp_path / name
     (run / "samples").mkdir(parents=True, exist_ok=True)
     save_run_config(run, cfg)
@@ -127,9 +134,6 @@ def _session(tmp_path, name, cfg, resume=False):
 
 
 def test_depth_and_distillation_train_on_the_synthetic_dataset_and_resume_exactly(tmp_path, synth):
-    import json
-    from trigan.core.checkpoint import load_checkpoint
-    from trigan.training.loop import LATEST
     data, features = synth
     cfg, ds = _config(data, features, "training.kimg=0.032")
     assert _session(tmp_path, "straight", cfg).run(ds) == "done"
@@ -154,8 +158,6 @@ def test_depth_and_distillation_train_on_the_synthetic_dataset_and_resume_exactl
 
 
 def test_real_batches_carry_depth_and_the_source_images_features(tmp_path, synth):
-    from trigan.training import distributed as ddp
-    from trigan.training.loop import Trainer
     data, features = synth
     cfg, ds = _config(data, features)
     trainer = Trainer(cfg, tmp_path / "run", ds, ddp.DistInfo())
@@ -169,9 +171,6 @@ def test_real_batches_carry_depth_and_the_source_images_features(tmp_path, synth
 
 
 def test_training_start_errors_name_the_missing_piece(tmp_path, synth):
-    from trigan.training import distributed as ddp
-    from trigan.training.dataset import open_dataset
-    from trigan.training.loop import Trainer
     data, features = synth
     cfg, ds = _config(data, features, "training.distill.features=null")
     with pytest.raises(TriganError, match=r"training.distill.weight=1.0 needs training.distill.features"):
@@ -186,8 +185,6 @@ def test_training_start_errors_name_the_missing_piece(tmp_path, synth):
 
 
 def test_without_the_adaptor_d_sees_the_rendered_depth_normalised_by_the_ray_bounds(tmp_path, synth):
-    from trigan.training import distributed as ddp
-    from trigan.training.loop import Trainer
     data, features = synth
     cfg, ds = _config(data, features, "training.depth.adaptor=false", "training.distill.weight=0")
     trainer = Trainer(cfg, tmp_path / "run", ds, ddp.DistInfo())
@@ -201,8 +198,6 @@ def test_without_the_adaptor_d_sees_the_rendered_depth_normalised_by_the_ray_bou
 
 def test_with_an_open_far_end_empty_space_is_far_in_the_depth_d_sees(tmp_path, synth):
     # Real depth maps hold the background at the far bound; a fake ray that ends in nothing must too.
-    from trigan.training import distributed as ddp
-    from trigan.training.loop import Trainer
     data, features = synth
     cfg, ds = _config(data, features, "training.depth.adaptor=false", "training.distill.weight=0",
                       "model.render.opaque_far_end=false", "model.render.density_shift=-20")
@@ -212,10 +207,6 @@ def test_with_an_open_far_end_empty_space_is_far_in_the_depth_d_sees(tmp_path, s
 
 
 def test_3dgp_presets_enable_depth_and_imagenet_distillation_fails_at_once_without_features(tmp_path, synth):
-    import io
-    from contextlib import redirect_stderr
-    from trigan.cli.main import main
-    from trigan.core.config import load_config
     demo, imagenet = load_config("3dgp_demo"), load_config("3dgp_imagenet256")
     assert demo.discriminator.img_channels == 4 and demo.training.distill.weight == 0
     assert imagenet.discriminator.img_channels == 4 and imagenet.discriminator.feat_predict_dim == 2048

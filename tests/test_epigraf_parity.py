@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import EPIGRAF_FIXTURES as FIXTURES
 from trigan.core.cameras import Camera
 from trigan.core.model_io import open_model
 from trigan.core.renderer import render
 
-from conftest import EPIGRAF_FIXTURES as FIXTURES
 NAMES = ["uncond_gpc", "cond_white"]
 
 

@@ -18,10 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from trigan.core.epigraf_pickle import is_epigraf_pickle, read_epigraf_pickle
-from trigan.core.errors import CheckpointError, TriganError
-
 from conftest import EPIGRAF_FIXTURES
+from trigan.core.epigraf_pickle import _ConfigNode, _ConfigResolver, is_epigraf_pickle, read_epigraf_pickle
+from trigan.core.errors import CheckpointError, TriganError
 
 
 def fixture_dir() -> Path:
@@ -434,7 +433,6 @@ def test_any_truncation_is_a_checkpoint_error(tmp_path, fraction):
 # Interpolation edge cases, on hand-built OmegaConf stand-in trees
 
 def _config_tree(value, parent=None):
-    from trigan.core.epigraf_pickle import _ConfigNode
     node = _ConfigNode()
     if isinstance(value, dict):
         node.__setstate__({"_content": {k: _config_tree(v, node) for k, v in value.items()}, "_parent": parent})
@@ -446,7 +444,6 @@ def _config_tree(value, parent=None):
 
 
 def test_interpolation_edge_cases():
-    from trigan.core.epigraf_pickle import _ConfigResolver
     root = _config_tree({
         "a": {"x": 1, "items": [10, "${a.x}"]}, "alias": "${a}", "through_alias": "${alias.x}",
         "spliced": "v${a.x}-${missing}", "null": None, "null_ref": "${null}", "null_spliced": "p/${null}",

@@ -13,13 +13,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from train_helpers import write_tiny_dataset
+from trigan.cli.main import main
 from trigan.training.dataset import open_dataset
-from trigan.training.feature_extraction import (FeatureExtractionError, extract_dataset_features, read_state_dict,
-                                                to_unit_tensor)
-from trigan.training.feature_store import (DatasetFeatures, FeatureStore, FeatureStoreError, desc_path,
-                                           write_feature_store)
+from trigan.training.feature_extraction import (
+    FeatureExtractionError,
+    extract_dataset_features,
+    read_state_dict,
+    to_unit_tensor,
+)
+from trigan.training.feature_store import (
+    DatasetFeatures,
+    FeatureStore,
+    FeatureStoreError,
+    desc_path,
+    write_feature_store,
+)
 
 
 def colour_stats(images: torch.Tensor) -> torch.Tensor:
@@ -29,7 +40,6 @@ def colour_stats(images: torch.Tensor) -> torch.Tensor:
 
 def colour_stats_numpy(path: Path) -> np.ndarray:
     """The same features computed independently from the file with numpy."""
-    from PIL import Image
     x = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
     return np.concatenate([x.mean(axis=(0, 1)), x.std(axis=(0, 1), ddof=1)])
 
@@ -159,7 +169,6 @@ def test_bad_files_and_missing_images_give_one_line_errors(tmp_path, data):
 
 
 def test_default_transform_and_state_dict_reading(tmp_path):
-    from PIL import Image
     img = Image.fromarray(np.array([[[0, 255, 51]]], dtype=np.uint8))
     np.testing.assert_allclose(to_unit_tensor(img).flatten().numpy(), [0.0, 1.0, 0.2], atol=1e-7)
     torch.save({"state_dict": {"module.conv1.weight": torch.ones(2), "fc.bias": torch.zeros(1)}}, tmp_path / "w.pth")
@@ -171,7 +180,6 @@ def test_default_transform_and_state_dict_reading(tmp_path):
 # The command line
 
 def _cli(*args):
-    from trigan.cli.main import main
     err = io.StringIO()
     with redirect_stderr(err):
         code = main(["dataset", *args])
@@ -192,7 +200,6 @@ def test_features_command_without_weights_or_timm_fails_in_one_line(tmp_path, da
 
 
 def test_features_command_help_has_examples(capsys):
-    from trigan.cli.main import main
     with pytest.raises(SystemExit) as exit_info:
         main(["dataset", "features", "--help"])
     assert exit_info.value.code == 0

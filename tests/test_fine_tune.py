@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from train_helpers import TINY_TRAIN, fitted_tiny_config, tiny_session, write_tiny_dataset
+from trigan.cli.main import main
 from trigan.core.checkpoint import export_generator, load_checkpoint
 from trigan.core.errors import TriganError
 from trigan.training.loop import LATEST
@@ -99,7 +100,6 @@ def test_weights_of_another_architecture_are_refused_in_one_line(tmp_path, data,
 
 
 def test_init_command_errors_are_one_line(tmp_path, data, trained):
-    from trigan.cli.main import main
     _, g_ema_only = trained
     for argv, expected in [
         (["train", "--data", str(data), "--out", str(tmp_path), "--init", str(tmp_path / "no.ckpt")],
@@ -114,7 +114,6 @@ def test_init_command_errors_are_one_line(tmp_path, data, trained):
 
 
 def test_the_init_command_starts_a_run_from_the_checkpoint(tmp_path, data, trained):
-    from trigan.cli.main import main
     _, g_ema_only = trained
     with contextlib.redirect_stdout(io.StringIO()) as out:
         code = main(["train", "--data", str(data), "--out", str(tmp_path / "runs"), "--init", str(g_ema_only),

@@ -7,7 +7,10 @@ import torch
 from conftest import tiny_config
 from trigan.core.cameras import Camera, PatchParams
 from trigan.core.config import list_presets, load_config
+from trigan.core.errors import ConfigError
+from trigan.core.field import EMPTY_SIGMA
 from trigan.core.generator import Generator, parameter_counts, z_from_seed
+from trigan.core.renderer import activate_density
 
 
 def expected_parameter_count(m) -> dict:
@@ -15,9 +18,9 @@ def expected_parameter_count(m) -> dict:
     w, z, feat = m.mapping.w_dim, m.mapping.z_dim, m.triplane.feat_dim
     cond = m.c_dim + (2 if m.mapping.camera_cond else 0)
     mapping = (cond * w + w if cond else 0) + (z + (w if cond else 0)) * w + w + (m.mapping.num_layers - 1) * (w * w + w)
-    ch = lambda r: min(m.triplane.channel_base // r, m.triplane.channel_max)  # noqa: E731
+    ch = lambda r: min(m.triplane.channel_base // r, m.triplane.channel_max)
     noise = 1 if m.triplane.use_noise else 0
-    layer = lambda cin, cout: cout * cin * 9 + cout + (w * cin + cin) + noise  # noqa: E731
+    layer = lambda cin, cout: cout * cin * 9 + cout + (w * cin + cin) + noise
     decoder, r = 0, 4
     while r <= m.triplane.resolution:
         decoder += ch(4) * 16 if r == 4 else layer(ch(r // 2), ch(r))
@@ -28,9 +31,9 @@ def expected_parameter_count(m) -> dict:
     counts = {"mapping": mapping, "tri_plane_decoder": decoder, "tri_plane_mlp": mlp}
     if m.camera_generator.enabled:   # 3DGP: origin MLP (2 -> 2, class) and look-at MLP (6 -> 4, z and class)
         H, E, c = m.camera_generator.hidden_dim, m.camera_generator.embed_dim, m.c_dim
-        fc = lambda i, o: i * o + o  # noqa: E731
-        embeds = lambda use_z: (fc(z, E) if use_z else 0) + (fc(c, E) if c else 0)  # noqa: E731
-        width = lambda use_z: H + E * (int(use_z) + int(c > 0))  # noqa: E731
+        fc = lambda i, o: i * o + o
+        embeds = lambda use_z: (fc(z, E) if use_z else 0) + (fc(c, E) if c else 0)
+        width = lambda use_z: H + E * (int(use_z) + int(c > 0))
         counts["camera_generator"] = (fc(2, H) + embeds(False) + fc(width(False), H) + fc(H, 2)
                                       + fc(6, H) + embeds(True) + fc(width(True), H) + fc(H, 4))
     return counts
@@ -236,8 +239,6 @@ def test_support_radius_clears_density_beyond_it_and_nothing_within():
     """model.camera.support_radius: the field's raw density is EMPTY_SIGMA (activated: 0) farther than
     the radius from the origin and unchanged inside; renders and meshes follow, as they all query
     the field. Gradients stay finite."""
-    from trigan.core.field import EMPTY_SIGMA
-    from trigan.core.renderer import activate_density
     torch.manual_seed(0)
     plain_cfg = tiny_config()
     cropped_cfg = tiny_config(**{"model.camera.support_radius": 0.2})
@@ -270,6 +271,5 @@ def test_support_radius_clears_density_beyond_it_and_nothing_within():
 
 
 def test_support_radius_must_be_positive():
-    from trigan.core.errors import ConfigError
     with pytest.raises(ConfigError, match="support_radius"):
         Generator(tiny_config(**{"model.camera.support_radius": 0.0}).model)

@@ -13,20 +13,28 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.stats import multivariate_normal
 
 from trigan.cli.main import main
+from trigan.training import dataset_tools
 from trigan.training.dataset import open_dataset, validate_dataset
-from trigan.training.instance_selection import (SelectionError, TinyEmbedder, embed_dataset, fit_gaussian,
-                                                gaussian_log_density, keep_count, load_embedder, select_dataset,
-                                                select_indices)
-
+from trigan.training.instance_selection import (
+    SelectionError,
+    TinyEmbedder,
+    embed_dataset,
+    fit_gaussian,
+    gaussian_log_density,
+    keep_count,
+    load_embedder,
+    select_dataset,
+    select_indices,
+)
 
 # ---------------------------------------------------------------------------------------------------
 # The density model
 
 @pytest.mark.parametrize("reg", [0.0, 1e-3])
 def test_log_density_matches_scipy_with_the_maximum_likelihood_covariance(reg):
-    from scipy.stats import multivariate_normal
     rng = np.random.RandomState(0)
     x = rng.randn(40, 4) @ rng.randn(4, 4) + rng.randn(4)
     cov = np.cov(x.T, bias=True) + reg * np.eye(4)          # MLE (divided by N), like GaussianMixture
@@ -59,7 +67,6 @@ def test_planted_outliers_are_dropped_first():
 
 
 def test_per_class_selection_keeps_the_fraction_of_each_class_by_its_own_gaussian():
-    from scipy.stats import multivariate_normal
     rng = np.random.RandomState(3)
     sizes = {0: 10, 1: 21, 2: 7}
     labels = np.concatenate([np.full(n, c) for c, n in sizes.items()])
@@ -174,7 +181,6 @@ def test_select_refuses_to_overwrite_without_force_and_is_atomic(shapes, tmp_pat
     assert "already exists (use --force" in err and len(err.strip().splitlines()) == 1
     assert dst.read_bytes() == before
     # A failure while writing leaves the old output as it was and no temporary files.
-    from trigan.training import dataset_tools
 
     def broken(self, rel, data):
         raise OSError("disk full")

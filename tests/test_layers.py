@@ -7,8 +7,17 @@ import torch
 import torch.nn.functional as F
 from scipy import signal
 
-from trigan.core.layers import (Conv2dLayer, FullyConnectedLayer, bias_act, conv2d_resample, make_resample_filter,
-                                modulated_conv2d, normalize_2nd_moment, upfirdn2d, upsample2d)
+from trigan.core.layers import (
+    Conv2dLayer,
+    FullyConnectedLayer,
+    bias_act,
+    conv2d_resample,
+    make_resample_filter,
+    modulated_conv2d,
+    normalize_2nd_moment,
+    upfirdn2d,
+    upsample2d,
+)
 
 
 def test_resample_filter_is_the_normalised_1331_outer_product():

@@ -10,14 +10,13 @@ import pytest
 import torch
 import trimesh
 
+from conftest import tiny_config
 from trigan.cli.main import main
 from trigan.core import mesh as M
 from trigan.core.cameras import Camera
 from trigan.core.checkpoint import save_checkpoint
 from trigan.core.generator import Generator
 from trigan.core.renderer import RenderOptions, render
-
-from conftest import tiny_config
 
 DENSE = 50.0   # density inside the analytic objects, 1/world-units
 

@@ -4,6 +4,7 @@ statistics against numpy, the feature-network loader, dataset caching and genera
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -12,12 +13,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trigan.core.cameras import Camera
-from trigan.core.metrics import (INCEPTION_HELP, METRICS, FeatureExtractor, FeatureStats, MetricError,
-                                 compute_fid, compute_kid, compute_metric, dataset_features, frechet_distance,
-                                 generator_features, kernel_inception_distance, parse_metric_names)
-
+import trigan.core.metrics as metrics
 from conftest import tiny_config
+from trigan.core.cameras import Camera
+from trigan.core.generator import Generator
+from trigan.core.metrics import (
+    INCEPTION_HELP,
+    METRICS,
+    FeatureExtractor,
+    FeatureStats,
+    MetricError,
+    compute_fid,
+    compute_kid,
+    compute_metric,
+    dataset_features,
+    frechet_distance,
+    generator_features,
+    kernel_inception_distance,
+    parse_metric_names,
+)
 
 # The stand-in detectors are TorchScript, which torch >= 2.9 flags as deprecated (it still works).
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:DeprecationWarning")
@@ -35,7 +49,7 @@ def scipy_frechet(mu1, s1, mu2, s2) -> float:
 def brute_force_mmd2(x, y) -> float:
     """Unbiased MMD^2 with the cubic polynomial kernel, pair by pair."""
     d = x.shape[1]
-    k = lambda a, b: (float(np.dot(a, b)) / d + 1) ** 3  # noqa: E731
+    k = lambda a, b: (float(np.dot(a, b)) / d + 1) ** 3
     m, n = len(x), len(y)
     kxx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     kyy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
@@ -130,7 +144,7 @@ def test_feature_stats_save_load_round_trip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["stats.npz"]   # no temporary left behind
     back = FeatureStats.load(path)
     assert (back.num_items, back.max_items, back.capture_all, back.feature_dim) == (37, 100, True, 5)
-    for a, b in zip(stats.mean_cov(), back.mean_cov()):
+    for a, b in zip(stats.mean_cov(), back.mean_cov(), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(stats.all_features(), back.all_features())
     # Appending after a load continues the same statistics.
@@ -183,7 +197,7 @@ def test_kid_near_zero_for_same_distribution_positive_for_shifted():
 def test_kid_deterministic_for_a_seed_and_needs_captured_features():
     rng = np.random.default_rng(9)
     a, b = rng.normal(size=(80, 4)), rng.normal(size=(90, 4)) + 0.2
-    k = lambda seed: kernel_inception_distance(a, b, num_subsets=5, max_subset_size=30, seed=seed)  # noqa: E731
+    k = lambda seed: kernel_inception_distance(a, b, num_subsets=5, max_subset_size=30, seed=seed)
     assert k(3) == k(3) and k(3) != k(4)
     real, fake = FeatureStats(capture_all=True), FeatureStats(capture_all=False)
     real.append(a)
@@ -261,7 +275,6 @@ def test_extractor_rejects_non_torchscript_files(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     pickled = tmp_path / "net.pkl"
-    import pickle
     pickled.write_bytes(pickle.dumps({"a": 1}))
     state = tmp_path / "state.pt"
     torch.save({"w": torch.zeros(2)}, state)
@@ -344,7 +357,6 @@ def test_dataset_cache_invalidated_by_a_new_feature_network_file(tmp_path, stand
 
 @pytest.fixture(scope="module")
 def tiny_G():
-    from trigan.core.generator import Generator
     torch.manual_seed(0)
     return Generator(tiny_config().model)
 
@@ -418,7 +430,6 @@ def test_fid_sanity_generator_vs_itself_and_vs_white(tiny_G, stand_in):
 
 
 def test_compute_metric_end_to_end(tiny_G, stand_in, tmp_path, monkeypatch):
-    import trigan.core.metrics as metrics
     monkeypatch.setitem(metrics.METRICS, "fid2k_full", dict(METRICS["fid2k_full"], num_fake=12))
     gen = torch.Generator().manual_seed(2)
     data = ListDataset([torch.randint(0, 256, (3, 16, 16), generator=gen, dtype=torch.uint8) for _ in range(10)])

@@ -4,7 +4,9 @@ formats and metrics.jsonl, NFS of models, datasets and depth folders."""
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +14,17 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import tiny_config
 from trigan.cli.main import main
 from trigan.cli.metrics import default_cache_dir, parse_names, snapshot_files
+from trigan.core import metrics
 from trigan.core.checkpoint import save_checkpoint
 from trigan.core.generator import Generator
-from trigan.core.metrics import INCEPTION_URL, MetricError
-
-from conftest import tiny_config
+from trigan.core.metrics import INCEPTION_URL, FeatureExtractor, MetricError, compute_metric
+from trigan.core.model_io import open_model
+from trigan.core.nfs import dataset_nfs
+from trigan.training.dataset import open_dataset
+from trigan.training.evaluation import dataset_conditioning
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:DeprecationWarning")
 
@@ -57,7 +63,6 @@ def files(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _small_metrics(monkeypatch, tmp_path):
-    from trigan.core import metrics
     monkeypatch.setitem(metrics.METRICS, "fid2k_full", dict(kind="fid", num_fake=12, max_real=None))
     monkeypatch.setitem(metrics.METRICS, "kid2k_full", dict(kind="kid", num_fake=12, max_real=None,
                                                             num_subsets=5, max_subset_size=8))
@@ -65,7 +70,6 @@ def _small_metrics(monkeypatch, tmp_path):
 
 
 def _fresh_run(files, tmp_path) -> Path:
-    import shutil
     run = tmp_path / "run"
     shutil.copytree(files["run"], run)
     return run
@@ -114,10 +118,6 @@ def test_bad_requests_are_one_line_errors(files, capsys):
 # FID / KID of one checkpoint
 
 def test_fid_and_kid_of_a_checkpoint_match_the_core_metric_and_are_cached(files, tmp_path, capsys):
-    from trigan.core.metrics import FeatureExtractor, compute_metric
-    from trigan.core.model_io import open_model
-    from trigan.training.dataset import open_dataset
-    from trigan.training.evaluation import dataset_conditioning
     ckpt = files["run"] / "best.ckpt"
     cache = tmp_path / "cache"
     args = ["metrics", str(ckpt), "--data", str(files["data"]), "--metrics", "fid2k,kid2k",
@@ -224,8 +224,6 @@ def test_nfs_of_a_model_needs_neither_dataset_nor_feature_network(files, capsys)
 
 
 def test_nfs_of_a_dataset(files, capsys):
-    from trigan.core.nfs import dataset_nfs
-    from trigan.training.dataset import open_dataset
     assert main(["metrics", "--data", str(files["data"]), "--metrics", "nfs_data", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["results"] == [] and report["data"]["nfs_data"] > 1.0
@@ -259,7 +257,6 @@ def test_nfs_of_a_folder_of_depth_maps(tmp_path, capsys):
 
 
 def test_nfs_of_the_depth_maps_in_a_zip_equals_the_folder_and_the_dataset(tmp_path, files, capsys):
-    import zipfile
     folder = _depth_folder(tmp_path / "depth")
     archive = tmp_path / "depth.zip"
     with zipfile.ZipFile(archive, "w") as zf:

@@ -8,13 +8,23 @@ import math
 import pytest
 import torch
 
+from conftest import tiny_config
+from trigan.cli.main import main
 from trigan.core.cameras import Camera
 from trigan.core.generator import Generator
-from trigan.core.nfs import (NFSError, dataset_depth_range, dataset_nfs, frontal_conditioning, frontal_pose,
-                             generator_depths, generator_nfs, nfs_of_depth_maps, nfs_per_image)
+from trigan.core.nfs import (
+    NFSError,
+    dataset_depth_range,
+    dataset_nfs,
+    frontal_conditioning,
+    frontal_pose,
+    generator_depths,
+    generator_nfs,
+    nfs_of_depth_maps,
+    nfs_per_image,
+)
 from trigan.core.renderer import RenderOptions, foreground_density, render
-
-from conftest import tiny_config
+from trigan.training.dataset import ImageDataset, open_dataset
 
 
 def histc_reference(depths: torch.Tensor, near: float, far: float, bins: int = 64) -> float:
@@ -151,7 +161,7 @@ def test_empty_space_is_depth_at_the_far_bound_whichever_far_end(opaque):
 
 def test_frontal_conditioning_keeps_the_labels_and_fixes_the_pose(tiny_G):
     labels = torch.nn.functional.one_hot(torch.tensor([2, 1, 0, 2]), 3).float()
-    base = lambda n, gen: (labels[:n], Camera.from_angles(torch.rand(n, generator=gen), 1.0, batch=n))  # noqa: E731
+    base = lambda n, gen: (labels[:n], Camera.from_angles(torch.rand(n, generator=gen), 1.0, batch=n))
     c, cam = frontal_conditioning(tiny_G, base)(4, torch.Generator().manual_seed(0))
     assert torch.equal(c, labels)
     yaw, pitch = frontal_pose(tiny_G)
@@ -162,14 +172,12 @@ def test_frontal_conditioning_keeps_the_labels_and_fixes_the_pose(tiny_G):
 
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory):
-    from trigan.cli.main import main
     out = tmp_path_factory.mktemp("nfs") / "shapes.zip"
     assert main(["dataset", "synth", str(out), "--num", "8", "--resolution", "32", "--classes", "4"]) == 0
     return out
 
 
 def test_dataset_nfs_of_a_synthesized_dataset_is_above_one(synth_data):
-    from trigan.training.dataset import open_dataset
     ds = open_dataset(synth_data)
     value = dataset_nfs(ds)
     assert 1.0 < value < 64.0
@@ -182,6 +190,5 @@ def test_dataset_nfs_of_a_synthesized_dataset_is_above_one(synth_data):
 
 
 def test_dataset_nfs_needs_depth_maps(synth_data):
-    from trigan.training.dataset import ImageDataset
     with pytest.raises(NFSError, match="no depth maps"):
         dataset_nfs(ImageDataset(synth_data, load_depth=False))

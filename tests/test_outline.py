@@ -3,8 +3,8 @@ learns outlines, and training runs with it on the synthetic dataset (gradients i
 turning it on for a resumed run, one-line errors)."""
 
 import json
-from dataclasses import replace
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,10 +13,16 @@ import torch
 from analytic_fields import OPTS, RadialField, sphere
 from train_helpers import fitted_tiny_config, tiny_session, write_tiny_dataset
 from trigan.core.cameras import Camera
+from trigan.core.checkpoint import load_checkpoint
 from trigan.core.errors import TriganError
 from trigan.core.renderer import render
+from trigan.training import distributed as ddp
 from trigan.training import synth
+from trigan.training.dataset import open_dataset
+from trigan.training.loop import LATEST, Trainer
+from trigan.training.losses import generator_loss
 from trigan.training.outline import BACKGROUND_DEPTH, OutlineDiscriminator, real_outlines, whole_image
+from trigan.training.randomness import PHASE_G
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +108,6 @@ def test_the_outline_d_learns_to_tell_discs_from_bars_of_the_same_area_and_heeds
 
 
 def test_the_outline_loss_reaches_g_through_whole_rendered_images(tmp_path, shapes):
-    from trigan.training import distributed as ddp
-    from trigan.training.loop import Trainer
-    from trigan.training.losses import generator_loss
-    from trigan.training.randomness import PHASE_G
     # no density noise and many samples per ray, so that two renders differ only by their jitter
     cfg, ds = _config(shapes, "model.render.nerf_noise_std_init=0", "model.render.num_steps=64")
     trainer = Trainer(cfg, tmp_path / "run", ds, ddp.DistInfo())
@@ -126,8 +128,6 @@ def test_the_outline_loss_reaches_g_through_whole_rendered_images(tmp_path, shap
 
 
 def test_a_run_with_the_outline_d_resumes_exactly_and_logs_its_losses(tmp_path, shapes):
-    from trigan.core.checkpoint import load_checkpoint
-    from trigan.training.loop import LATEST
     cfg, ds = _config(shapes, "training.kimg=0.032")
     assert tiny_session(tmp_path / "straight", cfg).run(ds) == "done"
     half, _ = _config(shapes, "training.kimg=0.016")
@@ -148,9 +148,6 @@ def test_a_run_with_the_outline_d_resumes_exactly_and_logs_its_losses(tmp_path, 
 
 
 def test_a_resumed_run_may_turn_the_outline_d_on_and_a_fine_tune_takes_it(tmp_path, shapes):
-    from trigan.core.checkpoint import load_checkpoint
-    from trigan.training import distributed as ddp
-    from trigan.training.loop import LATEST, Trainer
     plain, ds = fitted_tiny_config(shapes, "training.kimg=0.016")
     tiny_session(tmp_path / "run", plain).run(ds)
     on, _ = _config(shapes, "training.kimg=0.032")
@@ -167,9 +164,6 @@ def test_a_resumed_run_may_turn_the_outline_d_on_and_a_fine_tune_takes_it(tmp_pa
 
 
 def test_without_depth_maps_the_outline_d_is_refused_in_one_line(tmp_path):
-    from trigan.training import distributed as ddp
-    from trigan.training.dataset import open_dataset
-    from trigan.training.loop import Trainer
     plain = write_tiny_dataset(tmp_path / "nodepth")
     cfg, _ = fitted_tiny_config(plain, "training.outline.weight=0.5")
     with pytest.raises(TriganError, match=r"training.outline.weight=0.5 .*/nodepth has none"):
@@ -177,8 +171,6 @@ def test_without_depth_maps_the_outline_d_is_refused_in_one_line(tmp_path):
 
 
 def test_with_an_opaque_far_end_the_outline_d_is_refused_in_one_line(tmp_path, shapes):
-    from trigan.training import distributed as ddp
-    from trigan.training.loop import Trainer
     cfg, ds = _config(shapes, "model.render.opaque_far_end=true")
     with pytest.raises(TriganError, match="opaque_far_end is true .*no outline"):
         Trainer(cfg, tmp_path / "run", ds, ddp.DistInfo())

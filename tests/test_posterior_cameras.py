@@ -17,14 +17,27 @@ import torch
 
 from conftest import tiny_config
 from test_camera_generator import THREE_DGP
-from trigan.core.camera_generator import (FOV, LA_PITCH, LA_RADIUS, LA_YAW, PITCH, RADIUS, YAW, camera_to_params,
-                                          params_to_camera, prior_ranges)
+from trigan.cli.main import main
+from trigan.core.camera_generator import (
+    FOV,
+    LA_PITCH,
+    LA_RADIUS,
+    LA_YAW,
+    PITCH,
+    RADIUS,
+    YAW,
+    camera_to_params,
+    params_to_camera,
+    prior_ranges,
+)
 from trigan.core.cameras import Camera
+from trigan.core.checkpoint import save_checkpoint
 from trigan.core.generator import Generator
 from trigan.core.metrics import prior_conditioning, sample_renders
 from trigan.core.nfs import frontal_conditioning, frontal_pose, generator_depths
-from trigan.core.trajectories import Pose, make_trajectory
+from trigan.core.trajectories import Pose, Trajectory, make_trajectory
 from trigan.training.visuals import SampleSet
+from trigan.viewer.orbit import OrbitState
 
 # Raw outputs (before the sigmoid) of the origin MLP (yaw, pitch) and the look-at MLP (fov, look-at).
 RAW_ORIGIN = (1.5, -1.0)
@@ -46,7 +59,7 @@ def constant_posterior(G: Generator) -> torch.Tensor:
     """[7] the posterior parameters of set_outputs(G) with zero weights, from the ranges alone."""
     r = prior_ranges(G.cfg.camera)
     expected = camera_to_params(Camera.from_angles(0.0, math.pi / 2, radius=G.cfg.camera.radius))[0]
-    for i, raw in zip((YAW, PITCH, FOV, LA_YAW, LA_PITCH, LA_RADIUS), RAW_ORIGIN + RAW_LOOK_AT):
+    for i, raw in zip((YAW, PITCH, FOV, LA_YAW, LA_PITCH, LA_RADIUS), RAW_ORIGIN + RAW_LOOK_AT, strict=True):
         lo, hi = r[i].tolist()
         expected[i] = lo + torch.sigmoid(torch.tensor(raw)) * (hi - lo)
     expected[RADIUS] = G.cfg.camera.radius
@@ -232,7 +245,6 @@ def test_trajectories_orbit_the_origin_looking_at_the_mean_posterior_look_at():
 
 
 def test_the_viewer_start_pose_is_the_same_function():
-    from trigan.viewer.orbit import OrbitState
     G = tiny_3dgp(keep_weights=True)
     for cls in (None, 1):
         pose = Pose.for_generator(G, cls)
@@ -243,9 +255,6 @@ def test_the_viewer_start_pose_is_the_same_function():
 
 
 def test_render_cli_views_use_the_mean_posterior_camera(tmp_path, capsys, monkeypatch):
-    from trigan.cli.main import main
-    from trigan.core.checkpoint import save_checkpoint
-    from trigan.core.trajectories import Trajectory
     G = tiny_3dgp()
     ckpt = save_checkpoint(tmp_path / "g.ckpt", tiny_config(**THREE_DGP), G)
     epigraf_cfg = tiny_config()

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from analytic_fields import CAMERAS, OPTS, RadialField, inverse_softplus, psnr, sphere
+from conftest import EPIGRAF_FIXTURES, tiny_config
 from trigan.core.accel import FastRenderer
 from trigan.core.cameras import Camera
 from trigan.core.generator import Generator
 from trigan.core.gl_offscreen import HullMarcher
+from trigan.core.model_io import open_model
 from trigan.core.preview import PreviewOptions, build_preview, calibrate, preview_unavailable, world_to_clip
-
-from analytic_fields import CAMERAS, OPTS, RadialField, inverse_softplus, psnr, sphere
-from conftest import tiny_config
+from trigan.core.views import options_at_distance
 
 RES = 64
 
@@ -293,12 +294,10 @@ def test_calibration_of_a_uniform_ball():
     assert agreement > 0.98          # a few rays graze one voxel: hit, but less than half opaque
 
 
-
 @pytest.mark.parametrize("radius", [2.0, 3.0])
 def test_zoomed_out_view_with_its_own_ray_interval(radius):
     """Zooming moves the ray interval with the camera (core.views.options_at_distance); the preview
     built at the model's radius renders such a view like the exact path does."""
-    from trigan.core.views import options_at_distance
     field = RadialField(sphere(rise=220.0))
     preview = build_preview(None, field, options=OPTS)
     cam = Camera.from_angles(0.3, 1.2, radius=radius, fov=30.0)
@@ -314,8 +313,6 @@ def test_official_models_preview_like_their_exact_render(name):
     of the same view. Their far end is opened here: with EpiGRAF's opaque one, near-zero densities at
     ray_end flip the last sample from clear to opaque within a pixel or two, a contour that the
     backdrop's 32^2 rays blur (cond_white at yaw 0.3: 27 dB, all of it on that contour)."""
-    from trigan.core.model_io import open_model
-    from conftest import EPIGRAF_FIXTURES
     G = open_model(EPIGRAF_FIXTURES / name, device="cpu").G.eval()
     with torch.inference_mode():
         field = G.field_from_ws(G.map_latents(G.latents([0]), G.labels([1] if G.c_dim else None, 1)))

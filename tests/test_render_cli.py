@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
@@ -14,8 +15,11 @@ from PIL import Image
 from conftest import tiny_config
 from trigan.cli.main import main
 from trigan.core.checkpoint import save_checkpoint
+from trigan.core.exports import ViewRenderer
 from trigan.core.generator import Generator
 from trigan.core.images import depth_image, normals_image
+from trigan.core.model_io import open_model
+from trigan.core.trajectories import Pose, make_trajectory
 from trigan.core.video import VideoWriter, write_video
 
 RES = 16
@@ -39,7 +43,6 @@ def render(capsys, *argv):
 
 
 def decode(path):
-    import imageio_ffmpeg
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = next(reader)
     w, h = meta["size"]
@@ -188,8 +191,6 @@ def test_view_grid_rows_are_latents_and_columns_are_orbit_views(ckpts, tmp_path,
     grid = png(tmp_path / "views-class0_2-seed4-orbit.png")
     assert code == 0 and grid.shape == (2 * RES, 3 * RES, 3)
     # Cell (class k, view j) is the single image from yaw = start yaw + 2 pi j / 3.
-    from trigan.core.model_io import open_model
-    from trigan.core.trajectories import Pose
     base = Pose.for_generator(open_model(ckpts["cond"]).G)
     for r, k in enumerate((0, 2)):
         for j in range(3):
@@ -305,9 +306,6 @@ def test_video_writer_is_atomic(tmp_path):
 def test_view_renderer_serves_each_new_field_with_its_own_renderers(ckpts):
     """One ViewRenderer used for several fields in turn (trigan render's chunks of seeds) renders each
     as a fresh one would: per-latent renderers never outlive the field they were built for."""
-    from trigan.core.exports import ViewRenderer
-    from trigan.core.model_io import open_model
-    from trigan.core.trajectories import Pose, make_trajectory
     G = open_model(ckpts["cond"]).G.eval()
     traj = make_trajectory("front_circle", Pose.for_generator(G), 2, 30)
     shared = ViewRenderer(G, resolution=RES)
@@ -317,4 +315,4 @@ def test_view_renderer_serves_each_new_field_with_its_own_renderers(ckpts):
             got = list(shared.render(field, [0, 0], traj, [0, 1]))
             fresh = ViewRenderer(G, resolution=RES)
             want = list(fresh.render(fresh.field(fresh.ws([(0, seed)])), [0, 0], traj, [0, 1]))
-            assert all(np.array_equal(a, b) for a, b in zip(got, want))
+            assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from trigan.core.cameras import Camera
-from trigan.core.renderer import (RenderOptions, depth_to_far_end, hash_uniform, render, sample_pdf,
-                                  stratified_depths)
+from trigan.core.renderer import RenderOptions, depth_to_far_end, hash_uniform, render, sample_pdf, stratified_depths
 
 
 class AnalyticField:
@@ -202,7 +201,7 @@ def test_deterministic_mode_same_image_regardless_of_chunking():
 def test_stochastic_mode_follows_the_torch_generator():
     field = AnalyticField(sphere(0.25, sharpness=100.0))
     cam = Camera.from_angles(0.2, 1.3, fov=40.0)
-    opts = lambda s: RenderOptions(ray_start=0.5, ray_end=1.5, num_steps=16, deterministic=False,  # noqa: E731
+    opts = lambda s: RenderOptions(ray_start=0.5, ray_end=1.5, num_steps=16, deterministic=False,
                                    generator=torch.Generator().manual_seed(s))
     assert torch.equal(render(field, cam, 8, opts(1)).depth, render(field, cam, 8, opts(1)).depth)
     assert not torch.equal(render(field, cam, 8, opts(1)).depth, render(field, cam, 8, opts(2)).depth)

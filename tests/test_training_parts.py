@@ -8,13 +8,22 @@ import math
 import pytest
 import torch
 
+from train_helpers import tiny_train_config
 from trigan.core.cameras import Camera, PatchParams
 from trigan.core.config import PatchConfig, load_config
-from trigan.training.losses import (blur_images, blur_kernel, blur_sigma, discriminator_loss, generator_loss,
-                                   opacity_binarity, r1_penalty)
+from trigan.core.generator import Generator
+from trigan.training.loop import StepSampler, ema_beta, gpc_spoof_p, nerf_noise_std, opacity_reg_weight
+from trigan.training.losses import (
+    blur_images,
+    blur_kernel,
+    blur_sigma,
+    discriminator_loss,
+    generator_loss,
+    opacity_binarity,
+    r1_penalty,
+)
 from trigan.training.patches import extract_patches, patch_beta, sample_patches
 from trigan.training.randomness import SampleNoise, batch_generator, mix_seed
-
 
 # -- patches ----------------------------------------------------------------------------------------
 
@@ -92,7 +101,7 @@ def test_blur_keeps_constants_and_averages_a_checkerboard():
 
 def test_logistic_losses_and_r1_against_closed_forms():
     real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
-    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731
+    sp = lambda v: math.log1p(math.exp(v))
     assert float(generator_loss(fake)) == pytest.approx((sp(-0.5) + sp(3.0)) / 2)
     assert float(discriminator_loss(real, fake)) == pytest.approx((sp(0.5) + sp(-3.0)) / 2 + (sp(-2.0) + sp(1.0)) / 2)
     # D(x) = <w, x> + |x|^2 / 2 has gradient w + x
@@ -117,9 +126,7 @@ def test_opacity_binarity_is_zero_for_empty_or_solid_rays_and_pushes_each_ray_to
     assert float(opacity_binarity(torch.tensor([-1e-6, 1 + 1e-6]))) == 0.0
 
 
-
 def test_opacity_regulariser_weight_waits_then_ramps_linearly():
-    from trigan.training.loop import opacity_reg_weight
     cfg = load_config("demo", ["training.opacity_reg=2.0", "training.opacity_reg_start_kimg=10",
                                "training.opacity_reg_ramp_kimg=20"])
     assert [opacity_reg_weight(cfg, k) for k in (0, 9.99, 10, 15, 30, 500)] == pytest.approx([0, 0, 0, 0.5, 2, 2])
@@ -131,8 +138,6 @@ def test_opacity_regulariser_weight_waits_then_ramps_linearly():
 # -- EMA and schedules -----------------------------------------------------------------------------
 
 def test_ema_half_life_is_batch_times_multiplier_kimg():
-    from trigan.training.loop import ema_beta
-    from train_helpers import tiny_train_config
     cfg = tiny_train_config("training.batch_size=64", "training.ema_rampup=null")
     beta = ema_beta(cfg, 10 ** 7)
     steps = 64 * 0.3125 * 1000 / 64           # 20 kimg of 64-image steps
@@ -143,8 +148,6 @@ def test_ema_half_life_is_batch_times_multiplier_kimg():
 
 
 def test_nerf_noise_and_gpc_anneal_linearly():
-    from trigan.training.loop import gpc_spoof_p, nerf_noise_std
-    from train_helpers import tiny_train_config
     cfg = tiny_train_config("model.render.nerf_noise_std_init=1.0", "model.render.nerf_noise_kimg_growth=100")
     assert nerf_noise_std(cfg, 0) == 1.0 and nerf_noise_std(cfg, 25) == pytest.approx(0.75)
     assert nerf_noise_std(cfg, 1000) == 0.0
@@ -155,8 +158,7 @@ def test_nerf_noise_and_gpc_anneal_linearly():
 # -- data stream and randomness ---------------------------------------------------------------------
 
 def test_step_sampler_resumes_and_ranks_partition_the_global_batch():
-    from trigan.training.loop import StepSampler
-    take = lambda it, n: [next(it) for _ in range(n)]  # noqa: E731
+    take = lambda it, n: [next(it) for _ in range(n)]
     whole = take(iter(StepSampler(10, 4, 0, 1, seed=3)), 4 * 7)
     resumed = take(iter(StepSampler(10, 4, 0, 1, seed=3, start_step=3)), 4 * 4)
     assert resumed == whole[12:]
@@ -179,8 +181,6 @@ def test_sample_noise_depends_on_the_sample_not_on_the_batch_it_is_in():
 
 
 def test_renderer_noise_of_a_split_batch_equals_the_whole_batch():
-    from trigan.core.generator import Generator
-    from train_helpers import tiny_train_config
     G = Generator(tiny_train_config().model)
     z = torch.randn(4, G.z_dim)
     c = torch.eye(G.c_dim)[torch.tensor([0, 1, 2, 0])] if G.c_dim else None

@@ -12,8 +12,21 @@ import pytest
 import torch
 
 from trigan.core.errors import TriganError
-from trigan.core.trajectories import (NAMED, Pose, Trajectory, front_circle, hermite_spline, line, load_keyframes,
-                                      make_trajectory, orbit, parse_camera, points, wiggle, zoom)
+from trigan.core.trajectories import (
+    NAMED,
+    Pose,
+    Trajectory,
+    front_circle,
+    hermite_spline,
+    line,
+    load_keyframes,
+    make_trajectory,
+    orbit,
+    parse_camera,
+    points,
+    wiggle,
+    zoom,
+)
 
 HORIZON = Pose(yaw=0.0, pitch=math.pi / 2, fov=12.0, radius=1.0)
 TILTED = Pose(yaw=0.4, pitch=1.2, fov=30.0, radius=1.3)

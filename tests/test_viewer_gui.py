@@ -23,12 +23,19 @@ import sys
 import time
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
-
-from trigan.viewer.orbit import KEY_ORBIT_STEP, ZOOM_STEP
+import trimesh
+from PIL import Image
 
 from train_helpers import TINY_TRAIN, write_tiny_dataset
+from trigan.core.images import grid_shape
+from trigan.core.model_io import open_model
+from trigan.viewer.display import _x_server_answers
+from trigan.viewer.orbit import KEY_ORBIT_STEP, ZOOM_STEP
+from trigan.viewer.run_monitor import list_runs, stop_run
+from trigan.viewer.settings import ViewerSettings, save_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "assets" / "demo.ckpt"
@@ -51,7 +58,7 @@ def _need_programs():
 def test_view_without_display_exits_with_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env["XDG_CONFIG_HOME"] = str(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "trigan.cli.main", "view"], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "trigan.cli.main", "view"], check=False, env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stdout == ""
@@ -72,7 +79,6 @@ def xserver():
     display = f":{number}"
     proc = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    from trigan.viewer.display import _x_server_answers
     deadline = time.time() + 20
     while _x_server_answers(display) is not None:
         if time.time() > deadline or proc.poll() is not None:
@@ -191,7 +197,6 @@ class Viewer:
 
     def screenshot(self, path: Path) -> np.ndarray:
         subprocess.run(["import", "-window", "root", str(path)], env=self.env, check=True, timeout=60)
-        from PIL import Image
         return np.asarray(Image.open(path).convert("RGB")).astype(np.float32)
 
     def close(self, timeout=60) -> int:
@@ -218,7 +223,6 @@ def crop(shot: np.ndarray, rect) -> np.ndarray:
 
 
 def write_settings(folder: Path, **values) -> None:
-    from trigan.viewer.settings import ViewerSettings, save_settings
     settings = ViewerSettings(**values)
     save_settings(settings, folder / "config" / "viewer.json")
 
@@ -331,7 +335,7 @@ def test_right_drag_pans_and_keys_orbit(viewer):
 @pytest.mark.gui
 def test_missing_checkpoint_is_one_line_before_any_window(xserver, tmp_path):
     env = dict(os.environ, DISPLAY=xserver, XDG_CONFIG_HOME=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "trigan.cli.main", "view", str(tmp_path / "missing.ckpt")], env=env,
+    proc = subprocess.run([sys.executable, "-m", "trigan.cli.main", "view", str(tmp_path / "missing.ckpt")], check=False, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -340,11 +344,6 @@ def test_missing_checkpoint_is_one_line_before_any_window(xserver, tmp_path):
 
 @pytest.mark.gui
 def test_screenshot_mesh_and_video_exported_through_the_panel(viewer, tmp_path):
-    import imageio_ffmpeg
-    import trimesh
-    from PIL import Image
-
-    from trigan.core.images import grid_shape
     s0 = viewer.settled()
     out = tmp_path / "exports"
     viewer.send(tab="tab_export")
@@ -435,14 +434,12 @@ def test_training_run_started_from_the_panel_reports_progress_and_stops_cleanly(
     try:
         _follow_training_run(viewer, runs, tmp_path / "exports")
     finally:                                          # never leave a trainer behind, whatever failed
-        from trigan.viewer.run_monitor import list_runs, stop_run
         for r in list_runs(runs):
             if r.alive:
                 stop_run(r.path)
 
 
 def _follow_training_run(viewer, runs, exports):
-    from trigan.core.model_io import open_model
     s = viewer.wait_for(lambda s: any(r["alive"] and (r["kimg"] or 0) > 0 for r in s["training"]["runs"])
                         and "loss_G" in s["training"]["stats_keys"], 300, "the run to report progress")
     run = next(r for r in s["training"]["runs"] if r["alive"])

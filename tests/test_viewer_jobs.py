@@ -5,9 +5,14 @@ end a job as failed with one line."""
 from __future__ import annotations
 
 import threading
+import zipfile
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
+import torch
+import trimesh
+from PIL import Image
 
 from tests.conftest import tiny_config
 from trigan.cli.main import main
@@ -23,7 +28,6 @@ WAIT = 300.0
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    import torch
     torch.manual_seed(0)
     cfg = tiny_config(**{"model.camera.fov": 30.0})
     path = tmp_path_factory.mktemp("jobs") / "tiny.ckpt"
@@ -32,7 +36,6 @@ def tiny_ckpt(tmp_path_factory):
 
 
 def video_frames(path):
-    import imageio_ffmpeg
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = reader.__next__()
     frames = [np.frombuffer(f, np.uint8).reshape(meta["size"][1], meta["size"][0], 3) for f in reader]
@@ -62,7 +65,6 @@ def gated_runner():
 
 
 def test_mesh_job_writes_what_trigan_mesh_writes(tiny_ckpt, tmp_path):
-    import trimesh
     runner = JobRunner(device="cpu")
     job = runner.start_mesh(tiny_ckpt, 3, 1, 1.0, 24, "auto", "ply", True, tmp_path / "job" / "seed3")
     assert job.wait(WAIT) and job.state == "done", job.message
@@ -84,7 +86,6 @@ def test_video_job_grid_matches_trigan_render_and_mp4_is_valid(tiny_ckpt, tmp_pa
                  "--classes", "2", "--trajectory", "orbit", "--frames", "3", "--resolution", "32",
                  "--format", "png", "--device", "cpu", "--quiet"]) == 0
     cli_dir = tmp_path / "cli" / "grid-class2-seed0-1-orbit"
-    from PIL import Image
     job_frames = sorted(frames_dir.iterdir())
     assert [p.name for p in job_frames] == sorted(p.name for p in cli_dir.iterdir()) and len(job_frames) == 3
     for p in job_frames:
@@ -97,12 +98,10 @@ def test_video_job_grid_matches_trigan_render_and_mp4_is_valid(tiny_ckpt, tmp_pa
     assert job.output_path == tmp_path / "job" / "orbit.mp4"
     meta, frames = video_frames(job.output_path)
     assert len(frames) == 5 and tuple(meta["size"]) == (64, 32) and meta["fps"] == pytest.approx(12.0)
-    import imageio_ffmpeg
     assert imageio_ffmpeg.count_frames_and_secs(str(job.output_path))[0] == 5
 
 
 def test_single_seed_video_is_trigan_render_video(tiny_ckpt, tmp_path):
-    from PIL import Image
     out = export_video(tiny_ckpt, 4, 0, 0.7, "wiggle", 2, 30.0, 32, tmp_path / "job" / "one", fmt="png",
                        device="cpu", base_pose={"yaw": 0.3, "fov": 25.0})
     assert main(["render", tiny_ckpt, "--out", str(tmp_path / "cli"), "--vis", "video", "--seeds", "4",
@@ -146,7 +145,6 @@ def test_cancelled_mesh_leaves_nothing(tiny_ckpt, tmp_path):
 
 
 def test_screenshot_job_and_failures(tiny_ckpt, tmp_path):
-    from PIL import Image
     scene = Scene(device="cpu", use_preview_module=False)
     frame = scene.render(RenderRequest(tiny_ckpt, seed=2, class_index=1, orbit=OrbitState(fov=30.0), resolution=64))
     runner = JobRunner(device="cpu")
@@ -174,7 +172,6 @@ def test_screenshot_job_and_failures(tiny_ckpt, tmp_path):
 
 
 def test_synth_dataset_job(tmp_path):
-    import zipfile
     runner = JobRunner()
     job = runner.synth_dataset(tmp_path / "shapes.zip", 6, 16, 2, seed=1)
     assert job.wait(WAIT) and job.state == "done", job.message

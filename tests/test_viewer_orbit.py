@@ -9,9 +9,18 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import tiny_config
 from trigan.core.errors import TriganError
-from trigan.viewer.orbit import (KEY_ORBIT_STEP, PITCH_MIN, RADIUS_MAX_FACTOR, RADIUS_MIN_FACTOR, ZOOM_STEP,
-                                 OrbitController, OrbitState)
+from trigan.core.generator import Generator
+from trigan.viewer.orbit import (
+    KEY_ORBIT_STEP,
+    PITCH_MIN,
+    RADIUS_MAX_FACTOR,
+    RADIUS_MIN_FACTOR,
+    ZOOM_STEP,
+    OrbitController,
+    OrbitState,
+)
 from trigan.viewer.render_request import LatentKey, RenderRequest
 
 VIEW = (400, 300)          # a viewport wider than tall: the orbit rate follows the shorter side
@@ -212,8 +221,6 @@ def test_start_pose_for_epigraf_models_is_the_mean_pose(tiny_cfg):
 
 
 def test_start_pose_for_a_camera_generator_model_is_its_mean_posterior_camera():
-    from tests.conftest import tiny_config
-    from trigan.core.generator import Generator
     cfg = tiny_config(**{"model.c_dim": 3, "model.camera.dist": "uniform", "model.camera.yaw_std": 0.5,
                          "model.camera.pitch_std": 0.3, "model.camera.fov_min": 10.0, "model.camera.fov_max": 30.0,
                          "model.camera.look_at_radius_max": 0.1, "model.camera_generator.enabled": True})

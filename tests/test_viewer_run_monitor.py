@@ -16,9 +16,20 @@ import pytest
 
 from tests.train_helpers import TINY_TRAIN, write_tiny_dataset
 from trigan.core.errors import TriganError
-from trigan.viewer.run_monitor import (METRIC_PREFIX, StatsFollower, latest_sample, launched_run_dir, list_runs,
-                                       log_tail, read_run, read_stats, resume_run, snapshot_path, start_run,
-                                       stop_run)
+from trigan.viewer.run_monitor import (
+    METRIC_PREFIX,
+    StatsFollower,
+    latest_sample,
+    launched_run_dir,
+    list_runs,
+    log_tail,
+    read_run,
+    read_stats,
+    resume_run,
+    snapshot_path,
+    start_run,
+    stop_run,
+)
 
 DEMO_RUN = Path("/work/demo_runs/00000-demo-shapes64-demo")
 STATS_LINES = [

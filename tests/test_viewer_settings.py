@@ -7,8 +7,17 @@ import warnings
 
 import pytest
 
-from trigan.viewer.settings import (MAX_RECENT, SettingsWarning, ViewerSettings, layout_path, load_settings,
-                                    save_settings, settings_dir, settings_path)
+import trigan.core.atomic as atomic
+from trigan.viewer.settings import (
+    MAX_RECENT,
+    SettingsWarning,
+    ViewerSettings,
+    layout_path,
+    load_settings,
+    save_settings,
+    settings_dir,
+    settings_path,
+)
 
 
 def full_settings():
@@ -102,7 +111,6 @@ def test_unwritable_location_warns_instead_of_raising(tmp_path):
 def test_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     path = save_settings(full_settings(), tmp_path / "viewer.json")
     before = path.read_bytes()
-    import trigan.core.atomic as atomic
 
     def crash(*a, **k):
         raise OSError("disk full")

@@ -4,14 +4,17 @@ backgrounds are consistent with each other."""
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import tiny_config
 from trigan.core.checkpoint import save_checkpoint
 from trigan.core.generator import Generator
+from trigan.viewer import scene as scene_mod
 from trigan.viewer.orbit import OrbitState
 from trigan.viewer.render_request import RenderRequest
 from trigan.viewer.render_worker import InfoError, RenderWorker
@@ -22,7 +25,6 @@ WAIT = 120.0   # generous: the machine is shared; no test asserts on time
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    import torch
     torch.manual_seed(0)
     cfg = tiny_config(**{"model.camera.fov": 30.0})
     path = tmp_path_factory.mktemp("viewer") / "tiny.ckpt"
@@ -208,7 +210,6 @@ def test_preview_falls_back_to_half_resolution_accelerated(tiny_ckpt):
 
 
 def test_preview_module_is_used_when_it_can_run(tiny_ckpt):
-    from trigan.viewer import scene as scene_mod
     module, problem = scene_mod._preview_module()
     frame = Scene(device="cpu").render(request(tiny_ckpt, quality="preview", resolution=64))
     assert frame.ok, frame.error
@@ -223,7 +224,6 @@ def test_preview_module_is_used_when_it_can_run(tiny_ckpt):
 def test_the_ray_interval_follows_the_camera_distance(tiny_ckpt):
     """A dolly zoom (3x the distance, fov narrowed to keep the framing) sees the same depth picture:
     the marched interval moved out with the camera (depth is shown over that interval)."""
-    import math
     scene = Scene(device="cpu", use_preview_module=False)
     fov = math.degrees(2 * math.atan(math.tan(math.radians(15.0)) / 3))
     near = scene.render(request(tiny_ckpt, mode="depth", orbit=OrbitState(yaw=0.2, pitch=1.4, radius=1.0, fov=30.0)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
@@ -11,12 +12,11 @@ from PIL import Image
 
 from conftest import tiny_config
 from trigan.core.generator import Generator
-from trigan.training.visuals import SampleSet, grid_shape, image_grid, save_png, save_reals_grid
+from trigan.core.images import grid_shape, image_grid, save_png
+from trigan.training.visuals import SampleSet, save_reals_grid
 
 
 def _decode(path):
-    import imageio_ffmpeg
-
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = next(reader)
     w, h = meta["size"]
@@ -178,4 +178,4 @@ def test_orbit_video_is_deterministic(tmp_path):
     a = samples.render_orbit_video(G, tmp_path / "a.mp4", frames=3, resolution=16, batch=1)
     b = samples.render_orbit_video(G, tmp_path / "b.mp4", frames=3, resolution=16, batch=1)
     frames_a, frames_b = _decode(a)[1], _decode(b)[1]
-    assert len(frames_a) == 3 and all(np.array_equal(x, y) for x, y in zip(frames_a, frames_b))
+    assert len(frames_a) == 3 and all(np.array_equal(x, y) for x, y in zip(frames_a, frames_b, strict=True))

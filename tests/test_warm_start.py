@@ -11,9 +11,11 @@ import torch
 
 from train_helpers import fitted_tiny_config, tiny_session
 from trigan.core.cameras import PatchParams
+from trigan.core.checkpoint import load_checkpoint
 from trigan.core.config import DiscriminatorConfig
 from trigan.training.discriminator import Discriminator
 from trigan.training.loop import LATEST
+from trigan.training.synth import SynthSettings, write_synth_dataset
 from trigan.training.warm_start import widen_image_inputs
 
 
@@ -95,7 +97,6 @@ def test_a_checkpoint_that_fits_or_differs_otherwise_is_left_alone():
 
 @pytest.fixture(scope="module")
 def synth_zip(tmp_path_factory):
-    from trigan.training.synth import SynthSettings, write_synth_dataset
     path = tmp_path_factory.mktemp("synth") / "shapes.zip"
     write_synth_dataset(path, SynthSettings(num=8, resolution=16, classes=2, seed=3), progress=False)
     return path
@@ -107,7 +108,6 @@ def _run(run, data, resume, *overrides):
 
 
 def test_an_rgb_run_resumes_with_depth_and_the_opacity_regulariser(tmp_path, synth_zip):
-    from trigan.core.checkpoint import load_checkpoint
     run = tmp_path / "run"
     _run(run, synth_zip, False, "training.kimg=0.024")
     before = load_checkpoint(run / LATEST).extra["D"]

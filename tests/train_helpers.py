@@ -7,6 +7,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from trigan.core.config import load_config
+from trigan.training import distributed as ddp
+from trigan.training.dataset import open_dataset
+from trigan.training.session import Session, fit_config_to_dataset, save_run_config
 
 TINY_TRAIN = [
     "model.img_resolution=16", "model.triplane.resolution=16", "model.triplane.channel_base=256",
@@ -22,7 +28,6 @@ TINY_TRAIN = [
 
 def write_tiny_dataset(folder: Path, num: int = 12, res: int = 16, classes: int = 3, seed: int = 0) -> Path:
     """A folder of coloured squares on white with poses and labels (dict form)."""
-    from PIL import Image
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.RandomState(seed)
@@ -40,14 +45,11 @@ def write_tiny_dataset(folder: Path, num: int = 12, res: int = 16, classes: int 
 
 
 def tiny_train_config(*overrides):
-    from trigan.core.config import load_config
     return load_config("demo", TINY_TRAIN + list(overrides))
 
 
 def fitted_tiny_config(data, *overrides):
     """(cfg, dataset): tiny_train_config pointed at `data`, with the model fitted to the dataset."""
-    from trigan.training.dataset import open_dataset
-    from trigan.training.session import fit_config_to_dataset
     cfg = tiny_train_config(*overrides)
     cfg.training.data = str(data)
     ds = open_dataset(data, mirror=cfg.training.mirror)
@@ -57,8 +59,6 @@ def fitted_tiny_config(data, *overrides):
 
 def tiny_session(run_dir, cfg, resume=False):
     """A training Session on `run_dir` (made, with its config written), as `trigan train` sets it up."""
-    from trigan.training import distributed as ddp
-    from trigan.training.session import Session, save_run_config
     run_dir = Path(run_dir)
     (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     save_run_config(run_dir, cfg)

@@ -31,9 +31,9 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..core.config import AugmentConfig
-from ..core.errors import ConfigError
-from .randomness import mix_seed
+from trigan.core.config import AugmentConfig
+from trigan.core.errors import ConfigError
+from trigan.training.randomness import mix_seed
 
 # Which side of D a batch is, so that reals and fakes of one phase draw from different streams.
 ROLE_FAKE, ROLE_REAL = 0, 1

@@ -23,10 +23,10 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from ..core.camera_generator import FOV, LOOK_AT, ORIGIN, PARAM_NAMES, camera_to_params, prior_mean_angles
-from ..core.cameras import sample_camera_prior
-from ..core.config import CameraRegularizerConfig
-from ..core.generator import Generator, one_hot
+from trigan.core.camera_generator import FOV, LOOK_AT, ORIGIN, PARAM_NAMES, camera_to_params, prior_mean_angles
+from trigan.core.cameras import sample_camera_prior
+from trigan.core.config import CameraRegularizerConfig
+from trigan.core.generator import Generator, one_hot
 
 JACOBIAN_EPS = 1e-4
 

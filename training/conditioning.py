@@ -8,8 +8,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ..core.cameras import Camera, sample_camera_prior
-from ..core.config import CameraConfig
+from trigan.core.cameras import Camera, sample_camera_prior
+from trigan.core.config import CameraConfig
 
 
 class DatasetConditioning:

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import posixpath
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
+from tqdm import tqdm
 
-from ..core.errors import TriganError
+from trigan.core.errors import TriganError
 
 DEPTH_SUFFIX = "_depth.png"
 JSON_NAME = "dataset.json"
@@ -67,7 +70,6 @@ def image_extensions() -> frozenset:
     """Lower-case extensions (with the dot) of the formats Pillow can open."""
     global _IMAGE_EXTENSIONS
     if _IMAGE_EXTENSIONS is None:
-        from PIL import Image
         Image.init()
         _IMAGE_EXTENSIONS = frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
                                       if fmt in Image.OPEN)
@@ -212,7 +214,6 @@ def _has_alpha(image) -> bool:
 
 def to_rgb(image):
     """A Pillow image as RGB: grayscale replicated, 16-bit scaled to 8, alpha composited on white."""
-    from PIL import Image
     if image.mode == "RGB":
         return image
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
@@ -229,7 +230,6 @@ def to_rgb(image):
 
 def read_image(data: bytes):
     """Decode bytes into a fully loaded Pillow image (first frame); raises on any decoding problem."""
-    from PIL import Image
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
@@ -500,7 +500,6 @@ class ImageDataset(torch.utils.data.Dataset):
         # the resolution, from the first image's header
         first = self.names[0]
         try:
-            from PIL import Image
             with Image.open(io.BytesIO(self._files.read(first))) as im:
                 w, h = im.size
         except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's fault
@@ -620,8 +619,6 @@ def inspect_dataset(path, require_camera_angles: bool = False, progress: bool = 
         summary = DatasetSummary(str(path), images=len(index.images), has_depth=bool(index.depth),
                                  has_camera_angles=index.angles is not None,
                                  num_classes=int(index.labels.max()) + 1 if index.labels is not None else 0)
-        from tqdm import tqdm
-        import sys
         for rel in tqdm(index.images, desc="check", unit="img", file=sys.stderr, disable=not progress, leave=False):
             problems.extend(_check_image_file(files, rel, index.depth.get(rel), summary))
     finally:

@@ -18,9 +18,22 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
-from .dataset import (DatasetError, DatasetSummary, ImageDataset, Problem, _one_line, build_index, depth_array,
-                      inspect_dataset, open_files, read_image, to_rgb)
+from trigan.training.dataset import (
+    DatasetError,
+    DatasetSummary,
+    ImageDataset,
+    Problem,
+    _one_line,
+    build_index,
+    depth_array,
+    inspect_dataset,
+    open_files,
+    read_image,
+    to_rgb,
+)
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _STORED_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif"}   # already compressed
@@ -28,7 +41,6 @@ JPEG_QUALITY = 95
 
 
 def _progress(iterable, desc: str, enabled: bool, total: Optional[int] = None):
-    from tqdm import tqdm
     return tqdm(iterable, desc=desc, unit="file", file=sys.stderr, disable=not enabled, leave=False, total=total)
 
 
@@ -129,7 +141,6 @@ def center_crop_box(width: int, height: int) -> Tuple[int, int, int, int]:
 
 def resize_image(image, resolution: int):
     """RGB (converted as when reading), centre-cropped to a square, Lanczos-resized to resolution^2."""
-    from PIL import Image
     rgb = to_rgb(image)
     # crop first: resizing with box= would let the filter reach past the crop into the borders
     square = rgb.crop(center_crop_box(*rgb.size))
@@ -142,7 +153,6 @@ def resize_depth(image, resolution: int) -> np.ndarray:
     Resampled in 32-bit float with Pillow's bilinear filter (which averages over the footprint
     when shrinking), then rounded: the 16-bit range is kept, 8-bit inputs come out x256.
     """
-    from PIL import Image
     depth = Image.fromarray(depth_array(image), "F")
     square = depth.crop(center_crop_box(*depth.size))
     out = np.asarray(square.resize((resolution, resolution), Image.BILINEAR))
@@ -205,7 +215,6 @@ def resize_dataset(src, dst, resolution: int, force: bool = False, png: bool = F
                         depth = resize_depth(read_image(files.read(depth_rel)), resolution)
                     except Exception as exc:  # noqa: BLE001
                         raise DatasetError(f"{src}/{depth_rel}: cannot read depth map ({_one_line(exc)})") from None
-                    from PIL import Image
                     buf = io.BytesIO()
                     Image.fromarray(depth).save(buf, format="PNG")
                     out.write(depth_rel, buf.getvalue())

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.config import DepthConfig
-from ..core.layers import Conv2dLayer
+from trigan.core.config import DepthConfig
+from trigan.core.layers import Conv2dLayer
 
 STRATEGIES = ("random", "last", "mean")
 

@@ -29,12 +29,12 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..core.cameras import PatchParams
-from ..core.config import DiscriminatorConfig
-from ..core.encoders import ScalarEncoder1d
-from ..core.layers import Conv2dLayer, FullyConnectedLayer, make_resample_filter, normalize_2nd_moment
-from ..core.mapping import normalize_camera_angles
-from .distillation import FeaturePredictionHead
+from trigan.core.cameras import PatchParams
+from trigan.core.config import DiscriminatorConfig
+from trigan.core.encoders import ScalarEncoder1d
+from trigan.core.layers import Conv2dLayer, FullyConnectedLayer, make_resample_filter, normalize_2nd_moment
+from trigan.core.mapping import normalize_camera_angles
+from trigan.training.distillation import FeaturePredictionHead
 
 PATCH_MULTIPLIER = 1000.0    # patch parameters in [0, 1] are read at a resolution of 1/1000
 PATCH_NUM_FREQS = 10
@@ -146,7 +146,7 @@ class Discriminator(nn.Module):
         if p < 8 or p & (p - 1):
             raise ValueError(f"patch_resolution must be a power of two >= 8, got {p}")
         top = p * 2 ** k
-        channels = lambda r: min(cfg.channel_base // r, cfg.channel_max)  # noqa: E731
+        channels = lambda r: min(cfg.channel_base // r, cfg.channel_max)
         self.block_resolutions = [top >> i for i in range(int(math.log2(top)) - 2)]  # top .. 8
         # fp16 for the num_fp16_res highest nominal resolutions, never below 8 (StyleGAN2's rule).
         self.fp16_resolution = max(2 ** (int(math.log2(top)) + 1 - cfg.num_fp16_res), 8)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..core.config import DistillConfig
-from ..core.layers import FullyConnectedLayer
+from trigan.core.config import DistillConfig
+from trigan.core.layers import FullyConnectedLayer
 
 
 class FeaturePredictionHead(nn.Module):

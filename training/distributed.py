@@ -19,7 +19,7 @@ from typing import Iterable, List
 import torch
 import torch.distributed as dist
 
-from ..core.devices import parse_device
+from trigan.core.devices import parse_device
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = torch.device("cpu")  # noqa: RUF009 - a torch.device is immutable
 
     @property
     def is_main(self) -> bool:
@@ -40,9 +40,9 @@ class DistInfo:
 
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU) and pick the device."""
-    rank = int(os.environ.get("RANK", 0))
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = parse_device(device)
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank if dev.index is None else dev.index)
@@ -85,7 +85,7 @@ def average_gradients(info: DistInfo, params: Iterable[torch.nn.Parameter]) -> N
     flat = torch.cat([p.grad.flatten() for p in params])
     all_reduce_mean(info, flat)
     torch.nan_to_num(flat, nan=0.0, posinf=1e5, neginf=-1e5, out=flat)
-    for p, g in zip(params, flat.split([p.numel() for p in params])):
+    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
         p.grad.copy_(g.view_as(p.grad))
 
 

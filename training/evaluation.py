@@ -10,15 +10,15 @@ from typing import Dict, List, Optional
 
 import torch
 
-from ..core.errors import ConfigError
-from .conditioning import DatasetConditioning
+from trigan.core.errors import ConfigError
+from trigan.core.metrics import INCEPTION_HELP, compute_metric, parse_metric_names
+from trigan.training.conditioning import DatasetConditioning
 
 
 def check_metric_setup(names: List[str], inception: Optional[str]) -> List[str]:
     """Validate metric names and the feature file before training starts (not hours into a run)."""
     if not names:
         return []
-    from ..core.metrics import INCEPTION_HELP, parse_metric_names
     parsed = parse_metric_names(names)
     if not inception:
         raise ConfigError(f"training.metrics={','.join(parsed)} needs training.inception=PATH; {INCEPTION_HELP}")
@@ -41,7 +41,6 @@ def dataset_conditioning(G, dataset):
 def evaluate_metrics(G, dataset, names: List[str], extractor, cache_dir=None, seed: int = 0) -> Dict[str, float]:
     """Each metric of G against the dataset; `extractor` is a loaded core.metrics.FeatureExtractor
     (loaded once per run by the caller, not at every evaluation)."""
-    from ..core.metrics import compute_metric
     cache_key = (f"{getattr(dataset, 'path', '')}|mirror={getattr(dataset, 'mirror', False)}"
                  f"|res={getattr(dataset, 'resolution', '')}")
     conditioning = dataset_conditioning(G, dataset)

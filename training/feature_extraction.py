@@ -22,11 +22,13 @@ from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
+from tqdm import tqdm
 
-from ..core.errors import TriganError
-from .dataset import DatasetError, ImageDataset, dataset_name, open_dataset
-from .feature_store import FeatureStoreWriter, desc_path
+from trigan.core.errors import TriganError
+from trigan.training.dataset import DatasetError, ImageDataset, dataset_name, open_dataset
+from trigan.training.feature_store import FeatureStoreWriter, desc_path
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
 Transform = Callable[[object], torch.Tensor]
@@ -56,7 +58,7 @@ def read_state_dict(path: Union[str, Path]) -> dict:
                                      "trigan downloads nothing)")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # noqa: PLC0415 (optional: only for .safetensors files)
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -76,8 +78,9 @@ def load_timm_resnet50(weights: Union[str, Path], device="cpu") -> Tuple[nn.Modu
     and timm's evaluation transform for it."""
     state = read_state_dict(weights)
     try:
-        import timm
-        from timm.data import create_transform, resolve_data_config
+        # Optional (not a dependency of trigan): only `trigan dataset features` needs it.
+        import timm  # noqa: PLC0415
+        from timm.data import create_transform, resolve_data_config  # noqa: PLC0415
     except ImportError as exc:
         raise FeatureExtractionError(f"cannot import timm ({exc.msg}); feature extraction uses timm's "
                                      "ResNet-50: pip install timm") from None
@@ -108,7 +111,6 @@ class _TransformedImages(torch.utils.data.Dataset):
         return len(self.dataset.names)
 
     def __getitem__(self, i: int):
-        from PIL import Image
         try:
             return self.transform(Image.fromarray(self.dataset.load_image(i))), None
         except DatasetError as exc:
@@ -145,7 +147,6 @@ def extract_dataset_features(data: Union[str, Path, ImageDataset], out: Union[st
     loader = torch.utils.data.DataLoader(_TransformedImages(dataset, transform or to_unit_tensor),
                                          batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                          collate_fn=_collate)
-    from tqdm import tqdm
     start, writer, row = time.time(), None, 0
     bar = tqdm(total=len(dataset.names), desc="features", unit="img", file=sys.stderr, disable=not progress,
                leave=False)

@@ -22,9 +22,9 @@ from typing import Dict, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from ..core.atomic import atomic_path, atomic_write_text
-from ..core.errors import TriganError
-from .dataset import dataset_name, match_key
+from trigan.core.atomic import atomic_path, atomic_write_text
+from trigan.core.errors import TriganError
+from trigan.training.dataset import dataset_name, match_key
 
 DTYPE = np.float32
 
@@ -168,7 +168,6 @@ class FeatureStore:
     def read(self, rows: Sequence[int]) -> np.ndarray:
         """Features [len(rows), C] as a float32 array in memory."""
         return np.array(self.features[np.asarray(rows, dtype=np.int64)], dtype=DTYPE)
-
 
 
 class DatasetFeatures:

@@ -42,10 +42,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
-from ..core.errors import TriganError
-from .dataset import DatasetError, ImageDataset, build_index, dataset_name, match_key, open_files
-from .dataset_tools import OutputWriter, _progress, _same_or_inside
+from trigan.core.errors import TriganError
+from trigan.core.metrics import FeatureExtractor
+from trigan.training.dataset import DatasetError, ImageDataset, build_index, dataset_name, match_key, open_files
+from trigan.training.dataset_tools import OutputWriter, _progress, _same_or_inside
 
 DEFAULT_REG_COVAR = 1e-5        # upstream's ImageNet value (its script's default 0 fails for N <= dim)
 TINY_SIZE = 8
@@ -79,7 +81,6 @@ class NetworkEmbedder:
     """A TorchScript feature network (see core.metrics.FeatureExtractor for the calling convention)."""
 
     def __init__(self, path, device=None):
-        from ..core.metrics import FeatureExtractor
         self.extractor = FeatureExtractor.load(path, device=device)
         self.name = str(path)
         self.feature_dim = self.extractor.feature_dim
@@ -109,7 +110,6 @@ def load_embedder(spec: str = "tiny", device=None):
 def embed_dataset(dataset: ImageDataset, embedder: Embedder, batch_size: int = 64,
                   progress: bool = False) -> np.ndarray:
     """Embeddings [N, F] (float64) of the dataset's images in index order (no mirrored copies)."""
-    from tqdm import tqdm
     n = len(dataset.names)
     rows: List[np.ndarray] = []
     with tqdm(total=n, desc="embed", unit="img", file=sys.stderr, disable=not progress, leave=False) as bar:

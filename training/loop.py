@@ -30,6 +30,7 @@ resumed run equals an uninterrupted one.
 
 from __future__ import annotations
 
+import signal
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -37,29 +38,52 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 
-from ..core.cameras import PatchParams
-from ..core.checkpoint import load_checkpoint, save_checkpoint
-from ..core.config import Config
-from ..core.errors import TriganError
-from ..core.generator import Generator, one_hot
-from ..core.renderer import depth_to_far_end, open_far_end
-from . import distributed as ddp
-from .augment import ROLE_FAKE, ROLE_REAL, augment_d_input, check_augment_config
-from .camera_losses import camera_regularizers, emd_multiplier
-from .conditioning import DatasetConditioning
-from .dataset import ImageDataset
-from .depth_adaptor import DepthAdaptor, normalize_depth, real_depth_to_unit, sample_choices, selection_probabilities
-from .discriminator import Discriminator
-from .distillation import distill_weight, distillation_distances
-from .feature_store import DatasetFeatures, FeatureStore
-from .losses import (auto_gamma, blur_depth_channel, blur_images, blur_sigma, discriminator_loss, generator_loss,
-                     opacity_binarity, r1_penalty)
-from .outline import OutlineDiscriminator, real_outlines, whole_image
-from .patches import extract_patches, min_patch_scale, patch_beta, sample_patches, uniform_min_scale
-from .randomness import (PHASE_CAMERA, PHASE_D, PHASE_G, PHASE_OUTLINE, PHASE_REG, SampleNoise,
-                         batch_generator, mix_seed, render_seed)
-from .run_dir import RunWriter
-from .warm_start import widen_image_inputs
+from trigan.core.cameras import PatchParams
+from trigan.core.checkpoint import load_checkpoint, save_checkpoint
+from trigan.core.config import Config
+from trigan.core.errors import TriganError
+from trigan.core.generator import Generator, one_hot
+from trigan.core.renderer import depth_to_far_end, open_far_end
+from trigan.training import distributed as ddp
+from trigan.training.augment import ROLE_FAKE, ROLE_REAL, augment_d_input, check_augment_config
+from trigan.training.camera_losses import camera_regularizers, emd_multiplier
+from trigan.training.conditioning import DatasetConditioning
+from trigan.training.dataset import ImageDataset
+from trigan.training.depth_adaptor import (
+    DepthAdaptor,
+    normalize_depth,
+    real_depth_to_unit,
+    sample_choices,
+    selection_probabilities,
+)
+from trigan.training.discriminator import Discriminator
+from trigan.training.distillation import distill_weight, distillation_distances
+from trigan.training.feature_store import DatasetFeatures, FeatureStore
+from trigan.training.losses import (
+    auto_gamma,
+    blur_depth_channel,
+    blur_images,
+    blur_sigma,
+    discriminator_loss,
+    generator_loss,
+    opacity_binarity,
+    r1_penalty,
+)
+from trigan.training.outline import OutlineDiscriminator, real_outlines, whole_image
+from trigan.training.patches import extract_patches, min_patch_scale, patch_beta, sample_patches, uniform_min_scale
+from trigan.training.randomness import (
+    PHASE_CAMERA,
+    PHASE_D,
+    PHASE_G,
+    PHASE_OUTLINE,
+    PHASE_REG,
+    SampleNoise,
+    batch_generator,
+    mix_seed,
+    render_seed,
+)
+from trigan.training.run_dir import RunWriter
+from trigan.training.warm_start import widen_image_inputs
 
 LATEST, BEST = "latest.ckpt", "best.ckpt"
 SNAPSHOTS = "snapshots"   # with training.keep_snapshots: snapshot_<images seen>.ckpt, one per snapshot
@@ -147,7 +171,6 @@ def _ignore_stop_signals(_worker_id: int) -> None:
     """In data-loading workers: leave SIGTERM and SIGINT to the training process. Ctrl-C in a terminal
     and SLURM's scancel signal the whole process group; a worker that died of it would make the
     trainer fail with a DataLoader error instead of stopping cleanly with a checkpoint."""
-    import signal
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -549,9 +572,9 @@ class Trainer:
         self.step += 1
         beta = ema_beta(cfg, self.cur_nimg)
         with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
                 p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
                 b_ema.copy_(b)
         return losses
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..core.cameras import PatchParams
-from ..core.errors import TriganError
-from .losses import blur_images
-from .patches import extract_patches
+from trigan.core.cameras import PatchParams
+from trigan.core.errors import TriganError
+from trigan.training.losses import blur_images
+from trigan.training.patches import extract_patches
 
 BACKGROUND_DEPTH = 65535     # real depth maps put empty pixels at the 16-bit far end (datasets.md)
 

@@ -13,8 +13,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..core.cameras import PatchParams
-from ..core.config import PatchConfig
+from trigan.core.cameras import PatchParams
+from trigan.core.config import PatchConfig
 
 
 def min_patch_scale(cfg: PatchConfig, patch_resolution: int, img_resolution: int) -> float:

@@ -24,15 +24,19 @@ import json
 import os
 import platform
 import re
+import shlex
 import socket
 import subprocess
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from ..core.atomic import atomic_write_text
-from ..core.errors import TriganError
+import torch
+
+from trigan.core.atomic import atomic_write_text
+from trigan.core.errors import TriganError
 
 PHASES = ("queued", "starting", "training", "sampling", "checkpointing", "evaluating", "rolling_back", "stopped",
           "done", "failed")
@@ -67,8 +71,6 @@ def is_run_dir(path) -> bool:
 
 def code_version() -> Dict[str, Any]:
     """What code produced the run: package version and, from a git checkout, the commit."""
-    from importlib.metadata import PackageNotFoundError, version
-    import torch
     try:
         pkg = version("trigan")
     except PackageNotFoundError:
@@ -77,10 +79,10 @@ def code_version() -> Dict[str, Any]:
             "host": socket.gethostname()}
     repo = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=False, capture_output=True, text=True,
                                 timeout=5)
         dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
+                               check=False, capture_output=True, text=True, timeout=5)
         if commit.returncode == 0:
             info["git_commit"] = commit.stdout.strip()
             info["git_dirty"] = bool(dirty.stdout.strip())
@@ -99,9 +101,9 @@ class RunWriter:
         self._tb = None
         if enabled and tensorboard:
             try:  # optional: only when the tensorboard package is installed
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (optional package)
                 self._tb = SummaryWriter(str(self.dir / "tensorboard"))
-            except Exception:
+            except Exception:  # noqa: BLE001 - optional: any failure to start it leaves the run without TensorBoard
                 self._tb = None
 
     # -- text log ---------------------------------------------------------------------------------
@@ -179,7 +181,6 @@ def active_owner(run_dir) -> Optional[str]:
 
 
 def write_command(run_dir: Path, argv, resumed: bool) -> None:
-    import shlex
     line = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name if sys.argv else "trigan", *argv])
     with open(Path(run_dir) / "command.txt", "a") as f:
         f.write(("# resumed " if resumed else "") + time.strftime("%Y-%m-%d %H:%M:%S") + "\n" + line + "\n")

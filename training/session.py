@@ -21,13 +21,17 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from ..core.config import Config, config_from_dict, config_to_dict
-from ..core.errors import ConfigError, TriganError
-from . import distributed as ddp
-from .dataset import ImageDataset
-from .loop import BEST, LATEST, SNAPSHOTS, Trainer, TrainingDiverged
-from ..core.atomic import atomic_path, atomic_write_text
-from .run_dir import RunWriter
+from trigan.core.atomic import atomic_path, atomic_write_text
+from trigan.core.config import Config, config_from_dict, config_to_dict
+from trigan.core.errors import ConfigError, TriganError
+from trigan.core.images import grid_shape, save_png
+from trigan.core.metrics import FeatureExtractor
+from trigan.training import distributed as ddp
+from trigan.training.dataset import ImageDataset
+from trigan.training.evaluation import check_metric_setup, evaluate_metrics
+from trigan.training.loop import BEST, LATEST, SNAPSHOTS, Trainer, TrainingDiverged
+from trigan.training.run_dir import RunWriter
+from trigan.training.visuals import SampleSet, save_reals_grid
 
 STATUS_EVERY_S = 5.0
 
@@ -45,7 +49,7 @@ def load_run_config(run_dir: Path, overrides=()) -> Config:
         raise TriganError(f"{run_dir}: not a training run (no config.yaml); pass a folder made by `trigan train`")
     try:
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - YAML and OmegaConf errors of every kind; keep one line
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     for item in overrides:
         if "=" not in item:
@@ -123,7 +127,6 @@ class Session:
         self.writer.log(message)
 
     def _sample_set(self, trainer: Trainer):
-        from .visuals import SampleSet, grid_shape
         num = max(1, self.cfg.training.samples)
         rows, cols = grid_shape(num, self.cfg.model.img_resolution)
         poses = trainer.conditioning.angles
@@ -135,7 +138,6 @@ class Session:
     def _save_samples(self, trainer: Trainer, video: bool) -> None:
         if not self.info.is_main:
             return
-        from .visuals import save_png
         kimg = trainer.cur_nimg / 1000
         self.writer.update_status(phase="sampling")
         grid = self._samples.render_grid(trainer.G_ema, batch=8)
@@ -148,7 +150,6 @@ class Session:
             self.writer.update_status(last_video=str(vpath.relative_to(self.run_dir)))
 
     def _save_reals(self, dataset: ImageDataset) -> None:
-        from .visuals import grid_shape, save_reals_grid
         num = max(1, self.cfg.training.samples)
         rows, cols = grid_shape(num, self.cfg.model.img_resolution)
         idx = np.linspace(0, len(dataset.names) - 1, min(num, len(dataset.names))).round().astype(int)
@@ -161,12 +162,10 @@ class Session:
         names = list(self.cfg.training.metrics)
         if not names:
             return {}
-        from .evaluation import evaluate_metrics
         self.writer.update_status(phase="evaluating")
         results = {}
         if self.info.is_main:
             if self._extractor is None:
-                from ..core.metrics import FeatureExtractor
                 self._extractor = FeatureExtractor.load(self.cfg.training.inception, device=trainer.G_ema.device)
             results = evaluate_metrics(trainer.G_ema, trainer.dataset, names, self._extractor,
                                        cache_dir=self.run_dir / "cache", seed=self.cfg.training.seed)
@@ -230,7 +229,6 @@ class Session:
     def run(self, dataset: ImageDataset, step_hook: Optional[Callable[[Trainer], None]] = None) -> str:
         """Train to training.kimg or until stopped. Returns the final phase ('done' or 'stopped')."""
         cfg, t = self.cfg, self.cfg.training
-        from .evaluation import check_metric_setup
         check_metric_setup(list(t.metrics), t.inception)
         trainer = Trainer(cfg, self.run_dir, dataset, self.info, self.writer)
         self.trainer = trainer
@@ -376,9 +374,9 @@ def _fmt_seconds(s: float) -> str:
 
 def _cpu_mem_gb() -> float:
     try:
-        import resource
+        import resource  # noqa: PLC0415 (Unix only)
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    except Exception:
+    except ImportError:
         return float("nan")
 
 

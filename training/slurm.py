@@ -168,7 +168,7 @@ def submit(script_path: PathLike) -> str:
         raise TriganError("sbatch not found on PATH: submit from a SLURM login node "
                           f"(or run `sbatch {script_path}` there)")
     try:
-        proc = subprocess.run([sbatch, str(script_path)], capture_output=True, text=True,
+        proc = subprocess.run([sbatch, str(script_path)], check=False, capture_output=True, text=True,
                               timeout=SUBMIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise TriganError(f"sbatch {script_path}: no answer within {SUBMIT_TIMEOUT_S} s") from None

@@ -39,10 +39,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
+from tqdm import tqdm
 
-from ..core.cameras import Camera, PatchParams
-from .dataset import DatasetError
-from .dataset_tools import OutputWriter
+from trigan.core.cameras import Camera, PatchParams
+from trigan.training.dataset import DatasetError
+from trigan.training.dataset_tools import OutputWriter
 
 OBJECT_RADIUS_MAX = 0.24           # every object lies inside this ball around the origin
 OBJECT_RADIUS_MIN = 0.19           # objects are scaled to a random bounding radius in [min, max]
@@ -366,7 +368,7 @@ def _mushroom(rng, n) -> List[Primitive]:
     spot = g.colour((0, 1), (0.0, 0.1), (0.85, 0.9))
     spot_r = cap_r * g.u(0.1, 0.16) * (g.u(0, 1) < 0.6)   # 40% of the mushrooms have no spots
     edge = np.arccos(sink)                    # polar angle of the cap's rim, seen from the ball's centre
-    for k in range(3):
+    for _ in range(3):
         polar = (edge - 0.2) * g.u(0.1, 0.9)
         az = g.u(0, 2 * math.pi)
         direction = g.vec(np.sin(polar) * np.cos(az), np.cos(polar), np.sin(polar) * np.sin(az))
@@ -586,7 +588,6 @@ def render_samples(settings: SynthSettings, labels, angles, objects, rows, indic
 
 
 def _png(array: np.ndarray) -> bytes:
-    from PIL import Image
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
@@ -617,7 +618,6 @@ def write_synth_dataset(out, settings: SynthSettings, force: bool = False, progr
         "generator": "trigan dataset synth",
         "seed": settings.seed,
     }
-    from tqdm import tqdm
     with OutputWriter(out, force) as writer, tqdm(total=settings.num, unit="img", desc="synth", file=sys.stderr,
                                                   disable=not progress, leave=False) as bar:
         for first in range(0, settings.num, chunk):

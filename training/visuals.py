@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
 
+import imageio_ffmpeg
 import numpy as np
 import torch
 
 from trigan.core.atomic import atomic_path
 from trigan.core.cameras import Camera
 from trigan.core.generator import one_hot
-# The grid and PNG helpers live in core (the CLI and the viewer use them too); re-exported here.
-from trigan.core.images import grid_shape, image_grid, save_png, tile  # noqa: F401
+from trigan.core.images import grid_shape, image_grid, save_png, tile
 
 PathLike = Union[str, os.PathLike]
 
@@ -194,7 +194,6 @@ class SampleSet:
         frame. H.264 in yuv420p needs even sizes: the grid is padded with black to even width and
         height. Written atomically (temporary file, then rename).
         """
-        import imageio_ffmpeg
 
         if frames < 1:
             raise ValueError(f"a video needs at least one frame, got {frames}")

@@ -37,7 +37,7 @@ def widen_image_inputs(D: nn.Module, d_state: dict, opt_state: Optional[dict]) -
     old_c, new_c = widths.pop()
     scale = math.sqrt(new_c / old_c)
     opt_params = opt_state["param_groups"][0]["params"] if opt_state else None
-    for i, name, p in targets:
+    for i, name, _ in targets:
         d_state[name] = _pad_channels(d_state[name] * scale, new_c)
         if opt_params is None or i >= len(opt_params):
             continue

@@ -20,13 +20,32 @@ import os
 import sys
 import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Optional
 
-from trigan.core.errors import TriganError
+import dearpygui.dearpygui as dpg
 
-from .display import display_problem
+from trigan import assets
+from trigan.core.errors import TriganError
+from trigan.core.model_io import resolve_model_path
+from trigan.viewer.automation import Automation
+from trigan.viewer.display import display_problem
+from trigan.viewer.jobs import JobRunner
+from trigan.viewer.orbit import OrbitController
+from trigan.viewer.panels.camera import CameraPanel
+from trigan.viewer.panels.export import ExportPanel
+from trigan.viewer.panels.latent import LatentPanel
+from trigan.viewer.panels.model import ModelPanel
+from trigan.viewer.panels.render import RenderPanel
+from trigan.viewer.panels.status import StatusBar, Timing
+from trigan.viewer.panels.training import TrainingPanel
+from trigan.viewer.panels.view import ImageView
+from trigan.viewer.render_request import RenderRequest
+from trigan.viewer.render_worker import InfoError, RenderWorker
+from trigan.viewer.scene import Scene
+from trigan.viewer.settings import LAYOUT_FILE, layout_path, load_settings, save_settings
 
 REST_SECONDS = 0.15                 # camera and values unchanged this long -> the exact render
 ACTIVE_FPS, IDLE_FPS, IDLE_AFTER_S = 60.0, 15.0, 1.0
@@ -62,7 +81,6 @@ def _at_lower_priority(fn):
 
 def demo_checkpoint() -> Path:
     """The bundled demo model (assets/demo.ckpt)."""
-    from trigan import assets
     return Path(assets.__file__).resolve().parent / "demo.ckpt"
 
 
@@ -86,7 +104,6 @@ class ViewerApp:
 
     def __init__(self, model_path=None, settings_path=None, latest: bool = False, device=None,
                  state_file=None, control_file=None):
-        from .settings import load_settings
         self.settings_path = settings_path
         self.settings = load_settings(settings_path)
         self.requested_model = str(model_path) if model_path else None
@@ -118,7 +135,6 @@ class ViewerApp:
             if value is not None:
                 restored[f.name] = value
         try:
-            from .render_request import RenderRequest
             candidate = replace(v, **restored)
             # Values from an older or hand-edited file must still make a valid request.
             RenderRequest(model_path="x", **{k: getattr(candidate, k) for k in (
@@ -131,12 +147,10 @@ class ViewerApp:
             return v
 
     def _store_settings(self) -> None:
-        from .settings import save_settings
         s = self.settings
         for name, value in asdict(self.view).items():
             if hasattr(s, name):
                 setattr(s, name, value)
-        import dearpygui.dearpygui as dpg
         s.window_width, s.window_height = int(dpg.get_viewport_width()), int(dpg.get_viewport_height())
         s.window_x, s.window_y = (int(v) for v in dpg.get_viewport_pos())
         for panel in (self.export_panel, self.training_panel):
@@ -144,7 +158,6 @@ class ViewerApp:
         save_settings(s, self.settings_path)       # warns (never raises) when the folder is read-only
 
     def layout_file(self) -> Path:
-        from .settings import LAYOUT_FILE, layout_path
         return Path(self.settings_path).parent / LAYOUT_FILE if self.settings_path else layout_path()
 
     # -- actions the panels call --------------------------------------------------------------------------
@@ -177,7 +190,6 @@ class ViewerApp:
 
     def open_model(self, source: str, latest: bool = False, keep_camera: bool = False) -> None:
         """Ask the worker to load a model (file or run directory); the panels update when it lands."""
-        from trigan.core.model_io import resolve_model_path
         source = os.path.expanduser(str(source).strip())
         try:
             target = str(resolve_model_path(source, latest=True)) if latest and os.path.isdir(source) else source
@@ -202,7 +214,6 @@ class ViewerApp:
     def _poll_model(self) -> None:
         if self._model_source is None:
             return
-        from .render_worker import InfoError
         target, source, keep_camera = self._model_source
         info = self.worker.model_info(target)
         if info is None:
@@ -212,7 +223,6 @@ class ViewerApp:
             self.model_panel.set_message(info.error)
             self.image.set_error(info.error)
             return
-        from .orbit import OrbitController
         self.model_info = info
         self.device_name = info.device
         if self.orbit is None:
@@ -232,7 +242,6 @@ class ViewerApp:
     def _report_bug(self, exc: Exception) -> None:
         """A bug in a panel must not close the window (a run or an export may be going on):
         print its traceback once and show one line in the view."""
-        import traceback
         text = f"{type(exc).__name__}: {exc}"
         if text not in self._bugs_seen:
             self._bugs_seen.add(text)
@@ -248,7 +257,6 @@ class ViewerApp:
     # -- the frame loop -----------------------------------------------------------------------------------
     def current_request(self, now: float):
         """The request the controls describe, with the quality the motion state calls for."""
-        from .render_request import RenderRequest
         if self.model_info is None or self.orbit is None:
             return None
         v = self.view
@@ -288,7 +296,6 @@ class ViewerApp:
         self.image.set_info(f"{r.quality} {frame.ms:.0f} ms  {r.resolution}x{r.resolution} {r.mode}  ({frame.path_used})")
 
     def frame(self) -> None:
-        import dearpygui.dearpygui as dpg
         start = time.perf_counter()
         now = time.monotonic()
         marks = [("start", start)]
@@ -315,7 +322,7 @@ class ViewerApp:
             mark("frame")
             self.image.layout()
             self.status.tick(now)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a bug in one frame is shown in the window, not a closed viewer
             self._report_bug(exc)
         mark("layout")
         dpg.render_dearpygui_frame()
@@ -348,15 +355,6 @@ class ViewerApp:
 
     # -- building and running -----------------------------------------------------------------------------
     def _build(self, size) -> None:
-        import dearpygui.dearpygui as dpg
-        from .panels.camera import CameraPanel
-        from .panels.export import ExportPanel
-        from .panels.latent import LatentPanel
-        from .panels.model import ModelPanel
-        from .panels.render import RenderPanel
-        from .panels.status import StatusBar, Timing
-        from .panels.training import TrainingPanel
-        from .panels.view import ImageView
         w, h = size
         self.timing = Timing()
         self.image = ImageView(self)
@@ -398,11 +396,6 @@ class ViewerApp:
         if problem:
             print(f"trigan view: {problem}", file=sys.stderr)
             return 1
-        import dearpygui.dearpygui as dpg
-        from .automation import Automation
-        from .render_worker import RenderWorker
-        from .scene import Scene
-        from .jobs import JobRunner
 
         class BackgroundJobs(JobRunner):
             """Job threads start by lowering their own priority (see lower_thread_priority)."""

@@ -98,7 +98,7 @@ class Automation:
                 self.app.quit()
             else:
                 raise ValueError("unknown command")
-        except Exception as exc:                       # a script's mistake must not close the viewer
+        except Exception as exc:  # noqa: BLE001 - a script's mistake must not close the viewer
             self.errors.append(f"{line.strip()[:200]}: {type(exc).__name__}: {exc}")
         self.commands_done += 1
 

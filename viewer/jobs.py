@@ -15,14 +15,32 @@ failed job leaves no partial file and never damages an older file of the same na
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Union
 
-from trigan.core.errors import TriganError
+import torch
+
+from trigan.core.devices import parse_device
+from trigan.core.errors import TriganError, one_line
+from trigan.core.exports import ViewRenderer, grid_video_frames, seed_mesh, video_frames
+from trigan.core.images import grid_shape, save_png
+from trigan.core.mesh import FORMATS as MESH_FORMATS
+from trigan.core.mesh import parse_level
+from trigan.core.model_io import open_model
+from trigan.core.renderer import RenderCancelled
+from trigan.core.selection import parse_int_list
+from trigan.core.trajectories import Pose, make_trajectory
+from trigan.core.video import FORMATS as VIDEO_FORMATS
+from trigan.core.video import VideoWriter, output_path
 
 JOB_STATES = ("running", "done", "failed", "cancelled")
 
@@ -89,12 +107,10 @@ def _progress_span(job: Optional[Job], lo: float, hi: float, message: Optional[s
 
 
 def _device(device):
-    from trigan.core.devices import parse_device
     return parse_device("auto" if device is None else str(device))
 
 
 def _seeds(seeds) -> List[int]:
-    from trigan.core.selection import parse_int_list
     if isinstance(seeds, str):
         return parse_int_list(seeds, "seeds", 0, 2 ** 32 - 1)
     out = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
@@ -116,7 +132,6 @@ def _class(G, class_index: Optional[int]) -> Optional[int]:
 
 def _load_generator(model_path, class_index: Optional[int], device, job: Optional[Job]):
     """An export's own copy of the model (never the render worker's), in eval mode, and its class."""
-    from trigan.core.model_io import open_model
     if job is not None:
         job.report(0.0, "loading the model")
     model = open_model(model_path, device=_device(device))
@@ -131,7 +146,6 @@ def _load_generator(model_path, class_index: Optional[int], device, job: Optiona
 
 def export_screenshot(frame, path, job: Optional[Job] = None) -> Path:
     """The frame's picture as a PNG (what the window shows, at the rendered resolution)."""
-    from trigan.core.images import save_png
     if frame is None:
         raise TriganError("screenshot: nothing has been rendered yet")
     if getattr(frame, "error", None):
@@ -159,20 +173,11 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
     png (a folder of frames); by default from the path's suffix (mp4 without one). Renders like
     `trigan render --vis video[_grid]`; with the same `batch` (that command's --batch, default 8) the
     frames are identical, since the hashed sample jitter of a view depends on its place in its batch."""
-    import math
-
-    import torch
-
-    from trigan.core.exports import ViewRenderer, grid_video_frames, video_frames
-    from trigan.core.images import grid_shape
-    from trigan.core.trajectories import Pose, make_trajectory
-    from trigan.core.video import FORMATS, VideoWriter, output_path
-
     seeds = _seeds(seeds)
     path = Path(path)
     fmt = (fmt or (path.suffix[1:].lower() if path.suffix else "mp4")).lower()
-    if fmt not in FORMATS:
-        raise TriganError(f"{path}: unknown video format {fmt!r} (expected {', '.join(FORMATS)})")
+    if fmt not in VIDEO_FORMATS:
+        raise TriganError(f"{path}: unknown video format {fmt!r} (expected {', '.join(VIDEO_FORMATS)})")
     if path.suffix.lower() == f".{fmt}":
         path = path.with_suffix("")
     target = output_path(path, fmt)
@@ -218,11 +223,9 @@ def export_mesh(model_path, seed: int, class_index: Optional[int], psi: float, r
     """A seed's surface (ply/obj/glb, vertex colours optional) or density volume (npy), as `trigan
     mesh` makes it. level: "auto" or a density in 1/world-units. The latent is truncated toward the
     class mean for conditional models (as the viewer shows it) unless class_truncation=False."""
-    from trigan.core.exports import seed_mesh
-    from trigan.core.mesh import FORMATS, parse_level
     fmt = str(fmt).lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise TriganError(f"mesh format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt not in MESH_FORMATS:
+        raise TriganError(f"mesh format {fmt!r}: expected one of {', '.join(MESH_FORMATS)}")
     if not 8 <= int(resolution) <= 1024:
         raise TriganError(f"mesh resolution {resolution}: expected 8..1024 samples per axis")
     level = parse_level(level)
@@ -248,10 +251,6 @@ def synth_dataset(out_zip, num: int, resolution: int, classes: int, seed: int = 
     (the renderer is numpy-heavy: a process keeps it off the viewer's interpreter). Progress comes
     from its progress bar; cancel terminates it and removes its partial output (the zip only ever
     appears, complete, at the end)."""
-    import re
-    import shutil
-    import subprocess
-    import sys
     out = Path(out_zip)
     if out.suffix.lower() != ".zip":
         raise TriganError(f"{out}: the synthetic dataset is written as a .zip (name it OUT.zip)")
@@ -340,13 +339,11 @@ class JobRunner:
                 job.output_path = Path(out) if out is not None else None
                 job.state, job.progress = "done", 1.0
                 job.message = f"{job.message}: {job.output_path}" if job.message else str(job.output_path)
-            except BaseException as exc:       # noqa: BLE001 - a job must never take the viewer down
-                from trigan.core.renderer import RenderCancelled
+            except BaseException as exc:  # noqa: BLE001 - a job must never take the viewer down
                 if job.cancel_requested and isinstance(exc, (JobCancelled, RenderCancelled, InterruptedError)):
                     job.state, job.message = "cancelled", "cancelled (nothing written)"
                 else:
-                    from .scene import _one_line
-                    job.state, job.message = "failed", _one_line(exc)
+                    job.state, job.message = "failed", one_line(exc)
             finally:
                 job.finished_at = time.time()
 

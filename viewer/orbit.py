@@ -35,8 +35,9 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Optional, Tuple
 
-from trigan.core.cameras import PITCH_EPS
+from trigan.core.cameras import PITCH_EPS, Camera
 from trigan.core.errors import TriganError
+from trigan.core.trajectories import Pose
 
 PITCH_MIN = 0.05                       # radians kept away from either pole
 ZOOM_STEP = 1.1                        # radius factor per wheel step
@@ -129,7 +130,6 @@ class OrbitState:
         state = cls(yaw=float(cam.mean_pose[0]), pitch=float(cam.mean_pose[1]), radius=float(cam.radius),
                     fov=float(cam.fov))
         if G is not None and getattr(G, "camera_generator", None) is not None:
-            from trigan.core.trajectories import Pose
             pose = Pose.for_generator(G, class_index)
             state = cls(yaw=pose.yaw, pitch=pose.pitch, radius=pose.radius, fov=pose.fov, look_at=pose.look_at)
         return state
@@ -150,7 +150,6 @@ class OrbitState:
 
     def to_camera(self, device=None):
         """A batch of one core.cameras.Camera."""
-        from trigan.core.cameras import Camera
         return Camera.from_angles(self.yaw, self.pitch, radius=self.radius, fov=self.fov, look_at=self.look_at,
                                   pivot=self.pivot, device=device)
 

@@ -14,8 +14,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from trigan.core.errors import TriganError
-
-from .orbit import OrbitState
+from trigan.viewer.orbit import OrbitState
 
 MODES = ("rgb", "depth", "normals", "opacity")
 QUALITIES = ("preview", "exact")

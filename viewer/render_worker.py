@@ -25,10 +25,10 @@ import threading
 import time
 from typing import Callable, Dict, Optional, Tuple
 
+from trigan.core.errors import one_line
 from trigan.core.renderer import RenderCancelled
-
-from .render_request import Frame, RenderRequest
-from .scene import ModelInfo, Scene, _one_line
+from trigan.viewer.render_request import Frame, RenderRequest
+from trigan.viewer.scene import ModelInfo, Scene
 
 
 class InfoError:
@@ -160,8 +160,8 @@ class RenderWorker:
         scene_error = None
         try:
             scene = self._scene_factory()
-        except Exception as exc:          # e.g. a bad device: every request gets this error
-            scene_error = _one_line(exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. a bad device: every request gets this error
+            scene_error = one_line(exc)
         while True:
             with self._cond:
                 while not self._stopping and self._pending is None and not self._info_wanted:
@@ -189,8 +189,8 @@ class RenderWorker:
                     frame = scene.render(request, should_cancel=self._should_cancel, progress=self._set_progress)
             except RenderCancelled:
                 self.renders_cancelled += 1
-            except Exception as exc:      # a Scene is expected to return error frames; belt and braces
-                frame = Frame.failed(request, _one_line(exc))
+            except Exception as exc:  # noqa: BLE001 - a Scene is expected to return error frames; belt and braces
+                frame = Frame.failed(request, one_line(exc))
             with self._cond:
                 if frame is not None:
                     self._latest = frame
@@ -206,8 +206,8 @@ class RenderWorker:
             if scene is None:
                 raise RuntimeError(scene_error or "the render worker has no scene")
             info = scene.model_info(path, cls)
-        except Exception as exc:
-            info = InfoError(path, _one_line(exc))
+        except Exception as exc:  # noqa: BLE001 - any failure to open the model becomes the line the Model panel shows
+            info = InfoError(path, one_line(exc))
         with self._cond:
             self._info[key] = info
             self._cond.notify_all()

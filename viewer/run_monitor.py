@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from trigan.core.errors import TriganError
+from trigan.core.model_io import RUN_BEST, RUN_LATEST
 from trigan.training.run_dir import ACTIVE_PHASES, active_owner, is_run_dir, read_status
 
 STATS_FILE, METRICS_FILE = "stats.jsonl", "metrics.jsonl"
@@ -201,7 +202,6 @@ def latest_sample(path) -> Optional[Path]:
 
 def snapshot_path(path, which: str = "best") -> Optional[Path]:
     """best.ckpt or latest.ckpt of a run (None when the run has not written it yet)."""
-    from trigan.core.model_io import RUN_BEST, RUN_LATEST
     if which not in ("best", "latest"):
         raise ValueError(f"which={which!r}: expected 'best' or 'latest'")
     file = Path(path) / (RUN_BEST if which == "best" else RUN_LATEST)

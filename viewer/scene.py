@@ -32,11 +32,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trigan.core.accel import AccelOptions
+from trigan.core import preview
+from trigan.core.accel import AccelOptions, FastRenderer
+from trigan.core.devices import parse_device
+from trigan.core.errors import TriganError, one_line
+from trigan.core.model_io import open_model, resolve_model_path
 from trigan.core.renderer import RenderCancelled
-
-from .orbit import OrbitState
-from .render_request import BACKGROUNDS, Frame, RenderRequest
+from trigan.core.summary import model_summary
+from trigan.core.views import LatentMapper, options_at_distance, picture, seeded_noise
+from trigan.viewer.orbit import OrbitState
+from trigan.viewer.render_request import BACKGROUNDS, Frame, RenderRequest
 
 ShouldCancel = Optional[Callable[[], bool]]
 Progress = Optional[Callable[[int, int], None]]
@@ -76,29 +81,17 @@ class _Latent:
     setup_ms: float = 0.0
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    text = text[0] if text else ""
-    name = type(exc).__name__
-    from trigan.core.errors import TriganError
-    if isinstance(exc, TriganError) and text:
-        return text
-    return f"{name}: {text}" if text else name
-
-
 def _preview_module():
     """core.preview when headless OpenGL works here, else (None, reason)."""
-    from trigan.core import preview
     try:
         reason = preview.preview_unavailable()
-    except Exception as exc:   # a broken GL stack must not take the viewer down
-        reason = _one_line(exc)
+    except Exception as exc:  # noqa: BLE001 - a broken GL stack must not take the viewer down
+        reason = one_line(exc)
     return (None, reason) if reason else (preview, None)
 
 
 class Scene:
     def __init__(self, device=None, max_latents: int = 8, use_preview_module: bool = True):
-        from trigan.core.devices import parse_device
         self.device = parse_device("auto" if device is None else str(device))
         self.max_latents = int(max_latents)
         self._models: "OrderedDict[str, Tuple[tuple, object]]" = OrderedDict()   # path -> (file stamp, LoadedModel)
@@ -110,7 +103,6 @@ class Scene:
     # -- models --------------------------------------------------------------------------------------
     def model(self, model_path: str):
         """The LoadedModel of a path (cached; reloaded when the checkpoint file changed)."""
-        from trigan.core.model_io import open_model, resolve_model_path
         resolved = resolve_model_path(model_path)
         try:
             st = os.stat(resolved)
@@ -138,7 +130,6 @@ class Scene:
         return ("model",) if G.synthesis.bg_model is not None else BACKGROUNDS
 
     def model_info(self, model_path: str, class_index: Optional[int] = None) -> ModelInfo:
-        from trigan.core.summary import model_summary
         m = self.model(model_path)
         G = m.G
         summary = model_summary(m.config, G, m.progress, m.metrics, m.extra_keys)
@@ -162,7 +153,6 @@ class Scene:
 
     # -- latents -------------------------------------------------------------------------------------
     def _latent(self, request: RenderRequest, should_cancel: ShouldCancel) -> _Latent:
-        from trigan.core.views import LatentMapper, seeded_noise
         stamp = self._models[request.model_path][0]
         key = (request.model_path, stamp, request.latent_key)
         entry = self._latents.get(key)
@@ -173,7 +163,6 @@ class Scene:
         G = self._models[request.model_path][1].G
         cls = self._class(G, request.class_index)
         if cls is not None and not 0 <= cls < G.c_dim:
-            from trigan.core.errors import TriganError
             raise TriganError(f"class {cls} is out of range: this model has classes 0..{G.c_dim - 1}")
         noise = seeded_noise(request.seed) if request.noise_mode == "random" else request.noise_mode
         # no_grad, not inference_mode: the normals are gradients of the field's density.
@@ -188,7 +177,6 @@ class Scene:
 
     def _fast(self, G, entry: _Latent, multiplier: float):
         """The accelerated renderer for this many samples; all multipliers share one occupancy grid."""
-        from trigan.core.accel import FastRenderer
         fast = entry.fast.get(multiplier)
         if fast is not None:
             return fast
@@ -224,8 +212,8 @@ class Scene:
                 with torch.no_grad():
                     entry.preview = self._preview.build_preview(G, entry.field, grid=fast.grid,
                                                                 options=fast.options)
-            except Exception as exc:
-                entry.preview_problem = _one_line(exc)
+            except Exception as exc:  # noqa: BLE001 - no preview for this latent; the exact path still works
+                entry.preview_problem = one_line(exc)
             entry.setup_ms += (time.perf_counter() - start) * 1000
         return entry.preview
 
@@ -238,12 +226,10 @@ class Scene:
             return self._render(request, should_cancel, progress, start)
         except RenderCancelled:
             raise
-        except Exception as exc:
-            return Frame.failed(request, _one_line(exc), (time.perf_counter() - start) * 1000)
+        except Exception as exc:  # noqa: BLE001 - a failed render is an error frame with its reason, never a dead worker
+            return Frame.failed(request, one_line(exc), (time.perf_counter() - start) * 1000)
 
     def _render(self, request: RenderRequest, should_cancel: ShouldCancel, progress: Progress, start: float) -> Frame:
-        from trigan.core.errors import TriganError
-        from trigan.core.views import options_at_distance, picture
         model = self.model(request.model_path)
         G = model.G
         if request.background not in self.backgrounds(G):

@@ -19,9 +19,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from trigan.core.atomic import atomic_write_text
-
-from .render_request import (BACKGROUNDS, MAX_RESOLUTION, MAX_SAMPLE_MULTIPLIER, MIN_RESOLUTION,
-                             MIN_SAMPLE_MULTIPLIER, MODES, NOISE_MODES, QUALITIES)
+from trigan.viewer.render_request import (
+    BACKGROUNDS,
+    MAX_RESOLUTION,
+    MAX_SAMPLE_MULTIPLIER,
+    MIN_RESOLUTION,
+    MIN_SAMPLE_MULTIPLIER,
+    MODES,
+    NOISE_MODES,
+    QUALITIES,
+)
 
 SETTINGS_FILE = "viewer.json"
 LAYOUT_FILE = "viewer_layout.ini"

@@ -7,8 +7,8 @@ import math
 
 import dearpygui.dearpygui as dpg
 
-from ..orbit import FOV_MAX, FOV_MIN, PRESETS
-from .common import hint
+from trigan.viewer.orbit import FOV_MAX, FOV_MIN, PRESETS
+from trigan.viewer.panels.common import hint
 
 YAW, PITCH, RADIUS, FOV = "camera_yaw", "camera_pitch", "camera_radius", "camera_fov"
 

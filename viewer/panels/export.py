@@ -12,10 +12,11 @@ import dearpygui.dearpygui as dpg
 
 from trigan.core.errors import TriganError
 from trigan.core.mesh import FORMATS as MESH_FORMATS
+from trigan.core.mesh import parse_level
 from trigan.core.selection import parse_int_list
-from trigan.core.trajectories import DEFAULT_FRAMES, NAMED as TRAJECTORIES
-
-from .common import BAD, JobList, MUTED, hint, path_field
+from trigan.core.trajectories import DEFAULT_FRAMES
+from trigan.core.trajectories import NAMED as TRAJECTORIES
+from trigan.viewer.panels.common import BAD, MUTED, JobList, hint, path_field
 
 FOLDER = "export_folder"
 SHOT = "export_screenshot_button"
@@ -138,7 +139,6 @@ class ExportPanel:
 
     def _mesh(self) -> None:
         def make():
-            from trigan.core.mesh import parse_level
             info, v = self._model(), self.app.view
             fmt = dpg.get_value(MESH_FORMAT)
             level = parse_level(dpg.get_value(MESH_LEVEL).strip() or "auto")

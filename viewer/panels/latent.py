@@ -7,8 +7,8 @@ import random
 
 import dearpygui.dearpygui as dpg
 
-from ..render_request import NOISE_MODES
-from .common import hint
+from trigan.viewer.panels.common import hint
+from trigan.viewer.render_request import NOISE_MODES
 
 SEED = "latent_seed"
 PSI = "latent_psi"

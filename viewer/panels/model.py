@@ -12,8 +12,7 @@ from typing import List
 import dearpygui.dearpygui as dpg
 
 from trigan.core.summary import format_summary
-
-from .common import BAD, MUTED, path_field
+from trigan.viewer.panels.common import BAD, MUTED, path_field
 
 CKPT_FIELD = "model_path"
 LATEST = "model_latest"

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import dearpygui.dearpygui as dpg
 
-from ..render_request import (BACKGROUNDS, MAX_RESOLUTION, MAX_SAMPLE_MULTIPLIER, MIN_RESOLUTION,
-                              MIN_SAMPLE_MULTIPLIER, MODES)
-from .common import hint
+from trigan.viewer.panels.common import hint
+from trigan.viewer.render_request import (
+    BACKGROUNDS,
+    MAX_RESOLUTION,
+    MAX_SAMPLE_MULTIPLIER,
+    MIN_RESOLUTION,
+    MIN_SAMPLE_MULTIPLIER,
+    MODES,
+)
 
 MODE, RESOLUTION, QUALITY, SAMPLES, BACKGROUND = ("render_mode", "render_resolution", "render_quality",
                                                   "render_samples", "render_background")

@@ -20,10 +20,13 @@ from typing import Dict, List, Optional, Tuple
 
 import dearpygui.dearpygui as dpg
 import numpy as np
+from PIL import Image
 
+from trigan.core.config import list_presets
 from trigan.core.errors import TriganError
-
-from .common import BAD, GOOD, MUTED, JobList, hint, path_field
+from trigan.viewer import run_monitor
+from trigan.viewer.panels.common import BAD, GOOD, MUTED, JobList, hint, path_field
+from trigan.viewer.run_monitor import METRIC_PREFIX, METRICS_FILE, STATS_FILE, StatsFollower
 
 DATA, RUNS_FOLDER = "train_data", "train_runs_folder"
 PRESET, GAMMA, BATCH, RES, KIMG = "train_preset", "train_gamma", "train_batch", "train_resolution", "train_kimg"
@@ -65,7 +68,6 @@ class RunsSnapshot:
 
 
 def _load_sample(path: Path) -> np.ndarray:
-    from PIL import Image
     with Image.open(path) as img:
         img = img.convert("RGBA")
         scale = min(1.0, SAMPLE_SIDE / max(img.size))
@@ -103,7 +105,6 @@ class RunPoller:
         self._wake.set()
 
     def _run(self) -> None:
-        from .. import run_monitor
         while not self._stop:
             folder, selected = self.folder, self.selected
             if folder:
@@ -122,7 +123,7 @@ class RunPoller:
                             if key != self._sample_key:
                                 self._sample_key, self._sample = key, _load_sample(Path(sample))
                             snap.sample_path, snap.sample = str(sample), self._sample
-                except Exception as exc:           # a half-written file now is fine a second later
+                except Exception as exc:  # noqa: BLE001 - a half-written file now is fine a second later
                     snap.error = f"{type(exc).__name__}: {exc}"
                 self.snapshot = snap
             self._wake.wait(POLL_SECONDS)
@@ -130,7 +131,6 @@ class RunPoller:
 
     def _stats(self, run: str):
         """read_stats, but incremental: only what was appended since the last poll is parsed."""
-        from ..run_monitor import METRIC_PREFIX, METRICS_FILE, STATS_FILE, StatsFollower
         if self._followers is None or self._followers[0] != run:
             self._followers = (run, StatsFollower(Path(run) / STATS_FILE),
                                StatsFollower(Path(run) / METRICS_FILE, METRIC_PREFIX))
@@ -142,7 +142,6 @@ class RunPoller:
     def _follow_launches(self, snap: RunsSnapshot) -> None:
         """A started trainer prints its run directory to its log: select that run. One that exits
         with an error (bad dataset, bad override) leaves its last log line as the message."""
-        from .. import run_monitor
         for proc in list(self.launches):
             run = run_monitor.launched_run_dir(proc)
             code = proc.poll()
@@ -197,7 +196,6 @@ class TrainingPanel:
 
     # -- building ------------------------------------------------------------------------------------
     def build(self) -> None:
-        from trigan.core.config import list_presets
         s = self.app.settings
         runs_folder = s.runs_folder or os.path.join(os.getcwd(), "runs")
         dpg.add_text("New run", color=MUTED)
@@ -297,7 +295,6 @@ class TrainingPanel:
         return out
 
     def _start(self) -> None:
-        from .. import run_monitor
         try:
             data = dpg.get_value(DATA).strip()
             if not data:
@@ -322,7 +319,6 @@ class TrainingPanel:
         self.poller.poke()
 
     def _stop_run(self) -> None:
-        from .. import run_monitor
         path = self._selected_path()
         if not path:
             return self._message("select a run first", ok=False)
@@ -334,7 +330,6 @@ class TrainingPanel:
         self.poller.poke()
 
     def _resume_run(self) -> None:
-        from .. import run_monitor
         path = self._selected_path()
         if not path:
             return self._message("select a run first", ok=False)
@@ -348,7 +343,6 @@ class TrainingPanel:
         self.poller.poke()
 
     def _load(self, which: str) -> None:
-        from .. import run_monitor
         path = self._selected_path()
         if not path:
             return self._message("select a run first", ok=False)
@@ -406,7 +400,7 @@ class TrainingPanel:
         if snap.selected in paths:
             dpg.set_value(RUN_LIST, labels[paths.index(snap.selected)])
         elif snap.selected is None and paths:
-            alive = [p for p, r in zip(paths, snap.runs) if r.alive]
+            alive = [p for p, r in zip(paths, snap.runs, strict=True) if r.alive]
             self.poller.watch(snap.folder, alive[0] if alive else paths[-1])
 
     def _selected_info(self, snap: RunsSnapshot):
@@ -439,7 +433,6 @@ class TrainingPanel:
         self._series = {}
 
     def _show_stats(self, snap: RunsSnapshot) -> None:
-        from ..run_monitor import METRIC_PREFIX
         run = self._selected_info(snap)
         losses = set(run.losses) if run is not None else set()
         for key, points in sorted(snap.stats.items()):
