@@ -9,7 +9,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install view test lint bench clean
+.PHONY: install view test lint test-portability bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+# The suite once per set of other CPU kernel choices (tests/portability/run.py; about 25 minutes):
+# catches tests that compare floats bit for bit where other machines compute them differently.
+# Pass pytest arguments with ARGS, e.g. make test-portability ARGS='-- -m "not gui"'.
+test-portability: install
+	$(BIN)/python tests/portability/run.py $(ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/render.py

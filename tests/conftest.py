@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,11 +27,21 @@ EPIGRAF_FIXTURES = _epigraf_fixture_dir()
 def pytest_configure(config):
     config.addinivalue_line("markers", "gui: needs a display (CI runs these under Xvfb)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    # The portability runs (tests/portability/run.py) split torch's work over more threads than this
+    # machine has cores; OMP_NUM_THREADS alone cannot ask for that.
+    threads = os.environ.get("TRIGAN_TEST_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
 
 
 @pytest.fixture(autouse=True)
 def _seed_everything():
+    """Every test starts from the same random state whatever ran before it: torch's, numpy's and
+    Python's global generators are seeded here, and tests that need streams of their own make
+    seeded generators (torch.Generator, np.random.default_rng(seed))."""
     torch.manual_seed(0)
+    np.random.seed(0)  # noqa: NPY002 - seeding the legacy global state is the point
+    random.seed(0)
     yield
 
 

@@ -115,7 +115,10 @@ def test_chunking_does_not_change_the_volume_or_the_mesh():
     assert np.allclose(small.density, big.density, rtol=1e-6, atol=1e-7)
     a, b = (M.extract_mesh(field, v, DENSE / 2, chunk_points=c) for v, c in ((small, 7), (big, 1 << 20)))
     assert np.allclose(a.vertices, b.vertices, atol=1e-6) and np.array_equal(a.faces, b.faces)
-    assert np.array_equal(a.colors, b.colors)
+    # Colours switch at x = the first centre's x: a vertex within rounding of that plane may take
+    # either side; everywhere else they are the same.
+    away = np.abs(a.vertices[:, 0] - float(field.balls[0][0][0])) > 1e-5
+    assert away.mean() > 0.95 and np.array_equal(a.colors[away], b.colors[away])
 
 
 def test_chunking_of_a_generator_field_matches_one_chunk():

@@ -181,8 +181,15 @@ def test_front_grid_and_interp_layout(ckpts, tmp_path, capsys):
     for a, b in ((3, 5), (5, 9)):
         row = png(tmp_path / f"interp-class000-seed{a:04d}-{b:04d}.png")
         assert row.shape == (RES, 4 * RES, 3)
-    first = png(tmp_path / "interp-class000-seed0003-0005.png")[:, :RES]
-    assert np.array_equal(first, png(tmp_path / "class000-seed0003.png"))    # step 0 is the first seed itself
+    # Step 0 is the first seed itself, but its w and tri-planes come from batches of 3 and 4 latents
+    # where the image's come from batches of 1: other matrix shapes, which some CPUs' kernels round
+    # differently in the last bits, so a value on a rounding edge may land one 8-bit level away.
+    # Any other latent differs by tens of levels (checked against seed 5, the last step).
+    first = png(tmp_path / "interp-class000-seed0003-0005.png")[:, :RES].astype(int)
+    alone = png(tmp_path / "class000-seed0003.png").astype(int)
+    assert np.abs(first - alone).max() <= 1
+    last = png(tmp_path / "interp-class000-seed0003-0005.png")[:, -RES:].astype(int)
+    assert np.abs(last - alone).max() > 10
 
 
 def test_view_grid_rows_are_latents_and_columns_are_orbit_views(ckpts, tmp_path, capsys):
