@@ -34,7 +34,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-# The suite once per set of other CPU kernel choices (tests/portability/run.py; about 25 minutes):
+# The suite once per set of other CPU kernel choices (tests/portability/run.py; about 20 minutes):
 # catches tests that compare floats bit for bit where other machines compute them differently.
 # Pass pytest arguments with ARGS, e.g. make test-portability ARGS='-- -m "not gui"'.
 test-portability: install
