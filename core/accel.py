@@ -256,9 +256,9 @@ def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor,
     acc_n = torch.zeros(rays, 3, device=dev, dtype=dt) if opts.normals else None
     evaluated = 0
 
-    def accumulate(a, z, valid, rgb, sigma, delta, pts):
+    def accumulate(a, z, valid, rgb, sigma, delta, pts, opaque=False):
         density = activate_density(sigma, opts)
-        alpha = (1 - torch.exp(-density * delta)) * valid
+        alpha = valid if opaque else (1 - torch.exp(-density * delta)) * valid
         excl = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], dim=1), dim=1)
         w = trans[a, None] * alpha * excl[:, :-1]
         acc_rgb[a] += (w[..., None] * rgb).sum(1)
@@ -299,7 +299,7 @@ def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor,
         alive = alive[(trans[a] > accel.min_transmittance) & (n[a] > k0)]
 
     # 4. the tail sample at ray_end (its interval as in the plain path: opaque unless a background
-    #    network or an open far end takes over)
+    #    network or an open far end takes over; with last_back it takes whatever the ray has left)
     alive = torch.nonzero(trans > accel.min_transmittance).squeeze(1)
     if alive.numel() > 0:
         z = torch.full((alive.numel(), 1), t1, device=dev, dtype=dt)
@@ -307,7 +307,7 @@ def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor,
         rgb, sigma = _eval(field, pts.reshape(-1, 3))
         evaluated += alive.numel()
         accumulate(alive, z, torch.ones_like(z), rgb.reshape(-1, 1, 3).to(dt), sigma.reshape(-1, 1).to(dt),
-                   torch.full_like(z, last_delta), pts)
+                   torch.full_like(z, last_delta), pts, opaque=opts.last_back)
     out = {"rgb": acc_rgb, "depth": acc_depth[:, None], "opacity": acc_w[:, None], "transmittance": trans,
            "evaluated": evaluated}
     if acc_n is not None:

@@ -132,6 +132,28 @@ class Camera:
         return origins, dirs
 
 
+def _range(explicit, mean: float, half: float) -> Tuple[float, float]:
+    return (float(explicit[0]), float(explicit[1])) if explicit is not None else (mean - half, mean + half)
+
+
+def _truncated_normal(mean: float, std: float, lo: float, hi: float, u: torch.Tensor) -> torch.Tensor:
+    """Normal(mean, std) cut to [lo, hi], by inverse CDF of uniforms u in [0, 1)."""
+    if std <= 0:
+        return torch.full_like(u, min(max(mean, lo), hi))
+    cdf = lambda x: 0.5 * (1 + math.erf((x - mean) / (std * math.sqrt(2))))
+    a, b = cdf(lo), cdf(hi)
+    p = (a + u.double() * (b - a)).clamp(1e-12, 1 - 1e-12)
+    return (mean + std * math.sqrt(2) * torch.special.erfinv(2 * p - 1)).clamp(lo, hi).to(u.dtype)
+
+
+def _spherical_pitch(pitch_range: Tuple[float, float], u: torch.Tensor) -> torch.Tensor:
+    """Polar angles uniform on the sphere's band: v uniform over pitch_range / pi, pitch = arccos(1 - 2v)
+    (3DGP's spherical_uniform; over [0, pi] the directions are uniform on the whole sphere)."""
+    lo, hi = pitch_range
+    v = ((lo + u * (hi - lo)) / math.pi).clamp(1e-5, 1 - 1e-5)
+    return torch.arccos(1 - 2 * v)
+
+
 def sample_camera_prior(cfg: CameraConfig, batch: int, generator: Optional[torch.Generator] = None,
                         device=None) -> Camera:
     """Random cameras from the model's prior (EpiGRAF 3.1 distributions, 3DGP's ball-in-sphere).
@@ -140,16 +162,22 @@ def sample_camera_prior(cfg: CameraConfig, batch: int, generator: Optional[torch
     """
     rand = lambda *s: torch.rand(*s, generator=generator, device=device)
     randn = lambda *s: torch.randn(*s, generator=generator, device=device)
+    yaw_range = _range(cfg.yaw_range, cfg.yaw_mean, cfg.yaw_std)
     if cfg.dist == "uniform":
-        yaw = cfg.yaw_mean + (rand(batch) * 2 - 1) * cfg.yaw_std
-        pitch = cfg.pitch_mean + (rand(batch) * 2 - 1) * cfg.pitch_std
+        yaw = yaw_range[0] + rand(batch) * (yaw_range[1] - yaw_range[0])
+        lo, hi = _range(cfg.pitch_range, cfg.pitch_mean, cfg.pitch_std)
+        pitch = lo + rand(batch) * (hi - lo)
     elif cfg.dist in ("normal", "gaussian"):
         yaw = cfg.yaw_mean + randn(batch) * cfg.yaw_std
         pitch = cfg.pitch_mean + randn(batch) * cfg.pitch_std
+    elif cfg.dist == "truncnorm":
+        yaw = _truncated_normal(cfg.yaw_mean, cfg.yaw_std, *yaw_range, rand(batch))
+        pitch = _truncated_normal(cfg.pitch_mean, cfg.pitch_std,
+                                  *_range(cfg.pitch_range, cfg.pitch_mean, cfg.pitch_std), rand(batch))
     elif cfg.dist == "spherical_uniform":
-        yaw = cfg.yaw_mean + (rand(batch) * 2 - 1) * cfg.yaw_std
-        v = (rand(batch)).clamp(1e-5, 1 - 1e-5)
-        pitch = torch.arccos(1 - 2 * v)
+        yaw = yaw_range[0] + rand(batch) * (yaw_range[1] - yaw_range[0])
+        pitch = _spherical_pitch(tuple(cfg.pitch_range) if cfg.pitch_range is not None else (0.0, math.pi),
+                                 rand(batch))
     elif cfg.dist == "custom":
         yaw = torch.full((batch,), cfg.mean_pose[0], device=device)
         pitch = torch.full((batch,), cfg.mean_pose[1], device=device)
@@ -160,9 +188,12 @@ def sample_camera_prior(cfg: CameraConfig, batch: int, generator: Optional[torch
         fov = cfg.fov_min + rand(batch) * (cfg.fov_max - cfg.fov_min)
     look_at = torch.zeros(batch, 3, device=device)
     if cfg.look_at_radius_max > 0:
-        la_yaw = (rand(batch) * 2 - 1) * math.pi
-        la_pitch = torch.arccos(1 - 2 * rand(batch).clamp(1e-5, 1 - 1e-5))
-        look_at = spherical_to_cartesian(la_yaw, la_pitch, rand(batch) * cfg.look_at_radius_max)
+        la_lo, la_hi = (tuple(cfg.look_at_yaw_range) if cfg.look_at_yaw_range is not None
+                        else (cfg.yaw_offset - math.pi, cfg.yaw_offset + math.pi))
+        la_yaw = la_lo + rand(batch) * (la_hi - la_lo)
+        la_pitch = _spherical_pitch(tuple(cfg.look_at_pitch_range) if cfg.look_at_pitch_range is not None
+                                    else (0.0, math.pi), rand(batch))
+        la_radius = cfg.look_at_radius_min + rand(batch) * (cfg.look_at_radius_max - cfg.look_at_radius_min)
+        look_at = spherical_to_cartesian(la_yaw, la_pitch, la_radius)
     return Camera.from_angles(yaw, pitch, radius=cfg.radius, fov=fov, look_at=look_at, batch=batch,
                               device=device)
-

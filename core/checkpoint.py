@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import torch
 
 from trigan.core.atomic import atomic_path
+from trigan.core.camera_generator import has_first_layout, migrate_first_layout
 from trigan.core.config import Config, apply_overrides, config_from_dict, config_to_dict
 from trigan.core.errors import CheckpointError, ConfigError, TriganError
 from trigan.core.generator import Generator
@@ -39,6 +40,9 @@ class Checkpoint:
     progress: Dict[str, Any] = field(default_factory=dict)
     metrics: Dict[str, Any] = field(default_factory=dict)
     path: Optional[str] = None
+    # The camera generator's weights were converted from trigan's first layout (its optimiser
+    # state, when the file holds one, was not: such a run is continued with --init, not resumed).
+    migrated_camera_generator: bool = False
 
 
 def save_checkpoint(path: PathLike, config: Config, G_ema: Union[Generator, Dict[str, torch.Tensor]],
@@ -103,9 +107,13 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
         raise CheckpointError(str(exc)) from None
     extra = {k: v for k, v in payload.items()
              if k not in ("format", "version", "config", "G_ema", "progress", "metrics")}
-    return Checkpoint(config=config, G_ema=payload["G_ema"], extra=extra,
+    migrated = has_first_layout(payload["G_ema"])
+    G_ema = migrate_first_layout(payload["G_ema"])
+    if isinstance(extra.get("G"), dict):
+        extra["G"] = migrate_first_layout(extra["G"])
+    return Checkpoint(config=config, G_ema=G_ema, extra=extra,
                       progress=payload.get("progress") or {}, metrics=payload.get("metrics") or {},
-                      path=str(path))
+                      path=str(path), migrated_camera_generator=migrated)
 
 
 def export_generator(src: PathLike, dst: PathLike, overrides: Sequence[str] = ()) -> Path:

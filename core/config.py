@@ -74,20 +74,36 @@ class CameraConfig:
     # training camera may see the box's corners and faces: density left there, unconstrained, shows
     # as junk when the camera zooms out and as extra pieces in meshes.
     support_radius: Optional[float] = None
-    # 3DGP puts yaw 0 on +Z; such models store pi/2 here and cameras convert at the model boundary.
+    # Where the model's own yaw 0 lies in trigan's convention: a model yaw y is the trigan yaw
+    # y + yaw_offset. 0 for EpiGRAF and trigan's models; pi/2 for 3DGP's (its yaw 0 is on +Z).
+    # Every angle in this config and every camera outside the model is in trigan's convention; the
+    # offset is applied only where a model reads raw yaw numbers (pose conditioning of its mapping
+    # or discriminator).
     yaw_offset: float = 0.0
-    # Prior over training / random-view cameras: custom (dataset poses), uniform, normal,
-    # spherical_uniform. Means and spreads as EpiGRAF's h_mean/h_stddev (yaw), v_mean/v_stddev (pitch).
+    # Prior over training / random-view cameras: custom (dataset poses), uniform, normal, truncnorm
+    # (normal cut to yaw_range / pitch_range), spherical_uniform (pitch = arccos(1 - 2v), v uniform
+    # over pitch_range / pi: uniform directions). Means and spreads as EpiGRAF's h_mean/h_stddev
+    # (yaw) and v_mean/v_stddev (pitch); uniform without ranges spans mean +/- std.
     dist: str = "custom"
     yaw_mean: float = 0.0
     yaw_std: float = 0.0
     pitch_mean: float = math.pi / 2
     pitch_std: float = 0.0
+    # [min, max] of yaw and pitch; None: mean +/- std (pitch of spherical_uniform: [0, pi]). 3DGP
+    # keeps these apart from the means and spreads: they also bound its camera generator.
+    yaw_range: Optional[List[float]] = None
+    pitch_range: Optional[List[float]] = None
     mean_pose: List[float] = field(default_factory=lambda: [0.0, math.pi / 2, 0.0])
-    # 3DGP's ball-in-sphere prior: fov range and a look-at point inside a ball of this radius.
+    # 3DGP's ball-in-sphere prior: fov range and a look-at point inside a ball around the pivot, its
+    # radius uniform in [look_at_radius_min, look_at_radius_max] and its direction drawn like a
+    # spherical_uniform camera over look_at_yaw_range (None: a whole turn, [-pi, pi] of the model's
+    # own yaw) and look_at_pitch_range (None: [0, pi]).
     fov_min: Optional[float] = None
     fov_max: Optional[float] = None
+    look_at_radius_min: float = 0.0
     look_at_radius_max: float = 0.0
+    look_at_yaw_range: Optional[List[float]] = None
+    look_at_pitch_range: Optional[List[float]] = None
 
 
 @dataclass
@@ -103,6 +119,14 @@ class CameraGeneratorConfig:
     adjust_angles: bool = True          # yaw and pitch of the camera origin
     adjust_fov: bool = True
     adjust_look_at: bool = True
+    # The radius is the origin MLP's raw output (no range bounds it) when adjusted; upstream never does.
+    adjust_radius: bool = False
+    # Add the normalised prior to the MLPs' outputs before mapping them back into the ranges.
+    residual: bool = False
+    # The lower end the look-at radius is mapped back to; None: model.camera.look_at_radius_min.
+    # Upstream 3DGP uses its look-at *pitch* minimum there, a slip that changes nothing while both
+    # are 0 (as in all of its configs); converted 3DGP models keep its formula.
+    look_at_radius_floor: Optional[float] = None
 
 
 @dataclass
@@ -112,6 +136,13 @@ class RenderConfig:
     density_shift: float = 0.0          # added to the raw density before the activation
     density_activation: str = "softplus"
     white_background: bool = False
+    # 3DGP's marcher (EG3D's): the weight a ray leaves over (1 - sum w) goes to its last sample, so
+    # every ray is opaque and ends on the colour and depth found at ray_end.
+    last_back: bool = False
+    # What the coarse pass's compositing weights (which place the fine samples) measure sample
+    # spacing in: "world" units along the ray (EpiGRAF), or "unit", the ray's [ray_start, ray_end]
+    # rescaled to [0, 1] (3DGP, EG3D). The final image composites in world units either way.
+    importance_spacing: str = "world"
     # EpiGRAF's rule (True): without a background network the last sample's interval is 1e10 long, so
     # the field's colour at ray_end is every ray's backdrop and the opacity is ~1 everywhere; a model
     # must paint its own backdrop there. False: the far end is open (its interval 1e-3, as with a

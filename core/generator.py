@@ -76,7 +76,7 @@ class Generator(nn.Module):
         m = cfg.mapping
         self.mapping = MappingNetwork(m.z_dim, cfg.c_dim, m.w_dim, self.synthesis.num_ws, m.num_layers,
                                       m.lr_multiplier, m.w_avg_beta, m.camera_cond, m.camera_cond_drop_p,
-                                      m.camera_cond_noise_std, cfg.camera.mean_pose)
+                                      m.camera_cond_noise_std, cfg.camera.mean_pose, cfg.camera.yaw_offset)
         # 3DGP's learned camera distribution; None for EpiGRAF models (their weights are unchanged).
         self.camera_generator = (CameraGenerator(cfg.camera_generator, cfg.camera, m.z_dim, cfg.c_dim)
                                  if cfg.camera_generator.enabled else None)
@@ -150,12 +150,13 @@ class Generator(nn.Module):
         return render(field, camera.to(self.device), resolution, opts, patch=patch)
 
     def default_camera(self, yaw=None, pitch=None, batch: Optional[int] = None) -> Camera:
-        """The model's canonical view at the given yaw/pitch (absolute radians). EpiGRAF models: yaw 0,
-        the dataset's mean pitch, the configured fov. With a camera generator (3DGP): the mean
-        posterior camera (`mean_camera`), whose yaw/pitch are used where none is given."""
+        """The model's canonical view at the given yaw/pitch (absolute radians). Without a camera
+        generator: the model's own yaw 0 (trigan's yaw_offset: 0 for EpiGRAF, the front of a 3DGP
+        model), the dataset's mean pitch, the configured fov. With a camera generator (3DGP): the
+        mean posterior camera (`mean_camera`), whose yaw/pitch are used where none is given."""
         cam = self.cfg.camera
         if self.camera_generator is None:
-            yaw = 0.0 if yaw is None else yaw
+            yaw = cam.yaw_offset if yaw is None else yaw
             pitch = cam.mean_pose[1] if pitch is None else pitch
             return Camera.from_angles(yaw, pitch, radius=cam.radius, fov=cam.fov, batch=batch, device=self.device)
         mean = self.mean_camera()[0]

@@ -25,9 +25,11 @@ class MappingNetwork(nn.Module):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int = 2,
                  lr_multiplier: float = 0.01, w_avg_beta: float = 0.998, camera_cond: bool = False,
                  camera_cond_drop_p: float = 0.0, camera_cond_noise_std: float = 0.0,
-                 mean_camera_pose=(0.0, math.pi / 2, 0.0)):
+                 mean_camera_pose=(0.0, math.pi / 2, 0.0), yaw_offset: float = 0.0):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
+        # Poses come in trigan's convention; the network was trained on its own (CameraConfig.yaw_offset).
+        self.yaw_offset = float(yaw_offset)
         self.w_avg_beta = w_avg_beta
         self.camera_cond = camera_cond
         self.camera_cond_drop_p = camera_cond_drop_p
@@ -46,7 +48,10 @@ class MappingNetwork(nn.Module):
     def _camera_code(self, camera_angles: Optional[torch.Tensor], batch: int) -> torch.Tensor:
         if camera_angles is None:
             camera_angles = self.mean_camera_pose.unsqueeze(0).expand(batch, 3)
-        code = normalize_camera_angles(camera_angles.to(self.w_avg.dtype))
+        camera_angles = camera_angles.to(self.w_avg.dtype)
+        if self.yaw_offset:
+            camera_angles = torch.cat([camera_angles[:, :1] - self.yaw_offset, camera_angles[:, 1:]], dim=1)
+        code = normalize_camera_angles(camera_angles)
         if self.training and self.camera_cond_noise_std > 0:
             code = code + torch.randn_like(code) * self.camera_cond_noise_std * code.std(dim=0, keepdim=True)
         if self.training and self.camera_cond_drop_p > 0:

@@ -153,6 +153,8 @@ class BakedPreview:
             rgb, sigma = rgb.reshape(-1, 3).float().cpu(), sigma.reshape(-1).float().cpu()
             delta = last_interval(has_bg, opts)
             alpha = 1 - torch.exp(-activate_density(sigma, opts) * delta)
+            if opts.last_back:   # the last sample takes what the ray has left
+                alpha = torch.ones_like(alpha)
             out_rgb = alpha[:, None] * rgb
             if has_bg:
                 ids = torch.arange(n * n)

@@ -11,6 +11,10 @@ The plain exact path of EpiGRAF (3.2-3.4):
    end), rgb = sum w c, depth = sum w z (not normalised by the opacity sum w), optional white
    background + (1 - sum w).
 
+3DGP's marcher (EG3D's importance renderer) differs in two settings: the coarse weights that place
+the fine samples measure spacing on the ray interval rescaled to [0, 1] (`importance_spacing`
+"unit"), and with `last_back` the weight a ray leaves over goes to its last sample (its alpha is 1).
+
 Randomness: with `deterministic=True` (inference) every jitter value is a hash of (seed, ray,
 sample), so the same request gives the same image whatever the chunking or device. Otherwise values
 come from torch's RNG (or `generator`), drawn in upstream's order when the image is one chunk.
@@ -45,6 +49,8 @@ class RenderOptions:
     density_activation: str = "softplus"
     white_background: bool = False
     opaque_far_end: bool = True                # RenderConfig.opaque_far_end
+    last_back: bool = False                    # RenderConfig.last_back: the last sample's alpha is 1
+    importance_spacing: str = "world"          # RenderConfig.importance_spacing: "world" or "unit"
     density_noise_std: float = 0.0             # training only
     stratified: bool = True                    # jitter coarse depths inside their intervals
     deterministic: bool = True
@@ -71,6 +77,7 @@ class RenderOptions:
                    ray_start=cfg.camera.ray_start, ray_end=cfg.camera.ray_end,
                    density_shift=cfg.render.density_shift, density_activation=cfg.render.density_activation,
                    white_background=cfg.render.white_background, opaque_far_end=cfg.render.opaque_far_end,
+                   last_back=cfg.render.last_back, importance_spacing=cfg.render.importance_spacing,
                    background_steps=cfg.background.num_steps)
         return replace(opts, **overrides)
 
@@ -195,11 +202,17 @@ def foreground_density(sigma: torch.Tensor, opts: RenderOptions, noise: Optional
     return density
 
 
-def composite_weights(density: torch.Tensor, z: torch.Tensor, last_delta: float
+IMPORTANCE_SPACINGS = ("world", "unit")
+
+
+def composite_weights(density: torch.Tensor, z: torch.Tensor, last_delta: float, last_opaque: bool = False
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample weights [R, S] and the transmittance left after the last sample [R]."""
+    """Per-sample weights [R, S] and the transmittance left after the last sample [R]. `last_opaque`
+    (3DGP's last_back): the last sample takes all the weight the ray has left."""
     deltas = torch.cat([z[:, 1:] - z[:, :-1], torch.full_like(z[:, :1], last_delta)], dim=1)
     alpha = 1 - torch.exp(-deltas * density)
+    if last_opaque:
+        alpha = torch.cat([alpha[:, :-1], torch.ones_like(alpha[:, -1:])], dim=1)
     trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], dim=1), dim=1)
     return alpha * trans[:, :-1], trans[:, -1]
 
@@ -254,23 +267,34 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, ray_ids: torch
     has_bg = getattr(field, "background", None) is not None
     last_delta = last_interval(has_bg, opts)
 
+    if opts.importance_spacing not in IMPORTANCE_SPACINGS:
+        raise ValueError(f"unknown importance_spacing {opts.importance_spacing!r} "
+                         f"(expected {' or '.join(IMPORTANCE_SPACINGS)})")
+    # "unit" (3DGP, EG3D): samples are placed on the ray interval rescaled to [0, 1], s, and mapped to
+    # depth t = s * end + (1 - s) * start, in upstream's order of operations.
+    unit = opts.importance_spacing == "unit"
+    to_depth = (lambda s: s * opts.ray_end + (1 - s) * opts.ray_start) if unit else (lambda s: s)
     jitter = _uniform(opts, (rays, opts.num_steps), ids, 0, dt, dev) if opts.stratified else None
-    z = stratified_depths(rays, opts.num_steps, opts.ray_start, opts.ray_end, jitter, dev, dt)
+    s_coarse = stratified_depths(rays, opts.num_steps, 0.0 if unit else opts.ray_start,
+                                 1.0 if unit else opts.ray_end, jitter, dev, dt)
+    z = to_depth(s_coarse)
     noisy = opts.density_noise_std > 0
     rgb, sigma, _ = _query(field, o, d, z, batch)
     if opts.fine_steps > 0 and opts.num_steps > 2:
         noise = _normal(opts, sigma.shape, ids, 3, dt, dev) if noisy else None
-        weights, _ = composite_weights(foreground_density(sigma, opts, noise), z, last_delta)
+        weights, _ = composite_weights(foreground_density(sigma, opts, noise), s_coarse, last_delta)
         weights = weights.detach() + 1e-5
         u = _uniform(opts, (rays, opts.fine_steps), ids, 1, dt, dev)
-        z_fine = sample_pdf(0.5 * (z[:, 1:] + z[:, :-1]).detach(), weights[:, 1:-1], u).detach()
+        s_fine = sample_pdf(0.5 * (s_coarse[:, 1:] + s_coarse[:, :-1]).detach(), weights[:, 1:-1], u).detach()
+        z_fine = to_depth(s_fine)
         rgb_fine, sigma_fine, _ = _query(field, o, d, z_fine, batch)
         z, order = torch.sort(torch.cat([z, z_fine], dim=1), dim=1)
         rgb = torch.cat([rgb, rgb_fine], dim=1).gather(1, order[..., None].expand(-1, -1, 3))
         sigma = torch.cat([sigma, sigma_fine], dim=1).gather(1, order)
 
     noise = _normal(opts, sigma.shape, ids, 5, dt, dev) if noisy else None
-    weights, transmittance = composite_weights(foreground_density(sigma, opts, noise), z, last_delta)
+    weights, transmittance = composite_weights(foreground_density(sigma, opts, noise), z, last_delta,
+                                               last_opaque=opts.last_back)
     out_rgb = (weights[..., None] * rgb).sum(dim=1)
     opacity = weights.sum(dim=1)
     out = {"depth": (weights * z).sum(dim=1, keepdim=True), "opacity": opacity[:, None]}

@@ -27,6 +27,8 @@ from trigan.core.camera_generator import (
     YAW,
     CameraGenerator,
     camera_to_params,
+    has_first_layout,
+    migrate_first_layout,
     params_to_camera,
     prior_mean_angles,
     prior_ranges,
@@ -158,12 +160,16 @@ def test_groups_not_adjusted_keep_the_prior_values():
     keep = [YAW, PITCH, RADIUS, *LOOK_AT]
     assert torch.equal(post[:, keep], prior[:, keep])
     assert (post[:, FOV] - prior[:, FOV]).abs().max() > 1e-3
-    # A single-value range (fixed fov) and a look-at ball of radius 0 are never adapted either.
+    # A single-value range (fixed fov) maps back to that value, and a look-at ball of radius 0 to
+    # the pivot (its direction angles move, but at radius 0 they place nothing); the regularisers
+    # leave all of them alone.
     fixed = CameraConfig(dist="uniform", yaw_std=1.0, pitch_std=0.5, fov=18.0, look_at_radius_max=0.0)
     cg = CameraGenerator(CameraGeneratorConfig(enabled=True, hidden_dim=16), fixed, z_dim=8, c_dim=0)
-    prior = camera_to_params(sample_camera_prior(fixed, 16, torch.Generator().manual_seed(0)))
+    prior_cams = sample_camera_prior(fixed, 16, torch.Generator().manual_seed(0))
+    prior = camera_to_params(prior_cams)
     post = cg(prior, torch.randn(16, 8))
-    assert torch.equal(post[:, [FOV, RADIUS, *LOOK_AT]], prior[:, [FOV, RADIUS, *LOOK_AT]])
+    assert torch.equal(post[:, [FOV, RADIUS, LA_RADIUS]], prior[:, [FOV, RADIUS, LA_RADIUS]])
+    assert torch.equal(params_to_camera(post, like=prior_cams).look_at, prior_cams.look_at)
     assert cg.adapted.tolist() == [True, True, False, False, False, False, False]
 
 
@@ -306,3 +312,116 @@ def test_the_3dgp_demo_preset_trains_resumes_and_renders(tmp_path):
                  "--classes", "1", "--resolution", "16"]) == 0
     (png,) = sorted(out.rglob("*.png"))
     assert Image.open(png).size == (16, 16)
+
+
+# -------------------------------------------------------------------------------------------------
+# Upstream's options, and weights of trigan's first layout
+
+def _outputs_set(cg, origin_raw, look_at_raw):
+    """Zero the output layers' weights and give them biases: the raw outputs are then these numbers."""
+    with torch.no_grad():
+        for adaptor, raw in ((cg.origin_adaptor, origin_raw), (cg.look_at_adaptor, look_at_raw)):
+            layer = adaptor.main[1]
+            layer.weight.zero_()
+            layer.bias.copy_(torch.tensor(raw, dtype=torch.float32) / layer.bias_gain)
+
+
+def test_residual_adds_the_rescaled_prior_before_the_sigmoid_and_an_adjusted_radius_is_raw():
+    """3DGP's `residual` and `adjust.radius`, from their definition: raw = MLP + (v - lo) / (hi - lo)
+    (the radius raw), then lo + sigmoid(raw) (hi - lo); an adjusted radius is its raw value."""
+    cfg = CameraGeneratorConfig(enabled=True, hidden_dim=8, residual=True, adjust_radius=True)
+    cg = CameraGenerator(cfg, imagenet_prior(), z_dim=8, c_dim=0)
+    _outputs_set(cg, (0.5, -0.25, 0.0, 0.125), (1.0, 0.0, 0.0, -1.0))
+    prior, z, _ = _random_inputs(16, 8, 5)
+    with torch.no_grad():
+        post = cg(prior, z)
+    r = prior_ranges(imagenet_prior())
+    u = (prior - r[:, 0]) / (r[:, 1] - r[:, 0] + 1e-8)
+    s = lambda i, raw: torch.sigmoid(raw + u[:, i])
+    assert torch.allclose(post[:, YAW], r[YAW, 0] + s(YAW, 0.5) * (r[YAW, 1] - r[YAW, 0]), atol=1e-6)
+    margin = 1e-5
+    expected_pitch = r[PITCH, 0] + margin + s(PITCH, -0.25) * (r[PITCH, 1] - r[PITCH, 0] - 2 * margin)
+    assert torch.allclose(post[:, PITCH], expected_pitch, atol=1e-6)
+    assert torch.allclose(post[:, FOV], r[FOV, 0] + s(FOV, 1.0) * (r[FOV, 1] - r[FOV, 0]), atol=1e-4)
+    assert torch.allclose(post[:, RADIUS], prior[:, RADIUS] + 0.125, atol=1e-6)   # raw: prior radius + output
+    assert torch.allclose(post[:, LA_RADIUS], s(LA_RADIUS, -1.0) * 0.2, atol=1e-6)
+
+
+def test_a_look_at_radius_floor_replaces_the_lower_end_it_maps_back_to():
+    """Upstream maps the look-at radius back from its look-at pitch minimum; converted models keep that."""
+    cg = CameraGenerator(CameraGeneratorConfig(enabled=True, hidden_dim=8, look_at_radius_floor=0.05),
+                         imagenet_prior(), z_dim=8, c_dim=0)
+    _outputs_set(cg, (0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0))
+    prior, z, _ = _random_inputs(4, 8, 5)
+    with torch.no_grad():
+        post = cg(prior, z)
+    assert torch.allclose(post[:, LA_RADIUS], torch.full((4,), 0.05 + 0.5 * (0.2 - 0.05)))
+
+
+def _first_layout_state(generator: CameraGenerator, seed: int = 0) -> dict:
+    """Random weights in trigan's first camera generator layout (origin 2 -> 2, look-at 6 -> 4)."""
+    gen = torch.Generator().manual_seed(seed)
+    H, E = generator.cfg.hidden_dim, generator.cfg.embed_dim
+    shapes = {"origin_adaptor.params_in": (H, 2), "origin_adaptor.c_embed": (E, generator.c_dim),
+              "origin_adaptor.hidden": (H, H + E), "origin_adaptor.out": (2, H),
+              "look_at_adaptor.params_in": (H, 6), "look_at_adaptor.z_embed": (E, generator.z_dim),
+              "look_at_adaptor.c_embed": (E, generator.c_dim), "look_at_adaptor.hidden": (H, H + 2 * E),
+              "look_at_adaptor.out": (4, H)}
+    state = {}
+    for name, (o, i) in shapes.items():
+        state[f"camera_generator.{name}.weight"] = torch.randn(o, i, generator=gen) * 10
+        state[f"camera_generator.{name}.bias"] = torch.randn(o, generator=gen)
+    return state
+
+
+def _first_layout_forward(state, prior, z, c, ranges, lr_mult):
+    """The first layout's computation, written out: rescaled (yaw, pitch) -> origin MLP; (its raw yaw,
+    pitch, the rescaled fov and look-at) -> look-at MLP; sigmoids back into the ranges."""
+    def fc(name, x, act):
+        w, b = state[f"camera_generator.{name}.weight"], state[f"camera_generator.{name}.bias"]
+        y = x @ (w * lr_mult / math.sqrt(w.shape[1])).t() + b * lr_mult
+        return torch.nn.functional.softplus(y) if act else y
+
+    def unit_rms(x):
+        return x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+
+    lo, hi = ranges[:, 0], ranges[:, 1]
+    u = (prior - lo) / (hi - lo + 1e-8)
+    h = torch.cat([fc("origin_adaptor.params_in", u[:, [YAW, PITCH]], True),
+                   unit_rms(fc("origin_adaptor.c_embed", c, True))], dim=1)
+    origin = fc("origin_adaptor.out", fc("origin_adaptor.hidden", h, True), False)
+    h = torch.cat([fc("look_at_adaptor.params_in", torch.cat([origin, u[:, [FOV, *LOOK_AT]]], dim=1), True),
+                   unit_rms(fc("look_at_adaptor.z_embed", z, True)), unit_rms(fc("look_at_adaptor.c_embed", c, True))],
+                  dim=1)
+    look_at = fc("look_at_adaptor.out", fc("look_at_adaptor.hidden", h, True), False)
+    raw = torch.cat([origin, look_at[:, :1], prior[:, [RADIUS]], look_at[:, 1:]], dim=1)
+    return lo + torch.sigmoid(raw) * (hi - lo)
+
+
+def test_weights_of_the_first_layout_convert_exactly():
+    cfg = CameraGeneratorConfig(enabled=True, hidden_dim=8, embed_dim=4)
+    cg = CameraGenerator(cfg, imagenet_prior(), z_dim=8, c_dim=5)
+    old = _first_layout_state(cg)
+    new = migrate_first_layout(old)
+    assert has_first_layout(old) and not has_first_layout(new)
+    cg.load_state_dict({k[len("camera_generator."):]: v for k, v in new.items()})
+    prior, z, c = _random_inputs(256, 8, 5)
+    with torch.no_grad():
+        ours = cg(prior, z, c)
+        theirs = _first_layout_forward(old, prior, z, c, prior_ranges(imagenet_prior()), cfg.lr_multiplier)
+    # The same function, up to the 1e-5 pitch margin the current layout adds (as upstream does).
+    keep = [YAW, FOV, RADIUS, *LOOK_AT]
+    assert torch.allclose(ours[:, keep], theirs[:, keep], atol=1e-4)
+    assert float((ours[:, PITCH] - theirs[:, PITCH]).abs().max()) <= 2e-5
+    assert float((theirs[:, YAW] - theirs[:, YAW].mean()).abs().max()) > 1e-2   # a non-trivial mapping
+
+
+def test_a_checkpoint_of_the_first_layout_loads_but_does_not_resume(tmp_path):
+    G = tiny_3dgp()
+    cfg = tiny_config(**THREE_DGP)
+    state = {k: v for k, v in G.state_dict().items() if not k.startswith("camera_generator.")}
+    state.update(_first_layout_state(G.camera_generator))
+    save_checkpoint(tmp_path / "old.ckpt", cfg, state, G=state, G_opt={"state": {}, "param_groups": []})
+    G2, ckpt = load_generator(tmp_path / "old.ckpt")
+    assert ckpt.migrated_camera_generator and G2.camera_generator.origin_adaptor.project_params.weight.shape[1] == 4
+    assert set(ckpt.extra["G"]) == set(G.state_dict())

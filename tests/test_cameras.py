@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from scipy.stats import truncnorm
 
 from trigan.core.cameras import Camera, PatchParams, sample_camera_prior, spherical_to_cartesian
 from trigan.core.config import CameraConfig
@@ -127,3 +128,38 @@ def test_spherical_uniform_prior_is_uniform_on_the_sphere():
 def test_spherical_to_cartesian_radius():
     p = spherical_to_cartesian(torch.tensor([0.3]), torch.tensor([1.1]), torch.tensor([2.5]))
     assert close(p.norm(dim=-1), [2.5])
+
+
+def test_truncated_normal_prior_stays_in_its_range_with_the_normals_shape():
+    """truncnorm (3DGP's base prior): N(mean, std) cut to the range; the mean and spread of the
+    samples match those of the truncated distribution (computed by scipy)."""
+    gen = torch.Generator().manual_seed(3)
+    cfg = CameraConfig(dist="truncnorm", yaw_mean=0.2, yaw_std=0.4, yaw_range=[-0.5, 1.0],
+                       pitch_mean=1.57, pitch_std=0.2, pitch_range=[0.392699082, 2.74889357])
+    cam = sample_camera_prior(cfg, 20000, generator=gen)
+    yaw = cam.yaw.double()
+    assert float(yaw.min()) >= -0.5 and float(yaw.max()) <= 1.0
+    a, b = (-0.5 - 0.2) / 0.4, (1.0 - 0.2) / 0.4
+    expected = truncnorm(a, b, loc=0.2, scale=0.4)
+    n = len(yaw)
+    assert abs(float(yaw.mean()) - expected.mean()) < 5 * expected.std() / math.sqrt(n)
+    assert abs(float(yaw.std()) - expected.std()) < 0.02 * expected.std()
+    assert abs(float(cam.pitch.mean()) - 1.57) < 0.01
+
+
+def test_spherical_uniform_over_a_pitch_band_and_a_look_at_shell():
+    """Upstream's spherical_uniform over [pitch_min, pitch_max]: v = U(range) / pi, pitch = arccos(1 - 2v),
+    so cos(pitch) is uniform between 1 - 2 min/pi and 1 - 2 max/pi; look-at radius uniform in its range."""
+    gen = torch.Generator().manual_seed(4)
+    cfg = CameraConfig(dist="spherical_uniform", yaw_range=[0.0, 1.0], pitch_range=[math.pi / 4, math.pi / 2],
+                       look_at_radius_min=0.05, look_at_radius_max=0.1, look_at_yaw_range=[0.0, math.pi / 2],
+                       look_at_pitch_range=[0.0, math.pi / 2])
+    cam = sample_camera_prior(cfg, 20000, generator=gen)
+    cos = torch.cos(cam.pitch)
+    assert float(cos.min()) >= -1e-5 and float(cos.max()) <= 0.5 + 1e-5
+    hist = torch.histc(cos, bins=4, min=0.0, max=0.5) / len(cos)
+    assert close(hist, torch.full((4,), 0.25), atol=0.02)
+    assert float(cam.yaw.min()) >= 0 and float(cam.yaw.max()) <= 1
+    r = cam.look_at.norm(dim=1)
+    assert float(r.min()) >= 0.05 - 1e-6 and float(r.max()) <= 0.1 + 1e-6
+    assert (cam.look_at[:, [0, 1, 2]] >= -1e-6).all()          # a quarter turn of the upper half: x, y, z >= 0

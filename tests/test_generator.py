@@ -1,5 +1,7 @@
 """Generator: mapping, truncation, noise, gradients, parameter counts of every preset."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -29,13 +31,13 @@ def expected_parameter_count(m) -> dict:
     h = m.triplane.mlp_hidden
     mlp = feat * h + h + h * 4 + 4
     counts = {"mapping": mapping, "tri_plane_decoder": decoder, "tri_plane_mlp": mlp}
-    if m.camera_generator.enabled:   # 3DGP: origin MLP (2 -> 2, class) and look-at MLP (6 -> 4, z and class)
+    if m.camera_generator.enabled:   # 3DGP: origin MLP (4 -> 4, class) and look-at MLP (8 -> 4, z and class)
         H, E, c = m.camera_generator.hidden_dim, m.camera_generator.embed_dim, m.c_dim
         fc = lambda i, o: i * o + o
         embeds = lambda use_z: (fc(z, E) if use_z else 0) + (fc(c, E) if c else 0)
         width = lambda use_z: H + E * (int(use_z) + int(c > 0))
-        counts["camera_generator"] = (fc(2, H) + embeds(False) + fc(width(False), H) + fc(H, 2)
-                                      + fc(6, H) + embeds(True) + fc(width(True), H) + fc(H, 4))
+        counts["camera_generator"] = (fc(4, H) + embeds(False) + fc(width(False), H) + fc(H, 4)
+                                      + fc(8, H) + embeds(True) + fc(width(True), H) + fc(H, 4))
     return counts
 
 
@@ -282,3 +284,21 @@ def test_support_radius_clears_density_beyond_it_and_nothing_within():
 def test_support_radius_must_be_positive():
     with pytest.raises(ConfigError, match="support_radius"):
         Generator(tiny_config(**{"model.camera.support_radius": 0.0}).model)
+
+
+def test_pose_conditioning_reads_yaw_in_the_models_own_convention():
+    """A pose-conditioned mapping with yaw_offset pi/2 (a 3DGP model) given trigan's yaw y + pi/2
+    computes what one without the offset computes for y; so does its mean pose (stored in trigan's)."""
+    plain_cfg = tiny_config(**{"model.mapping.camera_cond": "true", "model.camera.mean_pose": "[0.3,1.4,0.0]"})
+    shifted_cfg = tiny_config(**{"model.mapping.camera_cond": "true", "model.camera.yaw_offset": math.pi / 2,
+                                 "model.camera.mean_pose": f"[{0.3 + math.pi / 2},1.4,0.0]"})
+    plain, shifted = Generator(plain_cfg.model).eval(), Generator(shifted_cfg.model).eval()
+    shifted.load_state_dict({**plain.state_dict(), "mapping.mean_camera_pose": shifted.mapping.mean_camera_pose})
+    z, c = plain.latents([0, 1]), plain.labels([0, 1], 2)
+    angles = torch.tensor([[0.2, 1.3, 0.0], [-1.0, 1.7, 0.0]])
+    moved = angles + torch.tensor([math.pi / 2, 0.0, 0.0])
+    with torch.no_grad():
+        assert torch.allclose(shifted.map_latents(z, c, camera_angles=moved), plain.map_latents(z, c, camera_angles=angles),
+                              atol=1e-6)
+        assert torch.allclose(shifted.map_latents(z, c), plain.map_latents(z, c), atol=1e-6)
+        assert (plain.map_latents(z, c, camera_angles=moved) - plain.map_latents(z, c, camera_angles=angles)).abs().max() > 1e-4

@@ -39,8 +39,9 @@ from trigan.core.trajectories import Pose, Trajectory, make_trajectory
 from trigan.training.visuals import SampleSet
 from trigan.viewer.orbit import OrbitState
 
-# Raw outputs (before the sigmoid) of the origin MLP (yaw, pitch) and the look-at MLP (fov, look-at).
-RAW_ORIGIN = (1.5, -1.0)
+# Raw outputs (before the sigmoid) of the origin MLP (yaw, pitch, roll, radius) and the look-at MLP
+# (fov, look-at).
+RAW_ORIGIN = (1.5, -1.0, 0.0, 0.0)
 RAW_LOOK_AT = (2.5, 0.7, -0.4, 1.0)
 
 
@@ -49,19 +50,21 @@ def set_outputs(G: Generator, keep_weights: bool = False) -> None:
     without keep_weights the output weights are zeroed, so the posterior is that constant."""
     cg = G.camera_generator
     with torch.no_grad():
-        for layer, raw in ((cg.origin_adaptor.out, RAW_ORIGIN), (cg.look_at_adaptor.out, RAW_LOOK_AT)):
+        for layer, raw in ((cg.origin_adaptor.main[1], RAW_ORIGIN), (cg.look_at_adaptor.main[1], RAW_LOOK_AT)):
             layer.bias.copy_(torch.tensor(raw) / layer.bias_gain)
             if not keep_weights:
                 layer.weight.zero_()
 
 
 def constant_posterior(G: Generator) -> torch.Tensor:
-    """[7] the posterior parameters of set_outputs(G) with zero weights, from the ranges alone."""
+    """[7] the posterior parameters of set_outputs(G) with zero weights, from the ranges alone (pitch
+    kept 1e-5 inside its range, as upstream)."""
     r = prior_ranges(G.cfg.camera)
     expected = camera_to_params(Camera.from_angles(0.0, math.pi / 2, radius=G.cfg.camera.radius))[0]
-    for i, raw in zip((YAW, PITCH, FOV, LA_YAW, LA_PITCH, LA_RADIUS), RAW_ORIGIN + RAW_LOOK_AT, strict=True):
+    for i, raw in zip((YAW, PITCH, FOV, LA_YAW, LA_PITCH, LA_RADIUS), RAW_ORIGIN[:2] + RAW_LOOK_AT, strict=True):
         lo, hi = r[i].tolist()
-        expected[i] = lo + torch.sigmoid(torch.tensor(raw)) * (hi - lo)
+        margin = 1e-5 if i == PITCH else 0.0
+        expected[i] = lo + margin + torch.sigmoid(torch.tensor(raw)) * (hi - lo - 2 * margin)
     expected[RADIUS] = G.cfg.camera.radius
     return expected
 
@@ -187,7 +190,7 @@ def test_sample_grids_are_around_the_mean_posterior_camera_of_the_current_weight
     assert torch.allclose(used[:, keep], expected[keep].expand(6, -1), atol=1e-5)
     # The same sample set follows the camera generator as it changes (as it does while training).
     with torch.no_grad():
-        G.camera_generator.look_at_adaptor.out.bias[0] = -2.0 / G.camera_generator.look_at_adaptor.out.bias_gain
+        G.camera_generator.look_at_adaptor.main[1].bias[0] = -2.0 / G.camera_generator.look_at_adaptor.main[1].bias_gain
     cameras.clear()
     samples.render_orbit_video(G, tmp_path / "orbit.mp4", frames=2, resolution=8, max_samples=2)
     lo, hi = prior_ranges(G.cfg.camera)[FOV].tolist()

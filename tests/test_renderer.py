@@ -231,3 +231,61 @@ def test_batched_fields_render_each_latent_with_its_camera():
     centre = out.depth[:, 0, 8, 8]
     assert torch.allclose(centre, torch.tensor([0.8, 0.65]), atol=1.0 / 63)   # one coarse spacing
     assert centre[0] > centre[1] + 0.1
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3DGP's marcher settings
+
+class _ColourByDepthField(AnalyticField):
+    """A slab whose colour is the point's x (so where the last sample lies shows in the colour)."""
+
+    def __call__(self, pts):
+        self.calls += 1
+        return pts[..., :1].expand(*pts.shape[:-1], 3).clone(), self.density_fn(pts)
+
+
+def test_last_back_gives_what_a_ray_has_left_to_its_last_sample():
+    """With last_back every ray is opaque; what passes the slab lands on the last sample, whose colour
+    (its x, the ray running along -x) and depth (its distance) make up the rest."""
+    sigma, x0, x1 = 2.0, -0.1, 0.1
+    cam = Camera.from_angles(0.0, math.pi / 2, fov=1.0)      # at x = 1, looking down -x
+    plain = render(_ColourByDepthField(slab(sigma, x0, x1)), cam, 1, exact_options(opaque_far_end=False))
+    back = render(_ColourByDepthField(slab(sigma, x0, x1)), cam, 1,
+                  exact_options(opaque_far_end=False, last_back=True))
+    left = 1 - float(plain.opacity)
+    assert 0.3 < left < 0.8                                   # the slab lets part of the ray through
+    assert float(back.opacity) == pytest.approx(1.0, abs=1e-6)
+    last_t = 1.5                                              # ray_end: the last of 4096 unjittered samples
+    assert float(back.depth) == pytest.approx(float(plain.depth) + left * last_t, abs=1e-4)
+    assert float(back.rgb[0, 0]) == pytest.approx(float(plain.rgb[0, 0]) + left * (1 - last_t), abs=1e-4)
+
+
+def test_unit_importance_spacing_places_fine_samples_as_if_the_ray_were_one_long():
+    """EG3D/3DGP weigh coarse samples with spacing on [0, 1]: a step ds there is L ds along a ray of
+    length L, so density s guides the fine samples as density s / L does with world spacing. Two
+    slabs show it: the front one hides the back one less, so fewer fine samples go to the front."""
+    start, end = 0.5, 2.5                                      # L = 2
+    cam = Camera.from_angles(0.0, math.pi / 2, fov=1.0)        # at x = 1, looking down -x
+
+    def two_slabs(sigma):
+        raw = math.log(math.expm1(sigma))
+        inside = lambda x: ((x >= 0.2) & (x <= 0.45)) | ((x >= -0.6) & (x <= -0.35))
+        return lambda p: torch.where(inside(p[..., 0]), torch.full_like(p[..., 0], raw),
+                                     torch.full_like(p[..., 0], EMPTY))
+
+    def fine_samples(sigma, spacing):
+        queried = []
+
+        class Spy(AnalyticField):
+            def __call__(self, pts):
+                queried.append(pts[0, :, 0].clone())
+                return super().__call__(pts)
+        opts = RenderOptions(num_steps=16, num_fine_steps=64, ray_start=start, ray_end=end, stratified=False,
+                             opaque_far_end=False, importance_spacing=spacing)
+        render(Spy(two_slabs(sigma)), cam, 1, opts)
+        return queried[1]                                      # the fine pass's x values
+
+    unit = fine_samples(4.0, "unit")
+    assert torch.allclose(unit, fine_samples(4.0 / (end - start), "world"), atol=1e-5)
+    front_share = lambda x: float((x > 0).float().mean())
+    assert front_share(fine_samples(4.0, "world")) > front_share(unit) + 0.1
