@@ -21,6 +21,9 @@ examples:
   trigan train --resume runs/00000-demo-shapes --kimg 500   ... and train longer than planned
   trigan train --config demo --data shapes.zip --init runs/00000-demo-shapes/latest.ckpt --kimg 50 \
       training.blur_init_sigma=0     fine-tune: a new run that starts from a checkpoint's weights
+  trigan convert network-snapshot-002000.pkl 3dgp.ckpt --all          an upstream 3DGP (or EpiGRAF) run ...
+  trigan train --config 3dgp.ckpt --init 3dgp.ckpt --data imagenet256.zip training.distill.features=f.memmap
+                                     ... goes on in trigan with its own architecture and recipe
   torchrun --nproc_per_node=4 -m trigan.cli.main train --config epigraf_ffhq512 --data ffhq512.zip --out runs
   trigan train --slurm --nodes 2 --gpus-per-node 4 --partition gpu --submit --config epigraf_ffhq512 --data ffhq512.zip --out runs
 
@@ -41,7 +44,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. training.gamma=0.1 model.render.num_steps=32")
     p.add_argument("--config", default="demo", metavar="PRESET",
-                   help="model and training preset name or YAML file (default: demo)")
+                   help="model and training preset name, YAML file, or a .ckpt whose stored config to use "
+                        "(e.g. one converted from an upstream run with `trigan convert --all`; default: demo)")
     p.add_argument("--data", metavar="DATA", help="dataset zip or folder (see `trigan dataset`)")
     p.add_argument("--out", default="runs", metavar="RUNS", help="folder that holds run directories (default: runs)")
     p.add_argument("--kimg", type=float, metavar="K", help="train until K thousand real images have been shown")
@@ -95,6 +99,19 @@ def _overrides(args) -> list:
     return extra
 
 
+def _base_config(config: str, overrides):
+    """A preset, a YAML file, or a trigan checkpoint's own config (model, discriminator and
+    training recipe: what `trigan convert --all` wrote for an upstream run), plus overrides."""
+    if Path(config).suffix != ".ckpt":
+        return load_config(config, overrides)
+    # These load torch and the core (see cli/main.py).
+    from trigan.core.checkpoint import load_checkpoint  # noqa: PLC0415
+    from trigan.core.config import apply_overrides  # noqa: PLC0415
+    stored = load_checkpoint(config).config
+    stored.training.init = None       # the checkpoint's own history; --init sets this run's
+    return apply_overrides(stored, overrides, what=config)
+
+
 def _open_dataset(cfg, data_override=None):
     from trigan.training.dataset import open_dataset  # noqa: PLC0415 (loads torch: see cli/main.py)
     data = data_override or cfg.training.data
@@ -123,7 +140,7 @@ def _prepare(args, info, writer_log=print):
             save_run_config(run_dir, cfg)
             write_command(run_dir, ["train", *sys.argv[2:]] if sys.argv[1:2] == ["train"] else sys.argv[1:], resumed=True)
         return cfg, run_dir, dataset, True
-    cfg = load_config(args.config, _overrides(args))
+    cfg = _base_config(args.config, _overrides(args))
     cfg.training.data = str(Path(args.data).resolve()) if Path(args.data).exists() else args.data
     dataset = _open_dataset(cfg)
     fit_config_to_dataset(cfg, dataset, log)

@@ -172,10 +172,12 @@ def test_gradients_reach_every_parameter_but_the_unused_fromrgb_layers():
 def test_head_input_is_labels_then_patch_code_then_camera_code():
     raw = Discriminator(_tiny(patch_cond=True, camera_cond=True, camera_cond_raw=True), c_dim=5)
     fourier = Discriminator(_tiny(patch_cond=True, camera_cond=True), c_dim=0)
-    labels_only = Discriminator(_tiny(hyper_mod=False, patch_cond=True), c_dim=5)
+    patch_only = Discriminator(_tiny(hyper_mod=False, patch_cond=True), c_dim=5)    # 3DGP allows this
+    labels_only = Discriminator(_tiny(hyper_mod=False, patch_cond=False), c_dim=5)
     assert raw.head_mapping.embed.weight.shape == (16, 5 + 828 + 2)
     assert fourier.head_mapping.embed.weight.shape == (16, 828 + 24)
-    assert labels_only.head_mapping.embed.weight.shape == (16, 5)  # no patch code without hyper_mod
+    assert patch_only.head_mapping.embed.weight.shape == (16, 5 + 828) and not hasattr(patch_only, "hyper_mod_mapping")
+    assert labels_only.head_mapping.embed.weight.shape == (16, 5)
     assert not hasattr(labels_only, "scalar_enc")
 
 
@@ -232,3 +234,18 @@ def test_the_cpu_presets_discriminator_reads_the_class_from_the_start(preset):
     assert label > 0.5 * image, (label, image)
     drowned, image_too = label_and_image_effects(load_config(preset, ["discriminator.patch_cond=true"]))
     assert drowned < 0.1 * image_too, (drowned, image_too)       # the upstream layout, for contrast
+
+
+def test_camera_conditioning_reads_yaw_in_the_models_own_convention():
+    """A 3DGP D (yaw_offset pi/2) given trigan's yaw y + pi/2 computes what it computes for its own yaw y."""
+    torch.manual_seed(3)
+    own = Discriminator(_tiny(patch_cond=True, camera_cond=True), c_dim=0).eval()
+    shifted = Discriminator(_tiny(patch_cond=True, camera_cond=True), c_dim=0, yaw_offset=math.pi / 2).eval()
+    shifted.load_state_dict(own.state_dict())
+    img = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    angles = torch.tensor([[0.3, 1.2, 0.0], [-0.7, 1.6, 0.0], [1.0, 1.4, 0.0], [0.0, 1.57, 0.0]])
+    with torch.no_grad():
+        expected = own(img, camera_angles=angles)
+        moved = angles + torch.tensor([math.pi / 2, 0.0, 0.0])
+        assert torch.allclose(shifted(img, camera_angles=moved), expected, atol=1e-5)
+        assert (own(img, camera_angles=moved) - expected).abs().max() > 1e-4      # the angle does matter

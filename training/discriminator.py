@@ -15,7 +15,11 @@ Layout (reference: epigraf.md 4 and 5.1):
   <out(x), cmap> / sqrt(cmap_dim), cmap computed from [labels, patch code, camera code].
 * 3DGP additions: `img_channels` 4 for RGB + depth, and with `feat_predict_dim` > 0 a second
   epilogue head (b4.feat_head) that predicts a frozen network's features of the whole image from
-  the same flattened 4x4 features (knowledge distillation, training/distillation.py).
+  the same flattened 4x4 features (knowledge distillation, training/distillation.py). The patch code
+  reaches the head whenever `patch_cond` is on, with or without hyper-modulation (3DGP; EpiGRAF's
+  importer turns `patch_cond` off for its discriminators without hyper-modulation, as EpiGRAF did).
+* Camera conditioning reads yaw in the model's own convention: `yaw_offset` (the model's
+  CameraConfig.yaw_offset) is subtracted from the trigan yaws it is given.
 
 Parameter and buffer names follow the upstream state dict so official checkpoints load with
 `load_state_dict(strict=True)`.
@@ -139,9 +143,10 @@ class DiscriminatorEpilogue(nn.Module):
 class Discriminator(nn.Module):
     """Patch-aware StyleGAN2 ResNet discriminator. `forward` returns logits of shape [B]."""
 
-    def __init__(self, cfg: DiscriminatorConfig, c_dim: int):
+    def __init__(self, cfg: DiscriminatorConfig, c_dim: int, yaw_offset: float = 0.0):
         super().__init__()
         self.cfg, self.c_dim = cfg, c_dim
+        self.yaw_offset = float(yaw_offset)
         p, k = cfg.patch_resolution, cfg.num_additional_start_blocks
         if p < 8 or p & (p - 1):
             raise ValueError(f"patch_resolution must be a power of two >= 8, got {p}")
@@ -151,9 +156,11 @@ class Discriminator(nn.Module):
         # fp16 for the num_fp16_res highest nominal resolutions, never below 8 (StyleGAN2's rule).
         self.fp16_resolution = max(2 ** (int(math.log2(top)) + 1 - cfg.num_fp16_res), 8)
 
-        self.patch_dim = 3 * (2 * PATCH_NUM_FREQS + PATCH_CONST_DIM) if cfg.hyper_mod else 0
-        if cfg.hyper_mod:
+        uses_patch = cfg.hyper_mod or cfg.patch_cond
+        self.patch_dim = 3 * (2 * PATCH_NUM_FREQS + PATCH_CONST_DIM) if uses_patch else 0
+        if uses_patch:
             self.scalar_enc = ScalarEncoder1d(PATCH_MULTIPLIER, PATCH_NUM_FREQS, PATCH_CONST_DIM)
+        if cfg.hyper_mod:
             self.hyper_mod_mapping = ConditionMapping(self.patch_dim, HYPER_DIM)
         for i, res in enumerate(self.block_resolutions):
             block = DiscriminatorBlock(channels(res), channels(res // 2), cfg.img_channels, down=1 if i < k else 2,
@@ -161,7 +168,7 @@ class Discriminator(nn.Module):
             setattr(self, f"b{res}", block)
 
         # The projection head's condition: labels, then the patch code, then the camera code.
-        self.use_patch_code = cfg.patch_cond and cfg.hyper_mod
+        self.use_patch_code = cfg.patch_cond
         self.camera_dim = 0
         if cfg.camera_cond:
             self.camera_dim = 2 if cfg.camera_cond_raw else 2 * 2 * CAMERA_NUM_FREQS
@@ -176,6 +183,8 @@ class Discriminator(nn.Module):
                                         cfg.mbstd_channels, cfg.conv_clamp, cfg.mbstd_grouping, cfg.feat_predict_dim)
 
     def _camera_code(self, camera_angles: torch.Tensor) -> torch.Tensor:
+        if self.yaw_offset:
+            camera_angles = torch.cat([camera_angles[:, :1] - self.yaw_offset, camera_angles[:, 1:]], dim=1)
         code = normalize_camera_angles(camera_angles)  # [B, 2] yaw, pitch
         # Regularisers against D leaning on the pose alone (training only); as in the generator's
         # mapping they act on the normalised angles, the noise scaled by the batch's own spread.
@@ -196,11 +205,12 @@ class Discriminator(nn.Module):
         batch = img.shape[0]
         dtype = self.b4.fc.weight.dtype
         h = patch_code = None
-        if self.cfg.hyper_mod:
+        if self.patch_dim:
             if patch is None:
                 patch = PatchParams(scale=img.new_ones(batch, dtype=dtype), offset=img.new_zeros(batch, 2, dtype=dtype))
             patch_code = self.scalar_enc(patch.as_vector().to(device=img.device, dtype=dtype))
-            h = self.hyper_mod_mapping(patch_code)
+            if self.cfg.hyper_mod:
+                h = self.hyper_mod_mapping(patch_code)
 
         half = use_fp16 and img.device.type == "cuda"
         x = None

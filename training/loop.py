@@ -217,7 +217,7 @@ class Trainer:
 
         torch.manual_seed(t.seed)
         self.G = Generator(cfg.model).to(self.device).train()
-        self.D = Discriminator(cfg.discriminator, cfg.model.c_dim).to(self.device).train()
+        self.D = Discriminator(cfg.discriminator, cfg.model.c_dim, cfg.model.camera.yaw_offset).to(self.device).train()
         self.G_ema = Generator(cfg.model).to(self.device).eval()
         self.G_ema.load_state_dict(self.G.state_dict())
         self.G_ema.requires_grad_(False)
@@ -304,8 +304,38 @@ class Trainer:
         return DatasetFeatures(store, dataset)
 
     def _g_parameters(self) -> list:
-        extra = list(self.depth_adaptor.parameters()) if self.depth_adaptor is not None else []
-        return list(self.G.parameters()) + extra
+        return [p for _, p in self._g_named_parameters()]
+
+    def _g_named_parameters(self) -> list:
+        """G's optimiser's parameters in its order, with the names an upstream snapshot gives them
+        (after `trigan convert --all`: the depth adaptor's under depth_adaptor.*)."""
+        extra = ([(f"depth_adaptor.{n}", p) for n, p in self.depth_adaptor.named_parameters()]
+                 if self.depth_adaptor is not None else [])
+        return list(self.G.named_parameters()) + extra
+
+    @staticmethod
+    def _adam_state_by_name(opt: torch.optim.Adam, named: list, saved) -> int:
+        """Load Adam moments saved by parameter name (an upstream optimiser converted by `trigan
+        convert --all`: {'state': {name: {'step', 'exp_avg', 'exp_avg_sq'}}, ...}) into `opt`, whose
+        parameters are `named` in order; the learning rates and betas stay this run's. Returns how
+        many parameters got moments (0 when `saved` is not in that form)."""
+        by_name = saved.get("state") if isinstance(saved, dict) else None
+        if not isinstance(by_name, dict) or not all(isinstance(k, str) for k in by_name):
+            return 0
+        state = opt.state_dict()
+        moments = {}
+        for i, (name, param) in enumerate(named):
+            entry = by_name.get(name)
+            if not isinstance(entry, dict) or not {"exp_avg", "exp_avg_sq"} <= set(entry):
+                continue
+            if tuple(entry["exp_avg"].shape) != tuple(param.shape):
+                raise TriganError(f"optimiser state of {name}: shape {tuple(entry['exp_avg'].shape)}, "
+                                  f"the weight is {tuple(param.shape)}")
+            moments[i] = {"step": torch.tensor(float(entry.get("step", 0))),
+                          "exp_avg": entry["exp_avg"].to(param), "exp_avg_sq": entry["exp_avg_sq"].to(param)}
+        state["state"] = moments
+        opt.load_state_dict(state)
+        return len(moments)
 
     def fake_depth(self, depth: torch.Tensor, choices: Optional[torch.Tensor]) -> torch.Tensor:
         """Rendered depth [B, 1, P, P] (world units) -> the depth channel D sees."""
@@ -345,6 +375,10 @@ class Trainer:
         if missing:
             raise TriganError(f"{path}: holds no training state ({', '.join(missing)} missing); "
                               "start a new run from it instead of resuming")
+        if ckpt.migrated_camera_generator:
+            raise TriganError(f"{path}: its camera generator has trigan's first layout, whose optimiser state "
+                              "cannot be carried over; start a new run from its weights with "
+                              f"--init {path}")
         # A run that trained D on RGB may go on with depth as a 4th channel (warm_start.py).
         self.widened_inputs = widen_image_inputs(self.D, ckpt.extra["D"], ckpt.extra["D_opt"])
         with _weights_of(path):
@@ -383,8 +417,9 @@ class Trainer:
     def init_from(self, path: Path) -> str:
         """Start this fresh run from the weights of checkpoint `path` (training.init, fine-tuning).
         G and G_ema take its G_ema (its G when it holds one); D takes its D when it holds one, else
-        stays freshly initialised. Optimisers and progress are left at zero: the run's schedules
-        begin again. Returns a one-line account of what was taken."""
+        stays freshly initialised. Adam moments saved by parameter name (an upstream run converted
+        with `trigan convert --all`) are taken too; trigan's own optimiser states are not. Progress
+        is left at zero: the run's schedules begin again. Returns a one-line account of what was taken."""
         ckpt = load_checkpoint(path)
         taken = []
         with _weights_of(path):
@@ -402,6 +437,12 @@ class Trainer:
             if self.D_outline is not None and "D_outline" in ckpt.extra:
                 self.D_outline.load_state_dict(ckpt.extra["D_outline"])
                 taken.append("outline D")
+            # An upstream run converted with --all keeps its Adam moments by parameter name: they go
+            # on with it (trigan's own optimiser states belong to their run and start afresh here).
+            got = (self._adam_state_by_name(self.opt_G, self._g_named_parameters(), ckpt.extra.get("G_opt")),
+                   self._adam_state_by_name(self.opt_D, list(self.D.named_parameters()), ckpt.extra.get("D_opt")))
+            if any(got):
+                taken.append(f"Adam moments of {got[0]} G and {got[1]} D parameters")
         self._broadcast_networks()
         fresh = "" if "D" in ckpt.extra else "; D starts fresh"
         seen = ckpt.progress.get("kimg")
