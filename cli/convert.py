@@ -1,4 +1,4 @@
-"""`trigan convert`: an official EpiGRAF snapshot pickle, or a training checkpoint -> a trigan checkpoint."""
+"""`trigan convert`: an official EpiGRAF or 3DGP snapshot pickle, or a training checkpoint -> a trigan checkpoint."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from pathlib import Path
 
 from trigan.core.errors import TriganError
 
-HELP = "convert an official EpiGRAF .pkl (or a training checkpoint) into a trigan checkpoint"
+HELP = "convert an official EpiGRAF or 3DGP .pkl (or a training checkpoint) into a trigan checkpoint"
 EXAMPLES = """\
 examples:
   trigan convert network-snapshot-025000.pkl ffhq512.ckpt           # G_ema only, for viewing/export
   trigan convert network-snapshot-025000.pkl ffhq512-full.ckpt --all # also G, D and optimizer states
+  trigan convert 3dgp-snapshot-002000.pkl imagenet.ckpt --all        # 3DGP: also its depth adaptor
+  trigan train --config imagenet.ckpt --init imagenet.ckpt --data imagenet256.zip   # ... goes on in trigan
   trigan convert runs/00003-demo/best.ckpt demo.ckpt                 # a run's snapshot, G_ema only
   trigan convert runs/00003-demo demo.ckpt                           # a run folder: its best (else latest)
   trigan convert runs/00003-demo demo.ckpt --set model.camera.support_radius=0.3   # clear space no camera saw
@@ -23,14 +25,17 @@ such as model.camera.support_radius or model.render.num_steps. A change the weig
 
 The .pkl is read as data: no code stored in it runs, and CUDA tensors load on the CPU.
 Commands that take a checkpoint also accept the .pkl directly; converting makes a smaller,
-faster-loading file.
+faster-loading file. --all on a 3DGP snapshot also writes the run's recipe (learning rates, gamma,
+EMA, patches, the depth adaptor, distillation and camera regularisers) into the checkpoint's config,
+for `trigan train --config CKPT --init CKPT`. 3DGP's angles become trigan's (its yaw 0 on +Z is
+trigan's pi/2): see docs/3dgp.md.
 """
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("convert", help=HELP, description=HELP[0].upper() + HELP[1:] + ".", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", help="an EpiGRAF network-snapshot-*.pkl, a trigan .ckpt or a run folder")
+    p.add_argument("src", help="an EpiGRAF or 3DGP network-snapshot-*.pkl, a trigan .ckpt or a run folder")
     p.add_argument("dst", help="the trigan checkpoint to write (.ckpt)")
     p.add_argument("--all", action="store_true", help="keep G, D and the optimizer states too (to fine-tune or resume)")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")

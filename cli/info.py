@@ -21,7 +21,7 @@ examples:
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help=HELP, description=HELP[0].upper() + HELP[1:] + ".", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", nargs="?", help="a trigan checkpoint (.ckpt) or an official EpiGRAF .pkl")
+    p.add_argument("checkpoint", nargs="?", help="a trigan checkpoint (.ckpt) or an official EpiGRAF or 3DGP .pkl")
     p.add_argument("--preset", help=f"describe a preset instead (randomly initialised): {', '.join(list_presets())}")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                    help="config overrides, with --preset")

@@ -96,8 +96,8 @@ def add_parser(subparsers) -> None:
                    help="mp4 quality 1..10, crf = (1 - q/10) * 51 (default: 8, crf 10)")
     p.add_argument("--output", choices=OUTPUTS, default="rgb", help="rgb (default), depth (near = white) or normals")
     p.add_argument("--camera", metavar="K=V,...",
-                   help="base view: yaw=..,pitch=.. (radians, pi allowed), fov=.. (degrees), radius=.. "
-                        "(each defaults to the model's start view)")
+                   help="base view: yaw=..,pitch=.. (radians, pi allowed), fov=.. (degrees), radius=.., "
+                        "look_at_x/y/z=.. or look_at=0 (each defaults to the model's start view)")
     p.add_argument("--interp-steps", type=int, default=8, metavar="N",
                    help="interp: images per pair of seeds, both ends included (default: 8)")
     p.add_argument("--num-steps", type=int, metavar="N",

@@ -1,4 +1,5 @@
-"""Turn an official EpiGRAF snapshot into a trigan config + generator weights.
+"""Turn an official EpiGRAF snapshot into a trigan config + generator weights (3DGP snapshots, which
+share the file format, are recognised here and mapped by `threedgp_import`).
 
 The snapshot is read as data by `epigraf_pickle` (nothing from the file runs). The architecture is
 taken from G_ema's constructor arguments and its resolved Hydra config (`model.generator`, whose
@@ -14,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from trigan.core import threedgp_import
 from trigan.core.checkpoint import build_generator, check_generator_weights, save_checkpoint
 from trigan.core.config import (
     BackgroundConfig,
@@ -131,13 +133,22 @@ def discriminator_config(d: EpigrafNetwork, root_config: Dict[str, Any]) -> Disc
         img_channels=int(kw.get("img_channels", 3)))
 
 
-def _generator_snapshot(snap: EpigrafSnapshot, path) -> Config:
-    """The Config of the snapshot's G_ema, after checking that its weights fit it."""
+def _generator_snapshot(snap: EpigrafSnapshot, path, with_training: bool = False
+                        ) -> Tuple[Config, Dict[str, Any], str]:
+    """(Config, G_ema's state dict under trigan's names, format name) of an EpiGRAF or 3DGP
+    snapshot, after checking that the weights fit the config."""
     if "G_ema" not in snap.networks:
         raise CheckpointError(f"{path}: the snapshot has no G_ema generator")
-    config = generator_config(snap.networks["G_ema"], str(path))
-    check_generator_weights(config, snap.networks["G_ema"].state_dict, source=str(path))
-    return config
+    if threedgp_import.is_3dgp_snapshot(snap):
+        config = threedgp_import.snapshot_config(snap, str(path), with_training)
+        state = threedgp_import.generator_state(snap.networks["G_ema"], config.model)
+        kind = "3DGP pickle"
+    else:
+        config = generator_config(snap.networks["G_ema"], str(path))
+        state = snap.networks["G_ema"].state_dict
+        kind = "EpiGRAF pickle"
+    check_generator_weights(config, state, source=str(path))
+    return config, state, kind
 
 
 def _progress(stats: Dict[str, Any]) -> Dict[str, Any]:
@@ -150,17 +161,17 @@ def _progress(stats: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def load_epigraf_generator(path, device=None) -> Tuple[Generator, Config, Dict[str, Any]]:
-    """(G_ema in eval mode, its Config, extra info for LoadedModel) from an EpiGRAF .pkl."""
+    """(G_ema in eval mode, its Config, extra info for LoadedModel) from an EpiGRAF or 3DGP .pkl."""
     snap = read_epigraf_pickle(path)
-    config = _generator_snapshot(snap, path)
-    G = build_generator(config, snap.networks["G_ema"].state_dict, source=str(path), device=device)
+    config, state, kind = _generator_snapshot(snap, path)
+    G = build_generator(config, state, source=str(path), device=device)
     stats = snap.stats or {}
     metrics = {}
     best = stats.get("best_metric_value")
     if isinstance(best, float) and math.isfinite(best):
         metrics["best"] = best
     extra = sorted(k for k in snap.networks if k != "G_ema") + sorted(snap.optimizers)
-    return G, config, {"progress": _progress(stats), "metrics": metrics, "extra_keys": extra}
+    return G, config, {"progress": _progress(stats), "metrics": metrics, "extra_keys": extra, "format": kind}
 
 
 def convert_epigraf(src, dst, keep_all: bool = False, log: Optional[Callable[[str], None]] = None) -> Path:
@@ -172,18 +183,28 @@ def convert_epigraf(src, dst, keep_all: bool = False, log: Optional[Callable[[st
     say = log or (lambda _msg: None)
     say(f"reading {src}")
     snap = read_epigraf_pickle(src)
-    config = _generator_snapshot(snap, src)
-    progress = {**_progress(snap.stats or {}), "source": f"EpiGRAF snapshot {Path(src).name}"}
+    config, g_ema, kind = _generator_snapshot(snap, src, with_training=keep_all)
+    is_3dgp = kind == "3DGP pickle"
+    progress = {**_progress(snap.stats or {}), "source": f"{kind.split()[0]} snapshot {Path(src).name}"}
     extra = {}
     if keep_all:
         for name in ("G", "D"):
             if name not in snap.networks:
                 raise CheckpointError(f"{src}: --all needs {name}, but the snapshot has none")
-        check_generator_weights(config, snap.networks["G"].state_dict, source=f"{src} (G)")
-        config.discriminator = discriminator_config(snap.networks["D"], snap.config)
-        extra = {"G": snap.networks["G"].state_dict, "D": snap.networks["D"].state_dict}
-        extra.update({name: opt for name, opt in snap.optimizers.items()})
+        if is_3dgp:
+            g = threedgp_import.generator_state(snap.networks["G"], config.model)
+            extra = {"G": g, "D": threedgp_import.discriminator_state(snap.networks["D"])}
+            extra.update({name: threedgp_import.optimizer_state(opt) for name, opt in snap.optimizers.items()})
+            adaptor = threedgp_import.depth_adaptor_state(snap.networks["G"])
+            if adaptor is not None:
+                extra["depth_adaptor"] = adaptor
+        else:
+            g = snap.networks["G"].state_dict
+            config.discriminator = discriminator_config(snap.networks["D"], snap.config)
+            extra = {"G": g, "D": snap.networks["D"].state_dict}
+            extra.update({name: opt for name, opt in snap.optimizers.items()})
+        check_generator_weights(config, g, source=f"{src} (G)")
         if "augment_pipe" in snap.networks:
             extra["augment_pipe"] = snap.networks["augment_pipe"].state_dict
     say(f"writing {dst}")
-    return save_checkpoint(dst, config, snap.networks["G_ema"].state_dict, progress=progress, **extra)
+    return save_checkpoint(dst, config, g_ema, progress=progress, **extra)

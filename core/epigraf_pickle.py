@@ -116,6 +116,19 @@ class _EasyDict(dict):
         pass
 
 
+class _TensorGroup(dict):
+    """3DGP's camera parameter group (a dict subclass of tensors): its items are all it pickles."""
+
+    def __setstate__(self, state):
+        pass
+
+
+class _Discriminator(_ModuleLike):
+    """3DGP's top-level discriminator, pickled by class reference rather than as a persistent
+    object: NEWOBJ makes an empty one, BUILD hands it the module's __dict__ as data."""
+    class_name = "Discriminator"
+
+
 class _Constructor:
     """A function the stream may call. Slots plus a refusing __setstate__: BUILD cannot alter it."""
     __slots__ = ("_fn",)
@@ -236,6 +249,10 @@ def _allowed_globals():
     # and reading those as far as their network tree lets us say clearly what they are.
     for prefix in ("src.", ""):
         allowed[(prefix + "dnnlib.util", "EasyDict")] = _EasyDict
+        allowed[(prefix + "dnnlib.util", "TensorGroup")] = _TensorGroup
+        # 3DGP did not make its Discriminator persistent; train.py imports it as
+        # training.networks_discriminator (src/ on the path), so that is the name snapshots hold.
+        allowed[(prefix + "training.networks_discriminator", "Discriminator")] = _Discriminator
         allowed[(prefix + "torch_utils.persistence", "_reconstruct_persistent_obj")] = \
             _Constructor(_reconstruct_persistent_obj)
     allowed.update({("torch._utils", "_rebuild_tensor_v2"): _Constructor(_rebuild_tensor),

@@ -1,4 +1,4 @@
-"""Open any model trigan accepts: a trigan checkpoint, an official EpiGRAF snapshot pickle, or a
+"""Open any model trigan accepts: a trigan checkpoint, an official EpiGRAF or 3DGP snapshot pickle, or a
 training run directory (its best.ckpt, else latest.ckpt; `latest=True` for the newest).
 
 Every command and the viewer go through `open_model`, so each accepts all three.
@@ -22,7 +22,7 @@ from trigan.core.generator import Generator
 class LoadedModel:
     G: Generator
     config: Config
-    format: str                              # "trigan checkpoint" | "EpiGRAF pickle"
+    format: str                              # "trigan checkpoint" | "EpiGRAF pickle" | "3DGP pickle"
     path: str
     progress: Dict[str, Any] = field(default_factory=dict)
     metrics: Dict[str, Any] = field(default_factory=dict)
@@ -61,7 +61,7 @@ def open_model(path, device=None, latest: bool = False) -> LoadedModel:
         raise CheckpointError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     if _is_pickle(path):
         G, config, info = load_epigraf_generator(path, device=device)
-        return LoadedModel(G=G, config=config, format="EpiGRAF pickle", path=str(path), **info)
+        return LoadedModel(G=G, config=config, path=str(path), **info)
     ckpt = load_checkpoint(path)
     G = build_generator(ckpt.config, ckpt.G_ema, source=str(path), device=device)
     return LoadedModel(G=G, config=ckpt.config, format="trigan checkpoint", path=str(path),

@@ -32,11 +32,18 @@ def model_summary(config: Config, G: Generator, progress: Optional[dict] = None,
                    "fov_range_deg": ([m.camera.fov_min, m.camera.fov_max]
                                      if m.camera.fov_min is not None and m.camera.fov_max is not None else None),
                    "look_at_radius_max": m.camera.look_at_radius_max,
+                   "yaw_offset": m.camera.yaw_offset,
+                   "prior": _prior(m.camera),
                    # 3DGP's learned camera generator: which parameter groups it moves (None: no generator)
                    "generator_adapts": ([name for name, on in (("angles", m.camera_generator.adjust_angles),
                                                                ("fov", m.camera_generator.adjust_fov),
+                                                               ("radius", m.camera_generator.adjust_radius),
                                                                ("look_at", m.camera_generator.adjust_look_at)) if on]
-                                        if m.camera_generator.enabled else None)},
+                                        if m.camera_generator.enabled else None),
+                   "generator": ({"hidden_dim": m.camera_generator.hidden_dim,
+                                  "embed_dim": m.camera_generator.embed_dim,
+                                  "residual": m.camera_generator.residual}
+                                 if m.camera_generator.enabled else None)},
         "render": {"coarse_steps": m.render.num_steps,
                    "fine_steps": m.render.num_fine_steps if m.render.num_fine_steps is not None else m.render.num_steps,
                    "background": "white" if m.render.white_background else "black/last sample",
@@ -51,6 +58,25 @@ def model_summary(config: Config, G: Generator, progress: Optional[dict] = None,
     if extra_keys:
         summary["also_contains"] = sorted(extra_keys)
     return summary
+
+
+def _prior(cam) -> Dict[str, Any]:
+    """The camera prior's ranges (trigan's convention), as far as they are defined."""
+    out: Dict[str, Any] = {"dist": cam.dist}
+    if cam.dist == "custom":
+        return out
+    if cam.dist in ("normal", "gaussian", "truncnorm"):
+        out.update(yaw_mean_std=[cam.yaw_mean, cam.yaw_std], pitch_mean_std=[cam.pitch_mean, cam.pitch_std])
+    if cam.yaw_range is not None or cam.dist in ("uniform", "spherical_uniform"):
+        out["yaw_range"] = list(cam.yaw_range or [cam.yaw_mean - cam.yaw_std, cam.yaw_mean + cam.yaw_std])
+    if cam.pitch_range is not None or cam.dist == "uniform":
+        out["pitch_range"] = list(cam.pitch_range or [cam.pitch_mean - cam.pitch_std, cam.pitch_mean + cam.pitch_std])
+    elif cam.dist == "spherical_uniform":
+        out["pitch_range"] = [0.0, math.pi]
+    out["fov_range_deg"] = [cam.fov_min, cam.fov_max] if cam.fov_min is not None else [cam.fov, cam.fov]
+    if cam.look_at_radius_max > 0:
+        out["look_at_radius_range"] = [cam.look_at_radius_min, cam.look_at_radius_max]
+    return out
 
 
 def _millions(n: int) -> str:
@@ -76,16 +102,35 @@ def format_summary(s: Dict[str, Any], source: str) -> str:
         + (f", background {_millions(p['background'])}" if p["background"] else "")
         + (f", camera generator {_millions(p['camera_generator'])}" if p.get("camera_generator") else "") + ")",
         f"  camera       fov {cam['fov_deg']:g} deg, radius {cam['radius']:g}, rays {cam['ray'][0]:g}..{cam['ray'][1]:g}, "
-        f"scene box +-{cam['cube_scale']:g}, prior {cam['distribution']}, "
-        f"mean yaw/pitch {cam['mean_pose'][0]:.3f}/{cam['mean_pose'][1]:.3f} rad"
-        + (f", fov {cam['fov_range_deg'][0]:g}..{cam['fov_range_deg'][1]:g} deg" if cam.get("fov_range_deg") else "")
-        + (f", look-at in a ball of radius {cam['look_at_radius_max']:g}" if cam.get("look_at_radius_max") else ""),
+        f"scene box +-{cam['cube_scale']:g}, mean yaw/pitch {cam['mean_pose'][0]:.3f}/{cam['mean_pose'][1]:.3f} rad"
+        + (", poses from the dataset" if cam["distribution"] == "custom" else ""),
         f"  rendering    {ren['coarse_steps']} + {ren['fine_steps']} samples per ray, "
         f"{ren['background']} background, background model {ren['background_model']}",
     ]
+    prior = cam.get("prior") or {}
+    if prior.get("dist") not in (None, "custom"):
+        parts = [prior["dist"]]
+        for key, label in (("yaw_range", "yaw"), ("pitch_range", "pitch")):
+            if key in prior:
+                parts.append(f"{label} {prior[key][0]:.3f}..{prior[key][1]:.3f}")
+        for key, label in (("yaw_mean_std", "yaw"), ("pitch_mean_std", "pitch")):
+            if key in prior:
+                parts.append(f"{label} mean {prior[key][0]:.3f} std {prior[key][1]:.3f}")
+        lo, hi = prior["fov_range_deg"]
+        parts.append(f"fov {lo:g}..{hi:g} deg" if hi > lo else f"fov {lo:g} deg")
+        if "look_at_radius_range" in prior:
+            parts.append("look-at radius {:g}..{:g}".format(*prior["look_at_radius_range"]))
+        lines.append("  camera prior " + ", ".join(parts) + " (radians, yaw 0 on +X)")
+    if cam.get("yaw_offset"):
+        lines.append(f"  convention   the model's own yaw 0 lies at trigan yaw {cam['yaw_offset']:.4f} "
+                     "(3DGP's is on +Z); every angle shown and typed is trigan's")
     if cam.get("generator_adapts") is not None:
-        lines.append("  camera gen   learned, maps each prior camera to a posterior (adapts "
-                     + (", ".join(cam["generator_adapts"]) or "nothing") + "; radius fixed)")
+        gen = cam.get("generator") or {}
+        adapts = ", ".join(cam["generator_adapts"]) or "nothing"
+        lines.append("  camera gen   learned, maps each prior camera to a posterior (adapts " + adapts
+                     + ("" if "radius" in cam["generator_adapts"] else "; radius fixed")
+                     + (f"; MLPs {gen['hidden_dim']} wide, {gen['embed_dim']}-d z/class embeddings" if gen else "")
+                     + ("; residual" if gen.get("residual") else "") + ")")
     if "progress" in s:
         prog = s["progress"]
         kimg = prog.get("kimg")

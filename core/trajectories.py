@@ -345,24 +345,34 @@ def _eval_number(text: str) -> float:
     return value
 
 
+LOOK_AT_KEYS = ("look_at_x", "look_at_y", "look_at_z")
+CAMERA_KEYS = POSE_FIELDS + LOOK_AT_KEYS + ("look_at",)
+
+
 def parse_camera(text: str) -> Dict[str, float]:
     """'yaw=0.3,pitch=1.4' -> {'yaw': 0.3, 'pitch': 1.4}; keys yaw, pitch (radians), fov (degrees),
-    radius; values are numbers or arithmetic with pi. Errors name the bad item."""
+    radius, look_at_x/y/z (the point looked at, world units; look_at=0 puts it at the origin);
+    values are numbers or arithmetic with pi. Errors name the bad item."""
     out: Dict[str, float] = {}
     if text is None or not str(text).strip():
         raise TriganError("--camera: expected key=value pairs like yaw=0.3,pitch=1.4")
     for item in str(text).split(","):
         if "=" not in item:
-            raise TriganError(f"--camera {text}: {item.strip()!r} is not key=value (keys: {', '.join(POSE_FIELDS)})")
+            raise TriganError(f"--camera {text}: {item.strip()!r} is not key=value (keys: {', '.join(CAMERA_KEYS)})")
         key, value = (s.strip() for s in item.split("=", 1))
-        if key not in POSE_FIELDS:
-            raise TriganError(f"--camera {text}: unknown key {key!r} (expected {', '.join(POSE_FIELDS)})")
-        if key in out:
+        if key not in CAMERA_KEYS:
+            raise TriganError(f"--camera {text}: unknown key {key!r} (expected {', '.join(CAMERA_KEYS)})")
+        keys = LOOK_AT_KEYS if key == "look_at" else (key,)
+        if any(k in out for k in keys):
             raise TriganError(f"--camera {text}: {key} given twice")
         try:
-            out[key] = _eval_number(value)
+            number = _eval_number(value)
         except (ValueError, SyntaxError, ZeroDivisionError, TypeError):
             raise TriganError(f"--camera {text}: {key}={value!r} is not a number (radians; pi allowed, e.g. pi/2)") from None
+        if key == "look_at" and number != 0:
+            raise TriganError(f"--camera {text}: look_at={value} (only look_at=0, the origin; give other points "
+                              "as look_at_x, look_at_y, look_at_z)")
+        out.update({k: number for k in keys})
     if "fov" in out and not 0 < out["fov"] < 180:
         raise TriganError(f"--camera {text}: fov must be between 0 and 180 degrees, got {out['fov']:g}")
     if "radius" in out and out["radius"] <= 0:

@@ -15,13 +15,9 @@ from trigan.core.config import load_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _epigraf_fixture_dir() -> Path:
-    """The shared fixture folder beside the checkout when present, else the copy in tests/fixtures."""
-    shared = REPO.parent / "shared" / "fixtures" / "epigraf"
-    return shared if (shared / "uncond_gpc.pkl").is_file() else REPO / "tests" / "fixtures" / "epigraf"
-
-
-EPIGRAF_FIXTURES = _epigraf_fixture_dir()
+# Official EpiGRAF and 3DGP snapshots and upstream's outputs for them (tests/fixtures/README.md).
+EPIGRAF_FIXTURES = REPO / "tests" / "fixtures" / "epigraf"
+THREEDGP_FIXTURES = REPO / "tests" / "fixtures" / "3dgp"
 
 
 def pytest_configure(config):

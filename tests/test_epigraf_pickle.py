@@ -1,6 +1,6 @@
 """Tests for the safe EpiGRAF snapshot reader (trigan.core.epigraf_pickle).
 
-Expected values come from the fixture README (/work/shared/fixtures/epigraf/README.md), not from the
+Expected values come from what upstream wrote and computed (tests/fixtures/README.md), not from the
 reader itself: key lists and shapes (§7), configuration values (§4), optimizer facts (§3.6) and the
 reference arrays in the *_ref.npz files.
 """

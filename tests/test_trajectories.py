@@ -171,6 +171,10 @@ def test_parse_camera():
     for text, message in [("yawn=1", "unknown key 'yawn'"), ("yaw", "not key=value"), ("yaw=abc", "not a number"),
                           ("yaw=__import__('os')", "not a number"), ("fov=0", "fov must be between"),
                           ("radius=-2", "radius must be positive"), ("yaw=1,yaw=2", "given twice"),
-                          ("yaw=1/0", "not a number")]:
+                          ("yaw=1/0", "not a number"), ("look_at=0.1", "only look_at=0"),
+                          ("look_at=0,look_at_y=0.1", "given twice")]:
         with pytest.raises(TriganError, match=message):
             parse_camera(text)
+    # the point looked at: each coordinate, or look_at=0 for the origin
+    assert parse_camera("look_at=0") == {"look_at_x": 0.0, "look_at_y": 0.0, "look_at_z": 0.0}
+    assert parse_camera("look_at_y=0.05,yaw=1") == {"look_at_y": 0.05, "yaw": 1.0}

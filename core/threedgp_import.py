@@ -1,0 +1,356 @@
+"""Turn an official 3DGP snapshot into a trigan config and weights (G, G_ema, D, depth adaptor).
+
+3DGP (snap-research/3dgp) is EpiGRAF plus a learned camera generator, a depth adaptor, depth and
+knowledge distillation in D, and EG3D's importance renderer. Its snapshots are read as data by
+`epigraf_pickle`, like EpiGRAF's (nothing from the file runs). What differs, and how it is mapped:
+
+* Architecture: from G_ema's constructor arguments and the resolved Hydra config
+  (`model.generator`, the top-level `camera` group, `model.discriminator`, `training`,
+  `model.loss_kwargs`). Decoder channels are min(cbase * fmaps // r, cmax).
+* Cameras: 3DGP puts yaw 0 on +Z, trigan on +X. Every angle of the prior is stored in trigan's
+  convention (3DGP yaw + pi/2, look-at yaws too) and `model.camera.yaw_offset` = pi/2 records the
+  shift for the parts that read raw yaw numbers (pose conditioning). The camera generator computes
+  the same function in either convention (its ranges shift with the values).
+* Rendering: the classical ray marcher: raw colours, softplus density, last interval 1e10 (or 1e-3
+  without `use_inf_depth`), `last_back` as configured, and no white background whatever
+  `dataset.white_back` says (the classical marcher never applies it). Coarse weights that place the
+  fine samples measure spacing on [0, 1] (`render.importance_spacing: unit`).
+* Weight names: `synthesis.camera_adaptor.*` -> `camera_generator.*`; the depth adaptor
+  (`synthesis.depth_adaptor.*`) leaves G for the trainer (`near_plane_offset_raw` [1] ->
+  `near_plane_offset` []; `progress_coef`, upstream's schedule state, is dropped: trigan schedules
+  by images seen); `mapping.mean_camera_params` becomes `model.camera.mean_pose` (and the mapping's
+  `mean_camera_pose`); D's `b4.feat_out.0/1` -> `b4.feat_head.fc/out`.
+
+What trigan does not implement is refused in one line: the mip ray marcher, rays bounded by the
+scene box (`use_full_box`), a view-conditioned MLP, camera priors other than upstream's kinds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+from trigan.core.config import (
+    CameraConfig,
+    CameraGeneratorConfig,
+    CameraRegularizerConfig,
+    Config,
+    DepthConfig,
+    DiscriminatorConfig,
+    DistillConfig,
+    MappingConfig,
+    ModelConfig,
+    PatchConfig,
+    RenderConfig,
+    TrainingConfig,
+    TriPlaneConfig,
+)
+from trigan.core.epigraf_pickle import EpigrafNetwork, EpigrafSnapshot
+from trigan.core.errors import CheckpointError
+
+YAW_OFFSET = math.pi / 2      # a 3DGP yaw y is the trigan yaw y + pi/2 (its yaw 0 is on +Z)
+
+
+def is_3dgp_snapshot(snap: EpigrafSnapshot) -> bool:
+    """3DGP's configs have a camera group with an origin prior, at the top and in the generator's own
+    config (EpiGRAF keeps a flat camera inside its dataset config)."""
+    if "G_ema" not in snap.networks:
+        return False
+    generator_cfg = snap.networks["G_ema"].init_kwargs.get("cfg") or {}
+    return any(isinstance(cam, dict) and "origin" in cam
+               for cam in (snap.config.get("camera"), generator_cfg.get("camera")))
+
+
+def _unsupported(path: str, what: str) -> CheckpointError:
+    return CheckpointError(f"{path}: uses {what}, which trigan does not implement")
+
+
+def _section(node: Any, *keys: str) -> Dict[str, Any]:
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cameras
+
+def _fixed_value(prior: Dict[str, Any], path: str, what: str) -> float:
+    """A prior that is one number: `normal` with std 0 (3DGP's way of fixing a value)."""
+    if prior.get("dist") == "normal" and float(prior.get("std", 0.0) or 0.0) == 0.0:
+        return float(prior["mean"])
+    if prior.get("dist") == "uniform" and float(prior["min"]) == float(prior["max"]):
+        return float(prior["min"])
+    raise _unsupported(path, f"a {prior.get('dist')!r} prior over the camera {what}")
+
+
+def camera_config(camera: Dict[str, Any], mean_camera_params, path: str) -> CameraConfig:
+    """trigan's CameraConfig (trigan's yaw convention) of 3DGP's camera group."""
+    ray = _section(camera, "ray")
+    origin = _section(camera, "origin")
+    angles = _section(origin, "angles")
+    dist = str(angles.get("dist", "uniform"))
+    if dist not in ("uniform", "normal", "truncnorm", "spherical_uniform", "custom"):
+        raise _unsupported(path, f"a {dist!r} prior over the camera angles")
+    yaw, pitch = _section(angles, "yaw"), _section(angles, "pitch")
+
+    def centre_and_spread(a: Dict[str, Any]) -> Tuple[float, float]:
+        if dist in ("normal", "truncnorm") and "mean" in a:
+            return float(a["mean"]), float(a.get("std", 0.0) or 0.0)
+        lo, hi = float(a.get("min", a.get("mean", 0.0))), float(a.get("max", a.get("mean", 0.0)))
+        return (lo + hi) / 2, (hi - lo) / 2
+
+    def bounds(a: Dict[str, Any], shift: float = 0.0) -> Optional[list]:
+        return [float(a["min"]) + shift, float(a["max"]) + shift] if "min" in a and "max" in a else None
+
+    yaw_mean, yaw_std = centre_and_spread(yaw)
+    pitch_mean, pitch_std = centre_and_spread(pitch)
+    fov_prior = _section(camera, "fov")
+    fov_min = fov_max = None
+    if fov_prior.get("dist") == "uniform" and float(fov_prior["min"]) < float(fov_prior["max"]):
+        fov_min, fov_max = float(fov_prior["min"]), float(fov_prior["max"])
+        fov = (fov_min + fov_max) / 2
+    else:
+        fov = _fixed_value(fov_prior, path, "fov")
+    radius = _fixed_value(_section(origin, "radius"), path, "radius")
+    look_at = _section(camera, "look_at")
+    la_radius = _section(look_at, "radius")
+    if la_radius.get("dist", "uniform") == "uniform":
+        la_min, la_max = float(la_radius.get("min", 0.0)), float(la_radius.get("max", 0.0))
+    else:
+        la_min = la_max = _fixed_value(la_radius, path, "look-at radius")
+    la_angles = _section(look_at, "angles")
+    if la_max > 0 and la_angles.get("dist", "spherical_uniform") != "spherical_uniform":
+        raise _unsupported(path, f"a {la_angles.get('dist')!r} prior over the look-at direction")
+    mean = [float(v) for v in (mean_camera_params.tolist() if hasattr(mean_camera_params, "tolist")
+                               else (mean_camera_params or []))]
+    mean_pose = ([mean[0] + YAW_OFFSET, mean[1], mean[2]] if len(mean) >= 3
+                 else [yaw_mean + YAW_OFFSET, pitch_mean, 0.0])
+    return CameraConfig(
+        fov=fov, radius=radius, ray_start=float(ray["start"]), ray_end=float(ray["end"]),
+        cube_scale=float(camera["cube_scale"]), yaw_offset=YAW_OFFSET, dist=dist,
+        yaw_mean=yaw_mean + YAW_OFFSET, yaw_std=yaw_std, pitch_mean=pitch_mean, pitch_std=pitch_std,
+        yaw_range=bounds(yaw, YAW_OFFSET), pitch_range=bounds(pitch), mean_pose=mean_pose,
+        fov_min=fov_min, fov_max=fov_max, look_at_radius_min=la_min, look_at_radius_max=la_max,
+        look_at_yaw_range=bounds(_section(la_angles, "yaw"), YAW_OFFSET),
+        look_at_pitch_range=bounds(_section(la_angles, "pitch")))
+
+
+def camera_generator_config(adaptor: Dict[str, Any], camera: Dict[str, Any]) -> CameraGeneratorConfig:
+    if not adaptor.get("enabled", False):
+        return CameraGeneratorConfig(enabled=False)
+    adjust = _section(adaptor, "adjust")
+    la_pitch = _section(camera, "look_at", "angles", "pitch")
+    return CameraGeneratorConfig(
+        enabled=True, hidden_dim=int(adaptor["hid_dim"]), embed_dim=int(adaptor["embed_dim"]),
+        lr_multiplier=float(adaptor.get("lr_multiplier", 0.1)),
+        adjust_angles=bool(adjust.get("angles", True)), adjust_fov=bool(adjust.get("fov", True)),
+        adjust_look_at=bool(adjust.get("look_at", True)), adjust_radius=bool(adjust.get("radius", False)),
+        residual=bool(adaptor.get("residual", False)),
+        # upstream maps the look-at radius back from its look-at *pitch* minimum (3dgp.md 3.3)
+        look_at_radius_floor=float(la_pitch.get("min", 0.0)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Networks
+
+def generator_config(snap: EpigrafSnapshot, path: str) -> ModelConfig:
+    g = snap.networks["G_ema"]
+    kw = g.init_kwargs
+    cfg = kw.get("cfg") or {}
+    camera = snap.config.get("camera") or cfg.get("camera") or {}
+    dataset = cfg.get("dataset") or snap.config.get("dataset") or {}
+    tri = cfg.get("tri_plane") or {}
+    if cfg.get("ray_marcher_type", "classical") != "classical":
+        raise _unsupported(path, f"the {cfg['ray_marcher_type']!r} ray marcher")
+    if cfg.get("use_full_box", False):
+        raise _unsupported(path, "rays bounded by the scene box (use_full_box)")
+    if cfg.get("has_view_cond", False):
+        raise _unsupported(path, "a view-direction-conditioned MLP (has_view_cond)")
+    mlp = tri.get("mlp") or {}
+    if int(mlp.get("n_layers", 2)) < 1:
+        raise _unsupported(path, "an identity tri-plane MLP (tri_plane.mlp.n_layers 0)")
+    mapping_kw = kw.get("mapping_kwargs") or {}
+    conv_clamp = kw.get("conv_clamp", None if cfg.get("fp32_only", False) else 256)
+    return ModelConfig(
+        name=str(dataset.get("name", "3dgp")), family="3dgp",
+        img_resolution=int(kw["img_resolution"]), img_channels=int(kw.get("img_channels", 3)),
+        c_dim=int(cfg.get("c_dim", 0)),
+        mapping=MappingConfig(z_dim=int(cfg.get("z_dim", 512)), w_dim=int(cfg["w_dim"]),
+                              num_layers=int(cfg.get("map_depth", 2)),
+                              camera_cond=bool(mapping_kw.get("camera_cond", cfg.get("camera_cond", False))),
+                              camera_cond_drop_p=float(mapping_kw.get("camera_cond_drop_p", 0.0))),
+        triplane=TriPlaneConfig(resolution=int(tri["res"]), feat_dim=int(tri["feat_dim"]),
+                                channel_base=int(float(cfg["cbase"]) * float(cfg.get("fmaps", 1.0))),
+                                channel_max=int(cfg["cmax"]), use_noise=bool(cfg.get("use_noise", True)),
+                                conv_clamp=None if conv_clamp is None else float(conv_clamp),
+                                mlp_hidden=int(mlp.get("hid_dim", 64)), mlp_layers=int(mlp.get("n_layers", 2))),
+        # the buffer is what upstream's mapping reads (its init-kwargs copy may differ)
+        camera=camera_config(camera, g.state_dict.get("mapping.mean_camera_params",
+                                                      mapping_kw.get("mean_camera_params")), path),
+        camera_generator=camera_generator_config(cfg.get("camera_adaptor") or {}, camera),
+        render=RenderConfig(num_steps=int(cfg.get("num_ray_steps", 32)),
+                            density_activation=str(cfg.get("clamp_mode", "softplus")),
+                            white_background=False, last_back=bool(dataset.get("last_back", False)),
+                            opaque_far_end=bool(cfg.get("use_inf_depth", True)), importance_spacing="unit",
+                            nerf_noise_std_init=float(cfg.get("nerf_noise_std_init", 1.0)),
+                            nerf_noise_kimg_growth=float(cfg.get("nerf_noise_kimg_growth", 5000))))
+
+
+def discriminator_config(snap: EpigrafSnapshot) -> DiscriminatorConfig:
+    d = snap.networks["D"]
+    dcfg = _section(snap.config, "model", "discriminator")
+    patch = _section(snap.config, "training", "patch") or _section(dcfg, "patch")
+    root = d.attributes.get("", {})
+    k = int(dcfg.get("num_additional_start_blocks", 0))
+    mbstd = d.attributes.get("b4.mbstd", {})
+    epilogue = d.attributes.get("b4", {})
+    feat = d.state_dict.get("b4.feat_out.1.weight")
+    return DiscriminatorConfig(
+        patch_resolution=int(root["img_resolution"]) // 2 ** k, num_additional_start_blocks=k,
+        channel_base=int(float(dcfg["cbase"]) * float(dcfg.get("fmaps", 1.0))), channel_max=int(dcfg["cmax"]),
+        mbstd_group_size=int(mbstd.get("group_size", dcfg.get("mbstd_group_size", 4))),
+        mbstd_channels=int(mbstd.get("num_channels", 1)), mbstd_grouping="strided",
+        hyper_mod=bool(dcfg.get("hyper_mod", False)), patch_cond=bool(patch.get("patch_params_cond", False)),
+        camera_cond=bool(dcfg.get("camera_cond", False)),
+        camera_cond_drop_p=float(dcfg.get("camera_cond_drop_p", 0.0)),
+        cmap_dim=int(epilogue["cmap_dim"]) if epilogue.get("cmap_dim") else None,
+        num_fp16_res=0 if dcfg.get("fp32_only", False) else 4,
+        img_channels=int(root.get("img_channels", 3)),
+        feat_predict_dim=0 if feat is None else int(feat.shape[0]))
+
+
+def training_config(snap: EpigrafSnapshot, model: ModelConfig) -> TrainingConfig:
+    """Upstream's recipe in trigan's terms, so a converted run continues with the same settings."""
+    c = snap.config
+    t, loss = _section(c, "training"), _section(c, "model", "loss_kwargs")
+    gcfg, dcfg = _section(c, "model", "generator"), _section(c, "model", "discriminator")
+    g_opt, d_opt = _section(gcfg, "optim", "kwargs"), _section(dcfg, "optim", "kwargs")
+    patch = _section(t, "patch")
+    batch = int(t.get("batch_size", 64))
+    if patch.get("enabled", False):
+        patch_cfg = PatchConfig(dist="beta" if patch.get("distribution", "beta") == "beta" else "uniform",
+                                min_scale=float(patch.get("min_scale_trg", 0.25)),
+                                max_scale=float(patch.get("max_scale", 1.0)),
+                                beta_start=float(patch.get("beta_val_start", 0.001)),
+                                beta_end=float(patch.get("beta_val_end", 0.8)),
+                                anneal_kimg=float(patch.get("anneal_kimg", 10000)))
+    else:
+        patch_cfg = PatchConfig(dist="full")
+    depth = _section(gcfg, "depth_adaptor")
+    kd = _section(loss, "kd", "discr")
+    adaptor = _section(gcfg, "camera_adaptor")
+    emd = _section(adaptor, "emd")
+    emd_on = bool(emd.get("enabled", False))
+    ema_kimg = float(gcfg.get("ema_kimg", batch * 0.3125))
+    return TrainingConfig(
+        kimg=float(t.get("kimg", 25000)), batch_size=batch,
+        gamma=None if loss.get("gamma") in (None, "auto") else float(loss["gamma"]),
+        g_lr=float(g_opt.get("lr", 0.0025)), d_lr=float(d_opt.get("lr", 0.002)),
+        betas=[float(b) for b in g_opt.get("betas", [0.0, 0.99])], eps=float(g_opt.get("eps", 1e-8)),
+        grad_clip=None if _section(gcfg, "optim").get("grad_clip") is None else float(gcfg["optim"]["grad_clip"]),
+        ema_multiplier=ema_kimg / batch, ema_rampup=gcfg.get("ema_rampup", 0.05),
+        blur_init_sigma=float(loss.get("blur_init_sigma", 10)), blur_fade_kimg=float(loss.get("blur_fade_kimg", 200)),
+        mirror=bool(_section(c, "dataset").get("mirror", True)), seed=int(t.get("seed", 0)),
+        patch=patch_cfg,
+        depth=DepthConfig(adaptor=bool(depth.get("enabled", False)), kernel_size=int(depth.get("kernel_size", 5)),
+                          hidden_dim=int(depth.get("hid_dim", 64)),
+                          num_hidden_layers=int(depth.get("num_hid_layers", 3)),
+                          out_strategy=str(depth.get("out_strategy", "random")),
+                          selection_start_p=float(depth.get("selection_start_p", 0.1)),
+                          anneal_kimg=float(depth.get("anneal_kimg", 10000)),
+                          near_plane_offset_max_fraction=float(depth.get("near_plane_offset_max_fraction", 0.25)),
+                          near_plane_offset_bias=float(depth.get("near_plane_offset_bias", -3.0))),
+        distill=DistillConfig(weight=float(kd.get("weight", 0.0)), anneal_kimg=float(kd.get("anneal_kimg", 100000))),
+        camera_reg=CameraRegularizerConfig(
+            emd_origin=float(emd.get("origin", 2.0)) if emd_on else 0.0,
+            emd_fov=float(emd.get("fov", 1e-4)) if emd_on else 0.0,
+            emd_look_at=float(emd.get("look_at", 1e-4)) if emd_on else 0.0,
+            emd_num_samples=int(emd.get("num_samples", 64)), emd_anneal_kimg=float(emd.get("anneal_kimg", 10000)),
+            force_mean_weight=float(adaptor.get("force_mean_weight", 10.0)) if model.camera_generator.enabled else 0.0))
+
+
+def snapshot_config(snap: EpigrafSnapshot, path: str, with_training: bool = False) -> Config:
+    model = generator_config(snap, path)
+    config = Config(model=model)
+    if with_training:
+        config.discriminator = discriminator_config(snap)
+        config.training = training_config(snap, model)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------------
+# Weights
+
+def _mean_camera_pose(model: ModelConfig) -> torch.Tensor:
+    """What trigan's mapping keeps as `mean_camera_pose`: the mean pose (trigan's convention; the
+    mapping applies the yaw offset itself)."""
+    return torch.tensor([float(v) for v in model.camera.mean_pose], dtype=torch.float32)
+
+
+def generator_state(net: EpigrafNetwork, model: ModelConfig) -> "OrderedDict[str, torch.Tensor]":
+    """G's or G_ema's state dict under trigan's names (the depth adaptor left out: `depth_adaptor_state`)."""
+    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    for key, value in net.state_dict.items():
+        if key.startswith("synthesis.depth_adaptor.") or key == "mapping.mean_camera_params":
+            continue
+        if key.startswith("synthesis.camera_adaptor."):
+            key = "camera_generator." + key[len("synthesis.camera_adaptor."):]
+        out[key] = value
+    out["mapping.mean_camera_pose"] = _mean_camera_pose(model)
+    return out
+
+
+def depth_adaptor_state(net: EpigrafNetwork) -> Optional["OrderedDict[str, torch.Tensor]"]:
+    """The depth adaptor of G or G_ema under trigan's names (training/depth_adaptor.py), or None."""
+    prefix = "synthesis.depth_adaptor."
+    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    for key, value in net.state_dict.items():
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        if name == "progress_coef":
+            continue
+        if name == "near_plane_offset_raw":
+            name, value = "near_plane_offset", value.reshape(())
+        out[name] = value
+    return out or None
+
+
+def discriminator_state(net: EpigrafNetwork) -> "OrderedDict[str, torch.Tensor]":
+    names = {"b4.feat_out.0.": "b4.feat_head.fc.", "b4.feat_out.1.": "b4.feat_head.out."}
+    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    for key, value in net.state_dict.items():
+        for old, new in names.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+        out[key] = value
+    return out
+
+
+def _renamed_parameter(name: str) -> str:
+    """An upstream parameter name as trigan's trainer names it (G's optimiser covers the depth adaptor)."""
+    if name.startswith("synthesis.camera_adaptor."):
+        return "camera_generator." + name[len("synthesis.camera_adaptor."):]
+    if name.startswith("synthesis.depth_adaptor."):
+        rest = name[len("synthesis.depth_adaptor."):]
+        return "depth_adaptor." + ("near_plane_offset" if rest == "near_plane_offset_raw" else rest)
+    for old, new in (("b4.feat_out.0.", "b4.feat_head.fc."), ("b4.feat_out.1.", "b4.feat_head.out.")):
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
+
+
+def optimizer_state(opt: Dict[str, Any]) -> Dict[str, Any]:
+    """An optimiser read from the snapshot (keyed by parameter name) under trigan's names."""
+    groups = [dict(g, params=[_renamed_parameter(p) for p in g["params"]]) for g in opt.get("param_groups", [])]
+    state = {}
+    for name, entry in opt.get("state", {}).items():
+        if name == "synthesis.depth_adaptor.near_plane_offset_raw" and isinstance(entry, dict):
+            # trigan's near-plane offset is a scalar, upstream's a [1] vector
+            entry = {k: v.reshape(()) if isinstance(v, torch.Tensor) and v.numel() == 1 and k != "step" else v
+                     for k, v in entry.items()}
+        state[_renamed_parameter(name)] = entry
+    return {"defaults": opt.get("defaults", {}), "param_groups": groups, "state": state}
