@@ -26,10 +26,13 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
+import torch
 import trimesh
 from PIL import Image
 
+from conftest import THREEDGP_FIXTURES
 from train_helpers import TINY_TRAIN, write_tiny_dataset
+from trigan.core.cameras import sample_camera_prior
 from trigan.core.images import grid_shape
 from trigan.core.model_io import open_model
 from trigan.viewer.display import _x_server_answers
@@ -330,6 +333,36 @@ def test_right_drag_pans_and_keys_orbit(viewer):
     assert math.remainder(s2["orbit"]["yaw"] - s1["orbit"]["yaw"] - KEY_ORBIT_STEP, 2 * math.pi) == pytest.approx(0, abs=1e-9)
     viewer.xdotool("key", "r")
     viewer.wait_for(lambda s: _pose(s["orbit"]) == _pose(viewer.start_orbit), 10, "R resets")
+
+
+@pytest.mark.gui
+def test_an_official_3dgp_snapshot_opens_and_draws_cameras_from_its_learned_distribution(xserver, tmp_path):
+    """The .pkl opens at its mean posterior camera (looking at a point off the origin); clicking the
+    Camera panel's draw button moves to prior camera 1 through the camera generator for this seed
+    and class, as core computes it."""
+    pkl = THREEDGP_FIXTURES / "3dgp_cond.pkl"
+    write_settings(tmp_path, resolution=64, window_x=0, window_y=0, window_width=WINDOW_SIZE[0],
+                   window_height=WINDOW_SIZE[1])
+    v = Viewer(xserver, tmp_path, model=pkl)
+    try:
+        s = v.wait_for(lambda s: s.get("model") is not None, START_TIMEOUT, "the 3DGP snapshot to load")
+        assert s["model"]["file"] == str(pkl) and s["model"]["c_dim"] == 5
+        start = v.settled()["orbit"]
+        assert math.dist(start["look_at"], (0, 0, 0)) > 1e-3            # the mean posterior look-at point
+        v.click_item("camera_draw")
+        s = v.wait_for(lambda s: s["orbit"]["yaw"] != start["yaw"], 60, "the drawn camera")
+        drawn, seed, cls = s["orbit"], s["view"]["seed"], s["view"]["class_index"] or 0
+        v.settled()
+        v.screenshot(tmp_path / "drawn.png")
+        G = open_model(pkl).G
+        prior = sample_camera_prior(G.cfg.camera, 1, torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            post = G.posterior_camera(G.latents([seed]), G.labels([cls], 1), prior_camera=prior)
+        expected = (float(post.yaw[0]), float(post.pitch[0]), float(post.fov[0]))
+        assert (drawn["yaw"], drawn["pitch"], drawn["fov"]) == pytest.approx(expected, abs=1e-4)
+        assert drawn["look_at"] == pytest.approx(post.look_at[0].tolist(), abs=1e-5)
+    finally:
+        assert v.close() == 0, v.log_text()[-3000:]
 
 
 @pytest.mark.gui

@@ -14,7 +14,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from tests.conftest import tiny_config
+from conftest import tiny_config
 from trigan.cli.main import main
 from trigan.core.checkpoint import save_checkpoint
 from trigan.core.generator import Generator

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from conftest import tiny_config
 from trigan.core.errors import TriganError
 from trigan.core.generator import Generator
 from trigan.viewer.orbit import (

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.train_helpers import TINY_TRAIN, write_tiny_dataset
+from train_helpers import TINY_TRAIN, write_tiny_dataset
 from trigan.core.errors import TriganError
 from trigan.viewer.run_monitor import (
     METRIC_PREFIX,

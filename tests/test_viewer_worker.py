@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from conftest import THREEDGP_FIXTURES, tiny_config
+from trigan.core.cameras import sample_camera_prior
 from trigan.core.checkpoint import save_checkpoint
 from trigan.core.generator import Generator
+from trigan.core.model_io import open_model
 from trigan.viewer import scene as scene_mod
 from trigan.viewer.orbit import OrbitState
 from trigan.viewer.render_request import RenderRequest
@@ -243,3 +245,37 @@ def test_sample_multiplier_scales_the_samples_per_ray(tiny_ckpt):
     assert nh < n1 < n2 <= 2 * n1 + 64 * 64           # the tail sample is not multiplied
     # more samples of the same integral: the pictures agree closely
     assert np.abs(two.image - one.image).mean() < 0.02
+
+
+def test_a_camera_drawn_from_a_3dgp_models_distribution_is_its_posterior():
+    """The Camera panel's draw: prior camera number `draw` (a generator seeded by it) through the
+    camera generator with the seed's latent and the class, as core computes it directly."""
+    pkl = str(THREEDGP_FIXTURES / "3dgp_cond.pkl")
+    worker = RenderWorker(scene_factory=lambda: Scene(device="cpu", use_preview_module=False))
+    try:
+        key = worker.draw_camera(pkl, 7, 3, 2)
+        assert worker.wait_idle(WAIT)
+        drawn = worker.drawn_camera(key)
+        assert isinstance(drawn, OrbitState) and worker.drawn_camera(key) is None   # handed out once
+    finally:
+        worker.stop()
+    G = open_model(pkl).G
+    prior = sample_camera_prior(G.cfg.camera, 1, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        post = G.posterior_camera(G.latents([7]), G.labels([3], 1), prior_camera=prior)
+    assert (drawn.yaw, drawn.pitch, drawn.fov, drawn.radius) == pytest.approx(
+        (float(post.yaw[0]), float(post.pitch[0]), float(post.fov[0]), float(post.radius[0])), abs=1e-5)
+    assert drawn.look_at == pytest.approx(tuple(post.look_at[0].tolist()), abs=1e-6)
+    lo, hi = G.cfg.camera.fov_min, G.cfg.camera.fov_max
+    assert lo <= drawn.fov <= hi and 0 < math.dist(drawn.look_at, (0, 0, 0)) <= 0.2
+
+
+def test_drawing_a_camera_from_dataset_poses_says_there_is_nothing_to_draw(tiny_ckpt):
+    worker = RenderWorker(scene_factory=lambda: Scene(device="cpu", use_preview_module=False))
+    try:
+        key = worker.draw_camera(tiny_ckpt, 0, 0, 1)
+        assert worker.wait_idle(WAIT)
+        answer = worker.drawn_camera(key)
+    finally:
+        worker.stop()
+    assert isinstance(answer, InfoError) and "dataset's poses" in answer.error and "\n" not in answer.error

@@ -124,6 +124,8 @@ class ViewerApp:
         self._quit = False
         self._bugs_seen = set()
         self._class_start = None          # (model path, class) whose start camera was asked for
+        self._camera_draw = None          # the key of the camera asked of the worker (draw_camera)
+        self._draws = 0
         self._last_input = time.monotonic()
 
     # -- settings --------------------------------------------------------------------------------------
@@ -180,6 +182,28 @@ class ViewerApp:
         start = getattr(info, "start_orbit", None)
         if start is not None and info.path == getattr(self.model_info, "path", None):
             self.orbit.set_start(start, reset=False)
+
+    def draw_camera(self) -> None:
+        """Move to a camera drawn from the model's camera distribution for the current seed and class
+        (the learned one of a 3DGP model); the worker draws it, the next frames pick it up."""
+        if self.model_info is None or self.orbit is None:
+            return
+        self._draws += 1
+        self._camera_draw = self.worker.draw_camera(self.model_info.path, self.view.seed, self.view.class_index,
+                                                    self._draws)
+
+    def _poll_camera_draw(self) -> None:
+        if self._camera_draw is None or self.orbit is None:
+            return
+        drawn = self.worker.drawn_camera(self._camera_draw)
+        if drawn is None:
+            return
+        self._camera_draw = None
+        if isinstance(drawn, InfoError):
+            self.image.set_error(drawn.error)
+            return
+        self.camera_input(lambda: self.orbit.set(yaw=drawn.yaw, pitch=drawn.pitch, radius=drawn.radius,
+                                                 fov=drawn.fov, look_at=drawn.look_at, pivot=drawn.pivot))
 
     def camera_input(self, move) -> None:
         """Apply a camera change (a callable on the OrbitController); bad numbers become a message."""
@@ -309,6 +333,7 @@ class ViewerApp:
             self.image.poll_input()
             self._poll_model()
             self._poll_class_start()
+            self._poll_camera_draw()
             mark("input")
             self.camera_panel.tick()
             self.export_panel.tick(now)

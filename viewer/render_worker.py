@@ -15,8 +15,9 @@ Scheduling:
   and no frame would ever appear. A cancelled render produces no frame;
 * an exception in a render becomes a Frame with `error` set and the worker carries on.
 
-Model information (`open` / `model_info`) is served between renders, loaded in this thread too,
-so the GUI thread never runs the model.
+Model information (`open` / `model_info`) and cameras drawn from a model's camera distribution
+(`draw_camera` / `drawn_camera`) are served between renders, in this thread too, so the GUI thread
+never runs the model.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class RenderWorker:
         self._latest: Optional[Frame] = None
         self._info_wanted: Dict[Tuple[str, Optional[int]], None] = {}
         self._info: Dict[Tuple[str, Optional[int]], object] = {}
+        self._draws_wanted: Dict[tuple, None] = {}
+        self._draws: Dict[tuple, object] = {}
         self._latest_fresh = True       # False after refresh(): the same request renders again
         self._progress = 0.0
         self._stopping = False
@@ -113,6 +116,21 @@ class RenderWorker:
         with self._cond:
             return self._info.get((str(model_path), class_index))
 
+    def draw_camera(self, model_path: str, seed: int, class_index: Optional[int], draw: int) -> tuple:
+        """Ask for camera number `draw` from the model's camera distribution for this latent (see
+        Scene.draw_camera); returns the key to pass to drawn_camera."""
+        key = (str(model_path), int(seed), class_index, int(draw))
+        with self._cond:
+            if key not in self._draws:
+                self._draws_wanted[key] = None
+                self._cond.notify_all()
+        return key
+
+    def drawn_camera(self, key: tuple):
+        """The OrbitState drawn for `key`, an InfoError if it failed, else None (not served yet)."""
+        with self._cond:
+            return self._draws.pop(key, None)
+
     def forget_info(self, model_path: str) -> None:
         """Drop cached ModelInfo of a path (e.g. a training run wrote a new snapshot)."""
         with self._cond:
@@ -123,7 +141,7 @@ class RenderWorker:
         """Block until nothing is in flight or pending (tests, scripts; never the GUI thread)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._current is not None or self._pending is not None or self._info_wanted:
+            while self._current is not None or self._pending is not None or self._info_wanted or self._draws_wanted:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -164,21 +182,29 @@ class RenderWorker:
             scene_error = one_line(exc)
         while True:
             with self._cond:
-                while not self._stopping and self._pending is None and not self._info_wanted:
+                while not self._stopping and self._pending is None and not self._info_wanted \
+                        and not self._draws_wanted:
                     self._cond.wait()
                 if self._stopping:
                     self._current = None
                     self._cond.notify_all()
                     return
                 info_key = next(iter(self._info_wanted), None)
+                draw_key = None if info_key is not None else next(iter(self._draws_wanted), None)
                 if info_key is not None:
                     del self._info_wanted[info_key]
+                    request = None
+                elif draw_key is not None:
+                    del self._draws_wanted[draw_key]
                     request = None
                 else:
                     request, self._pending = self._pending, None
                     self._current = request
             if info_key is not None:
                 self._serve_info(scene, scene_error, info_key)
+                continue
+            if draw_key is not None:
+                self._serve_draw(scene, scene_error, draw_key)
                 continue
             frame = None
             self._progress = 0.0
@@ -210,6 +236,19 @@ class RenderWorker:
             info = InfoError(path, one_line(exc))
         with self._cond:
             self._info[key] = info
+            self._cond.notify_all()
+
+
+    def _serve_draw(self, scene, scene_error, key) -> None:
+        path, seed, cls, draw = key
+        try:
+            if scene is None:
+                raise RuntimeError(scene_error or "the render worker has no scene")
+            answer = scene.draw_camera(path, seed, cls, draw)
+        except Exception as exc:  # noqa: BLE001 - the failure becomes the message the view shows
+            answer = InfoError(path, one_line(exc))
+        with self._cond:
+            self._draws[key] = answer
             self._cond.notify_all()
 
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from trigan.core import preview
 from trigan.core.accel import AccelOptions, FastRenderer
+from trigan.core.cameras import sample_camera_prior
 from trigan.core.devices import parse_device
 from trigan.core.errors import TriganError, one_line
 from trigan.core.model_io import open_model, resolve_model_path
@@ -139,6 +140,22 @@ class Scene:
                          start_orbit=OrbitState.for_model(G.cfg, G, cls), c_dim=G.c_dim,
                          class_names=tuple(G.cfg.class_names), img_resolution=G.cfg.img_resolution,
                          backgrounds=self.backgrounds(G), device=str(self.device))
+
+    def draw_camera(self, model_path: str, seed: int, class_index: Optional[int], draw: int) -> OrbitState:
+        """Camera number `draw` from the model's camera distribution, for the latent of `seed` and
+        the class: a prior camera (drawn from a generator seeded by `draw`) through the learned
+        camera generator (3DGP), or the prior camera itself for a model without one."""
+        G = self.model(model_path).G
+        if G.camera_generator is None and G.cfg.camera.dist == "custom":
+            raise TriganError("this model takes its cameras from its dataset's poses: there is no camera "
+                              "distribution to draw from")
+        cls = self._class(G, class_index)
+        prior = sample_camera_prior(G.cfg.camera, 1, torch.Generator().manual_seed(int(draw)))
+        with torch.no_grad():
+            z = G.latents([int(seed)])
+            c = G.labels([cls], 1) if cls is not None else None
+            camera = G.posterior_camera(z, c, prior_camera=prior)
+        return OrbitState.from_camera(camera.to("cpu"))
 
     def summary(self, model_path: str) -> dict:
         """core.summary's description of the model (the model panel)."""

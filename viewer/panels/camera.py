@@ -1,5 +1,6 @@
 """Camera panel: numeric yaw/pitch (degrees here; radians inside), radius and fov, the front/side/
-top/back presets and reset. The fields follow the camera whenever the mouse or keys move it."""
+top/back presets and reset, and a camera drawn from the model's camera distribution (the learned
+one of a 3DGP model). The fields follow the camera whenever the mouse or keys move it."""
 
 from __future__ import annotations
 
@@ -32,6 +33,11 @@ class CameraPanel:
                 dpg.add_button(label=name, tag=f"camera_{name}", callback=lambda s, a, u: self._preset(u),
                                user_data=name)
             dpg.add_button(label="reset", tag="camera_reset", callback=self._reset)
+        dpg.add_button(label="draw from the model's cameras", tag="camera_draw",
+                       callback=lambda: self.app.draw_camera())
+        with dpg.tooltip("camera_draw"):
+            dpg.add_text("A camera from the distribution the model was trained with, for this seed and class:\n"
+                         "a 3DGP model's learned camera generator applied to a prior camera, else a prior camera.")
         hint("Image: left-drag orbits, right/middle-drag pans, wheel zooms, double-click resets; "
              "arrows orbit, +/- zoom, R resets. Pitch is measured from straight up (90 = level).")
 
