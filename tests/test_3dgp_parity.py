@@ -23,8 +23,18 @@ import torch
 
 from conftest import THREEDGP_FIXTURES as FIXTURES
 from trigan.cli.main import main
-from trigan.core.camera_generator import FOV, LA_PITCH, LA_RADIUS, LA_YAW, PITCH, RADIUS, YAW
-from trigan.core.cameras import Camera, PatchParams, spherical_to_cartesian
+from trigan.core.camera_generator import (
+    FOV,
+    LA_PITCH,
+    LA_RADIUS,
+    LA_YAW,
+    LOOK_AT,
+    PITCH,
+    RADIUS,
+    YAW,
+    camera_to_params,
+)
+from trigan.core.cameras import Camera, PatchParams, sample_camera_prior, spherical_to_cartesian
 from trigan.core.checkpoint import load_checkpoint
 from trigan.core.epigraf_pickle import read_epigraf_pickle
 from trigan.core.model_io import open_model
@@ -126,6 +136,39 @@ def test_camera_generator_matches_upstream(loaded):
                               u[:, LA_PITCH], u[:, LA_RADIUS]], dim=1), ref["cam_prior_normalized"])
     assert close(cg.raw_outputs(prior, z, c), ref["cam_post_raw"])
     assert close(cg(prior, z, c), trigan_params(ref, "cam_post").numpy())
+
+
+@torch.no_grad()
+def test_prior_cameras_are_the_ones_upstream_draws_from_the_same_seed(loaded):
+    """trigan's prior sampler consumes torch's generator as upstream's does (origin yaw, pitch, fov,
+    look-at yaw, pitch, radius), so seeding it as upstream did gives upstream's 8 prior cameras."""
+    _, model, ref = loaded
+    torch.manual_seed(int(ref["cam_prior_torch_seed"]))
+    cams = sample_camera_prior(model.config.model.camera, 8)
+    params, expected = camera_to_params(cams), trigan_params(ref, "cam_prior")
+    keep = [YAW, PITCH, FOV, RADIUS, LA_PITCH, LA_RADIUS]     # the look-at yaw reads back a turn apart
+    assert close(params[:, keep], expected[:, keep].numpy())
+    la = expected[:, list(LOOK_AT)]
+    assert close(cams.look_at, spherical_to_cartesian(la[:, 0], la[:, 1], la[:, 2]).numpy())
+
+
+@torch.no_grad()
+def test_render_camera_one_is_the_posterior_of_the_seeds_and_the_mean_pose_is_upstreams(loaded):
+    """Upstream's second render camera is its camera generator applied to prior cameras 0-3 with each
+    seed's z and class; trigan's Generator.posterior_camera gives the same cameras. The model's mean
+    pose is upstream's mean_camera_params in trigan's yaw."""
+    _, model, ref = loaded
+    G = model.G
+    torch.manual_seed(int(ref["cam_prior_torch_seed"]))
+    prior = sample_camera_prior(model.config.model.camera, 8)[torch.as_tensor(ref["render_cam1_from_prior_index"])]
+    post = G.posterior_camera(torch.from_numpy(ref["z"]), torch.from_numpy(ref["c"]), prior_camera=prior)
+    expected = trigan_camera(ref, 1)
+    for field in ("angles", "fov", "radius", "look_at"):
+        assert close(getattr(post, field), getattr(expected, field).numpy()), field
+    mean = ref["mean_camera_params"]
+    assert model.config.model.camera.mean_pose == pytest.approx([mean[0] + math.pi / 2, mean[1], mean[2]])
+    assert (model.config.model.camera.ray_start, model.config.model.camera.ray_end) == pytest.approx(
+        (float(ref["render_ray_start"]), float(ref["render_ray_end"])))
 
 
 @torch.no_grad()
