@@ -15,9 +15,15 @@ from torch import nn
 from trigan.core.layers import FullyConnectedLayer, normalize_2nd_moment
 
 
-def normalize_camera_angles(angles: torch.Tensor) -> torch.Tensor:
-    """Wrap yaw and pitch to sign(a) * ((|a| mod 2 pi) / 2 pi), the networks' camera code."""
+def normalize_camera_angles(angles: torch.Tensor, yaw_offset: float = 0.0) -> torch.Tensor:
+    """Wrap yaw and pitch to sign(a) * ((|a| mod 2 pi) / 2 pi), the networks' camera code.
+
+    ``yaw_offset`` turns a trigan-convention yaw into the one the network was trained on
+    (CameraConfig.yaw_offset) before wrapping.
+    """
     yaw_pitch = angles[:, :2]
+    if yaw_offset:
+        yaw_pitch = torch.cat([yaw_pitch[:, :1] - yaw_offset, yaw_pitch[:, 1:]], dim=1)
     return yaw_pitch.sign() * (yaw_pitch.abs() % (2 * math.pi)) / (2 * math.pi)
 
 
@@ -48,10 +54,7 @@ class MappingNetwork(nn.Module):
     def _camera_code(self, camera_angles: Optional[torch.Tensor], batch: int) -> torch.Tensor:
         if camera_angles is None:
             camera_angles = self.mean_camera_pose.unsqueeze(0).expand(batch, 3)
-        camera_angles = camera_angles.to(self.w_avg.dtype)
-        if self.yaw_offset:
-            camera_angles = torch.cat([camera_angles[:, :1] - self.yaw_offset, camera_angles[:, 1:]], dim=1)
-        code = normalize_camera_angles(camera_angles)
+        code = normalize_camera_angles(camera_angles.to(self.w_avg.dtype), self.yaw_offset)
         if self.training and self.camera_cond_noise_std > 0:
             code = code + torch.randn_like(code) * self.camera_cond_noise_std * code.std(dim=0, keepdim=True)
         if self.training and self.camera_cond_drop_p > 0:

@@ -183,9 +183,7 @@ class Discriminator(nn.Module):
                                         cfg.mbstd_channels, cfg.conv_clamp, cfg.mbstd_grouping, cfg.feat_predict_dim)
 
     def _camera_code(self, camera_angles: torch.Tensor) -> torch.Tensor:
-        if self.yaw_offset:
-            camera_angles = torch.cat([camera_angles[:, :1] - self.yaw_offset, camera_angles[:, 1:]], dim=1)
-        code = normalize_camera_angles(camera_angles)  # [B, 2] yaw, pitch
+        code = normalize_camera_angles(camera_angles, self.yaw_offset)  # [B, 2] yaw, pitch
         # Regularisers against D leaning on the pose alone (training only); as in the generator's
         # mapping they act on the normalised angles, the noise scaled by the batch's own spread.
         if self.training and self.cfg.camera_cond_noise_std > 0:
