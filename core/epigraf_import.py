@@ -37,10 +37,6 @@ _LEGACY_DEFAULTS = {"density_shift": 0.0, "clamp_mode": "softplus", "use_noise":
 _LEGACY_BG_DEFAULTS = {"type": None, "num_steps": 16}
 
 
-def _unsupported(path: str, what: str) -> CheckpointError:
-    return CheckpointError(f"{path}: uses {what}, which trigan does not implement")
-
-
 def _camera_config(dataset: Dict[str, Any], mean_pose) -> CameraConfig:
     cam = dataset.get("camera", {})
     dist = cam.get("dist", "custom")
@@ -60,14 +56,14 @@ def generator_config(g: EpigrafNetwork, path: str) -> Config:
     cfg = {**_LEGACY_DEFAULTS, **(kw.get("cfg") or {})}
     tri = cfg.get("tri_plane") or {}
     if cfg.get("backbone", "stylegan2") != "stylegan2":
-        raise _unsupported(path, f"the {cfg['backbone']!r} tri-plane backbone")
+        raise CheckpointError.unsupported(path, f"the {cfg['backbone']!r} tri-plane backbone")
     if tri.get("has_view_cond"):
-        raise _unsupported(path, "a view-direction-conditioned MLP (tri_plane.has_view_cond)")
+        raise CheckpointError.unsupported(path, "a view-direction-conditioned MLP (tri_plane.has_view_cond)")
     if tri.get("posenc_period_len", 0):
-        raise _unsupported(path, "positional encoding in the tri-plane MLP (tri_plane.posenc_period_len)")
+        raise CheckpointError.unsupported(path, "positional encoding in the tri-plane MLP (tri_plane.posenc_period_len)")
     bg = {**_LEGACY_BG_DEFAULTS, **(cfg.get("bg_model") or {})}
     if bg["type"] not in (None, "sphere"):
-        raise _unsupported(path, f"the {bg['type']!r} background model")
+        raise CheckpointError.unsupported(path, f"the {bg['type']!r} background model")
     mapping_kw = kw.get("mapping_kwargs") or {}
     mean_pose = mapping_kw.get("mean_camera_pose")
     mean_pose = [0.0, math.pi / 2, 0.0] if mean_pose is None else mean_pose.tolist()
@@ -78,7 +74,7 @@ def generator_config(g: EpigrafNetwork, path: str) -> Config:
         cbase, cmax = int(bg.get("cbase", 32768)), int(bg.get("cmax", 128))
         widths = {min(cbase // 2 ** (i + 2), cmax) for i in range(int(bg.get("num_blocks", 2)))}
         if len(widths) != 1:
-            raise _unsupported(path, f"a background network with varying widths {sorted(widths)}")
+            raise CheckpointError.unsupported(path, f"a background network with varying widths {sorted(widths)}")
         background = BackgroundConfig(type="sphere", num_steps=int(bg["num_steps"]),
                                       num_blocks=int(bg.get("num_blocks", 2)), hidden_dim=widths.pop(),
                                       fourier_multiplier=float(bg.get("posenc_period_len", 64.0)))
@@ -105,7 +101,7 @@ def generator_config(g: EpigrafNetwork, path: str) -> Config:
                             nerf_noise_std_init=float(cfg["nerf_noise_std_init"]),
                             nerf_noise_kimg_growth=float(cfg["nerf_noise_kimg_growth"])))
     if model.triplane.mlp_layers < 1:
-        raise _unsupported(path, "an identity tri-plane MLP (tri_plane.mlp.n_layers 0)")
+        raise CheckpointError.unsupported(path, "an identity tri-plane MLP (tri_plane.mlp.n_layers 0)")
     return Config(model=model)
 
 

@@ -14,6 +14,11 @@ class TriganError(Exception):
 class CheckpointError(TriganError):
     """A file that cannot be used as a checkpoint (missing, foreign, corrupt, mismatched)."""
 
+    @classmethod
+    def unsupported(cls, path: str, what: str) -> "CheckpointError":
+        """An upstream checkpoint that uses a feature trigan does not implement."""
+        return cls(f"{path}: uses {what}, which trigan does not implement")
+
 
 class ConfigError(TriganError):
     """A preset, YAML file or key=value override that does not describe a valid model."""

@@ -64,10 +64,6 @@ def is_3dgp_snapshot(snap: EpigrafSnapshot) -> bool:
                for cam in (snap.config.get("camera"), generator_cfg.get("camera")))
 
 
-def _unsupported(path: str, what: str) -> CheckpointError:
-    return CheckpointError(f"{path}: uses {what}, which trigan does not implement")
-
-
 def _section(node: Any, *keys: str) -> Dict[str, Any]:
     for key in keys:
         node = node.get(key) if isinstance(node, dict) else None
@@ -83,7 +79,7 @@ def _fixed_value(prior: Dict[str, Any], path: str, what: str) -> float:
         return float(prior["mean"])
     if prior.get("dist") == "uniform" and float(prior["min"]) == float(prior["max"]):
         return float(prior["min"])
-    raise _unsupported(path, f"a {prior.get('dist')!r} prior over the camera {what}")
+    raise CheckpointError.unsupported(path, f"a {prior.get('dist')!r} prior over the camera {what}")
 
 
 def camera_config(camera: Dict[str, Any], mean_camera_params, path: str) -> CameraConfig:
@@ -93,7 +89,7 @@ def camera_config(camera: Dict[str, Any], mean_camera_params, path: str) -> Came
     angles = _section(origin, "angles")
     dist = str(angles.get("dist", "uniform"))
     if dist not in ("uniform", "normal", "truncnorm", "spherical_uniform", "custom"):
-        raise _unsupported(path, f"a {dist!r} prior over the camera angles")
+        raise CheckpointError.unsupported(path, f"a {dist!r} prior over the camera angles")
     yaw, pitch = _section(angles, "yaw"), _section(angles, "pitch")
 
     def centre_and_spread(a: Dict[str, Any]) -> Tuple[float, float]:
@@ -123,7 +119,7 @@ def camera_config(camera: Dict[str, Any], mean_camera_params, path: str) -> Came
         la_min = la_max = _fixed_value(la_radius, path, "look-at radius")
     la_angles = _section(look_at, "angles")
     if la_max > 0 and la_angles.get("dist", "spherical_uniform") != "spherical_uniform":
-        raise _unsupported(path, f"a {la_angles.get('dist')!r} prior over the look-at direction")
+        raise CheckpointError.unsupported(path, f"a {la_angles.get('dist')!r} prior over the look-at direction")
     mean = [float(v) for v in (mean_camera_params.tolist() if hasattr(mean_camera_params, "tolist")
                                else (mean_camera_params or []))]
     mean_pose = ([mean[0] + YAW_OFFSET, mean[1], mean[2]] if len(mean) >= 3
@@ -164,14 +160,14 @@ def generator_config(snap: EpigrafSnapshot, path: str) -> ModelConfig:
     dataset = cfg.get("dataset") or snap.config.get("dataset") or {}
     tri = cfg.get("tri_plane") or {}
     if cfg.get("ray_marcher_type", "classical") != "classical":
-        raise _unsupported(path, f"the {cfg['ray_marcher_type']!r} ray marcher")
+        raise CheckpointError.unsupported(path, f"the {cfg['ray_marcher_type']!r} ray marcher")
     if cfg.get("use_full_box", False):
-        raise _unsupported(path, "rays bounded by the scene box (use_full_box)")
+        raise CheckpointError.unsupported(path, "rays bounded by the scene box (use_full_box)")
     if cfg.get("has_view_cond", False):
-        raise _unsupported(path, "a view-direction-conditioned MLP (has_view_cond)")
+        raise CheckpointError.unsupported(path, "a view-direction-conditioned MLP (has_view_cond)")
     mlp = tri.get("mlp") or {}
     if int(mlp.get("n_layers", 2)) < 1:
-        raise _unsupported(path, "an identity tri-plane MLP (tri_plane.mlp.n_layers 0)")
+        raise CheckpointError.unsupported(path, "an identity tri-plane MLP (tri_plane.mlp.n_layers 0)")
     mapping_kw = kw.get("mapping_kwargs") or {}
     conv_clamp = kw.get("conv_clamp", None if cfg.get("fp32_only", False) else 256)
     return ModelConfig(
