@@ -286,57 +286,50 @@ def _mean_camera_pose(model: ModelConfig) -> torch.Tensor:
     return torch.tensor([float(v) for v in model.camera.mean_pose], dtype=torch.float32)
 
 
+# Upstream name prefixes and their trigan names (G's and D's; G's optimiser covers the depth adaptor).
+_RENAMED_PREFIXES = (("synthesis.camera_adaptor.", "camera_generator."),
+                     ("synthesis.depth_adaptor.", "depth_adaptor."),
+                     ("b4.feat_out.0.", "b4.feat_head.fc."), ("b4.feat_out.1.", "b4.feat_head.out."))
+# Upstream's near-plane offset is a [1] vector under this name, trigan's a scalar `near_plane_offset`.
+_NEAR_PLANE_OFFSET_RAW = "synthesis.depth_adaptor.near_plane_offset_raw"
+
+
+def _renamed_parameter(name: str) -> str:
+    """An upstream parameter or buffer name as trigan names it."""
+    if name == _NEAR_PLANE_OFFSET_RAW:
+        return "depth_adaptor.near_plane_offset"
+    for old, new in _RENAMED_PREFIXES:
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
+
+
 def generator_state(net: EpigrafNetwork, model: ModelConfig) -> "OrderedDict[str, torch.Tensor]":
     """G's or G_ema's state dict under trigan's names (the depth adaptor left out: `depth_adaptor_state`)."""
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     for key, value in net.state_dict.items():
         if key.startswith("synthesis.depth_adaptor.") or key == "mapping.mean_camera_params":
             continue
-        if key.startswith("synthesis.camera_adaptor."):
-            key = "camera_generator." + key[len("synthesis.camera_adaptor."):]
-        out[key] = value
+        out[_renamed_parameter(key)] = value
     out["mapping.mean_camera_pose"] = _mean_camera_pose(model)
     return out
 
 
 def depth_adaptor_state(net: EpigrafNetwork) -> Optional["OrderedDict[str, torch.Tensor]"]:
     """The depth adaptor of G or G_ema under trigan's names (training/depth_adaptor.py), or None."""
-    prefix = "synthesis.depth_adaptor."
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     for key, value in net.state_dict.items():
-        if not key.startswith(prefix):
+        # progress_coef is upstream's schedule state; trigan schedules from the trainer's progress
+        if not key.startswith("synthesis.depth_adaptor.") or key == "synthesis.depth_adaptor.progress_coef":
             continue
-        name = key[len(prefix):]
-        if name == "progress_coef":
-            continue
-        if name == "near_plane_offset_raw":
-            name, value = "near_plane_offset", value.reshape(())
-        out[name] = value
+        if key == _NEAR_PLANE_OFFSET_RAW:
+            value = value.reshape(())
+        out[_renamed_parameter(key)[len("depth_adaptor."):]] = value
     return out or None
 
 
 def discriminator_state(net: EpigrafNetwork) -> "OrderedDict[str, torch.Tensor]":
-    names = {"b4.feat_out.0.": "b4.feat_head.fc.", "b4.feat_out.1.": "b4.feat_head.out."}
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    for key, value in net.state_dict.items():
-        for old, new in names.items():
-            if key.startswith(old):
-                key = new + key[len(old):]
-        out[key] = value
-    return out
-
-
-def _renamed_parameter(name: str) -> str:
-    """An upstream parameter name as trigan's trainer names it (G's optimiser covers the depth adaptor)."""
-    if name.startswith("synthesis.camera_adaptor."):
-        return "camera_generator." + name[len("synthesis.camera_adaptor."):]
-    if name.startswith("synthesis.depth_adaptor."):
-        rest = name[len("synthesis.depth_adaptor."):]
-        return "depth_adaptor." + ("near_plane_offset" if rest == "near_plane_offset_raw" else rest)
-    for old, new in (("b4.feat_out.0.", "b4.feat_head.fc."), ("b4.feat_out.1.", "b4.feat_head.out.")):
-        if name.startswith(old):
-            return new + name[len(old):]
-    return name
+    return OrderedDict((_renamed_parameter(key), value) for key, value in net.state_dict.items())
 
 
 def optimizer_state(opt: Dict[str, Any]) -> Dict[str, Any]:
@@ -344,7 +337,7 @@ def optimizer_state(opt: Dict[str, Any]) -> Dict[str, Any]:
     groups = [dict(g, params=[_renamed_parameter(p) for p in g["params"]]) for g in opt.get("param_groups", [])]
     state = {}
     for name, entry in opt.get("state", {}).items():
-        if name == "synthesis.depth_adaptor.near_plane_offset_raw" and isinstance(entry, dict):
+        if name == _NEAR_PLANE_OFFSET_RAW and isinstance(entry, dict):
             # trigan's near-plane offset is a scalar, upstream's a [1] vector
             entry = {k: v.reshape(()) if isinstance(v, torch.Tensor) and v.numel() == 1 and k != "step" else v
                      for k, v in entry.items()}
