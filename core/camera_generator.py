@@ -33,7 +33,14 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from trigan.core.cameras import Camera, spherical_to_cartesian
+from trigan.core.cameras import (
+    RANGED_PRIORS,
+    Camera,
+    look_at_angle_ranges,
+    prior_pitch_range,
+    prior_yaw_range,
+    spherical_to_cartesian,
+)
 from trigan.core.config import CameraConfig, CameraGeneratorConfig
 from trigan.core.errors import ConfigError
 from trigan.core.layers import FullyConnectedLayer, normalize_2nd_moment
@@ -56,33 +63,23 @@ def prior_ranges(cfg: CameraConfig) -> torch.Tensor:
     Explicit ranges (`yaw_range`, ...) qualify any prior; otherwise only priors whose spread is a
     range do (uniform: mean +/- std; spherical_uniform: pitch over [0, pi]). A fixed fov or radius
     is a range of one value."""
-    def span(explicit, mean, half, what):
+    for what, explicit in (("yaw", cfg.yaw_range), ("pitch", cfg.pitch_range)):
         if explicit is not None:
             if len(explicit) != 2 or not float(explicit[0]) <= float(explicit[1]):
                 raise ConfigError(f"model.camera.{what}_range={list(explicit)}: expected [min, max] with min <= max")
-            return float(explicit[0]), float(explicit[1])
-        if cfg.dist not in ("uniform", "spherical_uniform"):
+        elif cfg.dist not in RANGED_PRIORS:
             raise ConfigError(f"model.camera_generator needs a camera prior with ranges (model.camera.dist "
                               f"{' or '.join(PRIOR_DISTS)}, or model.camera.{what}_range), "
                               f"got model.camera.dist={cfg.dist!r}")
-        return mean - half, mean + half
-
-    yaw = span(cfg.yaw_range, cfg.yaw_mean, cfg.yaw_std, "yaw")
-    if cfg.pitch_range is None and cfg.dist == "spherical_uniform":
-        pitch = (0.0, math.pi)
-    else:
-        pitch = span(cfg.pitch_range, cfg.pitch_mean, cfg.pitch_std, "pitch")
     fov = (cfg.fov_min, cfg.fov_max) if cfg.fov_min is not None and cfg.fov_max is not None else (cfg.fov, cfg.fov)
     if fov[0] > fov[1]:
         raise ConfigError(f"model.camera.fov_min={fov[0]:g} is above model.camera.fov_max={fov[1]:g}")
-    la_yaw = (tuple(cfg.look_at_yaw_range) if cfg.look_at_yaw_range is not None
-              else (cfg.yaw_offset - math.pi, cfg.yaw_offset + math.pi))
-    la_pitch = tuple(cfg.look_at_pitch_range) if cfg.look_at_pitch_range is not None else (0.0, math.pi)
+    la_yaw, la_pitch = look_at_angle_ranges(cfg)
     la_radius = (cfg.look_at_radius_min, cfg.look_at_radius_max)
     if la_radius[0] > la_radius[1]:
         raise ConfigError(f"model.camera.look_at_radius_min={la_radius[0]:g} is above "
                           f"model.camera.look_at_radius_max={la_radius[1]:g}")
-    rows = [yaw, pitch, fov, (cfg.radius, cfg.radius), la_yaw, la_pitch, la_radius]
+    rows = [prior_yaw_range(cfg), prior_pitch_range(cfg), fov, (cfg.radius, cfg.radius), la_yaw, la_pitch, la_radius]
     return torch.tensor([[float(lo), float(hi)] for lo, hi in rows], dtype=torch.float32, device="cpu")
 
 

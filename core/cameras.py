@@ -132,8 +132,36 @@ class Camera:
         return origins, dirs
 
 
+# Priors whose spread is itself a range (uniform: mean +/- std; spherical_uniform: that yaw and pitch
+# over the whole sphere); others have ranges only where the config gives them explicitly.
+RANGED_PRIORS = ("uniform", "spherical_uniform")
+
+
 def _range(explicit, mean: float, half: float) -> Tuple[float, float]:
     return (float(explicit[0]), float(explicit[1])) if explicit is not None else (mean - half, mean + half)
+
+
+def prior_yaw_range(cfg: CameraConfig) -> Tuple[float, float]:
+    """The yaw interval the prior draws from: `yaw_range`, else mean +/- std (uniform's bounds,
+    truncnorm's cut)."""
+    return _range(cfg.yaw_range, cfg.yaw_mean, cfg.yaw_std)
+
+
+def prior_pitch_range(cfg: CameraConfig) -> Tuple[float, float]:
+    """The pitch interval the prior draws from: `pitch_range`, else [0, pi] for spherical_uniform,
+    else mean +/- std."""
+    if cfg.pitch_range is None and cfg.dist == "spherical_uniform":
+        return 0.0, math.pi
+    return _range(cfg.pitch_range, cfg.pitch_mean, cfg.pitch_std)
+
+
+def look_at_angle_ranges(cfg: CameraConfig) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+    """Yaw and pitch intervals of the look-at point's direction: the configured ones, else the whole
+    sphere (yaw over a full turn about the yaw offset)."""
+    yaw = (tuple(cfg.look_at_yaw_range) if cfg.look_at_yaw_range is not None
+           else (cfg.yaw_offset - math.pi, cfg.yaw_offset + math.pi))
+    pitch = tuple(cfg.look_at_pitch_range) if cfg.look_at_pitch_range is not None else (0.0, math.pi)
+    return yaw, pitch
 
 
 def _truncated_normal(mean: float, std: float, lo: float, hi: float, u: torch.Tensor) -> torch.Tensor:
@@ -162,22 +190,19 @@ def sample_camera_prior(cfg: CameraConfig, batch: int, generator: Optional[torch
     """
     rand = lambda *s: torch.rand(*s, generator=generator, device=device)
     randn = lambda *s: torch.randn(*s, generator=generator, device=device)
-    yaw_range = _range(cfg.yaw_range, cfg.yaw_mean, cfg.yaw_std)
+    yaw_range, pitch_range = prior_yaw_range(cfg), prior_pitch_range(cfg)
     if cfg.dist == "uniform":
         yaw = yaw_range[0] + rand(batch) * (yaw_range[1] - yaw_range[0])
-        lo, hi = _range(cfg.pitch_range, cfg.pitch_mean, cfg.pitch_std)
-        pitch = lo + rand(batch) * (hi - lo)
+        pitch = pitch_range[0] + rand(batch) * (pitch_range[1] - pitch_range[0])
     elif cfg.dist in ("normal", "gaussian"):
         yaw = cfg.yaw_mean + randn(batch) * cfg.yaw_std
         pitch = cfg.pitch_mean + randn(batch) * cfg.pitch_std
     elif cfg.dist == "truncnorm":
         yaw = _truncated_normal(cfg.yaw_mean, cfg.yaw_std, *yaw_range, rand(batch))
-        pitch = _truncated_normal(cfg.pitch_mean, cfg.pitch_std,
-                                  *_range(cfg.pitch_range, cfg.pitch_mean, cfg.pitch_std), rand(batch))
+        pitch = _truncated_normal(cfg.pitch_mean, cfg.pitch_std, *pitch_range, rand(batch))
     elif cfg.dist == "spherical_uniform":
         yaw = yaw_range[0] + rand(batch) * (yaw_range[1] - yaw_range[0])
-        pitch = _spherical_pitch(tuple(cfg.pitch_range) if cfg.pitch_range is not None else (0.0, math.pi),
-                                 rand(batch))
+        pitch = _spherical_pitch(pitch_range, rand(batch))
     elif cfg.dist == "custom":
         yaw = torch.full((batch,), cfg.mean_pose[0], device=device)
         pitch = torch.full((batch,), cfg.mean_pose[1], device=device)
@@ -188,11 +213,9 @@ def sample_camera_prior(cfg: CameraConfig, batch: int, generator: Optional[torch
         fov = cfg.fov_min + rand(batch) * (cfg.fov_max - cfg.fov_min)
     look_at = torch.zeros(batch, 3, device=device)
     if cfg.look_at_radius_max > 0:
-        la_lo, la_hi = (tuple(cfg.look_at_yaw_range) if cfg.look_at_yaw_range is not None
-                        else (cfg.yaw_offset - math.pi, cfg.yaw_offset + math.pi))
+        (la_lo, la_hi), la_pitch_range = look_at_angle_ranges(cfg)
         la_yaw = la_lo + rand(batch) * (la_hi - la_lo)
-        la_pitch = _spherical_pitch(tuple(cfg.look_at_pitch_range) if cfg.look_at_pitch_range is not None
-                                    else (0.0, math.pi), rand(batch))
+        la_pitch = _spherical_pitch(la_pitch_range, rand(batch))
         la_radius = cfg.look_at_radius_min + rand(batch) * (cfg.look_at_radius_max - cfg.look_at_radius_min)
         look_at = spherical_to_cartesian(la_yaw, la_pitch, la_radius)
     return Camera.from_angles(yaw, pitch, radius=cfg.radius, fov=fov, look_at=look_at, batch=batch,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional
 
+from trigan.core.cameras import RANGED_PRIORS, prior_pitch_range, prior_yaw_range
 from trigan.core.config import Config
 from trigan.core.generator import Generator, parameter_counts
 
@@ -67,12 +68,10 @@ def _prior(cam) -> Dict[str, Any]:
         return out
     if cam.dist in ("normal", "gaussian", "truncnorm"):
         out.update(yaw_mean_std=[cam.yaw_mean, cam.yaw_std], pitch_mean_std=[cam.pitch_mean, cam.pitch_std])
-    if cam.yaw_range is not None or cam.dist in ("uniform", "spherical_uniform"):
-        out["yaw_range"] = list(cam.yaw_range or [cam.yaw_mean - cam.yaw_std, cam.yaw_mean + cam.yaw_std])
-    if cam.pitch_range is not None or cam.dist == "uniform":
-        out["pitch_range"] = list(cam.pitch_range or [cam.pitch_mean - cam.pitch_std, cam.pitch_mean + cam.pitch_std])
-    elif cam.dist == "spherical_uniform":
-        out["pitch_range"] = [0.0, math.pi]
+    if cam.yaw_range is not None or cam.dist in RANGED_PRIORS:
+        out["yaw_range"] = list(prior_yaw_range(cam))
+    if cam.pitch_range is not None or cam.dist in RANGED_PRIORS:
+        out["pitch_range"] = list(prior_pitch_range(cam))
     out["fov_range_deg"] = [cam.fov_min, cam.fov_max] if cam.fov_min is not None else [cam.fov, cam.fov]
     if cam.look_at_radius_max > 0:
         out["look_at_radius_range"] = [cam.look_at_radius_min, cam.look_at_radius_max]
