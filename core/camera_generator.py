@@ -54,7 +54,6 @@ _RANGE_EPS = 1e-8   # keeps the rescaling finite for single-value ranges (upstre
 _PITCH_MARGIN = 1e-5   # posterior pitch stays this far inside its range (off the poles)
 ORIGIN_INPUTS = 4      # rescaled yaw, pitch; raw roll, radius
 LOOK_AT_INPUTS = 8     # raw origin outputs 0-2, rescaled prior fov, raw origin output 3, rescaled look-at
-PRIOR_DISTS = ("uniform", "spherical_uniform", "truncnorm")
 
 
 def prior_ranges(cfg: CameraConfig) -> torch.Tensor:
@@ -69,7 +68,7 @@ def prior_ranges(cfg: CameraConfig) -> torch.Tensor:
                 raise ConfigError(f"model.camera.{what}_range={list(explicit)}: expected [min, max] with min <= max")
         elif cfg.dist not in RANGED_PRIORS:
             raise ConfigError(f"model.camera_generator needs a camera prior with ranges (model.camera.dist "
-                              f"{' or '.join(PRIOR_DISTS)}, or model.camera.{what}_range), "
+                              f"{' or '.join(RANGED_PRIORS)}, or model.camera.{what}_range), "
                               f"got model.camera.dist={cfg.dist!r}")
     fov = (cfg.fov_min, cfg.fov_max) if cfg.fov_min is not None and cfg.fov_max is not None else (cfg.fov, cfg.fov)
     if fov[0] > fov[1]:

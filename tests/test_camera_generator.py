@@ -100,6 +100,10 @@ def test_camera_parameters_round_trip():
 def test_a_camera_generator_needs_a_prior_with_ranges():
     with pytest.raises(ConfigError, match="model.camera.dist"):
         tiny_3dgp(**{"model.camera.dist": "custom"})
+    # truncnorm has ranges only where the config gives them; the message must not offer it as a fix
+    with pytest.raises(ConfigError, match=r"dist uniform or spherical_uniform, or model\.camera\.yaw_range\), "
+                                          r"got model\.camera\.dist='truncnorm'"):
+        tiny_3dgp(**{"model.camera.dist": "truncnorm"})
     with pytest.raises(ConfigError, match="fov_min"):
         tiny_3dgp(**{"model.camera.fov_min": 50.0})
 
