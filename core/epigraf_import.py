@@ -12,8 +12,9 @@ lack get the upstream defaults documented in reference/epigraf.md 7.2.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from trigan.core import threedgp_import
 from trigan.core.checkpoint import build_generator, check_generator_weights, save_checkpoint
@@ -129,20 +130,34 @@ def discriminator_config(d: EpigrafNetwork, root_config: Dict[str, Any]) -> Disc
         img_channels=int(kw.get("img_channels", 3)))
 
 
+@contextmanager
+def _reading_upstream_config(path) -> Iterator[None]:
+    """Translating upstream's config: a key it lacks or a value of the wrong kind is a malformed
+    file, answered in one line, not a traceback."""
+    try:
+        yield
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: is malformed: its config has no {exc.args[0]!r}") from None
+    except (AttributeError, TypeError, ValueError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(f"{path}: is malformed: its config cannot be read ({detail})") from None
+
+
 def _generator_snapshot(snap: EpigrafSnapshot, path, with_training: bool = False
                         ) -> Tuple[Config, Dict[str, Any], str]:
     """(Config, G_ema's state dict under trigan's names, format name) of an EpiGRAF or 3DGP
     snapshot, after checking that the weights fit the config."""
     if "G_ema" not in snap.networks:
         raise CheckpointError(f"{path}: the snapshot has no G_ema generator")
-    if threedgp_import.is_3dgp_snapshot(snap):
-        config = threedgp_import.snapshot_config(snap, str(path), with_training)
-        state = threedgp_import.generator_state(snap.networks["G_ema"], config.model)
-        kind = "3DGP pickle"
-    else:
-        config = generator_config(snap.networks["G_ema"], str(path))
-        state = snap.networks["G_ema"].state_dict
-        kind = "EpiGRAF pickle"
+    with _reading_upstream_config(path):
+        if threedgp_import.is_3dgp_snapshot(snap):
+            config = threedgp_import.snapshot_config(snap, str(path), with_training)
+            state = threedgp_import.generator_state(snap.networks["G_ema"], config.model)
+            kind = "3DGP pickle"
+        else:
+            config = generator_config(snap.networks["G_ema"], str(path))
+            state = snap.networks["G_ema"].state_dict
+            kind = "EpiGRAF pickle"
     check_generator_weights(config, state, source=str(path))
     return config, state, kind
 
@@ -196,7 +211,8 @@ def convert_epigraf(src, dst, keep_all: bool = False, log: Optional[Callable[[st
                 extra["depth_adaptor"] = adaptor
         else:
             g = snap.networks["G"].state_dict
-            config.discriminator = discriminator_config(snap.networks["D"], snap.config)
+            with _reading_upstream_config(src):
+                config.discriminator = discriminator_config(snap.networks["D"], snap.config)
             extra = {"G": g, "D": snap.networks["D"].state_dict}
             extra.update({name: opt for name, opt in snap.optimizers.items()})
         check_generator_weights(config, g, source=f"{src} (G)")

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from conftest import EPIGRAF_FIXTURES as FIXTURES
-from conftest import tiny_config
+from conftest import THREEDGP_FIXTURES, tiny_config
 from trigan.cli.main import main
+from trigan.core import epigraf_import
 from trigan.core.cameras import PatchParams
 from trigan.core.checkpoint import load_checkpoint, save_checkpoint
 from trigan.core.epigraf_import import generator_config
@@ -167,3 +168,30 @@ def test_set_changes_render_settings_and_refuses_what_the_weights_do_not_fit(tmp
     code, _, err = cli(capsys, "convert", FIXTURES / "cond_white.pkl", tmp_path / "p.ckpt", "--set",
                        "model.render.num_steps=8")
     assert code == 2 and "convert the .pkl first" in err
+
+
+def _mutated_snapshot(path, mutate):
+    snap = copy.deepcopy(read_epigraf_pickle(path))
+    mutate(snap)
+    return snap
+
+
+@pytest.mark.parametrize("fixture, mutate, fragment", [
+    (FIXTURES / "uncond_gpc.pkl", lambda s: s.networks["G_ema"].init_kwargs["cfg"]["tri_plane"].pop("res"),
+     "its config has no 'res'"),
+    (THREEDGP_FIXTURES / "3dgp_cond.pkl", lambda s: s.config["camera"]["ray"].pop("start"),
+     "its config has no 'start'"),
+    (THREEDGP_FIXTURES / "3dgp_cond.pkl", lambda s: s.networks["G_ema"].init_kwargs["cfg"].update(w_dim="wide"),
+     "its config cannot be read (invalid literal for int() with base 10: 'wide')"),
+    (FIXTURES / "uncond_gpc.pkl", lambda s: s.networks["D"].init_kwargs.pop("channel_max"),   # --all's D
+     "its config has no 'channel_max'"),
+])
+def test_a_snapshot_with_a_malformed_config_is_refused_in_one_line(tmp_path, capsys, monkeypatch,
+                                                                    fixture, mutate, fragment):
+    """A key missing from upstream's config, or a value of the wrong kind, names the file and the
+    key; nothing is written."""
+    monkeypatch.setattr(epigraf_import, "read_epigraf_pickle", lambda path: _mutated_snapshot(path, mutate))
+    dst = tmp_path / "out.ckpt"
+    code, out, err = cli(capsys, "convert", fixture, dst, "--all")
+    assert code != 0 and not dst.exists()
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == f"trigan: error: {fixture}: is malformed: {fragment}"
