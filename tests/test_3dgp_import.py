@@ -12,6 +12,7 @@ import math
 import os
 import pickle
 import pickletools
+import re
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from PIL import Image
 from conftest import THREEDGP_FIXTURES as FIXTURES
 from trigan.cli.main import main
 from trigan.core.checkpoint import load_checkpoint
+from trigan.core.errors import TriganError
+from trigan.training.loop import Trainer
 
 NAMES = ["3dgp_cond", "3dgp_uncond_origin"]
 
@@ -135,6 +138,26 @@ def test_an_upstream_run_goes_on_in_trigan_with_its_weights_and_adam_moments(tmp
     moved = [k for k, v in before.extra["G"].items() if not torch.equal(v, after.extra["G"][k])]
     assert moved                                                  # one step of G changed its weights
     assert after.extra["G_opt"]["state"]                          # and Adam carried on
+
+
+def test_adam_moments_by_name_load_where_they_fit_and_are_refused_in_one_line_where_not():
+    gen = torch.Generator().manual_seed(0)
+    named = [("a", torch.nn.Parameter(torch.randn(3, 2, generator=gen))),
+             ("b", torch.nn.Parameter(torch.randn(4, generator=gen)))]
+    opt = torch.optim.Adam([p for _, p in named], lr=0.1)
+    m1, m2 = torch.randn(3, 2, generator=gen), torch.rand(3, 2, generator=gen)
+    saved = {"state": {"a": {"step": 7, "exp_avg": m1, "exp_avg_sq": m2}, "c": {"step": 1}}}
+    assert Trainer._adam_state_by_name(opt, named, saved) == 1
+    loaded = opt.state_dict()["state"]
+    assert set(loaded) == {0} and float(loaded[0]["step"]) == 7.0
+    assert torch.equal(loaded[0]["exp_avg"], m1) and torch.equal(loaded[0]["exp_avg_sq"], m2)
+    assert opt.param_groups[0]["lr"] == 0.1                          # this run's learning rate stays
+    assert Trainer._adam_state_by_name(opt, named, {"state": {0: {}}}) == 0   # trigan's own, by index
+    for bad, fragment in ((torch.zeros(2, 3), "exp_avg_sq is shape (2, 3), the weight is (3, 2)"),
+                          ([0.0] * 6, "exp_avg_sq is not a tensor, the weight is (3, 2)")):
+        wrong = {"state": {"a": {"step": 1, "exp_avg": m1, "exp_avg_sq": bad}}}
+        with pytest.raises(TriganError, match=re.escape(f"optimiser state of a: {fragment}")):
+            Trainer._adam_state_by_name(opt, named, wrong)
 
 
 # ---------------------------------------------------------------------------------------------------

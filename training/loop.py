@@ -328,9 +328,11 @@ class Trainer:
             entry = by_name.get(name)
             if not isinstance(entry, dict) or not {"exp_avg", "exp_avg_sq"} <= set(entry):
                 continue
-            if tuple(entry["exp_avg"].shape) != tuple(param.shape):
-                raise TriganError(f"optimiser state of {name}: shape {tuple(entry['exp_avg'].shape)}, "
-                                  f"the weight is {tuple(param.shape)}")
+            for key in ("exp_avg", "exp_avg_sq"):
+                moment = entry[key]
+                if not isinstance(moment, torch.Tensor) or tuple(moment.shape) != tuple(param.shape):
+                    got = f"shape {tuple(moment.shape)}" if isinstance(moment, torch.Tensor) else "not a tensor"
+                    raise TriganError(f"optimiser state of {name}: {key} is {got}, the weight is {tuple(param.shape)}")
             moments[i] = {"step": torch.tensor(float(entry.get("step", 0))),
                           "exp_avg": entry["exp_avg"].to(param), "exp_avg_sq": entry["exp_avg_sq"].to(param)}
         state["state"] = moments
