@@ -108,9 +108,14 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     extra = {k: v for k, v in payload.items()
              if k not in ("format", "version", "config", "G_ema", "progress", "metrics")}
     migrated = has_first_layout(payload["G_ema"])
-    G_ema = migrate_first_layout(payload["G_ema"])
-    if isinstance(extra.get("G"), dict):
-        extra["G"] = migrate_first_layout(extra["G"])
+    try:
+        G_ema = migrate_first_layout(payload["G_ema"])
+        if isinstance(extra.get("G"), dict):
+            extra["G"] = migrate_first_layout(extra["G"])
+    except (KeyError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(f"{path}: its camera generator has trigan's first layout, but its weights do "
+                              f"not have that layout's names and shapes ({detail})") from None
     return Checkpoint(config=config, G_ema=G_ema, extra=extra,
                       progress=payload.get("progress") or {}, metrics=payload.get("metrics") or {},
                       path=str(path), migrated_camera_generator=migrated)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -36,7 +37,7 @@ from trigan.core.camera_generator import (
 from trigan.core.cameras import Camera, sample_camera_prior
 from trigan.core.checkpoint import load_checkpoint, load_generator, save_checkpoint
 from trigan.core.config import CameraConfig, CameraGeneratorConfig, load_config
-from trigan.core.errors import ConfigError
+from trigan.core.errors import CheckpointError, ConfigError
 from trigan.core.generator import Generator
 
 # A tiny 3DGP model: the conftest's tiny demo with a ball-in-sphere prior and a camera generator.
@@ -418,6 +419,23 @@ def test_weights_of_the_first_layout_convert_exactly():
     assert torch.allclose(ours[:, keep], theirs[:, keep], atol=1e-4)
     assert float((ours[:, PITCH] - theirs[:, PITCH]).abs().max()) <= 2e-5
     assert float((theirs[:, YAW] - theirs[:, YAW].mean()).abs().max()) > 1e-2   # a non-trivial mapping
+
+
+@pytest.mark.parametrize("damage", ["narrow", "unknown_layer", "short_name"])
+def test_a_damaged_first_layout_checkpoint_is_refused_in_one_line(tmp_path, damage):
+    G = tiny_3dgp()
+    state = {k: v for k, v in G.state_dict().items() if not k.startswith("camera_generator.")}
+    state.update(_first_layout_state(G.camera_generator))
+    if damage == "narrow":     # 3 origin inputs where the first layout has 2
+        state["camera_generator.origin_adaptor.params_in.weight"] = torch.zeros(G.camera_generator.cfg.hidden_dim, 3)
+    elif damage == "unknown_layer":
+        state["camera_generator.origin_adaptor.extra.weight"] = torch.zeros(2, 2)
+    else:
+        state["camera_generator.scale"] = torch.zeros(())
+    path = save_checkpoint(tmp_path / "old.ckpt", tiny_config(**THREE_DGP), state)
+    with pytest.raises(CheckpointError, match=re.escape(f"{path}: its camera generator has trigan's first "
+                                                        "layout, but its weights do not have that layout's")):
+        load_checkpoint(path)
 
 
 def test_a_checkpoint_of_the_first_layout_loads_but_does_not_resume(tmp_path):
