@@ -34,7 +34,6 @@ import torch.nn.functional as F
 
 from trigan.core import preview
 from trigan.core.accel import AccelOptions, FastRenderer
-from trigan.core.cameras import sample_camera_prior
 from trigan.core.devices import parse_device
 from trigan.core.errors import TriganError, one_line
 from trigan.core.model_io import open_model, resolve_model_path
@@ -150,11 +149,10 @@ class Scene:
             raise TriganError("this model takes its cameras from its dataset's poses: there is no camera "
                               "distribution to draw from")
         cls = self._class(G, class_index)
-        prior = sample_camera_prior(G.cfg.camera, 1, torch.Generator().manual_seed(int(draw)))
         with torch.no_grad():
             z = G.latents([int(seed)])
             c = G.labels([cls], 1) if cls is not None else None
-            camera = G.posterior_camera(z, c, prior_camera=prior)
+            camera = G.posterior_camera(z, c, prior_seeds=[int(draw)])
         return OrbitState.from_camera(camera.to("cpu"))
 
     def summary(self, model_path: str) -> dict:
