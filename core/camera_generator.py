@@ -37,6 +37,7 @@ from trigan.core.cameras import (
     RANGED_PRIORS,
     Camera,
     look_at_angle_ranges,
+    prior_fov_range,
     prior_pitch_range,
     prior_yaw_range,
     spherical_to_cartesian,
@@ -70,7 +71,7 @@ def prior_ranges(cfg: CameraConfig) -> torch.Tensor:
             raise ConfigError(f"model.camera_generator needs a camera prior with ranges (model.camera.dist "
                               f"{' or '.join(RANGED_PRIORS)}, or model.camera.{what}_range), "
                               f"got model.camera.dist={cfg.dist!r}")
-    fov = (cfg.fov_min, cfg.fov_max) if cfg.fov_min is not None and cfg.fov_max is not None else (cfg.fov, cfg.fov)
+    fov = prior_fov_range(cfg)
     if fov[0] > fov[1]:
         raise ConfigError(f"model.camera.fov_min={fov[0]:g} is above model.camera.fov_max={fov[1]:g}")
     la_yaw, la_pitch = look_at_angle_ranges(cfg)

@@ -155,6 +155,14 @@ def prior_pitch_range(cfg: CameraConfig) -> Tuple[float, float]:
     return _range(cfg.pitch_range, cfg.pitch_mean, cfg.pitch_std)
 
 
+def prior_fov_range(cfg: CameraConfig) -> Tuple[float, float]:
+    """The fov interval (degrees) the prior draws from: [fov_min, fov_max] when both are set, else
+    the fixed fov."""
+    if cfg.fov_min is not None and cfg.fov_max is not None:
+        return float(cfg.fov_min), float(cfg.fov_max)
+    return float(cfg.fov), float(cfg.fov)
+
+
 def look_at_angle_ranges(cfg: CameraConfig) -> Tuple[Tuple[float, float], Tuple[float, float]]:
     """Yaw and pitch intervals of the look-at point's direction: the configured ones, else the whole
     sphere (yaw over a full turn about the yaw offset)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional
 
-from trigan.core.cameras import RANGED_PRIORS, prior_pitch_range, prior_yaw_range
+from trigan.core.cameras import RANGED_PRIORS, prior_fov_range, prior_pitch_range, prior_yaw_range
 from trigan.core.config import Config
 from trigan.core.generator import Generator, parameter_counts
 
@@ -72,7 +72,7 @@ def _prior(cam) -> Dict[str, Any]:
         out["yaw_range"] = list(prior_yaw_range(cam))
     if cam.pitch_range is not None or cam.dist in RANGED_PRIORS:
         out["pitch_range"] = list(prior_pitch_range(cam))
-    out["fov_range_deg"] = [cam.fov_min, cam.fov_max] if cam.fov_min is not None else [cam.fov, cam.fov]
+    out["fov_range_deg"] = list(prior_fov_range(cam))
     if cam.look_at_radius_max > 0:
         out["look_at_radius_range"] = [cam.look_at_radius_min, cam.look_at_radius_max]
     return out

@@ -47,6 +47,15 @@ def test_info_of_a_preset_with_overrides_as_json(capsys):
     assert code == 0 and data["classes"] == 9 and data["image_resolution"] == 64
 
 
+def test_info_shows_the_fov_range_the_prior_draws_from(capsys):
+    """A fov range needs both ends; with one of them the prior keeps the fixed fov, and so does info."""
+    base = ("info", "--preset", "demo", "model.camera.dist=uniform", "model.camera.yaw_std=0.5", "model.camera.fov=30")
+    code, out, _ = run(capsys, *base, "model.camera.fov_min=10")
+    assert code == 0 and "camera prior uniform, yaw -0.500..0.500, pitch 1.571..1.571, fov 30 deg (" in out
+    code, out, _ = run(capsys, *base, "model.camera.fov_min=10", "model.camera.fov_max=45", "--json")
+    assert code == 0 and json.loads(out)["camera"]["prior"]["fov_range_deg"] == [10.0, 45.0]
+
+
 def test_info_of_a_checkpoint_shows_progress_and_metrics(tmp_path, capsys):
     cfg = load_config("demo")
     path = save_checkpoint(tmp_path / "d.ckpt", cfg, Generator(cfg.model), progress={"kimg": 40.0},
