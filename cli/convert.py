@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from trigan.core.errors import TriganError
+from trigan.core.output_paths import prepare_output_file
 
 HELP = "convert an official EpiGRAF or 3DGP .pkl (or a training checkpoint) into a trigan checkpoint"
 EXAMPLES = """\
@@ -22,6 +23,10 @@ examples:
 --set KEY=VALUE changes the stored config of a trigan checkpoint (repeatable): settings of rendering
 such as model.camera.support_radius or model.render.num_steps. A change the weights do not fit
 (model.triplane.resolution=128, ...) is refused.
+
+What is written is checked first: the weights must fit the config (names, shapes), be floating point
+and finite, and the config must lie within trigan's bounds; anything else is refused and nothing is
+written. A missing folder of DST is created (and said so on stderr).
 
 The .pkl is read as data: no code stored in it runs, and CUDA tensors load on the CPU.
 Commands that take a checkpoint also accept the .pkl directly; converting makes a smaller,
@@ -57,6 +62,10 @@ def run(args) -> int:
     if dst.resolve() == src.resolve():
         raise TriganError(f"{dst}: the output would overwrite the input")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
+    if not src.exists():
+        raise TriganError(f"{src}: no such file or folder")
+    # DST's folder takes files (created if missing, and said so) before a big snapshot is read.
+    prepare_output_file(dst, "DST", log=lambda msg: log(f"trigan convert: {msg}"))
     if src.is_dir() or src.suffix != ".pkl":
         # Ours already: a training checkpoint (or a run folder) is slimmed to G_ema for viewing.
         if args.all:

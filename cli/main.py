@@ -13,6 +13,8 @@ else in the tree imports sit at the top of the module.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import List, Optional
@@ -54,16 +56,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors of writing output that are the place's fault, not trigan's: a read-only or full disk, a
+# folder without permission. Any command that writes reports them in one line (the path and the
+# reason) instead of a traceback; commands also check their output folders up front
+# (core.output_paths), so this is the last guard for what only shows while writing.
+OUTPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                 errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EFBIG}
+
+
+def output_error_line(exc: OSError) -> Optional[str]:
+    """One line for an OSError that names a file and is one of OUTPUT_ERRNOS; None otherwise (a bug)."""
+    if exc.errno not in OUTPUT_ERRNOS or not exc.filename:
+        return None
+    reason = exc.strerror or os.strerror(exc.errno)
+    return f"{exc.filename}: {reason}"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 0
     try:
+        # Inside the try: the bounded flag types (cli/flags.py) raise TriganError while parsing.
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 0
         return int(args.run(args) or 0)
     except TriganError as exc:
         print(f"trigan: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        line = output_error_line(exc)
+        if line is None:
+            raise
+        print(f"trigan: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("trigan: interrupted", file=sys.stderr)

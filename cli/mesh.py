@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from tqdm import tqdm
 
+from trigan.cli import flags
+from trigan.cli.render import model_classes
 from trigan.core.errors import TriganError
-from trigan.core.selection import parse_int_list
+from trigan.core.output_paths import prepare_output_dir, refuse_existing
 
 EPILOG = """\
 examples:
@@ -26,7 +27,9 @@ sigma 25, about the same number when the shift is 0). 'auto' splits the voxels i
 occupied (Otsu) and prints the level it chose; higher levels give tighter surfaces.
 Hollows sealed inside an object (its inside is never seen in training, so it is often empty) would
 add inward-facing pieces no camera sees; they are dropped unless --keep-cavities.
-Files are named seed0007.ply, or class002_seed0007.ply for class-conditional models.
+Files are named seed0007.ply, or class002_seed0007.ply for class-conditional models (class 0 when
+--classes is not given, as in trigan render). Existing files are not replaced: the command stops
+before any work, naming the first one that exists, unless --force.
 An npy volume is float32 [N, N, N] indexed [x, y, z]; index i is at -s + i * 2s / (N - 1).
 See docs/meshes.md.
 """
@@ -40,12 +43,15 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="CKPT", help="a .ckpt, an EpiGRAF .pkl or a training run directory")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the files (created if needed)")
-    p.add_argument("--seeds", default="0", help="seeds, e.g. 0-3,7 (default: 0)")
-    p.add_argument("--classes", help="classes of a class-conditional model, e.g. 0-3 (each with every seed)")
-    p.add_argument("--psi", type=float, default=1.0, help="truncation psi (default 1: none; upstream used 0.7)")
+    p.add_argument("--force", action="store_true", help="replace files that already exist (default: refuse)")
+    p.add_argument("--seeds", type=flags.seeds, default="0", help="seeds, e.g. 0-3,7 (default: 0)")
+    p.add_argument("--classes", type=flags.classes,
+                   help="classes of a class-conditional model, e.g. 0-3 (each with every seed; default: 0)")
+    p.add_argument("--psi", type=flags.psi, default=1.0, help="truncation psi (default 1: none; upstream used 0.7)")
     p.add_argument("--class-truncation", action="store_true",
                    help="truncate toward each class's mean w instead of the global one (3DGP)")
-    p.add_argument("--resolution", type=int, default=256, metavar="N", help="grid samples per axis (default 256)")
+    p.add_argument("--resolution", type=flags.int_flag("--resolution", MIN_RES, MAX_RES, "samples per axis"),
+                   default=256, metavar="N", help=f"grid samples per axis, {MIN_RES}..{MAX_RES} (default 256)")
     p.add_argument("--threshold", default="auto", metavar="auto|VALUE",
                    help="density level in 1/world-units, or auto (default; the level is printed)")
     p.add_argument("--format", default="ply", metavar="FMT", help=f"{' | '.join(FORMATS)} (default ply)")
@@ -54,7 +60,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--keep-cavities", action="store_true",
                    help="keep the walls of hollows sealed inside objects (dropped by default: no camera sees them)")
     p.add_argument("--latest", action="store_true", help="with a run directory: latest.ckpt rather than best.ckpt")
-    p.add_argument("--chunk", type=int, default=1 << 19, metavar="POINTS",
+    p.add_argument("--chunk", type=flags.int_flag("--chunk", 1, MAX_CHUNK, "points"), default=1 << 19, metavar="POINTS",
                    help="field queries per chunk; bounds the memory (default 524288)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -62,6 +68,7 @@ def add_parser(subparsers) -> None:
 
 
 MIN_RES, MAX_RES = 8, 1024
+MAX_CHUNK = 1 << 26     # 64M points: a few GB of features per chunk at most
 
 
 def _check_args(args):
@@ -69,24 +76,13 @@ def _check_args(args):
     fmt = str(args.format).lower().lstrip(".")
     if fmt not in FORMATS:
         raise TriganError(f"--format {args.format}: expected one of {', '.join(FORMATS)}")
-    if not MIN_RES <= args.resolution <= MAX_RES:
-        raise TriganError(f"--resolution {args.resolution}: expected {MIN_RES}..{MAX_RES} samples per axis")
-    if args.chunk < 1:
-        raise TriganError(f"--chunk {args.chunk}: expected a positive number of points")
-    return fmt, parse_level(args.threshold)
+    return fmt, parse_level(args.threshold)   # the numbers were bounded while parsing (cli/flags.py)
 
 
 def _jobs(G, args):
-    """[(seed, class or None)] in the order the files are written: class-major."""
-    seeds = parse_int_list(args.seeds, "seeds", minimum=0, maximum=2 ** 32 - 1)
-    if G.c_dim == 0:
-        if args.classes is not None:
-            raise TriganError("--classes: this model is unconditional (it has no classes)")
-        return [(s, None) for s in seeds]
-    if args.classes is None:
-        raise TriganError(f"this model has {G.c_dim} classes: pass --classes (0..{G.c_dim - 1}, e.g. 0-{G.c_dim - 1})")
-    classes = parse_int_list(args.classes, "classes", minimum=0, maximum=G.c_dim - 1)
-    return [(s, c) for c in classes for s in seeds]
+    """[(seed, class or None)] in the order the files are written: class-major. The classes follow
+    trigan render's rule (cli.render.model_classes): class 0 when a conditional model gets none."""
+    return [(s, c) for c in model_classes(G, args.classes) for s in args.seeds]
 
 
 def _progress_bar(desc: str, total: int, quiet: bool):
@@ -109,8 +105,9 @@ def run(args) -> int:
     model = open_model(args.checkpoint, device=device, latest=args.latest)
     G = model.G
     jobs = _jobs(G, args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Checked before the first grid is evaluated: a folder that takes files, and no earlier file replaced.
+    out = prepare_output_dir(args.out, "--out", log=lambda msg: print(f"trigan mesh: {msg}", file=sys.stderr))
+    refuse_existing([out / M.mesh_file_name(seed, cls, fmt) for seed, cls in jobs], args.force)
     s = G.cfg.camera.cube_scale
     n = args.resolution
     what = ("volume" if fmt == "npy" else "mesh") + ("" if len(jobs) == 1 else "es" if fmt != "npy" else "s")
@@ -124,7 +121,7 @@ def run(args) -> int:
             export = seed_mesh(G, seed, cls, path, fmt, psi=args.psi, class_truncation=args.class_truncation,
                                resolution=n, level=level, color=args.color, keep_largest=args.largest_component,
                                keep_cavities=args.keep_cavities,
-                               chunk=args.chunk, progress=update)
+                               chunk=args.chunk, progress=update, overwrite=args.force)
         except M.NoSurfaceError as exc:
             raise M.NoSurfaceError(f"{name}: {exc}") from None
         finally:

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 from PIL import Image
 from tqdm import tqdm
 
+from trigan.cli import flags
 from trigan.core.errors import TriganError
 from trigan.training.run_dir import is_run_dir
 
@@ -49,7 +50,8 @@ reports the best. Results for a run are appended to RUN/metrics.jsonl with the s
 # Names the command accepts on top of core.metrics' registry and its aliases.
 CLI_ALIASES = {"fid": "fid50k_full", "kid": "kid50k_full"}
 NFS_DEFAULT_NUM = 256
-_NFS_NAME = re.compile(r"^nfs(\d*)$")
+NFS_MAX_NUM = 100_000       # fakes for one NFS: twice the largest FID protocol (50k)
+_NFS_NAME = re.compile(r"^nfs(\d{0,9})$")   # 9 digits: int() of a long string is slow
 
 
 def add_parser(subparsers) -> None:
@@ -73,8 +75,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--depth-maps", "--depth-folder", dest="depth_maps", metavar="DIR|ZIP",
                    help="compute nfs_data from the depth maps (8/16-bit PNGs: the *_depth.png files, else "
                    "every PNG) in a folder or zip instead of a dataset")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fakes' latents and conditioning (default 0)")
-    p.add_argument("--batch", type=int, default=16, metavar="N", help="fakes rendered at once (default 16)")
+    p.add_argument("--seed", type=flags.int_flag("--seed", 0, flags.MAX_SEED), default=0,
+                   help="seed of the fakes' latents and conditioning (default 0)")
+    p.add_argument("--batch", type=flags.batch, default=16, metavar="N", help="fakes rendered at once (default 16)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.add_argument("--no-log", action="store_true", help="do not append the results to RUN_DIR/metrics.jsonl")
@@ -101,8 +104,8 @@ def parse_names(text: str) -> Tuple[List[str], Dict[str, int], bool]:
         match = _NFS_NAME.match(name)
         if match:
             num = int(match.group(1)) if match.group(1) else NFS_DEFAULT_NUM
-            if num < 1:
-                raise MetricError(f"metric {raw.strip()!r}: nfsN needs N >= 1 fakes")
+            if not 1 <= num <= NFS_MAX_NUM:
+                raise MetricError(f"metric {raw.strip()[:40]!r}: nfsN needs N in 1..{NFS_MAX_NUM} fakes")
             nfs[f"nfs{num}"] = num
             continue
         try:

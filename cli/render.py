@@ -2,13 +2,14 @@
 
 Every latent's field (tri-planes + MLP) is computed once and re-rendered for every view; views of
 several latents and frames are rendered in batches of --batch. Outputs are named by class and seed
-and written atomically (temporary name, then rename), overwriting files of the same name.
+and written atomically (temporary name, then rename). Every output's name is known before rendering
+starts: if any of them exists the command stops at once, naming it, unless --force (then they are
+replaced). Numeric flags are bounded (cli/flags.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
@@ -16,16 +17,19 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from trigan.cli import flags
 from trigan.core.errors import TriganError
-from trigan.core.selection import parse_int_list
+from trigan.core.output_paths import prepare_output_dir, refuse_existing
 from trigan.core.video import VideoWriter, output_path
 
 VIS_IMAGES = ("image", "image_grid", "front_grid", "view_grid", "interp")
 VIS_VIDEOS = ("video", "video_grid", "interp_video")
 VIS = VIS_IMAGES + VIS_VIDEOS
 OUTPUTS = ("rgb", "depth", "normals")
-MAX_SEED = 2 ** 32 - 1
 VIEW_GRID_FRAMES = 8
+MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
+MAX_FPS = 240.0
+MAX_INTERP_STEPS = 1000
 
 EPILOG = """\
 examples:
@@ -65,6 +69,8 @@ looks from +X. See docs/render.md.
 
 Names: class003-seed0007.png, class003-seed0007-orbit.mp4 (no class part for an unconditional
 model), grid-class0-3-seed0-7.png, front-..., interp-...; -depth / -normals with --output.
+Existing files are not replaced: the command stops before rendering, naming the first one that
+exists, unless --force. A missing --out folder is created (and said so on stderr).
 """
 
 
@@ -76,37 +82,43 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="CKPT", help="a .ckpt, an EpiGRAF .pkl or a run directory")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--force", action="store_true", help="replace outputs that already exist (default: refuse)")
     p.add_argument("--latest", action="store_true", help="for a run directory: its latest.ckpt, not best.ckpt")
     p.add_argument("--vis", choices=VIS, default="image", help="what to render (default: image)")
     p.add_argument("--trajectory", metavar="NAME|FILE.json",
                    help="front_circle, points, wiggle, line, orbit, zoom or a keyframe file "
                         "(default: front_circle for videos, points for front_grid)")
-    p.add_argument("--seeds", default="0-3", metavar="LIST", help="seeds, e.g. 0-3,7 (default: 0-3)")
-    p.add_argument("--classes", metavar="LIST", help="classes of a conditional model, 0-based, e.g. 1-16 (default: 0)")
-    p.add_argument("--psi", type=float, default=0.7, help="truncation psi (default: 0.7; 1 = none)")
+    p.add_argument("--seeds", type=flags.seeds, default="0-3", metavar="LIST",
+                   help="seeds, e.g. 0-3,7 (default: 0-3)")
+    p.add_argument("--classes", type=flags.classes, metavar="LIST",
+                   help="classes of a conditional model, 0-based, e.g. 1-16 (default: 0)")
+    p.add_argument("--psi", type=flags.psi, default=0.7, help="truncation psi (default: 0.7; 1 = none)")
     p.add_argument("--truncation", choices=("class", "global"), default="class",
                    help="conditional models: truncate toward each class's mean w (default) or the global mean")
-    p.add_argument("--resolution", type=int, metavar="PX",
-                   help="image size, 16..2048 (default: the training resolution; may exceed it)")
-    p.add_argument("--frames", type=int, metavar="N", help="frames of the trajectory (default: its own)")
-    p.add_argument("--fps", type=float, default=None, help="frames per second (default: 30)")
+    p.add_argument("--resolution", type=flags.int_flag("--resolution", MIN_RESOLUTION, MAX_RESOLUTION, "pixels"),
+                   metavar="PX", help=f"image size, {MIN_RESOLUTION}..{MAX_RESOLUTION} (default: the training "
+                   "resolution; may exceed it)")
+    p.add_argument("--frames", type=flags.int_flag("--frames", 1, flags.MAX_FRAMES), metavar="N",
+                   help=f"frames of the trajectory, 1..{flags.MAX_FRAMES} (default: its own)")
+    p.add_argument("--fps", type=flags.float_flag("--fps", 0.0, MAX_FPS, lo_open=True), default=None,
+                   help="frames per second (default: 30)")
     p.add_argument("--format", choices=("mp4", "gif", "png"),
                    help="videos: mp4 (H.264, default), gif, or png (a folder of frames); images: png")
-    p.add_argument("--quality", type=float, default=8.0,
+    p.add_argument("--quality", type=flags.float_flag("--quality", 1.0, 10.0), default=8.0,
                    help="mp4 quality 1..10, crf = (1 - q/10) * 51 (default: 8, crf 10)")
     p.add_argument("--output", choices=OUTPUTS, default="rgb", help="rgb (default), depth (near = white) or normals")
     p.add_argument("--camera", metavar="K=V,...",
                    help="base view: yaw=..,pitch=.. (radians, pi allowed), fov=.. (degrees), radius=.., "
                         "look_at_x/y/z=.. or look_at=0 (each defaults to the model's start view)")
-    p.add_argument("--interp-steps", type=int, default=8, metavar="N",
+    p.add_argument("--interp-steps", type=flags.int_flag("--interp-steps", 2, MAX_INTERP_STEPS), default=8, metavar="N",
                    help="interp: images per pair of seeds, both ends included (default: 8)")
-    p.add_argument("--num-steps", type=int, metavar="N",
+    p.add_argument("--num-steps", type=flags.int_flag("--num-steps", 2, flags.MAX_RAY_STEPS), metavar="N",
                    help="samples per ray, coarse and fine each, on the plain path (default: the accelerated "
                         "path, which places its own samples)")
     p.add_argument("--plain", action="store_true",
                    help="render with the plain coarse + fine path (the reference; several times slower) "
                         "instead of the accelerated exact path")
-    p.add_argument("--batch", type=int, default=8, help="views rendered at once (default: 8)")
+    p.add_argument("--batch", type=flags.batch, default=8, help="views rendered at once (default: 8)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -120,25 +132,9 @@ def _check_options(args) -> dict:
     from trigan.core.trajectories import parse_camera  # noqa: PLC0415 (loads torch: see cli/main.py)
 
     video = args.vis in VIS_VIDEOS
-    parsed = {"seeds": parse_int_list(args.seeds, "seeds", 0, MAX_SEED)}
-    parsed["classes"] = None if args.classes is None else parse_int_list(args.classes, "classes", 0)
+    # Numbers were bounded while parsing (cli/flags.py); the seeds and classes are lists already.
+    parsed = {"seeds": list(args.seeds), "classes": None if args.classes is None else list(args.classes)}
     parsed["camera"] = {} if args.camera is None else parse_camera(args.camera)
-    if args.resolution is not None and not 16 <= args.resolution <= 2048:
-        raise TriganError(f"--resolution {args.resolution}: expected 16..2048 pixels")
-    if args.frames is not None and args.frames < 1:
-        raise TriganError(f"--frames {args.frames}: expected at least 1")
-    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
-        raise TriganError(f"--fps {args.fps:g}: expected a positive number")
-    if args.batch < 1:
-        raise TriganError(f"--batch {args.batch}: expected at least 1")
-    if not 1 <= args.quality <= 10:
-        raise TriganError(f"--quality {args.quality:g}: expected 1..10")
-    if not math.isfinite(args.psi):
-        raise TriganError(f"--psi {args.psi}: expected a number (0.7 is usual, 1 = no truncation)")
-    if args.num_steps is not None and args.num_steps < 2:
-        raise TriganError(f"--num-steps {args.num_steps}: expected at least 2")
-    if args.interp_steps < 2:
-        raise TriganError(f"--interp-steps {args.interp_steps}: expected at least 2")
     if args.vis in ("interp", "interp_video") and len(parsed["seeds"]) < 2:
         raise TriganError(f"--vis {args.vis} interpolates between seeds: give at least two (e.g. --seeds 0-3)")
     if not video and args.format not in (None, "png"):
@@ -157,15 +153,19 @@ def _check_options(args) -> dict:
     return parsed
 
 
-def _classes(G, text: Optional[str], parsed: Optional[List[int]]) -> List[Optional[int]]:
+def model_classes(G, parsed: Optional[List[int]]) -> List[Optional[int]]:
+    """The classes to render or mesh, one rule for `trigan render` and `trigan mesh`: [None] for an
+    unconditional model (where --classes is an error), the given classes, or class 0 when a
+    conditional model gets none."""
+    shown = None if parsed is None else compact(parsed).replace("_", ",")
     if G.c_dim == 0:
         if parsed is not None:
-            raise TriganError(f"--classes {text}: this model is unconditional (it has no classes)")
+            raise TriganError(f"--classes {shown}: this model is unconditional (it has no classes)")
         return [None]
-    classes = [0] if parsed is None else parsed
+    classes = [0] if parsed is None else list(parsed)
     bad = [k for k in classes if k >= G.c_dim]
     if bad:
-        raise TriganError(f"--classes {text}: class {bad[0]} is out of range: this model has {G.c_dim} "
+        raise TriganError(f"--classes {shown}: class {bad[0]} is out of range: this model has {G.c_dim} "
                           f"classes (0..{G.c_dim - 1})")
     return classes
 
@@ -237,6 +237,33 @@ def _front_grid(images: List[np.ndarray]) -> np.ndarray:
     return canvas
 
 
+def planned_outputs(vis: str, classes: Sequence[Optional[int]], seeds: Sequence[int], conditional: bool,
+                    traj_name: Optional[str], fmt: str, suffix: str, out_dir: Path) -> List[Path]:
+    """Every path `--vis vis` writes, in the order it writes them: known before rendering starts, so
+    that existing outputs are refused up front (refuse_existing) rather than after minutes of work."""
+    pairs = [(k, s) for k in classes for s in seeds]
+    grid = (f"class{compact(classes)}-seed{compact(seeds)}" if conditional else f"seed{compact(seeds)}")
+    video = lambda stem: output_path(out_dir / f"{stem}-{traj_name}{suffix}", fmt)
+    png = lambda stem: out_dir / f"{stem}{suffix}.png"
+    if vis == "image":
+        return [png(item_name(k, s)) for k, s in pairs]
+    if vis == "image_grid":
+        return [png(f"grid-{grid}")]
+    if vis == "front_grid":
+        return [png(f"front-{item_name(k, s)}") for k, s in pairs]
+    if vis == "view_grid":
+        return [png(f"views-{grid}-{traj_name}")]
+    if vis == "interp":
+        return [png(f"interp-{item_name(k, seeds[a])}-{seeds[a + 1]:04d}") for k in classes for a in range(len(seeds) - 1)]
+    if vis == "video":
+        return [video(item_name(k, s)) for k, s in pairs]
+    if vis == "video_grid":
+        return [video(f"grid-{grid}")]
+    if vis == "interp_video":
+        return [video(f"interp-{item_name(k, seeds[0])}-{seeds[-1]:04d}") for k in classes]
+    raise ValueError(f"unknown --vis {vis!r}")
+
+
 def run(args) -> int:
     # These load torch and the core (see cli/main.py).
     import torch  # noqa: PLC0415
@@ -251,12 +278,10 @@ def run(args) -> int:
     device = parse_device(args.device)
     model = open_model(args.checkpoint, device=device, latest=args.latest)
     G = model.G.eval()
-    classes = _classes(G, args.classes, parsed["classes"])
+    classes = model_classes(G, parsed["classes"])
     seeds = parsed["seeds"]
     # 3DGP models: the mean posterior camera over all classes (upstream's), one view for every class.
     base = Pose.for_generator(G).with_values(**parsed["camera"])
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     fmt = args.format or ("mp4" if args.vis in VIS_VIDEOS else "png")
     suffix = "" if args.output == "rgb" else f"-{args.output}"
     pairs = [(k, s) for k in classes for s in seeds]
@@ -272,6 +297,14 @@ def run(args) -> int:
         traj = _traj(args, base, "orbit", VIEW_GRID_FRAMES)
     view = _single_view(base)
     per_latent = len(traj) if traj is not None else 0
+    # Where everything goes, checked before the first view is rendered: a folder that takes files,
+    # and no output that would replace an earlier one (unless --force).
+    log = lambda msg: print(f"trigan render: {msg}", file=sys.stderr, flush=True)
+    out_dir = prepare_output_dir(args.out, "--out", log=log)
+    outputs = planned_outputs(args.vis, classes, seeds, G.c_dim > 0, traj.name if traj is not None else None,
+                              fmt, suffix, out_dir)
+    refuse_existing(outputs, args.force)
+    next_output = iter(outputs).__next__
     totals = {"image": len(pairs), "image_grid": len(pairs), "interp": len(classes) * (len(seeds) - 1) * args.interp_steps,
               "front_grid": len(pairs) * per_latent, "view_grid": len(pairs) * per_latent,
               "video": len(pairs) * per_latent, "video_grid": len(pairs) * per_latent,
@@ -289,34 +322,35 @@ def run(args) -> int:
             written.append(path)
             tqdm.write(str(path), file=sys.stdout)
 
+        def video_writer() -> VideoWriter:
+            return VideoWriter(next_output(), args.fps or 30.0, fmt, args.quality, overwrite=args.force)
+
         vis = args.vis
         if vis == "image":
             for chunk in _chunks(pairs, args.batch):
                 field = scene.field(scene.ws(chunk))
                 images = scene.render(field, range(len(chunk)), view, [0] * len(chunk))
-                for (k, s), image in zip(chunk, images, strict=True):
-                    done(save_png(image, out_dir / f"{item_name(k, s)}{suffix}.png"))
+                for image in images:
+                    done(save_png(image, next_output()))
 
         elif vis == "image_grid":
             field = scene.field(scene.ws(pairs))
             images = np.stack(list(scene.render(field, range(len(pairs)), view, [0] * len(pairs))))
             rows, cols = (len(classes), len(seeds)) if G.c_dim else grid_shape(len(pairs), scene.resolution)
-            name = (f"grid-class{compact(classes)}-seed{compact(seeds)}" if G.c_dim else f"grid-seed{compact(seeds)}")
-            done(save_png(tile_partial(images, rows, cols), out_dir / f"{name}{suffix}.png"))
+            done(save_png(tile_partial(images, rows, cols), next_output()))
 
         elif vis == "front_grid":
             for k, s in pairs:
                 field = scene.field(scene.ws([(k, s)]))
                 views = list(scene.render(field, [0] * len(traj), traj, range(len(traj))))
-                done(save_png(_front_grid(views), out_dir / f"front-{item_name(k, s)}{suffix}.png"))
+                done(save_png(_front_grid(views), next_output()))
 
         elif vis == "view_grid":
             rows = []
             for k, s in pairs:
                 field = scene.field(scene.ws([(k, s)]))
                 rows.append(np.stack(list(scene.render(field, [0] * len(traj), traj, range(len(traj))))))
-            name = (f"views-class{compact(classes)}-seed{compact(seeds)}" if G.c_dim else f"views-seed{compact(seeds)}")
-            done(save_png(tile(np.concatenate(rows), len(pairs), len(traj)), out_dir / f"{name}-{traj.name}{suffix}.png"))
+            done(save_png(tile(np.concatenate(rows), len(pairs), len(traj)), next_output()))
 
         elif vis == "interp":
             alphas = torch.linspace(0, 1, args.interp_steps, device=G.device)
@@ -326,27 +360,23 @@ def run(args) -> int:
                     w = torch.lerp(ws[a][None], ws[a + 1][None], alphas[:, None, None])
                     field = scene.field(w)
                     row = np.stack(list(scene.render(field, range(len(alphas)), view, [0] * len(alphas))))
-                    name = f"interp-{item_name(k, seeds[a])}-{seeds[a + 1]:04d}"
-                    done(save_png(tile(row, 1, len(alphas)), out_dir / f"{name}{suffix}.png"))
+                    done(save_png(tile(row, 1, len(alphas)), next_output()))
 
         elif vis == "video":
             for k, s in pairs:
                 field = scene.field(scene.ws([(k, s)]))
-                path = output_path(out_dir / f"{item_name(k, s)}-{traj.name}{suffix}", fmt)
-                with VideoWriter(path, args.fps or 30.0, fmt, args.quality) as video:
+                with video_writer() as video:
                     for frame in video_frames(scene, field, traj):
                         video.append(frame)
-                done(path)
+                done(video.path)
 
         elif vis == "video_grid":
             field = scene.field(scene.ws(pairs))
             rows, cols = (len(classes), len(seeds)) if G.c_dim else grid_shape(len(pairs), scene.resolution)
-            name = (f"grid-class{compact(classes)}-seed{compact(seeds)}" if G.c_dim else f"grid-seed{compact(seeds)}")
-            path = output_path(out_dir / f"{name}-{traj.name}{suffix}", fmt)
-            with VideoWriter(path, args.fps or 30.0, fmt, args.quality) as video:
+            with video_writer() as video:
                 for frame in grid_video_frames(scene, field, rows, cols, traj):
                     video.append(frame)
-            done(path)
+            done(video.path)
 
         elif vis == "interp_video":
             frames = len(traj)
@@ -356,13 +386,12 @@ def run(args) -> int:
             frac = torch.as_tensor(u - seg, dtype=torch.float32, device=G.device)
             for k in classes:
                 ws = scene.ws([(k, s) for s in seeds])
-                path = output_path(out_dir / f"interp-{item_name(k, seeds[0])}-{seeds[-1]:04d}-{traj.name}{suffix}", fmt)
-                with VideoWriter(path, args.fps or 30.0, fmt, args.quality) as video:
+                with video_writer() as video:
                     for chunk in _chunks(np.arange(frames), args.batch):
                         a = torch.as_tensor(seg[chunk], device=G.device)
                         w = torch.lerp(ws[a], ws[a + 1], frac[torch.as_tensor(chunk, device=G.device)][:, None, None])
                         field = scene.field(w)
                         for frame in scene.render(field, range(len(chunk)), traj, chunk):
                             video.append(frame)
-                done(path)
+                done(video.path)
     return 0

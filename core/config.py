@@ -11,6 +11,7 @@ Units: angles in radians, fov in degrees (full angle), distances in world units 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -397,29 +398,48 @@ def _preset_path(name_or_path: str) -> Path:
     return candidate
 
 
-def _merge(base, *others, what: str):
+MAX_YAML_BYTES = 1 << 20     # a preset is a few kB; a bigger .yaml is not a trigan config
+
+
+def _merge(base, *others, what: str) -> Config:
+    """The schema `base` with `others` merged in, as a validated Config (validate_config)."""
     try:
         merged = OmegaConf.merge(base, *others)
-        return OmegaConf.to_object(merged)
+        cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         # OmegaConf messages span several lines (key, value, type); keep the first, which names them.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{what}: {first}") from None
+    return validate_config(cfg, what)
+
+
+def _dotlist(overrides: Sequence[str], what: str):
+    """The `key=value` overrides as an OmegaConf container, after _check_raw."""
+    try:
+        cli = OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{what}: {first}") from None
+    _check_raw(OmegaConf.to_container(cli, resolve=False), what)
+    return cli
 
 
 def load_config(preset: str = "demo", overrides: Sequence[str] = ()) -> Config:
     """Build a Config from a preset name or YAML path plus `section.key=value` overrides."""
     path = _preset_path(preset)
     schema = OmegaConf.structured(Config)
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size} bytes: a config file is at most {MAX_YAML_BYTES} bytes")
     try:
-        preset_cfg = OmegaConf.load(path)
+        preset_cfg = OmegaConf.load(path)   # refuses YAML alias bombs itself (a budget of expanded nodes)
     except Exception as exc:  # noqa: BLE001 - YAML syntax errors carry line numbers; keep one line
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})") from None
+    _check_raw(OmegaConf.to_container(preset_cfg, resolve=False), str(path))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. model.c_dim=10")
-    cli = OmegaConf.from_dotlist(list(overrides))
-    return _merge(schema, preset_cfg, cli, what=f"{path.name} {' '.join(overrides)}".strip())
+    what = f"{path.name} {' '.join(overrides)}".strip()
+    return _merge(schema, preset_cfg, _dotlist(overrides, what), what=what)
 
 
 def apply_overrides(cfg: Config, overrides: Sequence[str], what: str = "config") -> Config:
@@ -427,14 +447,427 @@ def apply_overrides(cfg: Config, overrides: Sequence[str], what: str = "config")
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. model.camera.support_radius=0.3")
-    return _merge(OmegaConf.structured(cfg), OmegaConf.from_dotlist(list(overrides)),
-                  what=f"{what} {' '.join(overrides)}".strip())
+    what = f"{what} {' '.join(overrides)}".strip()
+    return _merge(OmegaConf.structured(cfg), _dotlist(overrides, what), what=what)
 
 
 def config_from_dict(data: dict, what: str = "config") -> Config:
     """Rebuild a Config saved as a plain dict (e.g. inside a checkpoint)."""
-    return _merge(OmegaConf.structured(Config), OmegaConf.create(data), what=what)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what}: a {type(data).__name__}, expected a mapping of config sections")
+    _check_raw(data, what)
+    try:
+        raw = OmegaConf.create(data)
+    except OmegaConfBaseException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{what}: {first}") from None
+    return _merge(OmegaConf.structured(Config), raw, what=what)
 
 
 def config_to_dict(cfg: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation. Every config reaches the code through `_merge`, which calls `validate_config`: a value
+# that no model can use (a NaN fov, a zero step count, a 1e9-pixel image) is refused there in one
+# line naming the key, instead of crashing (or allocating gigabytes) deep inside rendering or training.
+
+# Bounds are generous: several times the largest value any published EpiGRAF / 3DGP / EG3D model uses,
+# yet small enough that one value alone cannot ask for more memory than a workstation has.
+MAX_IMAGE = 4096            # pixels per side of an image, a tri-plane, a patch
+MAX_WIDTH = 8192            # channels, hidden units, latent sizes
+MAX_CHANNEL_BASE = 1 << 22  # channel_base / resolution gives the channels; 3DGP's widest is 65536
+MAX_DEPTH = 64              # layers or blocks of one network
+MAX_CLASSES = 10000
+MAX_STEPS = 4096            # samples per ray
+MAX_KIMG = 1e9              # thousands of images: a billion is far past any schedule
+MAX_SEED = 2 ** 32 - 1      # numpy's RandomState takes seeds below 2^32
+MAX_LIST_ITEMS = MAX_CLASSES + 16   # class names are the longest list a config holds
+MAX_STRING = 4096
+MAX_NODES = 200_000         # containers plus values in one config as read from a file
+MAX_NESTING = 16            # the schema is 4 levels deep
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An allowed interval for a number (integer or real); NaN and infinities never pass."""
+
+    lo: float
+    hi: float
+    integer: bool = False
+    lo_open: bool = False
+    hi_open: bool = False
+    power_of_two: bool = False
+    unit: str = ""
+
+    def admits(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.integer and not isinstance(value, int):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.lo if self.lo_open else value >= self.lo
+        below = value < self.hi if self.hi_open else value <= self.hi
+        return above and below and not (self.power_of_two and (value < 1 or int(value) & (int(value) - 1)))
+
+    def describe(self) -> str:
+        fmt = lambda x: f"{int(x)}" if self.integer or float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+        left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+        kind = "a power of two" if self.power_of_two else "an integer" if self.integer else "a finite number"
+        text = f"{kind} in {left}{fmt(self.lo)}, {fmt(self.hi)}{right}"
+        return f"{text} ({self.unit})" if self.unit else text
+
+
+def _int(lo: int, hi: int, **kw) -> Bound:
+    return Bound(lo, hi, integer=True, **kw)
+
+
+def _real(lo: float, hi: float, **kw) -> Bound:
+    return Bound(lo, hi, **kw)
+
+
+_PROBABILITY = _real(0.0, 1.0, unit="a probability")
+_NONNEG = _real(0.0, 1e12)
+_POSITIVE = _real(0.0, 1e12, lo_open=True)
+_ANY = _real(-1e12, 1e12)
+_KIMG = _real(0.0, MAX_KIMG, unit="thousands of images")
+_ANGLE = _real(-1e4, 1e4, unit="radians")
+_DEGREES = _real(0.0, 180.0, lo_open=True, hi_open=True, unit="degrees, full angle")
+_DISTANCE = _real(0.0, 1e6, lo_open=True, unit="world units")
+_WIDTH = _int(1, MAX_WIDTH)
+_LR = _real(0.0, 100.0, lo_open=True, unit="a learning rate")
+_LR_MULTIPLIER = _real(0.0, 1e4, lo_open=True)
+_CLAMP = _real(0.0, 1e12, lo_open=True)
+_TICKS = _int(1, 10 ** 9)
+
+# Every int and float field of the schema (a None of an Optional field is always allowed). A test
+# walks the dataclasses and fails on a numeric field missing here.
+BOUNDS = {
+    "model.img_resolution": _int(4, MAX_IMAGE, unit="pixels"),
+    "model.img_channels": _int(1, 4),
+    "model.c_dim": _int(0, MAX_CLASSES, unit="classes"),
+    "model.mapping.z_dim": _WIDTH,
+    "model.mapping.w_dim": _WIDTH,
+    "model.mapping.num_layers": _int(1, MAX_DEPTH),
+    "model.mapping.lr_multiplier": _LR_MULTIPLIER,
+    "model.mapping.w_avg_beta": _real(0.0, 1.0),
+    "model.mapping.camera_cond_drop_p": _PROBABILITY,
+    "model.mapping.camera_cond_noise_std": _NONNEG,
+    "model.triplane.resolution": _int(4, MAX_IMAGE, power_of_two=True, unit="pixels"),
+    "model.triplane.feat_dim": _int(1, 1024),
+    "model.triplane.channel_base": _int(4, MAX_CHANNEL_BASE),
+    "model.triplane.channel_max": _WIDTH,
+    "model.triplane.conv_clamp": _CLAMP,
+    "model.triplane.mlp_hidden": _WIDTH,
+    "model.triplane.mlp_layers": _int(1, MAX_DEPTH),
+    "model.background.num_steps": _int(1, MAX_STEPS),
+    "model.background.num_blocks": _int(1, MAX_DEPTH),
+    "model.background.hidden_dim": _WIDTH,
+    "model.background.fourier_multiplier": _ANY,
+    "model.background.num_fourier_freqs": _int(0, 64),
+    "model.camera.fov": _DEGREES,
+    "model.camera.radius": _DISTANCE,
+    "model.camera.ray_start": _real(0.0, 1e6, unit="world units"),
+    "model.camera.ray_end": _DISTANCE,
+    "model.camera.cube_scale": _DISTANCE,
+    "model.camera.support_radius": _DISTANCE,
+    "model.camera.yaw_offset": _ANGLE,
+    "model.camera.yaw_mean": _ANGLE,
+    "model.camera.yaw_std": _real(0.0, 1e4, unit="radians"),
+    "model.camera.pitch_mean": _ANGLE,
+    "model.camera.pitch_std": _real(0.0, 1e4, unit="radians"),
+    "model.camera.yaw_range": _ANGLE,
+    "model.camera.pitch_range": _ANGLE,
+    "model.camera.mean_pose": _ANGLE,
+    "model.camera.fov_min": _DEGREES,
+    "model.camera.fov_max": _DEGREES,
+    "model.camera.look_at_radius_min": _real(0.0, 1e6, unit="world units"),
+    "model.camera.look_at_radius_max": _real(0.0, 1e6, unit="world units"),
+    "model.camera.look_at_yaw_range": _ANGLE,
+    "model.camera.look_at_pitch_range": _ANGLE,
+    "model.camera_generator.hidden_dim": _WIDTH,
+    "model.camera_generator.embed_dim": _WIDTH,
+    "model.camera_generator.lr_multiplier": _LR_MULTIPLIER,
+    "model.camera_generator.look_at_radius_floor": _real(0.0, 1e6, unit="world units"),
+    "model.render.num_steps": _int(1, MAX_STEPS, unit="samples per ray"),
+    "model.render.num_fine_steps": _int(0, MAX_STEPS, unit="samples per ray"),
+    "model.render.density_shift": _ANY,
+    "model.render.nerf_noise_std_init": _NONNEG,
+    "model.render.nerf_noise_kimg_growth": _KIMG,
+    "discriminator.patch_resolution": _int(8, MAX_IMAGE, power_of_two=True, unit="pixels"),
+    "discriminator.num_additional_start_blocks": _int(0, 12),
+    "discriminator.channel_base": _int(8, MAX_CHANNEL_BASE),
+    "discriminator.channel_max": _WIDTH,
+    "discriminator.mbstd_group_size": _int(1, 65536),
+    "discriminator.mbstd_channels": _int(0, 64),
+    "discriminator.camera_cond_noise_std": _NONNEG,
+    "discriminator.camera_cond_drop_p": _PROBABILITY,
+    "discriminator.cmap_dim": _WIDTH,
+    "discriminator.conv_clamp": _CLAMP,
+    "discriminator.num_fp16_res": _int(0, 16),
+    "discriminator.img_channels": _int(1, 4),
+    "discriminator.feat_predict_dim": _int(0, 65536),
+    "training.d_warmup_kimg": _KIMG,
+    "training.kimg": _KIMG,
+    "training.batch_size": _int(1, 65536, unit="images"),
+    "training.gamma": _NONNEG,
+    "training.r1_interval": _int(0, 10 ** 9, unit="steps; 0 = no R1"),
+    "training.g_lr": _LR,
+    "training.d_lr": _LR,
+    "training.betas": _real(0.0, 1.0, hi_open=True),
+    "training.eps": _real(0.0, 1.0, lo_open=True),
+    "training.grad_clip": _POSITIVE,
+    "training.opacity_reg": _NONNEG,
+    "training.opacity_reg_start_kimg": _KIMG,
+    "training.opacity_reg_ramp_kimg": _KIMG,
+    "training.ema_multiplier": _NONNEG,
+    "training.ema_rampup": _NONNEG,
+    "training.blur_init_sigma": _real(0.0, MAX_IMAGE, unit="pixels"),
+    "training.blur_fade_kimg": _KIMG,
+    "training.gpc_spoof_p_start": _PROBABILITY,
+    "training.gpc_spoof_p_end": _PROBABILITY,
+    "training.gpc_spoof_kimg": _KIMG,
+    "training.patch.min_scale": _real(0.0, 1.0, lo_open=True),
+    "training.patch.max_scale": _real(0.0, 1.0, lo_open=True),
+    "training.patch.beta_start": _POSITIVE,
+    "training.patch.beta_end": _POSITIVE,
+    "training.patch.anneal_kimg": _KIMG,
+    "training.augment.flip_p": _PROBABILITY,
+    "training.augment.rotate_p": _PROBABILITY,
+    "training.augment.rotate_max": _real(0.0, 180.0, unit="degrees"),
+    "training.augment.shift_p": _PROBABILITY,
+    "training.augment.shift_max": _real(0.0, 1.0, hi_open=True, unit="a fraction of the image size"),
+    "training.augment.brightness_p": _PROBABILITY,
+    "training.augment.brightness_std": _NONNEG,
+    "training.camera_reg.emd_origin": _NONNEG,
+    "training.camera_reg.emd_fov": _NONNEG,
+    "training.camera_reg.emd_look_at": _NONNEG,
+    "training.camera_reg.emd_num_samples": _int(1, 1 << 20),
+    "training.camera_reg.emd_anneal_kimg": _KIMG,
+    "training.camera_reg.force_mean_weight": _NONNEG,
+    "training.camera_reg.force_mean_num_samples": _int(1, 1 << 20),
+    "training.camera_reg.jacobian_origin": _NONNEG,
+    "training.camera_reg.jacobian_fov": _NONNEG,
+    "training.camera_reg.jacobian_look_at": _NONNEG,
+    "training.camera_reg.jacobian_num_samples": _int(1, 1 << 20),
+    "training.depth.kernel_size": _int(1, 63),
+    "training.depth.hidden_dim": _WIDTH,
+    "training.depth.num_hidden_layers": _int(0, MAX_DEPTH),
+    "training.depth.selection_start_p": _PROBABILITY,
+    "training.depth.anneal_kimg": _KIMG,
+    "training.depth.near_plane_offset_max_fraction": _real(0.0, 1.0),
+    "training.depth.near_plane_offset_bias": _ANY,
+    "training.distill.weight": _NONNEG,
+    "training.distill.anneal_kimg": _KIMG,
+    "training.distill.scale_pow": _ANY,
+    "training.outline.weight": _NONNEG,
+    "training.outline.resolution": _int(4, 1024, unit="pixels"),
+    "training.outline.channels": _WIDTH,
+    "training.outline.blur_sigma": _real(0.0, 1024.0, unit="pixels"),
+    "training.outline.gamma": _NONNEG,
+    "training.outline.lr": _LR,
+    "training.seed": _int(0, MAX_SEED),
+    "training.num_workers": _int(0, 256, unit="processes"),
+    "training.tick_kimg": _real(0.0, MAX_KIMG, lo_open=True, unit="thousands of images"),
+    "training.snapshot_ticks": _TICKS,
+    "training.snapshot_minutes": _real(0.0, 1e9, lo_open=True),
+    "training.image_ticks": _TICKS,
+    "training.video_ticks": _int(0, 10 ** 9, unit="ticks; 0 = never"),
+    "training.metric_ticks": _TICKS,
+    "training.max_rollbacks": _int(0, 10 ** 6),
+    "training.samples": _int(1, 1024, unit="images"),
+}
+
+# Lists of numbers with a fixed length: [min, max] ranges and the mean pose.
+_LIST_LENGTHS = {"model.camera.yaw_range": 2, "model.camera.pitch_range": 2, "model.camera.mean_pose": 3,
+                 "model.camera.look_at_yaw_range": 2, "model.camera.look_at_pitch_range": 2,
+                 "training.betas": 2}
+# Pairs (low key, high key) that must be ordered; a None on either side is not checked.
+_ORDERED = (("model.camera.ray_start", "model.camera.ray_end", "<"),
+            ("model.camera.fov_min", "model.camera.fov_max", "<="),
+            ("model.camera.look_at_radius_min", "model.camera.look_at_radius_max", "<="),
+            ("training.patch.min_scale", "training.patch.max_scale", "<="))
+
+
+def _get(cfg: Config, key: str):
+    value = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _show(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _check_value(key: str, value, bound: Bound, what: str) -> None:
+    if value is None:
+        return   # the schema (OmegaConf) already refused None where the field is not Optional
+    if key in _LIST_LENGTHS:
+        if not isinstance(value, (list, tuple)) or len(value) != _LIST_LENGTHS[key]:
+            raise ConfigError(f"{what}: {key}={_show(value)}: expected a list of {_LIST_LENGTHS[key]} numbers")
+        for item in value:
+            if not bound.admits(item):
+                raise ConfigError(f"{what}: {key}={_show(value)}: expected each entry to be {bound.describe()}")
+        if len(value) == 2 and key != "training.betas" and not value[0] <= value[1]:
+            raise ConfigError(f"{what}: {key}={_show(value)}: expected [min, max] with min <= max")
+        return
+    if not bound.admits(value):
+        raise ConfigError(f"{what}: {key}={_show(value)}: expected {bound.describe()}")
+
+
+def _check_strings(cfg: Config, what: str) -> None:
+    names = cfg.model.class_names
+    if len(names) > MAX_CLASSES:
+        raise ConfigError(f"{what}: model.class_names has {len(names)} names: expected at most {MAX_CLASSES}")
+    if len(cfg.training.metrics) > 64:
+        raise ConfigError(f"{what}: training.metrics lists {len(cfg.training.metrics)} metrics: expected at most 64")
+    if cfg.model.c_dim > 0 and len(names) > cfg.model.c_dim:
+        raise ConfigError(f"{what}: model.class_names has {len(names)} names for model.c_dim={cfg.model.c_dim} "
+                          "classes: expected at most one per class")
+
+
+def validate_config(cfg: Config, what: str = "config") -> Config:
+    """`cfg` itself when every number in it lies in its bound (BOUNDS), ranges are ordered, and the
+    generator it describes fits in the memory available; else ConfigError (one line, naming the
+    key, its value and what is allowed)."""
+    for key, bound in BOUNDS.items():
+        _check_value(key, _get(cfg, key), bound, what)
+    for low_key, high_key, relation in _ORDERED:
+        low, high = _get(cfg, low_key), _get(cfg, high_key)
+        if low is not None and high is not None and not (low < high if relation == "<" else low <= high):
+            raise ConfigError(f"{what}: {low_key}={low} and {high_key}={high}: expected {low_key} {relation} "
+                              f"{high_key}")
+    _check_widths(cfg, what)
+    _check_strings(cfg, what)
+    check_model_memory(cfg, what)
+    return cfg
+
+
+def _check_widths(cfg: Config, what: str) -> None:
+    """A network's channels at its top resolution are channel_base // resolution: a base below the
+    resolution leaves a layer with no channels (a ZeroDivisionError deep in the weight init)."""
+    tp, d = cfg.model.triplane, cfg.discriminator
+    d_top = d.patch_resolution * 2 ** d.num_additional_start_blocks
+    for key, base, top, top_what in (
+            ("model.triplane.channel_base", tp.channel_base, tp.resolution, "model.triplane.resolution"),
+            ("discriminator.channel_base", d.channel_base, d_top,
+             "discriminator.patch_resolution * 2^num_additional_start_blocks")):
+        if base // top < 1:
+            raise ConfigError(f"{what}: {key}={base} gives no channels at {top_what}={top}: expected "
+                              f"{key} >= {top} (channels = min(channel_base // resolution, channel_max))")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Memory. Each value may lie within its bound while their product does not (a 4096-wide decoder at
+# 4096^2 holds hundreds of GB of weights), so the generator's size is measured before anything is
+# allocated: its weights by building it on PyTorch's meta device (shapes only, no storage), plus one
+# sample's tri-planes and the decoder's largest activation, against the memory free right now.
+
+_FLOAT_BYTES = 4
+# Which config keys size each part of the generator, to name the culprit when it is too big.
+_PART_KEYS = {
+    "mapping network": ("model.mapping.z_dim", "model.mapping.w_dim", "model.mapping.num_layers", "model.c_dim"),
+    "tri-plane decoder": ("model.triplane.resolution", "model.triplane.feat_dim", "model.triplane.channel_base",
+                          "model.triplane.channel_max", "model.mapping.w_dim"),
+    "tri-plane MLP": ("model.triplane.feat_dim", "model.triplane.mlp_hidden", "model.triplane.mlp_layers"),
+    "background network": ("model.background.hidden_dim", "model.background.num_blocks"),
+    "camera generator": ("model.camera_generator.hidden_dim", "model.camera_generator.embed_dim", "model.c_dim"),
+    "tri-planes of one sample": ("model.triplane.resolution", "model.triplane.feat_dim"),
+}
+
+
+def available_memory_bytes() -> Optional[int]:
+    """Memory the system can give this process now without swapping (MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def generator_memory_parts(model: ModelConfig) -> Optional[dict]:
+    """Bytes of each part of the generator `model` describes (weights and buffers, in float32) and of
+    one sample's tri-planes plus the decoder's widest activation; None when the config does not
+    build (the loader reports that with the weights' names)."""
+    import torch  # noqa: PLC0415 (torch is heavy; a config alone does not need it)
+
+    from trigan.core.generator import Generator  # noqa: PLC0415 (circular: generator imports config)
+
+    try:
+        with torch.device("meta"):
+            G = Generator(model)
+    except (ValueError, TypeError, ConfigError):
+        return None
+    size = lambda m: 0 if m is None else sum(t.numel() for t in [*m.parameters(), *m.buffers()]) * _FLOAT_BYTES
+    tp = model.triplane
+    top_channels = min(tp.channel_base // tp.resolution, tp.channel_max)
+    activations = (3 * tp.feat_dim + 2 * top_channels) * tp.resolution ** 2 * _FLOAT_BYTES
+    return {"mapping network": size(G.mapping), "tri-plane decoder": size(G.synthesis.tri_plane_decoder),
+            "tri-plane MLP": size(G.synthesis.tri_plane_mlp), "background network": size(G.synthesis.bg_model),
+            "camera generator": size(G.camera_generator), "tri-planes of one sample": activations}
+
+
+def check_model_memory(cfg: Config, what: str = "config", available: Optional[int] = None) -> None:
+    """ConfigError when the generator (weights plus one sample's tri-planes) needs more memory than
+    is available, naming its largest part and the config values that size it."""
+    parts = generator_memory_parts(cfg.model)
+    available = available_memory_bytes() if available is None else available
+    if parts is None or available is None:
+        return
+    total = sum(parts.values())
+    if total <= available:
+        return
+    largest = max(parts, key=parts.get)
+    values = ", ".join(f"{key}={_get(cfg, key)}" for key in _PART_KEYS[largest])
+    raise ConfigError(f"{what}: the generator needs about {total / 2 ** 30:.1f} GiB, mostly its {largest} "
+                      f"({parts[largest] / 2 ** 30:.1f} GiB: {values}), but {available / 2 ** 30:.1f} GiB of "
+                      "memory is available: make those values smaller")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Raw config data (from a YAML file, a checkpoint, the command line) before OmegaConf sees it.
+
+def _check_raw(data, what: str) -> None:
+    """Refuse `${...}` interpolations (OmegaConf would resolve them: a self-referencing chain is a
+    hang, `${oc.env:...}` reads the environment) and data too deep or too large to be a config. The
+    walk visits each container once per reference and stops at MAX_NODES, so a file of shared
+    references (a "billion laughs") is refused after MAX_NODES steps instead of being expanded."""
+    stack = [(data, "", 0)]
+    visited = 0
+    while stack:
+        value, key, depth = stack.pop()
+        visited += 1
+        if visited > MAX_NODES:
+            raise ConfigError(f"{what}: more than {MAX_NODES} values: not a trigan config")
+        if depth > MAX_NESTING:
+            raise ConfigError(f"{what}: {key or 'the config'} is nested more than {MAX_NESTING} levels deep: "
+                              "not a trigan config")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str) or len(k) > 256:
+                    raise ConfigError(f"{what}: a key of {key or 'the config'} is not a short string: "
+                                      "not a trigan config")
+                stack.append((v, f"{key}.{k}" if key else k, depth + 1))
+        elif isinstance(value, (list, tuple)):
+            if len(value) > MAX_LIST_ITEMS:
+                raise ConfigError(f"{what}: {key} has {len(value)} entries: expected at most {MAX_LIST_ITEMS}")
+            stack.extend((v, f"{key}[{i}]", depth + 1) for i, v in enumerate(value))
+        elif isinstance(value, str):
+            if len(value) > MAX_STRING:
+                raise ConfigError(f"{what}: {key} is a string of {len(value)} characters: expected at most "
+                                  f"{MAX_STRING}")
+            if "${" in value:
+                raise ConfigError(f"{what}: {key}={value[:60]!r}: interpolations (${{...}}) are not allowed "
+                                  "in trigan configs; write the value itself")
+        elif value is not None and not isinstance(value, (bool, int, float)):
+            raise ConfigError(f"{what}: {key} is a {type(value).__name__}: expected numbers, strings, "
+                              "lists and mappings only")

@@ -20,6 +20,7 @@ import torch
 from trigan.core import mesh as M
 from trigan.core.accel import FastRenderer
 from trigan.core.images import tile_partial, to_uint8
+from trigan.core.output_paths import refuse_existing
 from trigan.core.renderer import RenderCancelled, render
 from trigan.core.views import LatentMapper, options_at_distance, picture
 
@@ -139,12 +140,15 @@ def seed_mesh(G, seed: int, class_index: Optional[int], path, fmt: str, psi: flo
               class_truncation: bool = False, resolution: int = 256, level: Union[str, float] = "auto",
               color: bool = True, keep_largest: bool = False, keep_cavities: bool = False,
               chunk: int = 1 << 19, noise_mode="const",
-              progress: Optional[Callable[[int, int], None]] = None, should_cancel: ShouldCancel = None) -> MeshExport:
-    """The mesh (ply/obj/glb) or density volume (npy) of one seed, written atomically to `path`.
+              progress: Optional[Callable[[int, int], None]] = None, should_cancel: ShouldCancel = None,
+              overwrite: bool = False) -> MeshExport:
+    """The mesh (ply/obj/glb) or density volume (npy) of one seed, written atomically to `path`; an
+    existing `path` is refused before any work unless `overwrite` (core.output_paths.refuse_existing).
 
     The field is computed once; the density grid is evaluated in chunks (`progress(done, total)`
     in grid points, `should_cancel` between chunks). Raises core.mesh.NoSurfaceError when the level
     finds no surface."""
+    refuse_existing([path], overwrite, hint="pass overwrite=True (--force) to replace it")
     start = time.perf_counter()
     with torch.no_grad():
         z = G.latents([seed])

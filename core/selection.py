@@ -16,6 +16,7 @@ def parse_int_list(text: str, what: str = "value", minimum: int = 0, maximum: Op
     if text is None or not str(text).strip():
         raise TriganError(f"--{what}: expected numbers like 0-3,7")
     out: List[int] = []
+    seen = set()   # membership in a set: a list would make 0-1000000 quadratic
     for item in str(text).split(","):
         m = _ITEM.match(item)
         if not m:
@@ -31,6 +32,7 @@ def parse_int_list(text: str, what: str = "value", minimum: int = 0, maximum: Op
         if hi - lo > 1_000_000:
             raise TriganError(f"--{what} {text}: range {item.strip()} is too long")
         for v in range(lo, hi + 1):
-            if v not in out:
+            if v not in seen:
+                seen.add(v)
                 out.append(v)
     return out

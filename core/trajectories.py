@@ -50,6 +50,8 @@ NAMED = ("front_circle", "points", "wiggle", "line", "orbit", "zoom")
 DEFAULT_FRAMES = {"front_circle": 64, "points": 3, "wiggle": 16, "line": 16, "orbit": 64, "zoom": 64}
 KEYFRAME_FIELDS = ("yaw", "pitch", "fov", "radius", "time")
 POSE_FIELDS = ("yaw", "pitch", "fov", "radius")
+# Frames of one trajectory: 5.5 minutes at 30 fps (cli/flags.py bounds --frames with the same number).
+MAX_FRAMES = 10000
 
 
 @dataclass(frozen=True)
@@ -279,13 +281,21 @@ def parse_keyframes(data, source: str, base: Pose) -> tuple:
 
 def keyframe_trajectory(times: np.ndarray, values: np.ndarray, frames: Optional[int] = None,
                         fps: float = 30.0, name: str = "keyframes",
-                        look_at: Tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Trajectory:
+                        look_at: Tuple[float, float, float] = (0.0, 0.0, 0.0),
+                        source: Optional[str] = None) -> Trajectory:
     """Frames sampled evenly over [first time, last time] from the keyframes' Hermite splines, all
-    looking at `look_at`."""
+    looking at `look_at`. `source` (the keyframe file) is named in errors."""
     duration = float(times[-1] - times[0])
-    n = max(1, int(round(duration * fps)) + 1) if frames is None else int(frames)
-    if n < 1:
-        raise TriganError(f"--frames {frames}: a trajectory needs at least one frame")
+    if frames is None:
+        # A keyframe file's times set the length: bound it before a 'time' of 1e9 asks for a billion frames.
+        if not (math.isfinite(duration) and math.isfinite(fps) and duration * fps + 1 <= MAX_FRAMES):
+            raise TriganError(f"{source or name}: the keyframes span {duration:g} s, {duration * fps + 1:.0f} frames at "
+                              f"{fps:g} fps; at most {MAX_FRAMES} (shorten the times or pass --frames)")
+        n = max(1, int(round(duration * fps)) + 1)
+    else:
+        n = int(frames)
+    if not 1 <= n <= MAX_FRAMES:
+        raise TriganError(f"--frames {frames}: a trajectory has 1..{MAX_FRAMES} frames")
     query = np.linspace(times[0], times[-1], n) if n > 1 else np.asarray([times[0]])
     yaw, pitch, fov, radius = hermite_spline(times, values, query).T
     return Trajectory(name, yaw, pitch, fov, radius, look_at)
@@ -302,7 +312,7 @@ def load_keyframes(path, base: Pose, frames: Optional[int] = None, fps: float = 
     except json.JSONDecodeError as exc:
         raise TriganError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     times, values = parse_keyframes(data, str(path), base)
-    return keyframe_trajectory(times, values, frames, fps, name=path.stem, look_at=base.look_at)
+    return keyframe_trajectory(times, values, frames, fps, name=path.stem, look_at=base.look_at, source=str(path))
 
 
 def make_trajectory(spec: str, base: Pose, frames: Optional[int] = None, fps: float = 30.0) -> Trajectory:

@@ -13,6 +13,10 @@ rate factor: crf = int((1 - quality / 10) * 51), so the default 8 gives crf 10 (
 the edge. The moov atom goes first (+faststart) so browsers can stream the file.
 gif: Pillow, looping forever; a GIF stores frame durations in 1/100 s, so the fps is rounded to it.
 png: a folder NAME/ of frame000000.png, frame000001.png, ... (no fps is stored).
+
+An existing video (file or frame folder) is not replaced unless `overwrite=True` (the rule of
+`trigan render` and `trigan mesh`, core.output_paths.refuse_existing): checked when the writer opens,
+before any frame is rendered.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from PIL import Image
 from trigan.core.atomic import _umask, atomic_path
 from trigan.core.errors import TriganError
 from trigan.core.images import save_png
+from trigan.core.output_paths import refuse_existing
 
 PathLike = Union[str, os.PathLike]
 FORMATS = ("mp4", "gif", "png")
@@ -56,7 +61,8 @@ class VideoWriter:
     """Append uint8 [H, W, 3] frames; `close()` (or leaving the `with` block normally) puts the video
     in place; an exception inside the block discards it."""
 
-    def __init__(self, path: PathLike, fps: float = 30.0, format: Optional[str] = None, quality: float = 8):
+    def __init__(self, path: PathLike, fps: float = 30.0, format: Optional[str] = None, quality: float = 8,
+                 overwrite: bool = False):
         self.path = Path(path)
         self.format = format or (self.path.suffix[1:].lower() if self.path.suffix else "png")
         if self.format not in FORMATS:
@@ -65,6 +71,7 @@ class VideoWriter:
             raise ValueError(f"fps must be positive, got {fps}")
         if not 1 <= quality <= 10:
             raise ValueError(f"quality must be between 1 and 10, got {quality}")
+        refuse_existing([self.path], overwrite, hint="pass overwrite=True (--force) to replace it")
         self.fps, self.quality = float(fps), float(quality)
         self.size = None          # (height, width) of the frames as given
         self.count = 0
@@ -185,9 +192,9 @@ class VideoWriter:
 
 
 def write_video(frames: Iterable[np.ndarray], path: PathLike, fps: float = 30.0, format: Optional[str] = None,
-                quality: float = 8) -> Path:
+                quality: float = 8, overwrite: bool = False) -> Path:
     """Write an iterable of uint8 [H, W, 3] frames; returns the final path."""
-    with VideoWriter(path, fps, format, quality) as video:
+    with VideoWriter(path, fps, format, quality, overwrite=overwrite) as video:
         for frame in frames:
             video.append(frame)
     return video.path

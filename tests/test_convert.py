@@ -158,7 +158,7 @@ def test_set_changes_render_settings_and_refuses_what_the_weights_do_not_fit(tmp
     assert after.progress["config_overrides"] == ["model.camera.support_radius=0.25", "model.render.num_steps=32"]
     assert all(torch.equal(before.G_ema[k], after.G_ema[k]) for k in before.G_ema)
     for bad, fragment in (("model.triplane.resolution=32", "weights do not fit"),
-                          ("model.camera.support_radius=-1", "support_radius: expected a positive radius"),
+                          ("model.camera.support_radius=-1", "model.camera.support_radius=-1.0: expected"),
                           ("model.camera.nonsense=1", "nonsense"),
                           ("support_radius", "expected key=value")):
         target = tmp_path / "bad.ckpt"

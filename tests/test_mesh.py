@@ -349,8 +349,9 @@ def test_cli_reads_a_run_directory(tmp_path, capsys, tiny_ckpt):
     (["--threshold", "1e9"], r"no surface at density 1e\+09: the densities in the box range from"),
     (["--format", "stl"], "--format stl: expected one of ply, obj, glb, npy"),
     (["--threshold", "dense"], "--threshold dense: expected 'auto' or a density"),
-    (["--resolution", "4"], "--resolution 4: expected 8..1024"),
-    (["--classes", "9"], "--classes 9: 9 is out of range"),
+    (["--resolution", "4"], "--resolution 4: expected an integer in 8..1024"),
+    (["--classes", "9"], "--classes 9: class 9 is out of range: this model has 4 classes"),
+    (["--psi", "nan"], r"--psi nan: expected a number in \[-10, 10\]"),
 ])
 def test_cli_bad_values_give_one_line_errors(tmp_path, capsys, tiny_ckpt, extra, fragment):
     argv = ["mesh", tiny_ckpt, "--out", tmp_path, "--resolution", 12, "--quiet", "--classes", "1", *extra]
@@ -362,9 +363,15 @@ def test_cli_bad_values_give_one_line_errors(tmp_path, capsys, tiny_ckpt, extra,
     assert not list(tmp_path.glob("*.ply"))
 
 
-def test_cli_needs_classes_for_a_conditional_model(tmp_path, capsys, tiny_ckpt):
-    code, _, err = run(capsys, "mesh", tiny_ckpt, "--out", tmp_path, "--resolution", 12)
-    assert code == 2 and "pass --classes" in err
+def test_cli_takes_class_0_of_a_conditional_model_as_render_does(tmp_path, capsys, tiny_ckpt):
+    """One rule for render and mesh: a conditional model without --classes means class 0."""
+    code, _, err = run(capsys, "mesh", tiny_ckpt, "--out", tmp_path / "a", "--resolution", 12, "--quiet")
+    assert code == 0, err
+    code, _, err = run(capsys, "mesh", tiny_ckpt, "--out", tmp_path / "b", "--resolution", 12, "--quiet",
+                       "--classes", "0")
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["class000_seed0000.ply"]
+    assert (tmp_path / "a" / "class000_seed0000.ply").read_bytes() == (tmp_path / "b" / "class000_seed0000.ply").read_bytes()
 
 
 def test_cli_help_has_examples(capsys):

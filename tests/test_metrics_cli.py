@@ -288,4 +288,4 @@ def test_bad_depth_maps_are_one_line_errors(tmp_path, capsys):
     (broken / "x_depth.png").write_bytes(b"\x89PNG but not really")
     assert f"{broken}/x_depth.png: cannot read depth map" in error("--depth-maps", str(broken), "--quiet")
     assert "nfs_data needs --data DATA" in error("--metrics", "nfs_data")
-    assert "N >= 1" in error("--metrics", "nfs0", "--depth-maps", str(broken))
+    assert "nfsN needs N in 1..100000" in error("--metrics", "nfs0", "--depth-maps", str(broken))

@@ -93,10 +93,16 @@ def test_video_grid_layout_and_gif_and_png_frames(ckpts, tmp_path, capsys):
                         "--trajectory", "wiggle", "--format", "png", "--quiet")
     folder = tmp_path / "seed0004-wiggle"
     assert code == 0 and sorted(p.name for p in folder.iterdir()) == [f"frame{i:06d}.png" for i in range(16)]
-    # Rendering again replaces the frames folder; a folder with other files is never replaced.
+    # Rendering again is refused without --force; with it the frames folder is replaced, but a folder
+    # with other files never is.
+    again = ("--out", tmp_path, "--vis", "video", "--seeds", "4", "--trajectory", "wiggle", "--format", "png",
+             "--frames", "2", "--quiet")
+    code, _, err = render(capsys, ckpts["uncond"], *again)
+    assert code == 2 and f"{folder}: already exists (use --force" in err and len(list(folder.iterdir())) == 16
+    code, _, _ = render(capsys, ckpts["uncond"], *again, "--force")
+    assert code == 0 and len(list(folder.iterdir())) == 2
     (folder / "notes.txt").write_text("mine")
-    code, _, err = render(capsys, ckpts["uncond"], "--out", tmp_path, "--vis", "video", "--seeds", "4",
-                          "--trajectory", "wiggle", "--format", "png", "--frames", "2", "--quiet")
+    code, _, err = render(capsys, ckpts["uncond"], *again, "--force")
     assert code == 2 and "not replacing it" in err and (folder / "notes.txt").exists()
 
 
@@ -203,7 +209,7 @@ def test_view_grid_rows_are_latents_and_columns_are_orbit_views(ckpts, tmp_path,
         for j in range(3):
             yaw = base.yaw + 2 * np.pi * j / 3
             render(capsys, ckpts["cond"], "--out", tmp_path / "single", "--seeds", "4", "--classes", str(k),
-                   "--camera", f"yaw={yaw!r}", "--quiet")
+                   "--camera", f"yaw={yaw!r}", "--quiet", "--force")
             single = png(tmp_path / "single" / f"class{k:03d}-seed0004.png")
             cell = grid[r * RES:(r + 1) * RES, j * RES:(j + 1) * RES].astype(int)
             assert np.abs(cell - single).max() <= 1, (k, j)
@@ -245,7 +251,7 @@ def test_run_directory_best_or_latest(ckpts, tmp_path, capsys):
     (run_dir / "latest.ckpt").write_bytes(ckpts["cond"].read_bytes())
     code, _, err = render(capsys, run_dir, "--out", tmp_path / "o", "--seeds", "0", "--quiet")
     assert code == 0 and "best.ckpt" in err
-    code, _, err = render(capsys, run_dir, "--latest", "--out", tmp_path / "o", "--seeds", "0", "--quiet")
+    code, _, err = render(capsys, run_dir, "--latest", "--out", tmp_path / "o2", "--seeds", "0", "--quiet")
     assert code == 0 and "latest.ckpt" in err
 
 
@@ -255,9 +261,9 @@ def test_run_directory_best_or_latest(ckpts, tmp_path, capsys):
 @pytest.mark.parametrize("argv, fragment", [
     (["--classes", "4"], "--classes 4: class 4 is out of range: this model has 4 classes (0..3)"),
     (["--camera", "yaw=1,tilt=2"], "--camera yaw=1,tilt=2: unknown key 'tilt'"),
-    (["--resolution", "8"], "--resolution 8: expected 16..2048"),
-    (["--vis", "video", "--frames", "0"], "--frames 0: expected at least 1"),
-    (["--vis", "video", "--fps", "0"], "--fps 0: expected a positive number"),
+    (["--resolution", "8"], "--resolution 8: expected an integer in 16..2048 pixels"),
+    (["--vis", "video", "--frames", "0"], "--frames 0: expected an integer in 1..10000"),
+    (["--vis", "video", "--fps", "0"], "--fps 0: expected a number in (0, 240]"),
     (["--vis", "image", "--format", "mp4"], "--format mp4 is for videos"),
     (["--vis", "image_grid", "--trajectory", "orbit"], "--trajectory goes with"),
     (["--vis", "interp", "--seeds", "1"], "at least two"),
@@ -296,7 +302,7 @@ def test_video_writer_is_atomic(tmp_path):
     path = write_video(frames, tmp_path / "a.mp4", fps=5)
     before = path.read_bytes()
     with pytest.raises(RuntimeError, match="boom"):
-        with VideoWriter(path, fps=5) as video:
+        with VideoWriter(path, fps=5, overwrite=True) as video:
             video.append(frames[0])
             raise RuntimeError("boom")
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from trigan.cli import flags
 from trigan.core.errors import TriganError
 from trigan.core.trajectories import (
+    MAX_FRAMES,
     NAMED,
     Pose,
     Trajectory,
@@ -140,6 +142,26 @@ def test_keyframe_file_errors_name_file_and_field(tmp_path, content, message):
     with pytest.raises(TriganError, match=message) as info:
         load_keyframes(path, HORIZON)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_keyframe_times_cannot_ask_for_more_frames_than_the_bound(tmp_path):
+    # A 'time' of 1e9 s at 30 fps would be 3e10 frames: refused before any array is made.
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps([{"yaw": 0, "time": 0}, {"yaw": 1, "time": 1e9}]))
+    with pytest.raises(TriganError, match=f"at most {MAX_FRAMES}") as info:
+        load_keyframes(path, HORIZON)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    # The bound itself is reachable, and --frames overrides the file's length within it.
+    path.write_text(json.dumps([{"yaw": 0, "time": 0}, {"yaw": 1, "time": (MAX_FRAMES - 1) / 30}]))
+    assert len(load_keyframes(path, HORIZON, fps=30)) == MAX_FRAMES
+    path.write_text(json.dumps([{"yaw": 0, "time": 0}, {"yaw": 1, "time": 1e9}]))
+    assert len(load_keyframes(path, HORIZON, frames=3)) == 3
+    with pytest.raises(TriganError, match="--frames"):
+        load_keyframes(path, HORIZON, frames=MAX_FRAMES + 1)
+
+
+def test_cli_frame_bound_is_the_trajectory_bound():
+    assert flags.MAX_FRAMES == MAX_FRAMES
 
 
 def test_make_trajectory_names_and_errors(tmp_path):

@@ -202,7 +202,8 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
     renderer = ViewRenderer(G, resolution=resolution, output=output, psi=psi, batch=batch, noise_mode=noise_mode,
                             on_views=on_views, should_cancel=should_cancel)
     grad = torch.no_grad() if output == "normals" else torch.inference_mode()   # normals need autograd
-    with grad, VideoWriter(target, fps, fmt, quality) as video:
+    # The viewer picks fresh numbered names itself, and a job given an explicit path replaces it on purpose.
+    with grad, VideoWriter(target, fps, fmt, quality, overwrite=True) as video:
         field = renderer.field(renderer.ws([(cls, s) for s in seeds]))
         if len(seeds) == 1:
             frames_iter = video_frames(renderer, field, traj)
@@ -235,7 +236,7 @@ def export_mesh(model_path, seed: int, class_index: Optional[int], psi: float, r
     G, cls = _load_generator(model_path, class_index, device, job)
     export = seed_mesh(G, int(seed), cls, path, fmt, psi=psi, class_truncation=class_truncation,
                        resolution=int(resolution), level=level, color=colors, keep_largest=keep_largest,
-                       chunk=chunk, noise_mode=noise_mode,
+                       chunk=chunk, noise_mode=noise_mode, overwrite=True,
                        progress=_progress_span(job, 0.0, 0.9, "density grid"),
                        should_cancel=job.should_cancel if job is not None else None)
     if job is not None:
