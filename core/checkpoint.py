@@ -14,6 +14,8 @@ or kill during a save leaves the previous file intact.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
@@ -25,11 +27,17 @@ from trigan.core.camera_generator import has_first_layout, migrate_first_layout
 from trigan.core.config import Config, apply_overrides, config_from_dict, config_to_dict
 from trigan.core.errors import CheckpointError, ConfigError, TriganError
 from trigan.core.generator import Generator
+from trigan.core.read_budget import LIMITS, TreeBudget, open_regular_file, refusal, scan_pickle, walk_plain
 
 FORMAT = "trigan-checkpoint"
 VERSION = 1
 ZIP_MAGIC = b"PK\x03\x04"   # torch.save writes a zip archive
 PathLike = Union[str, os.PathLike]
+# torch's weights-only unpickler allows these, but torch.save of a trigan payload never writes them:
+# bytearray(n) allocates n bytes, set()/Counter() hash whatever they are given.
+_REFUSED_GLOBALS = {f"{module} {name}": "which a trigan checkpoint never uses"
+                    for module, name in (("builtins", "bytearray"), ("builtins", "set"),
+                                         ("collections", "Counter"), ("builtins", "complex"))}
 
 
 @dataclass
@@ -63,38 +71,90 @@ def save_checkpoint(path: PathLike, config: Config, G_ema: Union[Generator, Dict
 
 
 def _read_payload(path: Path) -> dict:
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, expected a checkpoint file")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not head:
-        raise CheckpointError(f"{path}: empty file, expected a trigan checkpoint")
-    if head != ZIP_MAGIC:
-        if head[:1] == b"\x80":
-            raise CheckpointError(f"{path}: a Python pickle, not a trigan checkpoint "
-                                  "(official EpiGRAF snapshots are read by the .pkl importer)")
-        raise CheckpointError(f"{path}: not a checkpoint (neither a torch.save archive nor a pickle)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on foreign or corrupt files; each is the file's fault
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in msg or "Unsupported global" in msg or "WeightsUnpickler" in msg:
-            raise CheckpointError(f"{path}: refuses to load: the file holds Python objects beyond "
-                                  "tensors and plain containers") from None
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({msg[:160]})") from None
+    name = str(path)
+    with open_regular_file(path, name) as f:  # a named pipe or device is refused before it can block
+        size = os.fstat(f.fileno()).st_size
+        _refuse_foreign_format(f.read(4), name)
+        _check_archive(f, size, name)
+        f.seek(0)
+        payload = _torch_load(f, name)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        keys = sorted(payload)[:6] if isinstance(payload, dict) else type(payload).__name__
+        keys = sorted(payload, key=str)[:6] if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path}: a torch file but not a trigan checkpoint "
                               f"(found {keys}; a bare state dict has no config to build the model from)")
-    if payload.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {payload['version']} is newer than "
-                              f"this trigan understands ({VERSION}); update trigan")
+    if not isinstance(payload.get("version", 0), int) or payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {str(payload['version'])[:20]} is newer "
+                              f"than this trigan understands ({VERSION}); update trigan")
     for key in ("config", "G_ema"):
         if not isinstance(payload.get(key), dict):
             raise CheckpointError(f"{path}: checkpoint lacks its {key!r} section")
+    _check_sections(payload, name)
     return payload
+
+
+def _refuse_foreign_format(head: bytes, name: str) -> None:
+    if not head:
+        raise CheckpointError(f"{name}: empty file, expected a trigan checkpoint")
+    if head != ZIP_MAGIC:
+        if head[:1] == b"\x80":
+            raise CheckpointError(f"{name}: a Python pickle, not a trigan checkpoint "
+                                  "(official EpiGRAF snapshots are read by the .pkl importer)")
+        raise CheckpointError(f"{name}: not a checkpoint (neither a torch.save archive nor a pickle)")
+
+
+def _check_archive(f, size: int, name: str) -> None:
+    """Before torch reads the zip: what it would unpack must fit the file (no zip bomb), and its pickle
+    must pass the opcode scan (forged lengths and memo indices, depth, copy bombs, odd globals)."""
+    try:
+        with zipfile.ZipFile(f) as archive:
+            entries = archive.infolist()
+            claimed = sum(entry.file_size for entry in entries)
+            if claimed > LIMITS.ckpt_unzip_ratio * size + (1 << 20):
+                raise CheckpointError(f"{name}: refuses to load: its entries claim {claimed:,} bytes unpacked, "
+                                      f"far more than the {size:,} bytes of the file (torch.save stores them "
+                                      f"uncompressed)")
+            pickles = [entry for entry in entries if entry.filename.endswith("data.pkl")]
+            if not pickles:
+                return  # torch.load explains what is missing
+            if pickles[0].file_size > LIMITS.ckpt_pickle_bytes:
+                raise refusal(name, f"its pickle of {pickles[0].file_size:,} bytes: the pickle size",
+                              "ckpt_pickle_bytes")
+            with archive.open(pickles[0]) as stream:
+                scan_pickle(stream, pickles[0].file_size, name, refused_globals=_REFUSED_GLOBALS)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, OSError,
+            ValueError) as exc:  # ValueError: a mangled entry name (UnicodeDecodeError), a bad header field
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(f"{name}: truncated or corrupt checkpoint ({detail[:160]})") from None
+
+
+def _torch_load(f, name: str) -> Any:
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on foreign or corrupt files; each is the file's fault
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in msg or "Unsupported global" in msg or "WeightsUnpickler" in msg:
+            raise CheckpointError(f"{name}: refuses to load: the file holds Python objects beyond "
+                                  "tensors and plain containers") from None
+        raise CheckpointError(f"{name}: truncated or corrupt checkpoint ({msg[:160]})") from None
+
+
+def _check_sections(payload: dict, name: str) -> None:
+    """Every section is walked under one budget before anything (OmegaConf, `info`, a resumed
+    trainer) expands it: a shared-container bomb is refused after a bounded walk. The config is
+    stored resolved, so an interpolation in it is forged: OmegaConf would resolve it."""
+    budget = TreeBudget(name)
+    for key, section in payload.items():
+        walk_plain(section, budget, limit_key="config_depth" if key == "config" else "nesting_depth")
+    pending = [("config", payload["config"])]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend((f"{where}.{k}", v) for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            pending.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+        elif isinstance(value, str) and "${" in value:
+            raise CheckpointError(f"{name}: refuses to load: {where[:80]} holds the interpolation "
+                                  f"{value[:40]!r}; a trigan checkpoint stores its config resolved")
 
 
 def load_checkpoint(path: PathLike) -> Checkpoint:
@@ -129,11 +189,14 @@ def export_generator(src: PathLike, dst: PathLike, overrides: Sequence[str] = ()
     ckpt = load_checkpoint(src)
     config = ckpt.config
     if overrides:
-        config = apply_overrides(config, overrides, what=str(src))
-        try:   # builds the generator: also refuses values the schema accepts (a negative radius, ...)
-            check_generator_weights(config, ckpt.G_ema, source=f"{src} with {' '.join(overrides)}")
-        except ConfigError as exc:
-            raise CheckpointError(f"{src}: {exc}") from None
+        config = apply_overrides(config, overrides, what=str(src))   # validate_config: bounds, memory
+    # What is written must load: the weights fit the (changed) config, are floating point and finite.
+    # Also refuses what the bounds cannot see (a config that does not build, ...).
+    source = f"{src} with {' '.join(overrides)}" if overrides else str(src)
+    try:
+        check_generator_weights(config, ckpt.G_ema, source=source)
+    except ConfigError as exc:
+        raise CheckpointError(f"{src}: {exc}") from None
     progress = {**ckpt.progress, "source": ckpt.progress.get("source") or f"trigan checkpoint {Path(src).name}"}
     if overrides:
         progress["config_overrides"] = list(overrides)
@@ -141,13 +204,20 @@ def export_generator(src: PathLike, dst: PathLike, overrides: Sequence[str] = ()
 
 
 def check_generator_weights(config: Config, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise CheckpointError unless the state dict fits the config's generator exactly (names and
-    shapes). Builds the generator on the meta device, so nothing is allocated."""
+    """Raise CheckpointError unless the state dict fits the config's generator exactly: the same
+    names and shapes, dense floating-point tensors where the model has them, and finite values (a
+    NaN or infinite weight renders black or garbage without any error). Every loader, `trigan
+    convert` and export_generator go through here. The model is built on the meta device, so nothing
+    is allocated for it; the finiteness scan reads each tensor in bounded chunks."""
     try:
         with torch.device("meta"):
             own = Generator(config.model).state_dict()
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{source}: its config does not describe a buildable model ({exc})") from None
+    not_tensors = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"{source}: weight {not_tensors[0]} is a {type(state_dict[not_tensors[0]]).__name__}, "
+                              "not a tensor")
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     wrong = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
@@ -161,11 +231,36 @@ def check_generator_weights(config: Config, state_dict: Dict[str, torch.Tensor],
         if wrong:
             parts.append(f"{len(wrong)} of the wrong shape (e.g. {wrong[0]})")
         raise CheckpointError(f"{source}: weights do not fit the architecture in its config: " + "; ".join(parts))
+    for name, expected in own.items():
+        _check_weight_values(name, state_dict[name], expected.dtype, source)
+
+
+_FINITE_CHUNK = 1 << 22   # elements scanned at once: a 16 MB float32 slice, a 4 MB mask
+
+
+def _check_weight_values(name: str, tensor: torch.Tensor, expected_dtype: torch.dtype, source: str) -> None:
+    """One weight: a dense tensor of a floating dtype where the model's is floating (int64 weights would
+    be cast silently by load_state_dict), and finite."""
+    if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type == "meta":
+        raise CheckpointError(f"{source}: weight {name} is not a plain dense tensor ({tensor.layout}, "
+                              f"{tensor.device.type})")
+    if expected_dtype.is_floating_point != tensor.is_floating_point():
+        kind = "floating-point" if expected_dtype.is_floating_point else str(expected_dtype).replace("torch.", "")
+        raise CheckpointError(f"{source}: weight {name} is {str(tensor.dtype).replace('torch.', '')}: "
+                              f"expected {kind} values")
+    if not tensor.is_floating_point():
+        return
+    flat = tensor.detach().reshape(-1)
+    for start in range(0, flat.numel(), _FINITE_CHUNK):
+        part = flat[start:start + _FINITE_CHUNK]
+        if not bool(torch.isfinite(part).all()):
+            raise CheckpointError(f"{source}: weight {name} holds non-finite values (NaN or infinity): "
+                                  "the model is broken (a diverged run?); use an earlier checkpoint")
 
 
 def build_generator(config: Config, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint",
                     device=None) -> Generator:
-    """A Generator with these weights; any missing, unexpected or mis-shaped tensor is an error."""
+    """A Generator with these weights; a weight check_generator_weights refuses is an error."""
     check_generator_weights(config, state_dict, source)
     G = Generator(config.model)
     G.load_state_dict(state_dict)

@@ -27,9 +27,10 @@ from trigan.core.config import (
     ModelConfig,
     RenderConfig,
     TriPlaneConfig,
+    validate_config,
 )
 from trigan.core.epigraf_pickle import EpigrafNetwork, EpigrafSnapshot, read_epigraf_pickle
-from trigan.core.errors import CheckpointError
+from trigan.core.errors import CheckpointError, ConfigError
 from trigan.core.generator import Generator
 
 # Upstream defaults for keys that older snapshots do not have (reference 7.2).
@@ -138,9 +139,18 @@ def _reading_upstream_config(path) -> Iterator[None]:
         yield
     except KeyError as exc:
         raise CheckpointError(f"{path}: is malformed: its config has no {exc.args[0]!r}") from None
-    except (AttributeError, TypeError, ValueError) as exc:
+    except (AttributeError, TypeError, ValueError, OverflowError) as exc:  # int('x'), int(1e400), int(nan)
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise CheckpointError(f"{path}: is malformed: its config cannot be read ({detail})") from None
+        raise CheckpointError(f"{path}: is malformed: its config cannot be read ({detail[:200]})") from None
+
+
+def _validated(config: Config, path) -> Config:
+    """The config built from a snapshot, with every size checked against trigan's bounds before
+    anything is allocated for it (an img_resolution of 1e9 is refused here, naming the pickle)."""
+    try:
+        return validate_config(config, what=f"{path}: its config")
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _generator_snapshot(snap: EpigrafSnapshot, path, with_training: bool = False
@@ -158,6 +168,7 @@ def _generator_snapshot(snap: EpigrafSnapshot, path, with_training: bool = False
             config = generator_config(snap.networks["G_ema"], str(path))
             state = snap.networks["G_ema"].state_dict
             kind = "EpiGRAF pickle"
+    _validated(config, path)
     check_generator_weights(config, state, source=str(path))
     return config, state, kind
 
@@ -213,6 +224,7 @@ def convert_epigraf(src, dst, keep_all: bool = False, log: Optional[Callable[[st
             g = snap.networks["G"].state_dict
             with _reading_upstream_config(src):
                 config.discriminator = discriminator_config(snap.networks["D"], snap.config)
+            _validated(config, src)
             extra = {"G": g, "D": snap.networks["D"].state_dict}
             extra.update({name: opt for name, opt in snap.optimizers.items()})
         check_generator_weights(config, g, source=f"{src} (G)")

@@ -20,6 +20,7 @@ until loading ends while the decoded copy already exists.
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import re
@@ -31,12 +32,11 @@ import numpy as np
 import torch
 
 from trigan.core.errors import CheckpointError
+from trigan.core.read_budget import BoundedFile, TreeBudget, open_regular_file, require_regular_file, scan_pickle
 
 try:  # numpy >= 2 moved the pickle reconstructors; older pickles name numpy.core.*
-    from numpy._core.multiarray import _reconstruct as _np_reconstruct
     from numpy._core.multiarray import scalar as _np_scalar
 except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct as _np_reconstruct
     from numpy.core.multiarray import scalar as _np_scalar
 
 __all__ = ["EpigrafNetwork", "EpigrafSnapshot", "is_epigraf_pickle", "read_epigraf_pickle"]
@@ -147,7 +147,78 @@ def _reconstruct_persistent_obj(meta):
     # Upstream would exec meta['module_src'] to recreate the class; we only keep name and state.
     if not isinstance(meta, dict) or not isinstance(meta.get("state"), dict):
         raise ValueError("persistent object without a state dict")
-    return _PersistentModule(str(meta.get("class_name", "?")), meta["state"])
+    class_name = meta.get("class_name")  # never str() of file data: a shared-list bomb's repr is endless
+    return _PersistentModule(class_name[:200] if isinstance(class_name, str) else "?", meta["state"])
+
+
+# numpy: an array pickles as `_reconstruct(ndarray, (0,), b'b')` then BUILD (version, shape, dtype,
+# fortran, data). numpy itself would allocate whatever shape `_reconstruct` names and trust the dtype
+# state BUILD hands it, so both are stand-ins here that check shape and dtype against the data given.
+
+_NDARRAY = "numpy.ndarray"  # a marker: calling the real class would allocate any shape it is given
+_DTYPE_NAME = re.compile(r"[?bBhHiIlLqQefdgFDGSUV]|[biufcSUV]\d{1,9}")
+
+
+class _DtypeSpec(_StateHolder):
+    """np.dtype(name, align, copy) plus its BUILD state; only plain numeric/bytes/text dtypes resolve."""
+
+    def __init__(self, name=None, *_align_copy):
+        self.name = name
+
+    def resolve(self) -> np.dtype:
+        if not isinstance(self.name, str) or not _DTYPE_NAME.fullmatch(self.name):
+            raise ValueError(f"unsupported numpy dtype {str(self.name)[:40] if isinstance(self.name, str) else '?'}")
+        dtype = np.dtype(self.name)
+        state = self.state
+        if state is None:
+            return dtype
+        if not isinstance(state, tuple) or len(state) < 8 or any(part is not None for part in state[2:5]) \
+                or state[1] not in ("<", ">", "|", "=") or state[5] not in (-1, dtype.itemsize):
+            raise ValueError("structured, sub-array or malformed numpy dtype")
+        return dtype.newbyteorder(state[1]) if state[1] in "<>" else dtype
+
+
+def _array_dtype(spec) -> np.dtype:
+    dtype = spec.resolve() if isinstance(spec, _DtypeSpec) else None
+    if dtype is None or dtype.hasobject:
+        raise ValueError("numpy array whose dtype is not a plain numeric one")
+    return dtype
+
+
+class _PickledArray(np.ndarray):
+    """What `_reconstruct` makes: an empty array that BUILD fills only after checking its state."""
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise ValueError("malformed numpy array state")
+        shape, spec, fortran, data = state[-4:]
+        dtype = _array_dtype(spec)
+        if not isinstance(shape, tuple) or len(shape) > 32 \
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise ValueError("numpy array with a malformed shape")
+        if not isinstance(data, (bytes, bytearray)) or math.prod(shape) * dtype.itemsize != len(data):
+            raise ValueError("numpy array whose data does not match its shape and dtype")
+        super().__setstate__((1, shape, dtype, bool(fortran), data))
+
+
+def _reconstruct_array(subtype, shape, dtype):
+    if subtype is not _NDARRAY:
+        raise ValueError("numpy _reconstruct of something other than an ndarray")
+    return np.ndarray.__new__(_PickledArray, (0,), np.uint8)
+
+
+def _scalar(spec, data=None):
+    dtype = _array_dtype(spec)
+    if not isinstance(data, bytes) or len(data) != dtype.itemsize:
+        raise ValueError("numpy scalar whose data does not match its dtype")
+    return _np_scalar(dtype, data)
+
+
+def _plain_str(value=""):
+    # Real snapshots never call str(); repr of a shared-reference bomb would never finish.
+    if value is not None and not isinstance(value, (str, int, float, bool, bytes)):
+        raise ValueError("str() of a container")
+    return str(value)
 
 
 def _rebuild_tensor(storage, offset, size, stride, *_requires_grad_hooks_metadata):
@@ -189,15 +260,23 @@ class _BlobHeaderUnpickler(pickle.Unpickler):
 class _StorageDecoder:
     """`torch.storage._load_from_bytes` stand-in: blob -> flat CPU tensor, one per storage key."""
 
-    def __init__(self):
+    def __init__(self, display_name="storage"):
         self._cache = {}
+        self._display_name = display_name
+
+    def _header(self, stream, size):
+        # The header pickles are file data too: dry-run each before the C unpickler sees it.
+        start = stream.tell()
+        scan_pickle(stream, size - start, self._display_name)
+        stream.seek(start)
+        return _BlobHeaderUnpickler(BoundedFile(stream, size - start)).load()
 
     def __call__(self, blob):
         if not isinstance(blob, (bytes, bytearray)):
             raise ValueError("storage blob is not bytes")
         stream = io.BytesIO(blob)  # shares the bytes, no copy
         try:
-            magic, version, sys_info, record, _keys = (_BlobHeaderUnpickler(stream).load() for _ in range(5))
+            magic, version, sys_info, record, _keys = (self._header(stream, len(blob)) for _ in range(5))
         except (EOFError, pickle.UnpicklingError) as exc:  # not the outer stream's truncation
             raise ValueError(f"malformed storage blob ({_one_line(exc)})") from None
         if magic != _LEGACY_TORCH_MAGIC or version != 1001 or not isinstance(record, tuple) \
@@ -232,19 +311,21 @@ _OMEGACONF_VALUE_NODES = ("AnyNode", "StringNode", "IntegerNode", "FloatNode", "
                           "ValueNode", "EnumNode", "PathNode", "BytesNode")
 
 
-def _allowed_globals():
-    builtin_types = (dict, list, tuple, set, frozenset, int, float, bool, str)
+def _allowed_globals(display_name):
+    # Calls of these copy at most what the opcode scan priced; str() is the one deep walk, guarded.
+    builtin_types = (dict, list, tuple, set, frozenset, int, float, bool)
     allowed = {("builtins", t.__name__): t for t in builtin_types}
     allowed.update({
+        ("builtins", "str"): _Constructor(_plain_str),
         ("collections", "OrderedDict"): OrderedDict, ("collections", "defaultdict"): defaultdict,
-        ("typing", "Any"): _TYPING_ANY, ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+        ("typing", "Any"): _TYPING_ANY, ("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _Constructor(_DtypeSpec),
         ("omegaconf.dictconfig", "DictConfig"): _ConfigNode, ("omegaconf.listconfig", "ListConfig"): _ConfigNode,
         ("omegaconf.base", "ContainerMetadata"): _StateHolder, ("omegaconf.base", "Metadata"): _StateHolder,
     })
     allowed.update({("omegaconf.nodes", node): _ConfigNode for node in _OMEGACONF_VALUE_NODES})
     for numpy_core in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(numpy_core, "_reconstruct")] = _np_reconstruct
-        allowed[(numpy_core, "scalar")] = _np_scalar
+        allowed[(numpy_core, "_reconstruct")] = _Constructor(_reconstruct_array)
+        allowed[(numpy_core, "scalar")] = _Constructor(_scalar)
     # EpiGRAF names its packages src.*; StyleGAN2/3 snapshots use the same helpers without the prefix,
     # and reading those as far as their network tree lets us say clearly what they are.
     for prefix in ("src.", ""):
@@ -257,7 +338,7 @@ def _allowed_globals():
             _Constructor(_reconstruct_persistent_obj)
     allowed.update({("torch._utils", "_rebuild_tensor_v2"): _Constructor(_rebuild_tensor),
                     ("torch._utils", "_rebuild_parameter"): _Constructor(_rebuild_parameter),
-                    ("torch.storage", "_load_from_bytes"): _Constructor(_StorageDecoder()),
+                    ("torch.storage", "_load_from_bytes"): _Constructor(_StorageDecoder(display_name)),
                     ("torch.optim.adam", "Adam"): _TorchOptimizer})
     for module, name in (("container", "Sequential"), ("container", "ModuleList"),
                          ("container", "ModuleDict"), ("sparse", "Embedding")):
@@ -269,7 +350,7 @@ class _SafeUnpickler(pickle.Unpickler):
     def __init__(self, file, display_name):
         super().__init__(file)
         self._display_name = display_name
-        self._allowed = _allowed_globals()  # fresh per file: the storage cache lives in it
+        self._allowed = _allowed_globals(display_name)  # fresh per file: the storage cache lives in it
 
     def find_class(self, module, name):
         allowed = self._allowed.get((module, name))
@@ -292,9 +373,10 @@ def is_epigraf_pickle(path) -> bool:
     StyleGAN2/3 snapshots match too, on purpose: reading one explains in one line what it is.
     """
     try:
+        require_regular_file(path)  # a named pipe would block open() forever
         with open(path, "rb") as f:
             head = f.read(_SNIFF_BYTES)
-    except OSError:
+    except (OSError, CheckpointError):
         return False
     return head[:1] == pickle.PROTO and b"_reconstruct_persistent_obj" in head
 
@@ -304,7 +386,9 @@ def read_epigraf_pickle(path) -> EpigrafSnapshot:
     name = os.fspath(path)
     top = _load_restricted(name)
     try:
-        return _interpret_snapshot(top, name)
+        return _interpret_snapshot(top, name, TreeBudget(name))
+    except MemoryError:  # the budgets should stop every input before this; a last resort
+        raise CheckpointError(f"{name}: refuses to load: its data does not fit in memory") from None
     except RecursionError:
         raise CheckpointError(f"{name}: is malformed: its structure is cyclic or nested too deeply") from None
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -312,26 +396,27 @@ def read_epigraf_pickle(path) -> EpigrafSnapshot:
 
 
 def _load_restricted(name):
-    try:
-        f = open(name, "rb", buffering=1 << 20)
-    except FileNotFoundError:
-        raise CheckpointError(f"{name}: no such file") from None
-    except OSError as exc:
-        raise CheckpointError(f"{name}: cannot be read: {exc.strerror or exc}") from None
-    with f:
+    with open_regular_file(name) as f:  # refuses pipes, devices and folders before reading
+        size = os.fstat(f.fileno()).st_size
         _refuse_foreign_format(f.read(8), name)
         f.seek(0)
+        # A dry run of the opcodes first: forged lengths, memo indices, depth and copy bombs are
+        # refused before the C unpickler allocates anything for them.
+        scan_pickle(f, size, name)
+        f.seek(0)
         try:
-            return _SafeUnpickler(f, name).load()
+            return _SafeUnpickler(BoundedFile(f, size), name).load()
         except CheckpointError:
             raise
+        except RecursionError:
+            raise CheckpointError(f"{name}: is malformed: its structure is nested too deeply") from None
         except (EOFError, pickle.UnpicklingError) as exc:
             if isinstance(exc, EOFError) or "truncated" in str(exc):
                 raise CheckpointError(f"{name}: is truncated or incomplete: the pickle stream ends early "
                                       f"(copy or download it again)") from None
             raise CheckpointError(f"{name}: is corrupt: {_one_line(exc)}") from None
-        except MemoryError:
-            raise
+        except MemoryError:  # the scan should stop every input before this; a last resort
+            raise CheckpointError(f"{name}: refuses to load: its data does not fit in memory") from None
         except Exception as exc:  # noqa: BLE001 - a constructor fed malformed data (wrong arity, bad view bounds, ...)
             raise CheckpointError(f"{name}: is corrupt: {type(exc).__name__}: {_one_line(exc)}") from None
 
@@ -353,28 +438,29 @@ def _one_line(exc):
 # ---------------------------------------------------------------------------------------------
 # From the unpickled object graph to plain data.
 
-def _interpret_snapshot(top, name):
-    if top == _LEGACY_TORCH_MAGIC:
+def _interpret_snapshot(top, name, budget):
+    if isinstance(top, int) and top == _LEGACY_TORCH_MAGIC:
         raise CheckpointError(f"{name}: looks like a legacy torch.save file (a PyTorch state dict), not an "
                               f"EpiGRAF network snapshot; {_EXPECTED}")
     if not isinstance(top, dict) or not isinstance(top.get("G_ema"), _ModuleLike):
         raise CheckpointError(f"{name}: is a pickle but not an EpiGRAF network snapshot (no 'G_ema' "
                               f"network in it); {_EXPECTED}")
     _require_tri_plane_generator(top["G_ema"], name)
-    networks = {key: _network(top[key]) for key in _NETWORK_KEYS if isinstance(top.get(key), _ModuleLike)}
-    optimizers = {key: _optimizer(top[key], networks.get(owner))
+    networks = {key: _network(top[key], budget) for key in _NETWORK_KEYS if isinstance(top.get(key), _ModuleLike)}
+    optimizers = {key: _optimizer(top[key], networks.get(owner), budget)
                   for key, owner in _OPTIMIZER_OWNERS.items() if isinstance(top.get(key), _TorchOptimizer)}
     return EpigrafSnapshot(
-        path=name, networks=networks, training_set_kwargs=_plain(top.get("training_set_kwargs") or {}),
-        stats=_plain(top.get("stats") or {}), optimizers=optimizers, vis=_plain(top.get("vis") or {}),
-        config=_experiment_config(top["G_ema"]))
+        path=name, networks=networks, training_set_kwargs=_plain(top.get("training_set_kwargs") or {}, budget),
+        stats=_plain(top.get("stats") or {}, budget), optimizers=optimizers,
+        vis=_plain(top.get("vis") or {}, budget), config=_experiment_config(top["G_ema"], budget))
 
 
 def _require_tri_plane_generator(g_ema, name):
     synthesis = _children(g_ema).get("synthesis")
     if isinstance(synthesis, _ModuleLike) and "tri_plane_mlp" in _children(synthesis):
         return
-    if isinstance(synthesis, _ModuleLike) and any(re.fullmatch(r"b\d+", k) for k in _children(synthesis)):
+    if isinstance(synthesis, _ModuleLike) and any(isinstance(k, str) and re.fullmatch(r"b\d+", k)
+                                                  for k in _children(synthesis)):
         raise CheckpointError(f"{name}: is a 2-D StyleGAN generator snapshot, not a tri-plane EpiGRAF one "
                               f"(G_ema.synthesis has image blocks but no tri-plane decoder/MLP); {_EXPECTED}")
     raise CheckpointError(f"{name}: its G_ema ({g_ema.class_name}) is not EpiGRAF's tri-plane generator "
@@ -383,32 +469,49 @@ def _require_tri_plane_generator(g_ema, name):
 
 def _children(module):
     state = module.state if isinstance(module.state, dict) else {}
-    return state.get("_modules") or {}
+    children = state.get("_modules") or {}
+    if not isinstance(children, dict):
+        raise ValueError("a module whose submodules are not a dict")
+    return children
 
 
-def _walk_modules(module, path=""):
-    """Pre-order (path, module) pairs, in registration order, as torch's state_dict visits them."""
+def _walk_modules(module, budget, path="", depth=0):
+    """Pre-order (path, module) pairs, in registration order, as torch's state_dict visits them.
+    Every module reached counts against the budget: a module shared many times is walked each time."""
+    budget.visit(depth)
     yield path, module
     for child_name, child in _children(module).items():
         if child is None:
             continue
+        if not isinstance(child_name, str):
+            raise ValueError("a submodule whose name is not a string")
         if not isinstance(child, _ModuleLike):
             raise ValueError(f"submodule '{_join(path, child_name)}' is not a network module")
-        yield from _walk_modules(child, _join(path, child_name))
+        yield from _walk_modules(child, budget, _join(path, child_name), depth + 1)
 
 
 def _join(path, name):
     return f"{path}.{name}" if path else name
 
 
-def _state_dict(module):
+def _module_state(module):
+    if not isinstance(module.state, dict):
+        raise ValueError("a module whose state is not a dict")
+    return module.state
+
+
+def _state_dict(module, budget):
     # torch orders a module's own parameters, then its buffers, then recurses into children.
     out = OrderedDict()
-    for path, sub in _walk_modules(module):
-        non_persistent = set(sub.state.get("_non_persistent_buffers_set") or ())
-        own = list((sub.state.get("_parameters") or {}).items())
-        own += [(k, t) for k, t in (sub.state.get("_buffers") or {}).items() if k not in non_persistent]
+    for path, sub in _walk_modules(module, budget):
+        state = _module_state(sub)
+        non_persistent = set(_plain_names(state.get("_non_persistent_buffers_set") or ()))
+        own = list((state.get("_parameters") or {}).items())
+        own += [(k, t) for k, t in (state.get("_buffers") or {}).items() if k not in non_persistent]
+        budget.items(len(own))
         for name, tensor in own:
+            if not isinstance(name, str):
+                raise ValueError("a parameter whose name is not a string")
             if tensor is not None and not isinstance(tensor, torch.Tensor):
                 raise ValueError(f"'{_join(path, name)}' is not a tensor")
             if tensor is not None:
@@ -416,21 +519,27 @@ def _state_dict(module):
     return out
 
 
-def _network(module):
-    state = module.state
+def _plain_names(names):
+    # Buffer names are strings; anything else (a nested tuple) would only be hashed, never matched.
+    return [n for n in names if isinstance(n, str)]
+
+
+def _network(module, budget):
+    state = _module_state(module)
     attributes = {}
-    for path, sub in _walk_modules(module):
+    for path, sub in _walk_modules(module, budget):
         attrs = {"class_name": sub.class_name}
-        attrs.update((k, _plain(v)) for k, v in sub.state.items() if not k.startswith("_"))
+        attrs.update((k, _plain(v, budget)) for k, v in _module_state(sub).items()
+                     if isinstance(k, str) and not k.startswith("_"))
         attributes[path] = attrs
     return EpigrafNetwork(
-        class_name=module.class_name, training=bool(state.get("training", False)),
-        init_args=tuple(_plain(list(state.get("_init_args") or ()))),
-        init_kwargs=_plain(dict(state.get("_init_kwargs") or {})),
-        state_dict=_state_dict(module), attributes=attributes)
+        class_name=module.class_name, training=bool(state.get("training", False) is True),
+        init_args=tuple(_plain(list(state.get("_init_args") or ()), budget)),
+        init_kwargs=_plain(dict(state.get("_init_kwargs") or {}), budget),
+        state_dict=_state_dict(module, budget), attributes=attributes)
 
 
-def _optimizer(optimizer, network):
+def _optimizer(optimizer, network, budget):
     state = optimizer.state if isinstance(optimizer.state, dict) else {}
     # Adam holds the very Parameter objects of its network (pickle memo references): match by identity.
     names = {id(t): name for name, t in network.state_dict.items()} if network is not None else {}
@@ -441,32 +550,54 @@ def _optimizer(optimizer, network):
             return names[id(param)]
         return unmatched.setdefault(id(param), f"<unmatched parameter {len(unmatched)}>")
 
-    groups = [dict(_plain({k: v for k, v in g.items() if k != "params"}), params=[name_of(p) for p in g["params"]])
-              for g in state.get("param_groups") or ()]
-    per_param = {name_of(p): _plain(dict(v)) for p, v in (state.get("state") or {}).items()}
-    return {"defaults": _plain(state.get("defaults") or {}), "param_groups": groups, "state": per_param}
+    groups = []
+    for group in state.get("param_groups") or ():
+        budget.visit(1)
+        params = group["params"]
+        budget.items(len(params))
+        groups.append(dict(_plain({k: v for k, v in group.items() if k != "params"}, budget),
+                           params=[name_of(p) for p in params]))
+    per_param = {name_of(p): _plain(dict(v), budget) for p, v in (state.get("state") or {}).items()}
+    return {"defaults": _plain(state.get("defaults") or {}, budget), "param_groups": groups, "state": per_param}
 
 
-def _plain(value):
-    """Builtin containers, python numbers, CPU tensors and numpy arrays; configs resolved."""
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _plain(value, budget, depth=0):
+    """Builtin containers, python numbers, CPU tensors and numpy arrays; configs resolved. Every object
+    reached counts against the budget, shared ones each time (a shared-list bomb stops there)."""
+    budget.visit(depth)
     if isinstance(value, _ConfigNode):
-        return _ConfigResolver(value).plain(value)
+        return _ConfigResolver(value, budget).plain(value, depth)
+    if isinstance(value, str):
+        budget.chars(len(value))
+        return value
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        budget.items(len(value))
+        # a key is hashed again here: one that is itself a container is walked (and counted) too
+        return {(k if isinstance(k, _ATOMS) else _plain(k, budget, depth + 1)): _plain(v, budget, depth + 1)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return type(value)(_plain(v) for v in value)
+        budget.items(len(value))
+        return type(value)(_plain(v, budget, depth + 1) for v in value)
+    if isinstance(value, _PickledArray):
+        return value.view(np.ndarray)
+    if isinstance(value, _DtypeSpec):
+        return value.resolve()
     if isinstance(value, np.generic):
         return value.item()
     return value
 
 
-def _experiment_config(g_ema):
-    cfg = g_ema.state.get("cfg")
+def _experiment_config(g_ema, budget):
+    state = _module_state(g_ema)
+    cfg = state.get("cfg")
     if not isinstance(cfg, _ConfigNode):
-        cfg = (g_ema.state.get("_init_kwargs") or {}).get("cfg")
+        cfg = (state.get("_init_kwargs") or {}).get("cfg")
     if not isinstance(cfg, _ConfigNode):
         return {}
-    resolver = _ConfigResolver(cfg)
+    resolver = _ConfigResolver(cfg, budget)
     return resolver.plain(resolver.root)
 
 
@@ -479,45 +610,55 @@ _UNRESOLVED = object()
 
 
 class _ConfigResolver:
-    """Turns a node into plain data, resolving `${a.b.c}` against the root of the node's own tree."""
+    """Turns a node into plain data, resolving `${a.b.c}` against the root of the node's own tree.
+    Every node reached, reference followed and character produced counts against the file's budget:
+    an interpolation bomb (a: ${b}${b}${b}, b: ${c}${c}${c}, ...) is refused, not expanded."""
 
-    def __init__(self, node):
+    def __init__(self, node, budget=None):
         self.root, seen = node, {id(node)}
         while isinstance(self.root.parent, _ConfigNode) and id(self.root.parent) not in seen:
             self.root = self.root.parent
             seen.add(id(self.root))
+        self._budget = budget if budget is not None else TreeBudget("config")
         self._expanding = set()  # ids of interpolation targets being expanded: a repeat is a cycle
 
-    def plain(self, node):
+    def plain(self, node, depth=0):
+        self._budget.visit(depth)
         raw = node.raw if isinstance(node, _ConfigNode) else node
         if isinstance(raw, str):
-            return self._resolve_string(raw)
+            return self._resolve_string(raw, depth)
         if isinstance(raw, dict):
-            return {k: self.plain(v) for k, v in raw.items()}
+            self._budget.items(len(raw))
+            return {k: self.plain(v, depth + 1) for k, v in raw.items()}
         if isinstance(raw, list):
-            return [self.plain(v) for v in raw]
-        return _plain(raw)
+            self._budget.items(len(raw))
+            return [self.plain(v, depth + 1) for v in raw]
+        return _plain(raw, self._budget, depth)
 
-    def _resolve_string(self, text):
+    def _resolve_string(self, text, depth):
+        self._budget.chars(len(text))
         whole = _INTERPOLATION.fullmatch(text)
         if whole:
-            value = self._expand(whole.group(1))
+            value = self._expand(whole.group(1), depth)
             return text if value is _UNRESOLVED else value
 
         def substitute(match):
-            value = self._expand(match.group(1))
+            value = self._expand(match.group(1), depth)
             # Only scalars splice into text; a null (OmegaConf would print 'None') keeps the reference.
             spliceable = value is not _UNRESOLVED and value is not None and not isinstance(value, (dict, list))
             return str(value) if spliceable else match.group(0)
-        return _INTERPOLATION.sub(substitute, text)
+        result = _INTERPOLATION.sub(substitute, text)
+        self._budget.interpolation(len(self._expanding), len(result))
+        return result
 
-    def _expand(self, dotted):
+    def _expand(self, dotted, depth):
         target = self._lookup(dotted, 0)
         if target is None or id(target) in self._expanding:
             return _UNRESOLVED
         self._expanding.add(id(target))
+        self._budget.interpolation(len(self._expanding), 0)
         try:
-            value = self.plain(target)
+            value = self.plain(target, depth + 1)
         finally:
             self._expanding.discard(id(target))
         return value
@@ -528,6 +669,7 @@ class _ConfigResolver:
             return None
         node = self.root
         for part in dotted.strip().split("."):
+            self._budget.visit(hops)
             raw = node.raw if isinstance(node, _ConfigNode) else node
             link = _INTERPOLATION.fullmatch(raw) if isinstance(raw, str) else None
             if link:  # e.g. model.generator.dataset is '${dataset}'
@@ -535,7 +677,7 @@ class _ConfigResolver:
                 raw = node.raw if isinstance(node, _ConfigNode) else node
             if isinstance(raw, dict) and part in raw:
                 node = raw[part]
-            elif isinstance(raw, list) and part.isdigit() and int(part) < len(raw):
+            elif isinstance(raw, list) and part.isdigit() and len(part) < 10 and int(part) < len(raw):
                 node = raw[int(part)]
             else:
                 return None

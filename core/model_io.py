@@ -16,6 +16,7 @@ from trigan.core.config import Config
 from trigan.core.epigraf_import import load_epigraf_generator
 from trigan.core.errors import CheckpointError
 from trigan.core.generator import Generator
+from trigan.core.read_budget import open_regular_file, require_regular_file
 
 
 @dataclass
@@ -30,7 +31,7 @@ class LoadedModel:
 
 
 def _is_pickle(path: Path) -> bool:
-    with open(path, "rb") as f:
+    with open_regular_file(path, str(path), buffering=0) as f:  # never blocks on a named pipe
         return f.read(1) == b"\x80"
 
 
@@ -57,8 +58,7 @@ def resolve_model_path(path, latest: bool = False) -> Path:
 def open_model(path, device=None, latest: bool = False) -> LoadedModel:
     """G_ema in eval mode with its config, from a .ckpt, an EpiGRAF .pkl or a run directory."""
     path = resolve_model_path(path, latest)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    require_regular_file(path, str(path))  # no such file / a folder / a named pipe or device: one line
     if _is_pickle(path):
         G, config, info = load_epigraf_generator(path, device=device)
         return LoadedModel(G=G, config=config, path=str(path), **info)
