@@ -6,6 +6,9 @@ import argparse
 import math
 import sys
 
+from trigan.cli.flags import float_flag, int_flag
+from trigan.core.errors import TriganError
+
 HELP = "make, check, resize and pack training datasets (zip or folder of images + dataset.json)"
 EXAMPLES = """\
 examples:
@@ -100,6 +103,35 @@ only their entries. See docs/datasets.md.
 """
 
 
+# ----------------------------------------------------------------------------------------------
+# Numeric flags: the bounded types of cli/flags.py, so a bad value (1e9 where a count is asked, nan,
+# inf, a size that would allocate without bound) stops while parsing with one line naming the flag
+# and the range, before anything runs. The tools check their own ranges again for Python callers;
+# the synth and resize bounds here repeat theirs (this module must not import them: they load
+# torch) and tests/test_hostile_datasets.py checks that they agree.
+
+SYNTH_MAX_IMAGES = 1_000_000       # training.synth.MAX_IMAGES
+SYNTH_MAX_RESOLUTION = 1024        # training.synth.MAX_RESOLUTION
+SYNTH_CLASSES = 7                  # len(training.synth.CLASS_NAMES)
+SYNTH_MAX_SEED = 2 ** 63 - 1       # training.synth.MAX_SEED
+RESIZE_MAX_RESOLUTION = 4096       # training.dataset.MAX_RESOLUTION: the largest images trigan trains on
+MAX_DISTANCE = 1000.0              # synth camera radius, near and far: the objects lie within 0.24 of the origin
+MAX_BATCH = 4096                   # images per forward pass: more is never faster, and can exhaust memory
+MAX_WORKERS = 64                   # image-decoding processes
+MAX_KEEP = 2 ** 31 - 1             # select --num (more than the dataset keeps everything)
+MAX_REG_COVAR = 1e6                # embeddings are O(1) numbers; far more regularisation is meaningless
+MAX_TINY_SIZE = 32                 # tiny:N embeds 3*N^2 numbers; its covariance is (3 N^2)^2 float64 (75 MB at 32)
+
+
+def _embedder(text: str) -> str:
+    """--embedder: tiny:N is bounded (its size is squared twice); a file is checked when loaded."""
+    if text.startswith("tiny:"):
+        size = text[len("tiny:"):]
+        if not (size.isdigit() and len(size) <= 3 and 1 <= int(size) <= MAX_TINY_SIZE):
+            raise TriganError(f"--embedder {text}: expected tiny:N with N in 1..{MAX_TINY_SIZE}")
+    return text
+
+
 def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
@@ -117,17 +149,17 @@ def add_parser(sub) -> None:
 
     s = _sub(actions, "synth", SYNTH_HELP, SYNTH_EXAMPLES)
     s.add_argument("out", metavar="OUT.zip", help="the zip to write")
-    s.add_argument("--num", type=int, default=2000, help="number of images (default 2000)")
-    s.add_argument("--resolution", type=int, default=64, help="image size in pixels (default 64)")
-    s.add_argument("--classes", type=int, default=4, help="number of object classes, 1 to 7 (default 4)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--fov", type=float, default=30.0, help="full field of view in degrees (default 30)")
-    s.add_argument("--radius", type=float, default=1.0, help="camera distance from the origin (default 1)")
-    s.add_argument("--pitch-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+    s.add_argument("--num", type=int_flag("--num", 1, SYNTH_MAX_IMAGES, "images"), default=2000, help="number of images, at most 1000000 (default 2000)")
+    s.add_argument("--resolution", type=int_flag("--resolution", 8, SYNTH_MAX_RESOLUTION, "pixels"), default=64, help="image size in pixels, 8 to 1024 (default 64)")
+    s.add_argument("--classes", type=int_flag("--classes", 1, SYNTH_CLASSES), default=4, help="number of object classes, 1 to 7 (default 4)")
+    s.add_argument("--seed", type=int_flag("--seed", 0, SYNTH_MAX_SEED), default=0, help="random seed (default 0)")
+    s.add_argument("--fov", type=float_flag("--fov", 0, 180, lo_open=True, unit="degrees"), default=30.0, help="full field of view in degrees (default 30)")
+    s.add_argument("--radius", type=float_flag("--radius", 0, MAX_DISTANCE, lo_open=True), default=1.0, help="camera distance from the origin (default 1)")
+    s.add_argument("--pitch-range", type=float_flag("--pitch-range", 0, math.pi, unit="radians"), nargs=2, metavar=("MIN", "MAX"),
                    default=[math.pi / 2 - 0.5, math.pi / 2 + 0.15],
                    help="pitch range in radians from +Y (default pi/2-0.5 pi/2+0.15: mostly from slightly above)")
-    s.add_argument("--near", type=float, default=0.6, help="distance stored as depth 0 (default 0.6)")
-    s.add_argument("--far", type=float, default=1.4, help="distance stored as depth 65535 (default 1.4)")
+    s.add_argument("--near", type=float_flag("--near", 0, MAX_DISTANCE), default=0.6, help="distance stored as depth 0 (default 0.6)")
+    s.add_argument("--far", type=float_flag("--far", 0, MAX_DISTANCE), default=1.4, help="distance stored as depth 65535 (default 1.4)")
     s.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     s.set_defaults(run=run_synth)
 
@@ -140,7 +172,7 @@ def add_parser(sub) -> None:
     r = _sub(actions, "resize", RESIZE_HELP, RESIZE_EXAMPLES)
     r.add_argument("src", metavar="SRC", help="a dataset zip or folder")
     r.add_argument("dst", metavar="DST", help="the output: a .zip, or a folder")
-    r.add_argument("--resolution", type=int, required=True, help="output size in pixels")
+    r.add_argument("--resolution", type=int_flag("--resolution", 1, RESIZE_MAX_RESOLUTION, "pixels"), required=True, help="output size in pixels, at most 4096")
     r.add_argument("--png", action="store_true", help="write every image as PNG")
     r.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     r.set_defaults(run=run_resize)
@@ -156,16 +188,16 @@ def add_parser(sub) -> None:
     sel.add_argument("src", metavar="SRC", help="a dataset zip or folder")
     sel.add_argument("dst", metavar="DST", help="the output: a .zip, or a folder")
     amount = sel.add_mutually_exclusive_group(required=True)
-    amount.add_argument("--keep-ratio", type=float, metavar="R", help="keep int(count x R) images (3DGP: 1/3 per class)")
-    amount.add_argument("--num", type=int, metavar="N", help="keep N images (per group with --per-class/--per-folder)")
+    amount.add_argument("--keep-ratio", type=float_flag("--keep-ratio", 0, 1, lo_open=True), metavar="R", help="keep int(count x R) images (3DGP: 1/3 per class)")
+    amount.add_argument("--num", type=int_flag("--num", 1, MAX_KEEP), metavar="N", help="keep N images (per group with --per-class/--per-folder)")
     group = sel.add_mutually_exclusive_group()
     group.add_argument("--per-class", action="store_true", help="select within each class (dataset.json labels)")
     group.add_argument("--per-folder", action="store_true", help="select within each folder of images")
-    sel.add_argument("--embedder", default="tiny", metavar="tiny|tiny:N|FILE.pt",
+    sel.add_argument("--embedder", type=_embedder, default="tiny", metavar="tiny|tiny:N|FILE.pt",
                      help="tiny (default: 8x8 RGB thumbnail) or a TorchScript feature network file")
-    sel.add_argument("--reg-covar", type=float, default=1e-5, metavar="X",
+    sel.add_argument("--reg-covar", type=float_flag("--reg-covar", 0, MAX_REG_COVAR), default=1e-5, metavar="X",
                      help="added to the covariance's diagonal (default 1e-5, upstream's ImageNet value)")
-    sel.add_argument("--batch", type=int, default=64, metavar="N", help="images embedded at once (default 64)")
+    sel.add_argument("--batch", type=int_flag("--batch", 1, MAX_BATCH), default=64, metavar="N", help="images embedded at once (default 64)")
     sel.add_argument("--device", default="auto", help="for a feature network: auto, cpu, cuda, cuda:1 ... (default auto)")
     sel.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     sel.set_defaults(run=run_select)
@@ -174,9 +206,9 @@ def add_parser(sub) -> None:
     f.add_argument("data", metavar="DATA", help="a dataset zip or folder")
     f.add_argument("--out", metavar="FILE", required=True, help="the features file to write (e.g. NAME.memmap)")
     f.add_argument("--weights", metavar="PATH", help="local ResNet-50 weights file (required; never downloaded)")
-    f.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    f.add_argument("--batch-size", type=int_flag("--batch-size", 1, MAX_BATCH), default=32, help="images per forward pass (default 32)")
     f.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ... (default auto)")
-    f.add_argument("--workers", type=int, default=2, help="image-decoding processes (default 2)")
+    f.add_argument("--workers", type=int_flag("--workers", 0, MAX_WORKERS), default=2, help="image-decoding processes (default 2)")
     f.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     f.set_defaults(run=run_features)
 

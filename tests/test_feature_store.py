@@ -205,3 +205,26 @@ def test_features_command_help_has_examples(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and "trigan dataset features" in text and "--weights" in text
+
+
+def test_an_unwritable_features_file_is_one_line_naming_it_and_keeps_the_old_one(tmp_path, monkeypatch):
+    names = ["a.png", "b.png"]
+    # A folder that cannot exist (its parent is a regular file): refused at once, root or not.
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "features.memmap"
+    with pytest.raises(FeatureStoreError, match="cannot write") as info:
+        write_feature_store(target, names, np.ones((2, 3)))
+    assert str(target) in str(info.value) and "\n" not in str(info.value)
+    # A full disk while flushing the rows: the earlier file and its index stay as they were.
+    good = write_feature_store(tmp_path / "f.memmap", names, np.ones((2, 3)))
+    before = (good.read_bytes(), desc_path(good).read_text())
+
+    def full_disk(self):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(np.memmap, "flush", full_disk)
+    with pytest.raises(FeatureStoreError, match="No space left") as info:
+        write_feature_store(good, names, np.zeros((2, 3)))
+    assert str(good) in str(info.value)
+    monkeypatch.undo()
+    assert (good.read_bytes(), desc_path(good).read_text()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.memmap", desc_path(good).name, "file"]

@@ -25,8 +25,11 @@ import json
 import math
 import os
 import posixpath
+import stat
 import sys
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -37,11 +40,34 @@ from PIL import Image
 from tqdm import tqdm
 
 from trigan.core.errors import TriganError
+from trigan.core.safe_paths import shown, unsafe_reason
 
 DEPTH_SUFFIX = "_depth.png"
 JSON_NAME = "dataset.json"
 ANGLE_TOLERANCE = 1e-3            # radians beyond [-pi, pi] (yaw) and [0, pi] (pitch) still accepted
 ZERO_COLUMN_NORM = 0.1            # a yaw or pitch column with a norm this small is "all zero"
+
+# Bounds on sizes that come from the data, checked before anything of that size is allocated.
+# Labels are class indices and the model gets one input per class (the one-hot label feeds Linear
+# layers of width w_dim in G, G_ema and D, each with two Adam moments): 10,000 classes is ten
+# times ImageNet-1k, the largest labelled set EpiGRAF/3DGP train on, and keeps those layers near
+# 100 MB; a label beyond it is an id or a typo (1e9 would mean hundreds of GB), not a class.
+MAX_CLASSES = 10_000
+# Training images: EpiGRAF and 3DGP train at 256-512 (1024 at most); 4096 leaves room and keeps one
+# batch of 32 RGB images at 1.5 GiB. Larger photos are for `trigan dataset resize` to shrink.
+MAX_RESOLUTION = 4096
+# Any image decoded (training or resize): 2^27 pixels (a 100-megapixel photo fits) is at most
+# 384 MiB as RGB; checked from the header before decoding, so a decompression bomb (a tiny PNG
+# that claims 100000 x 100000 pixels) never allocates. Pillow's own hard limit is larger (179M).
+MAX_IMAGE_PIXELS = 2 ** 27
+# One file read whole from a dataset (an image, a depth map): a zip entry's declared size (which
+# Python's zipfile never reads past) or a file's size on disk, checked before reading.
+MAX_FILE_BYTES = 1 << 30
+# dataset.json: ImageNet's 1.28M images with angles and labels take ~200 MB of JSON.
+MAX_JSON_BYTES = 512 << 20
+# Nesting of the kept json keys (meta): a real dataset.json is 3 levels deep; a deep one makes any
+# later json.dumps or OmegaConf conversion of it recurse past Python's stack.
+MAX_META_DEPTH = 32
 
 
 class DatasetError(TriganError):
@@ -90,8 +116,27 @@ def depth_name(image_rel: str) -> str:
 
 
 def _skipped(rel: str) -> bool:
+    """Hidden files and macOS resource forks; an unsafe name (`..`, `/x`) is never skipped silently:
+    the index reports it (see core/safe_paths.py)."""
+    if unsafe_reason(rel) is not None:
+        return False
     parts = rel.split("/")
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+# What reading one file of a dataset can raise when the file (not the program) is at fault:
+# ValueError (and FileTooLarge), OSError, a corrupt zip entry (bad CRC, bad deflate stream, a
+# truncated entry, a compression method zipfile lacks).
+_READ_ERRORS = (ValueError, OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, KeyError)
+
+
+class FileTooLarge(ValueError):
+    """A file bigger than the bound for its kind; its message says both sizes."""
+
+
+def _check_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise FileTooLarge(f"{size} bytes, more than the limit of {limit} bytes")
 
 
 class _FolderFiles:
@@ -111,8 +156,21 @@ class _FolderFiles:
                     out.append(rel)
         return sorted(out)
 
-    def read(self, rel: str) -> bytes:
-        return (self.path / rel).read_bytes()
+    def read(self, rel: str, limit: int = MAX_FILE_BYTES) -> bytes:
+        """The bytes of a listed file (a plain relative name); never blocks on a pipe or a device,
+        never reads more than `limit` bytes."""
+        if unsafe_reason(rel) is not None:
+            raise ValueError(f"unsafe path {shown(rel)}")
+        # O_NONBLOCK: opening a named pipe for reading would otherwise wait for a writer forever
+        fd = os.open(self.path / rel, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError("not a regular file")
+            _check_size(info.st_size, limit)
+            data = f.read(limit + 1)        # the file may have grown since fstat
+            _check_size(len(data), limit)
+            return data
 
     def close(self) -> None:
         pass
@@ -136,8 +194,12 @@ class _ZipFiles:
     def list(self) -> List[str]:
         return sorted(i.filename for i in self._handle().infolist() if not i.is_dir() and not _skipped(i.filename))
 
-    def read(self, rel: str) -> bytes:
-        return self._handle().read(rel)
+    def read(self, rel: str, limit: int = MAX_FILE_BYTES) -> bytes:
+        """The bytes of an entry, at most `limit`: the declared size is checked first, and zipfile
+        never decompresses past it (a zip bomb stops at the size it admits)."""
+        handle = self._handle()
+        _check_size(handle.getinfo(rel).file_size, limit)
+        return handle.read(rel)
 
     def close(self) -> None:
         if self._zip is not None and self._pid == os.getpid():
@@ -155,6 +217,8 @@ def open_files(path) -> "_FolderFiles | _ZipFiles":
         raise DatasetError(f"{path}: no such file or folder")
     if path.is_dir():
         return _FolderFiles(path)
+    if not path.is_file():    # a pipe or a device would block or never end
+        raise DatasetError(f"{path}: not a regular file, a zip or a folder")
     if not zipfile.is_zipfile(path):
         raise DatasetError(f"{path}: not a zip or a folder")
     files = _ZipFiles(path)
@@ -228,10 +292,28 @@ def to_rgb(image):
     return image.convert("RGB")
 
 
+def open_image_header(data: bytes):
+    """A Pillow image with only its header read; ValueError when it claims more than
+    MAX_IMAGE_PIXELS, so that nothing of that size is ever decoded."""
+    with warnings.catch_warnings():
+        # Pillow warns above 89M pixels; the bound below is the one that applies here
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+    w, h = image.size
+    if w * h > MAX_IMAGE_PIXELS:
+        image.close()
+        raise ValueError(f"{w}x{h} is {w * h} pixels, more than the limit of {MAX_IMAGE_PIXELS} "
+                         f"(a decompression bomb, or an image far too large to use)")
+    return image
+
+
 def read_image(data: bytes):
-    """Decode bytes into a fully loaded Pillow image (first frame); raises on any decoding problem."""
-    image = Image.open(io.BytesIO(data))
-    image.load()
+    """Decode bytes into a fully loaded Pillow image (first frame); raises on any decoding problem,
+    and before decoding when the header claims more than MAX_IMAGE_PIXELS."""
+    image = open_image_header(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image.load()
     return image
 
 
@@ -263,10 +345,17 @@ class _Index:
     labels: Optional[np.ndarray] = None   # [N] int64
     problems: List[Problem] = field(default_factory=list)
     missing_depth: List[Problem] = field(default_factory=list)  # only an error when depth is used
+    unsafe: List[Problem] = field(default_factory=list)   # entries whose names leave the dataset (also in problems)
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite int or float (not a bool); a json integer too large for a float is not one."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _entries(table, field_name: str, json_path: str, problems: List[Problem]) -> Optional[List[Tuple[str, object]]]:
@@ -287,8 +376,24 @@ def _entries(table, field_name: str, json_path: str, problems: List[Problem]) ->
 
 
 def _short(value) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    try:
+        text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    except (RecursionError, ValueError):    # a deeply nested value, a number too long to print
+        text = f"a {type(value).__name__}"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _depth_exceeds(value, limit: int) -> bool:
+    """Whether a parsed json value nests containers more than `limit` deep (without recursing)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _match(entries, field_name: str, keys: Dict[str, str], prefix: str, json_path: str,
@@ -297,6 +402,13 @@ def _match(entries, field_name: str, keys: Dict[str, str], prefix: str, json_pat
     out: Dict[str, object] = {}
     seen: Dict[str, str] = {}
     for raw_key, value in entries:
+        # keys name files: the same rule as archive entries (backslashes are read as separators,
+        # as match_key does, so a dataset.json written on Windows still matches)
+        reason = unsafe_reason(str(raw_key).replace("\\", "/"))
+        if reason is not None:
+            problems.append(Problem(json_path, f"{field_name}: entry {shown(str(raw_key))} {reason}; "
+                                               f"keys must be relative paths of images in the dataset", "error"))
+            continue
         key = match_key(str(raw_key), prefix)
         if key in seen:
             problems.append(Problem(json_path, f"{field_name}: '{raw_key}' and '{seen[key]}' name the same image", "error"))
@@ -378,7 +490,11 @@ def _check_labels(table, keys: Dict[str, str], images: List[str], prefix: str, j
             problems.append(Problem(json_path, f"labels['{keys[key]}']: expected an integer class index, got {_short(value)}", "error"))
             ok = False
         elif value < 0:
-            problems.append(Problem(json_path, f"labels['{keys[key]}']: class {int(value)} is negative", "error"))
+            problems.append(Problem(json_path, f"labels['{keys[key]}']: class {_short(value)} is negative", "error"))
+            ok = False
+        elif value >= MAX_CLASSES:
+            problems.append(Problem(json_path, f"labels['{keys[key]}']: class {_short(value)} is out of range: labels are "
+                                               f"class indices 0..{MAX_CLASSES - 1} (at most {MAX_CLASSES} classes)", "error"))
             ok = False
         else:
             labels[i] = int(value)
@@ -387,12 +503,21 @@ def _check_labels(table, keys: Dict[str, str], images: List[str], prefix: str, j
 
 def build_index(files, require_camera_angles: bool = False) -> _Index:
     """List and classify the files and check dataset.json against the images (no image decoding)."""
-    listing = files.list()
     where = str(files.path)
+    listing = []
+    unsafe = []
+    for rel in files.list():
+        reason = unsafe_reason(rel)
+        if reason is None:
+            listing.append(rel)
+        else:   # reported first (ImageDataset raises the first error), never used as a path
+            unsafe.append(Problem(where, f"entry {shown(rel)} {reason}; every path in a dataset must be "
+                                         f"relative and stay inside it (refused)", "error"))
     prefix = dataset_name(files.path)
     images = [rel for rel in listing if is_image_name(rel)]
-    index = _Index(files=listing, images=images, depth={})
+    index = _Index(files=listing, images=images, depth={}, unsafe=unsafe)
     problems = index.problems
+    problems.extend(unsafe)
     present = set(listing)
     for rel in listing:
         if is_depth_name(rel):
@@ -405,7 +530,7 @@ def build_index(files, require_camera_angles: bool = False) -> _Index:
         elif not is_image_name(rel):
             problems.append(Problem(rel, "not an image (unknown extension; ignored)", "note"))
     if not images:
-        problems.insert(0, Problem(where, "no images found", "error"))
+        problems.insert(len(unsafe), Problem(where, "no images found", "error"))
         return index
     # images and depth maps
     keys: Dict[str, str] = {}
@@ -425,21 +550,10 @@ def build_index(files, require_camera_angles: bool = False) -> _Index:
         if is_depth_name(rel) and rel not in owned:
             problems.append(Problem(rel, "depth map without an image (ignored)", "note"))
     # dataset.json
-    meta = None
-    if index.json_path is not None:
-        try:
-            meta = json.loads(files.read(index.json_path).decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            problems.append(Problem(index.json_path, f"not valid JSON (not UTF-8: {_one_line(exc)})", "error"))
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(index.json_path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", "error"))
-        else:
-            if not isinstance(meta, dict):
-                problems.append(Problem(index.json_path, f"expected a JSON object with camera_angles and/or labels, "
-                                                         f"got {type(meta).__name__}", "error"))
-                meta = None
+    meta = _read_json(files, index.json_path, problems) if index.json_path is not None else None
     if meta is not None:
         index.meta = {k: v for k, v in meta.items() if k not in ("camera_angles", "labels")}
+        _check_meta(index.meta, index.json_path, problems)
         if meta.get("camera_angles") is not None:
             index.angles = _check_angles(meta["camera_angles"], keys, images, prefix, index.json_path, problems)
         if meta.get("labels") is not None:
@@ -448,6 +562,40 @@ def build_index(files, require_camera_angles: bool = False) -> _Index:
         problems.append(Problem(index.json_path or where, "no camera_angles in dataset.json (the model takes its "
                                                           "cameras from the dataset poses)", "error"))
     return index
+
+
+def _read_json(files, json_path: str, problems: List[Problem]) -> Optional[dict]:
+    """dataset.json parsed, or None with a problem: too large, not UTF-8, not JSON, nested past
+    Python's stack, numbers too long to convert, or not an object."""
+    try:
+        meta = json.loads(files.read(json_path, limit=MAX_JSON_BYTES).decode("utf-8"))
+    except FileTooLarge as exc:
+        problems.append(Problem(json_path, f"too large to be a dataset.json ({exc})", "error"))
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(json_path, f"not valid JSON (not UTF-8: {_one_line(exc)})", "error"))
+    except json.JSONDecodeError as exc:
+        problems.append(Problem(json_path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", "error"))
+    except RecursionError:
+        problems.append(Problem(json_path, "not a usable JSON file (nested too deeply to read); expected an "
+                                           "object with camera_angles and/or labels", "error"))
+    except _READ_ERRORS as exc:   # e.g. an integer of more than 4300 digits, a corrupt zip entry
+        problems.append(Problem(json_path, f"not a usable JSON file ({_one_line(exc)})", "error"))
+    else:
+        if isinstance(meta, dict):
+            return meta
+        problems.append(Problem(json_path, f"expected a JSON object with camera_angles and/or labels, "
+                                           f"got {type(meta).__name__}", "error"))
+    return None
+
+
+def _check_meta(meta: dict, json_path: str, problems: List[Problem]) -> None:
+    """The kept keys reach the trainer (class_names becomes part of the model's config)."""
+    for key, value in meta.items():
+        if _depth_exceeds(value, MAX_META_DEPTH):
+            problems.append(Problem(json_path, f"{shown(key)}: nested more than {MAX_META_DEPTH} levels deep", "error"))
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        problems.append(Problem(json_path, f"class_names: expected a list of strings, got {_short(names)}", "error"))
 
 
 def _first_error(problems: Sequence[Problem], dataset_path) -> Optional[DatasetError]:
@@ -500,12 +648,15 @@ class ImageDataset(torch.utils.data.Dataset):
         # the resolution, from the first image's header
         first = self.names[0]
         try:
-            with Image.open(io.BytesIO(self._files.read(first))) as im:
+            with open_image_header(self._files.read(first)) as im:
                 w, h = im.size
         except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's fault
             raise DatasetError(f"{self._where(first)}: cannot read image ({_one_line(exc)})") from None
         if w != h:
             raise DatasetError(f"{self._where(first)}: not square ({w}x{h}); crop it, e.g. trigan dataset resize")
+        if w > MAX_RESOLUTION:
+            raise DatasetError(f"{self._where(first)}: {w}x{h} images are larger than trigan trains on (at most "
+                               f"{MAX_RESOLUTION}x{MAX_RESOLUTION}); shrink them with trigan dataset resize")
         self.resolution = int(w)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -639,6 +790,9 @@ def _check_image_file(files, rel: str, depth_rel: Optional[str], summary: Datase
         out.append(Problem(rel, f"not square ({w}x{h}); images must be square (trigan dataset resize crops them)", "error"))
     if summary.resolution is None:
         summary.resolution = (w, h)
+        if max(w, h) > MAX_RESOLUTION:
+            out.append(Problem(rel, f"{w}x{h} is larger than trigan trains on (at most {MAX_RESOLUTION}x"
+                                    f"{MAX_RESOLUTION}); shrink the images with trigan dataset resize", "error"))
     elif (w, h) != summary.resolution:
         rw, rh = summary.resolution
         out.append(Problem(rel, f"size {w}x{h} differs from the first image ({rw}x{rh}); all images must have one size", "error"))
@@ -664,4 +818,4 @@ def validate_dataset(path, require_camera_angles: bool = False, progress: bool =
 
 __all__ = ["DatasetError", "Problem", "ImageDataset", "open_dataset", "validate_dataset", "inspect_dataset",
            "DatasetSummary", "image_extensions", "is_image_name", "is_depth_name", "depth_name", "match_key",
-           "to_rgb", "read_image", "depth_array", "conversion_note", "open_files", "build_index"]
+           "to_rgb", "read_image", "open_image_header", "depth_array", "conversion_note", "open_files", "build_index"]

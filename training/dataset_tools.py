@@ -2,7 +2,10 @@
 
 Outputs are written next to their destination under a temporary name and renamed into place when
 complete, so a crash or Ctrl-C never leaves a half-written zip or folder; an existing destination
-is only replaced with `force`.
+is only replaced with `force`. Every name written is a plain relative path (core/safe_paths.py):
+a source whose entries would leave the output is refused before anything is written, and the
+writer itself refuses such a name. A folder that cannot be written (read-only, no permission, disk
+full) is a one-line DatasetError naming the path and the reason.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from trigan.core.errors import TriganError
+from trigan.core.safe_paths import member_path, refusal, unsafe_reason
 from trigan.training.dataset import (
+    MAX_RESOLUTION,
     DatasetError,
     DatasetSummary,
     ImageDataset,
@@ -38,6 +44,21 @@ from trigan.training.dataset import (
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _STORED_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif"}   # already compressed
 JPEG_QUALITY = 95
+
+
+def _cannot_write(path, exc: OSError) -> DatasetError:
+    """One line naming the path and why the system refused (read-only, no permission, disk full)."""
+    # the path the user named, not the hidden temporary one the system call saw
+    reason = exc.strerror or _one_line(exc)
+    return DatasetError(f"{path}: cannot write ({reason})")
+
+
+def refuse_unsafe_entries(index) -> None:
+    """Stop, naming the first entry of the indexed source whose name would leave an output folder."""
+    if index.unsafe:
+        first = index.unsafe[0]
+        more = f" (and {len(index.unsafe) - 1} more)" if len(index.unsafe) > 1 else ""
+        raise DatasetError(f"{first.path}: {first.message}{more}")
 
 
 def _progress(iterable, desc: str, enabled: bool, total: Optional[int] = None):
@@ -79,25 +100,44 @@ class OutputWriter:
         parent = self.dst.parent
         if not parent.is_dir():
             raise DatasetError(f"{parent}: no such folder (for {self.dst})")
-        self._tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.dst.name}.", suffix=".partial", dir=parent))
+        self._zip = None
+        try:
+            self._tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.dst.name}.", suffix=".partial", dir=parent))
+        except OSError as exc:
+            raise _cannot_write(self.dst, exc) from None
         self._tmp = self._tmp_dir / self.dst.name   # same name as the result: json key prefixes still match
-        self._zip = zipfile.ZipFile(self._tmp, "w") if self.is_zip else None
-        if not self.is_zip:
-            self._tmp.mkdir()
+        try:
+            if self.is_zip:
+                self._zip = zipfile.ZipFile(self._tmp, "w")
+            else:
+                self._tmp.mkdir()
+        except OSError as exc:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+            raise _cannot_write(self.dst, exc) from None
         self.names: List[str] = []
 
     def write(self, rel: str, data: bytes) -> None:
+        """Add the file `rel` (a plain relative path; anything else is refused, naming it)."""
+        reason = unsafe_reason(rel)
+        if reason is not None:
+            raise DatasetError(refusal(rel, self.dst, reason))
+        try:
+            if self._zip is not None:
+                info = zipfile.ZipInfo(rel, date_time=ZIP_DATE)
+                info.external_attr = 0o644 << 16
+                stored = posixpath.splitext(rel)[1].lower() in _STORED_EXTENSIONS
+                info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+                self._zip.writestr(info, data)
+            else:
+                try:
+                    target = member_path(self._tmp, rel, self.dst)
+                except TriganError as exc:
+                    raise DatasetError(str(exc)) from None
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        except OSError as exc:
+            raise _cannot_write(self.dst, exc) from None
         self.names.append(rel)
-        if self._zip is not None:
-            info = zipfile.ZipInfo(rel, date_time=ZIP_DATE)
-            info.external_attr = 0o644 << 16
-            stored = posixpath.splitext(rel)[1].lower() in _STORED_EXTENSIONS
-            info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-            self._zip.writestr(info, data)
-        else:
-            target = self._tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
 
     def __enter__(self) -> "OutputWriter":
         return self
@@ -105,18 +145,28 @@ class OutputWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if self._zip is not None:
-                self._zip.close()
+                try:
+                    self._zip.close()
+                except OSError as close_exc:
+                    if exc_type is None:     # else the first failure is the one to report
+                        raise _cannot_write(self.dst, close_exc) from None
             if exc_type is None:
                 self._commit()
         finally:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
 
     def _commit(self) -> None:
+        """Rename the finished output over `dst`; if that fails, the old `dst` is put back."""
         old = None
-        if self.dst.exists() or self.dst.is_symlink():
-            old = self._tmp_dir / ".replaced"
-            os.replace(self.dst, old)
-        os.replace(self._tmp, self.dst)
+        try:
+            if self.dst.exists() or self.dst.is_symlink():
+                old = self._tmp_dir / ".replaced"
+                os.replace(self.dst, old)
+            os.replace(self._tmp, self.dst)
+        except OSError as exc:
+            if old is not None and (old.exists() or old.is_symlink()):
+                os.replace(old, self.dst)    # the same folder: a rename back cannot need space
+            raise _cannot_write(self.dst, exc) from None
         if old is not None and old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
         elif old is not None:
@@ -183,13 +233,14 @@ def resize_dataset(src, dst, resolution: int, force: bool = False, png: bool = F
     PNG and JPEG images keep their format (JPEG at quality 95); other formats, or all with `png`,
     become PNG. Files that are neither images, depth maps nor dataset.json are not copied.
     """
-    if resolution < 1:
-        raise DatasetError(f"--resolution {resolution}: expected a positive number of pixels")
+    if not 1 <= resolution <= MAX_RESOLUTION:
+        raise DatasetError(f"--resolution {resolution}: expected 1 to {MAX_RESOLUTION} pixels")
     src, dst = Path(src), Path(dst)
     files = open_files(src)
     if _same_or_inside(dst, src) or (dst.exists() and _same_or_inside(src, dst)):
         raise DatasetError(f"{dst}: the output would overwrite or lie inside the input {src}")
     index = build_index(files)
+    refuse_unsafe_entries(index)
     if not index.images:
         raise DatasetError(f"{src}: no images found")
     out_names = {}
@@ -247,6 +298,7 @@ def pack_dataset(folder, out, check: bool = True, force: bool = False, progress:
     if check:
         ImageDataset(folder).close()
     index = build_index(files)
+    refuse_unsafe_entries(index)
     if not index.images:
         raise DatasetError(f"{folder}: no images found")
     keep = set(index.images) | set(index.depth.values()) | ({index.json_path} if index.json_path else set())
@@ -259,5 +311,5 @@ def pack_dataset(folder, out, check: bool = True, force: bool = False, progress:
             "bytes": out.stat().st_size}
 
 
-__all__ = ["check_dataset", "format_summary", "OutputWriter", "center_crop_box", "resize_image", "resize_depth",
+__all__ = ["check_dataset", "format_summary", "OutputWriter", "refuse_unsafe_entries", "center_crop_box", "resize_image", "resize_depth",
            "resize_dataset", "pack_dataset"]

@@ -54,8 +54,12 @@ class FeatureStoreWriter:
             raise FeatureStoreError(f"{path}: image names must be unique")
         self.path, self.names, self.dim, self.dataset = Path(path), list(names), int(dim), dataset
         self._ctx = atomic_path(self.path)
-        self._tmp = self._ctx.__enter__()
-        self._rows = np.memmap(self._tmp, dtype=DTYPE, mode="w+", shape=(len(self.names), self.dim))
+        try:
+            self._tmp = self._ctx.__enter__()
+            self._rows = np.memmap(self._tmp, dtype=DTYPE, mode="w+", shape=(len(self.names), self.dim))
+        except OSError as exc:   # an unwritable or missing folder, a full disk: name the target, not the temporary
+            self._ctx.__exit__(type(exc), exc, None)
+            raise FeatureStoreError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
         self._written = np.zeros(len(self.names), dtype=bool)
         self._finished = False
 
@@ -71,13 +75,18 @@ class FeatureStoreWriter:
             missing = int((~self._written).sum())
             self.abort()
             raise FeatureStoreError(f"{self.path}: {missing} of {len(self.names)} rows were never written")
-        self._rows.flush()
-        del self._rows
-        self._finished = True
-        self._ctx.__exit__(None, None, None)
-        index = {"shape": [len(self.names), self.dim], "dtype": "float32", "dataset": self.dataset,
-                 "filepath_to_idx": {name: i for i, name in enumerate(self.names)}}
-        atomic_write_text(desc_path(self.path), json.dumps(index))
+        try:
+            self._rows.flush()
+            del self._rows
+            self._finished = True
+            self._ctx.__exit__(None, None, None)
+            index = {"shape": [len(self.names), self.dim], "dtype": "float32", "dataset": self.dataset,
+                     "filepath_to_idx": {name: i for i, name in enumerate(self.names)}}
+            atomic_write_text(desc_path(self.path), json.dumps(index))
+        except OSError as exc:   # disk full while flushing or renaming: the previous file stays as it was
+            if not self._finished:
+                self.abort()
+            raise FeatureStoreError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
         return self.path
 
     def abort(self) -> None:

@@ -53,6 +53,14 @@ AMBIENT = 0.42
 MAX_COLOUR = 0.94                  # shaded colours stay below white, so white means background
 DEFAULT_PITCH_RANGE = (math.pi / 2 - 0.5, math.pi / 2 + 0.15)
 _EPS = 1e-6
+# Bounds on the settings, checked before anything is planned or allocated. The plan and the
+# dataset.json hold a few hundred bytes of Python objects per image, so a million images (an
+# ImageNet-sized set) stays under a GB; one image is rendered at a time at least, and 1024 pixels
+# with 2x2 supersampling is 4M sub-rays, twice RAYS_PER_CHUNK: about 1 GB of ray arrays.
+MAX_IMAGES = 1_000_000
+MAX_RESOLUTION = 1024
+MAX_SUPERSAMPLE = 4
+MAX_SEED = 2 ** 63 - 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -523,10 +531,15 @@ class SynthSettings:
 
     def check(self) -> None:
         """One-line DatasetError for a setting that cannot give a usable dataset."""
-        if self.num < 1:
-            raise DatasetError(f"--num {self.num}: need at least 1 image")
-        if self.resolution < 8:
-            raise DatasetError(f"--resolution {self.resolution}: need at least 8 pixels")
+        for flag, value in (("--fov", self.fov), ("--radius", self.radius), ("--near", self.near),
+                            ("--far", self.far), ("--pitch-range", self.pitch_range[0]),
+                            ("--pitch-range", self.pitch_range[1])):
+            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise DatasetError(f"{flag} {value}: expected a finite number")
+        if not 1 <= self.num <= MAX_IMAGES:
+            raise DatasetError(f"--num {self.num}: expected 1 to {MAX_IMAGES} images")
+        if not 8 <= self.resolution <= MAX_RESOLUTION:
+            raise DatasetError(f"--resolution {self.resolution}: expected 8 to {MAX_RESOLUTION} pixels")
         if not 1 <= self.classes <= len(CLASS_NAMES):
             raise DatasetError(f"--classes {self.classes}: choose 1 to {len(CLASS_NAMES)} ({', '.join(CLASS_NAMES)})")
         if not 0 < self.fov < 180:
@@ -545,10 +558,10 @@ class SynthSettings:
         if self.near > self.radius - OBJECT_RADIUS_MAX or self.far < self.radius + OBJECT_RADIUS_MAX:
             raise DatasetError(f"--near {self.near:g} --far {self.far:g}: must contain the object distances "
                                f"[{self.radius - OBJECT_RADIUS_MAX:g}, {self.radius + OBJECT_RADIUS_MAX:g}]")
-        if self.seed < 0:
-            raise DatasetError(f"--seed {self.seed}: expected a non-negative integer")
-        if self.supersample < 1:
-            raise DatasetError(f"supersample {self.supersample}: need at least 1")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise DatasetError(f"--seed {self.seed}: expected an integer from 0 to {MAX_SEED}")
+        if not 1 <= self.supersample <= MAX_SUPERSAMPLE:
+            raise DatasetError(f"supersample {self.supersample}: expected 1 to {MAX_SUPERSAMPLE}")
 
 
 def plan(settings: SynthSettings) -> Tuple[np.ndarray, np.ndarray, List[List[Primitive]], List[np.ndarray]]:
