@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
+from trigan.cli.flags import float_flag, int_flag
+from trigan.core.atomic import atomic_write_text
 from trigan.core.config import load_config
 from trigan.core.errors import TriganError
 from trigan.training.run_dir import RunWriter, active_owner, code_version, new_run_dir, write_command
 from trigan.training.slurm import SlurmOptions, sbatch_script, submit, write_sbatch
+
+# Bounds of the numeric flags (checked while parsing, before anything is read or made). training.kimg
+# has the same bound in the config; a billion kimg is far past any schedule.
+MAX_KIMG = 1e9
+MAX_NODES = 4096
+MAX_GPUS_PER_NODE = 64
+MAX_CPUS_PER_TASK = 1024
 
 EPILOG = """\
 examples:
@@ -26,6 +37,11 @@ examples:
                                      ... goes on in trigan with its own architecture and recipe
   torchrun --nproc_per_node=4 -m trigan.cli.main train --config epigraf_ffhq512 --data ffhq512.zip --out runs
   trigan train --slurm --nodes 2 --gpus-per-node 4 --partition gpu --submit --config epigraf_ffhq512 --data ffhq512.zip --out runs
+
+Everything (flags, config, dataset, the output folder) is checked before the run directory is made:
+a refused run leaves nothing behind, nor does one that fails before its first checkpoint. A run that
+fails later (a full or read-only disk, divergence) says why in one line and in status.json
+(phase "failed"); latest.ckpt keeps the last good state.
 
 A run directory holds config.yaml, status.json (phase, kimg, images/s, ETA, losses; polled by the
 viewer), stats.jsonl, metrics.jsonl, log.txt, samples/ and latest.ckpt / best.ckpt. Ctrl-C or
@@ -48,7 +64,8 @@ def add_parser(subparsers) -> None:
                         "(e.g. one converted from an upstream run with `trigan convert --all`; default: demo)")
     p.add_argument("--data", metavar="DATA", help="dataset zip or folder (see `trigan dataset`)")
     p.add_argument("--out", default="runs", metavar="RUNS", help="folder that holds run directories (default: runs)")
-    p.add_argument("--kimg", type=float, metavar="K", help="train until K thousand real images have been shown")
+    p.add_argument("--kimg", type=float_flag("--kimg", 0, MAX_KIMG, lo_open=True, unit="thousands of images"),
+                   metavar="K", help="train until K thousand real images have been shown")
     p.add_argument("--desc", help="a word added to the run directory's name")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest.ckpt")
     p.add_argument("--init", metavar="CKPT",
@@ -58,9 +75,9 @@ def add_parser(subparsers) -> None:
     slurm = p.add_argument_group("SLURM (write, and with --submit submit, an sbatch script)")
     slurm.add_argument("--slurm", action="store_true", help="prepare the run and write RUN/slurm.sbatch")
     slurm.add_argument("--submit", action="store_true", help="also submit it with sbatch")
-    slurm.add_argument("--nodes", type=int, default=1)
-    slurm.add_argument("--gpus-per-node", type=int, default=1)
-    slurm.add_argument("--cpus-per-task", type=int, default=8)
+    slurm.add_argument("--nodes", type=int_flag("--nodes", 1, MAX_NODES), default=1)
+    slurm.add_argument("--gpus-per-node", type=int_flag("--gpus-per-node", 1, MAX_GPUS_PER_NODE), default=1)
+    slurm.add_argument("--cpus-per-task", type=int_flag("--cpus-per-task", 1, MAX_CPUS_PER_TASK), default=8)
     slurm.add_argument("--mem", default="64G", help="memory per node (default 64G)")
     slurm.add_argument("--time", default="1-00:00:00", help="time limit (default 1 day)")
     slurm.add_argument("--partition")
@@ -90,10 +107,8 @@ def run(args) -> int:
 
 def _overrides(args) -> list:
     extra = list(args.overrides)
-    if args.kimg is not None:
-        if args.kimg <= 0:
-            raise TriganError(f"--kimg {args.kimg}: expected a positive number of thousands of images")
-        extra.append(f"training.kimg={args.kimg}")
+    if args.kimg is not None:     # bounded by its argparse type
+        extra.append(f"training.kimg={args.kimg!r}")
     if args.init is not None:
         extra.append(f"training.init={Path(args.init).resolve()}")
     return extra
@@ -121,10 +136,16 @@ def _open_dataset(cfg, data_override=None):
 
 
 def _prepare(args, info, writer_log=print):
-    """(cfg, run_dir, dataset, resumed): the run directory made (fresh) or read (resume)."""
+    """(cfg, run_dir, dataset, resumed): the run directory made (fresh) or read (resume), after
+    everything that can be refused has been checked."""
     # These load torch and the core (see cli/main.py).
     from trigan.training import distributed as ddp  # noqa: PLC0415
-    from trigan.training.session import fit_config_to_dataset, load_run_config, save_run_config  # noqa: PLC0415
+    from trigan.training.session import (  # noqa: PLC0415
+        check_run_setup,
+        fit_config_to_dataset,
+        load_run_config,
+        save_run_config,
+    )
 
     log = writer_log if info.is_main else (lambda *_: None)
     if args.resume:
@@ -136,6 +157,7 @@ def _prepare(args, info, writer_log=print):
                               "(Ctrl-C or kill -TERM PID writes a checkpoint)")
         dataset = _open_dataset(cfg, args.data)
         fit_config_to_dataset(cfg, dataset, log)
+        check_run_setup(cfg, dataset, info)
         if info.is_main:
             save_run_config(run_dir, cfg)
             write_command(run_dir, ["train", *sys.argv[2:]] if sys.argv[1:2] == ["train"] else sys.argv[1:], resumed=True)
@@ -144,14 +166,29 @@ def _prepare(args, info, writer_log=print):
     cfg.training.data = str(Path(args.data).resolve()) if Path(args.data).exists() else args.data
     dataset = _open_dataset(cfg)
     fit_config_to_dataset(cfg, dataset, log)
+    check_run_setup(cfg, dataset, info)
     run_dir = None
     if info.is_main:
         run_dir = new_run_dir(args.out, args.config, args.data, args.desc)
-        save_run_config(run_dir, cfg)
-        write_command(run_dir, sys.argv[1:], resumed=False)
-        (run_dir / "version.json").write_text(json.dumps(code_version(), indent=1))
+        with discarded_unless_started(run_dir):
+            save_run_config(run_dir, cfg)
+            write_command(run_dir, sys.argv[1:], resumed=False)
+            atomic_write_text(run_dir / "version.json", json.dumps(code_version(), indent=1))
     run_dir = Path(ddp.broadcast_object(info, None if run_dir is None else str(run_dir)))
     return cfg, run_dir, dataset, False
+
+
+@contextmanager
+def discarded_unless_started(run_dir):
+    """Around the making of a fresh run: if it fails before its first checkpoint (latest.ckpt),
+    the run folder goes (it holds nothing but what this command wrote), so that a refused run
+    leaves no half-made folder behind. Pass None where this process does not own the folder."""
+    try:
+        yield
+    except BaseException:
+        if run_dir is not None and not (Path(run_dir) / "latest.ckpt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def _train(args) -> int:
@@ -166,7 +203,8 @@ def _train(args) -> int:
             print(f"run: {run_dir}  ({len(dataset)} images{' with mirrors' if cfg.training.mirror else ''}, "
                   f"{cfg.model.img_resolution}^2, {cfg.model.c_dim} classes; {info.world_size} process(es) on "
                   f"{info.device}; batch {cfg.training.batch_size}; until {cfg.training.kimg:g} kimg)", flush=True)
-        phase = Session(cfg, run_dir, info, resume=resumed).run(dataset)
+        with discarded_unless_started(run_dir if info.is_main and not resumed else None):
+            phase = Session(cfg, run_dir, info, resume=resumed).run(dataset)
         return 0 if phase in ("done", "stopped") else 1
     finally:
         ddp.shutdown(info)
@@ -176,14 +214,17 @@ def _prepare_slurm(args) -> int:
     from trigan.training import distributed as ddp  # noqa: PLC0415 (loads torch: see cli/main.py)
 
     info = ddp.DistInfo()
-    cfg, run_dir, dataset, _ = _prepare(args, info)
-    run_dir = Path(run_dir).resolve()
     opts = SlurmOptions(nodes=args.nodes, gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task,
                         mem=args.mem, time=args.time, partition=args.partition, account=args.account,
-                        constraint=args.constraint, job_name=f"trigan-{run_dir.name}", setup=list(args.setup))
-    script = write_sbatch(run_dir / "slurm.sbatch", sbatch_script(["--resume", str(run_dir)], run_dir, opts))
-    RunWriter(run_dir, tensorboard=False).update_status(phase="queued", kimg=0.0, total_kimg=cfg.training.kimg,
-                                                        run_dir=str(run_dir))
+                        constraint=args.constraint, setup=list(args.setup))
+    sbatch_script(["--resume", "RUN"], Path("RUN"), opts)   # refuses bad options before the run is made
+    cfg, run_dir, dataset, resumed = _prepare(args, info)
+    run_dir = Path(run_dir).resolve()
+    opts.job_name = f"trigan-{run_dir.name}"
+    with discarded_unless_started(None if resumed else run_dir):
+        script = write_sbatch(run_dir / "slurm.sbatch", sbatch_script(["--resume", str(run_dir)], run_dir, opts))
+        RunWriter(run_dir, tensorboard=False).update_status(phase="queued", kimg=0.0, total_kimg=cfg.training.kimg,
+                                                            run_dir=str(run_dir))
     print(f"run: {run_dir}\nsbatch script: {script}")
     if args.submit:
         job = submit(script)

@@ -112,8 +112,7 @@ def save_png(array: np.ndarray, path: PathLike) -> Path:
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
         raise ValueError(f"save_png expects [H, W], [H, W, 3] or [H, W, 4], got shape {array.shape}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, keep_suffix=True) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:   # makes the folder, or says in one line why not
         Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
     return path
 

@@ -34,7 +34,7 @@ import signal
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -175,6 +175,130 @@ def _ignore_stop_signals(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+# -------------------------------------------------------------------------------------------------
+# What can be refused before anything is built (`trigan train` checks it before making the run folder)
+
+def _per_process_batch(cfg: Config, world_size: int) -> Tuple[int, int]:
+    """(per-process batch, minibatch-std group size) for training.batch_size over world_size processes."""
+    batch = cfg.training.batch_size
+    if batch % world_size:
+        raise TriganError(f"training.batch_size={batch} does not split over {world_size} processes")
+    batch_gpu = batch // world_size
+    group = min(cfg.discriminator.mbstd_group_size, batch_gpu)
+    if batch_gpu % max(group, 1):
+        raise TriganError(f"per-process batch {batch_gpu} is not a multiple of the minibatch-std group "
+                          f"size {group} (discriminator.mbstd_group_size)")
+    return batch_gpu, max(group, 1)
+
+
+def _uses_depth(cfg: Config, dataset: ImageDataset) -> bool:
+    """Whether D sees depth as a 4th channel (3DGP); refuses a setup without depth maps."""
+    channels = cfg.discriminator.img_channels
+    if channels not in (3, 4):
+        raise TriganError(f"discriminator.img_channels={channels}: expected 3 (RGB) or 4 (RGB + depth)")
+    if channels == 4 and not dataset.has_depth:
+        raise TriganError(f"discriminator.img_channels=4 trains D on depth, but {dataset.path} has no depth "
+                          "maps (<stem>_depth.png beside each image)")
+    return channels == 4
+
+
+def _check_outline(cfg: Config, dataset: ImageDataset) -> bool:
+    """Whether the outline D is on; refuses a setup it cannot work with."""
+    o = cfg.training.outline
+    if o.weight <= 0:
+        return False
+    if not dataset.has_depth:
+        raise TriganError(f"training.outline.weight={o.weight} compares outlines with the real objects' masks, "
+                          f"which come from depth maps, but {dataset.path} has none (<stem>_depth.png beside "
+                          "each image); set the weight to 0")
+    if cfg.model.render.opaque_far_end:
+        raise TriganError(f"training.outline.weight={o.weight} needs rays that can end in nothing, but "
+                          "model.render.opaque_far_end is true (every ray ends solid, so there is no outline)")
+    return True
+
+
+def _open_features(cfg: Config, dataset: ImageDataset) -> Optional[DatasetFeatures]:
+    """3DGP's distillation targets: precomputed features of the real images, or None."""
+    d = cfg.training.distill
+    if d.weight <= 0:
+        return None
+    if not d.features:
+        raise TriganError(f"training.distill.weight={d.weight} needs training.distill.features=FILE.memmap, "
+                          f"features of {dataset.path} from `trigan dataset features` (or set the weight to 0)")
+    store = FeatureStore(d.features)
+    want = cfg.discriminator.feat_predict_dim
+    if want != store.dim:
+        raise TriganError(f"{d.features}: {store.dim}-d features, but discriminator.feat_predict_dim={want}; "
+                          f"set it to {store.dim}")
+    return DatasetFeatures(store, dataset)
+
+
+def _depth_adaptor(cfg: Config) -> DepthAdaptor:
+    cam = cfg.model.camera
+    try:
+        return DepthAdaptor(cfg.training.depth, cam.ray_start, cam.ray_end)
+    except ValueError as exc:
+        raise TriganError(str(exc)) from None
+
+
+def check_training_setup(cfg: Config, dataset: ImageDataset, world_size: int = 1) -> None:
+    """Refuse, in one line, a config that cannot train on `dataset` with `world_size` processes:
+    the checks the Trainer makes before it builds anything, without building anything."""
+    _per_process_batch(cfg, world_size)
+    check_augment_config(cfg.training.augment)
+    use_depth = _uses_depth(cfg, dataset)
+    _check_outline(cfg, dataset)
+    _open_features(cfg, dataset)
+    if use_depth and cfg.training.depth.adaptor:
+        _depth_adaptor(cfg)
+
+
+def adam_settings(cfg: Config, lr: float, lazy_r1: bool) -> Dict[str, object]:
+    """The Adam hyper-parameters the config gives an optimiser (what lives in its param_groups).
+    lazy_r1: a discriminator's, whose R1 runs every k = r1_interval steps with k times the weight;
+    its lr and betas are rescaled by c = k / (k + 1) so that the effective step matches an
+    every-step regulariser (StyleGAN2)."""
+    t = cfg.training
+    if lazy_r1 and t.r1_interval > 0:
+        c = t.r1_interval / (t.r1_interval + 1)
+        lr, betas = lr * c, (t.betas[0] ** c, t.betas[1] ** c)
+    else:
+        betas = tuple(t.betas)
+    return {"lr": lr, "betas": betas, "eps": t.eps, "weight_decay": 0.0}
+
+
+def _differs(old, new) -> bool:
+    if isinstance(new, tuple):
+        return not isinstance(old, (tuple, list)) or len(old) != len(new) or any(
+            _differs(a, b) for a, b in zip(old, new, strict=True))
+    try:
+        return float(old) != float(new)
+    except (TypeError, ValueError):
+        return True
+
+
+def _shown(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_shown(v) for v in value) + ")"
+    try:
+        return f"{float(value):.6g}"
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def set_hyperparameters(name: str, opt: torch.optim.Optimizer, settings: Dict[str, object]) -> List[str]:
+    """Give every param group of `opt` the values of `settings`; one line per value that changed
+    ("G lr 0.0025 -> 0.001")."""
+    changes = []
+    for key, value in settings.items():
+        old = [group.get(key) for group in opt.param_groups]
+        if any(_differs(v, value) for v in old):
+            changes.append(f"{name} {key} {_shown(old[0])} -> {_shown(value)}")
+        for group in opt.param_groups:
+            group[key] = value
+    return changes
+
+
 @contextmanager
 def _weights_of(path: Path):
     """Loading checkpoint `path`'s weights: a mismatch with the run's networks is one line naming it."""
@@ -194,15 +318,8 @@ class Trainer:
         self.writer = writer or RunWriter(self.run_dir, enabled=info.is_main, tensorboard=False)
         self.device = info.device
         t = cfg.training
-        if t.batch_size % info.world_size:
-            raise TriganError(f"training.batch_size={t.batch_size} does not split over {info.world_size} processes")
         self.batch = t.batch_size
-        self.batch_gpu = t.batch_size // info.world_size
-        group = min(cfg.discriminator.mbstd_group_size, self.batch_gpu)
-        if self.batch_gpu % max(group, 1):
-            raise TriganError(f"per-process batch {self.batch_gpu} is not a multiple of the minibatch-std group "
-                              f"size {group} (discriminator.mbstd_group_size)")
-        self.group = max(group, 1)
+        self.batch_gpu, self.group = _per_process_batch(cfg, info.world_size)
         self.patch_res = cfg.discriminator.patch_resolution
         self.min_scale = min_patch_scale(t.patch, self.patch_res, cfg.model.img_resolution)
         self.gamma = t.gamma if t.gamma is not None else auto_gamma(cfg.model.img_resolution, t.batch_size)
@@ -212,8 +329,8 @@ class Trainer:
         check_augment_config(t.augment)
         # 3DGP: D sees depth as a 4th channel; distillation reads precomputed features of the real
         # images. Both are checked before the networks are built, so a bad setup fails at once.
-        self.use_depth = self._check_depth(dataset)
-        self.features = self._open_features(dataset)
+        self.use_depth = _uses_depth(cfg, dataset)
+        self.features = _open_features(cfg, dataset)
 
         torch.manual_seed(t.seed)
         self.G = Generator(cfg.model).to(self.device).train()
@@ -225,9 +342,12 @@ class Trainer:
         self._broadcast_networks()
         # The depth adaptor is on G's side: G's optimiser trains it.
         self.depth_adaptor = self._make_depth_adaptor()
-        self.opt_G = torch.optim.Adam(self._g_parameters(), lr=t.g_lr, betas=tuple(t.betas), eps=t.eps)
-        self.opt_D = self._lazy_r1_adam(self.D, t.d_lr)
-        self.opt_D_outline = None if self.D_outline is None else self._lazy_r1_adam(self.D_outline, t.outline.lr)
+        settings = self.optimizer_settings()
+        self.opt_G = torch.optim.Adam(self._g_parameters(), **settings["G"])
+        self.opt_D = torch.optim.Adam(self.D.parameters(), **settings["D"])
+        self.opt_D_outline = (None if self.D_outline is None
+                              else torch.optim.Adam(self.D_outline.parameters(), **settings["outline D"]))
+        self.optimizer_changes: List[str] = []   # what a resume changed in the loaded optimisers
 
         # Progress state (everything a resume restores).
         self.cur_nimg = 0
@@ -248,60 +368,36 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     # 3DGP's depth channel and distillation targets
 
-    def _check_depth(self, dataset: ImageDataset) -> bool:
-        channels = self.cfg.discriminator.img_channels
-        if channels not in (3, 4):
-            raise TriganError(f"discriminator.img_channels={channels}: expected 3 (RGB) or 4 (RGB + depth)")
-        if channels == 4 and not dataset.has_depth:
-            raise TriganError(f"discriminator.img_channels=4 trains D on depth, but {dataset.path} has no depth "
-                              "maps (<stem>_depth.png beside each image)")
-        return channels == 4
-
-    def _lazy_r1_adam(self, D: torch.nn.Module, lr: float) -> torch.optim.Adam:
-        """A discriminator's Adam. Lazy regularisation: R1 runs every k steps with k times the weight,
-        and the lr and betas are rescaled so that the effective step matches an every-step
-        regulariser (StyleGAN2)."""
+    def optimizer_settings(self) -> Dict[str, Dict[str, object]]:
+        """Each optimiser's Adam hyper-parameters as the current config gives them: G's, D's and
+        the outline D's (both discriminators with the lazy-R1 rescaling)."""
         t = self.cfg.training
-        k = t.r1_interval / (t.r1_interval + 1) if t.r1_interval > 0 else 1.0
-        return torch.optim.Adam(D.parameters(), lr=lr * k, betas=(t.betas[0] ** k, t.betas[1] ** k), eps=t.eps)
+        return {"G": adam_settings(self.cfg, t.g_lr, lazy_r1=False),
+                "D": adam_settings(self.cfg, t.d_lr, lazy_r1=True),
+                "outline D": adam_settings(self.cfg, t.outline.lr, lazy_r1=True)}
+
+    def _apply_optimizer_settings(self) -> List[str]:
+        """After loading optimiser states: the config's hyper-parameters win over the saved ones
+        (a resume with training.g_lr=... must train with it), the moments stay. Returns the changes."""
+        settings = self.optimizer_settings()
+        changes = []
+        for name, opt in (("G", self.opt_G), ("D", self.opt_D), ("outline D", self.opt_D_outline)):
+            if opt is not None:
+                changes += set_hyperparameters(name, opt, settings[name])
+        return changes
 
     def _make_outline_d(self, dataset: ImageDataset) -> Optional[OutlineDiscriminator]:
-        o = self.cfg.training.outline
-        if o.weight <= 0:
+        if not _check_outline(self.cfg, dataset):
             return None
-        if not dataset.has_depth:
-            raise TriganError(f"training.outline.weight={o.weight} compares outlines with the real objects' masks, "
-                              f"which come from depth maps, but {dataset.path} has none (<stem>_depth.png beside "
-                              "each image); set the weight to 0")
-        if self.cfg.model.render.opaque_far_end:
-            raise TriganError(f"training.outline.weight={o.weight} needs rays that can end in nothing, but "
-                              "model.render.opaque_far_end is true (every ray ends solid, so there is no outline)")
+        o = self.cfg.training.outline
         return OutlineDiscriminator(self.c_dim, o.resolution, o.channels, o.blur_sigma).to(self.device).train()
 
     def _make_depth_adaptor(self) -> Optional[DepthAdaptor]:
         if not (self.use_depth and self.cfg.training.depth.adaptor):
             return None
-        cam = self.cfg.model.camera
-        try:
-            adaptor = DepthAdaptor(self.cfg.training.depth, cam.ray_start, cam.ray_end).to(self.device).train()
-        except ValueError as exc:
-            raise TriganError(str(exc)) from None
+        adaptor = _depth_adaptor(self.cfg).to(self.device).train()
         ddp.broadcast_module(self.info, adaptor)
         return adaptor
-
-    def _open_features(self, dataset: ImageDataset) -> Optional[DatasetFeatures]:
-        d = self.cfg.training.distill
-        if d.weight <= 0:
-            return None
-        if not d.features:
-            raise TriganError(f"training.distill.weight={d.weight} needs training.distill.features=FILE.memmap, "
-                              f"features of {dataset.path} from `trigan dataset features` (or set the weight to 0)")
-        store = FeatureStore(d.features)
-        want = self.cfg.discriminator.feat_predict_dim
-        if want != store.dim:
-            raise TriganError(f"{d.features}: {store.dim}-d features, but discriminator.feat_predict_dim={want}; "
-                              f"set it to {store.dim}")
-        return DatasetFeatures(store, dataset)
 
     def _g_parameters(self) -> list:
         return [p for _, p in self._g_named_parameters()]
@@ -399,6 +495,7 @@ class Trainer:
         self.opt_D.load_state_dict(ckpt.extra["D_opt"])
         if self.D_outline is not None and not self.fresh_outline_d:
             self.opt_D_outline.load_state_dict(ckpt.extra["D_outline_opt"])
+        self.optimizer_changes = self._apply_optimizer_settings()
         p = ckpt.progress
         self.cur_nimg, self.step, self.tick = int(p["cur_nimg"]), int(p["step"]), int(p.get("tick", 0))
         self.rollbacks = int(p.get("rollbacks", 0))

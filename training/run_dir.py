@@ -6,7 +6,8 @@ reads to follow a run without talking to the process.
         command.txt        the command line that started (and resumed) the run
         version.json       trigan version, git commit of the code, torch, python, host
         status.json        phase, kimg, images/s, ETA, last losses and metric, pid, heartbeat
-        stats.jsonl        one line per tick: losses, schedules, speed, memory
+        stats.jsonl        one line per tick: losses, schedules, speed, memory (each tick once: a resume
+                           drops the ticks logged after the checkpoint it continues from)
         metrics.jsonl      one line per metric evaluation
         log.txt            the human-readable log
         latest.ckpt        the newest checkpoint (full training state), written atomically
@@ -16,6 +17,8 @@ reads to follow a run without talking to the process.
         slurm.sbatch       when launched through SLURM
 
 Only the main process writes. Every file that a reader may open mid-write is replaced atomically.
+A write that fails for a reason of the disk (full, read-only, no permission) raises
+core.atomic.WriteError, one line naming the file and the reason.
 """
 
 from __future__ import annotations
@@ -31,19 +34,20 @@ import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
-from trigan.core.atomic import atomic_write_text
+from trigan.core.atomic import WriteError, append_text, atomic_write_text, writing
 from trigan.core.errors import TriganError
 
 PHASES = ("queued", "starting", "training", "sampling", "checkpointing", "evaluating", "rolling_back", "stopped",
           "done", "failed")
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-") or "run"
+def _slug(text: str, limit: int = 64) -> str:
+    """A safe part of a run folder's name; `limit` keeps the whole under a file name's 255 bytes."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text)[:limit].strip("-") or "run"
 
 
 def new_run_dir(out_root, preset: str, data: Optional[str], desc: Optional[str] = None) -> Path:
@@ -51,16 +55,24 @@ def new_run_dir(out_root, preset: str, data: Optional[str], desc: Optional[str] 
     root = Path(out_root)
     if root.exists() and not root.is_dir():
         raise TriganError(f"{root}: exists and is not a folder (--out takes the folder that holds runs)")
-    root.mkdir(parents=True, exist_ok=True)
-    numbers = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"^(\d+)-", p.name))]
+    try:
+        with writing(root):
+            root.mkdir(parents=True, exist_ok=True)
+            numbers = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"^(\d+)-", p.name))]
+    except WriteError as exc:
+        raise TriganError(f"--out {root}: cannot make a run folder there ({exc.reason})") from None
     parts = [f"{max(numbers, default=-1) + 1:05d}", _slug(Path(preset).stem)]
     if data:
         parts.append(_slug(Path(data.rstrip("/")).stem))
     if desc:
         parts.append(_slug(desc))
     run = root / "-".join(parts)
-    run.mkdir()
-    (run / "samples").mkdir()
+    try:
+        with writing(run):
+            run.mkdir()
+            (run / "samples").mkdir()
+    except WriteError as exc:
+        raise TriganError(f"--out {root}: cannot make a run folder there ({exc.reason})") from None
     return run
 
 
@@ -113,16 +125,37 @@ class RunWriter:
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
         if echo:
             print(message, flush=True)
-        with open(self.dir / "log.txt", "a") as f:
-            f.write(line + "\n")
+        append_text(self.dir / "log.txt", line + "\n")
 
     # -- machine-readable -------------------------------------------------------------------------
     def append_jsonl(self, name: str, record: Dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.dir / name, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        append_text(self.dir / name, json.dumps(record) + "\n")
+
+    def drop_records(self, name: str, stale: Callable[[Dict[str, Any]], bool]) -> int:
+        """Rewrite RUN/name (atomically) without the records for which `stale` is true, and without a
+        torn last line (a kill mid-append). Returns how many lines went."""
+        path = self.dir / name
+        if not self.enabled or not path.is_file():
+            return 0
+        with writing(path):
+            text = path.read_text()
+        lines = text.splitlines(keepends=True)
+        kept = []
+        for i, line in enumerate(lines):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                torn = i == len(lines) - 1 and not line.endswith("\n")
+                if not torn:
+                    kept.append(line)     # not ours to judge: keep it
+                continue
+            if not (isinstance(record, dict) and stale(record)):
+                kept.append(line)
+        if len(kept) != len(lines):
+            atomic_write_text(path, "".join(kept))
+        return len(lines) - len(kept)
 
     def scalars(self, values: Dict[str, float], kimg: float) -> None:
         if self._tb is not None:
@@ -140,9 +173,31 @@ class RunWriter:
         if self.enabled:
             atomic_write_text(self.dir / "status.json", json.dumps(self.status, indent=1))
 
+    def final_status(self, **fields) -> bool:
+        """update_status for the last word of a failing run, which must not fail in turn: when the
+        atomic replace cannot be written (a full disk has no block for a new file), status.json is
+        rewritten in place, in the blocks it already has. Returns whether either worked."""
+        try:
+            self.update_status(**fields)
+            return True
+        except OSError:
+            pass
+        if not self.enabled:
+            return False
+        try:
+            with open(self.dir / "status.json", "r+") as f:
+                f.write(json.dumps(self.status, separators=(",", ":")))
+                f.truncate()
+            return True
+        except OSError:
+            return False   # a read-only disk: nothing can say it; the command's error line does
+
     def close(self) -> None:
         if self._tb is not None:
-            self._tb.close()
+            try:
+                self._tb.close()
+            except Exception:  # noqa: BLE001 - optional TensorBoard (e.g. its flush on a full disk) must not hide the run's own outcome
+                pass
 
 
 def read_status(run_dir) -> Dict[str, Any]:
@@ -182,5 +237,5 @@ def active_owner(run_dir) -> Optional[str]:
 
 def write_command(run_dir: Path, argv, resumed: bool) -> None:
     line = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name if sys.argv else "trigan", *argv])
-    with open(Path(run_dir) / "command.txt", "a") as f:
-        f.write(("# resumed " if resumed else "") + time.strftime("%Y-%m-%d %H:%M:%S") + "\n" + line + "\n")
+    append_text(Path(run_dir) / "command.txt",
+                ("# resumed " if resumed else "") + time.strftime("%Y-%m-%d %H:%M:%S") + "\n" + line + "\n")

@@ -5,6 +5,13 @@ A tick is a progress report every `tick_kimg` thousand images: one line in stats
 a status.json update, TensorBoard scalars when installed. Every `snapshot_ticks` ticks (or
 `snapshot_minutes`, whichever comes first) latest.ckpt is replaced atomically; metrics, when
 configured, pick best.ckpt; sample grids and short orbit videos go to samples/.
+
+However a run ends, status.json says so: "done"; "stopped" (a signal, or a second Ctrl-C that aborts
+at once: then its kimg is latest.ckpt's, where --resume continues); "failed" with the one-line
+reason (divergence, a full or read-only disk, a bug). latest.ckpt is only ever replaced atomically.
+A resume applies the config's optimiser hyper-parameters to the loaded optimisers (logged), drops
+the ticks that stats.jsonl logged after the checkpoint (they are trained again) and sweeps the
+temporaries of writers that died mid-write.
 """
 
 from __future__ import annotations
@@ -21,15 +28,15 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from trigan.core.atomic import atomic_path, atomic_write_text
-from trigan.core.config import Config, config_from_dict, config_to_dict
-from trigan.core.errors import ConfigError, TriganError
+from trigan.core.atomic import atomic_path, atomic_write_text, sweep_stale_temporaries, writing
+from trigan.core.config import Config, config_to_dict, load_config, validate_config
+from trigan.core.errors import ConfigError, TriganError, one_line
 from trigan.core.images import grid_shape, save_png
 from trigan.core.metrics import FeatureExtractor
 from trigan.training import distributed as ddp
 from trigan.training.dataset import ImageDataset
 from trigan.training.evaluation import check_metric_setup, evaluate_metrics
-from trigan.training.loop import BEST, LATEST, SNAPSHOTS, Trainer, TrainingDiverged
+from trigan.training.loop import BEST, LATEST, SNAPSHOTS, Trainer, TrainingDiverged, check_training_setup
 from trigan.training.run_dir import RunWriter
 from trigan.training.visuals import SampleSet, save_reals_grid
 
@@ -47,18 +54,9 @@ def load_run_config(run_dir: Path, overrides=()) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise TriganError(f"{run_dir}: not a training run (no config.yaml); pass a folder made by `trigan train`")
-    try:
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except Exception as exc:  # noqa: BLE001 - YAML and OmegaConf errors of every kind; keep one line
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. training.kimg=500")
-    cfg = config_from_dict(data, what=str(path))
-    if overrides:
-        merged = OmegaConf.merge(OmegaConf.structured(cfg), OmegaConf.from_dotlist(list(overrides)))
-        cfg = config_from_dict(OmegaConf.to_container(merged, resolve=True), what=f"{path} {' '.join(overrides)}")
-    return cfg
+    # The same reader as a preset file: size-checked, interpolations refused (a run folder may come
+    # from elsewhere), then the overrides, all bounds-checked.
+    return load_config(str(path), overrides)
 
 
 def fit_config_to_dataset(cfg: Config, dataset: ImageDataset, log: Callable[[str], None]) -> Config:
@@ -87,7 +85,15 @@ def fit_config_to_dataset(cfg: Config, dataset: ImageDataset, log: Callable[[str
                               f"{m.camera.dist!r}{' and pose conditioning' if d.camera_cond or m.mapping.camera_cond else ''} "
                               "need them; use a dataset with poses or set model.camera.dist to a prior")
         m.camera.mean_pose = [float(v) for v in dataset.mean_camera_pose()]
-    return cfg
+    # The data changed sizes (resolution, classes): the bounds and the memory check apply to the result.
+    return validate_config(cfg, what=f"the config fitted to {dataset.path}")
+
+
+def check_run_setup(cfg: Config, dataset: ImageDataset, info: ddp.DistInfo) -> None:
+    """Everything about a run that can be refused before anything is built or written (`trigan
+    train` calls it before it makes the run folder; Session.run again)."""
+    check_metric_setup(list(cfg.training.metrics), cfg.training.inception)
+    check_training_setup(cfg, dataset, info.world_size)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -99,6 +105,8 @@ class Session:
         self.writer = RunWriter(self.run_dir, enabled=info.is_main)
         self.progress_every_step = progress_every_step
         self._stop_signal: Optional[str] = None
+        self._aborting = False   # a second Ctrl-C is ending the run: further ones wait for that
+        self._checkpoint_kimg: Optional[float] = None   # what latest.ckpt holds (where a resume continues)
         self._extractor = None   # the metrics' feature network, loaded at the first evaluation
 
     # -- signals ----------------------------------------------------------------------------------
@@ -106,7 +114,10 @@ class Session:
         if os.getpid() != self._pid:
             return  # a data-loading worker forked with this handler: the main process decides
         name = signal.Signals(signum).name
+        if self._aborting:
+            return  # a third Ctrl-C would cut short the status that the second one is writing
         if self._stop_signal is not None and signum == signal.SIGINT:
+            self._aborting = True
             raise KeyboardInterrupt  # a second Ctrl-C: stop now, the last checkpoint stays
         self._stop_signal = name
         if self.info.is_main:
@@ -126,6 +137,15 @@ class Session:
     def log(self, message: str) -> None:
         self.writer.log(message)
 
+    def _last_word(self, line: str, **status) -> None:
+        """The final status and log line of a run that is failing or aborting: best effort, since
+        the disk may be what failed (the command's own error line still says why)."""
+        self.writer.final_status(**status)
+        try:
+            self.writer.log(line)
+        except OSError:
+            pass
+
     def _sample_set(self, trainer: Trainer):
         num = max(1, self.cfg.training.samples)
         rows, cols = grid_shape(num, self.cfg.model.img_resolution)
@@ -142,11 +162,13 @@ class Session:
         self.writer.update_status(phase="sampling")
         grid = self._samples.render_grid(trainer.G_ema, batch=8)
         path = self.run_dir / "samples" / f"fakes_{int(round(kimg * 1000)):09d}.png"
-        save_png(grid, path)
+        with writing(path):
+            save_png(grid, path)
         self.writer.update_status(last_sample=str(path.relative_to(self.run_dir)))
         if video:
             vpath = path.with_suffix(".mp4")
-            self._samples.render_orbit_video(trainer.G_ema, vpath, frames=32, fps=16, batch=8)
+            with writing(vpath):
+                self._samples.render_orbit_video(trainer.G_ema, vpath, frames=32, fps=16, batch=8)
             self.writer.update_status(last_video=str(vpath.relative_to(self.run_dir)))
 
     def _save_reals(self, dataset: ImageDataset) -> None:
@@ -156,7 +178,9 @@ class Session:
         images = torch.stack([dataset[int(i)]["image"] for i in idx])
         if len(images) < rows * cols:
             images = torch.cat([images, torch.zeros(rows * cols - len(images), *images.shape[1:], dtype=images.dtype)])
-        save_reals_grid(images, self.run_dir / "samples" / "reals.png", rows, cols)
+        path = self.run_dir / "samples" / "reals.png"
+        with writing(path):
+            save_reals_grid(images, path, rows, cols)
 
     def _evaluate(self, trainer: Trainer) -> Dict[str, float]:
         names = list(self.cfg.training.metrics)
@@ -186,6 +210,7 @@ class Session:
                 trainer.best_metric = value
                 improved = True
         trainer.save(self.run_dir / LATEST)
+        self._checkpoint_kimg = trainer.cur_nimg / 1000
         if self.cfg.training.keep_snapshots:
             # snapshots/snapshot_<images seen>.ckpt: a moment of the run that can be viewed, exported
             # or branched from after latest.ckpt has moved on.
@@ -218,6 +243,7 @@ class Session:
         kimg_was = trainer.cur_nimg / 1000
         rollbacks, failures = trainer.rollbacks, trainer.failures_since_good
         trainer.load(self.run_dir / LATEST)
+        self._drop_records_after_checkpoint(trainer, announce=False)   # the rollback line says it
         trainer.rollbacks, trainer.failures_since_good = rollbacks, failures
         trainer.seed_offset += failures  # a different random path than the one that diverged
         self.log(f"rollback {failures}/{limit}: {why} at kimg {kimg_was:.1f}; restored {LATEST} "
@@ -227,21 +253,64 @@ class Session:
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self, dataset: ImageDataset, step_hook: Optional[Callable[[Trainer], None]] = None) -> str:
-        """Train to training.kimg or until stopped. Returns the final phase ('done' or 'stopped')."""
-        cfg, t = self.cfg, self.cfg.training
-        check_metric_setup(list(t.metrics), t.inception)
-        trainer = Trainer(cfg, self.run_dir, dataset, self.info, self.writer)
+        """Train to training.kimg or until stopped. Returns the final phase ('done' or 'stopped').
+        A failure sets phase "failed" (with its one-line reason) and is raised on; a second Ctrl-C
+        sets "stopped" and raises KeyboardInterrupt."""
+        check_run_setup(self.cfg, dataset, self.info)
+        trainer = Trainer(self.cfg, self.run_dir, dataset, self.info, self.writer)
         self.trainer = trainer
+        previous = {}
+        try:
+            self._start(trainer, dataset)
+            previous = self._install_signals()
+            phase = self._train_loop(trainer, step_hook)
+            if phase == "done":
+                self.log(f"done: {trainer.cur_nimg / 1000:.3f} kimg in {_fmt_seconds(trainer.train_seconds)}")
+            self.writer.update_status(phase=phase, kimg=trainer.cur_nimg / 1000, eta_seconds=0 if phase == "done" else None)
+            return phase
+        except KeyboardInterrupt:
+            self._aborting = True
+            self._on_abort(trainer)
+            raise
+        except Exception as exc:
+            # Also a bug's: the monitor must not show a dead run as training (its traceback stays).
+            self._last_word(f"failed: {one_line(exc)}", phase="failed", message=one_line(exc))
+            raise
+        finally:
+            trainer.close_data()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.writer.close()
+
+    def _on_abort(self, trainer: Trainer) -> None:
+        """A second Ctrl-C (or one before the handlers are in place): the run ends now, without a new
+        checkpoint; status.json says where a resume continues."""
+        held = self._checkpoint_kimg
+        where = (f"{LATEST} holds kimg {held:.3f}, where --resume continues" if held is not None
+                 else f"no {LATEST} was written")
+        message = f"aborted by Ctrl-C at kimg {trainer.cur_nimg / 1000:.3f}; {where}"
+        fields = {"phase": "stopped", "message": message, "eta_seconds": None}
+        if held is not None:
+            fields["kimg"] = held
+        self._last_word(message, **fields)
+
+    def _start(self, trainer: Trainer, dataset: ImageDataset) -> None:
+        """Sweep what killed writers left, load latest.ckpt (resume) or the init weights, write the
+        first checkpoint of a fresh run."""
+        t = self.cfg.training
         latest = self.run_dir / LATEST
         if self.info.is_main:
-            for stale in list(self.run_dir.glob(f".{LATEST}.*.tmp")) + list(self.run_dir.glob(f".{BEST}.*.tmp")):
-                stale.unlink()   # a write interrupted by a kill; the file it was replacing is intact
+            self._sweep_temporaries()
         # Rank 0 decides what exists: another rank looking a moment later could see the file
         # rank 0 has just written and take a different path (and miss a collective).
         has_latest = ddp.broadcast_object(self.info, latest.is_file())
         if self.resume and has_latest:
             trainer.load(latest)
+            self._checkpoint_kimg = trainer.cur_nimg / 1000
             self.log(f"resumed from {latest} at kimg {trainer.cur_nimg / 1000:.3f} (step {trainer.step})")
+            for change in trainer.optimizer_changes:
+                self.log(f"resume: {change}")
+            self._drop_records_after_checkpoint(trainer)
             if trainer.widened_inputs:
                 old, new = trainer.widened_inputs
                 self.log(f"D's input widened from {old} to {new} channels: the new channel's weights start "
@@ -251,7 +320,6 @@ class Session:
         elif t.init:
             # Only a run's first start takes the init weights; from then on latest.ckpt holds its own.
             self.log(trainer.init_from(Path(t.init)))
-        total_nimg = int(round(t.kimg * 1000))
         self.writer.update_status(phase="starting", kimg=trainer.cur_nimg / 1000, total_kimg=t.kimg,
                                   world_size=self.info.world_size, device=str(self.info.device),
                                   run_dir=str(self.run_dir), started_at=time.time(), message=None)
@@ -261,105 +329,125 @@ class Session:
                 self._save_reals(dataset)
         if not has_latest:
             trainer.save(latest)   # the first good state: what a divergence rolls back to
+            self._checkpoint_kimg = trainer.cur_nimg / 1000
             self._save_samples(trainer, video=False)
         self._last_snapshot_time = time.time()
 
-        previous = self._install_signals()
+    def _sweep_temporaries(self) -> None:
+        """Temporaries of atomic writes that a kill interrupted (the files they were replacing are
+        intact); those of a writer still alive stay."""
+        swept = []
+        for folder in (self.run_dir, self.run_dir / SNAPSHOTS, self.run_dir / "samples"):
+            swept += sweep_stale_temporaries(folder)
+        if swept:
+            self.log(f"removed {len(swept)} temporary file(s) of writes cut short by a kill: "
+                     + ", ".join(p.name for p in swept[:3]) + (" ..." if len(swept) > 3 else ""))
+
+    def _drop_records_after_checkpoint(self, trainer: Trainer, announce: bool = True) -> None:
+        """stats.jsonl and metrics.jsonl without what was logged after the checkpoint just loaded:
+        those ticks are trained again and logged anew, so that each is in the file once."""
+        nimg = trainer.cur_nimg
+
+        def after_tick(record) -> bool:
+            tick = record.get("tick")
+            return isinstance(tick, int) and not isinstance(tick, bool) and tick > trainer.tick
+
+        def after_images(record) -> bool:
+            kimg = record.get("kimg")
+            return (isinstance(kimg, (int, float)) and not isinstance(kimg, bool) and math.isfinite(kimg)
+                    and round(kimg * 1000) > nimg)
+
+        dropped = self.writer.drop_records("stats.jsonl", after_tick)
+        dropped_metrics = self.writer.drop_records("metrics.jsonl", after_images)
+        if announce and (dropped or dropped_metrics):
+            self.log(f"dropped {dropped} line(s) of stats.jsonl and {dropped_metrics} of metrics.jsonl logged after "
+                     f"kimg {nimg / 1000:.3f}: those ticks are trained again")
+
+    def _train_loop(self, trainer: Trainer, step_hook) -> str:
+        """Steps and ticks until training.kimg or a stop signal; returns "done" or "stopped"."""
+        t = self.cfg.training
+        total_nimg = int(round(t.kimg * 1000))
         phase = "training"
-        try:
-            tick_start_nimg, tick_start_time = trainer.cur_nimg, time.time()
-            last_status = 0.0
-            sums: Dict[str, float] = {}
-            count = 0
-            self.writer.update_status(phase="training")
-            while trainer.cur_nimg < total_nimg:
-                step_start = time.time()
-                if step_hook is not None:
-                    step_hook(trainer)
-                losses = trainer.train_step()
-                trainer.train_seconds += time.time() - step_start
-                bad = not all(math.isfinite(v) for v in losses.values())
-                if ddp.any_true(self.info, bad):
-                    self._rollback(trainer, "non-finite loss " + ", ".join(f"{k}={v}" for k, v in losses.items()
-                                                                           if not math.isfinite(v)))
-                    tick_start_nimg, tick_start_time, sums, count = trainer.cur_nimg, time.time(), {}, 0
-                    continue
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
-
-                done = trainer.cur_nimg >= total_nimg
-                stop = ddp.any_true(self.info, self._stop_signal is not None)
-                tick_done = trainer.cur_nimg >= tick_start_nimg + t.tick_kimg * 1000
-                now = time.time()
-                rate = (trainer.cur_nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9)
-                if now - last_status > STATUS_EVERY_S or self.progress_every_step:
-                    last_status = now
-                    self.writer.update_status(
-                        phase="training", kimg=trainer.cur_nimg / 1000, step=trainer.step, images_per_sec=rate,
-                        eta_seconds=(total_nimg - trainer.cur_nimg) / max(rate, 1e-9),
-                        losses={k: v / count for k, v in sums.items()}, rollbacks=trainer.rollbacks)
-                if not (tick_done or done or stop):
-                    continue
-
-                # ---- end of a tick --------------------------------------------------------------
-                if ddp.any_true(self.info, not trainer.weights_finite()):
-                    self._rollback(trainer, "non-finite weights")
-                    tick_start_nimg, tick_start_time, sums, count = trainer.cur_nimg, time.time(), {}, 0
-                    continue
-                trainer.tick += 1
-                elapsed = now - tick_start_time
-                kimg = trainer.cur_nimg / 1000
-                means = {k: v / max(count, 1) for k, v in sums.items()}
-                record = {"tick": trainer.tick, "kimg": kimg, "step": trainer.step, "time": trainer.train_seconds,
-                          "sec_per_tick": elapsed, "sec_per_kimg": elapsed / max((trainer.cur_nimg - tick_start_nimg) / 1000, 1e-9),
-                          "images_per_sec": rate, **means, **trainer.schedules(),
-                          "cpu_mem_gb": _cpu_mem_gb(), "gpu_mem_gb": _gpu_mem_gb(self.info.device),
-                          "rollbacks": trainer.rollbacks}
-                self.writer.append_jsonl("stats.jsonl", record)
-                self.writer.scalars({f"Loss/{k}": v for k, v in means.items()}, kimg)
-                self.writer.scalars({f"Progress/{k}": v for k, v in trainer.schedules().items()}, kimg)
-                self.writer.scalars({"Timing/images_per_sec": rate}, kimg)
-                eta = (total_nimg - trainer.cur_nimg) / max(rate, 1e-9)
-                self.log(f"tick {trainer.tick:<4d} kimg {kimg:8.3f}  {rate:7.1f} img/s  "
-                         + "  ".join(f"{k} {v:.3f}" for k, v in means.items())
-                         + f"  eta {_fmt_seconds(eta)}")
-
-                final = done or stop
-                metrics = {}
-                if t.metrics and (final or trainer.tick % max(t.metric_ticks, 1) == 0):
-                    metrics = self._evaluate(trainer)
-                # Wall time differs between processes: agree, since saving is collective.
-                snapshot_due = ddp.any_true(self.info, trainer.tick % max(t.snapshot_ticks, 1) == 0
-                                            or time.time() - self._last_snapshot_time > t.snapshot_minutes * 60)
-                if final or snapshot_due or metrics:
-                    self._checkpoint(trainer, metrics)
-                if final or trainer.tick % max(t.image_ticks, 1) == 0:
-                    video = t.video_ticks > 0 and (final or trainer.tick % t.video_ticks == 0)
-                    self._save_samples(trainer, video=video)
-                self.writer.update_status(phase="training", kimg=kimg, step=trainer.step, images_per_sec=rate,
-                                          eta_seconds=eta, losses=means, last_metric=trainer.last_metric or None,
-                                          best_metric=trainer.best_metric, rollbacks=trainer.rollbacks)
+        tick_start_nimg, tick_start_time = trainer.cur_nimg, time.time()
+        last_status = 0.0
+        sums: Dict[str, float] = {}
+        count = 0
+        self.writer.update_status(phase="training")
+        while trainer.cur_nimg < total_nimg:
+            step_start = time.time()
+            if step_hook is not None:
+                step_hook(trainer)
+            losses = trainer.train_step()
+            trainer.train_seconds += time.time() - step_start
+            bad = not all(math.isfinite(v) for v in losses.values())
+            if ddp.any_true(self.info, bad):
+                self._rollback(trainer, "non-finite loss " + ", ".join(f"{k}={v}" for k, v in losses.items()
+                                                                       if not math.isfinite(v)))
                 tick_start_nimg, tick_start_time, sums, count = trainer.cur_nimg, time.time(), {}, 0
-                if stop:
-                    phase = "stopped"
-                    self.log(f"stopped by {self._stop_signal or 'another process'} at kimg {kimg:.3f}; "
-                             f"resume with: trigan train --resume {self.run_dir}")
-                    break
-            if phase == "training":
-                phase = "done"
-            if phase == "done":
-                self.log(f"done: {trainer.cur_nimg / 1000:.3f} kimg in {_fmt_seconds(trainer.train_seconds)}")
-            self.writer.update_status(phase=phase, kimg=trainer.cur_nimg / 1000, eta_seconds=0 if phase == "done" else None)
-            return phase
-        except TrainingDiverged as exc:
-            self.writer.update_status(phase="failed", message=str(exc))
-            raise
-        finally:
-            trainer.close_data()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            self.writer.close()
+                continue
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+
+            done = trainer.cur_nimg >= total_nimg
+            stop = ddp.any_true(self.info, self._stop_signal is not None)
+            tick_done = trainer.cur_nimg >= tick_start_nimg + t.tick_kimg * 1000
+            now = time.time()
+            rate = (trainer.cur_nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9)
+            if now - last_status > STATUS_EVERY_S or self.progress_every_step:
+                last_status = now
+                self.writer.update_status(
+                    phase="training", kimg=trainer.cur_nimg / 1000, step=trainer.step, images_per_sec=rate,
+                    eta_seconds=(total_nimg - trainer.cur_nimg) / max(rate, 1e-9),
+                    losses={k: v / count for k, v in sums.items()}, rollbacks=trainer.rollbacks)
+            if not (tick_done or done or stop):
+                continue
+
+            # ---- end of a tick --------------------------------------------------------------
+            if ddp.any_true(self.info, not trainer.weights_finite()):
+                self._rollback(trainer, "non-finite weights")
+                tick_start_nimg, tick_start_time, sums, count = trainer.cur_nimg, time.time(), {}, 0
+                continue
+            trainer.tick += 1
+            elapsed = now - tick_start_time
+            kimg = trainer.cur_nimg / 1000
+            means = {k: v / max(count, 1) for k, v in sums.items()}
+            record = {"tick": trainer.tick, "kimg": kimg, "step": trainer.step, "time": trainer.train_seconds,
+                      "sec_per_tick": elapsed, "sec_per_kimg": elapsed / max((trainer.cur_nimg - tick_start_nimg) / 1000, 1e-9),
+                      "images_per_sec": rate, **means, **trainer.schedules(),
+                      "cpu_mem_gb": _cpu_mem_gb(), "gpu_mem_gb": _gpu_mem_gb(self.info.device),
+                      "rollbacks": trainer.rollbacks}
+            self.writer.append_jsonl("stats.jsonl", record)
+            self.writer.scalars({f"Loss/{k}": v for k, v in means.items()}, kimg)
+            self.writer.scalars({f"Progress/{k}": v for k, v in trainer.schedules().items()}, kimg)
+            self.writer.scalars({"Timing/images_per_sec": rate}, kimg)
+            eta = (total_nimg - trainer.cur_nimg) / max(rate, 1e-9)
+            self.log(f"tick {trainer.tick:<4d} kimg {kimg:8.3f}  {rate:7.1f} img/s  "
+                     + "  ".join(f"{k} {v:.3f}" for k, v in means.items())
+                     + f"  eta {_fmt_seconds(eta)}")
+
+            final = done or stop
+            metrics = {}
+            if t.metrics and (final or trainer.tick % max(t.metric_ticks, 1) == 0):
+                metrics = self._evaluate(trainer)
+            # Wall time differs between processes: agree, since saving is collective.
+            snapshot_due = ddp.any_true(self.info, trainer.tick % max(t.snapshot_ticks, 1) == 0
+                                        or time.time() - self._last_snapshot_time > t.snapshot_minutes * 60)
+            if final or snapshot_due or metrics:
+                self._checkpoint(trainer, metrics)
+            if final or trainer.tick % max(t.image_ticks, 1) == 0:
+                video = t.video_ticks > 0 and (final or trainer.tick % t.video_ticks == 0)
+                self._save_samples(trainer, video=video)
+            self.writer.update_status(phase="training", kimg=kimg, step=trainer.step, images_per_sec=rate,
+                                      eta_seconds=eta, losses=means, last_metric=trainer.last_metric or None,
+                                      best_metric=trainer.best_metric, rollbacks=trainer.rollbacks)
+            tick_start_nimg, tick_start_time, sums, count = trainer.cur_nimg, time.time(), {}, 0
+            if stop:
+                phase = "stopped"
+                self.log(f"stopped by {self._stop_signal or 'another process'} at kimg {kimg:.3f}; "
+                         f"resume with: trigan train --resume {self.run_dir}")
+                break
+        return "done" if phase == "training" else phase
 
 
 def _fmt_seconds(s: float) -> str:
