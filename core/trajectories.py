@@ -52,6 +52,8 @@ KEYFRAME_FIELDS = ("yaw", "pitch", "fov", "radius", "time")
 POSE_FIELDS = ("yaw", "pitch", "fov", "radius")
 # Frames of one trajectory: 5.5 minutes at 30 fps (cli/flags.py bounds --frames with the same number).
 MAX_FRAMES = 10000
+# A keyframe file lists a few dozen poses; 16 MiB is thousands of times that.
+MAX_KEYFRAME_FILE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -305,12 +307,16 @@ def load_keyframes(path, base: Pose, frames: Optional[int] = None, fps: float = 
     path = Path(path)
     if not path.is_file():
         raise TriganError(f"{path}: no such keyframe file" if not path.exists() else f"{path}: not a file")
+    if path.stat().st_size > MAX_KEYFRAME_FILE_BYTES:
+        raise TriganError(f"{path}: {path.stat().st_size} bytes; a keyframe file is at most {MAX_KEYFRAME_FILE_BYTES}")
     try:
         data = json.loads(path.read_text())
     except UnicodeDecodeError:
         raise TriganError(f"{path}: not a text (JSON) file") from None
     except json.JSONDecodeError as exc:
         raise TriganError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except (RecursionError, ValueError):   # nested past Python's stack; an integer of more than 4300 digits
+        raise TriganError(f"{path}: not a usable keyframe file (nested too deeply or a number too long)") from None
     times, values = parse_keyframes(data, str(path), base)
     return keyframe_trajectory(times, values, frames, fps, name=path.stem, look_at=base.look_at, source=str(path))
 

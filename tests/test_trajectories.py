@@ -160,6 +160,15 @@ def test_keyframe_times_cannot_ask_for_more_frames_than_the_bound(tmp_path):
         load_keyframes(path, HORIZON, frames=MAX_FRAMES + 1)
 
 
+def test_a_keyframe_file_nested_past_the_stack_or_with_a_huge_number_is_one_line(tmp_path):
+    path = tmp_path / "deep.json"
+    for content in ("[" * 100_000 + "]" * 100_000, "[{\"yaw\": 1" + "0" * 5000 + "}]"):
+        path.write_text(content)
+        with pytest.raises(TriganError, match="not a usable keyframe file") as info:
+            load_keyframes(path, HORIZON)
+        assert str(path) in str(info.value)
+
+
 def test_cli_frame_bound_is_the_trajectory_bound():
     assert flags.MAX_FRAMES == MAX_FRAMES
 
