@@ -328,6 +328,26 @@ def test_named_pipes_in_or_as_a_dataset_do_not_hang(tmp_path):
         assert fragment in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+@pytest.mark.parametrize("special", ["fifo", "symlink_loop"])
+def test_pack_names_a_file_it_cannot_read(tmp_path, special):
+    # pack reads every file's bytes (check only reads the index): a pipe or a symlink loop among
+    # the images is one line naming it, and no zip is written.
+    folder = write_folder(tmp_path / "data", good_entries())
+    bad = folder / "img3.png"   # listed in dataset.json, so the index check passes
+    bad.unlink()
+    if special == "fifo":
+        os.mkfifo(bad)
+    else:
+        bad.symlink_to(bad)
+    out = tmp_path / "packed.zip"
+    proc = subprocess.run([sys.executable, "-m", "trigan.cli.main", "dataset", "pack", str(folder), str(out)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"trigan: error: {bad}: cannot pack it (")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["synth", "{out}", "--num", "1000000000"], "--num 1000000000: expected an integer in 1..1000000"),
     (["synth", "{out}", "--num", "1e9"], "--num 1e9: expected an integer"),

@@ -305,7 +305,12 @@ def pack_dataset(folder, out, check: bool = True, force: bool = False, progress:
     names = [rel for rel in index.files if rel in keep]
     with OutputWriter(out, force) as writer:
         for rel in _progress(names, "pack", progress):
-            writer.write(rel, files.read(rel))
+            try:
+                data = files.read(rel)
+            except (ValueError, OSError) as exc:   # a pipe, a device, a symlink loop, an oversized file
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise DatasetError(f"{folder / rel}: cannot pack it ({reason})") from None
+            writer.write(rel, data)
     return {"path": str(out), "images": len(index.images), "depth": len(index.depth),
             "json": index.json_path is not None, "skipped": len(index.files) - len(names),
             "bytes": out.stat().st_size}
