@@ -70,6 +70,28 @@ def save_checkpoint(path: PathLike, config: Config, G_ema: Union[Generator, Dict
     return path
 
 
+def read_torch_file(path: PathLike, name: Optional[str] = None) -> Any:
+    """Any `torch.save` zip (a checkpoint, a weights file someone hands us) read within the reader's
+    budgets: a regular file, no zip bomb, a pickle that passes the opcode scan, `weights_only`, and
+    the loaded data walked under one budget. Raises CheckpointError (one line naming `name`)."""
+    name = str(path) if name is None else name
+    with open_regular_file(path, name) as f:  # a named pipe or device is refused before it can block
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(4)
+        if not head:
+            raise CheckpointError(f"{name}: empty file")
+        if head == ZIP_MAGIC:
+            _check_archive(f, size, name)
+        elif head[:1] != b"\x80":
+            raise CheckpointError(f"{name}: not a torch.save file (neither a zip archive nor a legacy pickle)")
+        # else: torch's legacy format (before 1.6, e.g. older torchvision weights): several pickles in
+        # a row, left to torch's weights_only reader; the walk below still bounds what it returns.
+        f.seek(0)
+        data = _torch_load(f, name)
+    walk_plain(data, TreeBudget(name), limit_key="nesting_depth")
+    return data
+
+
 def _read_payload(path: Path) -> dict:
     name = str(path)
     with open_regular_file(path, name) as f:  # a named pipe or device is refused before it can block

@@ -4,6 +4,7 @@ round trip (3DGP's format), lookup by image name (mirrored items included), erro
 
 import io
 import json
+import os
 import shutil
 import sys
 import zipfile
@@ -174,6 +175,27 @@ def test_default_transform_and_state_dict_reading(tmp_path):
     torch.save({"state_dict": {"module.conv1.weight": torch.ones(2), "fc.bias": torch.zeros(1)}}, tmp_path / "w.pth")
     state = read_state_dict(tmp_path / "w.pth")
     assert set(state) == {"conv1.weight", "fc.bias"} and torch.equal(state["conv1.weight"], torch.ones(2))
+    # torch's legacy format (before 1.6; older torchvision weights files) reads the same.
+    torch.save({"model": {"conv1.weight": torch.ones(2)}}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    assert torch.equal(read_state_dict(tmp_path / "old.pth")["conv1.weight"], torch.ones(2))
+
+
+
+def test_a_weights_file_is_read_within_the_checkpoint_budgets(tmp_path):
+    # torch.save keeps shared lists shared: 40 levels of [x, x] is a 1 KB file whose tree has 2^40
+    # leaves. A walk of the loaded data would never end; the reader's budget refuses it in one line.
+    laughs = [0]
+    for _ in range(40):
+        laughs = [laughs, laughs]
+    torch.save({"state_dict": {"conv1.weight": torch.ones(2)}, "extra": laughs}, tmp_path / "bomb.pth")
+    with pytest.raises(FeatureExtractionError, match="refuses to load") as info:
+        read_state_dict(tmp_path / "bomb.pth")
+    assert "--weights" in str(info.value) and "bomb.pth" in str(info.value) and "\n" not in str(info.value)
+    # A named pipe is refused without blocking on it.
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.pth")
+        with pytest.raises(FeatureExtractionError, match="not a regular file"):
+            read_state_dict(tmp_path / "pipe.pth")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from trigan.core.errors import TriganError
+from trigan.core.checkpoint import read_torch_file
+from trigan.core.errors import CheckpointError, TriganError
 from trigan.training.dataset import DatasetError, ImageDataset, dataset_name, open_dataset
 from trigan.training.feature_store import FeatureStoreWriter, desc_path
 
@@ -53,15 +54,17 @@ def read_state_dict(path: Union[str, Path]) -> dict:
     """Tensors of a weights file (.safetensors, or a torch.save'd state dict read with
     weights_only=True); unwraps {"state_dict": ...} / {"model": ...} and DataParallel's "module."."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():   # anything else that is not a regular file is named by the reader
         raise FeatureExtractionError(f"--weights {path}: no such file (a local ResNet-50 weights file; "
                                      "trigan downloads nothing)")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file  # noqa: PLC0415 (optional: only for .safetensors files)
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:   # within the checkpoint reader's budgets: a weights file is handed to us like a checkpoint
+            state = read_torch_file(path, f"--weights {path}")
+    except CheckpointError as exc:
+        raise FeatureExtractionError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise FeatureExtractionError(f"--weights {path}: cannot read weights ({first})") from None
