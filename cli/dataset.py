@@ -8,6 +8,7 @@ import sys
 
 from trigan.cli.flags import float_flag, int_flag
 from trigan.core.errors import TriganError
+from trigan.core.limits import MAX_IMAGE_SIDE, SYNTH_MAX_IMAGES, SYNTH_MAX_RESOLUTION, SYNTH_MAX_SEED
 
 HELP = "make, check, resize and pack training datasets (zip or folder of images + dataset.json)"
 EXAMPLES = """\
@@ -106,15 +107,12 @@ only their entries. See docs/datasets.md.
 # ----------------------------------------------------------------------------------------------
 # Numeric flags: the bounded types of cli/flags.py, so a bad value (1e9 where a count is asked, nan,
 # inf, a size that would allocate without bound) stops while parsing with one line naming the flag
-# and the range, before anything runs. The tools check their own ranges again for Python callers;
-# the synth and resize bounds here repeat theirs (this module must not import them: they load
-# torch) and tests/test_hostile_datasets.py checks that they agree.
+# and the range, before anything runs. The tools check their own ranges again for Python callers,
+# with the same numbers (core/limits.py). This module must not import the tools (they load torch),
+# so the synth class count is repeated, and tests/test_hostile_datasets.py checks it.
 
-SYNTH_MAX_IMAGES = 1_000_000       # training.synth.MAX_IMAGES
-SYNTH_MAX_RESOLUTION = 1024        # training.synth.MAX_RESOLUTION
 SYNTH_CLASSES = 7                  # len(training.synth.CLASS_NAMES)
-SYNTH_MAX_SEED = 2 ** 63 - 1       # training.synth.MAX_SEED
-RESIZE_MAX_RESOLUTION = 4096       # training.dataset.MAX_RESOLUTION: the largest images trigan trains on
+RESIZE_MAX_RESOLUTION = MAX_IMAGE_SIDE   # the largest images trigan trains on
 MAX_DISTANCE = 1000.0              # synth camera radius, near and far: the objects lie within 0.24 of the origin
 MAX_BATCH = 4096                   # images per forward pass: more is never faster, and can exhaust memory
 MAX_WORKERS = 64                   # image-decoding processes

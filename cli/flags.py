@@ -16,13 +16,10 @@ import re
 from typing import Callable, List
 
 from trigan.core.errors import TriganError
+from trigan.core.limits import MAX_CLASSES, MAX_SEED
 from trigan.core.selection import parse_int_list
 
-MAX_SEED = 2 ** 32 - 1       # numpy's RandomState (the latent of a seed) takes seeds below 2^32
-MAX_CLASSES = 10000          # core.config's bound on model.c_dim
 MAX_LIST_ITEMS = 10000       # seeds or classes in one command: each is at least one rendered latent
-MAX_FRAMES = 10000           # frames of one trajectory: 5.5 minutes at 30 fps
-MAX_RAY_STEPS = 4096         # samples per ray, as model.render.num_steps
 MAX_BATCH = 1024             # views or fakes rendered at once
 MAX_PSI = 10.0               # truncation: 0.5..1 is usual; past a few the latent leaves the data
 

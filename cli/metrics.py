@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from trigan.cli import flags
 from trigan.core.errors import TriganError
+from trigan.core.limits import MAX_SEED
 from trigan.training.run_dir import is_run_dir
 
 HELP = "score a checkpoint or every snapshot of a run: FID, KID (Inception features), NFS (flatness of depth)"
@@ -75,7 +76,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--depth-maps", "--depth-folder", dest="depth_maps", metavar="DIR|ZIP",
                    help="compute nfs_data from the depth maps (8/16-bit PNGs: the *_depth.png files, else "
                    "every PNG) in a folder or zip instead of a dataset")
-    p.add_argument("--seed", type=flags.int_flag("--seed", 0, flags.MAX_SEED), default=0,
+    p.add_argument("--seed", type=flags.int_flag("--seed", 0, MAX_SEED), default=0,
                    help="seed of the fakes' latents and conditioning (default 0)")
     p.add_argument("--batch", type=flags.batch, default=16, metavar="N", help="fakes rendered at once (default 16)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")

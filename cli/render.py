@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from trigan.cli import flags
 from trigan.core.errors import TriganError
+from trigan.core.limits import MAX_FRAMES, MAX_RAY_STEPS
 from trigan.core.output_paths import prepare_output_dir, refuse_existing
 from trigan.core.video import VideoWriter, output_path
 
@@ -98,8 +99,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--resolution", type=flags.int_flag("--resolution", MIN_RESOLUTION, MAX_RESOLUTION, "pixels"),
                    metavar="PX", help=f"image size, {MIN_RESOLUTION}..{MAX_RESOLUTION} (default: the training "
                    "resolution; may exceed it)")
-    p.add_argument("--frames", type=flags.int_flag("--frames", 1, flags.MAX_FRAMES), metavar="N",
-                   help=f"frames of the trajectory, 1..{flags.MAX_FRAMES} (default: its own)")
+    p.add_argument("--frames", type=flags.int_flag("--frames", 1, MAX_FRAMES), metavar="N",
+                   help=f"frames of the trajectory, 1..{MAX_FRAMES} (default: its own)")
     p.add_argument("--fps", type=flags.float_flag("--fps", 0.0, MAX_FPS, lo_open=True), default=None,
                    help="frames per second (default: 30)")
     p.add_argument("--format", choices=("mp4", "gif", "png"),
@@ -112,7 +113,7 @@ def add_parser(subparsers) -> None:
                         "look_at_x/y/z=.. or look_at=0 (each defaults to the model's start view)")
     p.add_argument("--interp-steps", type=flags.int_flag("--interp-steps", 2, MAX_INTERP_STEPS), default=8, metavar="N",
                    help="interp: images per pair of seeds, both ends included (default: 8)")
-    p.add_argument("--num-steps", type=flags.int_flag("--num-steps", 2, flags.MAX_RAY_STEPS), metavar="N",
+    p.add_argument("--num-steps", type=flags.int_flag("--num-steps", 2, MAX_RAY_STEPS), metavar="N",
                    help="samples per ray, coarse and fine each, on the plain path (default: the accelerated "
                         "path, which places its own samples)")
     p.add_argument("--plain", action="store_true",

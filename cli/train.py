@@ -13,12 +13,12 @@ from trigan.cli.flags import float_flag, int_flag
 from trigan.core.atomic import atomic_write_text
 from trigan.core.config import load_config
 from trigan.core.errors import TriganError
+from trigan.core.limits import MAX_KIMG
 from trigan.training.run_dir import RunWriter, active_owner, code_version, new_run_dir, write_command
 from trigan.training.slurm import SlurmOptions, sbatch_script, submit, write_sbatch
 
 # Bounds of the numeric flags (checked while parsing, before anything is read or made). training.kimg
 # has the same bound in the config; a billion kimg is far past any schedule.
-MAX_KIMG = 1e9
 MAX_NODES = 4096
 MAX_GPUS_PER_NODE = 64
 MAX_CPUS_PER_TASK = 1024

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from trigan.core.errors import ConfigError
+from trigan.core.limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_KIMG, MAX_RAY_STEPS, MAX_SEED
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
 
@@ -401,25 +403,28 @@ def _preset_path(name_or_path: str) -> Path:
 MAX_YAML_BYTES = 1 << 20     # a preset is a few kB; a bigger .yaml is not a trigan config
 
 
-def _merge(base, *others, what: str) -> Config:
-    """The schema `base` with `others` merged in, as a validated Config (validate_config)."""
+@contextmanager
+def _omegaconf_errors(what: str) -> Iterator[None]:
+    """OmegaConf's errors as one ConfigError line: its messages span several lines (key, value,
+    type); the first names them."""
     try:
-        merged = OmegaConf.merge(base, *others)
-        cfg = OmegaConf.to_object(merged)
+        yield
     except OmegaConfBaseException as exc:
-        # OmegaConf messages span several lines (key, value, type); keep the first, which names them.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{what}: {first}") from None
+
+
+def _merge(base, *others, what: str) -> Config:
+    """The schema `base` with `others` merged in, as a validated Config (validate_config)."""
+    with _omegaconf_errors(what):
+        cfg = OmegaConf.to_object(OmegaConf.merge(base, *others))
     return validate_config(cfg, what)
 
 
 def _dotlist(overrides: Sequence[str], what: str):
     """The `key=value` overrides as an OmegaConf container, after _check_raw."""
-    try:
+    with _omegaconf_errors(what):
         cli = OmegaConf.from_dotlist(list(overrides))
-    except OmegaConfBaseException as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{what}: {first}") from None
     _check_raw(OmegaConf.to_container(cli, resolve=False), what)
     return cli
 
@@ -456,11 +461,8 @@ def config_from_dict(data: dict, what: str = "config") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{what}: a {type(data).__name__}, expected a mapping of config sections")
     _check_raw(data, what)
-    try:
+    with _omegaconf_errors(what):
         raw = OmegaConf.create(data)
-    except OmegaConfBaseException as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{what}: {first}") from None
     return _merge(OmegaConf.structured(Config), raw, what=what)
 
 
@@ -475,14 +477,11 @@ def config_to_dict(cfg: Config) -> dict:
 
 # Bounds are generous: several times the largest value any published EpiGRAF / 3DGP / EG3D model uses,
 # yet small enough that one value alone cannot ask for more memory than a workstation has.
-MAX_IMAGE = 4096            # pixels per side of an image, a tri-plane, a patch
+MAX_IMAGE = MAX_IMAGE_SIDE  # pixels per side of an image, a tri-plane, a patch
 MAX_WIDTH = 8192            # channels, hidden units, latent sizes
 MAX_CHANNEL_BASE = 1 << 22  # channel_base / resolution gives the channels; 3DGP's widest is 65536
 MAX_DEPTH = 64              # layers or blocks of one network
-MAX_CLASSES = 10000
-MAX_STEPS = 4096            # samples per ray
-MAX_KIMG = 1e9              # thousands of images: a billion is far past any schedule
-MAX_SEED = 2 ** 32 - 1      # numpy's RandomState takes seeds below 2^32
+MAX_STEPS = MAX_RAY_STEPS   # samples per ray
 MAX_LIST_ITEMS = MAX_CLASSES + 16   # class names are the longest list a config holds
 MAX_STRING = 4096
 MAX_NODES = 200_000         # containers plus values in one config as read from a file

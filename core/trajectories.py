@@ -45,13 +45,12 @@ import numpy as np
 
 from trigan.core.cameras import Camera
 from trigan.core.errors import TriganError
+from trigan.core.limits import MAX_FRAMES
 
 NAMED = ("front_circle", "points", "wiggle", "line", "orbit", "zoom")
 DEFAULT_FRAMES = {"front_circle": 64, "points": 3, "wiggle": 16, "line": 16, "orbit": 64, "zoom": 64}
 KEYFRAME_FIELDS = ("yaw", "pitch", "fov", "radius", "time")
 POSE_FIELDS = ("yaw", "pitch", "fov", "radius")
-# Frames of one trajectory: 5.5 minutes at 30 fps (cli/flags.py bounds --frames with the same number).
-MAX_FRAMES = 10000
 # A keyframe file lists a few dozen poses; 16 MiB is thousands of times that.
 MAX_KEYFRAME_FILE_BYTES = 16 * 1024 * 1024
 

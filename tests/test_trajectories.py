@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from trigan.cli import flags
 from trigan.core.errors import TriganError
 from trigan.core.trajectories import (
     MAX_FRAMES,
@@ -167,10 +166,6 @@ def test_a_keyframe_file_nested_past_the_stack_or_with_a_huge_number_is_one_line
         with pytest.raises(TriganError, match="not a usable keyframe file") as info:
             load_keyframes(path, HORIZON)
         assert str(path) in str(info.value)
-
-
-def test_cli_frame_bound_is_the_trajectory_bound():
-    assert flags.MAX_FRAMES == MAX_FRAMES
 
 
 def test_make_trajectory_names_and_errors(tmp_path):

@@ -40,6 +40,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from trigan.core.errors import TriganError
+from trigan.core.limits import MAX_CLASSES, MAX_IMAGE_SIDE
 from trigan.core.safe_paths import shown, unsafe_reason
 
 DEPTH_SUFFIX = "_depth.png"
@@ -48,14 +49,9 @@ ANGLE_TOLERANCE = 1e-3            # radians beyond [-pi, pi] (yaw) and [0, pi] (
 ZERO_COLUMN_NORM = 0.1            # a yaw or pitch column with a norm this small is "all zero"
 
 # Bounds on sizes that come from the data, checked before anything of that size is allocated.
-# Labels are class indices and the model gets one input per class (the one-hot label feeds Linear
-# layers of width w_dim in G, G_ema and D, each with two Adam moments): 10,000 classes is ten
-# times ImageNet-1k, the largest labelled set EpiGRAF/3DGP train on, and keeps those layers near
-# 100 MB; a label beyond it is an id or a typo (1e9 would mean hundreds of GB), not a class.
-MAX_CLASSES = 10_000
-# Training images: EpiGRAF and 3DGP train at 256-512 (1024 at most); 4096 leaves room and keeps one
-# batch of 32 RGB images at 1.5 GiB. Larger photos are for `trigan dataset resize` to shrink.
-MAX_RESOLUTION = 4096
+# Labels are class indices below MAX_CLASSES, and training images at most MAX_RESOLUTION pixels a
+# side (core/limits.py says why).
+MAX_RESOLUTION = MAX_IMAGE_SIDE
 # Any image decoded (training or resize): 2^27 pixels (a 100-megapixel photo fits) is at most
 # 384 MiB as RGB; checked from the header before decoding, so a decompression bomb (a tiny PNG
 # that claims 100000 x 100000 pixels) never allocates. Pillow's own hard limit is larger (179M).

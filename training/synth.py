@@ -43,6 +43,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from trigan.core.cameras import Camera, PatchParams
+from trigan.core.limits import SYNTH_MAX_IMAGES, SYNTH_MAX_RESOLUTION, SYNTH_MAX_SEED
 from trigan.training.dataset import DatasetError
 from trigan.training.dataset_tools import OutputWriter
 
@@ -53,14 +54,11 @@ AMBIENT = 0.42
 MAX_COLOUR = 0.94                  # shaded colours stay below white, so white means background
 DEFAULT_PITCH_RANGE = (math.pi / 2 - 0.5, math.pi / 2 + 0.15)
 _EPS = 1e-6
-# Bounds on the settings, checked before anything is planned or allocated. The plan and the
-# dataset.json hold a few hundred bytes of Python objects per image, so a million images (an
-# ImageNet-sized set) stays under a GB; one image is rendered at a time at least, and 1024 pixels
-# with 2x2 supersampling is 4M sub-rays, twice RAYS_PER_CHUNK: about 1 GB of ray arrays.
-MAX_IMAGES = 1_000_000
-MAX_RESOLUTION = 1024
+# Bounds on the settings, checked before anything is planned or allocated (core/limits.py says why).
+MAX_IMAGES = SYNTH_MAX_IMAGES
+MAX_RESOLUTION = SYNTH_MAX_RESOLUTION
 MAX_SUPERSAMPLE = 4
-MAX_SEED = 2 ** 63 - 1
+MAX_SEED = SYNTH_MAX_SEED
 
 
 # ----------------------------------------------------------------------------------------------
