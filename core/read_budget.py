@@ -125,24 +125,41 @@ def require_regular_file(path, name=None) -> int:
     return info.st_size
 
 
-def open_regular_file(path, name=None, buffering: int = 1 << 20):
-    """`open(path, 'rb')` that cannot block or stream forever: the open is non-blocking (a pipe
-    swapped in after a check still cannot hang it) and the opened descriptor must be a regular file."""
-    name = os.fspath(path) if name is None else name
-    require_regular_file(path, name)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise CheckpointError(f"{name}: no such file") from None
-    except OSError as exc:
-        raise CheckpointError(f"{name}: cannot be read: {exc.strerror or exc}") from None
+class NotRegularFile(ValueError):
+    """What `open_without_blocking` opened is a pipe, a device, a folder, ...; `mode` says which."""
+
+    def __init__(self, mode: int):
+        super().__init__("not a regular file")
+        self.mode = mode
+
+
+def open_without_blocking(path, buffering: int = -1):
+    """`open(path, 'rb')` that cannot block or stream forever: the open is non-blocking (opening a
+    named pipe for reading would otherwise wait for a writer forever, and a pipe swapped in after a
+    check still cannot hang it), and the opened descriptor must be a regular file, else
+    NotRegularFile. OSError from the open passes through."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise _not_regular(name, mode)
+        raise NotRegularFile(mode)
     if hasattr(os, "set_blocking"):
         os.set_blocking(fd, True)  # regular files never block; reads behave as usual
     return os.fdopen(fd, "rb", buffering=buffering)
+
+
+def open_regular_file(path, name=None, buffering: int = 1 << 20):
+    """`open_without_blocking` for a checkpoint: every failure is a one-line CheckpointError naming it."""
+    name = os.fspath(path) if name is None else name
+    require_regular_file(path, name)
+    try:
+        return open_without_blocking(path, buffering)
+    except FileNotFoundError:
+        raise CheckpointError(f"{name}: no such file") from None
+    except NotRegularFile as exc:
+        raise _not_regular(name, exc.mode) from None
+    except OSError as exc:
+        raise CheckpointError(f"{name}: cannot be read: {exc.strerror or exc}") from None
 
 
 class BoundedFile:

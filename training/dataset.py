@@ -25,7 +25,6 @@ import json
 import math
 import os
 import posixpath
-import stat
 import sys
 import warnings
 import zipfile
@@ -41,6 +40,7 @@ from tqdm import tqdm
 
 from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_CLASSES, MAX_IMAGE_SIDE
+from trigan.core.read_budget import open_without_blocking
 from trigan.core.safe_paths import shown, unsafe_reason
 
 DEPTH_SUFFIX = "_depth.png"
@@ -157,13 +157,8 @@ class _FolderFiles:
         never reads more than `limit` bytes."""
         if unsafe_reason(rel) is not None:
             raise ValueError(f"unsafe path {shown(rel)}")
-        # O_NONBLOCK: opening a named pipe for reading would otherwise wait for a writer forever
-        fd = os.open(self.path / rel, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        with os.fdopen(fd, "rb") as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise ValueError("not a regular file")
-            _check_size(info.st_size, limit)
+        with open_without_blocking(self.path / rel) as f:   # a pipe or a device: NotRegularFile (a ValueError)
+            _check_size(os.fstat(f.fileno()).st_size, limit)
             data = f.read(limit + 1)        # the file may have grown since fstat
             _check_size(len(data), limit)
             return data
