@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,28 +29,17 @@ import trimesh
 from PIL import Image
 
 from conftest import THREEDGP_FIXTURES
+from gui_harness import DEMO, START_TIMEOUT, Viewer, crop, image_center, running_xserver, write_settings
 from train_helpers import TINY_TRAIN, write_tiny_dataset
 from trigan.core.cameras import sample_camera_prior
 from trigan.core.images import grid_shape
 from trigan.core.model_io import open_model
-from trigan.viewer.display import _x_server_answers
 from trigan.viewer.orbit import KEY_ORBIT_STEP, ZOOM_STEP
 from trigan.viewer.run_monitor import list_runs, stop_run
-from trigan.viewer.settings import ViewerSettings, save_settings
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "assets" / "demo.ckpt"
 SCREEN = (1600, 1000)
 WINDOW_SIZE = (1400, 900)
-START_TIMEOUT = 240.0          # model load + first frame on a busy 2-core machine
 RESOLUTION = 128               # renders of the tests (the preview frame rate is measured at 256)
-
-
-def _need_programs():
-    missing = [p for p in ("Xvfb", "xdotool", "import") if shutil.which(p) is None]
-    if missing:
-        pytest.fail(f"GUI tests need {', '.join(missing)}: apt-get install -y xvfb xdotool imagemagick "
-                    "(or deselect them with -m 'not gui')", pytrace=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,159 +62,8 @@ def test_view_without_display_exits_with_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def xserver():
-    _need_programs()
-    for number in range(90, 140):
-        if not os.path.exists(f"/tmp/.X11-unix/X{number}") and not os.path.exists(f"/tmp/.X{number}-lock"):
-            break
-    display = f":{number}"
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 20
-    while _x_server_answers(display) is not None:
-        if time.time() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail(f"Xvfb {display} did not start", pytrace=False)
-        time.sleep(0.1)
-    yield display
-    proc.terminate()
-    proc.wait(10)
-
-
-class Viewer:
-    """A running `trigan view` process and the X display it draws on."""
-
-    def __init__(self, display: str, folder: Path, model=DEMO, extra_args=()):
-        self.display, self.folder = display, folder
-        self.state_path = folder / "state.json"
-        self.control_path = folder / "control.jsonl"
-        self.settings_path = folder / "config" / "viewer.json"
-        self.control_path.write_text("")
-        if self.state_path.exists():
-            self.state_path.unlink()
-        self.env = dict(os.environ, DISPLAY=display, XDG_CONFIG_HOME=str(folder / "config"))
-        self.log = open(folder / "viewer.log", "a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trigan.cli.main", "view", str(model), "--settings", str(self.settings_path),
-             "--state-file", str(self.state_path), "--control-file", str(self.control_path), *extra_args],
-            cwd=folder, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    # -- reading -------------------------------------------------------------------------------------
-    def state(self) -> dict:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the viewer exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
-        try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def log_text(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return (self.folder / "viewer.log").read_text()
-
-    def wait_for(self, predicate, timeout=60.0, what="condition") -> dict:
-        deadline = time.time() + timeout
-        while True:
-            s = self.state()
-            if s and predicate(s):
-                return s
-            if time.time() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; last state: "
-                                     f"{json.dumps({k: s.get(k) for k in ('orbit', 'frame', 'frame_error', 'view_error', 'jobs', 'training', 'errors', 'model_message')}, default=str)[:3000]}")
-            time.sleep(0.1)
-
-    def settled(self, timeout=START_TIMEOUT) -> dict:
-        """Wait until the exact frame of the current camera is on screen."""
-        def done(s):
-            f, o = s.get("frame"), s.get("orbit")
-            return (f and o and not s["worker_busy"] and f["quality"] == "exact"
-                    and abs(f["yaw"] - o["yaw"]) < 1e-9 and abs(f["radius"] - o["radius"]) < 1e-9)
-        return self.wait_for(done, timeout, "the exact frame of the current view")
-
-    # -- commands ------------------------------------------------------------------------------------
-    def send(self, **command) -> None:
-        before = self.state().get("commands_done", 0)
-        with open(self.control_path, "a") as f:
-            f.write(json.dumps(command) + "\n")
-        self.wait_for(lambda s: s.get("commands_done", 0) > before, 30, f"command {command}")
-
-    def set(self, tag: str, value) -> None:
-        self.send(set=tag, value=value)
-
-    def rect_of(self, tag: str):
-        """The widget's [x, y, w, h, visible], once it is visible and has stayed put for a moment
-        (text above it may still be reflowing)."""
-        self.send(watch=[tag])
-        deadline = time.time() + 30
-        last = None
-        while True:
-            s = self.wait_for(lambda s: (s.get("items") or {}).get(tag) and s["items"][tag][4], 30, f"{tag} visible")
-            rect = s["items"][tag]
-            if rect == last:
-                return rect
-            if time.time() > deadline:
-                raise AssertionError(f"{tag} keeps moving: {last} -> {rect}")
-            last = rect
-            time.sleep(0.5)
-
-    # -- X events ------------------------------------------------------------------------------------
-    def xdotool(self, *args) -> None:
-        subprocess.run(["xdotool", *[str(a) for a in args]], env=self.env, check=True, timeout=30)
-
-    def move(self, x, y) -> None:
-        self.xdotool("mousemove", int(x), int(y))
-
-    def click_item(self, tag: str) -> None:
-        x, y, w, h, _ = self.rect_of(tag)
-        self.move(x + w // 2, y + h // 2)
-        time.sleep(0.2)
-        self.xdotool("click", 1)
-        time.sleep(0.2)
-
-    def drag(self, start, delta, button=1, steps=8) -> None:
-        """Press, move in steps, release, pausing so that every position is seen by a GUI frame."""
-        x0, y0 = start
-        self.move(x0, y0)
-        time.sleep(0.3)
-        self.xdotool("mousedown", button)
-        time.sleep(0.3)
-        for i in range(1, steps + 1):
-            self.move(x0 + delta[0] * i / steps, y0 + delta[1] * i / steps)
-            time.sleep(0.08)
-        time.sleep(0.3)
-        self.xdotool("mouseup", button)
-        time.sleep(0.2)
-
-    def screenshot(self, path: Path) -> np.ndarray:
-        subprocess.run(["import", "-window", "root", str(path)], env=self.env, check=True, timeout=60)
-        return np.asarray(Image.open(path).convert("RGB")).astype(np.float32)
-
-    def close(self, timeout=60) -> int:
-        if self.proc.poll() is None:
-            with open(self.control_path, "a") as f:
-                f.write(json.dumps({"quit": True}) + "\n")
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGKILL)
-                self.proc.wait(10)
-        self.log.close()
-        return self.proc.returncode
-
-
-def image_center(s):
-    x, y, w, h = s["image_rect"]
-    return x + w // 2, y + h // 2
-
-
-def crop(shot: np.ndarray, rect) -> np.ndarray:
-    x, y, w, h = rect[:4]
-    return shot[y:y + h, x:x + w]
-
-
-def write_settings(folder: Path, **values) -> None:
-    settings = ViewerSettings(**values)
-    save_settings(settings, folder / "config" / "viewer.json")
+    with running_xserver(SCREEN) as display:
+        yield display
 
 
 @pytest.fixture(scope="module")
