@@ -197,14 +197,21 @@ def _train(args) -> int:
     from trigan.training.session import Session  # noqa: PLC0415
 
     info = ddp.init_distributed(args.device)
+    notes = []
+
+    def note(line: str) -> None:
+        """Printed now, and kept for the run's status.json: a monitor shows what the data changed."""
+        print(line, flush=True)
+        notes.append(line)
+
     try:
-        cfg, run_dir, dataset, resumed = _prepare(args, info)
+        cfg, run_dir, dataset, resumed = _prepare(args, info, writer_log=note)
         if info.is_main:
             print(f"run: {run_dir}  ({len(dataset)} images{' with mirrors' if cfg.training.mirror else ''}, "
                   f"{cfg.model.img_resolution}^2, {cfg.model.c_dim} classes; {info.world_size} process(es) on "
                   f"{info.device}; batch {cfg.training.batch_size}; until {cfg.training.kimg:g} kimg)", flush=True)
         with discarded_unless_started(run_dir if info.is_main and not resumed else None):
-            phase = Session(cfg, run_dir, info, resume=resumed).run(dataset)
+            phase = Session(cfg, run_dir, info, resume=resumed, notes=notes).run(dataset)
         return 0 if phase in ("done", "stopped") else 1
     finally:
         ddp.shutdown(info)

@@ -19,14 +19,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tiny_config
 from train_helpers import TINY_TRAIN, fitted_tiny_config, tiny_session, write_tiny_dataset
 from trigan.cli.main import main
 from trigan.core import metrics
 from trigan.core.checkpoint import load_checkpoint
 from trigan.core.errors import ConfigError
+from trigan.core.generator import Generator
 from trigan.training.loop import LATEST, TrainingDiverged
 from trigan.training.run_dir import RunWriter, active_owner
-from trigan.training.session import save_run_config
+from trigan.training.session import _fmt_seconds, eta_seconds, save_run_config
+from trigan.training.visuals import SampleSet, SamplingStopped
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -412,3 +415,118 @@ def test_resume_refuses_a_run_that_another_live_process_is_training(tmp_path, da
         sleeper.wait()
     # once that process is gone, the run is free again (kill -9 leaves a stale status behind)
     assert active_owner(run) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Short runs and quick stops (what the viewer's training panel shows)
+
+def test_a_run_shorter_than_a_tick_logs_its_partial_tick_with_a_sane_eta(tmp_path, data):
+    # tick_kimg 1 and a run of 0.02 kimg (three steps of 8: the last overshoots the total by 4)
+    cfg, ds = fitted_tiny_config(data, "training.tick_kimg=1", "training.kimg=0.02")
+    session = tiny_session(tmp_path / "run", cfg)
+    assert session.run(ds) == "done"
+    run = tmp_path / "run"
+    ticks = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert len(ticks) == 1 and ticks[0]["kimg"] == pytest.approx(0.024) and ticks[0]["step"] == 3
+    assert ticks[0]["loss_G"] > 0 and ticks[0]["loss_D"] > 0
+    status = json.loads((run / "status.json").read_text())
+    assert status["phase"] == "done" and status["eta_seconds"] == 0
+    assert status["img_resolution"] == 16
+    log = (run / "log.txt").read_text()
+    assert "eta 0h00m00s" in log and "eta -" not in log
+
+
+def test_eta_is_never_negative():
+    assert eta_seconds(-4, 2.0) == 0.0 and eta_seconds(100, 4.0) == 25.0
+    assert eta_seconds(100, 0.0) is None and eta_seconds(100, float("nan")) is None
+    assert _fmt_seconds(None) == "unknown" and _fmt_seconds(-2.0) == "unknown"
+    assert _fmt_seconds(0.0) == "0h00m00s" and _fmt_seconds(90061) == "1d 01h01m"
+
+
+def test_sigterm_says_stopping_at_once_and_skips_samples_video_and_metrics(tmp_path, data, monkeypatch):
+    # Samples, a video and metrics at every tick: a stop must write none of them, only latest.ckpt.
+    cfg, ds = fitted_tiny_config(data, "training.tick_kimg=1", "training.kimg=10", "training.image_ticks=1",
+                                 "training.video_ticks=1")
+    cfg.training.metrics = ["fid2k"]            # would need a feature network: it must not be asked for
+    monkeypatch.setattr("trigan.training.session.check_run_setup", lambda *a: None)
+    run = tmp_path / "run"
+    seen = {}
+
+    def hook(trainer):
+        if trainer.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)          # during the third step ...
+            seen["phase"] = json.loads((run / "status.json").read_text())["phase"]
+        seen["steps"] = trainer.step
+
+    evaluated = []
+    monkeypatch.setattr("trigan.training.session.evaluate_metrics", lambda *a, **k: evaluated.append(1) or {})
+    session = tiny_session(run, cfg)
+    assert session.run(ds, step_hook=hook) == "stopped"
+    assert seen == {"phase": "stopping", "steps": 2}          # ... which is finished, and no other
+    status = json.loads((run / "status.json").read_text())
+    assert status["phase"] == "stopped" and status["kimg"] == pytest.approx(0.024)
+    assert "SIGTERM" in status["message"] and "resume" in status["message"].lower()
+    assert load_checkpoint(run / LATEST).progress["step"] == 3
+    assert not evaluated
+    samples = sorted(p.name for p in (run / "samples").iterdir())
+    assert samples == ["fakes_000000000.png", "reals.png"]    # the start's grid only: none on the way out
+    ticks = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [t["kimg"] for t in ticks] == pytest.approx([0.024])     # the partial tick has its line
+
+
+def test_a_stop_while_the_run_starts_is_clean(tmp_path, data, monkeypatch):
+    """SIGTERM before the first step (the viewer's Stop right after Start): no kill that leaves the
+    phase "starting", and no step begun: latest.ckpt of the start and phase "stopped"; no sample
+    grid is made."""
+    from trigan.training import session as session_module  # noqa: PLC0415 (the module patched)
+    cfg, ds = fitted_tiny_config(data, "training.kimg=10")
+    save_reals = session_module.Session._save_reals
+
+    def stop_while_starting(self, dataset):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return save_reals(self, dataset)
+
+    monkeypatch.setattr(session_module.Session, "_save_reals", stop_while_starting)
+    run = tmp_path / "run"
+    assert tiny_session(run, cfg).run(ds) == "stopped"
+    assert json.loads((run / "status.json").read_text())["phase"] == "stopped"
+    assert load_checkpoint(run / LATEST).progress["step"] == 0
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["reals.png"]
+    assert not (run / "stats.jsonl").exists()                 # no step, no tick
+
+
+def test_a_stop_during_a_ticks_samples_begins_no_new_step(tmp_path, data, monkeypatch):
+    from trigan.training import session as session_module  # noqa: PLC0415 (the module patched)
+    cfg, ds = fitted_tiny_config(data, "training.kimg=10", "training.image_ticks=1")
+    save_samples = session_module.Session._save_samples
+
+    def stop_while_sampling(self, trainer, video):
+        if trainer.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return save_samples(self, trainer, video)
+
+    monkeypatch.setattr(session_module.Session, "_save_samples", stop_while_sampling)
+    run = tmp_path / "run"
+    assert tiny_session(run, cfg).run(ds) == "stopped"
+    assert load_checkpoint(run / LATEST).progress["step"] == 2      # the tick's step, and no other
+    status = json.loads((run / "status.json").read_text())
+    assert status["phase"] == "stopped" and status["kimg"] == pytest.approx(0.016)
+    assert not (run / "samples" / "fakes_000000016.png").exists()   # no grid on the way out
+
+
+def test_a_stop_gives_up_a_grid_or_video_in_progress_and_leaves_no_file(tmp_path):
+    G = Generator(tiny_config().model)
+    samples = SampleSet.create(G, 4, rows=1, cols=4)
+    asked = []
+
+    def stop_on_second_question():
+        asked.append(1)
+        return len(asked) >= 2
+
+    with pytest.raises(SamplingStopped):
+        samples.render_orbit_video(G, tmp_path / "orbit.mp4", frames=8, fps=10, resolution=8,
+                                   stop=stop_on_second_question)
+    assert len(asked) == 2 and list(tmp_path.iterdir()) == []
+    with pytest.raises(SamplingStopped):
+        samples.render_grid(G, resolution=8, batch=2, stop=lambda: True)
+    assert samples.render_grid(G, resolution=8, batch=2, stop=lambda: False).shape == (8, 32, 3)

@@ -16,13 +16,17 @@ import pytest
 
 from train_helpers import TINY_TRAIN, write_tiny_dataset
 from trigan.core.errors import TriganError
+from trigan.viewer.panels.training import details_lines, typed_float
 from trigan.viewer.run_monitor import (
     METRIC_PREFIX,
     StatsFollower,
+    field_rows,
+    format_eta,
     latest_sample,
     launched_run_dir,
     list_runs,
     log_tail,
+    pair_rows,
     read_run,
     read_stats,
     resume_run,
@@ -246,3 +250,111 @@ def test_start_stop_resume_a_real_training_process(tmp_path):
     assert read_run(run).phase == "done"
     assert any("resumed from" in line for line in (run / "log.txt").read_text().splitlines())
     assert again.log_path == run / "resume.log"
+
+
+# --------------------------------------------------------------------------------------------------
+# What the panel shows of a run (no display needed)
+
+def test_what_each_button_can_do_follows_the_run(tmp_path):
+    live = make_run(tmp_path / "live", status=status_for(_live_pid(tmp_path)))
+    info = read_run(live)
+    assert info.alive and info.can_stop and not info.can_resume and info.summary == "training"
+    assert not info.has_latest and not info.has_best
+    elsewhere = read_run(make_run(tmp_path / "elsewhere", status=status_for(12345, host="elsewhere-node")))
+    assert elsewhere.alive and not elsewhere.can_stop            # stop_run would refuse it
+    stopped_dir = make_run(tmp_path / "stopped", status=status_for(dead_pid(), phase="stopped"))
+    assert read_run(stopped_dir).summary == "stopped" and not read_run(stopped_dir).can_resume   # no checkpoint
+    (stopped_dir / "latest.ckpt").write_bytes(b"x")
+    stopped = read_run(stopped_dir)
+    assert stopped.has_latest and stopped.can_resume and not stopped.can_stop and not stopped.has_best
+    assert stopped.summary == "stopped (resumable)"
+    done_dir = make_run(tmp_path / "done", status=status_for(dead_pid(), phase="done"))
+    (done_dir / "latest.ckpt").write_bytes(b"x")
+    (done_dir / "best.ckpt").write_bytes(b"x")
+    done = read_run(done_dir)
+    assert done.summary == "done" and not done.can_resume and done.has_best
+    interrupted_dir = make_run(tmp_path / "gone", status=status_for(dead_pid(), phase="stopping"))
+    (interrupted_dir / "latest.ckpt").write_bytes(b"x")
+    assert read_run(interrupted_dir).state == "interrupted" and read_run(interrupted_dir).can_resume
+
+
+_SLEEPERS = []
+
+
+def _live_pid(tmp_path) -> int:
+    """A process that stays alive for the test (reaped at exit)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    _SLEEPERS.append(proc)
+    return proc.pid
+
+
+@pytest.fixture(autouse=True)
+def _reap_sleepers():
+    yield
+    while _SLEEPERS:
+        proc = _SLEEPERS.pop()
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "-"), (-0.3, "-"), (-86400.5, "-"), (float("nan"), "-"), (float("inf"), "-"), (0, "0m00s"),
+    (59.9, "0m59s"), (247, "4m07s"), (3600, "1h00m"), (3900, "1h05m"), (86399, "23h59m"),
+    (86400 * 2 + 3 * 3600 + 5, "2d 03h"),
+])
+def test_eta_text_is_never_negative(seconds, text):
+    assert format_eta(seconds) == text
+
+
+def test_loss_pairs_wrap_between_pairs_only():
+    losses = {"loss_G": 0.6931471805599453, "loss_D": 1.3862943611198906, "D_real": -0.01234567,
+              "D_fake": 0.0234, "r1_penalty": 6.9e-06}
+    for width in (10, 20, 40, 44, 60, 200):
+        rows = pair_rows(losses, width)
+        # every pair is whole on one row, as "name value" with the value as formatted
+        tokens = [row.split() for row in rows]
+        assert all(len(t) % 2 == 0 for t in tokens)
+        pairs = [(t[i], t[i + 1]) for t in tokens for i in range(0, len(t), 2)]
+        assert [name for name, _ in pairs] == list(losses)
+        assert [float(value) for _, value in pairs] == pytest.approx(list(losses.values()), rel=1e-3)
+        cell = max(map(len, losses)) + 1 + max(len(f"{v:.4g}") for v in losses.values())
+        assert all(len(row) <= max(width, cell) for row in rows)     # one pair a row when none fit
+        # aligned: every row's cells start at the same columns
+        starts = [[i for i in range(len(row)) if row[i] != " " and (i == 0 or row[i - 1] == " ")][::2]
+                  for row in rows]
+        assert all(s == starts[0][:len(s)] for s in starts)
+    assert len(pair_rows(losses, 44)) == 3 and len(pair_rows(losses, 200)) == 1
+    assert pair_rows({}, 40) == []
+
+
+def test_fields_wrap_between_fields():
+    fields = ["kimg 0.512 of 300", "images/s 6.3", "ETA 13h12m"]
+    assert field_rows(fields, 80) == ["kimg 0.512 of 300   images/s 6.3   ETA 13h12m"]
+    assert field_rows(fields, 35) == ["kimg 0.512 of 300   images/s 6.3", "ETA 13h12m"]
+    assert field_rows(fields, 5) == fields
+
+
+@pytest.mark.parametrize(("typed", "text"), [(0.05, "0.05"), (0.5, "0.5"), (1e-05, "1e-05"), (300.0, "300.0"),
+                                             (0.1234567, "0.1234567"), (2.0, "2.0"), (0.3, "0.3")])
+def test_float_inputs_go_on_the_command_line_as_typed(typed, text):
+    import numpy as np  # noqa: PLC0415 (only this test)
+    as_stored = float(np.float32(typed))            # what DearPyGui's float input gives back
+    assert as_stored != typed or typed in (0.5, 300.0, 2.0)
+    assert typed_float(as_stored) == text
+    assert np.float32(float(typed_float(as_stored))) == np.float32(as_stored)
+
+
+def test_details_show_resolution_notes_eta_and_aligned_losses(tmp_path):
+    status = status_for(_live_pid(tmp_path), img_resolution=16, eta_seconds=-5.0,
+                        notes=["note: the images are 16^2; model.img_resolution 64 -> 16"],
+                        losses={"loss_G": 0.6931, "loss_D": 1.386, "D_real": -0.01234, "r1_penalty": 6.9e-06})
+    info = read_run(make_run(tmp_path / "run", status=status))
+    assert info.img_resolution == 16 and info.notes == ["note: the images are 16^2; model.img_resolution 64 -> 16"]
+    lines = details_lines(info, 44)
+    text = "\n".join(lines)
+    assert "ETA -" in text and "-5" not in text and "-1d" not in text
+    words = " ".join(text.split())                   # the note wraps between its words
+    assert "resolution 16^2" in text and "the images are 16^2; model.img_resolution 64 -> 16" in words
+    assert all(len(line) <= 44 for line in lines)
+    loss_rows = lines[lines.index("losses") + 1:lines.index("metrics -")]
+    assert len(loss_rows) == 2 and "loss_G" in loss_rows[0] and "0.6931" in loss_rows[0]

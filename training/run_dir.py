@@ -41,8 +41,8 @@ import torch
 from trigan.core.atomic import WriteError, append_text, atomic_write_text, writing
 from trigan.core.errors import TriganError
 
-PHASES = ("queued", "starting", "training", "sampling", "checkpointing", "evaluating", "rolling_back", "stopped",
-          "done", "failed")
+PHASES = ("queued", "starting", "training", "sampling", "checkpointing", "evaluating", "rolling_back", "stopping",
+          "stopped", "done", "failed")
 
 
 def _slug(text: str, limit: int = 64) -> str:
@@ -110,6 +110,8 @@ class RunWriter:
         self.dir = Path(run_dir)
         self.enabled = enabled
         self.status: Dict[str, Any] = {}
+        self.stopping = False           # a stop was asked for: active phases are written as "stopping"
+        self._writing_status = False    # inside update_status (a signal handler must not write then)
         self._tb = None
         if enabled and tensorboard:
             try:  # optional: only when the tensorboard package is installed
@@ -165,13 +167,33 @@ class RunWriter:
             self._tb.flush()
 
     def update_status(self, **fields) -> None:
-        """Merge fields into status.json (atomically replaced) with a fresh heartbeat."""
-        self.status.update(fields)
-        self.status["pid"] = os.getpid()
-        self.status["host"] = socket.gethostname()
-        self.status["heartbeat"] = time.time()
-        if self.enabled:
-            atomic_write_text(self.dir / "status.json", json.dumps(self.status, indent=1))
+        """Merge fields into status.json (atomically replaced) with a fresh heartbeat. Once a stop was
+        asked for, an active phase is written as "stopping": what the run still does on its way out
+        (the step in progress, the last checkpoint) is part of the stop, and a monitor says so."""
+        self._writing_status = True
+        try:
+            self.status.update(fields)
+            if self.stopping and self.status.get("phase") in ACTIVE_PHASES:
+                self.status["phase"] = "stopping"
+            self.status["pid"] = os.getpid()
+            self.status["host"] = socket.gethostname()
+            self.status["heartbeat"] = time.time()
+            if self.enabled:
+                atomic_write_text(self.dir / "status.json", json.dumps(self.status, indent=1))
+        finally:
+            self._writing_status = False
+
+    def announce_stopping(self) -> None:
+        """For a stop-signal handler: from now on the run is "stopping", and status.json says so at
+        once (the step in progress may take a while), unless the signal interrupted a status write
+        of this process, or the disk refuses: then the next status write after the step says it."""
+        self.stopping = True
+        if self._writing_status or self.status.get("phase") not in ACTIVE_PHASES:
+            return
+        try:
+            self.update_status()
+        except OSError:
+            pass   # best effort from a signal handler; the run's own next write reports the disk
 
     def final_status(self, **fields) -> bool:
         """update_status for the last word of a failing run, which must not fail in turn: when the
@@ -208,7 +230,8 @@ def read_status(run_dir) -> Dict[str, Any]:
         return {}
 
 
-ACTIVE_PHASES = ("starting", "training", "sampling", "checkpointing", "evaluating", "rolling_back")
+# "stopping": a stop signal came; the trainer finishes its step and writes latest.ckpt, then "stopped".
+ACTIVE_PHASES = ("starting", "training", "sampling", "checkpointing", "evaluating", "rolling_back", "stopping")
 HEARTBEAT_STALE_S = 120.0
 
 

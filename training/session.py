@@ -9,6 +9,9 @@ configured, pick best.ckpt; sample grids and short orbit videos go to samples/.
 However a run ends, status.json says so: "done"; "stopped" (a signal, or a second Ctrl-C that aborts
 at once: then its kimg is latest.ckpt's, where --resume continues); "failed" with the one-line
 reason (divergence, a full or read-only disk, a bug). latest.ckpt is only ever replaced atomically.
+A stop signal makes the phase "stopping" at once; the run finishes its step, logs the partial tick,
+writes latest.ckpt and ends "stopped", without the extras of a run's end (metrics, sample grid,
+video: minutes on a CPU; a grid or video in progress is given up between batches or frames).
 A resume applies the config's optimiser hyper-parameters to the loaded optimisers (logged), drops
 the ticks that stats.jsonl logged after the checkpoint (they are trained again) and sweeps the
 temporaries of writers that died mid-write.
@@ -22,7 +25,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +41,7 @@ from trigan.training.dataset import ImageDataset
 from trigan.training.evaluation import check_metric_setup, evaluate_metrics
 from trigan.training.loop import BEST, LATEST, SNAPSHOTS, Trainer, TrainingDiverged, check_training_setup
 from trigan.training.run_dir import RunWriter
-from trigan.training.visuals import SampleSet, save_reals_grid
+from trigan.training.visuals import SampleSet, SamplingStopped, save_reals_grid
 
 STATUS_EVERY_S = 5.0
 
@@ -100,8 +103,11 @@ def check_run_setup(cfg: Config, dataset: ImageDataset, info: ddp.DistInfo) -> N
 
 class Session:
     def __init__(self, cfg: Config, run_dir: Path, info: ddp.DistInfo, resume: bool,
-                 progress_every_step: bool = False):
+                 progress_every_step: bool = False, notes: Sequence[str] = ()):
+        """notes: what the setup changed that a person should see beside the run (e.g. the
+        resolution the dataset imposed); they go to status.json and log.txt."""
         self.cfg, self.run_dir, self.info, self.resume = cfg, Path(run_dir), info, resume
+        self.notes = [str(n) for n in notes]
         self.writer = RunWriter(self.run_dir, enabled=info.is_main)
         self.progress_every_step = progress_every_step
         self._stop_signal: Optional[str] = None
@@ -122,6 +128,12 @@ class Session:
         self._stop_signal = name
         if self.info.is_main:
             print(f"{name}: stopping after this step and writing a checkpoint (Ctrl-C again to abort)", flush=True)
+        self.writer.announce_stopping()
+
+    @property
+    def stopping(self) -> bool:
+        """A stop was asked for (this process's signal): the run is on its way out."""
+        return self._stop_signal is not None
 
     def _install_signals(self):
         self._pid = os.getpid()
@@ -156,20 +168,27 @@ class Session:
                                 rows=rows, cols=cols)
 
     def _save_samples(self, trainer: Trainer, video: bool) -> None:
-        if not self.info.is_main:
+        """The sample grid (and the orbit video) of G_ema now. Pictures are extras: a stop asked for
+        meanwhile gives them up at once (between batches or frames, leaving no file), since a grid
+        and a video of the demo model take minutes on a CPU and the person is waiting for the stop."""
+        if not self.info.is_main or self.stopping:
             return
         kimg = trainer.cur_nimg / 1000
         self.writer.update_status(phase="sampling")
-        grid = self._samples.render_grid(trainer.G_ema, batch=8)
         path = self.run_dir / "samples" / f"fakes_{int(round(kimg * 1000)):09d}.png"
-        with writing(path):
-            save_png(grid, path)
-        self.writer.update_status(last_sample=str(path.relative_to(self.run_dir)))
-        if video:
-            vpath = path.with_suffix(".mp4")
-            with writing(vpath):
-                self._samples.render_orbit_video(trainer.G_ema, vpath, frames=32, fps=16, batch=8)
-            self.writer.update_status(last_video=str(vpath.relative_to(self.run_dir)))
+        try:
+            grid = self._samples.render_grid(trainer.G_ema, batch=8, stop=lambda: self.stopping)
+            with writing(path):
+                save_png(grid, path)
+            self.writer.update_status(last_sample=str(path.relative_to(self.run_dir)))
+            if video:
+                vpath = path.with_suffix(".mp4")
+                with writing(vpath):
+                    self._samples.render_orbit_video(trainer.G_ema, vpath, frames=32, fps=16, batch=8,
+                                                     stop=lambda: self.stopping)
+                self.writer.update_status(last_video=str(vpath.relative_to(self.run_dir)))
+        except SamplingStopped:
+            self.log(f"stopping: skipped the samples of kimg {kimg:.3f}")
 
     def _save_reals(self, dataset: ImageDataset) -> None:
         num = max(1, self.cfg.training.samples)
@@ -261,12 +280,19 @@ class Session:
         self.trainer = trainer
         previous = {}
         try:
-            self._start(trainer, dataset)
+            # Before _start: a Stop while the run starts (loading, the first checkpoint and grid take
+            # a while) is a clean stop too, not a kill that leaves the phase "starting".
             previous = self._install_signals()
+            self._start(trainer, dataset)
             phase = self._train_loop(trainer, step_hook)
+            kimg = trainer.cur_nimg / 1000
             if phase == "done":
-                self.log(f"done: {trainer.cur_nimg / 1000:.3f} kimg in {_fmt_seconds(trainer.train_seconds)}")
-            self.writer.update_status(phase=phase, kimg=trainer.cur_nimg / 1000, eta_seconds=0 if phase == "done" else None)
+                self.log(f"done: {kimg:.3f} kimg in {_fmt_seconds(trainer.train_seconds)}")
+                self.writer.update_status(phase=phase, kimg=kimg, eta_seconds=0, message=None)
+            else:
+                self.writer.update_status(phase=phase, kimg=kimg, eta_seconds=None,
+                                          message=f"stopped by {self._stop_signal or 'another process'} at kimg "
+                                                  f"{kimg:.3f} of {self.cfg.training.kimg:g}; resume continues it")
             return phase
         except KeyboardInterrupt:
             self._aborting = True
@@ -322,7 +348,10 @@ class Session:
             self.log(trainer.init_from(Path(t.init)))
         self.writer.update_status(phase="starting", kimg=trainer.cur_nimg / 1000, total_kimg=t.kimg,
                                   world_size=self.info.world_size, device=str(self.info.device),
-                                  run_dir=str(self.run_dir), started_at=time.time(), message=None)
+                                  run_dir=str(self.run_dir), started_at=time.time(), message=None,
+                                  img_resolution=self.cfg.model.img_resolution, notes=self.notes)
+        for note in self.notes:
+            self.writer.log(note, echo=False)     # `trigan train` printed them already
         if self.info.is_main:
             self._samples = self._sample_set(trainer)
             if not (self.run_dir / "samples" / "reals.png").exists():
@@ -374,6 +403,14 @@ class Session:
         count = 0
         self.writer.update_status(phase="training")
         while trainer.cur_nimg < total_nimg:
+            if count == 0 and ddp.any_true(self.info, self.stopping):
+                # Asked to stop between steps (while the run started, or during a tick's samples or
+                # checkpoint): no step is in progress, so none is begun; the state is checkpointed.
+                self.writer.stopping = True
+                if self._checkpoint_kimg != trainer.cur_nimg / 1000:
+                    self._checkpoint(trainer, {})
+                self._log_stopped(trainer)
+                return "stopped"
             step_start = time.time()
             if step_hook is not None:
                 step_hook(trainer)
@@ -390,7 +427,9 @@ class Session:
             count += 1
 
             done = trainer.cur_nimg >= total_nimg
-            stop = ddp.any_true(self.info, self._stop_signal is not None)
+            stop = ddp.any_true(self.info, self.stopping)
+            if stop:
+                self.writer.stopping = True      # also when another process got the signal
             tick_done = trainer.cur_nimg >= tick_start_nimg + t.tick_kimg * 1000
             now = time.time()
             rate = (trainer.cur_nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9)
@@ -398,8 +437,10 @@ class Session:
                 last_status = now
                 self.writer.update_status(
                     phase="training", kimg=trainer.cur_nimg / 1000, step=trainer.step, images_per_sec=rate,
-                    eta_seconds=(total_nimg - trainer.cur_nimg) / max(rate, 1e-9),
+                    eta_seconds=eta_seconds(total_nimg - trainer.cur_nimg, rate),
                     losses={k: v / count for k, v in sums.items()}, rollbacks=trainer.rollbacks)
+            # A run's last stretch is a tick of its own, however short (a run shorter than one tick
+            # still gets its line in stats.jsonl, and its curves a point).
             if not (tick_done or done or stop):
                 continue
 
@@ -421,38 +462,53 @@ class Session:
             self.writer.scalars({f"Loss/{k}": v for k, v in means.items()}, kimg)
             self.writer.scalars({f"Progress/{k}": v for k, v in trainer.schedules().items()}, kimg)
             self.writer.scalars({"Timing/images_per_sec": rate}, kimg)
-            eta = (total_nimg - trainer.cur_nimg) / max(rate, 1e-9)
+            eta = eta_seconds(total_nimg - trainer.cur_nimg, rate)
             self.log(f"tick {trainer.tick:<4d} kimg {kimg:8.3f}  {rate:7.1f} img/s  "
                      + "  ".join(f"{k} {v:.3f}" for k, v in means.items())
                      + f"  eta {_fmt_seconds(eta)}")
 
+            # The end of a finished run has its metrics, samples and video; a stopped one only its
+            # checkpoint: the person who asked for the stop waits for it, and the extras of the demo
+            # model on a CPU (a grid and a 32-frame video) took minutes.
             final = done or stop
             metrics = {}
-            if t.metrics and (final or trainer.tick % max(t.metric_ticks, 1) == 0):
+            if t.metrics and not stop and (final or trainer.tick % max(t.metric_ticks, 1) == 0):
                 metrics = self._evaluate(trainer)
             # Wall time differs between processes: agree, since saving is collective.
             snapshot_due = ddp.any_true(self.info, trainer.tick % max(t.snapshot_ticks, 1) == 0
                                         or time.time() - self._last_snapshot_time > t.snapshot_minutes * 60)
             if final or snapshot_due or metrics:
                 self._checkpoint(trainer, metrics)
-            if final or trainer.tick % max(t.image_ticks, 1) == 0:
+            if not stop and (final or trainer.tick % max(t.image_ticks, 1) == 0):
                 video = t.video_ticks > 0 and (final or trainer.tick % t.video_ticks == 0)
                 self._save_samples(trainer, video=video)
             self.writer.update_status(phase="training", kimg=kimg, step=trainer.step, images_per_sec=rate,
                                       eta_seconds=eta, losses=means, last_metric=trainer.last_metric or None,
                                       best_metric=trainer.best_metric, rollbacks=trainer.rollbacks)
             tick_start_nimg, tick_start_time, sums, count = trainer.cur_nimg, time.time(), {}, 0
-            if stop:
+            if stop and not done:
                 phase = "stopped"
-                self.log(f"stopped by {self._stop_signal or 'another process'} at kimg {kimg:.3f}; "
-                         f"resume with: trigan train --resume {self.run_dir}")
+                self._log_stopped(trainer)
                 break
         return "done" if phase == "training" else phase
 
+    def _log_stopped(self, trainer: Trainer) -> None:
+        self.log(f"stopped by {self._stop_signal or 'another process'} at kimg {trainer.cur_nimg / 1000:.3f}; "
+                 f"resume with: trigan train --resume {self.run_dir}")
 
-def _fmt_seconds(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
+
+def eta_seconds(remaining_nimg: float, images_per_sec: float) -> Optional[float]:
+    """Seconds until the run's last image at this speed; None while the speed is unknown. The last
+    step overshoots the total by up to a batch: nothing is left then, not a negative time (which
+    read "-1d 23h59m")."""
+    if not (math.isfinite(images_per_sec) and images_per_sec > 0):
+        return None
+    return max(0.0, float(remaining_nimg)) / images_per_sec
+
+
+def _fmt_seconds(s: Optional[float]) -> str:
+    if s is None or not math.isfinite(s) or s < 0:
+        return "unknown"
     s = int(s)
     d, s = divmod(s, 86400)
     h, s = divmod(s, 3600)

@@ -24,7 +24,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 import imageio_ffmpeg
 import numpy as np
@@ -39,6 +39,15 @@ PathLike = Union[str, os.PathLike]
 
 # Camera yaw spread across the columns of a sample grid (radians either side of the mean pose).
 GRID_YAW_RANGE = math.pi / 4
+
+
+class SamplingStopped(Exception):
+    """A grid or video given up because `stop()` said so (the run is stopping): nothing was written."""
+
+
+def _check_stop(stop: Optional[Callable[[], bool]]) -> None:
+    if stop is not None and stop():
+        raise SamplingStopped
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,25 +183,30 @@ class SampleSet:
         blank = torch.full((total - rgb.shape[0],) + tuple(rgb.shape[1:]), -1.0)
         return torch.cat([rgb, blank])
 
-    def render_grid(self, G, resolution: Optional[int] = None, batch: int = 8, psi: float = 1.0) -> np.ndarray:
-        """Every sample rendered by G at its own camera, as a uint8 grid [rows*res, cols*res, 3]."""
+    def render_grid(self, G, resolution: Optional[int] = None, batch: int = 8, psi: float = 1.0,
+                    stop: Optional[Callable[[], bool]] = None) -> np.ndarray:
+        """Every sample rendered by G at its own camera, as a uint8 grid [rows*res, cols*res, 3].
+        `stop`, asked between batches: True gives up with SamplingStopped (a run that is stopping)."""
         resolution = G.cfg.img_resolution if resolution is None else int(resolution)
+        images = []
         with _eval_mode(G), torch.no_grad():
             views = self.views(G)
-            images = [self._render(G, field, views.cameras(views.angles[idx], G.device), resolution)
-                      for idx, field in self._fields(G, views, list(range(self.num)), batch, psi)]
+            for idx, field in self._fields(G, views, list(range(self.num)), batch, psi):
+                _check_stop(stop)
+                images.append(self._render(G, field, views.cameras(views.angles[idx], G.device), resolution))
         rgb = self._with_blanks(torch.cat(images), self.rows * self.cols)
         return image_grid(rgb, self.rows, self.cols)
 
     def render_orbit_video(self, G, path: PathLike, frames: int = 32, fps: int = 16,
                            resolution: Optional[int] = None, batch: int = 8, max_samples: int = 8,
-                           psi: float = 1.0) -> Path:
+                           psi: float = 1.0, stop: Optional[Callable[[], bool]] = None) -> Path:
         """An mp4 of the first `max_samples` samples in a grid, each camera circling 360 degrees in yaw.
 
         Pitch, radius, fov and look-at stay the sample's; frame t adds 2*pi*t/frames to its yaw, so the
         clip loops without a repeated frame. Each latent's field is computed once and re-rendered per
         frame. H.264 in yuv420p needs even sizes: the grid is padded with black to even width and
-        height. Written atomically (temporary file, then rename).
+        height. Written atomically (temporary file, then rename). `stop`, asked between frames:
+        True gives up with SamplingStopped and leaves no file.
         """
 
         if frames < 1:
@@ -214,6 +228,7 @@ class SampleSet:
             try:
                 writer.send(None)  # starts the generator; ffmpeg is already running
                 for t in range(frames):
+                    _check_stop(stop)
                     images = []
                     for idx, field in fields:
                         angles = views.angles[idx].clone()

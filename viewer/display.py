@@ -66,3 +66,51 @@ def display_problem() -> Optional[str]:
         return ("no display: DISPLAY is not set (run it on a desktop, through `ssh -X`, or under "
                 "Xvfb: xvfb-run -a trigan view)")
     return _x_server_answers(display)
+
+
+def screen_work_area():
+    """(x, y, width, height) of the screen's work area (the part not taken by panels and task bars,
+    from the window manager's _NET_WORKAREA), the whole default screen without a window manager,
+    or None when it cannot be read (no X11: Windows, macOS, Wayland without XWayland)."""
+    if sys.platform.startswith(("win", "darwin")) or not os.environ.get("DISPLAY"):
+        return None
+    xlib = _load_xlib()
+    if xlib is None:
+        return None
+    c_void_p, c_ulong, c_int = ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int
+    xlib.XOpenDisplay.restype, xlib.XOpenDisplay.argtypes = c_void_p, [ctypes.c_char_p]
+    xlib.XCloseDisplay.argtypes = [c_void_p]
+    xlib.XDefaultScreen.argtypes, xlib.XDefaultScreen.restype = [c_void_p], c_int
+    xlib.XDisplayWidth.argtypes = xlib.XDisplayHeight.argtypes = [c_void_p, c_int]
+    xlib.XDefaultRootWindow.argtypes, xlib.XDefaultRootWindow.restype = [c_void_p], c_ulong
+    xlib.XInternAtom.argtypes, xlib.XInternAtom.restype = [c_void_p, ctypes.c_char_p, c_int], c_ulong
+    xlib.XGetWindowProperty.argtypes = [c_void_p, c_ulong, c_ulong, ctypes.c_long, ctypes.c_long, c_int, c_ulong,
+                                        ctypes.POINTER(c_ulong), ctypes.POINTER(c_int), ctypes.POINTER(c_ulong),
+                                        ctypes.POINTER(c_ulong), ctypes.POINTER(c_void_p)]
+    xlib.XFree.argtypes = [c_void_p]
+    handle = xlib.XOpenDisplay(os.environ["DISPLAY"].encode())
+    if not handle:
+        return None
+    try:
+        screen = xlib.XDefaultScreen(handle)
+        whole = (0, 0, int(xlib.XDisplayWidth(handle, screen)), int(xlib.XDisplayHeight(handle, screen)))
+        atom = xlib.XInternAtom(handle, b"_NET_WORKAREA", 1)       # only_if_exists: no WM, no atom
+        if not atom:
+            return whole
+        actual, fmt, count, after, data = c_ulong(), c_int(), c_ulong(), c_ulong(), c_void_p()
+        xa_cardinal = 6
+        status = xlib.XGetWindowProperty(handle, xlib.XDefaultRootWindow(handle), atom, 0, 4, 0, xa_cardinal,
+                                         ctypes.byref(actual), ctypes.byref(fmt), ctypes.byref(count),
+                                         ctypes.byref(after), ctypes.byref(data))
+        if status != 0 or not data.value:
+            return whole
+        try:
+            if fmt.value != 32 or count.value < 4:
+                return whole
+            # Format-32 properties come back as C longs, whatever their size on this platform.
+            x, y, w, h = ctypes.cast(data, ctypes.POINTER(ctypes.c_long))[:4]
+        finally:
+            xlib.XFree(data)
+        return (int(x), int(y), int(w), int(h)) if w > 0 and h > 0 else whole
+    finally:
+        xlib.XCloseDisplay(handle)

@@ -51,8 +51,12 @@ class RunInfo:
     pid: Optional[int] = None
     host: Optional[str] = None
     heartbeat_age: Optional[float] = None   # seconds since the trainer last wrote status.json
-    message: Optional[str] = None       # e.g. why it failed
+    message: Optional[str] = None       # e.g. why it failed, or where a stopped run stands
     last_sample: Optional[Path] = None
+    img_resolution: Optional[int] = None    # the resolution it trains at (after the dataset fitted it)
+    notes: List[str] = field(default_factory=list)   # what the setup changed, e.g. the resolution
+    has_latest: bool = False            # latest.ckpt exists (View latest, Resume)
+    has_best: bool = False              # best.ckpt exists (View best)
 
     @property
     def state(self) -> str:
@@ -65,6 +69,30 @@ class RunInfo:
         if self.phase in ("queued", "stopped", "done", "failed"):
             return self.phase
         return "unknown"
+
+    @property
+    def on_this_machine(self) -> bool:
+        return self.host == socket.gethostname()
+
+    @property
+    def can_stop(self) -> bool:
+        """Stop can do something: a live trainer on this machine (stop_run signals only those)."""
+        return self.alive and self.on_this_machine and self.pid is not None
+
+    @property
+    def can_resume(self) -> bool:
+        """Resume can do something: nobody trains it, it did not finish, and it has a checkpoint."""
+        return not self.alive and self.state in ("stopped", "interrupted", "failed") and self.has_latest
+
+    @property
+    def summary(self) -> str:
+        """A word or two for lists: what it is doing while alive, else how it ended (a stopped run
+        says it can go on, so that it never looks finished)."""
+        if self.alive:
+            return self.phase
+        return {"stopped": "stopped (resumable)" if self.has_latest else "stopped",
+                "interrupted": "interrupted (resumable)" if self.has_latest else "interrupted",
+                "done": "done", "failed": "failed", "queued": "queued"}.get(self.state, "unknown")
 
     @property
     def fraction(self) -> Optional[float]:
@@ -104,7 +132,13 @@ def read_run(path) -> RunInfo:
         host=status.get("host") if isinstance(status.get("host"), str) else None,
         heartbeat_age=None if heartbeat is None else max(0.0, time.time() - heartbeat),
         message=status.get("message") if isinstance(status.get("message"), str) else None,
-        last_sample=latest_sample(path))
+        last_sample=latest_sample(path), img_resolution=_positive_int(status.get("img_resolution")),
+        notes=[n for n in status.get("notes") or [] if isinstance(n, str)] if isinstance(status.get("notes"), list) else [],
+        has_latest=(path / RUN_LATEST).is_file(), has_best=(path / RUN_BEST).is_file())
+
+
+def _positive_int(value) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def list_runs(runs_folder) -> List[RunInfo]:
@@ -324,3 +358,52 @@ def log_tail(path, lines: int = 20) -> List[str]:
     except OSError:
         return []
     return text.splitlines()[-lines:]
+
+
+# --------------------------------------------------------------------------------------------------
+# Text for the panel (pure functions: the panel only places it)
+
+def format_eta(seconds) -> str:
+    """"1h05m", "4m07s", "2d 03h"; "-" for an unknown, negative or non-finite time."""
+    value = _number(seconds)
+    if value is None or value < 0:
+        return "-"
+    total = int(value)
+    days, rest = divmod(total, 86400)
+    if days:
+        return f"{days}d {rest // 3600:02d}h"
+    if total >= 3600:
+        return f"{total // 3600}h{total % 3600 // 60:02d}m"
+    return f"{total // 60}m{total % 60:02d}s"
+
+
+def format_value(value: float) -> str:
+    """A loss or metric in at most 9 characters: 0.6931, -0.01234, 1.235e-05, 1234."""
+    return f"{value:.4g}"
+
+
+def pair_rows(pairs: Dict[str, float], width_chars: int, gap: int = 3) -> List[str]:
+    """"name value" pairs in aligned columns, as many per row as fit in width_chars. Rows are cut
+    between pairs only, never inside a number (Dear ImGui's word wrap would break "0.693" at its
+    point). Every cell has the width of the widest; values are right-aligned."""
+    if not pairs:
+        return []
+    names = [str(k) for k in pairs]
+    values = [format_value(v) for v in pairs.values()]
+    name_w, value_w = max(map(len, names)), max(map(len, values))
+    cells = [f"{n:<{name_w}} {v:>{value_w}}" for n, v in zip(names, values, strict=True)]
+    cell_w = name_w + 1 + value_w
+    per_row = max(1, (max(width_chars, cell_w) + gap) // (cell_w + gap))
+    return [(" " * gap).join(cells[i:i + per_row]).rstrip() for i in range(0, len(cells), per_row)]
+
+
+def field_rows(fields: List[str], width_chars: int, gap: int = 3) -> List[str]:
+    """Fields ("kimg 0.5 of 300", "ETA 4m07s") joined on rows of at most width_chars, broken
+    between fields only (a field longer than a row gets a row of its own)."""
+    rows: List[str] = []
+    for f in fields:
+        if rows and len(rows[-1]) + gap + len(f) <= width_chars:
+            rows[-1] += " " * gap + f
+        else:
+            rows.append(f)
+    return rows

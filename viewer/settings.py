@@ -70,8 +70,8 @@ class ViewerSettings:
     sample_multiplier: float = 1.0
     background: str = "model"
     runs_folder: Optional[str] = None
-    window_width: int = 1400
-    window_height: int = 900
+    window_width: Optional[int] = None     # None: fitted to the screen (viewer.window_geometry)
+    window_height: Optional[int] = None
     window_x: Optional[int] = None
     window_y: Optional[int] = None
     last_export_folder: Optional[str] = None
@@ -152,7 +152,7 @@ _CHECKS = {
     "class_index": _int(0, optional=True), "psi": _float(), "noise_mode": _choice(NOISE_MODES),
     "mode": _choice(MODES), "resolution": _int(MIN_RESOLUTION, MAX_RESOLUTION), "quality": _choice(QUALITIES),
     "sample_multiplier": _float(MIN_SAMPLE_MULTIPLIER, MAX_SAMPLE_MULTIPLIER), "background": _choice(BACKGROUNDS),
-    "runs_folder": _opt_str, "window_width": _int(100, 100_000), "window_height": _int(100, 100_000),
+    "runs_folder": _opt_str, "window_width": _int(100, 100_000, optional=True), "window_height": _int(100, 100_000, optional=True),
     "window_x": _int(-100_000, 100_000, optional=True), "window_y": _int(-100_000, 100_000, optional=True),
     "last_export_folder": _opt_str, "export": _dict, "panels": _dict,
 }

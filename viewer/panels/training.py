@@ -24,16 +24,26 @@ from PIL import Image
 
 from trigan.core.config import list_presets
 from trigan.core.errors import TriganError
+from trigan.core.limits import MAX_IMAGE_SIDE, SYNTH_MAX_IMAGES, SYNTH_MAX_RESOLUTION
 from trigan.viewer import run_monitor
 from trigan.viewer.panels.common import BAD, GOOD, MUTED, JobList, hint, path_field
-from trigan.viewer.run_monitor import METRIC_PREFIX, METRICS_FILE, STATS_FILE, StatsFollower
+from trigan.viewer.run_monitor import (
+    METRIC_PREFIX,
+    METRICS_FILE,
+    STATS_FILE,
+    StatsFollower,
+    field_rows,
+    format_eta,
+    pair_rows,
+)
 
 DATA, RUNS_FOLDER = "train_data", "train_runs_folder"
 PRESET, GAMMA, BATCH, RES, KIMG = "train_preset", "train_gamma", "train_batch", "train_resolution", "train_kimg"
 OVERRIDES, DESC = "train_overrides", "train_desc"
 START, MESSAGE = "train_start_button", "train_message"
-RUN_LIST, DETAILS = "train_runs", "train_details"
+RUN_LIST, DETAILS, DETAILS_STATE, DETAILS_BOX = "train_runs", "train_details", "train_details_state", "train_details_box"
 STOP, RESUME, LOAD_LATEST, LOAD_BEST = "train_stop_button", "train_resume_button", "train_load_latest", "train_load_best"
+BUTTONS = (STOP, RESUME, LOAD_LATEST, LOAD_BEST)
 LOSS_PLOT, METRIC_PLOT = "train_loss_plot", "train_metric_plot"
 LOSS_Y, METRIC_Y = "train_loss_y", "train_metric_y"
 LOSS_X, METRIC_X = "train_loss_x", "train_metric_x"
@@ -42,13 +52,57 @@ SYNTH_OUT, SYNTH_NUM, SYNTH_RES, SYNTH_CLASSES = "synth_out", "synth_num", "synt
 SYNTH_BUTTON = "synth_button"
 REMEMBERED = (DATA, PRESET, GAMMA, BATCH, RES, KIMG, OVERRIDES, SYNTH_OUT, SYNTH_NUM, SYNTH_RES, SYNTH_CLASSES)
 POLL_SECONDS = 1.0
-MESSAGE_LINES, DETAILS_LINES = 3, 7    # room for a wrapped error; the details' five lines wrap to seven
+MAX_PANEL_BATCH = 65536                # far above any batch that fits a device; the config check decides
+# Room for a wrapped error; for the details: state, progress, resolution, a note, three rows of
+# losses, metrics and the run's message (more scrolls).
+MESSAGE_LINES, DETAILS_LINES = 3, 12
 SAMPLE_SIDE = 380                      # the sample grid is shown this wide (the Tasks panel's width)
+CHAR_PX = 7                            # advance of Dear ImGui's built-in font, until a frame measured it
+MARKERS_UP_TO = 60                     # a curve of so few points also shows them (one point has no line)
+WARN = (230, 190, 90)                  # a run that stopped before its end: it can go on
 
 
 def _lines(n: int) -> int:
     """Height in pixels of n lines of Dear ImGui's built-in 13-pixel font, plus the item spacing."""
     return 13 * n + 4
+
+
+_THEMES: Dict[str, int] = {}
+
+
+def _disabled_button_theme() -> int:
+    """Dear ImGui draws a disabled button like an enabled one; this one is greyed out, so that a
+    button that can do nothing looks it."""
+    if "disabled" not in _THEMES:
+        with dpg.theme() as theme:
+            with dpg.theme_component(dpg.mvButton, enabled_state=False):
+                dpg.add_theme_color(dpg.mvThemeCol_Text, (110, 110, 110))
+                for col in (dpg.mvThemeCol_Button, dpg.mvThemeCol_ButtonHovered, dpg.mvThemeCol_ButtonActive):
+                    dpg.add_theme_color(col, (45, 45, 48))
+        _THEMES["disabled"] = theme
+    return _THEMES["disabled"]
+
+
+def _plot_theme() -> int:
+    """A margin of a tenth around the fitted data: the first and last points, and the markers of a
+    short curve, are not cut in half at the plot's edges."""
+    if "plot" not in _THEMES:
+        with dpg.theme() as theme:
+            with dpg.theme_component(dpg.mvPlot):
+                dpg.add_theme_style(dpg.mvPlotStyleVar_FitPadding, 0.1, 0.1, category=dpg.mvThemeCat_Plots)
+        _THEMES["plot"] = theme
+    return _THEMES["plot"]
+
+
+def _marker_theme() -> int:
+    """Circles on every point of a line series: a curve of one point draws no line at all."""
+    if "markers" not in _THEMES:
+        with dpg.theme() as theme:
+            with dpg.theme_component(dpg.mvLineSeries):
+                dpg.add_theme_style(dpg.mvPlotStyleVar_Marker, dpg.mvPlotMarker_Circle, category=dpg.mvThemeCat_Plots)
+                dpg.add_theme_style(dpg.mvPlotStyleVar_MarkerSize, 3, category=dpg.mvThemeCat_Plots)
+        _THEMES["markers"] = theme
+    return _THEMES["markers"]
 
 
 @dataclass
@@ -171,14 +225,55 @@ def _lower_priority(proc) -> None:
 
 
 def _kimg(value) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
-def _format_eta(seconds) -> str:
-    if seconds is None:
+    """Three significant digits, without an exponent: 0.016, 2.5, 300, 1000 (not 1e+03)."""
+    if value is None:
         return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def typed_float(value: float) -> str:
+    """A float input's value as the person typed it. DearPyGui keeps input_float values as float32,
+    so 0.05 comes back as 0.05000000074505806; the shortest decimal that is the same float32 is
+    what was typed (numpy prints float32 that way)."""
+    return repr(float(str(np.float32(value))))
+
+
+def _state_line(r, stopping: bool = False) -> Tuple[str, tuple]:
+    """The selected run's first line and its colour: what it is doing, or how it ended; a run that
+    was stopped or interrupted never reads like one that is done."""
+    if r.alive and stopping:
+        return f"{r.name}: stopping (finishing its step, then latest.ckpt)", WARN
+    if r.alive:
+        return f"{r.name}: {r.phase}" + (f" ({r.owner})" if r.owner else ""), (255, 255, 255)
+    if r.state == "done":
+        return f"{r.name}: done, {_kimg(r.kimg)} kimg", GOOD
+    if r.state == "failed":
+        return f"{r.name}: failed", BAD
+    if r.state in ("stopped", "interrupted"):
+        how = "stopped" if r.state == "stopped" else "interrupted (its trainer is gone)"
+        where = f" at {_kimg(r.kimg)} of {_kimg(r.total_kimg)} kimg"
+        return f"{r.name}: {how}{where}", WARN       # the list says whether Resume can continue it
+    return f"{r.name}: {r.state}", MUTED
+
+
+def details_lines(r, width_chars: int) -> List[str]:
+    """The selected run's details below its state line: progress and ETA, resolution and what the
+    setup changed, losses and metrics as aligned "name value" columns, the run's message."""
+    ips = f"{r.images_per_sec:.1f}" if r.images_per_sec else "-"
+    eta = format_eta(r.eta_seconds) if r.alive else "-"
+    lines = field_rows([f"kimg {_kimg(r.kimg)} of {_kimg(r.total_kimg)}", f"images/s {ips}", f"ETA {eta}"],
+                       width_chars)
+    res = f"{r.img_resolution}^2" if r.img_resolution else "-"
+    lines.append(f"resolution {res}")
+    for note in r.notes:                               # wrapped between words, never inside one
+        lines += field_rows(note.removeprefix("note: ").split(), width_chars, gap=1)
+    losses = pair_rows(r.losses or {}, width_chars)
+    metrics = pair_rows(r.metrics or {}, width_chars)
+    lines += (["losses"] + losses) if losses else ["losses -"]
+    lines += (["metrics"] + metrics) if metrics else ["metrics -"]
+    if r.message:                                       # wrapped between words (never in "0.144")
+        lines += field_rows(r.message.split(), width_chars, gap=1)
+    return lines
 
 
 class TrainingPanel:
@@ -191,6 +286,7 @@ class TrainingPanel:
         self._sample_texture = None
         self._sample_array = None
         self._processes = []                 # Popen of runs started here (reaped so none turns zombie)
+        self._stop_asked: Dict[str, float] = {}   # run path -> when Stop signalled its trainer
         self.snapshot: Optional[RunsSnapshot] = None
         self.synth_jobs = []
 
@@ -204,10 +300,11 @@ class TrainingPanel:
         with dpg.tree_node(label="make a synthetic dataset", default_open=False):
             path_field(SYNTH_OUT, "out", default=os.path.join(os.getcwd(), "data", "shapes64.zip"),
                        extensions=(".zip",))
+            # Integer fields hold 32 bits in DearPyGui: every one gets an explicit ceiling below that.
             dpg.add_input_int(tag=SYNTH_NUM, label="images", default_value=2000, min_value=8, min_clamped=True,
-                              width=-90)
+                              max_value=SYNTH_MAX_IMAGES, max_clamped=True, width=-90)
             dpg.add_input_int(tag=SYNTH_RES, label="resolution", default_value=64, min_value=8, min_clamped=True,
-                              width=-90)
+                              max_value=SYNTH_MAX_RESOLUTION, max_clamped=True, width=-90)
             dpg.add_input_int(tag=SYNTH_CLASSES, label="classes", default_value=4, min_value=1, max_value=7,
                               min_clamped=True, max_clamped=True, width=-90)
             dpg.add_button(label="Make dataset (trigan dataset synth)", tag=SYNTH_BUTTON, callback=self._synth)
@@ -216,9 +313,11 @@ class TrainingPanel:
         presets = list_presets()
         dpg.add_combo(tag=PRESET, label="preset", items=presets, width=-90,
                       default_value="demo" if "demo" in presets else presets[0])
-        dpg.add_input_float(tag=GAMMA, label="gamma (R1)", default_value=0.05, format="%.4g", width=-90, step=0)
-        dpg.add_input_int(tag=BATCH, label="batch", default_value=16, min_value=1, min_clamped=True, width=-90)
-        dpg.add_input_int(tag=RES, label="resolution", default_value=0, min_value=0, min_clamped=True, width=-90)
+        dpg.add_input_float(tag=GAMMA, label="gamma (R1)", default_value=0.5, format="%.4g", width=-90, step=0)
+        dpg.add_input_int(tag=BATCH, label="batch", default_value=16, min_value=1, min_clamped=True,
+                          max_value=MAX_PANEL_BATCH, max_clamped=True, width=-90)
+        dpg.add_input_int(tag=RES, label="resolution", default_value=0, min_value=0, min_clamped=True,
+                          max_value=MAX_IMAGE_SIDE, max_clamped=True, width=-90)
         dpg.add_input_float(tag=KIMG, label="duration kimg", default_value=300.0, format="%.4g", width=-90, step=0)
         dpg.add_input_text(tag=OVERRIDES, label="overrides", width=-90, hint="key=value ... (optional)")
         dpg.add_input_text(tag=DESC, label="name", width=-90, hint="a word for the run folder (optional)")
@@ -234,13 +333,17 @@ class TrainingPanel:
         dpg.add_separator()
         dpg.add_text("Runs", color=MUTED)
         dpg.add_listbox(tag=RUN_LIST, items=[], num_items=5, width=-1, callback=lambda s, a: self._select(a))
+        # Each button is enabled only while it can do something for the selected run (_show_buttons).
         with dpg.group(horizontal=True):
-            dpg.add_button(label="Stop", tag=STOP, callback=self._stop_run)
-            dpg.add_button(label="Resume", tag=RESUME, callback=self._resume_run)
-            dpg.add_button(label="View latest", tag=LOAD_LATEST, callback=lambda: self._load("latest"))
-            dpg.add_button(label="View best", tag=LOAD_BEST, callback=lambda: self._load("best"))
-        with dpg.child_window(height=_lines(DETAILS_LINES), border=False):
-            dpg.add_text("no run selected", tag=DETAILS, wrap=0)
+            dpg.add_button(label="Stop", tag=STOP, callback=self._stop_run, enabled=False)
+            dpg.add_button(label="Resume", tag=RESUME, callback=self._resume_run, enabled=False)
+            dpg.add_button(label="View latest", tag=LOAD_LATEST, callback=lambda: self._load("latest"), enabled=False)
+            dpg.add_button(label="View best", tag=LOAD_BEST, callback=lambda: self._load("best"), enabled=False)
+        for tag in BUTTONS:
+            dpg.bind_item_theme(tag, _disabled_button_theme())
+        with dpg.child_window(tag=DETAILS_BOX, height=_lines(DETAILS_LINES), border=False):
+            dpg.add_text("no run selected", tag=DETAILS_STATE, wrap=0, color=MUTED)
+            dpg.add_text("", tag=DETAILS, wrap=0)
         with dpg.tab_bar(tag="train_views"):
             with dpg.tab(label="Losses", tag="train_tab_losses"):
                 with dpg.plot(tag=LOSS_PLOT, height=260, width=-1):
@@ -252,6 +355,8 @@ class TrainingPanel:
                     dpg.add_plot_legend()
                     dpg.add_plot_axis(dpg.mvXAxis, label="kimg", tag=METRIC_X)
                     dpg.add_plot_axis(dpg.mvYAxis, label="value", tag=METRIC_Y)
+            for plot in (LOSS_PLOT, METRIC_PLOT):
+                dpg.bind_item_theme(plot, _plot_theme())
             with dpg.tab(label="Samples", tag="train_tab_samples"):
                 dpg.add_text("", tag=SAMPLE_TEXT, color=MUTED)
                 self._sample_array = np.zeros((8, 8, 4), np.float32)
@@ -283,7 +388,7 @@ class TrainingPanel:
 
     def overrides(self) -> Dict[str, str]:
         """The main settings as config overrides, plus the free-form key=value field."""
-        out = {"training.gamma": repr(float(dpg.get_value(GAMMA))),
+        out = {"training.gamma": typed_float(dpg.get_value(GAMMA)),
                "training.batch_size": str(int(dpg.get_value(BATCH)))}
         if int(dpg.get_value(RES)) > 0:
             out["model.img_resolution"] = str(int(dpg.get_value(RES)))
@@ -306,7 +411,7 @@ class TrainingPanel:
                 raise TriganError("choose a runs folder")
             os.makedirs(folder, exist_ok=True)
             proc = run_monitor.start_run(data, folder, dpg.get_value(PRESET), self.overrides(),
-                                         dpg.get_value(DESC).strip() or None, kimg=float(dpg.get_value(KIMG)),
+                                         dpg.get_value(DESC).strip() or None, kimg=float(typed_float(dpg.get_value(KIMG))),
                                          device=self.app.device)
         except (TriganError, OSError) as exc:
             self._message(str(exc), ok=False)
@@ -327,6 +432,13 @@ class TrainingPanel:
             self._message(f"asked {os.path.basename(path)} to stop (it saves latest.ckpt first)")
         except (TriganError, OSError) as exc:
             self._message(str(exc), ok=False)
+            return self.poller.poke()
+        # Said at once, before the trainer's own "stopping" arrives with the next poll; Stop has
+        # nothing more to do for this run.
+        self._stop_asked[path] = time.time()
+        dpg.configure_item(STOP, enabled=False)
+        name = os.path.basename(path)
+        dpg.set_value(DETAILS_STATE, f"{name}: stopping (finishing its step, then latest.ckpt)")
         self.poller.poke()
 
     def _resume_run(self) -> None:
@@ -389,7 +501,9 @@ class TrainingPanel:
 
     def _show_runs(self, snap: RunsSnapshot) -> None:
         paths = [str(r.path) for r in snap.runs]
-        labels = [f"{r.name}  {r.phase}  {_kimg(r.kimg)}/{_kimg(r.total_kimg)} kimg" + ("  (running)" if r.alive else "")
+        self._stop_asked = {p: t for p, t in self._stop_asked.items()
+                            if any(str(r.path) == p and r.alive for r in snap.runs)}
+        labels = [f"{r.name}  {self._summary(r)}  {_kimg(r.kimg)}/{_kimg(r.total_kimg)} kimg" + ("  (running)" if r.alive else "")
                   for r in snap.runs]
         self._run_paths = paths
         dpg.configure_item(RUN_LIST, items=labels)
@@ -403,28 +517,46 @@ class TrainingPanel:
             alive = [p for p, r in zip(paths, snap.runs, strict=True) if r.alive]
             self.poller.watch(snap.folder, alive[0] if alive else paths[-1])
 
+    def _stopping(self, r) -> bool:
+        """The run is on its way out: its trainer says so, or Stop signalled it from here."""
+        return r.alive and (r.phase == "stopping" or str(r.path) in self._stop_asked)
+
+    def _summary(self, r) -> str:
+        return "stopping" if self._stopping(r) else r.summary
+
     def _selected_info(self, snap: RunsSnapshot):
         for r in snap.runs:
             if str(r.path) == snap.selected:
                 return r
         return None
 
+    def _details_width(self) -> int:
+        """How many characters fit on a line of the details (the Tasks panel can be resized)."""
+        width = dpg.get_item_rect_size(DETAILS_BOX)[0] if dpg.does_item_exist(DETAILS_BOX) else 0
+        size = dpg.get_text_size("0000000000")
+        char = size[0] / 10 if size and size[0] > 0 else CHAR_PX
+        return max(20, int((width - 16) / char)) if width > 0 else 50     # 16: room for a scroll bar
+
     def _show_details(self, snap: RunsSnapshot) -> None:
         r = self._selected_info(snap)
+        self._show_buttons(r)
         if r is None:
-            dpg.set_value(DETAILS, snap.error or "no run selected")
+            dpg.set_value(DETAILS_STATE, snap.error or "no run selected")
+            dpg.configure_item(DETAILS_STATE, color=MUTED)
+            dpg.set_value(DETAILS, "")
             return
-        losses = ", ".join(f"{k} {v:.3g}" for k, v in (r.losses or {}).items() if isinstance(v, (int, float)))
-        metrics = ", ".join(f"{k} {v:.4g}" for k, v in (r.metrics or {}).items() if isinstance(v, (int, float)))
-        ips = f"{r.images_per_sec:.1f}" if r.images_per_sec else "-"
-        lines = [f"{r.name}: {r.phase}" + (f" ({r.owner})" if r.alive and r.owner else ""),
-                 f"kimg {_kimg(r.kimg)} of {_kimg(r.total_kimg)}   images/s {ips}   ETA {_format_eta(r.eta_seconds)}"]
-        lines.append("loss " + (losses or "-"))
-        lines.append("metrics " + (metrics or "-"))
-        lines.append(r.message or "")
-        dpg.set_value(DETAILS, "\n".join(lines))
-        dpg.configure_item(STOP, enabled=bool(r.alive))
-        dpg.configure_item(RESUME, enabled=not r.alive)
+        text, colour = _state_line(r, self._stopping(r))
+        dpg.set_value(DETAILS_STATE, text)
+        dpg.configure_item(DETAILS_STATE, color=colour)
+        dpg.set_value(DETAILS, "\n".join(details_lines(r, self._details_width())))
+
+    def _show_buttons(self, r) -> None:
+        """Enabled only where they can act: Stop for a live trainer on this machine, Resume for a run
+        that ended early and has latest.ckpt, View latest / best once that file exists."""
+        can = {STOP: bool(r and r.can_stop and not self._stopping(r)), RESUME: bool(r and r.can_resume),
+               LOAD_LATEST: bool(r and r.has_latest), LOAD_BEST: bool(r and r.has_best)}
+        for tag, enabled in can.items():
+            dpg.configure_item(tag, enabled=enabled)
 
     def _series_clear(self) -> None:
         for tag in list(self._series.values()):
@@ -452,6 +584,9 @@ class TrainingPanel:
                 self._series[key] = tag
             else:
                 dpg.set_value(tag, [xs, ys])
+            # A run shorter than a tick or two has one or two points: a line of one point is
+            # invisible, so short curves show their points (long ones would drown in markers).
+            dpg.bind_item_theme(tag, _marker_theme() if len(xs) <= MARKERS_UP_TO else 0)
         for axis in (LOSS_X, LOSS_Y, METRIC_X, METRIC_Y):
             dpg.fit_axis_data(axis)
 
@@ -482,15 +617,27 @@ class TrainingPanel:
         return bool(snap and any(r.alive for r in snap.runs))
 
     def state(self) -> dict:
+        shown = {"message": dpg.get_value(MESSAGE),
+                 "details": dpg.get_value(DETAILS_STATE) + "\n" + dpg.get_value(DETAILS),
+                 "buttons": {tag: bool(dpg.get_item_configuration(tag)["enabled"]) for tag in BUTTONS},
+                 "plotted": self._plotted()}
         snap = self.snapshot
         if snap is None:
-            return {"folder": None, "runs": [], "selected": None}
-        return {"folder": snap.folder, "selected": snap.selected, "error": snap.error,
-                "message": dpg.get_value(MESSAGE),
+            return {"folder": None, "runs": [], "selected": None, **shown}
+        return {"folder": snap.folder, "selected": snap.selected, "error": snap.error, **shown,
                 "stats_keys": sorted(snap.stats), "sample": snap.sample_path,
                 "runs": [{"path": str(r.path), "name": r.name, "phase": r.phase, "kimg": r.kimg,
                           "total_kimg": r.total_kimg, "alive": r.alive, "images_per_sec": r.images_per_sec,
-                          "eta_seconds": r.eta_seconds} for r in snap.runs]}
+                          "eta_seconds": r.eta_seconds, "summary": self._summary(r)} for r in snap.runs]}
+
+    def _plotted(self) -> Dict[str, dict]:
+        """What the plots hold, read back from the series widgets: points and whether they show."""
+        out = {}
+        for key, tag in self._series.items():
+            if dpg.does_item_exist(tag):
+                xs = dpg.get_value(tag)[0]
+                out[key] = {"points": len(xs), "markers": dpg.get_item_theme(tag) == _marker_theme()}
+        return out
 
     def store_settings(self, s) -> None:
         s.runs_folder = dpg.get_value(RUNS_FOLDER).strip() or None
