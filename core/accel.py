@@ -330,11 +330,19 @@ def render_accelerated(field, camera: Camera, resolution: Union[int, Tuple[int, 
                        grid: OccupancyGrid, patch: Optional[PatchParams] = None,
                        should_cancel: Optional[Callable[[], bool]] = None,
                        progress: Optional[Callable[[int, int], None]] = None,
-                       accel: Optional[AccelOptions] = None, stats: Optional[dict] = None) -> RenderOutput:
+                       accel: Optional[AccelOptions] = None, stats: Optional[dict] = None,
+                       pixel_order: Optional[torch.Tensor] = None,
+                       on_chunk: Optional[Callable[[int, int, dict], None]] = None) -> RenderOutput:
     """`core.renderer.render` with empty-space skipping; same arguments, same outputs.
 
     `grid` must have been built for this field with the same density shift and activation.
     `stats`, when given, receives the number of field evaluations and whether the plain path ran.
+    `pixel_order` (a permutation of the h*w pixel indices, row-major) marches the rays in that order
+    (a ray's colour does not depend on which rays share its chunk, so the image is the same up to
+    float rounding and early termination at a round boundary); `on_chunk(b, done, buffers)` is
+    called after every chunk with the number of pixels of latent b done so far, in that order, and
+    the flat [h*w, C] buffers being filled (pixels not done yet hold zeros). Together they let a
+    viewer show a coarse lattice of pixels first and refine it (viewer/scene.py).
     """
     accel = accel or grid.accel
     reason = needs_plain_path(field, opts)
@@ -355,14 +363,17 @@ def render_accelerated(field, camera: Camera, resolution: Union[int, Tuple[int, 
     has_bg = getattr(field, "background", None) is not None
     last_delta = last_interval(has_bg, opts)
     chunk = max(1, accel.max_points_per_chunk // max(accel.max_samples, 1))
+    order = None if pixel_order is None else pixel_order.to(origins.device)
+    if order is not None and order.numel() != h * w:
+        raise ValueError(f"pixel_order has {order.numel()} indices for {h * w} pixels")
     images = {}
     total = batch * h * w
     for b in range(batch):
-        parts = []
+        buffers = {}
         for start in range(0, h * w, chunk):
             if should_cancel is not None and should_cancel():
                 raise RenderCancelled()
-            sl = slice(start, start + chunk)
+            sl = slice(start, start + chunk) if order is None else order[start:start + chunk]
             o, d, ids = origins[b, sl], dirs[b, sl], ray_ids[b, sl]
             out = _march(fields[b], grid, b, o, d, ids, opts, accel, last_delta)
             if stats is not None:
@@ -378,11 +389,17 @@ def render_accelerated(field, camera: Camera, resolution: Union[int, Tuple[int, 
             part = {"rgb": rgb, "depth": out["depth"], "opacity": out["opacity"]}
             if "normals" in out:
                 part["normals"] = out["normals"]
-            parts.append(part)
+            for key, value in part.items():
+                if key not in buffers:
+                    buffers[key] = value.new_zeros((h * w, value.shape[1]))
+                buffers[key][sl] = value
+            done = min(start + chunk, h * w)
             if progress is not None:
-                progress(b * h * w + min(start + chunk, h * w), total)
-        for key in parts[0]:
-            images.setdefault(key, []).append(torch.cat([p[key] for p in parts], dim=0))
+                progress(b * h * w + done, total)
+            if on_chunk is not None:
+                on_chunk(b, done, buffers)
+        for key, buffer in buffers.items():
+            images.setdefault(key, []).append(buffer)
     image = lambda ts: torch.stack(ts).transpose(1, 2).reshape(batch, -1, h, w)
     return RenderOutput(rgb=image(images["rgb"]), depth=image(images["depth"]), opacity=image(images["opacity"]),
                         normals=image(images["normals"]) if "normals" in images else None)
@@ -408,7 +425,9 @@ class FastRenderer:
     def render(self, camera: Camera, resolution: Union[int, Tuple[int, int], None] = None,
                options: Optional[RenderOptions] = None, patch: Optional[PatchParams] = None,
                should_cancel: Optional[Callable[[], bool]] = None,
-               progress: Optional[Callable[[int, int], None]] = None, **option_overrides) -> RenderOutput:
+               progress: Optional[Callable[[int, int], None]] = None, pixel_order: Optional[torch.Tensor] = None,
+               on_chunk: Optional[Callable[[int, int, dict], None]] = None, **option_overrides) -> RenderOutput:
+        """See render_accelerated (pixel_order and on_chunk: a coarse-to-fine order of the rays)."""
         opts = options if options is not None else self.options
         if option_overrides:
             opts = replace(opts, **option_overrides)
@@ -422,4 +441,4 @@ class FastRenderer:
         self.last_stats = {}
         with torch.inference_mode():
             return render_accelerated(self.field, camera, resolution, opts, self.grid, patch,
-                                      should_cancel, progress, self.accel, self.last_stats)
+                                      should_cancel, progress, self.accel, self.last_stats, pixel_order, on_chunk)

@@ -108,7 +108,12 @@ class RenderRequest:
 class Frame:
     """A finished render. image: [H, W, 4] float32 RGBA in [0, 1] (alpha 1), ready for a raw
     texture. An error frame has `error` set (one line) and a transparent black image of the
-    requested size, so code that only draws still works."""
+    requested size, so code that only draws still works.
+
+    A `partial` frame is an intermediate step of its request (a coarse first look while the
+    latent's caches build, or an exact render part way through its refinement: the pixels done so
+    far, the rest filled from a coarser lattice); the request's finished frame follows unless a
+    newer request cancels it. A partial frame is never the exact frame of its request."""
 
     request: RenderRequest
     image: np.ndarray
@@ -116,6 +121,7 @@ class Frame:
     path_used: str
     error: Optional[str] = None
     stats: dict = field(default_factory=dict)   # e.g. {"setup_ms": ..., "render_ms": ...}
+    partial: bool = False
 
     @property
     def ok(self) -> bool:

@@ -18,18 +18,26 @@ Scheduling:
 Model information (`open` / `model_info`) and cameras drawn from a model's camera distribution
 (`draw_camera` / `drawn_camera`) are served between renders, in this thread too, so the GUI thread
 never runs the model.
+
+What the worker is doing is readable at any time (`status()`: loading a model, building a latent's
+caches, or rendering, with the fraction done and an estimate of the seconds left from the exact
+frames this worker has measured, `Throughput`). Intermediate frames (`Frame.partial`: a first look
+while caches build, the steps of a progressive exact render, see viewer/scene.py) become `latest()`
+as they come; they are never taken for the finished frame of their request.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 from trigan.core.errors import one_line
 from trigan.core.renderer import RenderCancelled
 from trigan.viewer.render_request import Frame, RenderRequest
-from trigan.viewer.scene import ModelInfo, Scene
+from trigan.viewer.scene import PATH_EXACT, ModelInfo, Scene
 
 
 class InfoError:
@@ -40,6 +48,62 @@ class InfoError:
 
     def __repr__(self) -> str:
         return f"InfoError({self.path!r}, {self.error!r})"
+
+
+SLOW_EXACT_S = 10.0          # an exact frame estimated to take longer is called slow (the GUI warns)
+MIN_MEASURED_S = 0.5         # a render in flight estimates from its own pace after this long ...
+MIN_MEASURED_FRACTION = 0.02  # ... or this share done; before that, from the earlier exact frames
+
+
+class Throughput:
+    """How fast this worker's exact renders go, in pixels x sample multiplier per second (the cost
+    of an exact frame grows with both): an exponential average over the frames measured."""
+
+    def __init__(self, weight: float = 0.5):
+        self.rate: Optional[float] = None
+        self.weight = float(weight)
+
+    def measured(self, pixels: int, multiplier: float, seconds: float) -> None:
+        if pixels <= 0 or seconds <= 0:
+            return
+        rate = pixels * multiplier / seconds
+        self.rate = rate if self.rate is None else (1 - self.weight) * self.rate + self.weight * rate
+
+    def seconds_for(self, pixels: int, multiplier: float) -> Optional[float]:
+        """The expected time of a whole exact frame, or None before the first measurement."""
+        return None if self.rate is None else pixels * multiplier / self.rate
+
+
+def seconds_left(done: int, total: int, elapsed: float, expected_total: Optional[float]) -> Optional[float]:
+    """The time an exact render still needs: from its own pace once it has run a while
+    (MIN_MEASURED_S or MIN_MEASURED_FRACTION done; its pace is this view's and this load's), else
+    the expected time of the whole frame less the time spent, else None (nothing to go on)."""
+    if total <= 0:
+        return None
+    if done > 0 and elapsed > 0 and (elapsed >= MIN_MEASURED_S or done >= MIN_MEASURED_FRACTION * total):
+        return (total - done) * elapsed / done
+    if expected_total is not None:
+        return max(0.0, expected_total - elapsed)
+    return None
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """What the worker is doing now (status()). activity: "loading demo.ckpt", "building the
+    preview", "rendering", ...; request: the render in flight (None while loading a model);
+    fraction: 0..1 of the rays done; seconds_left: the estimate (None: nothing to go on yet);
+    expected_s: the estimated time of the whole exact frame."""
+
+    activity: str
+    request: Optional[RenderRequest] = None
+    fraction: float = 0.0
+    seconds_left: Optional[float] = None
+    expected_s: Optional[float] = None
+    elapsed_s: float = 0.0
+
+    @property
+    def slow(self) -> bool:
+        return self.expected_s is not None and self.expected_s > SLOW_EXACT_S
 
 
 class RenderWorker:
@@ -55,7 +119,14 @@ class RenderWorker:
         self._draws: Dict[tuple, object] = {}
         self._latest_fresh = True       # False after refresh(): the same request renders again
         self._progress = 0.0
+        self._activity: Optional[str] = None
+        self._render_start = 0.0
+        self._march_start: Optional[float] = None     # when the rays began (after the caches)
+        self._stage_changed: Optional[float] = None
+        self._done_total = (0, 0)
+        self.throughput = Throughput()
         self._stopping = False
+        self.partial_frames = 0
         self.frames_rendered = 0
         self.renders_cancelled = 0
         self.requests_dropped = 0
@@ -69,7 +140,8 @@ class RenderWorker:
             if self._stopping:
                 return
             if request == self._current or (self._current is None and self._latest is not None
-                                            and self._latest.request == request and self._latest_fresh):
+                                            and self._latest.request == request and self._latest_fresh
+                                            and not self._latest.partial):
                 if self._pending is not None:
                     self.requests_dropped += 1
                 self._pending = None       # what is in flight / shown is already the newest
@@ -82,7 +154,7 @@ class RenderWorker:
             self._cond.notify_all()
 
     def latest(self) -> Optional[Frame]:
-        """The newest finished frame (an error frame included), or None before the first."""
+        """The newest frame (an error frame or a partial one included), or None before the first."""
         with self._cond:
             return self._latest
 
@@ -102,6 +174,23 @@ class RenderWorker:
     def progress(self) -> float:
         """0..1 of the render in flight (0 when idle)."""
         return self._progress
+
+    def status(self) -> Optional[WorkerStatus]:
+        """What the worker is doing (None when idle); see WorkerStatus."""
+        with self._cond:
+            activity, request = self._activity, self._current
+            start, march_start, (done, total) = self._render_start, self._march_start, self._done_total
+        if activity is None:
+            return None
+        now = time.perf_counter()
+        if request is None or request.quality != "exact":
+            return WorkerStatus(activity, request, self._progress, None, None, now - start)
+        expected = self.throughput.seconds_for(request.resolution ** 2, request.sample_multiplier)
+        marched = 0.0 if march_start is None else now - march_start
+        left = seconds_left(done, total, marched, expected) if activity == "rendering" else expected
+        if march_start is not None and done > 0 and left is not None:
+            expected = marched + left        # this render's own pace is the better guess
+        return WorkerStatus(activity, request, self._progress, left, expected, now - start)
 
     def open(self, model_path: str, class_index: Optional[int] = None) -> None:
         """Ask the worker to load a model and describe it (see model_info)."""
@@ -171,7 +260,38 @@ class RenderWorker:
         return not (current.quality == "preview" and pending.quality == "preview")
 
     def _set_progress(self, done: int, total: int) -> None:
+        if self._march_start is None:
+            # the first chunk is done: the march began about one chunk's time ago, after the caches
+            self._march_start = self._render_start if self._stage_changed is None else self._stage_changed
+        self._done_total = (done, total)
         self._progress = done / total if total else 0.0
+
+    def _set_stage(self, text: str) -> None:
+        with self._cond:
+            self._activity = text
+            self._stage_changed = time.perf_counter()
+
+    def _publish_partial(self, frame: Frame) -> None:
+        """An intermediate frame of the render in flight becomes the latest (see Frame.partial)."""
+        with self._cond:
+            if self._current is not None and frame.request == self._current and not self._stopping:
+                self._latest = frame
+                self._latest_fresh = True
+                self.partial_frames += 1
+                self._cond.notify_all()
+
+    def _start_activity(self, text: str) -> None:
+        with self._cond:
+            self._activity = text
+            self._render_start = time.perf_counter()
+            self._stage_changed = None
+            self._march_start = None
+            self._done_total = (0, 0)
+            self._progress = 0.0
+
+    def _end_activity(self) -> None:
+        with self._cond:
+            self._activity = None
 
     def _run(self) -> None:
         scene = None
@@ -207,27 +327,40 @@ class RenderWorker:
                 self._serve_draw(scene, scene_error, draw_key)
                 continue
             frame = None
-            self._progress = 0.0
+            self._start_activity("rendering")
             try:
                 if scene is None:
                     frame = Frame.failed(request, scene_error or "the render worker has no scene")
                 else:
-                    frame = scene.render(request, should_cancel=self._should_cancel, progress=self._set_progress)
+                    frame = scene.render(request, should_cancel=self._should_cancel, progress=self._set_progress,
+                                         partial=self._publish_partial, stage=self._set_stage)
             except RenderCancelled:
                 self.renders_cancelled += 1
             except Exception as exc:  # noqa: BLE001 - a Scene is expected to return error frames; belt and braces
                 frame = Frame.failed(request, one_line(exc))
+            self._measure(frame)
             with self._cond:
                 if frame is not None:
                     self._latest = frame
                     self._latest_fresh = True
                     self.frames_rendered += 1
                 self._current = None
+                self._activity = None
                 self._progress = 0.0
                 self._cond.notify_all()
 
+    def _measure(self, frame: Optional[Frame]) -> None:
+        """Exact frames teach the throughput estimate (their march only: not the per-latent caches)."""
+        if frame is None or not frame.ok or frame.request.quality != "exact" or frame.path_used != PATH_EXACT:
+            return
+        render_ms = frame.stats.get("render_ms")
+        if render_ms and render_ms > 0:
+            r = frame.request
+            self.throughput.measured(r.resolution ** 2, r.sample_multiplier, render_ms / 1000.0)
+
     def _serve_info(self, scene, scene_error, key) -> None:
         path, cls = key
+        self._start_activity(f"loading {os.path.basename(str(path).rstrip('/')) or path}")
         try:
             if scene is None:
                 raise RuntimeError(scene_error or "the render worker has no scene")
@@ -236,6 +369,7 @@ class RenderWorker:
             info = InfoError(path, one_line(exc))
         with self._cond:
             self._info[key] = info
+            self._activity = None
             self._cond.notify_all()
 
 
@@ -252,4 +386,4 @@ class RenderWorker:
             self._cond.notify_all()
 
 
-__all__ = ["RenderWorker", "ModelInfo", "InfoError"]
+__all__ = ["RenderWorker", "ModelInfo", "InfoError", "WorkerStatus", "Throughput", "seconds_left"]

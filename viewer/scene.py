@@ -16,6 +16,22 @@ otherwise it falls back to the accelerated path at half the resolution, upsample
 
 The camera's ray interval follows its distance from the scene centre (core.views.options_at_distance),
 so zooming out never cuts the object off.
+
+Nobody waits without a picture. `render(..., partial=callback)` hands intermediate frames
+(`Frame.partial`) to the callback:
+
+* a first look: while a latent's occupancy grid and preview are still to be built (the first frame
+  of a model or a seed: seconds on a busy CPU), a plain render of FIRST_LOOK_RESOLUTION^2 with few
+  samples straight from the field, upsampled;
+* progressive refinement of an exact frame: its rays are marched coarse to fine
+  (`refinement_order`: every 8th or 4th pixel of each row and column first, then every half as
+  many, ... then the rest), and once a render has run PARTIAL_AFTER_S, each finished lattice, and
+  the rows of the current one every PARTIAL_EVERY_S, is shown with the pixels not done yet filled
+  from the last complete lattice. The work is the one-shot render's (every ray once, in another
+  order), and so is the final frame (up to float rounding).
+
+`stage(text)` is told what the render is doing ("building the occupancy grid", ...) for the
+status line.
 """
 
 from __future__ import annotations
@@ -26,7 +42,7 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -37,7 +53,8 @@ from trigan.core.accel import AccelOptions, FastRenderer
 from trigan.core.devices import parse_device
 from trigan.core.errors import TriganError, one_line
 from trigan.core.model_io import open_model, resolve_model_path
-from trigan.core.renderer import RenderCancelled
+from trigan.core.renderer import RenderCancelled, RenderOutput
+from trigan.core.renderer import render as plain_render
 from trigan.core.summary import model_summary
 from trigan.core.views import LatentMapper, options_at_distance, picture, seeded_noise
 from trigan.viewer.orbit import OrbitState
@@ -45,6 +62,8 @@ from trigan.viewer.render_request import BACKGROUNDS, Frame, RenderRequest
 
 ShouldCancel = Optional[Callable[[], bool]]
 Progress = Optional[Callable[[int, int], None]]
+Partial = Optional[Callable[[Frame], None]]
+Stage = Optional[Callable[[str], None]]
 
 # Smaller chunks than the exports use: a render checks for cancellation between chunks, and a
 # quarter of the default (about 5,500 rays) keeps that wait short at little cost per frame.
@@ -55,6 +74,54 @@ PATH_PREVIEW_FALLBACK = "preview-half-accelerated"
 PREVIEW_FALLBACK_SAMPLES = 0.5     # sample multiplier of the half-resolution fallback preview
 PATH_EXACT = "exact-accelerated"
 PATH_PLAIN = "plain"
+PATH_FIRST_LOOK = "first-look-plain"
+
+FIRST_LOOK_RESOLUTION = 64          # the first look: a plain render this large (about 0.05 s on 2 CPU cores)
+FIRST_LOOK_STEPS = 16               # ... with this many coarse and fine samples per ray
+REFINE_FIRST_SIDE = 64              # the first lattice of a refinement has at least this many pixels a side
+REFINE_MAX_STRIDE = 8               # ... and takes at least every 8th pixel
+PARTIAL_AFTER_S = 0.25              # a quicker exact render shows no intermediate steps (they would flicker)
+PARTIAL_EVERY_S = 0.5               # within a lattice, its finished rows show at most this often
+
+
+def refinement_strides(resolution: int) -> List[int]:
+    """The lattice strides of a progressive exact render, coarse to fine, ending at 1 (every pixel):
+    the first lattice is as coarse as REFINE_MAX_STRIDE allows while keeping REFINE_FIRST_SIDE
+    pixels a side (256^2: 4, 2, 1; 512^2 and more: 8, 4, 2, 1; 64^2: just 1)."""
+    stride = 1
+    while stride < REFINE_MAX_STRIDE and resolution // (2 * stride) >= REFINE_FIRST_SIDE:
+        stride *= 2
+    strides = [stride]
+    while strides[-1] > 1:
+        strides.append(strides[-1] // 2)
+    return strides
+
+
+def refinement_order(resolution: int, strides: Sequence[int]) -> Tuple[torch.Tensor, List[int]]:
+    """The row-major pixel indices in coarse-to-fine order, every pixel once: the pixels on the
+    lattice of strides[0] (row and column multiples of it), then those of strides[1] not on it, ...
+    Also returns how many pixels are done when each lattice is complete."""
+    rows, cols = np.divmod(np.arange(resolution * resolution), resolution)
+    level = np.full(rows.shape, len(strides) - 1)
+    for i in reversed(range(len(strides))):          # the coarsest lattice a pixel is on wins
+        level[(rows % strides[i] == 0) & (cols % strides[i] == 0)] = i
+    order = np.argsort(level, kind="stable")
+    ends = np.cumsum(np.bincount(level, minlength=len(strides))).tolist()
+    return torch.from_numpy(order), ends
+
+
+def compose_partial(buffers: Dict[str, torch.Tensor], resolution: int, done_mask: torch.Tensor,
+                    stride: int) -> RenderOutput:
+    """A RenderOutput of a refinement in progress: the pixels done (done_mask, flat) as rendered, the
+    others from the complete lattice of `stride` (each lattice pixel covers a stride^2 block)."""
+    images = {}
+    for key, buffer in buffers.items():
+        image = buffer.reshape(resolution, resolution, -1)
+        coarse = image[::stride, ::stride].repeat_interleave(stride, 0).repeat_interleave(stride, 1)
+        image = torch.where(done_mask.reshape(resolution, resolution, 1), image, coarse[:resolution, :resolution])
+        images[key] = image.permute(2, 0, 1)[None]
+    return RenderOutput(rgb=images["rgb"], depth=images["depth"], opacity=images["opacity"],
+                        normals=images.get("normals"))
 
 
 @dataclass
@@ -99,6 +166,12 @@ class Scene:
         self._preview = None
         self._preview_problem = "the preview module is switched off" if not use_preview_module else None
         self._preview_checked = not use_preview_module
+        self.partial_after_s, self.partial_every_s = PARTIAL_AFTER_S, PARTIAL_EVERY_S
+        self._stage_callback: Stage = None
+
+    def _stage(self, text: str) -> None:
+        if self._stage_callback is not None:
+            self._stage_callback(text)
 
     # -- models --------------------------------------------------------------------------------------
     def model(self, model_path: str):
@@ -174,6 +247,7 @@ class Scene:
         if entry is not None:
             self._latents.move_to_end(key)
             return entry
+        self._stage("building the field")
         start = time.perf_counter()
         G = self._models[request.model_path][1].G
         cls = self._class(G, request.class_index)
@@ -196,6 +270,7 @@ class Scene:
         if fast is not None:
             return fast
         if not entry.fast:
+            self._stage("building the occupancy grid")
             start = time.perf_counter()
             with torch.no_grad():
                 base = FastRenderer(G, entry.field, G.render_options(deterministic=True, density_noise_std=0.0),
@@ -222,6 +297,7 @@ class Scene:
             return None
         if entry.preview is None and entry.preview_problem is None:
             fast = self._fast(G, entry, 1.0)       # its occupancy grid probes the volume the preview bakes
+            self._stage("building the preview")
             start = time.perf_counter()
             try:
                 with torch.no_grad():
@@ -233,18 +309,24 @@ class Scene:
         return entry.preview
 
     # -- rendering -----------------------------------------------------------------------------------
-    def render(self, request: RenderRequest, should_cancel: ShouldCancel = None, progress: Progress = None) -> Frame:
+    def render(self, request: RenderRequest, should_cancel: ShouldCancel = None, progress: Progress = None,
+               partial: Partial = None, stage: Stage = None) -> Frame:
         """The frame of a request. Errors become a Frame with `error` set; RenderCancelled (from
-        should_cancel) propagates so the worker can drop the request."""
+        should_cancel) propagates so the worker can drop the request. `partial` receives the
+        intermediate frames, `stage` what is being built (see the module's docstring)."""
         start = time.perf_counter()
+        self._stage_callback = stage
         try:
-            return self._render(request, should_cancel, progress, start)
+            return self._render(request, should_cancel, progress, partial, start)
         except RenderCancelled:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed render is an error frame with its reason, never a dead worker
             return Frame.failed(request, one_line(exc), (time.perf_counter() - start) * 1000)
+        finally:
+            self._stage_callback = None
 
-    def _render(self, request: RenderRequest, should_cancel: ShouldCancel, progress: Progress, start: float) -> Frame:
+    def _render(self, request: RenderRequest, should_cancel: ShouldCancel, progress: Progress, partial: Partial,
+                start: float) -> Frame:
         model = self.model(request.model_path)
         G = model.G
         if request.background not in self.backgrounds(G):
@@ -262,6 +344,10 @@ class Scene:
         opts = options_at_distance(G.render_options(**overrides), distance, cam_cfg.radius)
         camera = request.orbit.to_camera(device=G.device)
         res = request.resolution
+        if partial is not None and not entry.fast:
+            # the occupancy grid (and the preview baked from it) is still to be built: seconds on a
+            # busy CPU, so show a cheap plain render of the field first
+            self._first_look(entry, camera, opts, background, request, partial, should_cancel, start)
         stats = {}
         render_start = time.perf_counter()
         setup_before = entry.setup_ms
@@ -269,6 +355,7 @@ class Scene:
         if request.quality == "preview":
             previewer = self._preview_renderer(G, entry)
             if previewer is not None:
+                self._stage("rendering")
                 out = self._render_preview(previewer, camera, res, opts, request)
                 path = PATH_PREVIEW_BAKED
             else:
@@ -279,22 +366,42 @@ class Scene:
             # a preview here is the fallback: it halves the samples too, to keep up while the camera moves
             multiplier = PREVIEW_FALLBACK_SAMPLES if request.quality == "preview" else request.sample_multiplier
             fast = self._fast(G, entry, multiplier)
-            out = fast.render(camera, render_res, options=opts, should_cancel=should_cancel, progress=progress)
+            self._stage("rendering")
+            refine = None
+            if request.quality == "exact" and partial is not None:
+                refine = _Refinement(self, request, opts, background, partial)
+            out = fast.render(camera, render_res, options=opts, should_cancel=should_cancel, progress=progress,
+                              pixel_order=None if refine is None else refine.order,
+                              on_chunk=None if refine is None else refine.on_chunk)
             if fast.last_stats.get("fallback"):
                 path = PATH_PLAIN
                 stats["plain_reason"] = fast.last_stats["fallback"]
             stats["field_evaluations"] = fast.last_stats.get("evaluated")
-        image = picture(out, request.mode, opts, background)
-        if image.shape[-1] != res or image.shape[-2] != res:
-            image = F.interpolate(image.float(), size=(res, res), mode="bilinear", align_corners=False)
-        rgb01 = ((image[0].float().clamp(-1, 1) + 1) * 0.5).permute(1, 2, 0).cpu().numpy()
-        rgba = np.ones((res, res, 4), dtype=np.float32)
-        rgba[..., :3] = rgb01
+            if refine is not None:
+                stats["partial_frames"] = refine.published
+        rgba = _rgba(out, request.mode, opts, background, res)
         now = time.perf_counter()
         setup_ms = entry.setup_ms - setup_before
         stats.update(render_ms=(now - render_start) * 1000 - setup_ms, setup_ms=setup_ms,
                      rendered_resolution=render_res)
         return Frame(request, rgba, (now - start) * 1000, path, None, stats)
+
+    def _first_look(self, entry: _Latent, camera, opts, background, request: RenderRequest, partial,
+                    should_cancel: ShouldCancel, start: float) -> None:
+        """Hand `partial` a plain render of FIRST_LOOK_RESOLUTION^2 with few samples (a failure here
+        only means no first look: the real frame follows and reports its own errors)."""
+        res = min(FIRST_LOOK_RESOLUTION, request.resolution)
+        cheap = replace(opts, num_steps=FIRST_LOOK_STEPS, num_fine_steps=FIRST_LOOK_STEPS)
+        try:
+            with torch.no_grad():
+                out = plain_render(entry.field, camera, res, cheap, should_cancel=should_cancel)
+            rgba = _rgba(out, request.mode, cheap, background, request.resolution)
+        except RenderCancelled:
+            raise
+        except Exception:  # noqa: BLE001 - a first look is a courtesy; the frame that follows says what failed
+            return
+        partial(Frame(request, rgba, (time.perf_counter() - start) * 1000, PATH_FIRST_LOOK, None,
+                      {"rendered_resolution": res}, partial=True))
 
     @staticmethod
     def _render_preview(previewer, camera, res: int, opts, request: RenderRequest):
@@ -304,3 +411,46 @@ class Scene:
     def clear(self) -> None:
         self._models.clear()
         self._latents.clear()
+
+
+def _rgba(out: RenderOutput, mode: str, opts, background, res: int) -> np.ndarray:
+    """[res, res, 4] float32 RGBA in [0, 1] of a render (upsampled when it was rendered smaller)."""
+    image = picture(out, mode, opts, background)
+    if image.shape[-1] != res or image.shape[-2] != res:
+        image = F.interpolate(image.float(), size=(res, res), mode="bilinear", align_corners=False)
+    rgb01 = ((image[0].float().clamp(-1, 1) + 1) * 0.5).permute(1, 2, 0).cpu().numpy()
+    rgba = np.ones((res, res, 4), dtype=np.float32)
+    rgba[..., :3] = rgb01
+    return rgba
+
+
+class _Refinement:
+    """The coarse-to-fine order of an exact render's rays and the partial frames shown on the way."""
+
+    def __init__(self, scene: Scene, request: RenderRequest, opts, background, partial):
+        self.request, self.opts, self.background, self.partial = request, opts, background, partial
+        self.after_s, self.every_s = scene.partial_after_s, scene.partial_every_s
+        self.res = request.resolution
+        self.strides = refinement_strides(self.res)
+        self.order, self.ends = refinement_order(self.res, self.strides)
+        self.start = time.perf_counter()
+        self.last_shown, self.last_done, self.published = 0.0, 0, 0
+
+    def on_chunk(self, b: int, done: int, buffers: Dict[str, torch.Tensor]) -> None:
+        now = time.perf_counter()
+        finished_lattice = any(self.last_done < end <= done for end in self.ends)
+        self.last_done = done
+        if done >= self.res * self.res or done < self.ends[0] or now - self.start < self.after_s:
+            return
+        if not finished_lattice and now - self.last_shown < self.every_s:
+            return
+        complete = max(i for i, end in enumerate(self.ends) if end <= done)
+        mask = torch.zeros(self.res * self.res, dtype=torch.bool)
+        mask[self.order[:done]] = True
+        out = compose_partial({k: v.cpu() for k, v in buffers.items()}, self.res, mask, self.strides[complete])
+        rgba = _rgba(out, self.request.mode, self.opts, self.background, self.res)
+        self.partial(Frame(self.request, rgba, (now - self.start) * 1000, PATH_EXACT, None,
+                           {"refined": done / (self.res * self.res), "stride": self.strides[complete]},
+                           partial=True))
+        self.last_shown = time.perf_counter()
+        self.published += 1

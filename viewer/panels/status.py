@@ -1,5 +1,7 @@
-"""Status bar: rendered frames per second, milliseconds per preview and exact frame, the device, the
-model and seed, and the GUI's own frame time. `Timing` keeps the numbers (also for the state file)."""
+"""Status bar: rendered frames per second, milliseconds per preview and exact frame, what the render
+worker is doing (with the progress and the time left of an exact frame), the device, the model, seed
+and class (by name), and the GUI's own frame time. `Timing` keeps the numbers (also for the state
+file); `describe_work` words the worker's status for the status bar and the View's info line."""
 
 from __future__ import annotations
 
@@ -15,6 +17,46 @@ TEXT = "status_text"
 WINDOW_SECONDS = 2.0
 HEIGHT = 34
 WARMUP_FRAMES = 30         # the first frames build fonts and GL state: not the steady frame time
+
+
+def format_duration(seconds: float) -> str:
+    """A rough duration for people: "3 s", "45 s", "7 min", "1 h 05 min"."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 59.5:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60.0)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def describe_work(status, device: str = "cpu") -> Optional[str]:
+    """What the View's info line says while the worker works (a viewer.render_worker.WorkerStatus;
+    None when idle): "loading demo.ckpt ...", "building the preview ...", "exact 512^2: 40 %, about
+    3 s left", and for an exact frame estimated beyond SLOW_EXACT_S how long it takes on this device.
+    None for a preview being rendered: its frames come too fast to need words."""
+    if status is None:
+        return None
+    request = status.request
+    if request is None or status.activity != "rendering":
+        return f"{status.activity} ..."
+    if request.quality != "exact":
+        return None
+    line = f"exact {request.resolution}^2: {100.0 * status.fraction:.0f} %"
+    if status.seconds_left is not None:
+        line += f", about {format_duration(status.seconds_left)} left"
+    if status.slow:
+        line += f" (slow on this {device}: about {format_duration(status.expected_s)} in all; a smaller resolution is quicker)"
+    return line
+
+
+def class_label(class_index: Optional[int], class_names) -> str:
+    """ "class chair" by its name where the model names its classes, else "class 2"."""
+    if class_index is None:
+        return ""
+    names = tuple(class_names or ())
+    name = names[class_index] if 0 <= class_index < len(names) and str(names[class_index]).strip() else None
+    return f"class {name}" if name else f"class {class_index}"
 
 
 def _percentile(values, q: float) -> float:
@@ -115,7 +157,8 @@ class StatusBar:
             self._placed_for = size
 
     def frame_shown(self, frame) -> None:
-        self._last_ms[frame.request.quality] = frame.ms
+        if not getattr(frame, "partial", False):      # a step of a refinement is not the frame's time
+            self._last_ms[frame.request.quality] = frame.ms
 
     def tick(self, now: float) -> None:
         self.place()
@@ -124,10 +167,25 @@ class StatusBar:
         self._next_update = now + 0.25
         t = self.app.timing.snapshot()
         v = self.app.view
-        model = os.path.basename(self.app.model_info.path) if self.app.model_info else "no model"
-        busy = "rendering" if self.app.worker_busy() else "idle"
+        info = self.app.model_info
+        model = os.path.basename(info.path) if info else "no model"
+        busy = self._busy_text()
+        cls = class_label(v.class_index, info.class_names if info else ()) if info and info.c_dim else ""
         text = (f"{t['fps']:4.1f} frames/s | preview {self._last_ms['preview']:6.0f} ms | exact "
                 f"{self._last_ms['exact']:6.0f} ms | {busy} | device {self.app.device_name} | {model} | seed {v.seed}"
-                + (f" class {v.class_index}" if v.class_index is not None else "")
+                + (f" {cls}" if cls else "")
                 + f" | GUI {t['gui_ms']:4.1f} ms (max {t['gui_ms_max']:4.0f})")
         dpg.set_value(TEXT, text)
+
+    def _busy_text(self) -> str:
+        """ "idle", "rendering", "loading demo.ckpt", or an exact frame's "exact 40 % ~3 s"."""
+        status = self.app.worker.status()
+        if status is None:
+            return "rendering" if self.app.worker_busy() else "idle"
+        request = status.request
+        if request is None or status.activity != "rendering":
+            return status.activity
+        if request.quality != "exact":
+            return "rendering"
+        left = f" ~{format_duration(status.seconds_left)}" if status.seconds_left is not None else ""
+        return f"exact {100.0 * status.fraction:.0f} %{left}"
