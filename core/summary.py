@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from trigan.core.cameras import RANGED_PRIORS, prior_fov_range, prior_pitch_range, prior_yaw_range
 from trigan.core.config import Config
@@ -82,29 +82,93 @@ def _millions(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n:,}"
 
 
-def format_summary(s: Dict[str, Any], source: str) -> str:
-    """Readable multi-line text of `model_summary`."""
+def format_duration(seconds: float) -> str:
+    """A duration as people read it: "8.2s", "12m05s", "4h34m", "3d07h"."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes}m{int(seconds % 60):02d}s"
+    hours = minutes // 60
+    if hours < 24:
+        return f"{hours}h{minutes % 60:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+def readable_number(value: Any) -> str:
+    """A value for people: counts with thousands separators, floats to about four significant
+    digits and never in e-notation (1.644e+04 reads as 16,443; 2e-05 as 0.00002)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "yes" if value is True else "no" if value is False else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if not math.isfinite(value):
+        return str(value)
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value):,}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 1e-3:
+        return f"{value:.4g}"
+    # Small values: enough decimals for three significant digits, trailing zeros dropped.
+    decimals = min(20, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}".rstrip("0")
+
+
+# How a checkpoint's progress keys read in the summary (a key not listed: its name, "_" -> " ").
+_PROGRESS_LABELS = {"cur_nimg": "images", "seed_offset": "seed offset", "world_size": "processes",
+                    "best_metric": "best metric"}
+
+
+def progress_parts(progress: Dict[str, Any]) -> List[str]:
+    """The training progress of a checkpoint as short "label value" phrases: kimg seen, training
+    time, then the other plain values (None ones left out; images only when kimg is missing)."""
+    parts = []
+    kimg = progress.get("kimg")
+    if isinstance(kimg, (int, float)) and not isinstance(kimg, bool):
+        parts.append(f"{kimg:g} kimg seen")
+    seconds = progress.get("train_seconds")
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        parts.append(f"{format_duration(seconds)} of training")
+    shown = {"kimg", "train_seconds"} | ({"cur_nimg"} if parts and "kimg" in parts[0] else set())
+    for key, value in progress.items():
+        if value is None or key in shown:
+            continue
+        parts.append(f"{_PROGRESS_LABELS.get(key, key.replace('_', ' '))} {readable_number(value)}")
+    return parts
+
+
+def summary_rows(s: Dict[str, Any]) -> List[Tuple[str, List[str]]]:
+    """`model_summary` as (label, phrases) rows: format_summary joins each row's phrases with ", ";
+    the viewer lays them out as a table, where a phrase wraps as a whole."""
     p, cam, tp, lat, ren = s["parameters"], s["camera"], s["triplane"], s["latent"], s["render"]
     classes = "unconditional" if s["classes"] == 0 else f"{s['classes']} classes"
     if s["class_names"]:
         classes += " (" + ", ".join(s["class_names"][:8]) + (", ..." if len(s["class_names"]) > 8 else "") + ")"
-    lines = [
-        f"{source}",
-        f"  model        {s['name']} ({s['family']}), {classes}",
-        f"  image        {s['image_resolution']}x{s['image_resolution']}",
-        f"  tri-planes   3 x {tp['channels_per_plane']} channels at {tp['resolution']}x{tp['resolution']}, "
-        f"decoder MLP {tp['mlp']} ({tp['colors']} colours)",
-        f"  latent       z {lat['z_dim']}, w {lat['w_dim']} x {lat['num_ws']}"
-        + (", pose-conditioned (GPC)" if lat["pose_conditioning"] else ""),
-        f"  parameters   {_millions(p['total'])} (mapping {_millions(p['mapping'])}, "
-        f"decoder {_millions(p['tri_plane_decoder'])}, MLP {_millions(p['tri_plane_mlp'])}"
-        + (f", background {_millions(p['background'])}" if p["background"] else "")
-        + (f", camera generator {_millions(p['camera_generator'])}" if p.get("camera_generator") else "") + ")",
-        f"  camera       fov {cam['fov_deg']:g} deg, radius {cam['radius']:g}, rays {cam['ray'][0]:g}..{cam['ray'][1]:g}, "
-        f"scene box +-{cam['cube_scale']:g}, mean yaw/pitch {cam['mean_pose'][0]:.3f}/{cam['mean_pose'][1]:.3f} rad"
-        + (", poses from the dataset" if cam["distribution"] == "custom" else ""),
-        f"  rendering    {ren['coarse_steps']} + {ren['fine_steps']} samples per ray, "
-        f"{ren['background']} background, background model {ren['background_model']}",
+    params = [f"{_millions(p['total'])} (mapping {_millions(p['mapping'])}",
+              f"decoder {_millions(p['tri_plane_decoder'])}", f"MLP {_millions(p['tri_plane_mlp'])}"]
+    if p["background"]:
+        params.append(f"background {_millions(p['background'])}")
+    if p.get("camera_generator"):
+        params.append(f"camera generator {_millions(p['camera_generator'])}")
+    params[-1] += ")"
+    camera = [f"fov {cam['fov_deg']:g} deg", f"radius {cam['radius']:g}", f"rays {cam['ray'][0]:g}..{cam['ray'][1]:g}",
+              f"scene box +-{cam['cube_scale']:g}",
+              f"mean yaw/pitch {cam['mean_pose'][0]:.3f}/{cam['mean_pose'][1]:.3f} rad"]
+    if cam["distribution"] == "custom":
+        camera.append("poses from the dataset")
+    rows: List[Tuple[str, List[str]]] = [
+        ("model", [f"{s['name']} ({s['family']})", classes]),
+        ("image", [f"{s['image_resolution']}x{s['image_resolution']}"]),
+        ("tri-planes", [f"3 x {tp['channels_per_plane']} channels at {tp['resolution']}x{tp['resolution']}",
+                        f"decoder MLP {tp['mlp']} ({tp['colors']} colours)"]),
+        ("latent", [f"z {lat['z_dim']}", f"w {lat['w_dim']} x {lat['num_ws']}"]
+         + (["pose-conditioned (GPC)"] if lat["pose_conditioning"] else [])),
+        ("parameters", params),
+        ("camera", camera),
+        ("rendering", [f"{ren['coarse_steps']} + {ren['fine_steps']} samples per ray",
+                       f"{ren['background']} background", f"background model {ren['background_model']}"]),
     ]
     prior = cam.get("prior") or {}
     if prior.get("dist") not in (None, "custom"):
@@ -119,26 +183,30 @@ def format_summary(s: Dict[str, Any], source: str) -> str:
         parts.append(f"fov {lo:g}..{hi:g} deg" if hi > lo else f"fov {lo:g} deg")
         if "look_at_radius_range" in prior:
             parts.append("look-at radius {:g}..{:g}".format(*prior["look_at_radius_range"]))
-        lines.append("  camera prior " + ", ".join(parts) + " (radians, yaw 0 on +X)")
+        parts[-1] += " (radians, yaw 0 on +X)"
+        rows.append(("camera prior", parts))
     if cam.get("yaw_offset"):
-        lines.append(f"  convention   the model's own yaw 0 lies at trigan yaw {cam['yaw_offset']:.4f} "
-                     "(3DGP's is on +Z); every angle shown and typed is trigan's")
+        rows.append(("convention", [f"the model's own yaw 0 lies at trigan yaw {cam['yaw_offset']:.4f} "
+                                    "(3DGP's is on +Z); every angle shown and typed is trigan's"]))
     if cam.get("generator_adapts") is not None:
         gen = cam.get("generator") or {}
         adapts = ", ".join(cam["generator_adapts"]) or "nothing"
-        lines.append("  camera gen   learned, maps each prior camera to a posterior (adapts " + adapts
-                     + ("" if "radius" in cam["generator_adapts"] else "; radius fixed")
-                     + (f"; MLPs {gen['hidden_dim']} wide, {gen['embed_dim']}-d z/class embeddings" if gen else "")
-                     + ("; residual" if gen.get("residual") else "") + ")")
-    if "progress" in s:
-        prog = s["progress"]
-        kimg = prog.get("kimg")
-        lines.append("  training     " + (f"{kimg:g} kimg seen" if isinstance(kimg, (int, float)) else "")
-                     + "".join(f", {k} {v:.4g}" if isinstance(v, float) else f", {k} {v}"
-                               for k, v in prog.items() if k != "kimg"))
-    if "metrics" in s:
-        lines.append("  metrics      " + ", ".join(
-            f"{k} {v:.3f}" if isinstance(v, float) and math.isfinite(v) else f"{k} {v}" for k, v in s["metrics"].items()))
-    if "also_contains" in s:
-        lines.append("  also holds   " + ", ".join(s["also_contains"]))
-    return "\n".join(lines)
+        rows.append(("camera gen", ["learned", "maps each prior camera to a posterior (adapts " + adapts
+                                    + ("" if "radius" in cam["generator_adapts"] else "; radius fixed")
+                                    + (f"; MLPs {gen['hidden_dim']} wide" if gen else "")]
+                     + ([f"{gen['embed_dim']}-d z/class embeddings" + ("; residual" if gen.get("residual") else "")]
+                        if gen else [])))
+        rows[-1][1][-1] += ")"
+    if s.get("progress"):
+        rows.append(("training", progress_parts(s["progress"])))
+    if s.get("metrics"):
+        rows.append(("metrics", [f"{k} {v:.3f}" if isinstance(v, float) and math.isfinite(v) else f"{k} {v}"
+                                 for k, v in s["metrics"].items()]))
+    if s.get("also_contains"):
+        rows.append(("also holds", [", ".join(s["also_contains"])]))
+    return rows
+
+
+def format_summary(s: Dict[str, Any], source: str) -> str:
+    """Readable multi-line text of `model_summary` (what `trigan info` prints)."""
+    return "\n".join([source] + [f"  {label:<12} " + ", ".join(parts) for label, parts in summary_rows(s)])
