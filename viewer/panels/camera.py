@@ -1,6 +1,13 @@
-"""Camera panel: numeric yaw/pitch (degrees here; radians inside), radius and fov, the front/side/
+"""Camera panel: yaw/pitch (degrees here; radians inside), radius and fov as numbers, the front/side/
 top/back presets and reset, and a camera drawn from the model's camera distribution (the learned
-one of a 3DGP model). The fields follow the camera whenever the mouse or keys move it."""
+one of a 3DGP model). The fields follow the camera whenever the mouse or keys move it.
+
+Each number is an input field with - / + step buttons: click into it and type an exact value (it
+applies as it is typed), or step it. Values outside what the camera allows are clamped by the
+OrbitController (pitch short of the poles, radius within the zoom range, fov FOV_MIN..FOV_MAX) and
+the field then shows the clamped value once it is left; yaw is shown as the same direction in
+-180..180.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,20 @@ from trigan.viewer.orbit import FOV_MAX, FOV_MIN, PRESETS
 from trigan.viewer.panels.common import hint
 
 YAW, PITCH, RADIUS, FOV = "camera_yaw", "camera_pitch", "camera_radius", "camera_fov"
+LABEL_WIDTH = 80
+# tag -> (label, step, fast step, format, how a typed number becomes an OrbitController.set value)
+FIELDS = {
+    YAW: ("yaw deg", 5.0, 45.0, "%.1f", lambda v: {"yaw": math.radians(v)}),
+    PITCH: ("pitch deg", 5.0, 15.0, "%.1f", lambda v: {"pitch": math.radians(v)}),
+    # A radius of 0 or less (on the way to typing 0.5, say) becomes the nearest one the zoom allows.
+    RADIUS: ("radius", 0.05, 0.5, "%.3f", lambda v: {"radius": max(v, 1e-9)}),
+    FOV: ("fov deg", 1.0, 5.0, "%.1f", lambda v: {"fov": min(max(v, FOV_MIN), FOV_MAX)}),
+}
+
+
+def shown_values(state) -> dict:
+    """What the fields show for an OrbitState (degrees for the angles)."""
+    return {YAW: math.degrees(state.yaw), PITCH: math.degrees(state.pitch), RADIUS: state.radius, FOV: state.fov}
 
 
 class CameraPanel:
@@ -20,14 +41,11 @@ class CameraPanel:
         self._shown_version = -1
 
     def build(self) -> None:
-        dpg.add_drag_float(tag=YAW, label="yaw deg", speed=0.5, format="%.1f", width=-80,
-                           callback=lambda s, a: self._set(yaw=math.radians(a)))
-        dpg.add_drag_float(tag=PITCH, label="pitch deg", speed=0.5, format="%.1f", width=-80,
-                           callback=lambda s, a: self._set(pitch=math.radians(a)))
-        dpg.add_drag_float(tag=RADIUS, label="radius", speed=0.005, format="%.3f", width=-80, min_value=0.01,
-                           callback=lambda s, a: self._set(radius=a))
-        dpg.add_slider_float(tag=FOV, label="fov deg", min_value=FOV_MIN, max_value=min(FOV_MAX, 90.0), width=-80,
-                             format="%.1f", callback=lambda s, a: self._set(fov=a))
+        for tag, (label, step, fast, fmt, _) in FIELDS.items():
+            limits = {"min_value": FOV_MIN, "max_value": FOV_MAX, "min_clamped": True, "max_clamped": True} \
+                if tag == FOV else {}
+            dpg.add_input_double(tag=tag, label=label, step=step, step_fast=fast, format=fmt, width=-LABEL_WIDTH,
+                                 callback=lambda s, a: self.field_changed(s, a), **limits)
         with dpg.group(horizontal=True):
             for name in PRESETS:
                 dpg.add_button(label=name, tag=f"camera_{name}", callback=lambda s, a, u: self._preset(u),
@@ -38,13 +56,18 @@ class CameraPanel:
         with dpg.tooltip("camera_draw"):
             dpg.add_text("A camera from the distribution the model was trained with, for this seed and class:\n"
                          "a 3DGP model's learned camera generator applied to a prior camera, else a prior camera.")
-        hint("Image: left-drag orbits, right/middle-drag pans, wheel zooms, double-click resets; "
-             "arrows orbit, +/- zoom, R resets. Pitch is measured from straight up (90 = level).")
+        hint("Type a number into a field or step it with - / +. Image: left-drag orbits, right/middle-drag "
+             "pans, wheel zooms, double-click resets; arrows orbit, +/- zoom, R resets (not while typing in "
+             "a field). Pitch is measured from straight up (90 = level).")
 
-    def _set(self, **values) -> None:
+    def field_changed(self, tag, value) -> None:
+        """A typed or stepped number: move the camera there (the OrbitController clamps it)."""
         orbit = self.app.orbit
-        if orbit is not None:
-            self.app.camera_input(lambda: orbit.set(**values))
+        if orbit is None or value is None:
+            return
+        self.app.camera_input(lambda: orbit.set(**FIELDS[tag][4](float(value))))
+        # Show the clamped value even when the camera did not move (say, radius beyond the zoom range).
+        self._shown_version = -1
 
     def _preset(self, name: str) -> None:
         if self.app.orbit is not None:
@@ -58,10 +81,12 @@ class CameraPanel:
         orbit = self.app.orbit
         if orbit is None or orbit.version == self._shown_version:
             return
-        s = orbit.state
-        # Leave a field alone while the user is dragging or typing in it.
-        for tag, value in ((YAW, math.degrees(s.yaw)), (PITCH, math.degrees(s.pitch)), (RADIUS, s.radius),
-                           (FOV, s.fov)):
-            if not dpg.is_item_active(tag):
+        pending = False
+        # Leave a field alone while the user is typing in it (or holding its step button); it is
+        # brought in line once they leave it.
+        for tag, value in shown_values(orbit.state).items():
+            if dpg.is_item_active(tag):
+                pending = True
+            else:
                 dpg.set_value(tag, value)
-        self._shown_version = orbit.version
+        self._shown_version = -1 if pending else orbit.version

@@ -11,6 +11,7 @@ from typing import List
 import dearpygui.dearpygui as dpg
 
 from trigan.core.errors import TriganError
+from trigan.core.limits import MAX_FRAMES
 from trigan.core.mesh import FORMATS as MESH_FORMATS
 from trigan.core.mesh import parse_level
 from trigan.core.selection import parse_int_list
@@ -55,7 +56,7 @@ class ExportPanel:
         dpg.add_combo(tag=VIDEO_TRAJ, label="trajectory", items=list(TRAJECTORIES), default_value="front_circle",
                       width=-90, callback=lambda s, a: dpg.set_value(VIDEO_FRAMES, DEFAULT_FRAMES.get(a, 64)))
         dpg.add_input_int(tag=VIDEO_FRAMES, label="frames", default_value=DEFAULT_FRAMES["front_circle"],
-                          min_value=1, min_clamped=True, width=-90)
+                          min_value=1, max_value=MAX_FRAMES, min_clamped=True, max_clamped=True, width=-90)
         dpg.add_input_int(tag=VIDEO_FPS, label="fps", default_value=30, min_value=1, max_value=120, min_clamped=True,
                           max_clamped=True, width=-90)
         dpg.add_input_int(tag=VIDEO_RES, label="resolution", default_value=256, min_value=16, max_value=1024,

@@ -1,5 +1,11 @@
-"""Latent panel: seed (step and random), truncation psi, class (conditional models; truncation goes
-toward that class's mean w), noise mode."""
+"""Latent panel: seed (typed, stepped with - / +, or random), truncation psi, class (conditional
+models; truncation goes toward that class's mean w), noise mode.
+
+The seed is a text field that we parse ourselves: DearPyGui's input_int holds an int32, so its
+max_value 2**32 - 1 becomes -1 and every step or typed value turns into -1. A seed that does not
+parse, or lies outside 0..MAX_SEED, is refused with one line beside the field; the last good seed
+stays in use until a valid one is entered (which removes the message at once).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,39 @@ import random
 
 import dearpygui.dearpygui as dpg
 
-from trigan.viewer.panels.common import hint
+from trigan.core.errors import TriganError
+from trigan.viewer.panels.common import BAD, hint
 from trigan.viewer.render_request import NOISE_MODES
 
 SEED = "latent_seed"
+SEED_MINUS, SEED_PLUS, SEED_RANDOM = "latent_seed_minus", "latent_seed_plus", "latent_seed_random"
+SEED_MESSAGE, SEED_LABEL = "latent_seed_message", "latent_seed_label"
 PSI = "latent_psi"
 CLASS = "latent_class"
 CLASS_ROW = "latent_class_row"
 NOISE = "latent_noise"
-MAX_SEED = 2 ** 32 - 1
+MAX_SEED = 2 ** 32 - 1              # RenderRequest's range: 0..2**32 - 1
+RANDOM_SEED_LIMIT = 100_000         # Random draws below this: short seeds are easy to note down
+PSI_MIN, PSI_MAX, PSI_STEP = -1.0, 2.0, 0.05
+LABEL_WIDTH = 70                    # room right of the fields for their labels ("noise", "class")
+
+
+def parse_seed(text) -> int:
+    """The seed a person typed: a whole number 0..MAX_SEED (spaces around it are fine).
+    Anything else raises TriganError with one line naming the value and the range."""
+    raw = str(text).strip()
+    expected = f"expected a whole number from 0 to {MAX_SEED}"
+    if not raw.isdigit() or not raw.isascii():           # no sign, no point, no exponent, no letters
+        raise TriganError(f"seed {raw!r}: {expected}")
+    seed = int(raw)
+    if seed > MAX_SEED:
+        raise TriganError(f"seed {raw}: {expected}")
+    return seed
+
+
+def stepped_seed(seed: int, delta: int) -> int:
+    """seed + delta, held within 0..MAX_SEED (- at 0 stays 0, + at MAX_SEED stays there)."""
+    return min(max(int(seed) + int(delta), 0), MAX_SEED)
 
 
 class LatentPanel:
@@ -26,32 +56,63 @@ class LatentPanel:
     def build(self) -> None:
         v = self.app.view
         with dpg.group(horizontal=True):
-            # input_int's own - / + buttons step the seed
-            dpg.add_input_int(tag=SEED, label="", default_value=v.seed, width=170, min_value=0, max_value=MAX_SEED,
-                              min_clamped=True, max_clamped=True, callback=lambda s, a: self._set(seed=a))
-            dpg.add_button(label="Random", tag="latent_seed_random",
-                           callback=lambda: self._apply_seed(random.randrange(0, 100000)))
-            dpg.add_text("seed")
-        dpg.add_slider_float(tag=PSI, label="psi", default_value=v.psi, min_value=-0.5, max_value=1.5, width=-70,
-                             format="%.2f", callback=lambda s, a: self._set(psi=round(float(a), 4)))
+            # decimal: the field takes only digits (and + - * /, which parse_seed refuses with a message).
+            dpg.add_input_text(tag=SEED, default_value=str(v.seed), width=110, decimal=True, on_enter=True,
+                               callback=lambda s, a: self.enter_seed(a))
+            dpg.add_button(label="-", tag=SEED_MINUS, width=22, callback=lambda: self.step(-1))
+            dpg.add_button(label="+", tag=SEED_PLUS, width=22, callback=lambda: self.step(1))
+            dpg.add_button(label="Random", tag=SEED_RANDOM,
+                           callback=lambda: self._apply_seed(random.randrange(RANDOM_SEED_LIMIT)))
+            dpg.add_text("seed", tag=SEED_LABEL)
+        # A typed seed counts on Enter and also when the field loses focus after an edit.
+        with dpg.item_handler_registry(tag=f"{SEED}_handlers"):
+            dpg.add_item_deactivated_after_edit_handler(callback=lambda: self.enter_seed(dpg.get_value(SEED)))
+        dpg.bind_item_handler_registry(SEED, f"{SEED}_handlers")
+        dpg.add_text("", tag=SEED_MESSAGE, color=BAD, wrap=0, show=False)
+        # An input with step buttons rather than a slider: a value can be typed, and ctrl+click is hidden.
+        dpg.add_input_double(tag=PSI, label="psi", default_value=v.psi, min_value=PSI_MIN, max_value=PSI_MAX,
+                             min_clamped=True, max_clamped=True, step=PSI_STEP, step_fast=0.25, format="%.2f",
+                             width=-LABEL_WIDTH, callback=lambda s, a: self._set(psi=round(float(a), 4)))
+        with dpg.tooltip(PSI):
+            dpg.add_text(f"Truncation psi, {PSI_MIN:g}..{PSI_MAX:g}: 1 = none, 0.7 is usual, 0 = the mean latent.")
         with dpg.group(tag=CLASS_ROW, show=False):
-            dpg.add_combo(tag=CLASS, label="class", items=[], width=-70,
+            dpg.add_combo(tag=CLASS, label="class", items=[], width=-LABEL_WIDTH,
                           callback=lambda s, a: self._set(class_index=self._class_names.index(a)))
             hint("Truncation pulls toward the chosen class's mean latent.")
-        dpg.add_combo(tag=NOISE, label="noise", items=list(NOISE_MODES), default_value=v.noise_mode, width=-70,
-                      callback=lambda s, a: self._set(noise_mode=a))
+        dpg.add_combo(tag=NOISE, label="noise", items=list(NOISE_MODES), default_value=v.noise_mode,
+                      width=-LABEL_WIDTH, callback=lambda s, a: self._set(noise_mode=a))
 
     def _set(self, **values) -> None:
         self.app.update_view(**values)
 
+    # -- the seed ------------------------------------------------------------------------------------
+    def enter_seed(self, text) -> None:
+        """A typed seed: use it, or refuse it with a message and keep the last good one."""
+        try:
+            seed = parse_seed(text)
+        except TriganError as exc:
+            self._seed_message(f"{exc} (still using {self.app.view.seed})")
+            return
+        self._apply_seed(seed)
+
     def _apply_seed(self, seed: int) -> None:
-        seed = min(max(int(seed), 0), MAX_SEED)
-        dpg.set_value(SEED, seed)
+        seed = stepped_seed(seed, 0)
+        if not dpg.is_item_active(SEED):        # never rewrite the text under a person's cursor
+            dpg.set_value(SEED, str(seed))
+        self._seed_message(None)
         self._set(seed=seed)
 
-    def step(self, delta: int) -> None:
-        self._apply_seed(self.app.view.seed + delta)
+    def _seed_message(self, text) -> None:
+        dpg.set_value(SEED_MESSAGE, text or "")
+        dpg.configure_item(SEED_MESSAGE, show=bool(text))
 
+    def step(self, delta: int) -> None:
+        self._apply_seed(stepped_seed(self.app.view.seed, delta))
+
+    def seed_message(self) -> str:
+        return dpg.get_value(SEED_MESSAGE) or ""
+
+    # -- classes and restored values ------------------------------------------------------------------
     def set_classes(self, names) -> None:
         """A new model: show the class picker for conditional models, keep the class if it exists."""
         self._class_names = list(names)
@@ -68,7 +129,8 @@ class LatentPanel:
     def sync(self) -> None:
         """Show the app's values (after settings were restored or a script changed them)."""
         v = self.app.view
-        dpg.set_value(SEED, v.seed)
+        dpg.set_value(SEED, str(v.seed))
+        self._seed_message(None)
         dpg.set_value(PSI, v.psi)
         dpg.set_value(NOISE, v.noise_mode)
         if self._class_names and v.class_index is not None and v.class_index < len(self._class_names):

@@ -4,12 +4,19 @@ camera moves (the maths is OrbitController's).
 Mouse input is polled once per GUI frame rather than taken from global drag handlers, so that only
 drags that *start* on the image move the camera (a slider dragged past the image does not), and the
 wheel and keys only act while the pointer is over the image (keys also while the view window has
-the focus), so typing into a text field never moves the camera.
+the focus), and keys never while a text field anywhere in the window is being typed into
+(`text_entry_active`), so typing a seed with the pointer resting on the image never moves the camera.
+
+Errors shown in red above the image have a source (ERROR_SOURCES): a newer good result of the same
+source clears its message (a good frame clears a render error, a good camera input a camera error).
+Their line is reserved whether or not there is an error, and holds one line (the full text is in a
+tooltip), so the image never moves when a message comes or goes.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import re
+from typing import Dict, Optional, Tuple
 
 import dearpygui.dearpygui as dpg
 import numpy as np
@@ -30,6 +37,89 @@ _KEYS = (
 _BUTTONS = ((dpg.mvMouseButton_Left, "left"), (dpg.mvMouseButton_Right, "right"),
             (dpg.mvMouseButton_Middle, "middle"))
 _ERROR_COLOUR = (255, 110, 100)
+ERROR_TIP = "view_error_tooltip"
+# Where a message in the error line comes from. A newer good result of a source clears its message:
+# "values" control values refused (a good value clears it), "request" the request they make with the
+# camera, "camera" a camera move, "camera_draw" a camera drawn from the model, "render" a frame,
+# "model" a model load, "general" anything else.
+ERROR_SOURCES = ("values", "request", "camera", "camera_draw", "render", "model", "general")
+# DearPyGui item types a person types into: input fields, and drags and sliders (ctrl+click or
+# double-click turns them into a text field).
+_TEXT_ENTRY_PREFIXES = ("mvInput", "mvDrag", "mvSlider")
+
+
+def text_entry_active() -> bool:
+    """True while a text field (of any panel) takes the keyboard. DearPyGui reports the focused
+    item; ImGui keeps an input active for as long as it is being edited. The focused item may be
+    the group around the field (a group is focused and active when one of its items is), so active
+    containers are searched down to the active item."""
+    item = dpg.get_focused_item()
+    return bool(item) and dpg.does_item_exist(item) and _active_text_entry(item, depth=0)
+
+
+def _active_text_entry(item, depth: int) -> bool:
+    if not dpg.is_item_active(item):
+        return False
+    if dpg.get_item_type(item).rpartition("::")[2].startswith(_TEXT_ENTRY_PREFIXES):
+        return True
+    if depth >= 8:                                     # groups in groups: a few levels at most
+        return False
+    return any(_active_text_entry(child, depth + 1) for child in dpg.get_item_children(item, slot=1) or ())
+
+
+class ErrorMessages:
+    """The view's messages by source, newest last; the line shows the newest one still standing."""
+
+    def __init__(self):
+        self._by_source: Dict[str, str] = {}
+
+    def set(self, text: Optional[str], source: Optional[str] = None) -> None:
+        """A message for `source`, or None to clear it. Without a source: a message counts as
+        "general", and clearing clears every source (a new model makes all old messages moot)."""
+        if source is not None and source not in ERROR_SOURCES:
+            raise ValueError(f"error source {source!r}: expected one of {', '.join(ERROR_SOURCES)}")
+        if text is None or text == "":
+            if source is None:
+                self._by_source.clear()
+            else:
+                self._by_source.pop(source, None)
+            return
+        source = source or "general"
+        self._by_source.pop(source, None)        # re-inserted: now the newest
+        self._by_source[source] = str(text)
+
+    @property
+    def shown(self) -> str:
+        return next(reversed(self._by_source.values()), "") if self._by_source else ""
+
+    def all(self) -> Dict[str, str]:
+        return dict(self._by_source)
+
+
+_LONG_PATH = re.compile(r"(?<![\w.])(?:~|\.{1,2})?(?:/[^/\s:]+)+/(?=[^/\s:]+)")
+
+
+def fit_line(text: str, width: float, measure) -> str:
+    """`text` shortened to `width` pixels (measure(text) -> pixels). First the folders of paths go
+    (".../broken.ckpt: not a checkpoint"); if that is not enough, the middle is cut out: an error
+    names what failed at its start and why at its end. Text that fits is returned as it is."""
+    if not text or measure(text) <= width:
+        return text
+    text = _LONG_PATH.sub(".../", text)
+    if measure(text) <= width:
+        return text
+
+    def shortened(keep: int) -> str:
+        head = keep // 3
+        return text[:head] + "..." + text[len(text) - (keep - head):]
+    lo, hi = 0, len(text) - 1
+    while lo < hi:                               # the most characters kept that still fit
+        mid = (lo + hi + 1) // 2
+        if measure(shortened(mid)) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return shortened(lo)
 
 
 MAX_TEXTURE = 512
@@ -55,6 +145,8 @@ class ImageView:
         self.display_size = (1, 1)                   # the image's size on screen, pixels
         self.wheel_steps_seen = 0
         self._was_down = {}
+        self.errors = ErrorMessages()
+        self._error_fitted = None                    # (text, width) the error line was last fitted to
 
     # -- building ------------------------------------------------------------------------------------
     def build(self, pos, size, window_id=0) -> None:
@@ -63,7 +155,10 @@ class ImageView:
         with dpg.window(label="View", tag=window_id, pos=pos, width=size[0], height=size[1], no_close=True,
                         no_scrollbar=True, no_scroll_with_mouse=True, no_collapse=True):
             dpg.add_text("", tag=OVERLAY)
-            dpg.add_text("", tag=ERROR, color=_ERROR_COLOUR, wrap=0)
+            # Always shown (empty when there is no error) and never wrapped: its line is reserved.
+            dpg.add_text("", tag=ERROR, color=_ERROR_COLOUR)
+            with dpg.tooltip(ERROR, tag=ERROR_TIP, show=False):
+                dpg.add_text("", tag=f"{ERROR_TIP}_text", wrap=600)
             dpg.add_image(self._texture, tag=IMAGE, width=64, height=64)
         with dpg.handler_registry():
             dpg.add_mouse_wheel_handler(callback=self._on_wheel)
@@ -97,9 +192,27 @@ class ImageView:
     def set_info(self, text: str) -> None:
         dpg.set_value(OVERLAY, text)
 
-    def set_error(self, text: Optional[str]) -> None:
-        dpg.set_value(ERROR, text or "")
-        dpg.configure_item(ERROR, show=bool(text))
+    def set_error(self, text: Optional[str], source: Optional[str] = None) -> None:
+        """Show `text` for `source` (see ERROR_SOURCES), or clear that source's message with None."""
+        self.errors.set(text, source)               # the line is refitted at the next layout()
+
+    def error_text(self) -> str:
+        """The whole message the error line stands for (the line itself may be shortened)."""
+        return self.errors.shown
+
+    def _fit_error_line(self, width: float) -> None:
+        text = self.errors.shown
+        if self._error_fitted == (text, width):
+            return
+        self._error_fitted = (text, width)
+
+        def measure(t):
+            size = dpg.get_text_size(t)
+            return size[0] if size else 7.0 * len(t)     # before the font is ready: a rough width
+        line = fit_line(text, width, measure)
+        dpg.set_value(ERROR, line)
+        dpg.set_value(f"{ERROR_TIP}_text", text)
+        dpg.configure_item(ERROR_TIP, show=line != text)
 
     def layout(self) -> None:
         """Fit the image, square, into the window below the text lines."""
@@ -110,10 +223,10 @@ class ImageView:
         win_w, win_h = dpg.get_item_rect_size(WINDOW)
         if win_w <= 0 or win_h <= 0:
             return
-        # Below the info line (and the error line when there is one); rects are from the last frame.
-        last_text = ERROR if dpg.is_item_shown(ERROR) else OVERLAY
-        top = int(dpg.get_item_rect_max(last_text)[1] - dpg.get_item_pos(WINDOW)[1]) + 6
-        top = max(top, 44)
+        self._fit_error_line(win_w - 24)
+        # Below the info line and the (reserved, one-line) error line; rects are from the last frame.
+        top = int(dpg.get_item_rect_max(ERROR)[1] - dpg.get_item_pos(WINDOW)[1]) + 6
+        top = max(top, 60)
         side = int(max(32, min(win_w - 16, win_h - top - 8)))
         h_img, w_img = self._array.shape[:2]
         w_disp, h_disp = (side, int(side * h_img / w_img)) if w_img >= h_img else (int(side * w_img / h_img), side)
@@ -154,7 +267,7 @@ class ImageView:
             self._drag = (button, name, pos) if dpg.is_mouse_button_down(button) else None
         if hovered and dpg.is_mouse_button_double_clicked(dpg.mvMouseButton_Left):
             self.app.camera_input(orbit.reset)
-        if hovered or dpg.is_item_focused(WINDOW):
+        if (hovered or dpg.is_item_focused(WINDOW)) and not text_entry_active():
             for key, name in _KEYS:
                 if dpg.is_key_pressed(key):
                     self.app.camera_input(lambda name=name: orbit.key(name))
