@@ -40,31 +40,34 @@ def _need_programs():
 
 @contextlib.contextmanager
 def running_xserver(size=(1600, 1000)):
-    """A private Xvfb screen of `size` (width, height); yields its DISPLAY name. Test runs that race
-    for a number skip the ones whose lock file exists and try the next when a start fails."""
+    """A private Xvfb screen of `size` (width, height); yields its DISPLAY name. Xvfb picks a free
+    display number itself (-displayfd), so test runs started at the same time never share one, and it
+    does not reset when its last client leaves (-noreset): a viewer started just then could not connect."""
     _need_programs()
-    proc = None
-    for number in range(90, 160):
-        if os.path.exists(f"/tmp/.X11-unix/X{number}") or os.path.exists(f"/tmp/.X{number}-lock"):
-            continue
-        display = f":{number}"
-        proc = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 20
-        while _x_server_answers(display) is not None and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.1)
-        if proc.poll() is None and _x_server_answers(display) is None:
-            break
-        proc.kill()
-        proc.wait(10)
-        proc = None
-    if proc is None:
-        pytest.fail("Xvfb did not start on any display :90..:159", pytrace=False)
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{size[0]}x{size[1]}x24",
+                             "-nolisten", "tcp", "-noreset"], pass_fds=(write_end,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
     try:
+        with os.fdopen(read_end, "rb") as pipe:
+            number = pipe.readline().strip().decode()      # written once the server is ready
+        if not number.isdigit() or proc.poll() is not None:
+            pytest.fail(f"Xvfb did not start (it said {number!r})", pytrace=False)
+        display = f":{number}"
+        deadline = time.time() + 20
+        while _x_server_answers(display) is not None:
+            if time.time() > deadline or proc.poll() is not None:
+                pytest.fail(f"Xvfb {display} does not answer", pytrace=False)
+            time.sleep(0.1)
         yield display
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 class Viewer:
@@ -76,12 +79,14 @@ class Viewer:
         self.control_path = folder / "control.jsonl"
         self.settings_path = folder / "config" / "viewer.json"
         self.control_path.write_text("")
+        self._origin = None
         if self.state_path.exists():
             self.state_path.unlink()
         self.env = dict(os.environ, DISPLAY=display, XDG_CONFIG_HOME=str(folder / "config"))
         self.log = open(folder / "viewer.log", "a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trigan.cli.main", "view", str(model), "--settings", str(self.settings_path),
+            [sys.executable, "-m", "trigan.cli.main", "view", *([] if model is None else [str(model)]),
+             "--settings", str(self.settings_path),
              "--state-file", str(self.state_path), "--control-file", str(self.control_path), *extra_args],
             cwd=folder, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -148,8 +153,18 @@ class Viewer:
     def xdotool(self, *args) -> None:
         subprocess.run(["xdotool", *[str(a) for a in args]], env=self.env, check=True, timeout=30)
 
+    def origin(self):
+        """(x, y) of the window's client area on the screen. The state file's rectangles are in
+        window pixels (the viewer centres its window on the screen), so X events add this."""
+        if self._origin is None:
+            self.wait_for(lambda s: s.get("frames", 0) > 0, START_TIMEOUT, "the window")
+            self._origin = window_origin(self)
+        return self._origin
+
     def move(self, x, y) -> None:
-        self.xdotool("mousemove", int(x), int(y))
+        """Move the pointer to (x, y) in window pixels."""
+        ox, oy = self.origin()
+        self.xdotool("mousemove", int(x) + ox, int(y) + oy)
 
     def click_item(self, tag: str) -> None:
         x, y, w, h, _ = self.rect_of(tag)
@@ -173,8 +188,15 @@ class Viewer:
         time.sleep(0.2)
 
     def screenshot(self, path: Path) -> np.ndarray:
+        """What the screen shows of the window (its client area, indexed in window pixels, as the
+        state file's rectangles are), also saved to `path` as PNG."""
+        ox, oy = self.origin()
+        width, height = self.state()["viewport"]
         subprocess.run(["import", "-window", "root", str(path)], env=self.env, check=True, timeout=60)
-        return np.asarray(Image.open(path).convert("RGB")).astype(np.float32)
+        with Image.open(path) as img:
+            window = img.convert("RGB").crop((ox, oy, ox + width, oy + height))
+        window.save(path)
+        return np.asarray(window).astype(np.float32)
 
     def close(self, timeout=60) -> int:
         if self.proc.poll() is None:
@@ -202,3 +224,73 @@ def crop(shot: np.ndarray, rect) -> np.ndarray:
 def write_settings(folder: Path, **values) -> None:
     settings = ViewerSettings(**values)
     save_settings(settings, folder / "config" / "viewer.json")
+
+
+# -- typing, keys and widget values (tests/test_viewer_gui_files.py) ----------------------------------
+
+def type_into(viewer: Viewer, tag: str, text: str, then: str = "Return") -> None:
+    """Click the text field `tag`, empty it (End, shift+Home, BackSpace), type `text` (real X key
+    events, checked to have arrived), then press `then` (a key name for xdotool; "" for none)."""
+    viewer.send(watch=[tag])
+    seen = []
+
+    def emptied(s) -> bool:
+        seen.append(((s.get("values") or {}).get(tag) or {}).get("value"))
+        return seen[-1] == ""
+    for attempt in range(4):        # keys that land before the click has activated the field are lost
+        viewer.click_item(tag)
+        time.sleep(0.3)
+        viewer.xdotool("key", "End")
+        viewer.xdotool("key", "shift+Home")
+        viewer.xdotool("key", "BackSpace")
+        try:
+            viewer.wait_for(emptied, 10, f"{tag} emptied")
+            break
+        except AssertionError:
+            if attempt == 3:
+                raise AssertionError(f"End, shift+Home, BackSpace left {seen[-1:]!r} in {tag}") from None
+    viewer.xdotool("type", "--delay", 20, text)
+    # The GUI takes in about one key event a frame: wait until all of it has arrived in the field.
+
+    def arrived(s) -> bool:
+        seen.append(((s.get("values") or {}).get(tag) or {}).get("value"))
+        return seen[-1] == text
+    try:
+        viewer.wait_for(arrived, 60, f"{text!r} typed into {tag}")
+    except AssertionError as exc:
+        raise AssertionError(f"{tag} holds {seen[-1:]!r}, not the typed {text!r}") from exc
+    if then:
+        viewer.xdotool("key", then)
+        time.sleep(0.3)
+
+
+def values_of(viewer: Viewer, *tags: str, timeout: float = 30.0) -> dict:
+    """The widgets' {"value": ..., "label": ...} (None: no such widget) from the state file's
+    "values", which reports every watched widget."""
+    viewer.send(watch=list(tags))
+    s = viewer.wait_for(lambda s: all(t in (s.get("values") or {}) for t in tags), timeout, f"values of {tags}")
+    return {t: s["values"][t] for t in tags}
+
+
+def value_of(viewer: Viewer, tag: str):
+    entry = values_of(viewer, tag)[tag]
+    return None if entry is None else entry["value"]
+
+
+def coloured_pixels(shot: np.ndarray, rect, colour, tolerance: float = 40.0) -> int:
+    """How many pixels inside rect lie within `tolerance` (per channel) of an RGB colour."""
+    part = crop(shot, rect)
+    return int((np.abs(part - np.asarray(colour, dtype=np.float32)).max(axis=-1) <= tolerance).sum())
+
+
+# -- where the viewer's window is on the screen (tests/test_viewer_gui_progress.py) ----------------------
+
+def window_origin(viewer: Viewer):
+    """(x, y) of the viewer window's client area on the X screen: the state file's rectangles are in
+    window pixels and xdotool moves in screen pixels, so an X event at a widget needs both."""
+    out = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--pid", str(viewer.proc.pid)],
+                         env=viewer.env, check=True, timeout=30, capture_output=True, text=True).stdout.split()
+    geometry = subprocess.run(["xdotool", "getwindowgeometry", "--shell", out[-1]], env=viewer.env, check=True,
+                              timeout=30, capture_output=True, text=True).stdout
+    values = dict(line.split("=", 1) for line in geometry.split() if "=" in line)
+    return int(values["X"]), int(values["Y"])

@@ -31,7 +31,8 @@ from trigan import assets
 from trigan.core.errors import TriganError
 from trigan.core.model_io import resolve_model_path
 from trigan.viewer.automation import Automation
-from trigan.viewer.display import display_problem
+from trigan.viewer.display import display_problem, screen_work_area
+from trigan.viewer.glfw_hooks import GlfwHooks
 from trigan.viewer.jobs import JobRunner
 from trigan.viewer.orbit import OrbitController
 from trigan.viewer.panels.camera import CameraPanel
@@ -39,24 +40,47 @@ from trigan.viewer.panels.export import ExportPanel
 from trigan.viewer.panels.latent import LatentPanel
 from trigan.viewer.panels.model import ModelPanel
 from trigan.viewer.panels.render import RenderPanel
-from trigan.viewer.panels.status import StatusBar, Timing
+from trigan.viewer.panels.status import StatusBar, Timing, describe_work
 from trigan.viewer.panels.training import TrainingPanel
 from trigan.viewer.panels.view import ImageView
 from trigan.viewer.render_request import RenderRequest
 from trigan.viewer.render_worker import InfoError, RenderWorker
 from trigan.viewer.scene import Scene
 from trigan.viewer.settings import LAYOUT_FILE, layout_path, load_settings, save_settings
+from trigan.viewer.window_geometry import Rect, fit_window, tile_panels
 
 REST_SECONDS = 0.15                 # camera and values unchanged this long -> the exact render
-ACTIVE_FPS, IDLE_FPS, IDLE_AFTER_S = 60.0, 15.0, 1.0
-CONTROLS_WIDTH, TASKS_WIDTH, STATUS_HEIGHT = 350, 440, 34
+# Frame pacing. While someone moves the mouse or types: up to ACTIVE_FPS. While only the machine
+# works (a render, a model loading, an export, a training run): WORKING_FPS, enough for progress
+# bars, leaving the processor to the work. Idle: one frame every IDLE_REDRAW_S. Where the GLFW hooks
+# work, the waits end at the first input event, so the window answers at once however slow it draws.
+ACTIVE_FPS, WORKING_FPS, IDLE_REDRAW_S, IDLE_AFTER_S = 60.0, 10.0, 1.0, 1.0
+FALLBACK_IDLE_FPS = 5.0             # without the hooks an idle loop must still look for input
 # ImGui keys a window's saved position and size by its id, so the windows get fixed ids (far above
 # the ids DearPyGui hands out) and a layout file stays valid when widgets are added elsewhere.
 WINDOW_IDS = {"controls_window": 7_000_001, "view_window": 7_000_002, "tasks_window": 7_000_003,
               "status_window": 7_000_004}
 
 
-BACKGROUND_NICE = 5                 # how much lower the render worker and job threads run than the GUI
+# Priorities (Linux nice values, relative to the GUI thread). Export jobs and training runs started
+# here run BACKGROUND_NICE lower: nobody watches them frame by frame, and the window must stay first.
+# The view's render worker runs at VIEW_WORKER_NICE, by default the GUI's own: the user is waiting
+# for its frames, and at +5 an exact frame starved behind other nice-0 work on the machine (2-5x
+# slower than `trigan render`, docs/viewer.md has the measurement), while the GUI thread, which
+# sleeps most of each frame, kept its frame time either way. TRIGAN_VIEW_WORKER_NICE overrides it.
+BACKGROUND_NICE = 5
+VIEW_WORKER_NICE = 0
+
+
+def view_worker_nice() -> int:
+    """VIEW_WORKER_NICE, or TRIGAN_VIEW_WORKER_NICE where it holds a whole number 0..19."""
+    text = os.environ.get("TRIGAN_VIEW_WORKER_NICE", "").strip()
+    if text.isdigit() and int(text) <= 19:
+        return int(text)
+    if text:
+        print(f"trigan view: TRIGAN_VIEW_WORKER_NICE={text!r}: expected a whole number 0..19; using "
+              f"{VIEW_WORKER_NICE}", file=sys.stderr)
+    return VIEW_WORKER_NICE
 
 
 def lower_thread_priority(step: int = BACKGROUND_NICE) -> None:
@@ -72,9 +96,10 @@ def lower_thread_priority(step: int = BACKGROUND_NICE) -> None:
         pass
 
 
-def _at_lower_priority(fn):
+def _at_lower_priority(fn, step: int = BACKGROUND_NICE):
     def run(*args, **kwargs):
-        lower_thread_priority()
+        if step:
+            lower_thread_priority(step)
         return fn(*args, **kwargs)
     return run
 
@@ -119,6 +144,7 @@ class ViewerApp:
         self._last_base = None
         self._last_change = 0.0
         self._shown_frame = None
+        self._shown_partial = None        # the refining (partial) frame on screen, if any
         self.last_frame = None            # newest frame without an error (screenshots)
         self.frame_count = 0
         self._quit = False
@@ -127,6 +153,11 @@ class ViewerApp:
         self._camera_draw = None          # the key of the camera asked of the worker (draw_camera)
         self._draws = 0
         self._last_input = time.monotonic()
+        self._startup_notes = []          # said in the Model panel once the window is up
+        self._created = time.monotonic()
+        self.startup = {"window_s": None, "first_image_s": None, "first_exact_s": None}
+        self._tiled_for = None            # the window size the panels were last fitted to
+        self.hooks = GlfwHooks()
 
     # -- settings --------------------------------------------------------------------------------------
     def _restored_values(self) -> ViewValues:
@@ -159,13 +190,36 @@ class ViewerApp:
             panel.store_settings(s)
         save_settings(s, self.settings_path)       # warns (never raises) when the folder is read-only
 
+    def first_model(self) -> str:
+        """What opens at start: the model named on the command line, else the last one opened (if it
+        is still there), else the bundled demo."""
+        if self.requested_model:
+            return self.requested_model
+        last = self.settings.last_model
+        if last and os.path.exists(os.path.expanduser(last)):
+            return last
+        if last:
+            self._startup_notes.append(f"the last model, {last}, is gone; opened the demo model")
+        return str(demo_checkpoint())
+
     def layout_file(self) -> Path:
         return Path(self.settings_path).parent / LAYOUT_FILE if self.settings_path else layout_path()
 
     # -- actions the panels call --------------------------------------------------------------------------
     def update_view(self, **values) -> None:
+        """New control values. Values no render request could take are refused with one line in the
+        view (the old ones stay in use); good ones clear that line at once."""
         old_class = self.view.class_index
-        self.view = replace(self.view, **values)
+        candidate = replace(self.view, **values)
+        try:
+            RenderRequest(model_path="-", seed=candidate.seed, class_index=candidate.class_index, psi=candidate.psi,
+                          noise_mode=candidate.noise_mode, resolution=candidate.resolution, mode=candidate.mode,
+                          sample_multiplier=candidate.sample_multiplier, background=candidate.background)
+        except TriganError as exc:
+            self.image.set_error(str(exc), source="values")
+            return
+        self.view = candidate
+        self.image.set_error(None, source="values")
         if self.view.class_index != old_class and self.model_info is not None and self.view.class_index is not None:
             # A 3DGP model's start camera depends on the class (its mean posterior camera): ask the
             # worker for it; reset and double-click then return to that class's pose.
@@ -200,8 +254,9 @@ class ViewerApp:
             return
         self._camera_draw = None
         if isinstance(drawn, InfoError):
-            self.image.set_error(drawn.error)
+            self.image.set_error(drawn.error, source="camera_draw")
             return
+        self.image.set_error(None, source="camera_draw")
         self.camera_input(lambda: self.orbit.set(yaw=drawn.yaw, pitch=drawn.pitch, radius=drawn.radius,
                                                  fov=drawn.fov, look_at=drawn.look_at, pivot=drawn.pivot))
 
@@ -210,7 +265,9 @@ class ViewerApp:
         try:
             move()
         except (TriganError, ValueError) as exc:
-            self.image.set_error(str(exc))
+            self.image.set_error(str(exc), source="camera")
+            return
+        self.image.set_error(None, source="camera")
 
     def open_model(self, source: str, latest: bool = False, keep_camera: bool = False) -> None:
         """Ask the worker to load a model (file or run directory); the panels update when it lands."""
@@ -244,8 +301,9 @@ class ViewerApp:
             return
         self._model_source = None
         if isinstance(info, InfoError):
-            self.model_panel.set_message(info.error)
-            self.image.set_error(info.error)
+            # The previous model stays in use: the panel goes back to it and says why in red.
+            self.model_panel.show_failed(info.error, self.model_info)
+            self.image.set_error(info.error, source="model")
             return
         self.model_info = info
         self.device_name = info.device
@@ -259,6 +317,9 @@ class ViewerApp:
         self._remember_model(source)
         self.model_panel.show_info(info, self.settings.recent_files)
         self.image.set_error(None)
+        if self._startup_notes:
+            self.model_panel.set_message("; ".join(self._startup_notes))
+            self._startup_notes = []
 
     def _remember_model(self, source: str) -> None:
         self.settings.add_recent(source)
@@ -290,8 +351,9 @@ class ViewerApp:
                                  mode=v.mode, quality="exact", sample_multiplier=v.sample_multiplier,
                                  background=v.background)
         except TriganError as exc:
-            self.image.set_error(str(exc))
+            self.image.set_error(str(exc), source="request")
             return None
+        self.image.set_error(None, source="request")
         if base != self._last_base:
             self._last_base, self._last_change = base, now
         # Previews while anything moves; at rest, refine to the chosen quality, but only after this
@@ -305,19 +367,41 @@ class ViewerApp:
 
     def _show_latest(self, now: float) -> None:
         frame = self.worker.latest()
-        if frame is None or frame is self._shown_frame:
+        self._show_work()
+        # (_shown_partial: the intermediate frame on screen, see Frame.partial)
+        if frame is None or frame is self._shown_frame or frame is self._shown_partial:
             return
+        if frame.partial:
+            # a first look or a step of a refinement: on screen, but neither the view's preview (the
+            # exact request waits for that, see current_request) nor a frame to export or time
+            self._shown_partial = frame
+            self.image.show_image(frame.image)
+            return
+        self._shown_partial = None
         self._shown_frame = frame
         if frame.error:
-            self.image.set_error(f"render failed: {frame.error}")
+            self.image.set_error(f"render failed: {frame.error}", source="render")
             return
         self.image.show_image(frame.image)
-        self.image.set_error(None)
+        self.image.set_error(None, source="render")
         self.last_frame = frame
         self.timing.frame_arrived(frame.request.quality, frame.ms, now)
         self.status.frame_shown(frame)
-        r = frame.request
-        self.image.set_info(f"{r.quality} {frame.ms:.0f} ms  {r.resolution}x{r.resolution} {r.mode}  ({frame.path_used})")
+        self._show_work()
+
+    def _show_work(self) -> None:
+        """The View's info line: what the worker is doing while it works (loading, building the
+        caches, an exact frame's progress and time left), else which frame is on screen."""
+        work = describe_work(self.worker.status(), self.device_name)
+        frame = self.last_frame
+        if work is not None:
+            self.image.set_info(work)
+        elif frame is not None:
+            r = frame.request
+            self.image.set_info(f"{r.quality} {frame.ms:.0f} ms  {r.resolution}x{r.resolution} {r.mode}  "
+                                f"({frame.path_used})")
+        elif self._model_source is None:
+            self.image.set_info("")      # e.g. the first model failed to open: no "loading" left behind
 
     def frame(self) -> None:
         start = time.perf_counter()
@@ -345,6 +429,7 @@ class ViewerApp:
                 self._submitted = request
             self._show_latest(now)
             mark("frame")
+            self._keep_panels_on_screen()
             self.image.layout()
             self.status.tick(now)
         except Exception as exc:  # noqa: BLE001 - a bug in one frame is shown in the window, not a closed viewer
@@ -353,6 +438,7 @@ class ViewerApp:
         dpg.render_dearpygui_frame()
         mark("draw")
         self.frame_count += 1
+        self._note_startup()
         phases = {name: 1000.0 * (t - marks[i][1]) for i, (name, t) in enumerate(marks[1:])}
         # "Rendering" covers a whole drag: previews may finish between GUI frames, but the user is
         # making the worker render all the time.
@@ -363,33 +449,90 @@ class ViewerApp:
                               now=now, phases=phases)
         if self.automation is not None:
             self.automation.write_state(now)
-        self._pace(start, busy=rendering or exporting or self._model_source is not None)
+        self._pace(start, working=rendering or exporting or self._model_source is not None
+                   or self.training_panel.any_alive())
 
-    def _pace(self, start: float, busy: bool) -> None:
-        """At most ACTIVE_FPS frames a second, IDLE_FPS when nobody touches the window and nothing
-        runs: without vsync (a virtual display, some drivers) the loop would otherwise draw as fast
-        as it can and take a CPU core from the render worker and the exports."""
-        now = time.monotonic()
-        fps = ACTIVE_FPS if busy or now - self._last_input < IDLE_AFTER_S else IDLE_FPS
-        rest = 1.0 / fps - (time.perf_counter() - start)
-        if rest > 0:
+    def _note_startup(self) -> None:
+        """Seconds from the app's creation to its first drawn frame, first picture and first
+        finished exact frame (benchmarks/viewer.py and the state file report them)."""
+        t = time.monotonic() - self._created
+        marks = self.startup
+        if marks["window_s"] is None:
+            marks["window_s"] = t
+        frame = self.last_frame
+        if (frame is not None or self._shown_partial is not None) and marks["first_image_s"] is None:
+            marks["first_image_s"] = t           # a first look (partial frame) counts: it is a picture
+        if (frame is not None and marks["first_exact_s"] is None and frame.request.quality == "exact"
+                and not getattr(frame, "partial", False)):
+            marks["first_exact_s"] = t
+
+    def frame_interval(self, now: float, working: bool) -> float:
+        """Seconds from the start of one frame to the next (see ACTIVE_FPS). Without vsync (a virtual
+        display, some drivers) the loop would otherwise draw as fast as it can: a software OpenGL
+        then takes a whole core from the render worker, the exports and training."""
+        if now - self._last_input < IDLE_AFTER_S or self.image.dragging:
+            return 1.0 / ACTIVE_FPS
+        if working:
+            return 1.0 / WORKING_FPS
+        return IDLE_REDRAW_S if self.hooks.available else 1.0 / FALLBACK_IDLE_FPS
+
+    def _pace(self, start: float, working: bool) -> None:
+        rest = self.frame_interval(time.monotonic(), working) - (time.perf_counter() - start)
+        if rest <= 0:
+            return
+        if self.hooks.available:
+            self.hooks.wait(rest)          # returns early on input: the next frame handles it
+        else:
             time.sleep(rest)
+
+    def files_dropped(self, paths) -> None:
+        """Files dropped on the window (GLFW's drop callback, in the GUI thread): open the model."""
+        self._last_input = time.monotonic()
+        self.model_panel.open_dropped(list(paths))
 
     def _input_seen(self, *args) -> None:
         self._last_input = time.monotonic()
 
     # -- building and running -----------------------------------------------------------------------------
+    def tile_panels(self, width: int, height: int) -> None:
+        """Put the Controls, View and Tasks columns and the status bar back into a width x height
+        window (at start when a saved layout does not fit, and whenever the window is resized)."""
+        for name, rect in tile_panels(width, height).items():
+            if name != "status_window":              # the status bar anchors itself (StatusBar.place)
+                dpg.configure_item(name, pos=(rect.x, rect.y), width=rect.width, height=rect.height)
+        self._tiled_for = (width, height)
+
+    def _keep_panels_on_screen(self) -> None:
+        """After a resize, or once at start (a layout saved on a larger screen), re-tile the panels
+        when one of them sticks out of the window."""
+        size = (dpg.get_viewport_client_width(), dpg.get_viewport_client_height())
+        if size[0] <= 0 or size[1] <= 0 or size == self._tiled_for:
+            return
+        first = self._tiled_for is None
+        self._tiled_for = size
+        if not first:
+            self.tile_panels(*size)
+            return
+        screen = Rect(0, 0, size[0], size[1])
+        for name in ("controls_window", "view_window", "tasks_window"):
+            x, y = dpg.get_item_pos(name)
+            rect = Rect(int(x), int(y), int(dpg.get_item_width(name)), int(dpg.get_item_height(name)))
+            if not screen.contains(rect):
+                self.tile_panels(*size)
+                return
+
     def _build(self, size) -> None:
         w, h = size
+        tiles = tile_panels(w, h)
         self.timing = Timing()
         self.image = ImageView(self)
         self.model_panel, self.latent_panel = ModelPanel(self), LatentPanel(self)
         self.camera_panel, self.render_panel = CameraPanel(self), RenderPanel(self)
         self.export_panel, self.training_panel = ExportPanel(self), TrainingPanel(self)
         self.status = StatusBar(self)
-        body = h - STATUS_HEIGHT
-        with dpg.window(label="Controls", tag=WINDOW_IDS["controls_window"], pos=(0, 0), width=CONTROLS_WIDTH,
-                        height=body, no_close=True):
+        c = tiles["controls_window"]
+        with dpg.window(label="Controls", tag=WINDOW_IDS["controls_window"], pos=(c.x, c.y), width=c.width,
+                        height=c.height, no_close=True):
             with dpg.collapsing_header(label="Model", default_open=True):
                 self.model_panel.build()
             with dpg.collapsing_header(label="Latent", default_open=True):
@@ -398,10 +541,10 @@ class ViewerApp:
                 self.camera_panel.build()
             with dpg.collapsing_header(label="Render", default_open=True):
                 self.render_panel.build()
-        view_w = max(200, w - CONTROLS_WIDTH - TASKS_WIDTH)
-        self.image.build(pos=(CONTROLS_WIDTH, 0), size=(view_w, body), window_id=WINDOW_IDS["view_window"])
-        with dpg.window(label="Tasks", tag=WINDOW_IDS["tasks_window"], pos=(CONTROLS_WIDTH + view_w, 0),
-                        width=TASKS_WIDTH, height=body, no_close=True):
+        v, t = tiles["view_window"], tiles["tasks_window"]
+        self.image.build(pos=(v.x, v.y), size=(v.width, v.height), window_id=WINDOW_IDS["view_window"])
+        with dpg.window(label="Tasks", tag=WINDOW_IDS["tasks_window"], pos=(t.x, t.y),
+                        width=t.width, height=t.height, no_close=True):
             with dpg.tab_bar(tag="tasks_tabs"):
                 with dpg.tab(label="Export", tag="tab_export"):
                     self.export_panel.build()
@@ -429,8 +572,10 @@ class ViewerApp:
                 return super().start(kind, label, _at_lower_priority(fn), *args, **kwargs)
 
         device = self.device
-        # The factory runs in the worker's thread: it lowers that thread's priority, then builds the scene.
-        self.worker = RenderWorker(scene_factory=_at_lower_priority(lambda: Scene(device=device)))
+        # The factory runs in the worker's thread: it sets that thread's priority (see
+        # VIEW_WORKER_NICE), then builds the scene.
+        self.worker = RenderWorker(scene_factory=_at_lower_priority(lambda: Scene(device=device),
+                                                                    step=view_worker_nice()))
         self.jobs = BackgroundJobs(device=device)
         dpg.create_context()
         try:
@@ -443,19 +588,27 @@ class ViewerApp:
             else:
                 dpg.configure_app(manual_callback_management=True)
             s = self.settings
-            size = (s.window_width, s.window_height)
-            pos = (40 if s.window_x is None else s.window_x, 40 if s.window_y is None else s.window_y)
-            dpg.create_viewport(title="trigan viewer", width=int(size[0]), height=int(size[1]),
-                                x_pos=int(pos[0]), y_pos=int(pos[1]), vsync=True)
-            self._build(size)
+            area = screen_work_area()
+            saved_size = None if s.window_width is None or s.window_height is None else (s.window_width,
+                                                                                         s.window_height)
+            place = fit_window(None if area is None else Rect(*area), saved_size, (s.window_x, s.window_y))
+            dpg.create_viewport(title="trigan viewer", width=place.width, height=place.height,
+                                x_pos=place.x, y_pos=place.y, vsync=True)
+            self._build((place.width, place.height))
             self.automation = Automation(self, self.state_file, self.control_file) \
                 if (self.state_file or self.control_file) else None
             dpg.setup_dearpygui()
             dpg.show_viewport()
+            if self.hooks.attach():
+                self.hooks.on_drop(self.files_dropped)
+                if self.automation is not None:
+                    self.automation.watch_commands(self.hooks.wake)
             if self.settings.problem:
                 self.image.set_error(self.settings.problem)
-            model = self.requested_model or str(demo_checkpoint())
+            model = self.first_model()
             self.open_model(model, latest=self.latest)
+            # a sign of life from the first frame on: the worker's own status takes over in a moment
+            self.image.set_info(f"loading {os.path.basename(str(model).rstrip(os.sep)) or model} ...")
             while dpg.is_dearpygui_running() and not self._quit:
                 self.frame()
             self._store_settings()
@@ -465,6 +618,9 @@ class ViewerApp:
             except OSError as exc:
                 print(f"trigan view: could not save the window layout: {exc}", file=sys.stderr)
         finally:
+            if getattr(self, "automation", None) is not None:
+                self.automation.close()
+            self.hooks.detach()
             self.worker.stop(timeout=2.0)
             for panel in ("export_panel", "training_panel"):
                 if hasattr(self, panel):
@@ -482,4 +638,21 @@ def run_viewer(model_path=None, *, latest: bool = False, device=None, settings_p
         return 1
     app = ViewerApp(model_path, settings_path=settings_path, latest=latest, device=device,
                     state_file=state_file, control_file=control_file)
-    return app.run()
+    code = app.run()
+    _exit_past_native_threads(code)
+    return code
+
+
+def _exit_past_native_threads(code: int, wait_s: float = 10.0) -> None:
+    """The window is closed and the settings saved. A render or export thread may still be inside
+    a step that cannot be cancelled (building a latent's caches, a mesh's marching cubes): give it
+    wait_s to end, then leave with os._exit, because Python's normal exit would tear down torch's
+    thread pools under a running thread and abort the process ("terminate called ...")."""
+    deadline = time.monotonic() + wait_s
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and t.daemon]
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and t.name.startswith("trigan") for t in others):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

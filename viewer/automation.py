@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import threading
 import time
 from dataclasses import asdict
 from typing import Any, Dict, List, Optional
@@ -48,6 +49,34 @@ def call_item_callback(tag, app_data=None) -> None:
     callback(*args)
 
 
+def _alias(item):
+    """A widget's tag as the panels name it (DearPyGui sometimes answers with the numeric id)."""
+    if isinstance(item, int) and dpg.does_item_exist(item):
+        return dpg.get_item_alias(item) or item
+    return item
+
+
+def _partial_state(frame) -> Optional[Dict[str, Any]]:
+    """The intermediate frame on screen (Frame.partial), with a quality of its own: it is never the
+    exact frame of its view (scripts wait for quality "exact")."""
+    if frame is None:
+        return None
+    r = frame.request
+    return {"quality": "refining", "request_quality": r.quality, "path_used": frame.path_used,
+            "resolution": r.resolution, "yaw": r.orbit.yaw, "radius": r.orbit.radius,
+            "refined": frame.stats.get("refined"), "stride": frame.stats.get("stride")}
+
+
+def _worker_state(status) -> Optional[Dict[str, Any]]:
+    """The render worker's status (viewer.render_worker.WorkerStatus), None when idle."""
+    if status is None:
+        return None
+    r = status.request
+    return {"activity": status.activity, "quality": None if r is None else r.quality,
+            "resolution": None if r is None else r.resolution, "yaw": None if r is None else r.orbit.yaw,
+            "fraction": status.fraction, "seconds_left": status.seconds_left, "expected_s": status.expected_s}
+
+
 class Automation:
     def __init__(self, app, state_file=None, control_file=None):
         self.app = app
@@ -58,8 +87,32 @@ class Automation:
         self.watched: List[str] = []
         self.errors: List[str] = []
         self.commands_done = 0
+        self._closed = False
 
     # -- control -------------------------------------------------------------------------------------
+    def watch_commands(self, wake, interval: float = 0.05) -> None:
+        """Call `wake()` (from a daemon thread) when the control file grows, so that an idle viewer,
+        which waits for input between frames, runs a scripted command at once."""
+        if not self.control_file:
+            return
+
+        def watch():
+            seen = -1
+            while not self._closed:
+                try:
+                    size = os.path.getsize(self.control_file)
+                except OSError:
+                    size = -1
+                if size != seen:
+                    seen = size
+                    wake()
+                time.sleep(interval)
+
+        threading.Thread(target=watch, name="trigan-control-file", daemon=True).start()
+
+    def close(self) -> None:
+        self._closed = True
+
     def poll(self, now: float) -> None:
         if not self.control_file:
             return
@@ -109,8 +162,15 @@ class Automation:
             return None
         state = dpg.get_item_state(tag)
         x, y = state["rect_min"] if "rect_min" in state else dpg.get_item_pos(tag)
-        w, h = state.get("rect_size", (0, 0))
+        w, h = state.get("rect_size") or (dpg.get_item_width(tag) or 0, dpg.get_item_height(tag) or 0)
         return [int(x), int(y), int(w), int(h), bool(state.get("visible", dpg.is_item_shown(tag)))]
+
+    @staticmethod
+    def _value(tag) -> Optional[Dict[str, Any]]:
+        """A watched widget's value and label (what a script reads a text or a list row by)."""
+        if not dpg.does_item_exist(tag):
+            return None
+        return {"value": dpg.get_value(tag), "label": dpg.get_item_label(tag)}
 
     def state(self) -> Dict[str, Any]:
         app = self.app
@@ -132,14 +192,21 @@ class Automation:
                 "quality": frame.request.quality, "ms": frame.ms, "path_used": frame.path_used,
                 "resolution": frame.request.resolution, "mode": frame.request.mode, "seed": frame.request.seed,
                 "yaw": frame.request.orbit.yaw, "radius": frame.request.orbit.radius},
+            "frame_partial": _partial_state(getattr(app, "_shown_partial", None)),
+            "progress": _worker_state(app.worker.status()),
+            "info_line": dpg.get_value("view_overlay"),
+            "status_line": dpg.get_value("status_text"),
             "frame_error": shown.error if shown is not None else None,
             "view_error": dpg.get_value("view_error"),
+            "tasks_tab": _alias(dpg.get_value("tasks_tabs")),
             "image_rect": app.image.image_rect(),
             "worker_busy": app.worker.busy,
             "timing": app.timing.snapshot(),
+            "startup": dict(app.startup),
             "jobs": app.export_panel.job_states(),
             "training": app.training_panel.state(),
             "items": {tag: self._rect(tag) for tag in self.watched},
+            "values": {tag: self._value(tag) for tag in self.watched},
             "errors": list(self.errors),
         }
 
