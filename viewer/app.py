@@ -477,6 +477,8 @@ class ViewerApp:
         return IDLE_REDRAW_S if self.hooks.available else 1.0 / FALLBACK_IDLE_FPS
 
     def _pace(self, start: float, working: bool) -> None:
+        if self._quit:
+            return
         rest = self.frame_interval(time.monotonic(), working) - (time.perf_counter() - start)
         if rest <= 0:
             return
@@ -490,7 +492,8 @@ class ViewerApp:
         self._last_input = time.monotonic()
         self.model_panel.open_dropped(list(paths))
 
-    def _input_seen(self, *args) -> None:
+    def note_input(self, *args) -> None:
+        """Someone (a person, or a script through the control file) acts: full frame rate for a while."""
         self._last_input = time.monotonic()
 
     # -- building and running -----------------------------------------------------------------------------
@@ -552,10 +555,10 @@ class ViewerApp:
                     self.training_panel.build()
         self.status.build(window_id=WINDOW_IDS["status_window"])
         with dpg.handler_registry():         # any mouse or key activity keeps the full frame rate
-            dpg.add_mouse_move_handler(callback=self._input_seen)
-            dpg.add_mouse_click_handler(callback=self._input_seen)
-            dpg.add_mouse_wheel_handler(callback=self._input_seen)
-            dpg.add_key_press_handler(callback=self._input_seen)
+            dpg.add_mouse_move_handler(callback=self.note_input)
+            dpg.add_mouse_click_handler(callback=self.note_input)
+            dpg.add_mouse_wheel_handler(callback=self.note_input)
+            dpg.add_key_press_handler(callback=self.note_input)
         for name, uuid in WINDOW_IDS.items():
             dpg.add_alias(name, uuid)
 

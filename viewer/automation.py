@@ -131,6 +131,7 @@ class Automation:
         for line in complete.splitlines():
             if line.strip():
                 self._run(line)
+        self.app.note_input()             # what a command changed is drawn at the active frame rate
 
     def _run(self, line: str) -> None:
         try:

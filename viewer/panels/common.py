@@ -22,11 +22,15 @@ def hint(text: str) -> None:
 
 
 def path_field(tag: str, label: str, default: str = "", *, directory: bool = False,
-               extensions: Iterable[str] = (), width: int = -80, on_pick: Optional[Callable[[str], None]] = None,
+               extensions: Iterable[str] = (), width: Optional[int] = None, on_pick: Optional[Callable[[str], None]] = None,
                hint_text: str = "") -> None:
     """An input_text named `tag` with a "..." button that opens the viewer's file (or folder) picker
     (viewer/file_picker.py) into it. Enter in the field, like a pick, calls on_pick with the typed
     path; the field's tooltip shows its whole value (a long path is cut in the field)."""
+    if width is None:
+        # Room right of the field for the "..." button and the label, in the built-in font's 7-pixel
+        # characters (a fixed -80 cut a six-letter label at the edge of a 440-pixel panel).
+        width = -(53 + 7 * len(label))
     extensions = tuple(extensions)
 
     def picked(path: str) -> None:
