@@ -70,6 +70,22 @@ def running_xserver(size=(1600, 1000)):
             proc.wait(10)
 
 
+def screen_fixture(size):
+    """A module-scoped pytest fixture yielding the DISPLAY of a private Xvfb screen of `size`:
+    `xserver = screen_fixture((1280, 800))` in a GUI test module."""
+    @pytest.fixture(scope="module")
+    def xserver():
+        with running_xserver(size) as display:
+            yield display
+    return xserver
+
+
+def write_settings_at(folder: Path, size, **values) -> None:
+    """Settings that put the window at the screen's corner with the given size (the tests' clicks
+    and screenshots then match the defaults a person sees), plus any other ViewerSettings values."""
+    write_settings(folder, window_x=0, window_y=0, window_width=size[0], window_height=size[1], **values)
+
+
 class Viewer:
     """A running `trigan view` process and the X display it draws on."""
 

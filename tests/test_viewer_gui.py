@@ -29,7 +29,15 @@ import trimesh
 from PIL import Image
 
 from conftest import THREEDGP_FIXTURES
-from gui_harness import DEMO, START_TIMEOUT, Viewer, crop, image_center, running_xserver, write_settings
+from gui_harness import (
+    DEMO,
+    START_TIMEOUT,
+    Viewer,
+    crop,
+    image_center,
+    screen_fixture,
+    write_settings_at,
+)
 from train_helpers import TINY_TRAIN, write_tiny_dataset
 from trigan.core.cameras import sample_camera_prior
 from trigan.core.images import grid_shape
@@ -60,17 +68,13 @@ def test_view_without_display_exits_with_one_line(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # A real window
 
-@pytest.fixture(scope="module")
-def xserver():
-    with running_xserver(SCREEN) as display:
-        yield display
+xserver = screen_fixture(SCREEN)
 
 
 @pytest.fixture(scope="module")
 def viewer(xserver, tmp_path_factory):
     folder = tmp_path_factory.mktemp("viewer")
-    write_settings(folder, resolution=RESOLUTION, window_x=0, window_y=0, window_width=WINDOW_SIZE[0],
-                   window_height=WINDOW_SIZE[1], last_export_folder=str(folder / "exports"),
+    write_settings_at(folder, WINDOW_SIZE, resolution=RESOLUTION, last_export_folder=str(folder / "exports"),
                    runs_folder=str(folder / "runs"))
     v = Viewer(xserver, folder)
     try:
@@ -177,8 +181,7 @@ def test_an_official_3dgp_snapshot_opens_and_draws_cameras_from_its_learned_dist
     Camera panel's draw button moves to prior camera 1 through the camera generator for this seed
     and class, as core computes it."""
     pkl = THREEDGP_FIXTURES / "3dgp_cond.pkl"
-    write_settings(tmp_path, resolution=64, window_x=0, window_y=0, window_width=WINDOW_SIZE[0],
-                   window_height=WINDOW_SIZE[1])
+    write_settings_at(tmp_path, WINDOW_SIZE, resolution=64)
     v = Viewer(xserver, tmp_path, model=pkl)
     try:
         s = v.wait_for(lambda s: s.get("model") is not None, START_TIMEOUT, "the 3DGP snapshot to load")

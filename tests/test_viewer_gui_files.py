@@ -22,11 +22,11 @@ from gui_harness import (
     START_TIMEOUT,
     Viewer,
     coloured_pixels,
-    running_xserver,
+    screen_fixture,
     type_into,
     value_of,
     values_of,
-    write_settings,
+    write_settings_at,
 )
 
 SCREEN = (1600, 1000)
@@ -40,10 +40,7 @@ GREEN = (120, 210, 120)            # a done job's
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture(scope="module")
-def xserver():
-    with running_xserver(SCREEN) as display:
-        yield display
+xserver = screen_fixture(SCREEN)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +59,7 @@ def picks(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def viewer(xserver, picks, tmp_path_factory):
     folder = tmp_path_factory.mktemp("viewer")
-    write_settings(folder, resolution=64, window_x=0, window_y=0, window_width=WINDOW_SIZE[0],
-                   window_height=WINDOW_SIZE[1], last_export_folder=str(folder / "exports"),
+    write_settings_at(folder, WINDOW_SIZE, resolution=64, last_export_folder=str(folder / "exports"),
                    runs_folder=str(folder / "runs"))
     SHOTS.mkdir(parents=True, exist_ok=True)
     v = Viewer(xserver, folder)

@@ -15,7 +15,15 @@ import time
 
 import pytest
 
-from gui_harness import DEMO, START_TIMEOUT, Viewer, crop, image_center, running_xserver, write_settings
+from gui_harness import (
+    DEMO,
+    START_TIMEOUT,
+    Viewer,
+    crop,
+    image_center,
+    screen_fixture,
+    write_settings_at,
+)
 
 SCREEN = (1280, 800)
 RESOLUTION = 128
@@ -24,17 +32,13 @@ MESSAGE_RED = (255, 110, 100)  # panels.common.BAD and the view's error colour
 MAX_SEED = 2 ** 32 - 1
 
 
-@pytest.fixture(scope="module")
-def xserver():
-    with running_xserver(SCREEN) as display:
-        yield display
+xserver = screen_fixture(SCREEN)
 
 
 @pytest.fixture(scope="module")
 def viewer(xserver, tmp_path_factory):
     folder = tmp_path_factory.mktemp("viewer_inputs")
-    write_settings(folder, resolution=RESOLUTION, seed=0, window_x=0, window_y=0, window_width=SCREEN[0],
-                   window_height=SCREEN[1], last_export_folder=str(folder / "exports"),
+    write_settings_at(folder, SCREEN, resolution=RESOLUTION, seed=0, last_export_folder=str(folder / "exports"),
                    runs_folder=str(folder / "runs"))
     v = Viewer(xserver, folder, model=DEMO)
     try:

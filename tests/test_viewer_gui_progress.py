@@ -13,17 +13,14 @@ import time
 
 import pytest
 
-from gui_harness import START_TIMEOUT, Viewer, crop, image_center, running_xserver, write_settings
+from gui_harness import START_TIMEOUT, Viewer, crop, image_center, screen_fixture, write_settings
 
 pytestmark = pytest.mark.gui
 
 PROGRESS = re.compile(r"^exact (\d+)\^2: (\d+) %")
 
 
-@pytest.fixture(scope="module")
-def xserver():
-    with running_xserver((1600, 1000)) as display:
-        yield display
+xserver = screen_fixture((1600, 1000))
 
 
 def sample_until(viewer, predicate, timeout, what, every=0.1):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gui_harness import START_TIMEOUT, Viewer, crop, running_xserver, write_settings
+from gui_harness import START_TIMEOUT, Viewer, crop, screen_fixture, write_settings_at
 from train_helpers import TINY_TRAIN, write_tiny_dataset
 from trigan.core.model_io import open_model
 from trigan.viewer.run_monitor import list_runs, stop_run
@@ -39,17 +39,13 @@ GAMMA_TYPED, KIMG_TYPED = "0.07", "0.03"     # neither is a float32: DearPyGui s
 STOP_RUN = [*SHORT_RUN[:-1], "training.tick_kimg=0.008", "training.image_ticks=100000", "training.video_ticks=100000"]
 
 
-@pytest.fixture(scope="module")
-def xserver():
-    with running_xserver(SCREEN) as display:
-        yield display
+xserver = screen_fixture(SCREEN)
 
 
 @pytest.fixture(scope="module")
 def viewer(xserver, tmp_path_factory):
     folder = tmp_path_factory.mktemp("viewer")
-    write_settings(folder, resolution=64, window_x=0, window_y=0, window_width=WINDOW_SIZE[0],
-                   window_height=WINDOW_SIZE[1], runs_folder=str(folder / "runs"))
+    write_settings_at(folder, WINDOW_SIZE, resolution=64, runs_folder=str(folder / "runs"))
     v = Viewer(xserver, folder)
     try:
         v.wait_for(lambda s: s.get("model") is not None, START_TIMEOUT, "the demo model to load")

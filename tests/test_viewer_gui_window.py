@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import EPIGRAF_FIXTURES
-from gui_harness import DEMO, START_TIMEOUT, Viewer, crop, image_center, running_xserver, write_settings
+from gui_harness import DEMO, START_TIMEOUT, Viewer, crop, image_center, screen_fixture, write_settings
 from xdnd_source import drop_files
 
 SCREEN = (1280, 800)
@@ -21,10 +21,7 @@ SCREEN = (1280, 800)
 PANELS = ("controls_window", "view_window", "tasks_window", "status_text")
 
 
-@pytest.fixture(scope="module")
-def laptop_screen():
-    with running_xserver(SCREEN) as display:
-        yield display
+laptop_screen = screen_fixture(SCREEN)
 
 
 def _loaded(v: Viewer) -> dict:
