@@ -400,8 +400,11 @@ class ViewerApp:
             r = frame.request
             self.image.set_info(f"{r.quality} {frame.ms:.0f} ms  {r.resolution}x{r.resolution} {r.mode}  "
                                 f"({frame.path_used})")
+        elif self._model_source is None and self.model_info is None:
+            self.image.set_info("")      # the first model failed to open: no "loading" left behind
         elif self._model_source is None:
-            self.image.set_info("")      # e.g. the first model failed to open: no "loading" left behind
+            # loaded, and the worker has not picked up the first request yet: still a sign of life
+            self.image.set_info("starting the first render ...")
 
     def frame(self) -> None:
         start = time.perf_counter()
