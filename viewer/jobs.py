@@ -33,6 +33,7 @@ from trigan.core.devices import parse_device
 from trigan.core.errors import TriganError, one_line
 from trigan.core.exports import ViewRenderer, grid_video_frames, seed_mesh, video_frames
 from trigan.core.images import grid_shape, save_png
+from trigan.core.limits import MAX_SEED
 from trigan.core.mesh import FORMATS as MESH_FORMATS
 from trigan.core.mesh import parse_level
 from trigan.core.model_io import open_model
@@ -112,12 +113,12 @@ def _device(device):
 
 def _seeds(seeds) -> List[int]:
     if isinstance(seeds, str):
-        return parse_int_list(seeds, "seeds", 0, 2 ** 32 - 1)
+        return parse_int_list(seeds, "seeds", 0, MAX_SEED)
     out = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
     if not out:
         raise TriganError("video: give at least one seed")
-    if any(not 0 <= s < 2 ** 32 for s in out):
-        raise TriganError(f"seeds {out}: expected 0..{2 ** 32 - 1}")
+    if any(not 0 <= s <= MAX_SEED for s in out):
+        raise TriganError(f"seeds {out}: expected 0..{MAX_SEED}")
     return out
 
 

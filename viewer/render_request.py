@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from trigan.core.errors import TriganError
+from trigan.core.limits import MAX_SEED
 from trigan.viewer.orbit import OrbitState
 
 MODES = ("rgb", "depth", "normals", "opacity")
@@ -78,8 +79,8 @@ class RenderRequest:
                 set_("class_index", int(self.class_index))
         except (TypeError, ValueError) as exc:
             raise TriganError(f"render request: {exc}") from None
-        if not 0 <= self.seed < 2 ** 32:
-            raise TriganError(f"seed {self.seed}: expected 0..{2 ** 32 - 1}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise TriganError(f"seed {self.seed}: expected 0..{MAX_SEED}")
         if self.class_index is not None and self.class_index < 0:
             raise TriganError(f"class {self.class_index}: expected 0 or more")
         if not math.isfinite(self.psi):

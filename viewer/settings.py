@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from trigan.core.atomic import atomic_write_text
+from trigan.core.limits import MAX_SEED
 from trigan.viewer.render_request import (
     BACKGROUNDS,
     MAX_RESOLUTION,
@@ -148,7 +149,7 @@ def _dict(v):
 
 
 _CHECKS = {
-    "last_model": _opt_str, "recent_files": _recent, "seed": _int(0, 2 ** 32 - 1),
+    "last_model": _opt_str, "recent_files": _recent, "seed": _int(0, MAX_SEED),
     "class_index": _int(0, optional=True), "psi": _float(), "noise_mode": _choice(NOISE_MODES),
     "mode": _choice(MODES), "resolution": _int(MIN_RESOLUTION, MAX_RESOLUTION), "quality": _choice(QUALITIES),
     "sample_multiplier": _float(MIN_SAMPLE_MULTIPLIER, MAX_SAMPLE_MULTIPLIER), "background": _choice(BACKGROUNDS),

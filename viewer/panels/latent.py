@@ -14,6 +14,7 @@ import random
 import dearpygui.dearpygui as dpg
 
 from trigan.core.errors import TriganError
+from trigan.core.limits import MAX_SEED  # RenderRequest's range too
 from trigan.viewer.panels.common import BAD, hint
 from trigan.viewer.render_request import NOISE_MODES
 
@@ -24,7 +25,6 @@ PSI = "latent_psi"
 CLASS = "latent_class"
 CLASS_ROW = "latent_class_row"
 NOISE = "latent_noise"
-MAX_SEED = 2 ** 32 - 1              # RenderRequest's range: 0..2**32 - 1
 RANDOM_SEED_LIMIT = 100_000         # Random draws below this: short seeds are easy to note down
 PSI_MIN, PSI_MAX, PSI_STEP = -1.0, 2.0, 0.05
 LABEL_WIDTH = 70                    # room right of the fields for their labels ("noise", "class")
