@@ -1,6 +1,6 @@
 """Cameras: batched orbit cameras, camera-to-world matrices, rays for images and patches, priors.
 
-Conventions (EpiGRAF; see ARCHITECTURE.md):
+Conventions (EpiGRAF; docs/architecture.md):
 * +Y is up. Angles (yaw, pitch, roll) in radians; pitch is the polar angle from +Y (pi/2 is the
   horizon); yaw 0 puts the camera on +X; increasing yaw moves it toward +Z. Roll is carried, unused.
 * The camera sits at `pivot + radius * (sin p cos y, cos p, sin p sin y)` and looks at `look_at`
@@ -14,15 +14,17 @@ Conventions (EpiGRAF; see ARCHITECTURE.md):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
 from trigan.core.config import CameraConfig
+from trigan.core.errors import TriganError
 
 PITCH_EPS = 1e-5
 Number = Union[float, Sequence[float], torch.Tensor]
+Vec3 = Tuple[float, float, float]
 
 
 def _batched(value, batch: int, width: Optional[int], device, dtype) -> torch.Tensor:
@@ -31,10 +33,24 @@ def _batched(value, batch: int, width: Optional[int], device, dtype) -> torch.Te
     return t.expand(shape).clone() if t.ndim < len(shape) else t.reshape(shape).clone()
 
 
-def spherical_to_cartesian(yaw: torch.Tensor, pitch: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
-    """Point at (yaw, pitch, radius) in trigan's convention, [..., 3]."""
-    return torch.stack([radius * pitch.sin() * yaw.cos(), radius * pitch.cos(),
-                        radius * pitch.sin() * yaw.sin()], dim=-1)
+def spherical_to_cartesian(yaw, pitch, radius):
+    """Point at (yaw, pitch, radius) in trigan's convention: tensors give [..., 3], plain floats a
+    tuple of three floats. The one formula for both, so a Pose (floats, the viewer's) and a Camera
+    (tensors, the renderer's) put the camera at the same place."""
+    if isinstance(yaw, torch.Tensor):
+        sin, cos = torch.sin, torch.cos
+    else:
+        sin, cos = math.sin, math.cos
+    xyz = (radius * sin(pitch) * cos(yaw), radius * cos(pitch), radius * sin(pitch) * sin(yaw))
+    return torch.stack(xyz, dim=-1) if isinstance(yaw, torch.Tensor) else tuple(float(v) for v in xyz)
+
+
+def clamp_polar(pitch):
+    """Pitch kept PITCH_EPS away from the poles, where the look-at frame is undefined (floats or a
+    tensor; a copy, never in place)."""
+    if isinstance(pitch, torch.Tensor):
+        return pitch.clamp(PITCH_EPS, math.pi - PITCH_EPS)
+    return min(max(float(pitch), PITCH_EPS), math.pi - PITCH_EPS)
 
 
 @dataclass
@@ -93,8 +109,7 @@ class Camera:
 
     @property
     def pitch(self) -> torch.Tensor:
-        # Clamped away from the poles where the look-at frame is undefined (a copy, never in place).
-        return self.angles[:, 1].clamp(PITCH_EPS, math.pi - PITCH_EPS)
+        return clamp_polar(self.angles[:, 1])
 
     def origins(self) -> torch.Tensor:
         return self.pivot + spherical_to_cartesian(self.yaw, self.pitch, self.radius)
@@ -130,6 +145,119 @@ class Camera:
         dirs = dirs_cam @ c2w[:, :3, :3].transpose(1, 2)
         origins = c2w[:, None, :3, 3].expand_as(dirs)
         return origins, dirs
+
+
+def _vec3(value, name: str) -> Vec3:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise TriganError(f"{name} {value!r}: expected three numbers (x, y, z)") from None
+    if len(out) != 3 or not all(math.isfinite(v) for v in out):
+        raise TriganError(f"{name} {value!r}: expected three finite numbers (x, y, z)")
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pose:
+    """One camera as plain floats: the pose every part of trigan passes around (the viewer's orbit
+    edits it, a trajectory is a list of them, `trigan render --camera` sets its values) and turns
+    into a `Camera` only to render (`to_camera`, `cameras_from_poses`).
+
+    yaw and pitch in radians (trigan's convention, above), radius in world units, fov the full angle
+    in degrees; the camera sits at pivot + radius * (sin p cos y, cos p, sin p sin y) and looks at
+    `look_at`. Immutable and hashable (a viewer request is a cache key). Invalid values raise
+    TriganError (one line) when the pose is made."""
+
+    yaw: float = 0.0
+    pitch: float = math.pi / 2
+    radius: float = 1.0
+    fov: float = 12.0
+    look_at: Vec3 = (0.0, 0.0, 0.0)
+    pivot: Vec3 = (0.0, 0.0, 0.0)      # the point the camera orbits (panning moves it with look_at)
+
+    def __post_init__(self):
+        for name in ("yaw", "pitch", "radius", "fov"):
+            value = getattr(self, name)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise TriganError(f"camera {name} {value!r}: expected a number") from None
+            if not math.isfinite(value):
+                raise TriganError(f"camera {name} {value}: expected a finite number")
+            object.__setattr__(self, name, value)
+        if self.radius <= 0:
+            raise TriganError(f"camera radius {self.radius:g}: expected a positive distance")
+        if not 0 < self.fov < 180:
+            raise TriganError(f"camera fov {self.fov:g}: expected 0..180 degrees")
+        object.__setattr__(self, "look_at", _vec3(self.look_at, "camera look_at"))
+        object.__setattr__(self, "pivot", _vec3(self.pivot, "camera pivot"))
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def for_model(cls, camera_cfg: CameraConfig) -> "Pose":
+        """The configured view of a model without a camera generator: its mean pose (yaw and pitch),
+        fov and radius, looking at the origin."""
+        mean = list(camera_cfg.mean_pose)
+        return cls(yaw=float(mean[0]), pitch=float(mean[1]), radius=float(camera_cfg.radius),
+                   fov=float(camera_cfg.fov))
+
+    @classmethod
+    def for_generator(cls, G, class_index: Optional[int] = None) -> "Pose":
+        """The start view of a generator, shared by `trigan render`, the exports and the viewer.
+
+        Without a camera generator: `for_model(G.cfg.camera)`. With one (3DGP): the mean posterior
+        camera (`G.mean_camera`: the mean of every parameter over 1024 posterior cameras), over random
+        classes as 3DGP's inference does, or over `class_index`'s own samples for a conditional model."""
+        if getattr(G, "camera_generator", None) is None:
+            return cls.for_model(G.cfg.camera)
+        labels = G.labels([int(class_index)], 1) if class_index is not None and G.c_dim > 0 else None
+        return cls.from_camera(G.mean_camera(labels))
+
+    @classmethod
+    def from_camera(cls, camera: "Camera", index: int = 0) -> "Pose":
+        """The pose of camera `index` of a batch."""
+        yaw, pitch = camera.angles[index, :2].tolist()
+        return cls(yaw=yaw, pitch=pitch, radius=float(camera.radius[index]), fov=float(camera.fov[index]),
+                   look_at=tuple(camera.look_at[index].tolist()), pivot=tuple(camera.pivot[index].tolist()))
+
+    def with_values(self, **values) -> "Pose":
+        """This pose with some values replaced (unknown names raise TriganError)."""
+        unknown = set(values) - {f.name for f in fields(self)}
+        if unknown:
+            raise TriganError(f"camera: unknown value {sorted(unknown)[0]!r} "
+                              f"(expected {', '.join(f.name for f in fields(self))})")
+        return replace(self, **values)
+
+    def to_camera(self, device=None, dtype=torch.float32) -> "Camera":
+        """A batch of one Camera."""
+        return cameras_from_poses([self], device=device, dtype=dtype)
+
+    # -- geometry (plain floats) --------------------------------------------------------------------
+    def origin(self) -> Vec3:
+        """Where the camera sits (the formula Camera.origins uses, on floats)."""
+        offset = spherical_to_cartesian(self.yaw, clamp_polar(self.pitch), self.radius)
+        return tuple(p + o for p, o in zip(self.pivot, offset, strict=True))
+
+    def frame(self) -> Tuple[Vec3, Vec3, Vec3]:
+        """(right, up, forward) unit vectors of the camera: the columns of Camera.cam2world, in float64."""
+        c2w = self.to_camera(dtype=torch.float64).cam2world()[0]
+        right, up, backward = (tuple(c2w[:3, k].tolist()) for k in range(3))
+        return right, up, tuple(-v for v in backward)
+
+    def distance(self) -> float:
+        """From the camera to the look-at point (the depth panning is exact at)."""
+        return math.dist(self.look_at, self.origin())
+
+
+def cameras_from_poses(poses: Sequence[Pose], device=None, dtype=torch.float32) -> Camera:
+    """A batch of cameras, one per pose."""
+    poses = list(poses)
+    if not poses:
+        raise ValueError("no poses to make cameras of")
+    column = lambda name: [getattr(p, name) for p in poses]
+    return Camera.from_angles(column("yaw"), column("pitch"), radius=column("radius"), fov=column("fov"),
+                              look_at=column("look_at"), pivot=column("pivot"), batch=len(poses),
+                              device=device, dtype=dtype)
 
 
 # Priors whose spread is itself a range (uniform: mean +/- std; spherical_uniform: that yaw and pitch
