@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from trigan.core.config import DepthConfig, load_config
 from trigan.core.generator import Generator
+from trigan.training.config import DepthConfig, load_config
 from trigan.training.depth_adaptor import DepthAdaptor
 
 PERSISTENCE = ("src", "src.torch_utils", "src.torch_utils.persistence")

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 from trigan.core import mesh as M
-from trigan.core.cameras import Camera
-from trigan.core.config import load_config
+from trigan.core.cameras import Pose
 from trigan.core.generator import Generator
+from trigan.core.rendering import field_renderer
+from trigan.training.config import load_config
 
 
 def sync() -> None:
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
               "torch": torch.__version__}
 
     # Warm-up: first-call overheads (allocator, kernels) out of the timings.
-    G.render(G.field_from_ws(ws), G.default_camera(), 32)
+    field_renderer("plain", G.field_from_ws(ws), G.render_options()).render(G.default_camera(), 32)
     M.density_grid(G.field_from_ws(ws), 16, activation, args.chunk)
 
     out_dir = Path(tempfile.mkdtemp(prefix="trigan-bench-export-"))
@@ -127,13 +128,14 @@ def main(argv=None) -> int:
 
     # ---- video: the cached field, frames along an orbit, libx264 ---------------------------------
     res, frames = args.video_resolution, args.frames
-    pitch = cfg.camera.mean_pose[1]
+    start = Pose.for_model(cfg.camera)
     yaws = [2 * math.pi * i / frames for i in range(frames)]
     images = []
+    plain = field_renderer("plain", field, G.render_options())
     with Timer() as t_render:
         for yaw in yaws:
-            cam = Camera.from_angles(yaw, pitch, radius=cfg.camera.radius, fov=cfg.camera.fov, device=device)
-            rgb = G.render(field, cam, res).rgb[0]
+            cam = start.with_values(yaw=yaw).to_camera(device)
+            rgb = plain.render(cam, res).rgb[0]
             images.append((rgb * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy())
     with Timer() as t_encode:
         writer = imageio_ffmpeg.write_frames(str(out_dir / "orbit.mp4"), (res, res), fps=25, codec="libx264",

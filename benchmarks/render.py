@@ -37,11 +37,10 @@ from dataclasses import replace
 
 import torch
 
-from trigan.core.accel import FastRenderer
-from trigan.core.config import load_config
 from trigan.core.generator import Generator
 from trigan.core.model_io import open_model
-from trigan.core.preview import build_preview, preview_unavailable
+from trigan.core.rendering import field_renderer, path_unavailable
+from trigan.training.config import load_config
 
 
 def time_call(fn, repeats: int) -> list:
@@ -109,16 +108,16 @@ def main(argv=None) -> int:
         builds = []
         for _ in range(max(1, args.repeats)):
             start = time.perf_counter()
-            fast = FastRenderer(G, field, opts)
+            fast = field_renderer("accelerated", field, opts)
             builds.append(time.perf_counter() - start)
         result["grid_setup_ms"] = round(1000 * statistics.median(builds), 1)
         result["occupied_fraction"] = round(fast.grid.occupied_fraction, 4)
-        reason = preview_unavailable()
+        reason = path_unavailable("preview")
         if reason is None:
             builds = []
             for _ in range(max(1, args.repeats)):
                 start = time.perf_counter()
-                preview = build_preview(G, field, fast.grid, options=opts)
+                preview = field_renderer("preview", field, opts, grid=fast.grid)
                 builds.append(time.perf_counter() - start)
             result["preview_setup_ms"] = round(1000 * statistics.median(builds), 1)
             result["preview_faces"] = preview.stats["faces"]
@@ -127,9 +126,11 @@ def main(argv=None) -> int:
             result["preview_unavailable"] = reason
         result["setup_ms"] = round(result["field_setup_ms"] + result["grid_setup_ms"]
                                    + result.get("preview_setup_ms", 0.0), 1)
+        plain_path = field_renderer("plain", field, opts)
         for res in args.resolutions:
             for key, o in (("plain_model", opts), ("plain48", plain)):
-                ms = 1000 * statistics.median(time_call(lambda res=res, o=o: G.render(field, camera, res, options=o), args.repeats))
+                ms = 1000 * statistics.median(time_call(lambda res=res, o=o: plain_path.render(camera, res, options=o),
+                                                        args.repeats))
                 result[f"{key}_ms_{res}"] = round(ms, 1)
                 result[f"{key}_points_per_s_{res}"] = round(res * res * (o.num_steps + o.fine_steps) / (ms / 1000))
             result[f"naive_ms_{res}"] = result[f"plain48_ms_{res}"]
@@ -137,9 +138,9 @@ def main(argv=None) -> int:
             result[f"exact_ms_{res}"] = round(ms, 1)
             result[f"exact_speedup_{res}"] = round(result[f"plain48_ms_{res}"] / ms, 2)
             result[f"exact_points_per_ray_{res}"] = round(fast.last_stats["evaluated"] / (res * res), 1)
-            ref = G.render(field, camera, res, options=replace(plain, num_steps=args.ref_samples, num_fine_steps=0))
+            ref = plain_path.render(camera, res, options=replace(plain, num_steps=args.ref_samples, num_fine_steps=0))
             exact = fast.render(camera, res, options=plain)
-            naive = G.render(field, camera, res, options=plain)
+            naive = plain_path.render(camera, res, options=plain)
             result[f"psnr_exact_vs_ref_{res}"] = round(psnr(exact.rgb, ref.rgb), 2)
             result[f"psnr_plain48_vs_ref_{res}"] = round(psnr(naive.rgb, ref.rgb), 2)
         if reason is None:

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from trigan.cli.main import main as trigan
-from trigan.core.config import load_config
 from trigan.training import distributed as ddp
+from trigan.training.config import load_config
 from trigan.training.dataset import open_dataset
 from trigan.training.loop import Trainer
 from trigan.training.session import fit_config_to_dataset
@@ -34,7 +34,7 @@ class PhaseTimer:
 
     def __init__(self, trainer: Trainer):
         self.times = {}
-        for name in ("render_fakes", "run_D", "_step_optimizer", "next_real"):
+        for name in ("render_fakes", "run_D", "step_optimizer", "next_real"):
             original = getattr(trainer, name)
             setattr(trainer, name, self._timed(name, original))
 

@@ -53,8 +53,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     # These load torch and the core (see cli/main.py).
     from trigan.core.checkpoint import export_generator  # noqa: PLC0415
-    from trigan.core.epigraf_import import convert_epigraf  # noqa: PLC0415
     from trigan.core.model_io import resolve_model_path  # noqa: PLC0415
+    from trigan.training.config import config_from_saved  # noqa: PLC0415
+    from trigan.training.official_import import convert_snapshot  # noqa: PLC0415
 
     src, dst = Path(args.src), Path(args.dst)
     if dst.exists() and not args.force:
@@ -73,14 +74,14 @@ def run(args) -> int:
         src = resolve_model_path(src)
         if dst.resolve() == src.resolve():
             raise TriganError(f"{dst}: the output would overwrite the input")
-        out = export_generator(src, dst, overrides=args.overrides)
+        out = export_generator(src, dst, overrides=args.overrides, parse_config=config_from_saved)
         changed = f", with {' '.join(args.overrides)}" if args.overrides else ""
         print(f"wrote {out} ({out.stat().st_size / 2 ** 20:.1f} MiB, G_ema only{changed})")
         return 0
     if args.overrides:
         raise TriganError(f"{src}: --set changes trigan checkpoints; convert the .pkl first, then convert "
                           "the result with --set")
-    out = convert_epigraf(src, dst, keep_all=args.all, log=log)
+    out = convert_snapshot(src, dst, keep_all=args.all, log=log)
     size = out.stat().st_size / 2 ** 20
     print(f"wrote {out} ({size:.1f} MiB{', with G, D and optimizer states' if args.all else ''})")
     return 0

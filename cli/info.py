@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from trigan.core.config import list_presets, load_config
 from trigan.core.errors import TriganError
+from trigan.training.config import list_presets, load_config
 
 HELP = "describe a checkpoint or preset: architecture, parameters, camera, training progress"
 EXAMPLES = """\

@@ -200,7 +200,7 @@ def _view_renderer(G, args, bar):
     from trigan.core.exports import ViewRenderer  # noqa: PLC0415 (loads torch: see cli/main.py)
     return ViewRenderer(G, resolution=args.resolution, output=args.output, psi=args.psi,
                         class_truncation=args.truncation == "class", batch=args.batch, num_steps=args.num_steps,
-                        on_views=bar.update, plain=args.plain)
+                        on_views=bar.update, path="plain" if args.plain else "accelerated")
 
 
 def _traj(args, base, default: str, frames: Optional[int] = None):
@@ -211,7 +211,7 @@ def _traj(args, base, default: str, frames: Optional[int] = None):
 
 def _single_view(base):
     from trigan.core.trajectories import Trajectory  # noqa: PLC0415 (loads torch: see cli/main.py)
-    return Trajectory("view", base.yaw, base.pitch, base.fov, base.radius, base.look_at)
+    return Trajectory.from_poses("view", [base])
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -269,11 +269,12 @@ def run(args) -> int:
     # These load torch and the core (see cli/main.py).
     import torch  # noqa: PLC0415
 
+    from trigan.core.cameras import Pose  # noqa: PLC0415
     from trigan.core.devices import parse_device  # noqa: PLC0415
     from trigan.core.exports import grid_video_frames, video_frames  # noqa: PLC0415
     from trigan.core.images import grid_shape, save_png, tile, tile_partial  # noqa: PLC0415
     from trigan.core.model_io import open_model  # noqa: PLC0415
-    from trigan.core.trajectories import Pose  # noqa: PLC0415
+    from trigan.core.trajectories import apply_camera_values  # noqa: PLC0415
 
     parsed = _check_options(args)
     device = parse_device(args.device)
@@ -282,7 +283,7 @@ def run(args) -> int:
     classes = model_classes(G, parsed["classes"])
     seeds = parsed["seeds"]
     # 3DGP models: the mean posterior camera over all classes (upstream's), one view for every class.
-    base = Pose.for_generator(G).with_values(**parsed["camera"])
+    base = apply_camera_values(Pose.for_generator(G), parsed["camera"])
     fmt = args.format or ("mp4" if args.vis in VIS_VIDEOS else "png")
     suffix = "" if args.output == "rgb" else f"-{args.output}"
     pairs = [(k, s) for k in classes for s in seeds]

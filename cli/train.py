@@ -11,9 +11,10 @@ from pathlib import Path
 
 from trigan.cli.flags import float_flag, int_flag
 from trigan.core.atomic import atomic_write_text
-from trigan.core.config import load_config
+from trigan.core.config import apply_overrides
 from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_KIMG
+from trigan.training.config import config_from_saved, load_config
 from trigan.training.run_dir import RunWriter, active_owner, code_version, new_run_dir, write_command
 from trigan.training.slurm import SlurmOptions, sbatch_script, submit, write_sbatch
 
@@ -119,10 +120,9 @@ def _base_config(config: str, overrides):
     training recipe: what `trigan convert --all` wrote for an upstream run), plus overrides."""
     if Path(config).suffix != ".ckpt":
         return load_config(config, overrides)
-    # These load torch and the core (see cli/main.py).
+    # This loads torch and the core (see cli/main.py).
     from trigan.core.checkpoint import load_checkpoint  # noqa: PLC0415
-    from trigan.core.config import apply_overrides  # noqa: PLC0415
-    stored = load_checkpoint(config).config
+    stored = config_from_saved(load_checkpoint(config).config, what=f"{config}: config")
     stored.training.init = None       # the checkpoint's own history; --init sets this run's
     return apply_overrides(stored, overrides, what=config)
 

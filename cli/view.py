@@ -7,7 +7,7 @@ import os
 import sys
 
 from trigan.core.errors import TriganError
-from trigan.viewer.display import display_problem
+from trigan.viewer.display import check_display
 
 HELP = "open the desktop viewer on a checkpoint, a run directory, or the bundled demo model"
 EXAMPLES = """\
@@ -42,10 +42,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    problem = display_problem()
-    if problem:
-        # Checked before DearPyGui is imported: its window creation aborts the process without a display.
-        print(f"trigan view: {problem}", file=sys.stderr)
+    # Checked once, before DearPyGui is imported (its window creation aborts the process without a
+    # display); the answer goes on to the viewer, which fits its window into the screen it found.
+    display = check_display()
+    if display.problem:
+        print(f"trigan view: {display.problem}", file=sys.stderr)
         return 1
     if args.model is not None:
         if not os.path.exists(os.path.expanduser(args.model)):
@@ -54,5 +55,5 @@ def run(args) -> int:
         from trigan.core.devices import parse_device  # noqa: PLC0415 (loads torch: see cli/main.py)
         parse_device(args.device)              # a bad name: one line now rather than in the window
     from trigan.viewer.app import run_viewer  # noqa: PLC0415 (loads torch: see cli/main.py)
-    return run_viewer(args.model, latest=args.latest, device=args.device, settings_path=args.settings,
+    return run_viewer(display, args.model, latest=args.latest, device=args.device, settings_path=args.settings,
                       state_file=args.state_file, control_file=args.control_file)

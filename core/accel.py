@@ -3,7 +3,8 @@
 The tri-planes of a latent are fixed, so the set of points where the activated density is not
 negligible is fixed too. `OccupancyGrid` bakes it once per field (one dense probe of the scene box,
 max-pooled onto cells and dilated by one cell so that thin surfaces between probes are kept), and
-`render_accelerated` then marches each ray only through occupied cells:
+`FastRenderer` (the "accelerated" path of core.rendering) then marches each ray only through
+occupied cells:
 
 1. the ray segment [ray_start, ray_end] is cut into candidate intervals of one cell; each is marked
    occupied or empty from the grid;
@@ -23,8 +24,9 @@ max-pooled onto cells and dilated by one cell so that thin surfaces between prob
    ray still alive, so rays that miss everything get the same colour and depth as in
    `core.renderer.render`.
 
-What it computes is the same integral as the plain path (`core.renderer.render`): rgb in [-1, 1]
-with the optional white background, depth = sum w z, opacity = sum w, normals = normalised sum w n.
+What it computes is the same integral as the plain path (`core.renderer.render`), composited by the
+same rules (core.compositing): rgb in [-1, 1] with the optional white background, depth = sum w z,
+opacity = sum w, normals = normalised sum w n.
 The error from skipping is at most `threshold * (ray_end - ray_start)` in opacity per ray.
 
 Outside its box a tri-plane field equals the field at the point clamped to the box grown by one
@@ -49,17 +51,16 @@ import torch
 import torch.nn.functional as F
 
 from trigan.core.cameras import Camera, PatchParams
-from trigan.core.renderer import (
-    RenderCancelled,
-    RenderOptions,
-    RenderOutput,
-    _normals,
-    _render_background,
+from trigan.core.compositing import (
     activate_density,
-    hash_uniform,
+    add_backdrop,
+    background_along_rays,
+    field_normals,
+    has_background,
     last_interval,
-    render,
 )
+from trigan.core.ray_random import hash_uniform
+from trigan.core.renderer import RenderCancelled, RenderOptions, RenderOutput, render
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,7 @@ def _march(field, grid: OccupancyGrid, b: int, o: torch.Tensor, d: torch.Tensor,
             keep = (w > 1e-6) & valid.bool()
             if keep.any():
                 normals = torch.zeros_like(pts)
-                normals[keep] = _normals(field, pts[keep][None], 1)[0]
+                normals[keep] = field_normals(field, pts[keep][None], 1)[0]
                 acc_n[a] += (w[..., None] * normals).sum(1)
 
     # 3. rounds of samples, front to back, with early termination
@@ -326,28 +327,16 @@ def needs_plain_path(field, opts: RenderOptions) -> Optional[str]:
     return None
 
 
-def render_accelerated(field, camera: Camera, resolution: Union[int, Tuple[int, int]], opts: RenderOptions,
-                       grid: OccupancyGrid, patch: Optional[PatchParams] = None,
-                       should_cancel: Optional[Callable[[], bool]] = None,
-                       progress: Optional[Callable[[int, int], None]] = None,
-                       accel: Optional[AccelOptions] = None, stats: Optional[dict] = None,
-                       pixel_order: Optional[torch.Tensor] = None,
-                       on_chunk: Optional[Callable[[int, int, dict], None]] = None) -> RenderOutput:
-    """`core.renderer.render` with empty-space skipping; same arguments, same outputs.
-
-    `grid` must have been built for this field with the same density shift and activation.
-    `stats`, when given, receives the number of field evaluations and whether the plain path ran.
-    `pixel_order` (a permutation of the h*w pixel indices, row-major) marches the rays in that order
-    (a ray's colour does not depend on which rays share its chunk, so the image is the same up to
-    float rounding and early termination at a round boundary); `on_chunk(b, done, buffers)` is
-    called after every chunk with the number of pixels of latent b done so far, in that order, and
-    the flat [h*w, C] buffers being filled (pixels not done yet hold zeros). Together they let a
-    viewer show a coarse lattice of pixels first and refine it (viewer/scene.py).
-    """
-    accel = accel or grid.accel
+def _render_image(field, camera: Camera, resolution: Union[int, Tuple[int, int]], opts: RenderOptions,
+                  grid: OccupancyGrid, accel: AccelOptions, stats: dict, patch: Optional[PatchParams] = None,
+                  should_cancel: Optional[Callable[[], bool]] = None,
+                  progress: Optional[Callable[[int, int], None]] = None,
+                  pixel_order: Optional[torch.Tensor] = None,
+                  on_chunk: Optional[Callable[[int, int, dict], None]] = None) -> RenderOutput:
+    """`core.renderer.render` with empty-space skipping (see FastRenderer.render); `stats` receives
+    the number of field evaluations and why the plain path ran (None when it did not)."""
     reason = needs_plain_path(field, opts)
-    if stats is not None:
-        stats.update(fallback=reason, evaluated=0)
+    stats.update(fallback=reason, evaluated=0)
     if reason is not None:
         return render(field, camera, resolution, opts, patch, should_cancel, progress)
     if grid.density_key != (opts.density_shift, opts.density_activation):
@@ -360,7 +349,7 @@ def render_accelerated(field, camera: Camera, resolution: Union[int, Tuple[int, 
     origins, dirs = camera.rays((h, w), patch)
     first = opts.sample_offset * h * w
     ray_ids = torch.arange(first, first + batch * h * w, device=origins.device).reshape(batch, h * w)
-    has_bg = getattr(field, "background", None) is not None
+    has_bg = has_background(field)
     last_delta = last_interval(has_bg, opts)
     chunk = max(1, accel.max_points_per_chunk // max(accel.max_samples, 1))
     order = None if pixel_order is None else pixel_order.to(origins.device)
@@ -376,16 +365,10 @@ def render_accelerated(field, camera: Camera, resolution: Union[int, Tuple[int, 
             sl = slice(start, start + chunk) if order is None else order[start:start + chunk]
             o, d, ids = origins[b, sl], dirs[b, sl], ray_ids[b, sl]
             out = _march(fields[b], grid, b, o, d, ids, opts, accel, last_delta)
-            if stats is not None:
-                stats["evaluated"] += out["evaluated"]
-            rgb = out["rgb"]
-            if has_bg:
-                bg_rgb, bg_opacity = _render_background(fields[b].background, o, d, ids, opts, 1)
-                rgb = rgb + out["transmittance"][:, None] * bg_rgb
-                if opts.white_background:
-                    rgb = rgb + out["transmittance"][:, None] * (1 - bg_opacity)
-            elif opts.white_background:
-                rgb = rgb + (1 - out["opacity"])
+            stats["evaluated"] += out["evaluated"]
+            background = background_along_rays(fields[b].background, o, d, ids, opts, 1) if has_bg else None
+            rgb = add_backdrop(out["rgb"], out["transmittance"][:, None], out["opacity"], background,
+                               opts.white_background)
             part = {"rgb": rgb, "depth": out["depth"], "opacity": out["opacity"]}
             if "normals" in out:
                 part["normals"] = out["normals"]
@@ -406,39 +389,63 @@ def render_accelerated(field, camera: Camera, resolution: Union[int, Tuple[int, 
 
 
 class FastRenderer:
-    """The accelerated exact path for one cached field: holds its occupancy grid.
+    """The accelerated exact path bound to one field (one latent batch): holds its occupancy grid.
+    Build it through `core.rendering.field_renderer("accelerated", field, options, accel=...)`.
 
-        fast = FastRenderer(G, field)            # builds the grid once (the per-latent set-up)
-        out = fast.render(camera, 256)           # RenderOutput, like G.render(field, camera, 256)
-        out = fast.render(camera, 256, normals=True, white_background=False)
+        fast = field_renderer("accelerated", field, options)   # builds the grid once (the per-latent set-up)
+        out = fast.render(camera, 256)                         # RenderOutput, as the plain path gives
+        out = fast.render(camera, 256, normals=True)           # RenderOptions overrides
+        more = fast.with_samples(2.0)                          # same field and grid, twice the samples
 
-    `G` may be a Generator (its render options are the defaults) or None (then pass `options`).
-    The grid is rebuilt only when a render asks for another density shift or activation.
+    The grid is rebuilt only when a render asks for another density shift or activation; `grid`
+    passes one already built for this field (another renderer's, or one with other knobs).
     """
 
-    def __init__(self, G, field, options: Optional[RenderOptions] = None, accel: AccelOptions = AccelOptions()):
-        self.G, self.field, self.accel = G, field, accel
-        self.options = options if options is not None else G.render_options()
-        self.grid = OccupancyGrid(field, self.options, accel)
+    path = "accelerated"
+
+    def __init__(self, field, options: RenderOptions, accel: AccelOptions = AccelOptions(),
+                 grid: Optional[OccupancyGrid] = None):
+        self.field, self.options, self.accel = field, options, accel
+        self.grid = grid if grid is not None else OccupancyGrid(field, options, accel)
         self.last_stats: dict = {}
 
-    def render(self, camera: Camera, resolution: Union[int, Tuple[int, int], None] = None,
-               options: Optional[RenderOptions] = None, patch: Optional[PatchParams] = None,
+    def with_accel(self, accel: AccelOptions) -> "FastRenderer":
+        """A renderer of the same field and options with other knobs of the march, sharing this one's
+        occupancy grid (the grid's own knobs, resolution and threshold, stay those it was built with)."""
+        return FastRenderer(self.field, self.options, accel, grid=self.grid)
+
+    def with_samples(self, multiplier: float) -> "FastRenderer":
+        """`with_accel` with the samples per ray scaled by `multiplier`: max_samples x multiplier, the
+        smallest spacing / multiplier (the tail sample at ray_end stays one)."""
+        accel, opts = self.accel, self.options
+        min_step = accel.min_step if accel.min_step is not None else (opts.ray_end - opts.ray_start) / 256
+        return self.with_accel(replace(accel, max_samples=max(1, int(round(accel.max_samples * multiplier))),
+                                       min_step=min_step / multiplier))
+
+    def render(self, cameras: Camera, resolution: Union[int, Tuple[int, int]],
+               options: Optional[RenderOptions] = None, *, patch: Optional[PatchParams] = None,
                should_cancel: Optional[Callable[[], bool]] = None,
                progress: Optional[Callable[[int, int], None]] = None, pixel_order: Optional[torch.Tensor] = None,
                on_chunk: Optional[Callable[[int, int, dict], None]] = None, **option_overrides) -> RenderOutput:
-        """See render_accelerated (pixel_order and on_chunk: a coarse-to-fine order of the rays)."""
+        """The core.rendering.FieldRenderer contract, plus a coarse-to-fine order of the rays:
+        `pixel_order` (a permutation of the h*w pixel indices, row-major) marches the rays in that
+        order (a ray's colour does not depend on which rays share its chunk, so the image is the same
+        up to float rounding and early termination at a round boundary); `on_chunk(b, done, buffers)`
+        is called after every chunk with the number of pixels of latent b done so far, in that order,
+        and the flat [h*w, C] buffers being filled (pixels not done yet hold zeros). Together they let
+        a viewer show a coarse lattice of pixels first and refine it (viewer/scene.py).
+
+        Where acceleration would change the image (needs_plain_path) the plain path renders it;
+        `last_stats` then says why ("fallback") and counts the field evaluations otherwise."""
         opts = options if options is not None else self.options
         if option_overrides:
             opts = replace(opts, **option_overrides)
-        if resolution is None:
-            resolution = self.G.cfg.img_resolution
         if self.grid.density_key != (opts.density_shift, opts.density_activation):
             self.grid = OccupancyGrid(self.field, opts, self.accel)
-        device = getattr(self.G, "device", None) if self.G is not None else None
+        device = getattr(self.field, "device", None)
         if device is not None:
-            camera = camera.to(device)
+            cameras = cameras.to(device)
         self.last_stats = {}
         with torch.inference_mode():
-            return render_accelerated(self.field, camera, resolution, opts, self.grid, patch,
-                                      should_cancel, progress, self.accel, self.last_stats, pixel_order, on_chunk)
+            return _render_image(self.field, cameras, resolution, opts, self.grid, self.accel, self.last_stats,
+                                 patch, should_cancel, progress, pixel_order, on_chunk)

@@ -52,7 +52,8 @@ class WriteError(TriganError, OSError):
         return str(self.args[0])   # not OSError's "[Errno N] ...: 'path'" form
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -154,7 +155,7 @@ def atomic_path(path: PathLike, durable: bool = False, keep_suffix: bool = False
         tmp = _temporary(path, suffix)
     try:
         with writing(path, tmp):
-            os.chmod(tmp, 0o666 & ~_umask())   # mkstemp's 0600 would hide checkpoints from a shared group
+            os.chmod(tmp, 0o666 & ~current_umask())   # mkstemp's 0600 would hide checkpoints from a shared group
             yield tmp
             if durable:
                 fd = os.open(tmp, os.O_RDONLY)

@@ -1,7 +1,7 @@
 """trigan's checkpoint format: one file, `torch.save` of plain containers.
 
     {"format": "trigan-checkpoint", "version": 1,
-     "config": {...resolved Config as a plain dict...},
+     "config": {...the resolved config as a plain dict: model, discriminator, training...},
      "G_ema": state_dict,                       # always
      "G": ..., "D": ..., "G_opt": ..., "D_opt": ...,   # optional (training state)
      "progress": {"kimg": ..., ...}, "metrics": {...}}   # optional
@@ -18,13 +18,13 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import torch
 
 from trigan.core.atomic import atomic_path
 from trigan.core.camera_generator import has_first_layout, migrate_first_layout
-from trigan.core.config import Config, apply_overrides, config_from_dict, config_to_dict
+from trigan.core.config import ModelConfig, SavedConfig, apply_overrides, config_to_dict, saved_config_from_dict
 from trigan.core.errors import CheckpointError, ConfigError, TriganError
 from trigan.core.generator import Generator
 from trigan.core.read_budget import LIMITS, TreeBudget, open_regular_file, refusal, scan_pickle, walk_plain
@@ -42,7 +42,9 @@ _REFUSED_GLOBALS = {f"{module} {name}": "which a trigan checkpoint never uses"
 
 @dataclass
 class Checkpoint:
-    config: Config
+    # The model typed and validated; the recipe's sections as saved (training.config.config_from_saved
+    # parses them).
+    config: SavedConfig
     G_ema: Dict[str, torch.Tensor]
     extra: Dict[str, Any] = field(default_factory=dict)   # G, D, optimizer states, ...
     progress: Dict[str, Any] = field(default_factory=dict)
@@ -53,9 +55,10 @@ class Checkpoint:
     migrated_camera_generator: bool = False
 
 
-def save_checkpoint(path: PathLike, config: Config, G_ema: Union[Generator, Dict[str, torch.Tensor]],
+def save_checkpoint(path: PathLike, config: Any, G_ema: Union[Generator, Dict[str, torch.Tensor]],
                     progress: Optional[dict] = None, metrics: Optional[dict] = None, **extra) -> Path:
-    """Write a checkpoint atomically. `extra` may hold G, D (modules or state dicts), G_opt, D_opt."""
+    """Write a checkpoint atomically. `config` is a SavedConfig or training's whole Config (either
+    saves as the same dict); `extra` may hold G, D (modules or state dicts), G_opt, D_opt."""
     as_state = lambda v: v.state_dict() if hasattr(v, "state_dict") else v
     payload = {"format": FORMAT, "version": VERSION, "config": config_to_dict(config),
                "G_ema": {k: v.detach().cpu() for k, v in as_state(G_ema).items()},
@@ -184,7 +187,7 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     path = Path(path)
     payload = _read_payload(path)
     try:
-        config = config_from_dict(payload["config"], what=f"{path}: config")
+        config = saved_config_from_dict(payload["config"], what=f"{path}: config")
     except TriganError as exc:
         raise CheckpointError(str(exc)) from None
     extra = {k: v for k, v in payload.items()
@@ -203,20 +206,29 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
                       path=str(path), migrated_camera_generator=migrated)
 
 
-def export_generator(src: PathLike, dst: PathLike, overrides: Sequence[str] = ()) -> Path:
+def export_generator(src: PathLike, dst: PathLike, overrides: Sequence[str] = (),
+                     parse_config: Optional[Callable[[SavedConfig, str], Any]] = None) -> Path:
     """Write the G_ema-only checkpoint of a training checkpoint `src` (config, G_ema, progress and
     metrics kept; G, D and optimizer states dropped): what viewing, rendering and export need.
     `overrides` (`model.camera.support_radius=0.3`, ...) change the stored config; the weights must
-    still fit it (settings of rendering, not of the architecture)."""
+    still fit it (settings of rendering, not of the architecture). `parse_config(saved, what)` (the
+    CLI passes training's config_from_saved) reads the stored config whole first, so that the
+    recipe's sections are checked and written as its schema has them; without it core checks and
+    rewrites the model alone and keeps the recipe's sections as they were."""
     ckpt = load_checkpoint(src)
     config = ckpt.config
+    if parse_config is not None:
+        try:
+            config = parse_config(config, f"{src}: config")
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from None
     if overrides:
         config = apply_overrides(config, overrides, what=str(src))   # validate_config: bounds, memory
     # What is written must load: the weights fit the (changed) config, are floating point and finite.
     # Also refuses what the bounds cannot see (a config that does not build, ...).
     source = f"{src} with {' '.join(overrides)}" if overrides else str(src)
     try:
-        check_generator_weights(config, ckpt.G_ema, source=source)
+        check_generator_weights(config.model, ckpt.G_ema, source=source)
     except ConfigError as exc:
         raise CheckpointError(f"{src}: {exc}") from None
     progress = {**ckpt.progress, "source": ckpt.progress.get("source") or f"trigan checkpoint {Path(src).name}"}
@@ -225,15 +237,15 @@ def export_generator(src: PathLike, dst: PathLike, overrides: Sequence[str] = ()
     return save_checkpoint(dst, config, ckpt.G_ema, progress=progress, metrics=ckpt.metrics)
 
 
-def check_generator_weights(config: Config, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise CheckpointError unless the state dict fits the config's generator exactly: the same
+def check_generator_weights(model: ModelConfig, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Raise CheckpointError unless the state dict fits the generator `model` describes exactly: the same
     names and shapes, dense floating-point tensors where the model has them, and finite values (a
     NaN or infinite weight renders black or garbage without any error). Every loader, `trigan
     convert` and export_generator go through here. The model is built on the meta device, so nothing
     is allocated for it; the finiteness scan reads each tensor in bounded chunks."""
     try:
         with torch.device("meta"):
-            own = Generator(config.model).state_dict()
+            own = Generator(model).state_dict()
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{source}: its config does not describe a buildable model ({exc})") from None
     not_tensors = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
@@ -280,11 +292,11 @@ def _check_weight_values(name: str, tensor: torch.Tensor, expected_dtype: torch.
                                   "the model is broken (a diverged run?); use an earlier checkpoint")
 
 
-def build_generator(config: Config, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint",
+def build_generator(model: ModelConfig, state_dict: Dict[str, torch.Tensor], source: str = "checkpoint",
                     device=None) -> Generator:
-    """A Generator with these weights; a weight check_generator_weights refuses is an error."""
-    check_generator_weights(config, state_dict, source)
-    G = Generator(config.model)
+    """A Generator of `model` with these weights; a weight check_generator_weights refuses is an error."""
+    check_generator_weights(model, state_dict, source)
+    G = Generator(model)
     G.load_state_dict(state_dict)
     G.requires_grad_(False)
     return G.eval().to(device) if device is not None else G.eval()
@@ -293,4 +305,4 @@ def build_generator(config: Config, state_dict: Dict[str, torch.Tensor], source:
 def load_generator(path: PathLike, device=None) -> tuple:
     """(Generator G_ema in eval mode, Checkpoint) from a trigan checkpoint."""
     ckpt = load_checkpoint(path)
-    return build_generator(ckpt.config, ckpt.G_ema, source=str(path), device=device), ckpt
+    return build_generator(ckpt.config.model, ckpt.G_ema, source=str(path), device=device), ckpt

@@ -1,9 +1,16 @@
-"""Model configuration: typed dataclasses filled from YAML presets plus `key=value` overrides.
+"""The model's configuration and the machinery every config layer shares.
 
-A preset is a YAML file in `configs/models/` (or any path) with a top-level `model:` section. The
-resolved config is saved inside every checkpoint as a plain dict, so a checkpoint describes its own
-architecture; `config_from_dict` reads it back and fills fields that newer versions added with
-their defaults.
+`ModelConfig` (and its sections) describes a generator's architecture, cameras and rendering; the
+training recipe (discriminator, schedules, losses) lives in `trigan.training.config`, whose `Config`
+holds a ModelConfig. A config is saved inside every checkpoint (and a run's config.yaml) as a plain
+dict {"model": ..., "discriminator": ..., "training": ...}. Core reads such a dict as a
+`SavedConfig`: the model typed and validated, the recipe's sections kept as the plain (raw-checked)
+mappings they were saved as, which training parses; so core never imports training and a
+checkpoint written by either layer reads the same.
+
+The shared machinery: `choice` fields (a fixed set of values, checked at load), number bounds,
+the raw-data checks of anything read from a file or the command line, the OmegaConf merge with
+one-line errors, the one `apply_overrides` (`section.key=value`) and the generator's memory check.
 
 Units: angles in radians, fov in degrees (full angle), distances in world units (camera radius 1).
 """
@@ -13,17 +20,33 @@ from __future__ import annotations
 import math
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from trigan.core.errors import ConfigError
-from trigan.core.limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_KIMG, MAX_RAY_STEPS, MAX_SEED
+from trigan.core.limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_KIMG, MAX_RAY_STEPS
 
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
+# The values of each choice field (the first-use checks in field.py, renderer.py, cameras.py and
+# generator.py stay for values built in code rather than read from a config).
+FAMILIES = ("epigraf", "3dgp")
+COLOR_ACTIVATIONS = ("none", "sigmoid")
+BACKGROUND_TYPES = (None, "sphere")
+CAMERA_DISTS = ("custom", "uniform", "normal", "gaussian", "truncnorm", "spherical_uniform")
+DENSITY_ACTIVATIONS = ("softplus", "relu")
+IMPORTANCE_SPACINGS = ("world", "unit")
+
+
+def choice(default, choices: Sequence) -> Any:
+    """A dataclass field whose value must be one of `choices`. The field keeps its plain type (str,
+    Optional[str]) so saved configs hold plain strings; `check_choices` refuses any other value at
+    load (OmegaConf cannot check a Literal)."""
+    if default not in choices:
+        raise ValueError(f"default {default!r} is not one of {choices!r}")
+    return field(default=default, metadata={"choices": tuple(choices)})
 
 
 @dataclass
@@ -52,13 +75,13 @@ class TriPlaneConfig:
     # 'none': the colours are the MLP's raw outputs (EpiGRAF). 'sigmoid': squashed into [-1, 1] with
     # a 0.1% margin (EG3D). Unbounded colours let a model draw a dark object as a thin fog of colours
     # far below -1 over the white background, which matches every image and never turns solid.
-    color_activation: str = "none"
+    color_activation: str = choice("none", COLOR_ACTIVATIONS)
 
 
 @dataclass
 class BackgroundConfig:
     # None: no background model. 'sphere': NeRF++ inverted-sphere background INR (EpiGRAF 3.4).
-    type: Optional[str] = None
+    type: Optional[str] = choice(None, BACKGROUND_TYPES)
     num_steps: int = 8
     num_blocks: int = 2
     hidden_dim: int = 128
@@ -87,7 +110,7 @@ class CameraConfig:
     # (normal cut to yaw_range / pitch_range), spherical_uniform (pitch = arccos(1 - 2v), v uniform
     # over pitch_range / pi: uniform directions). Means and spreads as EpiGRAF's h_mean/h_stddev
     # (yaw) and v_mean/v_stddev (pitch); uniform without ranges spans mean +/- std.
-    dist: str = "custom"
+    dist: str = choice("custom", CAMERA_DISTS)
     yaw_mean: float = 0.0
     yaw_std: float = 0.0
     pitch_mean: float = math.pi / 2
@@ -137,7 +160,7 @@ class RenderConfig:
     num_steps: int = 48                 # stratified coarse samples per ray
     num_fine_steps: Optional[int] = None  # importance samples; None = as many as num_steps
     density_shift: float = 0.0          # added to the raw density before the activation
-    density_activation: str = "softplus"
+    density_activation: str = choice("softplus", DENSITY_ACTIVATIONS)
     white_background: bool = False
     # 3DGP's marcher (EG3D's): the weight a ray leaves over (1 - sum w) goes to its last sample, so
     # every ray is opaque and ends on the colour and depth found at ray_end.
@@ -145,7 +168,7 @@ class RenderConfig:
     # What the coarse pass's compositing weights (which place the fine samples) measure sample
     # spacing in: "world" units along the ray (EpiGRAF), or "unit", the ray's [ray_start, ray_end]
     # rescaled to [0, 1] (3DGP, EG3D). The final image composites in world units either way.
-    importance_spacing: str = "world"
+    importance_spacing: str = choice("world", IMPORTANCE_SPACINGS)
     # EpiGRAF's rule (True): without a background network the last sample's interval is 1e10 long, so
     # the field's colour at ray_end is every ray's backdrop and the opacity is ~1 everywhere; a model
     # must paint its own backdrop there. False: the far end is open (its interval 1e-3, as with a
@@ -160,7 +183,7 @@ class RenderConfig:
 @dataclass
 class ModelConfig:
     name: str = "custom"
-    family: str = "epigraf"             # epigraf | 3dgp
+    family: str = choice("epigraf", FAMILIES)
     img_resolution: int = 256
     img_channels: int = 3
     c_dim: int = 0                      # number of classes (one-hot labels); 0 = unconditional
@@ -174,306 +197,26 @@ class ModelConfig:
 
 
 @dataclass
-class DiscriminatorConfig:
-    """The patch discriminator's architecture (EpiGRAF 4-5.1). Saved with checkpoints that keep D."""
+class SavedConfig:
+    """A saved config as core reads it: the model, typed and validated; the training recipe's
+    sections as the plain mappings they were saved as (raw-checked only: bounds and choices of the
+    recipe are `trigan.training.config`'s, which turns this into its Config with
+    `config_from_saved`). Saving it writes the model whole (fields newer than the file at their
+    defaults) and the recipe's sections as they were read."""
 
-    patch_resolution: int = 64          # D input size (the patch is rendered at this resolution)
-    # Extra blocks at the input that keep the patch size (no down-sampling), so D is as deep as a
-    # full-resolution StyleGAN2 D: log2(dataset resolution / patch resolution).
-    num_additional_start_blocks: int = 0
-    channel_base: int = 16384           # channels at nominal resolution r: min(base // r, max)
-    channel_max: int = 512
-    mbstd_group_size: int = 4
-    mbstd_channels: int = 1
-    # How minibatch-std forms its groups. "consecutive" (samples 0-3, 4-7, ...) lines the groups up
-    # with the patch groups and with each rank's share of a distributed batch, so a run gives the
-    # same result on any number of processes; "strided" (sample i in group i mod B/G) is StyleGAN2's
-    # and upstream EpiGRAF's (epigraf.md 13), kept for their discriminators.
-    mbstd_grouping: str = "consecutive"
-    hyper_mod: bool = True              # modulate each block's conv1 input by the patch code
-    patch_cond: bool = True             # feed the patch code to the projection head
-    camera_cond: bool = False           # feed yaw/pitch to the projection head
-    camera_cond_raw: bool = False       # raw angles (2 values) instead of Fourier features (24)
-    camera_cond_noise_std: float = 0.0
-    camera_cond_drop_p: float = 0.0
-    cmap_dim: Optional[int] = None      # projection size; None = the channels at 4x4
-    conv_clamp: Optional[float] = 256.0
-    num_fp16_res: int = 4               # top resolutions run in fp16 on CUDA
-    img_channels: int = 3               # 4 with a depth channel (3DGP; needs depth maps in the data)
-    # 3DGP's knowledge distillation: a second epilogue head that predicts this many features of the
-    # whole real image (2048 for ResNet-50) from a patch; 0 = no head. Used by training.distill.
-    feat_predict_dim: int = 0
-
-
-@dataclass
-class PatchConfig:
-    """Patch-wise training (EpiGRAF 4): D sees patch_resolution^2 crops at a random scale."""
-
-    # beta: scale = min + (max - min) * Beta(1, beta), beta annealed beta_start -> beta_end;
-    # uniform: scale ~ U(min_scale(t), max), min_scale(t) annealed 1 -> min_scale; full: whole images.
-    dist: str = "beta"
-    min_scale: Optional[float] = None   # None: patch_resolution / img_resolution
-    max_scale: float = 1.0
-    beta_start: float = 0.001
-    beta_end: float = 0.8
-    anneal_kimg: float = 10000.0
-
-
-@dataclass
-class CameraRegularizerConfig:
-    """Regularisers of the learned camera generator in G's loss (3dgp.md 3.4); weights per group.
-
-    emd: per-parameter 1-D Wasserstein-2 (squared) between posterior and prior samples, in the
-    parameters' own units (fov in degrees, hence its small weight), ramped 0 -> 1 over
-    emd_anneal_kimg. force_mean: distance of the posterior's mean yaw/pitch from the prior's.
-    jacobian: mean of |g| + 1/|g| over the diagonal Jacobian entries d posterior / d prior (keeps
-    the mapping from collapsing or exploding; off upstream, all weights 0)."""
-
-    emd_origin: float = 2.0
-    emd_fov: float = 1e-4
-    emd_look_at: float = 1e-4
-    emd_num_samples: int = 64
-    emd_anneal_kimg: float = 10000.0
-    force_mean_weight: float = 10.0
-    force_mean_num_samples: int = 256
-    jacobian_origin: float = 0.0
-    jacobian_fov: float = 0.0
-    jacobian_look_at: float = 0.0
-    jacobian_num_samples: int = 256
-
-
-@dataclass
-class AugmentConfig:
-    """ADA-style augmentation of D's inputs, real and fake alike (training/augment.py). Each
-    operation is applied to a sample with its probability; all 0 (the default, 3DGP's noaug) = off."""
-
-    flip_p: float = 0.0                 # mirror left-right
-    rotate_p: float = 0.0               # rotate about the centre by U(-rotate_max, rotate_max) degrees
-    rotate_max: float = 180.0
-    shift_p: float = 0.0                # move by whole pixels, U(-shift_max, shift_max) x size per axis
-    shift_max: float = 0.125
-    brightness_p: float = 0.0           # add N(0, brightness_std) to the colour channels (not depth)
-    brightness_std: float = 0.2
-
-
-@dataclass
-class DepthConfig:
-    """3DGP's depth supervision (3dgp.md 2), on when discriminator.img_channels is 4: D sees real
-    depth maps (16-bit scale mapped to [-1, 1]) beside real RGB, and rendered depth after the depth
-    adaptor beside fake RGB. Defaults are upstream's."""
-
-    # The adaptor: normalise rendered depth with a learnable near plane, then 3 convolutions with one
-    # shared 1x1 head after each; D sees one of the 4 candidates (the normalised depth or a head
-    # output). False: D always sees the normalised rendered depth (the "no adaptor" ablation).
-    adaptor: bool = True
-    kernel_size: int = 5
-    hidden_dim: int = 64
-    num_hidden_layers: int = 3
-    # random: each fake picks candidate i with probability start_p + i * slope (the p sum to 1),
-    # start_p annealed from 1/N to selection_start_p over anneal_kimg (uniform -> [.1 .2 .3 .4]);
-    # last: always the deepest head; mean: the mean of the candidates.
-    out_strategy: str = "random"
-    selection_start_p: float = 0.1
-    anneal_kimg: float = 10000.0
-    # near = ray_start + sigmoid(offset) * max_fraction * (ray_end - ray_start); offset starts at bias.
-    near_plane_offset_max_fraction: float = 0.25
-    near_plane_offset_bias: float = -3.0
-    # While D's blur fades, the depth channel is blurred again with a near-box kernel of the same
-    # radius (weights 2^-(x/30)^2), real and fake alike.
-    extra_blur: bool = True
-
-
-@dataclass
-class DistillConfig:
-    """3DGP's knowledge distillation (3dgp.md 4): D's feature head learns to predict precomputed
-    features (ResNet-50, `trigan dataset features`) of the whole real image from a real patch. The
-    loss is the L2 distance (not squared), weighted per sample by scale^scale_pow / its batch mean,
-    times a weight that falls linearly from `weight` to 0 over anneal_kimg. Needs
-    discriminator.feat_predict_dim equal to the features' width."""
-
-    weight: float = 0.0                 # 0 = off; 3DGP uses 1.0
-    anneal_kimg: float = 100000.0       # 3DGP: ~0.75 of the weight is left at its 25000-kimg end
-    features: Optional[str] = None      # FILE.memmap (with FILE_desc.json beside it)
-    scale_pow: float = 1.0
-
-
-@dataclass
-class OutlineConfig:
-    """trigan's outline discriminator (training/outline.py; not upstream): a second, small D that sees
-    only the opacity of whole fake images against the masks of real ones, class-conditional, so that
-    a flat card seen edge-on or a fog is rejected for its outline alone. Needs depth maps in the data
-    (the real masks). Its optimiser uses training.betas and r1_interval."""
-
-    weight: float = 0.0                 # weight of its loss in G's; 0 = off
-    resolution: int = 16                # fakes are rendered whole at R x R for it (R^2 rays each)
-    channels: int = 32                  # first layer's width, doubling per halving (to 4x)
-    blur_sigma: float = 0.5             # pixels at that resolution, real and fake alike
-    gamma: float = 1.0                  # its R1 weight
-    lr: float = 0.002
-
-
-@dataclass
-class TrainingConfig:
-    """The training recipe (EpiGRAF 4-5, 10). Every schedule is a function of images seen."""
-
-    data: Optional[str] = None          # dataset zip or folder (set by `trigan train --data`)
-    # A checkpoint whose weights start this run (fine-tuning; set by `trigan train --init`): G and
-    # G_ema from it (G_ema stands in for G in a G_ema-only file), D too when it holds one. The
-    # optimisers, the images seen and every schedule start from zero.
-    init: Optional[str] = None
-    # For the first this-many kimg only D trains (G and G_ema stay as they are): a fine-tune's fresh
-    # D learns to judge G's images before G follows it. A fresh D steering G from its first step
-    # let the demo model's objects drift off their class's shapes for 5 kimg while its logits were
-    # still near 0.
-    d_warmup_kimg: float = 0.0
-    kimg: float = 25000.0               # total thousands of real images shown to D
-    batch_size: int = 64                # global batch, split over the processes
-    gamma: Optional[float] = 0.05       # R1 weight; null = auto, 0.0002 * resolution^2 / batch
-    r1_interval: int = 16               # lazy R1 every this many steps (0 = no R1)
-    g_lr: float = 0.0025
-    d_lr: float = 0.002
-    betas: List[float] = field(default_factory=lambda: [0.0, 0.99])
-    eps: float = 1e-8
-    grad_clip: Optional[float] = None   # max gradient norm per network; null = no clipping
-    # A trigan addition, not upstream's: G's loss gains this weight times the mean o (1 - o) of the
-    # fakes' per-pixel opacity, so that rays end empty or solid instead of half-transparent (0 = off).
-    # It is 0 before opacity_reg_start_kimg and rises linearly to the full weight over
-    # opacity_reg_ramp_kimg: on at kimg 0 it drives a fresh model's faint fog to empty space, and D
-    # wins against a G that draws nothing.
-    opacity_reg: float = 0.0
-    opacity_reg_start_kimg: float = 0.0
-    opacity_reg_ramp_kimg: float = 0.0
-    ema_multiplier: float = 0.3125      # EMA half-life in kimg = batch_size * ema_multiplier
-    ema_rampup: Optional[float] = 0.05  # half-life at most this fraction of the images seen so far
-    blur_init_sigma: float = 10.0       # blur of D's inputs, faded linearly to 0 ...
-    blur_fade_kimg: float = 200.0       # ... over this many kimg
-    gpc_spoof_p_start: float = 1.0      # GPC: chance a fake's conditioning pose is another's,
-    gpc_spoof_p_end: float = 0.5        # annealed linearly
-    gpc_spoof_kimg: float = 1000.0
-    mirror: bool = True                 # x-flip doubles the dataset (yaw negated)
-    use_labels: bool = True             # class-conditional training when the model has classes
-    fp32: bool = False                  # True: no fp16 in D even on CUDA
-    patch: PatchConfig = field(default_factory=PatchConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    camera_reg: CameraRegularizerConfig = field(default_factory=CameraRegularizerConfig)
-    depth: DepthConfig = field(default_factory=DepthConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    outline: OutlineConfig = field(default_factory=OutlineConfig)
-    seed: int = 0
-    num_workers: int = 2                # data-loading processes per training process
-    # Bookkeeping: a tick is a progress report; snapshots, images and metrics happen every N ticks.
-    tick_kimg: float = 4.0
-    snapshot_ticks: int = 10            # checkpoint latest.ckpt (and best.ckpt)
-    snapshot_minutes: float = 30.0      # ... and at least this often in wall time
-    keep_snapshots: bool = False        # also keep a copy of every snapshot in snapshots/ (GANs drift:
-                                        # the best moment of a run is often not its last)
-    image_ticks: int = 10               # sample grid
-    video_ticks: int = 50               # short orbit video (0 = never)
-    metrics: List[str] = field(default_factory=list)   # e.g. [fid2k]; the first picks best.ckpt
-    metric_ticks: int = 10
-    inception: Optional[str] = None     # TorchScript Inception file for FID/KID
-    max_rollbacks: int = 3              # non-finite values: roll back this many times, then stop
-    samples: int = 32                   # images in the progress grid
-
-
-@dataclass
-class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
-    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
+    discriminator: Dict[str, Any] = field(default_factory=dict)
+    training: Dict[str, Any] = field(default_factory=dict)
 
-
-def list_presets() -> List[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-
-
-def _preset_path(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        return path
-    candidate = PRESETS_DIR / f"{name_or_path}.yaml"
-    if not candidate.is_file():
-        raise ConfigError(f"{name_or_path!r}: no such preset (known: {', '.join(list_presets())}) "
-                          "and not a .yaml file")
-    return candidate
-
-
-MAX_YAML_BYTES = 1 << 20     # a preset is a few kB; a bigger .yaml is not a trigan config
-
-
-@contextmanager
-def _omegaconf_errors(what: str) -> Iterator[None]:
-    """OmegaConf's errors as one ConfigError line: its messages span several lines (key, value,
-    type); the first names them."""
-    try:
-        yield
-    except OmegaConfBaseException as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{what}: {first}") from None
-
-
-def _merge(base, *others, what: str) -> Config:
-    """The schema `base` with `others` merged in, as a validated Config (validate_config)."""
-    with _omegaconf_errors(what):
-        cfg = OmegaConf.to_object(OmegaConf.merge(base, *others))
-    return validate_config(cfg, what)
-
-
-def _dotlist(overrides: Sequence[str], what: str):
-    """The `key=value` overrides as an OmegaConf container, after _check_raw."""
-    with _omegaconf_errors(what):
-        cli = OmegaConf.from_dotlist(list(overrides))
-    _check_raw(OmegaConf.to_container(cli, resolve=False), what)
-    return cli
-
-
-def load_config(preset: str = "demo", overrides: Sequence[str] = ()) -> Config:
-    """Build a Config from a preset name or YAML path plus `section.key=value` overrides."""
-    path = _preset_path(preset)
-    schema = OmegaConf.structured(Config)
-    if path.stat().st_size > MAX_YAML_BYTES:
-        raise ConfigError(f"{path}: {path.stat().st_size} bytes: a config file is at most {MAX_YAML_BYTES} bytes")
-    try:
-        preset_cfg = OmegaConf.load(path)   # refuses YAML alias bombs itself (a budget of expanded nodes)
-    except Exception as exc:  # noqa: BLE001 - YAML syntax errors carry line numbers; keep one line
-        raise ConfigError(f"{path}: not valid YAML ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})") from None
-    _check_raw(OmegaConf.to_container(preset_cfg, resolve=False), str(path))
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. model.c_dim=10")
-    what = f"{path.name} {' '.join(overrides)}".strip()
-    return _merge(schema, preset_cfg, _dotlist(overrides, what), what=what)
-
-
-def apply_overrides(cfg: Config, overrides: Sequence[str], what: str = "config") -> Config:
-    """`cfg` with `section.key=value` overrides (as on the command line) merged in."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. model.camera.support_radius=0.3")
-    what = f"{what} {' '.join(overrides)}".strip()
-    return _merge(OmegaConf.structured(cfg), _dotlist(overrides, what), what=what)
-
-
-def config_from_dict(data: dict, what: str = "config") -> Config:
-    """Rebuild a Config saved as a plain dict (e.g. inside a checkpoint)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what}: a {type(data).__name__}, expected a mapping of config sections")
-    _check_raw(data, what)
-    with _omegaconf_errors(what):
-        raw = OmegaConf.create(data)
-    return _merge(OmegaConf.structured(Config), raw, what=what)
-
-
-def config_to_dict(cfg: Config) -> dict:
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    def validate(self, what: str = "config") -> "SavedConfig":
+        return validate_model_config(self, what)
 
 
 # ---------------------------------------------------------------------------------------------------
-# Validation. Every config reaches the code through `_merge`, which calls `validate_config`: a value
-# that no model can use (a NaN fov, a zero step count, a 1e9-pixel image) is refused there in one
-# line naming the key, instead of crashing (or allocating gigabytes) deep inside rendering or training.
+# Validation. Every config reaches the code through `apply_overrides` (or `saved_config_from_dict`),
+# which ends in its class's `validate`: a value that no model can use (a NaN fov, a zero step count,
+# a 1e9-pixel image, an unknown camera distribution) is refused there in one line naming the key,
+# instead of crashing (or allocating gigabytes) deep inside rendering or training.
 
 # Bounds are generous: several times the largest value any published EpiGRAF / 3DGP / EG3D model uses,
 # yet small enough that one value alone cannot ask for more memory than a workstation has.
@@ -486,6 +229,7 @@ MAX_LIST_ITEMS = MAX_CLASSES + 16   # class names are the longest list a config 
 MAX_STRING = 4096
 MAX_NODES = 200_000         # containers plus values in one config as read from a file
 MAX_NESTING = 16            # the schema is 4 levels deep
+MAX_YAML_BYTES = 1 << 20    # a preset is a few kB; a bigger .yaml is not a trigan config
 
 
 @dataclass(frozen=True)
@@ -519,244 +263,186 @@ class Bound:
         return f"{text} ({self.unit})" if self.unit else text
 
 
-def _int(lo: int, hi: int, **kw) -> Bound:
+def int_bound(lo: int, hi: int, **kw) -> Bound:
     return Bound(lo, hi, integer=True, **kw)
 
 
-def _real(lo: float, hi: float, **kw) -> Bound:
+def real_bound(lo: float, hi: float, **kw) -> Bound:
     return Bound(lo, hi, **kw)
 
 
-_PROBABILITY = _real(0.0, 1.0, unit="a probability")
-_NONNEG = _real(0.0, 1e12)
-_POSITIVE = _real(0.0, 1e12, lo_open=True)
-_ANY = _real(-1e12, 1e12)
-_KIMG = _real(0.0, MAX_KIMG, unit="thousands of images")
-_ANGLE = _real(-1e4, 1e4, unit="radians")
-_DEGREES = _real(0.0, 180.0, lo_open=True, hi_open=True, unit="degrees, full angle")
-_DISTANCE = _real(0.0, 1e6, lo_open=True, unit="world units")
-_WIDTH = _int(1, MAX_WIDTH)
-_LR = _real(0.0, 100.0, lo_open=True, unit="a learning rate")
-_LR_MULTIPLIER = _real(0.0, 1e4, lo_open=True)
-_CLAMP = _real(0.0, 1e12, lo_open=True)
-_TICKS = _int(1, 10 ** 9)
-
-# Every int and float field of the schema (a None of an Optional field is always allowed). A test
-# walks the dataclasses and fails on a numeric field missing here.
-BOUNDS = {
-    "model.img_resolution": _int(4, MAX_IMAGE, unit="pixels"),
-    "model.img_channels": _int(1, 4),
-    "model.c_dim": _int(0, MAX_CLASSES, unit="classes"),
-    "model.mapping.z_dim": _WIDTH,
-    "model.mapping.w_dim": _WIDTH,
-    "model.mapping.num_layers": _int(1, MAX_DEPTH),
-    "model.mapping.lr_multiplier": _LR_MULTIPLIER,
-    "model.mapping.w_avg_beta": _real(0.0, 1.0),
-    "model.mapping.camera_cond_drop_p": _PROBABILITY,
-    "model.mapping.camera_cond_noise_std": _NONNEG,
-    "model.triplane.resolution": _int(4, MAX_IMAGE, power_of_two=True, unit="pixels"),
-    "model.triplane.feat_dim": _int(1, 1024),
-    "model.triplane.channel_base": _int(4, MAX_CHANNEL_BASE),
-    "model.triplane.channel_max": _WIDTH,
-    "model.triplane.conv_clamp": _CLAMP,
-    "model.triplane.mlp_hidden": _WIDTH,
-    "model.triplane.mlp_layers": _int(1, MAX_DEPTH),
-    "model.background.num_steps": _int(1, MAX_STEPS),
-    "model.background.num_blocks": _int(1, MAX_DEPTH),
-    "model.background.hidden_dim": _WIDTH,
-    "model.background.fourier_multiplier": _ANY,
-    "model.background.num_fourier_freqs": _int(0, 64),
-    "model.camera.fov": _DEGREES,
-    "model.camera.radius": _DISTANCE,
-    "model.camera.ray_start": _real(0.0, 1e6, unit="world units"),
-    "model.camera.ray_end": _DISTANCE,
-    "model.camera.cube_scale": _DISTANCE,
-    "model.camera.support_radius": _DISTANCE,
-    "model.camera.yaw_offset": _ANGLE,
-    "model.camera.yaw_mean": _ANGLE,
-    "model.camera.yaw_std": _real(0.0, 1e4, unit="radians"),
-    "model.camera.pitch_mean": _ANGLE,
-    "model.camera.pitch_std": _real(0.0, 1e4, unit="radians"),
-    "model.camera.yaw_range": _ANGLE,
-    "model.camera.pitch_range": _ANGLE,
-    "model.camera.mean_pose": _ANGLE,
-    "model.camera.fov_min": _DEGREES,
-    "model.camera.fov_max": _DEGREES,
-    "model.camera.look_at_radius_min": _real(0.0, 1e6, unit="world units"),
-    "model.camera.look_at_radius_max": _real(0.0, 1e6, unit="world units"),
-    "model.camera.look_at_yaw_range": _ANGLE,
-    "model.camera.look_at_pitch_range": _ANGLE,
-    "model.camera_generator.hidden_dim": _WIDTH,
-    "model.camera_generator.embed_dim": _WIDTH,
-    "model.camera_generator.lr_multiplier": _LR_MULTIPLIER,
-    "model.camera_generator.look_at_radius_floor": _real(0.0, 1e6, unit="world units"),
-    "model.render.num_steps": _int(1, MAX_STEPS, unit="samples per ray"),
-    "model.render.num_fine_steps": _int(0, MAX_STEPS, unit="samples per ray"),
-    "model.render.density_shift": _ANY,
-    "model.render.nerf_noise_std_init": _NONNEG,
-    "model.render.nerf_noise_kimg_growth": _KIMG,
-    "discriminator.patch_resolution": _int(8, MAX_IMAGE, power_of_two=True, unit="pixels"),
-    "discriminator.num_additional_start_blocks": _int(0, 12),
-    "discriminator.channel_base": _int(8, MAX_CHANNEL_BASE),
-    "discriminator.channel_max": _WIDTH,
-    "discriminator.mbstd_group_size": _int(1, 65536),
-    "discriminator.mbstd_channels": _int(0, 64),
-    "discriminator.camera_cond_noise_std": _NONNEG,
-    "discriminator.camera_cond_drop_p": _PROBABILITY,
-    "discriminator.cmap_dim": _WIDTH,
-    "discriminator.conv_clamp": _CLAMP,
-    "discriminator.num_fp16_res": _int(0, 16),
-    "discriminator.img_channels": _int(1, 4),
-    "discriminator.feat_predict_dim": _int(0, 65536),
-    "training.d_warmup_kimg": _KIMG,
-    "training.kimg": _KIMG,
-    "training.batch_size": _int(1, 65536, unit="images"),
-    "training.gamma": _NONNEG,
-    "training.r1_interval": _int(0, 10 ** 9, unit="steps; 0 = no R1"),
-    "training.g_lr": _LR,
-    "training.d_lr": _LR,
-    "training.betas": _real(0.0, 1.0, hi_open=True),
-    "training.eps": _real(0.0, 1.0, lo_open=True),
-    "training.grad_clip": _POSITIVE,
-    "training.opacity_reg": _NONNEG,
-    "training.opacity_reg_start_kimg": _KIMG,
-    "training.opacity_reg_ramp_kimg": _KIMG,
-    "training.ema_multiplier": _NONNEG,
-    "training.ema_rampup": _NONNEG,
-    "training.blur_init_sigma": _real(0.0, MAX_IMAGE, unit="pixels"),
-    "training.blur_fade_kimg": _KIMG,
-    "training.gpc_spoof_p_start": _PROBABILITY,
-    "training.gpc_spoof_p_end": _PROBABILITY,
-    "training.gpc_spoof_kimg": _KIMG,
-    "training.patch.min_scale": _real(0.0, 1.0, lo_open=True),
-    "training.patch.max_scale": _real(0.0, 1.0, lo_open=True),
-    "training.patch.beta_start": _POSITIVE,
-    "training.patch.beta_end": _POSITIVE,
-    "training.patch.anneal_kimg": _KIMG,
-    "training.augment.flip_p": _PROBABILITY,
-    "training.augment.rotate_p": _PROBABILITY,
-    "training.augment.rotate_max": _real(0.0, 180.0, unit="degrees"),
-    "training.augment.shift_p": _PROBABILITY,
-    "training.augment.shift_max": _real(0.0, 1.0, hi_open=True, unit="a fraction of the image size"),
-    "training.augment.brightness_p": _PROBABILITY,
-    "training.augment.brightness_std": _NONNEG,
-    "training.camera_reg.emd_origin": _NONNEG,
-    "training.camera_reg.emd_fov": _NONNEG,
-    "training.camera_reg.emd_look_at": _NONNEG,
-    "training.camera_reg.emd_num_samples": _int(1, 1 << 20),
-    "training.camera_reg.emd_anneal_kimg": _KIMG,
-    "training.camera_reg.force_mean_weight": _NONNEG,
-    "training.camera_reg.force_mean_num_samples": _int(1, 1 << 20),
-    "training.camera_reg.jacobian_origin": _NONNEG,
-    "training.camera_reg.jacobian_fov": _NONNEG,
-    "training.camera_reg.jacobian_look_at": _NONNEG,
-    "training.camera_reg.jacobian_num_samples": _int(1, 1 << 20),
-    "training.depth.kernel_size": _int(1, 63),
-    "training.depth.hidden_dim": _WIDTH,
-    "training.depth.num_hidden_layers": _int(0, MAX_DEPTH),
-    "training.depth.selection_start_p": _PROBABILITY,
-    "training.depth.anneal_kimg": _KIMG,
-    "training.depth.near_plane_offset_max_fraction": _real(0.0, 1.0),
-    "training.depth.near_plane_offset_bias": _ANY,
-    "training.distill.weight": _NONNEG,
-    "training.distill.anneal_kimg": _KIMG,
-    "training.distill.scale_pow": _ANY,
-    "training.outline.weight": _NONNEG,
-    "training.outline.resolution": _int(4, 1024, unit="pixels"),
-    "training.outline.channels": _WIDTH,
-    "training.outline.blur_sigma": _real(0.0, 1024.0, unit="pixels"),
-    "training.outline.gamma": _NONNEG,
-    "training.outline.lr": _LR,
-    "training.seed": _int(0, MAX_SEED),
-    "training.num_workers": _int(0, 256, unit="processes"),
-    "training.tick_kimg": _real(0.0, MAX_KIMG, lo_open=True, unit="thousands of images"),
-    "training.snapshot_ticks": _TICKS,
-    "training.snapshot_minutes": _real(0.0, 1e9, lo_open=True),
-    "training.image_ticks": _TICKS,
-    "training.video_ticks": _int(0, 10 ** 9, unit="ticks; 0 = never"),
-    "training.metric_ticks": _TICKS,
-    "training.max_rollbacks": _int(0, 10 ** 6),
-    "training.samples": _int(1, 1024, unit="images"),
-}
-
-# Lists of numbers with a fixed length: [min, max] ranges and the mean pose.
-_LIST_LENGTHS = {"model.camera.yaw_range": 2, "model.camera.pitch_range": 2, "model.camera.mean_pose": 3,
-                 "model.camera.look_at_yaw_range": 2, "model.camera.look_at_pitch_range": 2,
-                 "training.betas": 2}
-# Pairs (low key, high key) that must be ordered; a None on either side is not checked.
-_ORDERED = (("model.camera.ray_start", "model.camera.ray_end", "<"),
-            ("model.camera.fov_min", "model.camera.fov_max", "<="),
-            ("model.camera.look_at_radius_min", "model.camera.look_at_radius_max", "<="),
-            ("training.patch.min_scale", "training.patch.max_scale", "<="))
+# Bounds that several fields of either layer share.
+PROBABILITY = real_bound(0.0, 1.0, unit="a probability")
+NONNEG = real_bound(0.0, 1e12)
+POSITIVE = real_bound(0.0, 1e12, lo_open=True)
+ANY = real_bound(-1e12, 1e12)
+KIMG = real_bound(0.0, MAX_KIMG, unit="thousands of images")
+WIDTH = int_bound(1, MAX_WIDTH)
+LR = real_bound(0.0, 100.0, lo_open=True, unit="a learning rate")
+LR_MULTIPLIER = real_bound(0.0, 1e4, lo_open=True)
+CLAMP = real_bound(0.0, 1e12, lo_open=True)
+_ANGLE = real_bound(-1e4, 1e4, unit="radians")
+_DEGREES = real_bound(0.0, 180.0, lo_open=True, hi_open=True, unit="degrees, full angle")
+_DISTANCE = real_bound(0.0, 1e6, lo_open=True, unit="world units")
 
 
-def _get(cfg: Config, key: str):
+@dataclass(frozen=True)
+class Rules:
+    """The checks of one layer's numbers, by dotted key from the root of a saved config: the bound
+    of every int and float field (a None of an Optional field is always allowed), lists of numbers
+    with a fixed length ([min, max] ranges are also ordered), and pairs (low key, high key,
+    relation) that must be ordered (a None on either side is not checked)."""
+
+    bounds: Dict[str, Bound]
+    list_lengths: Dict[str, int] = field(default_factory=dict)
+    unordered_lists: tuple = ()          # keys of two-number lists that are not [min, max] ranges
+    ordered: tuple = ()
+
+    def check(self, cfg, what: str) -> None:
+        for key, bound in self.bounds.items():
+            self._check_value(key, config_value(cfg, key), bound, what)
+        for low_key, high_key, relation in self.ordered:
+            low, high = config_value(cfg, low_key), config_value(cfg, high_key)
+            if low is not None and high is not None and not (low < high if relation == "<" else low <= high):
+                raise ConfigError(f"{what}: {low_key}={low} and {high_key}={high}: expected {low_key} {relation} "
+                                  f"{high_key}")
+
+    def _check_value(self, key: str, value, bound: Bound, what: str) -> None:
+        if value is None:
+            return   # the schema (OmegaConf) already refused None where the field is not Optional
+        if key in self.list_lengths:
+            length = self.list_lengths[key]
+            if not isinstance(value, (list, tuple)) or len(value) != length:
+                raise ConfigError(f"{what}: {key}={show_value(value)}: expected a list of {length} numbers")
+            for item in value:
+                if not bound.admits(item):
+                    raise ConfigError(f"{what}: {key}={show_value(value)}: expected each entry to be "
+                                      f"{bound.describe()}")
+            if len(value) == 2 and key not in self.unordered_lists and not value[0] <= value[1]:
+                raise ConfigError(f"{what}: {key}={show_value(value)}: expected [min, max] with min <= max")
+            return
+        if not bound.admits(value):
+            raise ConfigError(f"{what}: {key}={show_value(value)}: expected {bound.describe()}")
+
+
+MODEL_RULES = Rules(
+    bounds={
+        "model.img_resolution": int_bound(4, MAX_IMAGE, unit="pixels"),
+        "model.img_channels": int_bound(1, 4),
+        "model.c_dim": int_bound(0, MAX_CLASSES, unit="classes"),
+        "model.mapping.z_dim": WIDTH,
+        "model.mapping.w_dim": WIDTH,
+        "model.mapping.num_layers": int_bound(1, MAX_DEPTH),
+        "model.mapping.lr_multiplier": LR_MULTIPLIER,
+        "model.mapping.w_avg_beta": real_bound(0.0, 1.0),
+        "model.mapping.camera_cond_drop_p": PROBABILITY,
+        "model.mapping.camera_cond_noise_std": NONNEG,
+        "model.triplane.resolution": int_bound(4, MAX_IMAGE, power_of_two=True, unit="pixels"),
+        "model.triplane.feat_dim": int_bound(1, 1024),
+        "model.triplane.channel_base": int_bound(4, MAX_CHANNEL_BASE),
+        "model.triplane.channel_max": WIDTH,
+        "model.triplane.conv_clamp": CLAMP,
+        "model.triplane.mlp_hidden": WIDTH,
+        "model.triplane.mlp_layers": int_bound(1, MAX_DEPTH),
+        "model.background.num_steps": int_bound(1, MAX_STEPS),
+        "model.background.num_blocks": int_bound(1, MAX_DEPTH),
+        "model.background.hidden_dim": WIDTH,
+        "model.background.fourier_multiplier": ANY,
+        "model.background.num_fourier_freqs": int_bound(0, 64),
+        "model.camera.fov": _DEGREES,
+        "model.camera.radius": _DISTANCE,
+        "model.camera.ray_start": real_bound(0.0, 1e6, unit="world units"),
+        "model.camera.ray_end": _DISTANCE,
+        "model.camera.cube_scale": _DISTANCE,
+        "model.camera.support_radius": _DISTANCE,
+        "model.camera.yaw_offset": _ANGLE,
+        "model.camera.yaw_mean": _ANGLE,
+        "model.camera.yaw_std": real_bound(0.0, 1e4, unit="radians"),
+        "model.camera.pitch_mean": _ANGLE,
+        "model.camera.pitch_std": real_bound(0.0, 1e4, unit="radians"),
+        "model.camera.yaw_range": _ANGLE,
+        "model.camera.pitch_range": _ANGLE,
+        "model.camera.mean_pose": _ANGLE,
+        "model.camera.fov_min": _DEGREES,
+        "model.camera.fov_max": _DEGREES,
+        "model.camera.look_at_radius_min": real_bound(0.0, 1e6, unit="world units"),
+        "model.camera.look_at_radius_max": real_bound(0.0, 1e6, unit="world units"),
+        "model.camera.look_at_yaw_range": _ANGLE,
+        "model.camera.look_at_pitch_range": _ANGLE,
+        "model.camera_generator.hidden_dim": WIDTH,
+        "model.camera_generator.embed_dim": WIDTH,
+        "model.camera_generator.lr_multiplier": LR_MULTIPLIER,
+        "model.camera_generator.look_at_radius_floor": real_bound(0.0, 1e6, unit="world units"),
+        "model.render.num_steps": int_bound(1, MAX_STEPS, unit="samples per ray"),
+        "model.render.num_fine_steps": int_bound(0, MAX_STEPS, unit="samples per ray"),
+        "model.render.density_shift": ANY,
+        "model.render.nerf_noise_std_init": NONNEG,
+        "model.render.nerf_noise_kimg_growth": KIMG,
+    },
+    list_lengths={"model.camera.yaw_range": 2, "model.camera.pitch_range": 2, "model.camera.mean_pose": 3,
+                  "model.camera.look_at_yaw_range": 2, "model.camera.look_at_pitch_range": 2},
+    ordered=(("model.camera.ray_start", "model.camera.ray_end", "<"),
+             ("model.camera.fov_min", "model.camera.fov_max", "<="),
+             ("model.camera.look_at_radius_min", "model.camera.look_at_radius_max", "<=")))
+
+
+def config_value(cfg, key: str):
+    """The value at dotted `key` ("model.camera.fov") of a config."""
     value = cfg
     for part in key.split("."):
         value = getattr(value, part)
     return value
 
 
-def _show(value) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+def show_value(value) -> str:
+    """A config value as it reads in an error: strings quoted, None as YAML's null."""
+    return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
 
 
-def _check_value(key: str, value, bound: Bound, what: str) -> None:
-    if value is None:
-        return   # the schema (OmegaConf) already refused None where the field is not Optional
-    if key in _LIST_LENGTHS:
-        if not isinstance(value, (list, tuple)) or len(value) != _LIST_LENGTHS[key]:
-            raise ConfigError(f"{what}: {key}={_show(value)}: expected a list of {_LIST_LENGTHS[key]} numbers")
-        for item in value:
-            if not bound.admits(item):
-                raise ConfigError(f"{what}: {key}={_show(value)}: expected each entry to be {bound.describe()}")
-        if len(value) == 2 and key != "training.betas" and not value[0] <= value[1]:
-            raise ConfigError(f"{what}: {key}={_show(value)}: expected [min, max] with min <= max")
-        return
-    if not bound.admits(value):
-        raise ConfigError(f"{what}: {key}={_show(value)}: expected {bound.describe()}")
+def check_choices(node, prefix: str, what: str) -> None:
+    """ConfigError (one line: key, value, the allowed values) for the first `choice` field of the
+    dataclass `node` (and the dataclasses inside it) that holds a value outside its choices.
+    `prefix` is node's dotted key ("model.")."""
+    for f in fields(node):
+        value = getattr(node, f.name)
+        allowed = f.metadata.get("choices")
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{what}: {prefix}{f.name}={show_value(value)}: expected one of "
+                              f"{', '.join(show_value(a) for a in allowed)}")
+        if is_dataclass(value):
+            check_choices(value, f"{prefix}{f.name}.", what)
 
 
-def _check_strings(cfg: Config, what: str) -> None:
+def check_channel_base(key: str, base: int, top: int, top_what: str, what: str) -> None:
+    """A network's channels at its top resolution are channel_base // resolution: a base below the
+    resolution leaves a layer with no channels (a ZeroDivisionError deep in the weight init)."""
+    if base // top < 1:
+        raise ConfigError(f"{what}: {key}={base} gives no channels at {top_what}={top}: expected "
+                          f"{key} >= {top} (channels = min(channel_base // resolution, channel_max))")
+
+
+def check_model_values(cfg, what: str) -> None:
+    """Every check of `cfg.model` (cfg a SavedConfig or training's Config) but the memory one:
+    bounds, choices, ordered ranges, widths, class names."""
+    MODEL_RULES.check(cfg, what)
+    check_choices(cfg.model, "model.", what)
+    tp = cfg.model.triplane
+    check_channel_base("model.triplane.channel_base", tp.channel_base, tp.resolution, "model.triplane.resolution",
+                       what)
     names = cfg.model.class_names
     if len(names) > MAX_CLASSES:
         raise ConfigError(f"{what}: model.class_names has {len(names)} names: expected at most {MAX_CLASSES}")
-    if len(cfg.training.metrics) > 64:
-        raise ConfigError(f"{what}: training.metrics lists {len(cfg.training.metrics)} metrics: expected at most 64")
     if cfg.model.c_dim > 0 and len(names) > cfg.model.c_dim:
         raise ConfigError(f"{what}: model.class_names has {len(names)} names for model.c_dim={cfg.model.c_dim} "
                           "classes: expected at most one per class")
 
 
-def validate_config(cfg: Config, what: str = "config") -> Config:
-    """`cfg` itself when every number in it lies in its bound (BOUNDS), ranges are ordered, and the
-    generator it describes fits in the memory available; else ConfigError (one line, naming the
-    key, its value and what is allowed)."""
-    for key, bound in BOUNDS.items():
-        _check_value(key, _get(cfg, key), bound, what)
-    for low_key, high_key, relation in _ORDERED:
-        low, high = _get(cfg, low_key), _get(cfg, high_key)
-        if low is not None and high is not None and not (low < high if relation == "<" else low <= high):
-            raise ConfigError(f"{what}: {low_key}={low} and {high_key}={high}: expected {low_key} {relation} "
-                              f"{high_key}")
-    _check_widths(cfg, what)
-    _check_strings(cfg, what)
-    check_model_memory(cfg, what)
+def validate_model_config(cfg, what: str = "config"):
+    """`cfg` itself (a SavedConfig, or anything with a `.model`) when its model passes every check
+    and the generator it describes fits in the memory available; else ConfigError (one line)."""
+    check_model_values(cfg, what)
+    check_model_memory(cfg.model, what)
     return cfg
-
-
-def _check_widths(cfg: Config, what: str) -> None:
-    """A network's channels at its top resolution are channel_base // resolution: a base below the
-    resolution leaves a layer with no channels (a ZeroDivisionError deep in the weight init)."""
-    tp, d = cfg.model.triplane, cfg.discriminator
-    d_top = d.patch_resolution * 2 ** d.num_additional_start_blocks
-    for key, base, top, top_what in (
-            ("model.triplane.channel_base", tp.channel_base, tp.resolution, "model.triplane.resolution"),
-            ("discriminator.channel_base", d.channel_base, d_top,
-             "discriminator.patch_resolution * 2^num_additional_start_blocks")):
-        if base // top < 1:
-            raise ConfigError(f"{what}: {key}={base} gives no channels at {top_what}={top}: expected "
-                              f"{key} >= {top} (channels = min(channel_base // resolution, channel_max))")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -766,15 +452,15 @@ def _check_widths(cfg: Config, what: str) -> None:
 # sample's tri-planes and the decoder's largest activation, against the memory free right now.
 
 _FLOAT_BYTES = 4
-# Which config keys size each part of the generator, to name the culprit when it is too big.
+# Which model keys size each part of the generator, to name the culprit when it is too big.
 _PART_KEYS = {
-    "mapping network": ("model.mapping.z_dim", "model.mapping.w_dim", "model.mapping.num_layers", "model.c_dim"),
-    "tri-plane decoder": ("model.triplane.resolution", "model.triplane.feat_dim", "model.triplane.channel_base",
-                          "model.triplane.channel_max", "model.mapping.w_dim"),
-    "tri-plane MLP": ("model.triplane.feat_dim", "model.triplane.mlp_hidden", "model.triplane.mlp_layers"),
-    "background network": ("model.background.hidden_dim", "model.background.num_blocks"),
-    "camera generator": ("model.camera_generator.hidden_dim", "model.camera_generator.embed_dim", "model.c_dim"),
-    "tri-planes of one sample": ("model.triplane.resolution", "model.triplane.feat_dim"),
+    "mapping network": ("mapping.z_dim", "mapping.w_dim", "mapping.num_layers", "c_dim"),
+    "tri-plane decoder": ("triplane.resolution", "triplane.feat_dim", "triplane.channel_base",
+                          "triplane.channel_max", "mapping.w_dim"),
+    "tri-plane MLP": ("triplane.feat_dim", "triplane.mlp_hidden", "triplane.mlp_layers"),
+    "background network": ("background.hidden_dim", "background.num_blocks"),
+    "camera generator": ("camera_generator.hidden_dim", "camera_generator.embed_dim", "c_dim"),
+    "tri-planes of one sample": ("triplane.resolution", "triplane.feat_dim"),
 }
 
 
@@ -815,10 +501,10 @@ def generator_memory_parts(model: ModelConfig) -> Optional[dict]:
             "camera generator": size(G.camera_generator), "tri-planes of one sample": activations}
 
 
-def check_model_memory(cfg: Config, what: str = "config", available: Optional[int] = None) -> None:
+def check_model_memory(model: ModelConfig, what: str = "config", available: Optional[int] = None) -> None:
     """ConfigError when the generator (weights plus one sample's tri-planes) needs more memory than
     is available, naming its largest part and the config values that size it."""
-    parts = generator_memory_parts(cfg.model)
+    parts = generator_memory_parts(model)
     available = available_memory_bytes() if available is None else available
     if parts is None or available is None:
         return
@@ -826,7 +512,7 @@ def check_model_memory(cfg: Config, what: str = "config", available: Optional[in
     if total <= available:
         return
     largest = max(parts, key=parts.get)
-    values = ", ".join(f"{key}={_get(cfg, key)}" for key in _PART_KEYS[largest])
+    values = ", ".join(f"model.{key}={config_value(model, key)}" for key in _PART_KEYS[largest])
     raise ConfigError(f"{what}: the generator needs about {total / 2 ** 30:.1f} GiB, mostly its {largest} "
                       f"({parts[largest] / 2 ** 30:.1f} GiB: {values}), but {available / 2 ** 30:.1f} GiB of "
                       "memory is available: make those values smaller")
@@ -835,7 +521,7 @@ def check_model_memory(cfg: Config, what: str = "config", available: Optional[in
 # ---------------------------------------------------------------------------------------------------
 # Raw config data (from a YAML file, a checkpoint, the command line) before OmegaConf sees it.
 
-def _check_raw(data, what: str) -> None:
+def check_raw(data, what: str) -> None:
     """Refuse `${...}` interpolations (OmegaConf would resolve them: a self-referencing chain is a
     hang, `${oc.env:...}` reads the environment) and data too deep or too large to be a config. The
     walk visits each container once per reference and stops at MAX_NODES, so a file of shared
@@ -870,3 +556,70 @@ def _check_raw(data, what: str) -> None:
         elif value is not None and not isinstance(value, (bool, int, float)):
             raise ConfigError(f"{what}: {key} is a {type(value).__name__}: expected numbers, strings, "
                               "lists and mappings only")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading and merging: the same path for every layer and every source.
+
+@contextmanager
+def omegaconf_errors(what: str) -> Iterator[None]:
+    """OmegaConf's errors as one ConfigError line: its messages span several lines (key, value,
+    type); the first names them."""
+    try:
+        yield
+    except OmegaConfBaseException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{what}: {first}") from None
+
+
+def read_config_file(path: Path) -> DictConfig:
+    """A YAML config file (a preset, a run's config.yaml) as OmegaConf data, size-checked and raw-checked
+    (check_raw) but not yet merged onto a schema."""
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: {size} bytes: a config file is at most {MAX_YAML_BYTES} bytes")
+    try:
+        data = OmegaConf.load(path)   # refuses YAML alias bombs itself (a budget of expanded nodes)
+    except Exception as exc:  # noqa: BLE001 - YAML syntax errors carry line numbers; keep one line
+        raise ConfigError(f"{path}: not valid YAML ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})") from None
+    check_raw(OmegaConf.to_container(data, resolve=False), str(path))
+    return data
+
+
+def apply_overrides(base, overrides: Sequence[str] = (), what: str = "config", layers: Sequence = ()):
+    """`base` (a config: a SavedConfig, training's Config; or such a class, for its defaults) with
+    `layers` (config data already read and raw-checked: a preset file) and then the `section.key=value`
+    overrides (as on the command line) merged in, as a validated config of base's class (its
+    `validate`: bounds, choices, memory). Errors are one line that starts with `what` and the
+    overrides."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. model.render.num_steps=32")
+    what = f"{what} {' '.join(overrides)}".strip()
+    with omegaconf_errors(what):
+        cli = OmegaConf.from_dotlist(list(overrides))
+    check_raw(OmegaConf.to_container(cli, resolve=False), what)
+    with omegaconf_errors(what):
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(base), *layers, cli))
+    return cfg.validate(what)
+
+
+def config_from_data(schema: type, data, what: str = "config"):
+    """A config of class `schema` from its plain dict (as saved in a checkpoint), fields that newer
+    versions added filled with their defaults; raw-checked, merged and validated like a file."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what}: a {type(data).__name__}, expected a mapping of config sections")
+    check_raw(data, what)
+    with omegaconf_errors(what):
+        raw = OmegaConf.create(data)
+    return apply_overrides(schema, (), what, layers=[raw])
+
+
+def saved_config_from_dict(data, what: str = "config") -> SavedConfig:
+    """Core's reading of a saved config dict (e.g. inside a checkpoint): SavedConfig."""
+    return config_from_data(SavedConfig, data, what)
+
+
+def config_to_dict(cfg) -> dict:
+    """Any config (SavedConfig, training's Config) as the plain dict that is saved."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)

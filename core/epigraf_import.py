@@ -1,5 +1,6 @@
-"""Turn an official EpiGRAF snapshot into a trigan config + generator weights (3DGP snapshots, which
-share the file format, are recognised here and mapped by `threedgp_import`).
+"""Turn an official EpiGRAF snapshot into a trigan model config + generator weights (3DGP snapshots,
+which share the file format, are recognised here and mapped by `threedgp_import`). What only training
+uses (the discriminator's config, 3DGP's recipe) and `trigan convert` are `training/official_import.py`'s.
 
 The snapshot is read as data by `epigraf_pickle` (nothing from the file runs). The architecture is
 taken from G_ema's constructor arguments and its resolved Hydra config (`model.generator`, whose
@@ -13,21 +14,18 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 from trigan.core import threedgp_import
-from trigan.core.checkpoint import build_generator, check_generator_weights, save_checkpoint
+from trigan.core.checkpoint import build_generator, check_generator_weights
 from trigan.core.config import (
     BackgroundConfig,
     CameraConfig,
-    Config,
-    DiscriminatorConfig,
     MappingConfig,
     ModelConfig,
     RenderConfig,
+    SavedConfig,
     TriPlaneConfig,
-    validate_config,
 )
 from trigan.core.epigraf_pickle import EpigrafNetwork, EpigrafSnapshot, read_epigraf_pickle
 from trigan.core.errors import CheckpointError, ConfigError
@@ -52,8 +50,8 @@ def _camera_config(dataset: Dict[str, Any], mean_pose) -> CameraConfig:
                         mean_pose=[float(v) for v in mean_pose])
 
 
-def generator_config(g: EpigrafNetwork, path: str) -> Config:
-    """A trigan Config describing the snapshot's generator."""
+def generator_config(g: EpigrafNetwork, path: str) -> ModelConfig:
+    """The trigan model config of the snapshot's generator."""
     kw = g.init_kwargs
     cfg = {**_LEGACY_DEFAULTS, **(kw.get("cfg") or {})}
     tri = cfg.get("tri_plane") or {}
@@ -104,35 +102,11 @@ def generator_config(g: EpigrafNetwork, path: str) -> Config:
                             nerf_noise_kimg_growth=float(cfg["nerf_noise_kimg_growth"])))
     if model.triplane.mlp_layers < 1:
         raise CheckpointError.unsupported(path, "an identity tri-plane MLP (tri_plane.mlp.n_layers 0)")
-    return Config(model=model)
-
-
-def discriminator_config(d: EpigrafNetwork, root_config: Dict[str, Any]) -> DiscriminatorConfig:
-    """The snapshot's discriminator architecture (EpiGRAF 5.1; settings from D's constructor arguments,
-    module attributes and the experiment config's `model.discriminator` node)."""
-    kw = d.init_kwargs
-    dcfg = (root_config.get("model") or {}).get("discriminator") or {}
-    patch = dcfg.get("patch") or {}
-    mbstd = d.attributes.get("b4.mbstd", {})
-    epilogue = d.attributes.get("b4", {})
-    return DiscriminatorConfig(
-        patch_resolution=int(kw["img_resolution"]),
-        num_additional_start_blocks=int(dcfg.get("num_additional_start_blocks", 0)),
-        channel_base=int(kw["channel_base"]), channel_max=int(kw["channel_max"]),
-        mbstd_group_size=int(mbstd.get("group_size", dcfg.get("mbstd_group_size", 4))),
-        mbstd_channels=int(mbstd.get("num_channels", 1)),
-        mbstd_grouping="strided",
-        hyper_mod=bool(dcfg.get("hyper_mod", False)),
-        patch_cond=bool(patch.get("patch_params_cond", False)) and bool(dcfg.get("hyper_mod", False)),
-        camera_cond=bool(dcfg.get("camera_cond", False)), camera_cond_raw=bool(dcfg.get("camera_cond_raw", False)),
-        camera_cond_noise_std=float(dcfg.get("camera_cond_noise_std", 0.0)),
-        camera_cond_drop_p=float(dcfg.get("camera_cond_drop_p", 0.0)),
-        cmap_dim=int(epilogue["cmap_dim"]) if epilogue.get("cmap_dim") else None,
-        img_channels=int(kw.get("img_channels", 3)))
+    return model
 
 
 @contextmanager
-def _reading_upstream_config(path) -> Iterator[None]:
+def reading_upstream_config(path) -> Iterator[None]:
     """Translating upstream's config: a key it lacks or a value of the wrong kind is a malformed
     file, answered in one line, not a traceback."""
     try:
@@ -144,36 +118,43 @@ def _reading_upstream_config(path) -> Iterator[None]:
         raise CheckpointError(f"{path}: is malformed: its config cannot be read ({detail[:200]})") from None
 
 
-def _validated(config: Config, path) -> Config:
-    """The config built from a snapshot, with every size checked against trigan's bounds before
-    anything is allocated for it (an img_resolution of 1e9 is refused here, naming the pickle)."""
+def validated_snapshot_config(config, path):
+    """A config built from a snapshot (a SavedConfig, or training's whole Config), with every size
+    checked against trigan's bounds before anything is allocated for it (an img_resolution of 1e9 is
+    refused here, naming the pickle)."""
     try:
-        return validate_config(config, what=f"{path}: its config")
+        return config.validate(what=f"{path}: its config")
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
 
 
-def _generator_snapshot(snap: EpigrafSnapshot, path, with_training: bool = False
-                        ) -> Tuple[Config, Dict[str, Any], str]:
-    """(Config, G_ema's state dict under trigan's names, format name) of an EpiGRAF or 3DGP
-    snapshot, after checking that the weights fit the config."""
+def snapshot_model_config(snap: EpigrafSnapshot, path) -> ModelConfig:
+    """The model config of an EpiGRAF or 3DGP snapshot's generator (not yet validated)."""
+    if threedgp_import.is_3dgp_snapshot(snap):
+        return threedgp_import.generator_config(snap, str(path))
+    return generator_config(snap.networks["G_ema"], str(path))
+
+
+def generator_snapshot(snap: EpigrafSnapshot, path) -> Tuple[ModelConfig, Dict[str, Any], str]:
+    """(model config, G_ema's state dict under trigan's names, format name) of an EpiGRAF or 3DGP
+    snapshot, after checking the config's bounds and that the weights fit it."""
     if "G_ema" not in snap.networks:
         raise CheckpointError(f"{path}: the snapshot has no G_ema generator")
-    with _reading_upstream_config(path):
+    with reading_upstream_config(path):
+        model = snapshot_model_config(snap, path)
         if threedgp_import.is_3dgp_snapshot(snap):
-            config = threedgp_import.snapshot_config(snap, str(path), with_training)
-            state = threedgp_import.generator_state(snap.networks["G_ema"], config.model)
+            state = threedgp_import.generator_state(snap.networks["G_ema"], model)
             kind = "3DGP pickle"
         else:
-            config = generator_config(snap.networks["G_ema"], str(path))
             state = snap.networks["G_ema"].state_dict
             kind = "EpiGRAF pickle"
-    _validated(config, path)
-    check_generator_weights(config, state, source=str(path))
-    return config, state, kind
+    validated_snapshot_config(SavedConfig(model=model), path)
+    check_generator_weights(model, state, source=str(path))
+    return model, state, kind
 
 
-def _progress(stats: Dict[str, Any]) -> Dict[str, Any]:
+def snapshot_progress(stats: Dict[str, Any]) -> Dict[str, Any]:
+    """A snapshot's training progress (its stats) as a trigan checkpoint's progress."""
     progress = {}
     if "cur_nimg" in stats:
         progress["kimg"] = float(stats["cur_nimg"]) / 1000
@@ -182,53 +163,15 @@ def _progress(stats: Dict[str, Any]) -> Dict[str, Any]:
     return progress
 
 
-def load_epigraf_generator(path, device=None) -> Tuple[Generator, Config, Dict[str, Any]]:
-    """(G_ema in eval mode, its Config, extra info for LoadedModel) from an EpiGRAF or 3DGP .pkl."""
+def load_epigraf_generator(path, device=None) -> Tuple[Generator, SavedConfig, Dict[str, Any]]:
+    """(G_ema in eval mode, its config, extra info for LoadedModel) from an EpiGRAF or 3DGP .pkl."""
     snap = read_epigraf_pickle(path)
-    config, state, kind = _generator_snapshot(snap, path)
-    G = build_generator(config, state, source=str(path), device=device)
+    model, state, kind = generator_snapshot(snap, path)
+    G = build_generator(model, state, source=str(path), device=device)
     stats = snap.stats or {}
     metrics = {}
     best = stats.get("best_metric_value")
     if isinstance(best, float) and math.isfinite(best):
         metrics["best"] = best
     extra = sorted(k for k in snap.networks if k != "G_ema") + sorted(snap.optimizers)
-    return G, config, {"progress": _progress(stats), "metrics": metrics, "extra_keys": extra, "format": kind}
-
-
-def convert_epigraf(src, dst, keep_all: bool = False, log: Optional[Callable[[str], None]] = None) -> Path:
-    """Write an EpiGRAF snapshot as a trigan checkpoint (G_ema; with keep_all also G, D, optimizers).
-
-    The snapshot is read once; its tensors are written as they are (no copies, and the fit checks
-    allocate nothing), so memory stays near the reader's peak of about twice the file size.
-    """
-    say = log or (lambda _msg: None)
-    say(f"reading {src}")
-    snap = read_epigraf_pickle(src)
-    config, g_ema, kind = _generator_snapshot(snap, src, with_training=keep_all)
-    is_3dgp = kind == "3DGP pickle"
-    progress = {**_progress(snap.stats or {}), "source": f"{kind.split()[0]} snapshot {Path(src).name}"}
-    extra = {}
-    if keep_all:
-        for name in ("G", "D"):
-            if name not in snap.networks:
-                raise CheckpointError(f"{src}: --all needs {name}, but the snapshot has none")
-        if is_3dgp:
-            g = threedgp_import.generator_state(snap.networks["G"], config.model)
-            extra = {"G": g, "D": threedgp_import.discriminator_state(snap.networks["D"])}
-            extra.update({name: threedgp_import.optimizer_state(opt) for name, opt in snap.optimizers.items()})
-            adaptor = threedgp_import.depth_adaptor_state(snap.networks["G"])
-            if adaptor is not None:
-                extra["depth_adaptor"] = adaptor
-        else:
-            g = snap.networks["G"].state_dict
-            with _reading_upstream_config(src):
-                config.discriminator = discriminator_config(snap.networks["D"], snap.config)
-            _validated(config, src)
-            extra = {"G": g, "D": snap.networks["D"].state_dict}
-            extra.update({name: opt for name, opt in snap.optimizers.items()})
-        check_generator_weights(config, g, source=f"{src} (G)")
-        if "augment_pipe" in snap.networks:
-            extra["augment_pipe"] = snap.networks["augment_pipe"].state_dict
-    say(f"writing {dst}")
-    return save_checkpoint(dst, config, g_ema, progress=progress, **extra)
+    return G, SavedConfig(model=model), {"progress": snapshot_progress(stats), "metrics": metrics, "extra_keys": extra, "format": kind}

@@ -95,7 +95,7 @@ class _TorchOptimizer(_StateHolder):
     """torch.optim.Adam: its state is {'defaults', 'state', 'param_groups'}."""
 
 
-class _ConfigNode(_StateHolder):
+class PickledConfigNode(_StateHolder):
     """Any OmegaConf 2.0 node. Containers keep `_content` (a dict, a list, or a string such as
     '${dataset}'), leaves keep `_val`; every node keeps `_parent` and `_metadata`."""
 
@@ -319,10 +319,10 @@ def _allowed_globals(display_name):
         ("builtins", "str"): _Constructor(_plain_str),
         ("collections", "OrderedDict"): OrderedDict, ("collections", "defaultdict"): defaultdict,
         ("typing", "Any"): _TYPING_ANY, ("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _Constructor(_DtypeSpec),
-        ("omegaconf.dictconfig", "DictConfig"): _ConfigNode, ("omegaconf.listconfig", "ListConfig"): _ConfigNode,
+        ("omegaconf.dictconfig", "DictConfig"): PickledConfigNode, ("omegaconf.listconfig", "ListConfig"): PickledConfigNode,
         ("omegaconf.base", "ContainerMetadata"): _StateHolder, ("omegaconf.base", "Metadata"): _StateHolder,
     })
-    allowed.update({("omegaconf.nodes", node): _ConfigNode for node in _OMEGACONF_VALUE_NODES})
+    allowed.update({("omegaconf.nodes", node): PickledConfigNode for node in _OMEGACONF_VALUE_NODES})
     for numpy_core in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(numpy_core, "_reconstruct")] = _Constructor(_reconstruct_array)
         allowed[(numpy_core, "scalar")] = _Constructor(_scalar)
@@ -568,8 +568,8 @@ def _plain(value, budget, depth=0):
     """Builtin containers, python numbers, CPU tensors and numpy arrays; configs resolved. Every object
     reached counts against the budget, shared ones each time (a shared-list bomb stops there)."""
     budget.visit(depth)
-    if isinstance(value, _ConfigNode):
-        return _ConfigResolver(value, budget).plain(value, depth)
+    if isinstance(value, PickledConfigNode):
+        return PickledConfigResolver(value, budget).plain(value, depth)
     if isinstance(value, str):
         budget.chars(len(value))
         return value
@@ -593,11 +593,11 @@ def _plain(value, budget, depth=0):
 def _experiment_config(g_ema, budget):
     state = _module_state(g_ema)
     cfg = state.get("cfg")
-    if not isinstance(cfg, _ConfigNode):
+    if not isinstance(cfg, PickledConfigNode):
         cfg = (state.get("_init_kwargs") or {}).get("cfg")
-    if not isinstance(cfg, _ConfigNode):
+    if not isinstance(cfg, PickledConfigNode):
         return {}
-    resolver = _ConfigResolver(cfg, budget)
+    resolver = PickledConfigResolver(cfg, budget)
     return resolver.plain(resolver.root)
 
 
@@ -609,14 +609,14 @@ _MAX_INDIRECTIONS = 32
 _UNRESOLVED = object()
 
 
-class _ConfigResolver:
+class PickledConfigResolver:
     """Turns a node into plain data, resolving `${a.b.c}` against the root of the node's own tree.
     Every node reached, reference followed and character produced counts against the file's budget:
     an interpolation bomb (a: ${b}${b}${b}, b: ${c}${c}${c}, ...) is refused, not expanded."""
 
     def __init__(self, node, budget=None):
         self.root, seen = node, {id(node)}
-        while isinstance(self.root.parent, _ConfigNode) and id(self.root.parent) not in seen:
+        while isinstance(self.root.parent, PickledConfigNode) and id(self.root.parent) not in seen:
             self.root = self.root.parent
             seen.add(id(self.root))
         self._budget = budget if budget is not None else TreeBudget("config")
@@ -624,7 +624,7 @@ class _ConfigResolver:
 
     def plain(self, node, depth=0):
         self._budget.visit(depth)
-        raw = node.raw if isinstance(node, _ConfigNode) else node
+        raw = node.raw if isinstance(node, PickledConfigNode) else node
         if isinstance(raw, str):
             return self._resolve_string(raw, depth)
         if isinstance(raw, dict):
@@ -670,11 +670,11 @@ class _ConfigResolver:
         node = self.root
         for part in dotted.strip().split("."):
             self._budget.visit(hops)
-            raw = node.raw if isinstance(node, _ConfigNode) else node
+            raw = node.raw if isinstance(node, PickledConfigNode) else node
             link = _INTERPOLATION.fullmatch(raw) if isinstance(raw, str) else None
             if link:  # e.g. model.generator.dataset is '${dataset}'
                 node = self._lookup(link.group(1), hops + 1)
-                raw = node.raw if isinstance(node, _ConfigNode) else node
+                raw = node.raw if isinstance(node, PickledConfigNode) else node
             if isinstance(raw, dict) and part in raw:
                 node = raw[part]
             elif isinstance(raw, list) and part.isdigit() and len(part) < 10 and int(part) < len(raw):

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from trigan.core import mesh as M
-from trigan.core.accel import FastRenderer
 from trigan.core.images import tile_partial, to_uint8
 from trigan.core.output_paths import refuse_existing
-from trigan.core.renderer import RenderCancelled, render
+from trigan.core.renderer import RenderCancelled
+from trigan.core.rendering import field_renderer
 from trigan.core.views import LatentMapper, options_at_distance, picture
 
 ShouldCancel = Optional[Callable[[], bool]]
@@ -31,21 +31,22 @@ class ViewRenderer:
     """A model plus everything fixed for one export: resolution, render options, truncation, the
     output kind (rgb, depth, normals). `render` turns (field, latent indices, views) into uint8 images.
 
-    Views are rendered with the accelerated exact path (core.accel: the same integral with far fewer
-    field queries, one occupancy grid per latent), one view at a time, so a pixel does not depend on
-    which other views shared its batch. `plain=True`, or an explicit `num_steps`, uses the plain
-    coarse + fine path instead, `batch` views at a time. The ray interval follows each view's radius
+    `path` names the render path (core.rendering.RENDER_PATHS). The default, "accelerated" (the
+    same integral as the plain path with far fewer field queries, one occupancy grid per latent),
+    renders one view at a time with a renderer per latent, so a pixel does not depend on which other
+    views shared its batch; so does "preview". "plain", which an explicit `num_steps` implies, renders
+    `batch` views at a time. The ray interval follows each view's radius
     (core.views.options_at_distance), so a batch holds one radius. `on_views(n)` is called after every
     batch with the number of views it held."""
 
     def __init__(self, G, resolution: Optional[int] = None, output: str = "rgb", psi: float = 0.7,
                  class_truncation: bool = True, batch: int = 8, num_steps: Optional[int] = None,
                  noise_mode="const", on_views: Optional[Callable[[int], None]] = None,
-                 should_cancel: ShouldCancel = None, plain: bool = False):
+                 should_cancel: ShouldCancel = None, path: str = "accelerated"):
         self.G, self.output = G, output
-        self.accelerated = not plain and num_steps is None
-        self._fast_field = None  # the field whose per-latent renderers _fast holds
-        self._fast: dict = {}    # latent index -> FastRenderer of _fast_field
+        self.path = "plain" if num_steps is not None else path
+        self._latents_field = None     # the field whose per-latent renderers _latent_renderers holds
+        self._latent_renderers: dict = {}   # latent index -> FieldRenderer of _latents_field
         self.resolution = int(resolution or G.cfg.img_resolution)
         overrides = dict(deterministic=True, density_noise_std=0.0, normals=output == "normals")
         if num_steps is not None:
@@ -83,27 +84,29 @@ class ViewRenderer:
                 j += 1
             opts = options_at_distance(self.opts, float(r), base_radius)
             cams = traj.cameras(frame_idx[i:j], device=self.G.device)
-            if self.accelerated:
+            if self.path != "plain":
                 for k in range(i, j):
-                    out = self._fast_renderer(field, int(latent_idx[k])).render(
+                    out = self._latent_renderer(field, int(latent_idx[k])).render(
                         cams[k - i], self.resolution, options=opts, should_cancel=self.should_cancel)
                     yield from to_uint8(picture(out, self.output, opts))
             else:
                 sub = field.select(torch.as_tensor(latent_idx[i:j], device=field.device))
-                out = render(sub, cams, self.resolution, opts, should_cancel=self.should_cancel)
+                out = field_renderer("plain", sub, opts).render(cams, self.resolution,
+                                                                should_cancel=self.should_cancel)
                 yield from to_uint8(picture(out, self.output, opts))
             if self.on_views is not None:
                 self.on_views(j - i)
             i = j
 
-    def _fast_renderer(self, field, latent: int):
-        """The accelerated renderer of one latent of `field`, kept while the same field is rendered.
+    def _latent_renderer(self, field, latent: int):
+        """The renderer (of self.path) of one latent of `field`, kept while the same field is rendered.
         The field itself is held (not its id(), which a new field may reuse once the old one is freed)."""
-        if self._fast_field is not field:
-            self._fast_field, self._fast = field, {}   # a new field: the old latents' grids are not needed again
-        if latent not in self._fast:
-            self._fast[latent] = FastRenderer(self.G, field.select(latent), self.opts)
-        return self._fast[latent]
+        if self._latents_field is not field:
+            # a new field: the old latents' set-ups (occupancy grids) are not needed again
+            self._latents_field, self._latent_renderers = field, {}
+        if latent not in self._latent_renderers:
+            self._latent_renderers[latent] = field_renderer(self.path, field.select(latent), self.opts)
+        return self._latent_renderers[latent]
 
 
 def video_frames(renderer: ViewRenderer, field, traj, latent: int = 0) -> Iterator[np.ndarray]:

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trigan.core.config import COLOR_ACTIVATIONS
 from trigan.core.layers import FullyConnectedLayer
 
 # For each plane, the two point coordinates that index its (width, height).
 PLANE_AXES = ((0, 1), (0, 2), (1, 2))
 
 
-COLOR_ACTIVATIONS = ("none", "sigmoid")
 # Raw density outside a field's support: every density activation (softplus, relu, with any shift a
 # model uses) makes it 0, and unlike -inf it keeps gradients finite.
 EMPTY_SIGMA = -1e4

@@ -20,12 +20,13 @@ from torch import nn
 
 from trigan.core.background import BoundBackground, SphereBackground
 from trigan.core.camera_generator import CameraGenerator, camera_to_params, params_to_camera
-from trigan.core.cameras import Camera, PatchParams, sample_camera_prior
+from trigan.core.cameras import Camera, PatchParams, Pose, sample_camera_prior
 from trigan.core.config import ModelConfig
 from trigan.core.errors import ConfigError
 from trigan.core.field import TriPlaneField, TriPlaneMLP
 from trigan.core.mapping import MappingNetwork
-from trigan.core.renderer import RenderOptions, RenderOutput, render
+from trigan.core.renderer import RenderOptions, RenderOutput
+from trigan.core.rendering import field_renderer
 from trigan.core.synthesis import TriPlaneDecoder
 
 
@@ -143,27 +144,22 @@ class Generator(nn.Module):
     def render(self, field: TriPlaneField, camera: Camera, resolution: Union[int, tuple, None] = None,
                patch: Optional[PatchParams] = None, options: Optional[RenderOptions] = None,
                **option_overrides) -> RenderOutput:
+        """The training-time convenience: the plain path (core.rendering) with the model's render
+        options; interactive code and exporters pick a path with core.rendering.field_renderer."""
         opts = options if options is not None else self.render_options()
         if option_overrides:
             opts = replace(opts, **option_overrides)
         resolution = self.cfg.img_resolution if resolution is None else resolution
-        return render(field, camera.to(self.device), resolution, opts, patch=patch)
+        return field_renderer("plain", field, opts).render(camera.to(self.device), resolution, patch=patch)
 
     def default_camera(self, yaw=None, pitch=None, batch: Optional[int] = None) -> Camera:
-        """The model's canonical view at the given yaw/pitch (absolute radians). Without a camera
-        generator: the model's own yaw 0 (trigan's yaw_offset: 0 for EpiGRAF, the front of a 3DGP
-        model), the dataset's mean pitch, the configured fov. With a camera generator (3DGP): the
-        mean posterior camera (`mean_camera`), whose yaw/pitch are used where none is given."""
-        cam = self.cfg.camera
-        if self.camera_generator is None:
-            yaw = cam.yaw_offset if yaw is None else yaw
-            pitch = cam.mean_pose[1] if pitch is None else pitch
-            return Camera.from_angles(yaw, pitch, radius=cam.radius, fov=cam.fov, batch=batch, device=self.device)
-        mean = self.mean_camera()[0]
-        yaw = mean.yaw[0] if yaw is None else yaw
-        pitch = mean.angles[0, 1] if pitch is None else pitch
-        return Camera.from_angles(yaw, pitch, radius=mean.radius[0], fov=mean.fov[0], look_at=mean.look_at[0],
-                                  pivot=mean.pivot[0], batch=batch, device=self.device)
+        """The model's start view (`Pose.for_generator`: the mean pose with the configured fov and
+        radius, or a 3DGP model's mean posterior camera) as a batch of cameras; yaw and pitch (absolute
+        radians, a number or one per camera), where given, replace the start view's."""
+        start = Pose.for_generator(self)
+        return Camera.from_angles(start.yaw if yaw is None else yaw, start.pitch if pitch is None else pitch,
+                                  radius=start.radius, fov=start.fov, look_at=start.look_at, pivot=start.pivot,
+                                  batch=batch, device=self.device)
 
     def _random_labels(self, n: int, gen: torch.Generator) -> Optional[torch.Tensor]:
         """n one-hot labels of uniformly random classes (None for unconditional models), on the CPU."""
@@ -178,8 +174,9 @@ class Generator(nn.Module):
 
         mean=False: the camera generator applied to `prior_camera`, or, without one, to a prior camera
         drawn per sample from a generator seeded by prior_seeds[b] (default b), so a seed gives the
-        same camera in any batch. mean=True: each label's mean posterior camera (`mean_camera`).
-        Models without a camera generator return the prior camera itself (mean: `default_camera`).
+        same camera in any batch. mean=True: the start view (`Pose.for_generator`), per label: each
+        label's mean posterior camera (`mean_camera`), or without a camera generator `default_camera`.
+        Models without a camera generator return the prior camera itself.
         Differentiable (training calls it with gradients)."""
         batch = z.shape[0]
         if mean:

@@ -11,7 +11,7 @@ Units and axes (docs/meshes.md):
 * Volumes are indexed [x, y, z] (x slowest, as in EpiGRAF's extract_geometry); PyMCubes returns
   vertex coordinates in the same axis order, so vertex column k is world axis k after scaling.
 * Densities are *activated*: act(sigma + density_shift) with the renderer's own activation
-  (`renderer.activate_density`), in 1 / world units: a segment of length d at density D is
+  (`compositing.activate_density`), in 1 / world units: a segment of length d at density D is
   1 - exp(-D d) opaque. Thresholds are levels of that quantity.
 * Colours are the field's rgb at each vertex. The renderer composites it straight into the model's
   [-1, 1] image space (rgb = sum w c, no further activation), so a vertex colour is that value
@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from trigan.core.atomic import atomic_path
+from trigan.core.compositing import activate_density
 from trigan.core.errors import TriganError
-from trigan.core.renderer import RenderOptions, activate_density
+from trigan.core.renderer import RenderOptions
 
 MESH_FORMATS = ("ply", "obj", "glb")
 VOLUME_FORMATS = ("npy",)

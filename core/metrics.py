@@ -48,6 +48,7 @@ import torch
 from trigan.core.atomic import atomic_path
 from trigan.core.cameras import Camera, sample_camera_prior
 from trigan.core.errors import TriganError
+from trigan.core.rendering import field_renderer
 
 Progress = Optional[Callable[[int, int], None]]
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -519,7 +520,8 @@ def sample_renders(G, num: int, batch_size: int = 16, conditioning: Optional[Con
                 field = G.field_from_ws(ws, noise_mode=noise_mode)
                 # The renderer's jitter is a hash of (seed, ray): give every batch its own seed.
                 render_seed = (int(seed) * 1000003 + start) & 0x7FFFFFFF
-                yield G.render(field, camera, resolution, deterministic=True, seed=render_seed, **render_options)
+                opts = G.render_options(deterministic=True, seed=render_seed, **render_options)
+                yield field_renderer("plain", field, opts).render(camera, resolution or G.cfg.img_resolution)
                 start += n
                 if progress is not None:
                     progress(start, num)

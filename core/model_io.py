@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from trigan.core.checkpoint import build_generator, load_checkpoint
-from trigan.core.config import Config
+from trigan.core.config import SavedConfig
 from trigan.core.epigraf_import import load_epigraf_generator
 from trigan.core.errors import CheckpointError
 from trigan.core.generator import Generator
@@ -22,7 +22,7 @@ from trigan.core.read_budget import open_regular_file, require_regular_file
 @dataclass
 class LoadedModel:
     G: Generator
-    config: Config
+    config: SavedConfig                      # the model; a checkpoint's recipe sections as saved
     format: str                              # "trigan checkpoint" | "EpiGRAF pickle" | "3DGP pickle"
     path: str
     progress: Dict[str, Any] = field(default_factory=dict)
@@ -63,6 +63,6 @@ def open_model(path, device=None, latest: bool = False) -> LoadedModel:
         G, config, info = load_epigraf_generator(path, device=device)
         return LoadedModel(G=G, config=config, path=str(path), **info)
     ckpt = load_checkpoint(path)
-    G = build_generator(ckpt.config, ckpt.G_ema, source=str(path), device=device)
+    G = build_generator(ckpt.config.model, ckpt.G_ema, source=str(path), device=device)
     return LoadedModel(G=G, config=ckpt.config, format="trigan checkpoint", path=str(path),
                        progress=ckpt.progress, metrics=ckpt.metrics, extra_keys=sorted(ckpt.extra))

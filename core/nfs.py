@@ -26,10 +26,10 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import torch
 
-from trigan.core.cameras import Camera, sample_camera_prior
+from trigan.core.cameras import Camera, Pose, sample_camera_prior
+from trigan.core.compositing import depth_to_far_end
 from trigan.core.errors import TriganError
 from trigan.core.metrics import sample_renders
-from trigan.core.renderer import depth_to_far_end
 
 Progress = Optional[Callable[[int, int], None]]
 # (n, generator) -> (one-hot labels [n, c_dim] or None, cameras for n images); as core.metrics.Conditioning
@@ -104,7 +104,8 @@ def frontal_pose(G) -> Tuple[float, float]:
     dataset poses (dist custom), else the centre of the camera prior."""
     cam = G.cfg.camera
     if cam.dist == "custom":
-        return float(cam.mean_pose[0]), float(cam.mean_pose[1])
+        start = Pose.for_model(cam)
+        return start.yaw, start.pitch
     return float(cam.yaw_mean), float(cam.pitch_mean)
 
 

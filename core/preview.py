@@ -19,40 +19,44 @@ is fixed while the camera moves, so it is baked once:
   is smooth, so it is evaluated on a coarse grid of rays (`backdrop_resolution`^2 field queries)
   and upsampled.
 
-The result is a `RenderOutput` like `G.render` gives (rgb in [-1, 1], depth = sum of weight x
-distance, opacity, normals), so every render mode works. Where it differs from the exact path: the
+The result is a `RenderOutput` like the other paths give (rgb in [-1, 1], depth = sum of weight x
+distance, opacity, normals), so every render mode works; the backdrop is composited by the same rules
+(core.compositing). Where it differs from the exact path: the
 field is trilinear between lattice points (detail finer than 1/96 of the box is smoothed), density
 outside the hull (below a tenth of the surface level) is left out, a haze deeper than 16 spacings is
 integrated with longer steps, and normals are gradients of the trilinear density, each weighted by
 its length as well (flat interiors do not count). docs/rendering_speed.md has the
 measured PSNR against the exact path.
 
-    preview = build_preview(G, field)                 # per latent, < 1 s on the demo model (CPU)
-    out = preview.render(camera, 256, normals=True)   # ~20 ms at 256^2 on two CPU cores
+    preview = field_renderer("preview", field, options)   # per latent, < 1 s on the demo model (CPU)
+    out = preview.render(camera, 256, normals=True)       # ~20 ms at 256^2 on two CPU cores
+
+(`core.rendering.field_renderer`; `preview_unavailable()` says why it cannot run here.)
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from trigan.core.accel import OccupancyGrid
-from trigan.core.cameras import Camera
-from trigan.core.gl_offscreen import HullMarcher, gl_unavailable
-from trigan.core.mesh import DensityVolume, NoSurfaceError, marching_cubes
-from trigan.core.renderer import (
-    RenderOptions,
-    RenderOutput,
-    _normals,
-    _render_background,
+from trigan.core.cameras import Camera, PatchParams
+from trigan.core.compositing import (
     activate_density,
+    add_backdrop,
+    background_along_rays,
+    field_normals,
+    has_background,
     last_interval,
 )
+from trigan.core.gl_offscreen import HullMarcher, gl_unavailable
+from trigan.core.mesh import DensityVolume, NoSurfaceError, marching_cubes
+from trigan.core.renderer import RenderCancelled, RenderOptions, RenderOutput
 
 
 @dataclass(frozen=True)
@@ -87,31 +91,46 @@ def preview_unavailable() -> Optional[str]:
 
 
 class BakedPreview:
-    """One latent's baked volume and hull on the GPU (or llvmpipe), rendered from any camera."""
+    """One latent's baked volume and hull on the GPU (or llvmpipe), rendered from any camera: the
+    "preview" path of core.rendering (`stats`: what the set-up built and how long it took)."""
+
+    path = "preview"
 
     def __init__(self, field, options: RenderOptions, marcher: Optional[HullMarcher], spacing: float,
                  preview: PreviewOptions, stats: dict):
         self.field, self.options, self.preview = field, options, preview
         self.spacing, self.stats = spacing, stats
         self.marcher = marcher
+        self.last_stats: dict = {}
 
     # ----------------------------------------------------------------------------------------------
-    def render(self, camera: Camera, resolution: Union[int, Tuple[int, int]],
-               options: Optional[RenderOptions] = None, normals: bool = False,
-               white_background: Optional[bool] = None) -> RenderOutput:
-        """RenderOutput of the cameras' views ([B, C, H, W], B = len(camera)); one latent for all.
+    def render(self, cameras: Camera, resolution: Union[int, Tuple[int, int]],
+               options: Optional[RenderOptions] = None, *, patch: Optional[PatchParams] = None,
+               should_cancel: Optional[Callable[[], bool]] = None,
+               progress: Optional[Callable[[int, int], None]] = None, **option_overrides) -> RenderOutput:
+        """RenderOutput of the cameras' views ([B, C, H, W], B = len(cameras)); one latent for all
+        (the core.rendering.FieldRenderer contract; `should_cancel` and `progress` act between views).
 
-        `options`: the render options of this view when they differ from the build's, e.g. the ray
-        interval moved with the camera's distance (zoom); the baked volume stays the build's (its
-        density shift and activation)."""
+        `options` (and overrides): the render options of this view when they differ from the build's,
+        e.g. the ray interval moved with the camera's distance (zoom), normals or the white
+        background; the baked volume stays the build's (its density shift and activation)."""
+        if patch is not None:
+            raise ValueError("the preview path renders whole images only (no patch)")
         h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
         opts = options if options is not None else self.options
-        if white_background is not None:
-            opts = replace(opts, white_background=white_background)
-        outs = [self._render_one(camera[i], h, w, opts, normals) for i in range(len(camera))]
+        if option_overrides:
+            opts = replace(opts, **option_overrides)
+        outs = []
+        for i in range(len(cameras)):
+            if should_cancel is not None and should_cancel():
+                raise RenderCancelled()
+            outs.append(self._render_one(cameras[i], h, w, opts, opts.normals))
+            if progress is not None:
+                progress(i + 1, len(cameras))
+        self.last_stats = {"views": len(outs)}
         cat = lambda key: torch.cat([getattr(o, key) for o in outs])
         return RenderOutput(rgb=cat("rgb"), depth=cat("depth"), opacity=cat("opacity"),
-                            normals=cat("normals") if normals else None)
+                            normals=cat("normals") if opts.normals else None)
 
     def _render_one(self, camera: Camera, h: int, w: int, opts: RenderOptions, normals: bool) -> RenderOutput:
         camera = camera.to("cpu", torch.float32)
@@ -146,7 +165,7 @@ class BakedPreview:
         origins, dirs = camera.rays((n, n))
         o, d = origins[0], dirs[0]
         dev = getattr(self.field, "device", None) or torch.device("cpu")
-        has_bg = getattr(self.field, "background", None) is not None
+        has_bg = has_background(self.field)
         with torch.inference_mode():
             tail = (o + d * opts.ray_end).to(dev)
             rgb, sigma = self.field(tail[None])
@@ -155,20 +174,18 @@ class BakedPreview:
             alpha = 1 - torch.exp(-activate_density(sigma, opts) * delta)
             if opts.last_back:   # the last sample takes what the ray has left
                 alpha = torch.ones_like(alpha)
-            out_rgb = alpha[:, None] * rgb
+            background = None
             if has_bg:
                 ids = torch.arange(n * n)
-                bg_rgb, bg_opacity = _render_background(self.field.background, o.to(dev), d.to(dev), ids.to(dev),
-                                                        opts, 1)
-                bg_rgb, bg_opacity = bg_rgb.reshape(-1, 3).float().cpu(), bg_opacity.reshape(-1).float().cpu()
-                out_rgb = out_rgb + (1 - alpha)[:, None] * bg_rgb
-                if opts.white_background:
-                    out_rgb = out_rgb + (1 - alpha)[:, None] * (1 - bg_opacity)[:, None]
-            elif opts.white_background:
-                out_rgb = out_rgb + (1 - alpha)[:, None]
+                bg_rgb, bg_opacity = background_along_rays(self.field.background, o.to(dev), d.to(dev), ids.to(dev),
+                                                           opts, 1)
+                background = (bg_rgb.reshape(-1, 3).float().cpu(), bg_opacity.reshape(-1, 1).float().cpu())
+            # the tail sample is the only foreground here: what it lets through is 1 - its alpha
+            out_rgb = add_backdrop(alpha[:, None] * rgb, (1 - alpha)[:, None], alpha[:, None], background,
+                                   opts.white_background)
         columns = [out_rgb, (alpha * opts.ray_end)[:, None], alpha[:, None]]
         if normals:
-            columns.append(alpha[:, None] * _normals(self.field, tail[:, None], 1)[:, 0].float().cpu())
+            columns.append(alpha[:, None] * field_normals(self.field, tail[:, None], 1)[:, 0].float().cpu())
         maps = torch.cat(columns, dim=1)                       # [n*n, 5 or 8]
         maps = maps.T.reshape(1, -1, n, n)
         # The coarse rays sit at pixel centres -1..1 like the fine ones: align_corners matches them up.
@@ -245,17 +262,17 @@ def calibrate(density: torch.Tensor, spacing: float) -> Tuple[float, float]:
     return level, agreement
 
 
-def build_preview(G, field, grid: Optional[OccupancyGrid] = None, options: Optional[RenderOptions] = None,
+def build_preview(field, options: RenderOptions, grid: Optional[OccupancyGrid] = None,
                   preview: PreviewOptions = PreviewOptions()) -> BakedPreview:
-    """The per-latent set-up. `grid`: the exact path's occupancy grid of this field (its probed
-    densities and colours are the baked volume); built here when not given. `G` gives the render
-    options (or pass them)."""
+    """The per-latent set-up (core.rendering.field_renderer("preview", ...) calls it). `grid`: the
+    exact path's occupancy grid of this field (its probed densities and colours are the baked
+    volume); built here when not given or built for another density shift or activation."""
     reason = preview_unavailable()
     if reason is not None:
         raise RuntimeError(reason)
     if getattr(field, "batch_size", 1) != 1:
         raise ValueError("a preview is built for one latent; pass field.select(i)")
-    opts = options if options is not None else G.render_options()
+    opts = options
     stats = {}
     t0 = time.perf_counter()
     if grid is None or grid.density_key != (opts.density_shift, opts.density_activation):

@@ -6,12 +6,14 @@ import math
 from typing import Any, Dict, List, Optional, Tuple
 
 from trigan.core.cameras import RANGED_PRIORS, prior_fov_range, prior_pitch_range, prior_yaw_range
-from trigan.core.config import Config
+from trigan.core.config import SavedConfig
 from trigan.core.generator import Generator, parameter_counts
 
 
-def model_summary(config: Config, G: Generator, progress: Optional[dict] = None,
+def model_summary(config: SavedConfig, G: Generator, progress: Optional[dict] = None,
                   metrics: Optional[dict] = None, extra_keys: Optional[List[str]] = None) -> Dict[str, Any]:
+    """What people are shown of a model. Only `config.model` is read, so training's whole Config (a
+    preset, `trigan info --preset`) serves as well as a checkpoint's SavedConfig."""
     m = config.model
     counts = parameter_counts(G)
     summary: Dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""Turn an official 3DGP snapshot into a trigan config and weights (G, G_ema, D, depth adaptor).
+"""Turn an official 3DGP snapshot into a trigan model config and weights (G, G_ema, D, depth adaptor);
+the discriminator's config and the run's recipe are `training/official_import.py`'s.
 
 3DGP (snap-research/3dgp) is EpiGRAF plus a learned camera generator, a depth adaptor, depth and
 knowledge distillation in D, and EG3D's importance renderer. Its snapshots are read as data by
@@ -36,16 +37,9 @@ import torch
 from trigan.core.config import (
     CameraConfig,
     CameraGeneratorConfig,
-    CameraRegularizerConfig,
-    Config,
-    DepthConfig,
-    DiscriminatorConfig,
-    DistillConfig,
     MappingConfig,
     ModelConfig,
-    PatchConfig,
     RenderConfig,
-    TrainingConfig,
     TriPlaneConfig,
 )
 from trigan.core.epigraf_pickle import EpigrafNetwork, EpigrafSnapshot
@@ -64,7 +58,8 @@ def is_3dgp_snapshot(snap: EpigrafSnapshot) -> bool:
                for cam in (snap.config.get("camera"), generator_cfg.get("camera")))
 
 
-def _section(node: Any, *keys: str) -> Dict[str, Any]:
+def config_section(node: Any, *keys: str) -> Dict[str, Any]:
+    """The mapping at node[keys[0]][keys[1]]...; {} where a key is missing or not a mapping."""
     for key in keys:
         node = node.get(key) if isinstance(node, dict) else None
     return node if isinstance(node, dict) else {}
@@ -84,13 +79,13 @@ def _fixed_value(prior: Dict[str, Any], path: str, what: str) -> float:
 
 def camera_config(camera: Dict[str, Any], mean_camera_params, path: str) -> CameraConfig:
     """trigan's CameraConfig (trigan's yaw convention) of 3DGP's camera group."""
-    ray = _section(camera, "ray")
-    origin = _section(camera, "origin")
-    angles = _section(origin, "angles")
+    ray = config_section(camera, "ray")
+    origin = config_section(camera, "origin")
+    angles = config_section(origin, "angles")
     dist = str(angles.get("dist", "uniform"))
     if dist not in ("uniform", "normal", "truncnorm", "spherical_uniform", "custom"):
         raise CheckpointError.unsupported(path, f"a {dist!r} prior over the camera angles")
-    yaw, pitch = _section(angles, "yaw"), _section(angles, "pitch")
+    yaw, pitch = config_section(angles, "yaw"), config_section(angles, "pitch")
 
     def centre_and_spread(a: Dict[str, Any]) -> Tuple[float, float]:
         if dist in ("normal", "truncnorm") and "mean" in a:
@@ -103,21 +98,21 @@ def camera_config(camera: Dict[str, Any], mean_camera_params, path: str) -> Came
 
     yaw_mean, yaw_std = centre_and_spread(yaw)
     pitch_mean, pitch_std = centre_and_spread(pitch)
-    fov_prior = _section(camera, "fov")
+    fov_prior = config_section(camera, "fov")
     fov_min = fov_max = None
     if fov_prior.get("dist") == "uniform" and float(fov_prior["min"]) < float(fov_prior["max"]):
         fov_min, fov_max = float(fov_prior["min"]), float(fov_prior["max"])
         fov = (fov_min + fov_max) / 2
     else:
         fov = _fixed_value(fov_prior, path, "fov")
-    radius = _fixed_value(_section(origin, "radius"), path, "radius")
-    look_at = _section(camera, "look_at")
-    la_radius = _section(look_at, "radius")
+    radius = _fixed_value(config_section(origin, "radius"), path, "radius")
+    look_at = config_section(camera, "look_at")
+    la_radius = config_section(look_at, "radius")
     if la_radius.get("dist", "uniform") == "uniform":
         la_min, la_max = float(la_radius.get("min", 0.0)), float(la_radius.get("max", 0.0))
     else:
         la_min = la_max = _fixed_value(la_radius, path, "look-at radius")
-    la_angles = _section(look_at, "angles")
+    la_angles = config_section(look_at, "angles")
     if la_max > 0 and la_angles.get("dist", "spherical_uniform") != "spherical_uniform":
         raise CheckpointError.unsupported(path, f"a {la_angles.get('dist')!r} prior over the look-at direction")
     mean = [float(v) for v in (mean_camera_params.tolist() if hasattr(mean_camera_params, "tolist")
@@ -130,15 +125,15 @@ def camera_config(camera: Dict[str, Any], mean_camera_params, path: str) -> Came
         yaw_mean=yaw_mean + YAW_OFFSET, yaw_std=yaw_std, pitch_mean=pitch_mean, pitch_std=pitch_std,
         yaw_range=bounds(yaw, YAW_OFFSET), pitch_range=bounds(pitch), mean_pose=mean_pose,
         fov_min=fov_min, fov_max=fov_max, look_at_radius_min=la_min, look_at_radius_max=la_max,
-        look_at_yaw_range=bounds(_section(la_angles, "yaw"), YAW_OFFSET),
-        look_at_pitch_range=bounds(_section(la_angles, "pitch")))
+        look_at_yaw_range=bounds(config_section(la_angles, "yaw"), YAW_OFFSET),
+        look_at_pitch_range=bounds(config_section(la_angles, "pitch")))
 
 
 def camera_generator_config(adaptor: Dict[str, Any], camera: Dict[str, Any]) -> CameraGeneratorConfig:
     if not adaptor.get("enabled", False):
         return CameraGeneratorConfig(enabled=False)
-    adjust = _section(adaptor, "adjust")
-    la_pitch = _section(camera, "look_at", "angles", "pitch")
+    adjust = config_section(adaptor, "adjust")
+    la_pitch = config_section(camera, "look_at", "angles", "pitch")
     return CameraGeneratorConfig(
         enabled=True, hidden_dim=int(adaptor["hid_dim"]), embed_dim=int(adaptor["embed_dim"]),
         lr_multiplier=float(adaptor.get("lr_multiplier", 0.1)),
@@ -193,88 +188,6 @@ def generator_config(snap: EpigrafSnapshot, path: str) -> ModelConfig:
                             opaque_far_end=bool(cfg.get("use_inf_depth", True)), importance_spacing="unit",
                             nerf_noise_std_init=float(cfg.get("nerf_noise_std_init", 1.0)),
                             nerf_noise_kimg_growth=float(cfg.get("nerf_noise_kimg_growth", 5000))))
-
-
-def discriminator_config(snap: EpigrafSnapshot) -> DiscriminatorConfig:
-    d = snap.networks["D"]
-    dcfg = _section(snap.config, "model", "discriminator")
-    patch = _section(snap.config, "training", "patch") or _section(dcfg, "patch")
-    root = d.attributes.get("", {})
-    k = int(dcfg.get("num_additional_start_blocks", 0))
-    mbstd = d.attributes.get("b4.mbstd", {})
-    epilogue = d.attributes.get("b4", {})
-    feat = d.state_dict.get("b4.feat_out.1.weight")
-    return DiscriminatorConfig(
-        patch_resolution=int(root["img_resolution"]) // 2 ** k, num_additional_start_blocks=k,
-        channel_base=int(float(dcfg["cbase"]) * float(dcfg.get("fmaps", 1.0))), channel_max=int(dcfg["cmax"]),
-        mbstd_group_size=int(mbstd.get("group_size", dcfg.get("mbstd_group_size", 4))),
-        mbstd_channels=int(mbstd.get("num_channels", 1)), mbstd_grouping="strided",
-        hyper_mod=bool(dcfg.get("hyper_mod", False)), patch_cond=bool(patch.get("patch_params_cond", False)),
-        camera_cond=bool(dcfg.get("camera_cond", False)),
-        camera_cond_drop_p=float(dcfg.get("camera_cond_drop_p", 0.0)),
-        cmap_dim=int(epilogue["cmap_dim"]) if epilogue.get("cmap_dim") else None,
-        num_fp16_res=0 if dcfg.get("fp32_only", False) else 4,
-        img_channels=int(root.get("img_channels", 3)),
-        feat_predict_dim=0 if feat is None else int(feat.shape[0]))
-
-
-def training_config(snap: EpigrafSnapshot, model: ModelConfig) -> TrainingConfig:
-    """Upstream's recipe in trigan's terms, so a converted run continues with the same settings."""
-    c = snap.config
-    t, loss = _section(c, "training"), _section(c, "model", "loss_kwargs")
-    gcfg, dcfg = _section(c, "model", "generator"), _section(c, "model", "discriminator")
-    g_opt, d_opt = _section(gcfg, "optim", "kwargs"), _section(dcfg, "optim", "kwargs")
-    patch = _section(t, "patch")
-    batch = int(t.get("batch_size", 64))
-    if patch.get("enabled", False):
-        patch_cfg = PatchConfig(dist="beta" if patch.get("distribution", "beta") == "beta" else "uniform",
-                                min_scale=float(patch.get("min_scale_trg", 0.25)),
-                                max_scale=float(patch.get("max_scale", 1.0)),
-                                beta_start=float(patch.get("beta_val_start", 0.001)),
-                                beta_end=float(patch.get("beta_val_end", 0.8)),
-                                anneal_kimg=float(patch.get("anneal_kimg", 10000)))
-    else:
-        patch_cfg = PatchConfig(dist="full")
-    depth = _section(gcfg, "depth_adaptor")
-    kd = _section(loss, "kd", "discr")
-    adaptor = _section(gcfg, "camera_adaptor")
-    emd = _section(adaptor, "emd")
-    emd_on = bool(emd.get("enabled", False))
-    ema_kimg = float(gcfg.get("ema_kimg", batch * 0.3125))
-    return TrainingConfig(
-        kimg=float(t.get("kimg", 25000)), batch_size=batch,
-        gamma=None if loss.get("gamma") in (None, "auto") else float(loss["gamma"]),
-        g_lr=float(g_opt.get("lr", 0.0025)), d_lr=float(d_opt.get("lr", 0.002)),
-        betas=[float(b) for b in g_opt.get("betas", [0.0, 0.99])], eps=float(g_opt.get("eps", 1e-8)),
-        grad_clip=None if _section(gcfg, "optim").get("grad_clip") is None else float(gcfg["optim"]["grad_clip"]),
-        ema_multiplier=ema_kimg / batch, ema_rampup=gcfg.get("ema_rampup", 0.05),
-        blur_init_sigma=float(loss.get("blur_init_sigma", 10)), blur_fade_kimg=float(loss.get("blur_fade_kimg", 200)),
-        mirror=bool(_section(c, "dataset").get("mirror", True)), seed=int(t.get("seed", 0)),
-        patch=patch_cfg,
-        depth=DepthConfig(adaptor=bool(depth.get("enabled", False)), kernel_size=int(depth.get("kernel_size", 5)),
-                          hidden_dim=int(depth.get("hid_dim", 64)),
-                          num_hidden_layers=int(depth.get("num_hid_layers", 3)),
-                          out_strategy=str(depth.get("out_strategy", "random")),
-                          selection_start_p=float(depth.get("selection_start_p", 0.1)),
-                          anneal_kimg=float(depth.get("anneal_kimg", 10000)),
-                          near_plane_offset_max_fraction=float(depth.get("near_plane_offset_max_fraction", 0.25)),
-                          near_plane_offset_bias=float(depth.get("near_plane_offset_bias", -3.0))),
-        distill=DistillConfig(weight=float(kd.get("weight", 0.0)), anneal_kimg=float(kd.get("anneal_kimg", 100000))),
-        camera_reg=CameraRegularizerConfig(
-            emd_origin=float(emd.get("origin", 2.0)) if emd_on else 0.0,
-            emd_fov=float(emd.get("fov", 1e-4)) if emd_on else 0.0,
-            emd_look_at=float(emd.get("look_at", 1e-4)) if emd_on else 0.0,
-            emd_num_samples=int(emd.get("num_samples", 64)), emd_anneal_kimg=float(emd.get("anneal_kimg", 10000)),
-            force_mean_weight=float(adaptor.get("force_mean_weight", 10.0)) if model.camera_generator.enabled else 0.0))
-
-
-def snapshot_config(snap: EpigrafSnapshot, path: str, with_training: bool = False) -> Config:
-    model = generator_config(snap, path)
-    config = Config(model=model)
-    if with_training:
-        config.discriminator = discriminator_config(snap)
-        config.training = training_config(snap, model)
-    return config
 
 
 # ---------------------------------------------------------------------------------------------------

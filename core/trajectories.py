@@ -1,14 +1,16 @@
 """Camera trajectories for videos and multi-view pictures: upstream's named paths, a full orbit, a
 dolly zoom, and keyframe files with smooth interpolation.
 
-A `Trajectory` is four arrays over frames: yaw and pitch (radians, trigan's convention: pitch is the
-polar angle from +Y, pi/2 the horizon; yaw 0 on +X), fov (full angle, degrees) and radius (distance
-from the origin, which the camera orbits), plus one fixed look-at point (the origin for EpiGRAF
-models). Every named trajectory is built around a base pose: the model's start view
-(`Pose.for_generator`) unless the user sets its values (`--camera`). For EpiGRAF models that is the
-mean pose with the configured fov and radius; for 3DGP models (a learned camera generator) it is the
-mean posterior camera, fov, radius and look-at included, and the look-at stays there on every frame
-(reference/3dgp.md 9). The named trajectories reproduce EpiGRAF's numbers (reference/epigraf.md 8.3)
+A `Trajectory` is a sequence of core.cameras.Pose (`pose(i)`), kept as four arrays over frames: yaw
+and pitch (radians, trigan's convention: pitch is the polar angle from +Y, pi/2 the horizon; yaw 0
+on +X), fov (full angle, degrees) and radius (distance from the pivot, which the camera orbits), plus
+one look-at point and one pivot shared by every frame. `cameras()` turns frames into a Camera batch.
+Every named trajectory is built around a base pose and takes its look-at point and pivot: the
+model's start view (`Pose.for_generator`) unless the user sets its values (`--camera`, or the
+viewer's current camera, panned pivot included). For EpiGRAF models the start view is the mean pose
+with the configured fov and radius, looking at the origin; for 3DGP models (a learned camera
+generator) it is the mean posterior camera, fov, radius and look-at included, and the look-at stays
+there on every frame (reference/3dgp.md 9). The named trajectories reproduce EpiGRAF's numbers (reference/epigraf.md 8.3)
 exactly when the base pose is the horizon-level (yaw 0, pitch pi/2):
 
     front_circle  64 frames: yaw = y0 + 0.3 sin(2 pi t), pitch = p0 + 0.2 cos(2 pi t),
@@ -37,106 +39,86 @@ import ast
 import json
 import math
 import operator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from trigan.core.cameras import Camera
+from trigan.core.cameras import Camera, Pose, Vec3
 from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_FRAMES
 
 NAMED = ("front_circle", "points", "wiggle", "line", "orbit", "zoom")
 DEFAULT_FRAMES = {"front_circle": 64, "points": 3, "wiggle": 16, "line": 16, "orbit": 64, "zoom": 64}
 KEYFRAME_FIELDS = ("yaw", "pitch", "fov", "radius", "time")
-POSE_FIELDS = ("yaw", "pitch", "fov", "radius")
+# The values a trajectory holds per frame (and a keyframe may set), in keyframe-array order.
+FRAME_FIELDS = ("yaw", "pitch", "fov", "radius")
 # A keyframe file lists a few dozen poses; 16 MiB is thousands of times that.
 MAX_KEYFRAME_FILE_BYTES = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Pose:
-    """One camera orbiting the origin: yaw and pitch in radians, fov in degrees (full angle), radius in
-    world units, and the point it looks at (kept as three numbers, so a Pose is a flat tuple of floats)."""
-
-    yaw: float = 0.0
-    pitch: float = math.pi / 2
-    fov: float = 12.0
-    radius: float = 1.0
-    look_at_x: float = 0.0
-    look_at_y: float = 0.0
-    look_at_z: float = 0.0
-
-    @property
-    def look_at(self) -> Tuple[float, float, float]:
-        return (self.look_at_x, self.look_at_y, self.look_at_z)
-
-    @classmethod
-    def for_model(cls, camera_cfg) -> "Pose":
-        """The configured view of a `CameraConfig`: its mean pose, fov and radius, looking at the origin."""
-        mean = list(camera_cfg.mean_pose)
-        return cls(float(mean[0]), float(mean[1]), float(camera_cfg.fov), float(camera_cfg.radius))
-
-    @classmethod
-    def for_generator(cls, G, class_index: Optional[int] = None) -> "Pose":
-        """The start view of a generator, shared by `trigan render`, the exports and the viewer.
-
-        Without a camera generator: `for_model(G.cfg.camera)`. With one (3DGP): the mean posterior
-        camera (`G.mean_camera`: the mean of every parameter over 1024 posterior cameras), over random
-        classes as 3DGP's inference does, or over `class_index`'s own samples for a conditional model."""
-        if getattr(G, "camera_generator", None) is None:
-            return cls.for_model(G.cfg.camera)
-        labels = G.labels([int(class_index)], 1) if class_index is not None and G.c_dim > 0 else None
-        return cls.from_camera(G.mean_camera(labels))
-
-    @classmethod
-    def from_camera(cls, camera: Camera, index: int = 0) -> "Pose":
-        """Camera `index` of a batch whose pivot is the origin (as every camera of a model is)."""
-        yaw, pitch = camera.angles[index, :2].tolist()
-        look_at = camera.look_at[index].tolist()
-        return cls(yaw, pitch, float(camera.fov[index]), float(camera.radius[index]), *look_at)
-
-    def with_values(self, **values) -> "Pose":
-        return replace(self, **{k: float(v) for k, v in values.items()})
-
-
 @dataclass
 class Trajectory:
-    """Per-frame camera values, each a float64 array [frames]."""
+    """Per-frame camera values, each a float64 array [frames], and the look-at point and pivot that
+    every frame shares (the base pose's: a trajectory around a panned view orbits its pivot)."""
 
     name: str
     yaw: np.ndarray
     pitch: np.ndarray
     fov: np.ndarray
     radius: np.ndarray
-    look_at: Tuple[float, float, float] = (0.0, 0.0, 0.0)   # the same on every frame
+    look_at: Vec3 = (0.0, 0.0, 0.0)
+    pivot: Vec3 = (0.0, 0.0, 0.0)
 
     def __post_init__(self):
-        look_at = tuple(float(v) for v in self.look_at)
-        if len(look_at) != 3:
-            raise ValueError(f"trajectory {self.name}: look_at needs 3 numbers, got {len(look_at)}")
-        object.__setattr__(self, "look_at", look_at)
-        arrays = [np.atleast_1d(np.asarray(getattr(self, k), dtype=np.float64)) for k in POSE_FIELDS]
+        for key in ("look_at", "pivot"):
+            point = tuple(float(v) for v in getattr(self, key))
+            if len(point) != 3:
+                raise ValueError(f"trajectory {self.name}: {key} needs 3 numbers, got {len(point)}")
+            object.__setattr__(self, key, point)
+        arrays = [np.atleast_1d(np.asarray(getattr(self, k), dtype=np.float64)) for k in FRAME_FIELDS]
         n = max(len(a) for a in arrays)
-        for key, a in zip(POSE_FIELDS, arrays, strict=True):
+        for key, a in zip(FRAME_FIELDS, arrays, strict=True):
             if len(a) not in (1, n):
                 raise ValueError(f"trajectory {self.name}: {key} has {len(a)} values, expected {n}")
             object.__setattr__(self, key, np.broadcast_to(a, (n,)).copy())
         if n < 1:
             raise ValueError(f"trajectory {self.name} has no frames")
 
+    @classmethod
+    def around(cls, name: str, base: Pose, yaw=None, pitch=None, fov=None, radius=None) -> "Trajectory":
+        """Frames of `base` with the per-frame values given (the others stay the base pose's); look-at
+        point and pivot are the base pose's."""
+        pick = lambda values, own: own if values is None else values
+        return cls(name, pick(yaw, base.yaw), pick(pitch, base.pitch), pick(fov, base.fov), pick(radius, base.radius),
+                   base.look_at, base.pivot)
+
+    @classmethod
+    def from_poses(cls, name: str, poses: Sequence[Pose]) -> "Trajectory":
+        """One frame per pose; the poses share one look-at point and pivot."""
+        poses = list(poses)
+        if not poses:
+            raise ValueError(f"trajectory {name} has no frames")
+        shared = {(p.look_at, p.pivot) for p in poses}
+        if len(shared) > 1:
+            raise ValueError(f"trajectory {name}: its poses look at different points or orbit different pivots")
+        column = lambda key: [getattr(p, key) for p in poses]
+        return cls(name, *(column(k) for k in FRAME_FIELDS), poses[0].look_at, poses[0].pivot)
+
     def __len__(self) -> int:
         return len(self.yaw)
 
     def pose(self, index: int) -> Pose:
-        return Pose(*(float(getattr(self, k)[index]) for k in POSE_FIELDS), *self.look_at)
+        return Pose(**{k: float(getattr(self, k)[index]) for k in FRAME_FIELDS}, look_at=self.look_at,
+                    pivot=self.pivot)
 
     def cameras(self, index: Optional[Sequence[int]] = None, device=None) -> Camera:
-        """The frames (all, or those listed) as a batch of cameras orbiting the origin, looking at `look_at`."""
+        """The frames (all, or those listed) as a batch of cameras: the poses' cameras
+        (`cameras_from_poses`), built from the arrays at once."""
         idx = np.arange(len(self)) if index is None else np.asarray(index, dtype=np.int64)
-        return Camera.from_angles(self.yaw[idx], self.pitch[idx], radius=self.radius[idx],
-                                  fov=self.fov[idx], look_at=self.look_at, batch=len(idx), device=device)
+        return Camera.from_angles(self.yaw[idx], self.pitch[idx], radius=self.radius[idx], fov=self.fov[idx],
+                                  look_at=self.look_at, pivot=self.pivot, batch=len(idx), device=device)
 
 
 def _frames(frames: Optional[int], name: str) -> int:
@@ -153,32 +135,30 @@ def front_circle(base: Pose, frames: Optional[int] = None, yaw_diff: float = 0.3
                  fov_diff: float = 1.0) -> Trajectory:
     t = np.linspace(0.0, 1.0, _frames(frames, "front_circle"))
     s, c = np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)
-    return Trajectory("front_circle", base.yaw + yaw_diff * s, base.pitch + pitch_diff * c,
-                      base.fov + fov_diff * s, base.radius, base.look_at)
+    return Trajectory.around("front_circle", base, yaw=base.yaw + yaw_diff * s, pitch=base.pitch + pitch_diff * c,
+                             fov=base.fov + fov_diff * s)
 
 
 def points(base: Pose, yaws: Sequence[float] = (0.0, -0.3, 0.3)) -> Trajectory:
-    return Trajectory("points", base.yaw + np.asarray(yaws, dtype=np.float64), base.pitch, base.fov, base.radius,
-                      base.look_at)
+    return Trajectory.around("points", base, yaw=base.yaw + np.asarray(yaws, dtype=np.float64))
 
 
 def wiggle(base: Pose, frames: Optional[int] = None, yaw_range: float = 1.57, pitch_diff: float = 0.5) -> Trajectory:
     n = _frames(frames, "wiggle")
     t = np.linspace(0.0, 1.0, n)
-    return Trajectory("wiggle", base.yaw + np.linspace(-yaw_range, yaw_range, n),
-                      base.pitch + pitch_diff * np.cos(2 * np.pi * t), base.fov, base.radius, base.look_at)
+    return Trajectory.around("wiggle", base, yaw=base.yaw + np.linspace(-yaw_range, yaw_range, n),
+                             pitch=base.pitch + pitch_diff * np.cos(2 * np.pi * t))
 
 
 def line(base: Pose, frames: Optional[int] = None, yaw_range: float = 1.57, pitch: float = 0.835) -> Trajectory:
     n = _frames(frames, "line")
-    return Trajectory("line", base.yaw + np.linspace(-yaw_range, yaw_range, n),
-                      base.pitch + (pitch - math.pi / 2), base.fov, base.radius, base.look_at)
+    return Trajectory.around("line", base, yaw=base.yaw + np.linspace(-yaw_range, yaw_range, n),
+                             pitch=base.pitch + (pitch - math.pi / 2))
 
 
 def orbit(base: Pose, frames: Optional[int] = None) -> Trajectory:
     n = _frames(frames, "orbit")
-    return Trajectory("orbit", base.yaw + 2 * np.pi * np.arange(n) / n, base.pitch, base.fov, base.radius,
-                      base.look_at)
+    return Trajectory.around("orbit", base, yaw=base.yaw + 2 * np.pi * np.arange(n) / n)
 
 
 def zoom(base: Pose, frames: Optional[int] = None, factor: float = 2.0) -> Trajectory:
@@ -191,7 +171,7 @@ def zoom(base: Pose, frames: Optional[int] = None, factor: float = 2.0) -> Traje
     s = 1.0 + (factor - 1.0) * (1.0 - np.cos(2 * np.pi * t)) / 2
     half = math.tan(math.radians(base.fov) / 2)
     fov = np.degrees(2 * np.arctan(half / s))
-    return Trajectory("zoom", base.yaw, base.pitch, fov, base.radius * s, base.look_at)
+    return Trajectory.around("zoom", base, fov=fov, radius=base.radius * s)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -249,7 +229,7 @@ def parse_keyframes(data, source: str, base: Pose) -> tuple:
         raise TriganError(f"{source}: expected a list of keyframes, got {type(data).__name__}")
     if not data:
         raise TriganError(f"{source}: no keyframes")
-    current = {k: getattr(base, k) for k in POSE_FIELDS}
+    current = {k: getattr(base, k) for k in FRAME_FIELDS}
     times, values = [], []
     for i, key in enumerate(data):
         where = f"{source}: keyframe {i}"
@@ -259,14 +239,14 @@ def parse_keyframes(data, source: str, base: Pose) -> tuple:
         for name in key:
             if name not in KEYFRAME_FIELDS:
                 raise TriganError(f"{where}: unknown field {name!r} (expected {', '.join(KEYFRAME_FIELDS)})")
-        for name in POSE_FIELDS:
+        for name in FRAME_FIELDS:
             if name in key:
                 current[name] = _number(key[name], where, name)
         if not 0 < current["fov"] < 180:
             raise TriganError(f"{where}: 'fov' must be between 0 and 180 degrees, got {current['fov']:g}")
         if current["radius"] <= 0:
             raise TriganError(f"{where}: 'radius' must be positive, got {current['radius']:g}")
-        values.append([current[k] for k in POSE_FIELDS])
+        values.append([current[k] for k in FRAME_FIELDS])
         times.append(_number(key["time"], where, "time") if "time" in key else None)
     timed = [t is not None for t in times]
     if any(timed) and not all(timed):
@@ -281,11 +261,12 @@ def parse_keyframes(data, source: str, base: Pose) -> tuple:
 
 
 def keyframe_trajectory(times: np.ndarray, values: np.ndarray, frames: Optional[int] = None,
-                        fps: float = 30.0, name: str = "keyframes",
-                        look_at: Tuple[float, float, float] = (0.0, 0.0, 0.0),
+                        fps: float = 30.0, name: str = "keyframes", base: Optional[Pose] = None,
                         source: Optional[str] = None) -> Trajectory:
     """Frames sampled evenly over [first time, last time] from the keyframes' Hermite splines, all
-    looking at `look_at`. `source` (the keyframe file) is named in errors."""
+    with the look-at point and pivot of `base` (default: the origin's). `source` (the keyframe file) is
+    named in errors."""
+    base = Pose() if base is None else base
     duration = float(times[-1] - times[0])
     if frames is None:
         # A keyframe file's times set the length: bound it before a 'time' of 1e9 asks for a billion frames.
@@ -299,7 +280,7 @@ def keyframe_trajectory(times: np.ndarray, values: np.ndarray, frames: Optional[
         raise TriganError(f"--frames {frames}: a trajectory has 1..{MAX_FRAMES} frames")
     query = np.linspace(times[0], times[-1], n) if n > 1 else np.asarray([times[0]])
     yaw, pitch, fov, radius = hermite_spline(times, values, query).T
-    return Trajectory(name, yaw, pitch, fov, radius, look_at)
+    return Trajectory(name, yaw, pitch, fov, radius, base.look_at, base.pivot)
 
 
 def load_keyframes(path, base: Pose, frames: Optional[int] = None, fps: float = 30.0) -> Trajectory:
@@ -317,7 +298,7 @@ def load_keyframes(path, base: Pose, frames: Optional[int] = None, fps: float = 
     except (RecursionError, ValueError):   # nested past Python's stack; an integer of more than 4300 digits
         raise TriganError(f"{path}: not a usable keyframe file (nested too deeply or a number too long)") from None
     times, values = parse_keyframes(data, str(path), base)
-    return keyframe_trajectory(times, values, frames, fps, name=path.stem, look_at=base.look_at, source=str(path))
+    return keyframe_trajectory(times, values, frames, fps, name=path.stem, base=base, source=str(path))
 
 
 def make_trajectory(spec: str, base: Pose, frames: Optional[int] = None, fps: float = 30.0) -> Trajectory:
@@ -361,13 +342,14 @@ def _eval_number(text: str) -> float:
 
 
 LOOK_AT_KEYS = ("look_at_x", "look_at_y", "look_at_z")
-CAMERA_KEYS = POSE_FIELDS + LOOK_AT_KEYS + ("look_at",)
+CAMERA_KEYS = FRAME_FIELDS + LOOK_AT_KEYS + ("look_at",)
 
 
 def parse_camera(text: str) -> Dict[str, float]:
     """'yaw=0.3,pitch=1.4' -> {'yaw': 0.3, 'pitch': 1.4}; keys yaw, pitch (radians), fov (degrees),
     radius, look_at_x/y/z (the point looked at, world units; look_at=0 puts it at the origin);
-    values are numbers or arithmetic with pi. Errors name the bad item."""
+    values are numbers or arithmetic with pi. Errors name the bad item. Parsed before the model is
+    loaded; `apply_camera_values` puts them on the model's start view."""
     out: Dict[str, float] = {}
     if text is None or not str(text).strip():
         raise TriganError("--camera: expected key=value pairs like yaw=0.3,pitch=1.4")
@@ -394,3 +376,9 @@ def parse_camera(text: str) -> Dict[str, float]:
         raise TriganError(f"--camera {text}: radius must be positive, got {out['radius']:g}")
     return out
 
+
+def apply_camera_values(base: Pose, values: Dict[str, float]) -> Pose:
+    """`base` with parse_camera's values: each look_at_x/y/z replaces one coordinate of its look-at
+    point (the pivot stays), the others replace the pose's own values."""
+    look_at = tuple(values.get(key, own) for key, own in zip(LOOK_AT_KEYS, base.look_at, strict=True))
+    return base.with_values(look_at=look_at, **{k: v for k, v in values.items() if k not in LOOK_AT_KEYS})

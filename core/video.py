@@ -31,7 +31,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from trigan.core.atomic import _umask, atomic_path
+from trigan.core.atomic import atomic_path, current_umask
 from trigan.core.errors import TriganError
 from trigan.core.images import save_png
 from trigan.core.output_paths import refuse_existing
@@ -85,7 +85,7 @@ class VideoWriter:
                 raise TriganError(f"{self.path}: exists and is not a folder (png frames go into a folder)")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
-            os.chmod(self._tmp, 0o777 & ~_umask())
+            os.chmod(self._tmp, 0o777 & ~current_umask())
         else:
             self._atomic = atomic_path(self.path, keep_suffix=True)  # ffmpeg picks the container by suffix
             self._tmp = self._atomic.__enter__()

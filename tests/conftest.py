@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from trigan.core.config import load_config
+from trigan.training.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

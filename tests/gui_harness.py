@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trigan.viewer.display import _x_server_answers
+from trigan.viewer.display import x_server_problem
 from trigan.viewer.settings import ViewerSettings, save_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def running_xserver(size=(1600, 1000)):
             pytest.fail(f"Xvfb did not start (it said {number!r})", pytrace=False)
         display = f":{number}"
         deadline = time.time() + 20
-        while _x_server_answers(display) is not None:
+        while x_server_problem(display) is not None:
             if time.time() > deadline or proc.poll() is not None:
                 pytest.fail(f"Xvfb {display} does not answer", pytrace=False)
             time.sleep(0.1)

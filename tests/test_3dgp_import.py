@@ -23,6 +23,7 @@ from conftest import THREEDGP_FIXTURES as FIXTURES
 from trigan.cli.main import main
 from trigan.core.checkpoint import load_checkpoint
 from trigan.core.errors import TriganError
+from trigan.training.config import config_from_saved
 from trigan.training.loop import Trainer
 
 NAMES = ["3dgp_cond", "3dgp_uncond_origin"]
@@ -58,7 +59,8 @@ def test_convert_all_keeps_every_network_and_translates_the_recipe(tmp_path, cap
     ckpt = load_checkpoint(dst)
     assert {"G", "D", "G_opt", "D_opt", "depth_adaptor"} <= set(ckpt.extra)
     assert ckpt.progress["source"] == f"3DGP snapshot {name}.pkl" and ckpt.progress["kimg"] == pytest.approx(0.004)
-    d, t = ckpt.config.discriminator, ckpt.config.training
+    cfg = config_from_saved(ckpt.config)
+    d, t = cfg.discriminator, cfg.training
     assert (d.img_channels, d.mbstd_grouping, t.batch_size, t.gamma) == (4, "strided", 4, 0.05)
     assert t.ema_multiplier * t.batch_size == pytest.approx(1.25)          # upstream's ema_kimg
     g_opt, d_opt = ckpt.extra["G_opt"], ckpt.extra["D_opt"]
@@ -147,17 +149,17 @@ def test_adam_moments_by_name_load_where_they_fit_and_are_refused_in_one_line_wh
     opt = torch.optim.Adam([p for _, p in named], lr=0.1)
     m1, m2 = torch.randn(3, 2, generator=gen), torch.rand(3, 2, generator=gen)
     saved = {"state": {"a": {"step": 7, "exp_avg": m1, "exp_avg_sq": m2}, "c": {"step": 1}}}
-    assert Trainer._adam_state_by_name(opt, named, saved) == 1
+    assert Trainer.adam_state_by_name(opt, named, saved) == 1
     loaded = opt.state_dict()["state"]
     assert set(loaded) == {0} and float(loaded[0]["step"]) == 7.0
     assert torch.equal(loaded[0]["exp_avg"], m1) and torch.equal(loaded[0]["exp_avg_sq"], m2)
     assert opt.param_groups[0]["lr"] == 0.1                          # this run's learning rate stays
-    assert Trainer._adam_state_by_name(opt, named, {"state": {0: {}}}) == 0   # trigan's own, by index
+    assert Trainer.adam_state_by_name(opt, named, {"state": {0: {}}}) == 0   # trigan's own, by index
     for bad, fragment in ((torch.zeros(2, 3), "exp_avg_sq is shape (2, 3), the weight is (3, 2)"),
                           ([0.0] * 6, "exp_avg_sq is not a tensor, the weight is (3, 2)")):
         wrong = {"state": {"a": {"step": 1, "exp_avg": m1, "exp_avg_sq": bad}}}
         with pytest.raises(TriganError, match=re.escape(f"optimiser state of a: {fragment}")):
-            Trainer._adam_state_by_name(opt, named, wrong)
+            Trainer.adam_state_by_name(opt, named, wrong)
 
 
 # ---------------------------------------------------------------------------------------------------

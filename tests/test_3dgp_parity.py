@@ -39,9 +39,11 @@ from trigan.core.checkpoint import load_checkpoint
 from trigan.core.epigraf_pickle import read_epigraf_pickle
 from trigan.core.model_io import open_model
 from trigan.core.renderer import render
-from trigan.core.threedgp_import import YAW_OFFSET, depth_adaptor_state, snapshot_config
+from trigan.core.threedgp_import import YAW_OFFSET, depth_adaptor_state
+from trigan.training.config import config_from_saved
 from trigan.training.depth_adaptor import DepthAdaptor
 from trigan.training.discriminator import Discriminator
+from trigan.training.official_import import snapshot_config
 
 NAMES = ["3dgp_cond", "3dgp_uncond_origin"]
 
@@ -236,7 +238,8 @@ def test_converted_discriminator_matches_upstream_logits_and_features(tmp_path, 
     dst = tmp_path / "full.ckpt"
     assert main(["convert", str(FIXTURES / f"{name}.pkl"), str(dst), "--all"]) == 0
     ckpt = load_checkpoint(dst)
-    D = Discriminator(ckpt.config.discriminator, ckpt.config.model.c_dim, ckpt.config.model.camera.yaw_offset).eval()
+    cfg = config_from_saved(ckpt.config)
+    D = Discriminator(cfg.discriminator, cfg.model.c_dim, cfg.model.camera.yaw_offset).eval()
     D.load_state_dict(ckpt.extra["D"], strict=True)
     ref = dict(np.load(FIXTURES / f"{name}_ref.npz"))
     kwargs = {}
@@ -249,6 +252,6 @@ def test_converted_discriminator_matches_upstream_logits_and_features(tmp_path, 
             logits, feats = D(img, c, predict_features=True, **kwargs)
             assert close(feats, ref["d_feat"])
         else:
-            assert ckpt.config.discriminator.feat_predict_dim == 0
+            assert cfg.discriminator.feat_predict_dim == 0
             logits = D(img, c, **kwargs)
     assert close(logits, ref["d_logits"])

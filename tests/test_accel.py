@@ -10,10 +10,12 @@ import torch
 from analytic_fields import CAMERAS, OPTS, RES, RadialField, hazy_sphere, psnr, reference, shell, sphere
 from conftest import tiny_config
 from trigan.core import accel as accel_mod
-from trigan.core.accel import AccelOptions, FastRenderer, OccupancyGrid, render_accelerated
+from trigan.core.accel import AccelOptions, OccupancyGrid
 from trigan.core.cameras import Camera
+from trigan.core.compositing import activate_density
 from trigan.core.generator import Generator
-from trigan.core.renderer import activate_density, render
+from trigan.core.renderer import render
+from trigan.core.rendering import field_renderer
 
 
 @pytest.mark.parametrize("view", sorted(CAMERAS))
@@ -23,7 +25,7 @@ def test_sphere_matches_reference_and_plain(view):
     opts = replace(opts, normals=True)
     ref = reference(field, cam, opts)
     plain = render(field, cam, RES, opts)
-    fast = FastRenderer(None, field, opts).render(cam, RES)
+    fast = field_renderer("accelerated", field, opts).render(cam, RES)
     assert psnr(fast.rgb, ref.rgb) >= 40
     assert psnr(fast.rgb, plain.rgb) >= 35  # the plain path has its own sampling error
     assert (fast.opacity - ref.opacity).abs().max() < 1e-3
@@ -52,7 +54,7 @@ def test_thin_shell_is_never_dropped():
     # and a render with fine steps in occupied space sees it as the reference does
     cam, opts = CAMERAS["front"]
     fine = AccelOptions(max_samples=96, min_step=0.0005)
-    out = render_accelerated(field, cam, RES, opts, OccupancyGrid(field, opts, fine), accel=fine)
+    out = field_renderer("accelerated", field, opts, accel=fine).render(cam, RES)
     ref = render(field, cam, RES, replace(opts, num_steps=2048, num_fine_steps=0))
     assert psnr(out.rgb, ref.rgb) >= 40
     assert (out.opacity - ref.opacity).abs().max() < 1e-3
@@ -65,13 +67,13 @@ def test_sharp_surface_in_haze_gets_its_samples(view):
     field = RadialField(hazy_sphere())
     cam, opts = CAMERAS[view]
     ref = render(field, cam, RES, replace(opts, num_steps=2048, num_fine_steps=0))
-    fast = FastRenderer(None, field, opts)
+    fast = field_renderer("accelerated", field, opts)
     assert fast.grid.occupied_fraction == 1.0
     out = fast.render(cam, RES)
     assert psnr(out.rgb, ref.rgb) >= 40
     assert psnr(out.depth, ref.depth, peak=opts.ray_end - opts.ray_start) >= 40
     assert fast.last_stats["evaluated"] <= (AccelOptions().max_samples + 1) * RES * RES
-    even = FastRenderer(None, field, opts, AccelOptions(importance=0.0)).render(cam, RES)
+    even = field_renderer("accelerated", field, opts, accel=AccelOptions(importance=0.0)).render(cam, RES)
     assert psnr(even.rgb, ref.rgb) < psnr(out.rgb, ref.rgb) - 6
 
 
@@ -83,7 +85,7 @@ def test_open_far_end_matches_reference(view):
     opts = replace(opts, opaque_far_end=False, white_background=True)
     ref = render(field, cam, RES, replace(opts, num_steps=2048, num_fine_steps=0))
     assert ref.opacity.min() < 0.9                   # some rays do let the background through
-    out = FastRenderer(None, field, opts).render(cam, RES)
+    out = field_renderer("accelerated", field, opts).render(cam, RES)
     assert psnr(out.rgb, ref.rgb) >= 40
     assert psnr(out.opacity, ref.opacity, peak=1.0) >= 40
 
@@ -100,7 +102,7 @@ def sparse_model(request):
 
 def test_random_model_with_empty_space(sparse_model):
     G, field = sparse_model
-    fast = FastRenderer(G, field)
+    fast = field_renderer("accelerated", field, G.render_options())
     assert 0.02 < fast.grid.occupied_fraction < 0.5  # empty space to skip
     for yaw, pitch in ((0.0, 1.4), (2.5, 0.6)):
         cam = G.default_camera(yaw=yaw, pitch=pitch)
@@ -124,7 +126,7 @@ def test_fog_model_matches_too():
         field = G.field_from_ws(G.map_latents(G.latents([0]), G.labels([1], 1)))
         cam = G.default_camera(yaw=0.7, pitch=1.2)
         ref = render(field, cam, RES, G.render_options(num_steps=512, num_fine_steps=0))
-    out = FastRenderer(G, field).render(cam, RES)
+    out = field_renderer("accelerated", field, G.render_options()).render(cam, RES)
     assert psnr(out.rgb, ref.rgb) >= 40
 
 
@@ -138,7 +140,7 @@ def test_grid_built_once_and_chunking_invariant(monkeypatch):
 
     monkeypatch.setattr(accel_mod.OccupancyGrid, "__init__", counting)
     field = RadialField(sphere())
-    fast = FastRenderer(None, field, OPTS)
+    fast = field_renderer("accelerated", field, OPTS)
     probe_points = field.points
     cam = CAMERAS["front"][0]
     a = fast.render(cam, RES)
@@ -147,25 +149,26 @@ def test_grid_built_once_and_chunking_invariant(monkeypatch):
     assert field.points - probe_points == fast.last_stats["evaluated"] + _evaluated(fast, cam)
     # far fewer points than the plain path's 96 per ray
     assert fast.last_stats["evaluated"] < 0.3 * 96 * RES * RES
-    small = FastRenderer(None, field, OPTS, AccelOptions(max_points_per_chunk=1000)).render(cam, RES)
+    small = field_renderer("accelerated", field, OPTS, accel=AccelOptions(max_points_per_chunk=1000)).render(cam, RES)
     assert torch.allclose(small.rgb, a.rgb, atol=1e-6) and torch.allclose(small.depth, a.depth, atol=1e-6)
     assert not torch.allclose(a.rgb, b.rgb)
 
 
 def _evaluated(fast, cam):
-    stats = {}
-    render_accelerated(fast.field, cam, RES, fast.options, fast.grid, stats=stats)
-    fast.field.points -= stats["evaluated"]  # this check's own points do not count
-    return stats["evaluated"]
+    twin = fast.with_accel(fast.accel)     # same grid; fast.last_stats stays that of its own last render
+    twin.render(cam, RES)
+    evaluated = twin.last_stats["evaluated"]
+    fast.field.points -= evaluated  # this check's own points do not count
+    return evaluated
 
 
 def test_falls_back_to_plain_path_with_density_noise():
     field = RadialField(sphere())
     cam = CAMERAS["front"][0]
     opts = replace(OPTS, density_noise_std=1.0)
-    stats = {}
-    out = render_accelerated(field, cam, RES, opts, OccupancyGrid(field, OPTS), stats=stats)
-    assert stats["fallback"]
+    fast = field_renderer("accelerated", field, OPTS, grid=OccupancyGrid(field, OPTS))
+    out = fast.render(cam, RES, options=opts)
+    assert fast.last_stats["fallback"]
     assert torch.equal(out.rgb, render(field, cam, RES, opts).rgb)
 
 
@@ -176,5 +179,5 @@ def test_background_network_model():
         field = G.field_from_ws(G.map_latents(G.latents([0]), G.labels([0], 1)))
         cam = G.default_camera(yaw=0.2, pitch=1.3)
         ref = render(field, cam, RES, G.render_options(num_steps=512, num_fine_steps=0))
-    out = FastRenderer(G, field).render(cam, RES)
+    out = field_renderer("accelerated", field, G.render_options()).render(cam, RES)
     assert psnr(out.rgb, ref.rgb) >= 40

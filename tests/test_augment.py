@@ -12,7 +12,6 @@ import torch
 from scipy import ndimage
 
 from train_helpers import tiny_train_config, write_tiny_dataset
-from trigan.core.config import AugmentConfig, load_config
 from trigan.core.errors import ConfigError
 from trigan.training import distributed as ddp
 from trigan.training.augment import (
@@ -30,6 +29,7 @@ from trigan.training.augment import (
     rotate_images,
     shift_images,
 )
+from trigan.training.config import AugmentConfig, load_config
 from trigan.training.dataset import open_dataset
 from trigan.training.loop import Trainer
 from trigan.training.randomness import PHASE_D, PHASE_G

@@ -34,11 +34,12 @@ from trigan.core.camera_generator import (
     prior_mean_angles,
     prior_ranges,
 )
-from trigan.core.cameras import Camera, sample_camera_prior
+from trigan.core.cameras import Camera, Pose, sample_camera_prior
 from trigan.core.checkpoint import load_checkpoint, load_generator, save_checkpoint
-from trigan.core.config import CameraConfig, CameraGeneratorConfig, load_config
+from trigan.core.config import CameraConfig, CameraGeneratorConfig
 from trigan.core.errors import CheckpointError, ConfigError
 from trigan.core.generator import Generator
+from trigan.training.config import load_config
 
 # A tiny 3DGP model: the conftest's tiny demo with a ball-in-sphere prior and a camera generator.
 THREE_DGP = {"model.family": "3dgp", "model.camera_generator.enabled": "true",
@@ -231,6 +232,19 @@ def test_the_mean_camera_is_the_mean_of_posterior_parameters():
     assert torch.allclose(G.default_camera().yaw, m.yaw)
     same = G.posterior_camera(G.latents([0, 1]), G.labels([1, 1], 2), mean=True)
     assert torch.allclose(same.fov, G.mean_camera(G.labels([1], 1)).fov.expand(2))
+
+
+def test_a_3dgp_start_view_is_the_same_camera_everywhere():
+    """default_camera, posterior_camera(mean=True) and Pose.for_generator (`trigan render`, the viewer):
+    the mean posterior camera, bit for bit, over random classes or per class."""
+    G = tiny_3dgp()
+    start = Pose.for_generator(G).to_camera().repeat(2)
+    z = G.latents([0, 1])
+    for camera in (G.default_camera(batch=2), G.posterior_camera(z, mean=True)):
+        for key in ("angles", "radius", "fov", "look_at", "pivot"):
+            assert torch.equal(getattr(camera, key), getattr(start, key)), key
+    per_class = G.posterior_camera(z, G.labels([1, 1], 2), mean=True)
+    assert torch.equal(per_class.angles, Pose.for_generator(G, 1).to_camera().repeat(2).angles)
 
 
 def test_rendering_from_posterior_cameras_trains_the_camera_generator():

@@ -15,7 +15,7 @@ from scipy.optimize import linear_sum_assignment
 from conftest import tiny_config
 from trigan.core.camera_generator import FOV, LOOK_AT, PITCH, YAW, CameraGenerator, camera_to_params
 from trigan.core.cameras import sample_camera_prior
-from trigan.core.config import CameraGeneratorConfig, CameraRegularizerConfig, load_config
+from trigan.core.config import CameraGeneratorConfig
 from trigan.core.generator import Generator
 from trigan.training.camera_losses import (
     JACOBIAN_EPS,
@@ -27,6 +27,7 @@ from trigan.training.camera_losses import (
     jacobian_penalty,
     wasserstein_1d_squared,
 )
+from trigan.training.config import CameraRegularizerConfig, load_config
 
 THREE_DGP = {"model.family": "3dgp", "model.camera_generator.enabled": "true",
              "model.camera_generator.hidden_dim": 32, "model.camera.dist": "uniform",

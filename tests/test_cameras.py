@@ -1,13 +1,26 @@
-"""Camera conventions against hand-derived answers (ARCHITECTURE.md, EpiGRAF 3.1)."""
+"""Camera conventions against hand-derived answers (docs/architecture.md, EpiGRAF 3.1), and the plain-float
+Pose against the batched Camera it turns into."""
 
 import math
+import random
 
 import pytest
 import torch
 from scipy.stats import truncnorm
 
-from trigan.core.cameras import Camera, PatchParams, sample_camera_prior, spherical_to_cartesian
+from trigan.core.cameras import (
+    Camera,
+    PatchParams,
+    Pose,
+    cameras_from_poses,
+    clamp_polar,
+    sample_camera_prior,
+    spherical_to_cartesian,
+)
 from trigan.core.config import CameraConfig
+from trigan.core.errors import TriganError
+
+EPS32 = torch.finfo(torch.float32).eps
 
 
 def close(a, b, atol=1e-6):
@@ -163,3 +176,94 @@ def test_spherical_uniform_over_a_pitch_band_and_a_look_at_shell():
     r = cam.look_at.norm(dim=1)
     assert float(r.min()) >= 0.05 - 1e-6 and float(r.max()) <= 0.1 + 1e-6
     assert (cam.look_at[:, [0, 1, 2]] >= -1e-6).all()          # a quarter turn of the upper half: x, y, z >= 0
+
+
+# -------------------------------------------------------------------------------------------------
+# Pose: the plain-float camera
+
+def random_poses(n: int, seed: int):
+    """Seeded poses all over the sphere (yaw over two turns, pitch pole to pole), panned and looking
+    off-centre."""
+    rng = random.Random(seed)
+    point = lambda r: tuple(rng.uniform(-r, r) for _ in range(3))
+    return [Pose(yaw=rng.uniform(-2 * math.pi, 2 * math.pi), pitch=rng.uniform(0.0, math.pi),
+                 radius=rng.uniform(0.5, 3.0), fov=rng.uniform(1.0, 170.0), look_at=point(0.2), pivot=point(0.5))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"radius": 0.0}, "radius 0: expected a positive"), ({"radius": -1}, "radius -1"),
+    ({"fov": 0}, "fov 0: expected 0..180"), ({"fov": 180}, "fov 180"), ({"yaw": math.nan}, "yaw nan: expected a finite"),
+    ({"pitch": math.inf}, "pitch inf"), ({"yaw": "left"}, "yaw 'left': expected a number"),
+    ({"look_at": (0, 1)}, "look_at .*three finite"), ({"pivot": (0, math.nan, 0)}, "pivot .*three finite"),
+    ({"look_at": 3}, "look_at 3: expected three numbers"),
+])
+def test_pose_refuses_invalid_values_in_one_line(values, message):
+    with pytest.raises(TriganError, match=message) as info:
+        Pose(**values)
+    assert "\n" not in str(info.value)
+    with pytest.raises(TriganError, match="unknown value 'roll'"):
+        Pose().with_values(roll=0.1)
+
+
+def test_pose_values_are_plain_floats_and_hashable():
+    pose = Pose(yaw=1, pitch=1.2, radius=2, fov=30, look_at=[0, 0.1, 0], pivot=(1, 2, 3))
+    assert isinstance(pose.yaw, float) and pose.look_at == (0.0, 0.1, 0.0) and pose.pivot == (1.0, 2.0, 3.0)
+    assert {pose: 1}[Pose(yaw=1.0, pitch=1.2, radius=2.0, fov=30.0, look_at=(0, 0.1, 0), pivot=(1, 2, 3))] == 1
+    with pytest.raises(TypeError):
+        Pose(0.1, 1.2)                      # keyword-only: radius and fov cannot be swapped by position
+
+
+def test_pose_origin_is_the_camera_origin():
+    """Pose.origin (floats) and Camera.origins (float32 tensors) use the one formula. The float32 side
+    rounds yaw (|yaw| <= 2 pi: an error of up to pi * eps radians, i.e. pi * eps * radius in position),
+    then a sin, a cos and two products (eps / 2 relative each) and the pivot sum: under
+    6 * eps * (radius + |pivot|) per coordinate. In float64 the two agree to float64 rounding."""
+    poses = random_poses(500, seed=0)
+    origins32 = cameras_from_poses(poses).origins().double()
+    origins64 = cameras_from_poses(poses, dtype=torch.float64).origins()
+    for pose, o32, o64 in zip(poses, origins32, origins64, strict=True):
+        expected = torch.tensor(pose.origin(), dtype=torch.float64)
+        scale = pose.radius + max(abs(v) for v in pose.pivot)
+        assert torch.allclose(o32, expected, rtol=0, atol=6 * EPS32 * scale)
+        assert torch.allclose(o64, expected, rtol=0, atol=1e-14)
+    # The pitch is kept off the poles on both sides.
+    pole = Pose(pitch=0.0, radius=2.0)
+    assert pole.origin() == pytest.approx(spherical_to_cartesian(0.0, clamp_polar(0.0), 2.0))
+    assert torch.allclose(pole.to_camera(dtype=torch.float64).origins()[0], torch.tensor(pole.origin(), dtype=torch.float64))
+
+
+def test_spherical_to_cartesian_gives_the_same_point_for_floats_and_tensors():
+    for yaw, pitch, radius in [(0.3, 1.1, 2.5), (-2.0, 0.05, 0.7), (4.0, 3.0, 1.0)]:
+        floats = spherical_to_cartesian(yaw, pitch, radius)
+        tensor = spherical_to_cartesian(*(torch.tensor([v], dtype=torch.float64) for v in (yaw, pitch, radius)))
+        assert isinstance(floats, tuple) and torch.allclose(tensor[0], torch.tensor(floats, dtype=torch.float64),
+                                                            rtol=0, atol=1e-15)
+
+
+def test_pose_frame_is_orthonormal_and_the_columns_of_cam2world():
+    for pose in random_poses(50, seed=1):
+        right, up, forward = (torch.tensor(v, dtype=torch.float64) for v in pose.frame())
+        frame = torch.stack([right, up, forward], dim=1)
+        assert torch.allclose(frame.T @ frame, torch.eye(3, dtype=torch.float64), atol=1e-12)
+        assert torch.linalg.det(frame) == pytest.approx(-1.0, abs=1e-12)   # (right, up, -forward) is right-handed
+        to_target = torch.tensor(pose.look_at, dtype=torch.float64) - torch.tensor(pose.origin(), dtype=torch.float64)
+        assert torch.allclose(forward, to_target / to_target.norm(), atol=1e-12)
+        assert pose.distance() == pytest.approx(float(to_target.norm()), rel=1e-12)
+        c2w = pose.to_camera().cam2world()[0].double()        # the renderer's float32 matrix
+        assert torch.allclose(c2w[:3, 0], right, atol=1e-5) and torch.allclose(c2w[:3, 1], up, atol=1e-5)
+        assert torch.allclose(c2w[:3, 2], -forward, atol=1e-5)
+
+
+def test_pose_camera_pose_round_trip():
+    poses = random_poses(20, seed=2)
+    # float64 cameras hold a pose exactly; float32 ones round each value once (half an ulp)
+    assert [Pose.from_camera(cameras_from_poses(poses, dtype=torch.float64), i) for i in range(20)] == poses
+    batch32 = cameras_from_poses(poses)
+    for i, pose in enumerate(poses):
+        back = Pose.from_camera(batch32, i)
+        flat = lambda p: [p.yaw, p.pitch, p.radius, p.fov, *p.look_at, *p.pivot]
+        assert flat(back) == pytest.approx(flat(pose), rel=EPS32 / 2, abs=1e-45)
+        assert Pose.from_camera(back.to_camera()) == back            # float32 values come back bit for bit
+    with pytest.raises(ValueError, match="no poses"):
+        cameras_from_poses([])

@@ -144,7 +144,7 @@ def test_missing_and_unexpected_keys_are_reported(tiny_cfg):
     sd.pop("mapping.w_avg")
     sd["extra.weight"] = torch.zeros(1)
     with pytest.raises(CheckpointError, match="1 missing .e.g. mapping.w_avg.; 1 unexpected .e.g. extra.weight."):
-        build_generator(tiny_cfg, sd, source="x")
+        build_generator(tiny_cfg.model, sd, source="x")
 
 
 def test_invalid_config_inside_a_checkpoint(tmp_path, tiny_cfg, saved):

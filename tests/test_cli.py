@@ -8,8 +8,8 @@ import pytest
 
 from trigan.cli.main import main
 from trigan.core.checkpoint import save_checkpoint
-from trigan.core.config import load_config
 from trigan.core.generator import Generator
+from trigan.training.config import load_config
 
 
 def run(capsys, *argv):

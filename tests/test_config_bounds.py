@@ -1,6 +1,9 @@
-"""Issue 29, item 4: every size and value of a config is bounded (core.config.validate_config), read
-from a preset, the command line or a checkpoint, and the generator it describes must fit in memory."""
+"""Issue 29, item 4: every size and value of a config is bounded (training.config.validate_config,
+core.config.validate_model_config), read from a preset, the command line or a checkpoint, and the
+generator it describes must fit in memory. Issue 31: choice fields refuse other values at load; the
+recipe lives in training.config and core never imports training."""
 
+import ast
 import dataclasses
 import math
 import typing
@@ -8,29 +11,41 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from conftest import THREEDGP_FIXTURES
 from trigan.core import config as C
 from trigan.core.checkpoint import load_checkpoint, save_checkpoint
 from trigan.core.config import (
-    Config,
+    SavedConfig,
     apply_overrides,
     check_model_memory,
-    config_from_dict,
     config_to_dict,
+    saved_config_from_dict,
+)
+from trigan.core.epigraf_pickle import read_epigraf_pickle
+from trigan.core.errors import CheckpointError, ConfigError
+from trigan.core.generator import Generator
+from trigan.training.config import (
+    BOUNDS,
+    PRESETS_DIR,
+    RECIPE_RULES,
+    Config,
+    config_from_dict,
+    config_from_saved,
     list_presets,
     load_config,
     validate_config,
 )
-from trigan.core.errors import CheckpointError, ConfigError
-from trigan.core.generator import Generator
 from trigan.training.discriminator import Discriminator
+from trigan.training.official_import import snapshot_config
 
 DEMO_CKPT = Path(__file__).resolve().parents[1] / "assets" / "demo.ckpt"
 
 
 def numeric_fields(cls=Config, prefix=""):
     """Dotted keys of every int, float, Optional[int/float] and List[float] field of the schema, found by
-    walking the dataclasses (independently of core.config.BOUNDS)."""
+    walking the dataclasses (independently of training.config.BOUNDS)."""
     keys = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -57,7 +72,8 @@ def refused(overrides, fragment=None):
 
 
 def test_every_numeric_field_has_a_bound():
-    assert sorted(numeric_fields()) == sorted(C.BOUNDS)
+    assert sorted(numeric_fields()) == sorted(BOUNDS)
+    assert sorted(numeric_fields(SavedConfig)) == sorted(C.MODEL_RULES.bounds)   # core checks the model alone
 
 
 @pytest.mark.parametrize("preset", list_presets())
@@ -68,14 +84,15 @@ def test_shipped_presets_validate(preset):
 
 def test_demo_checkpoint_validates():
     ckpt = load_checkpoint(DEMO_CKPT)
-    validate_config(ckpt.config, str(DEMO_CKPT))
+    validate_config(config_from_saved(ckpt.config), str(DEMO_CKPT))
 
 
 @pytest.mark.parametrize("key", numeric_fields())
 def test_nan_and_infinities_are_refused_everywhere(key):
     """No numeric field takes NaN or an infinity (for integer fields the schema itself refuses them)."""
     for text in ("nan", "inf", "-inf"):
-        value = f"[{', '.join([text] * C._LIST_LENGTHS[key])}]" if key in C._LIST_LENGTHS else text
+        lengths = {**C.MODEL_RULES.list_lengths, **RECIPE_RULES.list_lengths}
+        value = f"[{', '.join([text] * lengths[key])}]" if key in lengths else text
         with pytest.raises(ConfigError) as exc:
             load_config("demo", [f"{key}={value}"])
         assert key in str(exc.value) and len(str(exc.value).splitlines()) == 1
@@ -205,9 +222,9 @@ def test_memory_check_names_the_part_and_values(monkeypatch):
     """The generator's size is measured without allocating it; the demo (a few MB) fits in 1 GiB, not
     in 1 MiB; values each within bounds whose product is too big are refused when loaded."""
     cfg = load_config("demo")
-    check_model_memory(cfg, "demo", available=2 ** 30)
+    check_model_memory(cfg.model, "demo", available=2 ** 30)
     with pytest.raises(ConfigError) as exc:
-        check_model_memory(cfg, "demo", available=2 ** 20)
+        check_model_memory(cfg.model, "demo", available=2 ** 20)
     assert "mostly its tri-plane decoder" in str(exc.value) and "model.triplane.channel_max=128" in str(exc.value)
     # Tri-planes of 3 x 1024 x 4096^2 floats plus the decoder's last activation (2 x 1 channel, as
     # channel_base 4096 // 4096 = 1): 192.1 GiB per sample.
@@ -244,3 +261,117 @@ def test_a_channel_base_below_the_top_resolution_is_refused(override, top):
     cfg = load_config("demo", [override.replace("=32", f"={top}")])
     Generator(cfg.model)
     Discriminator(cfg.discriminator, cfg.model.c_dim)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Issue 31: choice fields are checked at load; the recipe's config is training's; core stays below it.
+
+CHOICE_FIELDS = {"model.family", "model.triplane.color_activation", "model.background.type", "model.camera.dist",
+                 "model.render.density_activation", "model.render.importance_spacing",
+                 "discriminator.mbstd_grouping", "training.patch.dist", "training.depth.out_strategy"}
+
+
+def choice_fields(cls=Config, prefix=""):
+    """{dotted key: allowed values} of every choice field of the schema."""
+    found = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            found.update(choice_fields(hints[f.name], f"{prefix}{f.name}."))
+        elif "choices" in f.metadata:
+            found[f"{prefix}{f.name}"] = f.metadata["choices"]
+    return found
+
+
+def nested(key: str, value) -> dict:
+    """{"a": {"b": value}} for key "a.b"."""
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def test_every_fixed_set_of_strings_is_a_choice_field():
+    assert set(choice_fields()) == CHOICE_FIELDS
+    assert choice_fields()["model.camera.dist"] == C.CAMERA_DISTS
+
+
+@pytest.mark.parametrize("key", sorted(CHOICE_FIELDS))
+def test_every_allowed_choice_loads(key):
+    for value in choice_fields()[key]:
+        cfg = load_config("demo", [f"{key}={'null' if value is None else value}"])
+        assert C.config_value(cfg, key) == value
+
+
+@pytest.mark.parametrize("key", sorted(CHOICE_FIELDS))
+def test_a_bad_choice_is_refused_at_load_in_one_line(tmp_path, key):
+    """From an override, a preset file and a checkpoint alike: one line naming the key, the value and
+    the allowed values, before anything is built."""
+    allowed = ", ".join(C.show_value(v) for v in choice_fields()[key])
+    expected = f"{key}='bogus': expected one of {allowed}"
+    assert refused([f"{key}=bogus"], expected).startswith("demo.yaml ")
+    preset = tmp_path / "bad.yaml"
+    preset.write_text(OmegaConf.to_yaml(OmegaConf.merge(OmegaConf.load(PRESETS_DIR / "demo.yaml"),
+                                                        nested(key, "bogus"))))
+    with pytest.raises(ConfigError) as exc:
+        load_config(str(preset))
+    assert expected in str(exc.value) and len(str(exc.value).splitlines()) == 1
+    data = config_to_dict(load_config("demo"))
+    section = data
+    for part in key.split(".")[:-1]:
+        section = section[part]
+    section[key.split(".")[-1]] = "bogus"
+    path = tmp_path / "bad.ckpt"
+    save_checkpoint(path, load_config("demo"), {"w": torch.zeros(1)})
+    payload = torch.load(path, weights_only=True)
+    payload["config"] = data
+    torch.save(payload, path)
+    if key.startswith("model."):
+        with pytest.raises(CheckpointError) as exc:       # core refuses the model's own choices
+            load_checkpoint(path)
+    else:
+        saved = load_checkpoint(path).config               # core keeps the recipe as saved ...
+        assert C.config_value(saved, key.split(".")[0])    # ... and training refuses it when it reads it
+        with pytest.raises(ConfigError) as exc:
+            config_from_saved(saved, f"{path}: config")
+    assert expected in str(exc.value) and "bad.ckpt" in str(exc.value) and len(str(exc.value).splitlines()) == 1
+
+
+def test_round_trips_of_the_demo_preset_and_the_3dgp_fixture_config():
+    demo = load_config("demo")
+    assert config_from_dict(config_to_dict(demo)) == demo
+    tdgp = snapshot_config(read_epigraf_pickle(THREEDGP_FIXTURES / "3dgp_cond.pkl"), "3dgp_cond", with_training=True)
+    assert config_from_dict(config_to_dict(tdgp)) == tdgp
+    # core's reading keeps everything: the same dict comes back, and training reads it whole
+    for cfg in (demo, tdgp):
+        saved = saved_config_from_dict(config_to_dict(cfg))
+        assert saved.model == cfg.model and config_to_dict(saved) == config_to_dict(cfg)
+        assert config_from_saved(saved) == cfg
+
+
+def test_an_old_checkpoint_loads_and_saves_in_the_same_format(tmp_path):
+    """assets/demo.ckpt predates several fields: they get their defaults; every stored value is kept,
+    and saving what core read writes the same sections (the format is unchanged)."""
+    stored = torch.load(DEMO_CKPT, weights_only=True)["config"]
+    ckpt = load_checkpoint(DEMO_CKPT)
+    written = config_to_dict(ckpt.config)
+    assert list(written) == list(stored) == ["model", "discriminator", "training"]
+    assert written["discriminator"] == stored["discriminator"] and written["training"] == stored["training"]
+
+    def kept(old, new):
+        return all(kept(v, new[k]) if isinstance(v, dict) else new[k] == v for k, v in old.items())
+    assert kept(stored["model"], written["model"])
+    cfg = config_from_saved(ckpt.config)
+    assert cfg.model == ckpt.config.model and kept(stored, config_to_dict(cfg))
+
+
+def test_core_imports_neither_training_nor_viewer():
+    core = Path(C.__file__).parent
+    offenders = []
+    for path in sorted(core.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+                     if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {name}" for name in names
+                          if name.split(".")[:2] in (["trigan", "training"], ["trigan", "viewer"])]
+    assert offenders == []

@@ -11,13 +11,14 @@ import torch
 from conftest import EPIGRAF_FIXTURES as FIXTURES
 from conftest import THREEDGP_FIXTURES, tiny_config
 from trigan.cli.main import main
-from trigan.core import epigraf_import
 from trigan.core.cameras import PatchParams
 from trigan.core.checkpoint import load_checkpoint, save_checkpoint
 from trigan.core.epigraf_import import generator_config
 from trigan.core.epigraf_pickle import read_epigraf_pickle
 from trigan.core.generator import Generator
 from trigan.core.model_io import open_model
+from trigan.training import official_import
+from trigan.training.config import config_from_saved
 from trigan.training.discriminator import Discriminator
 
 
@@ -35,7 +36,7 @@ def test_converted_checkpoint_equals_the_pickle(tmp_path, capsys, name):
     from_pkl, from_ckpt = open_model(FIXTURES / f"{name}.pkl"), open_model(dst)
     a, b = from_pkl.G.state_dict(), from_ckpt.G.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert from_ckpt.config == from_pkl.config
+    assert from_ckpt.config.model == from_pkl.config.model    # a .pkl opened as it is has no recipe
     assert set(load_checkpoint(dst).extra) == set()          # G_ema only by default
     ref = np.load(FIXTURES / f"{name}_ref.npz")
     with torch.no_grad():
@@ -53,7 +54,7 @@ def test_convert_all_keeps_g_d_and_optimizers(tmp_path, capsys):
         assert ckpt.extra[name].keys() == snap.networks[name].state_dict.keys()
         assert all(torch.equal(ckpt.extra[name][k], snap.networks[name].state_dict[k]) for k in ckpt.extra[name])
     assert len(ckpt.extra["G_opt"]["state"]) == 48 and len(ckpt.extra["D_opt"]["state"]) == 24
-    d = ckpt.config.discriminator
+    d = config_from_saved(ckpt.config).discriminator
     assert (d.patch_resolution, d.num_additional_start_blocks, d.channel_base, d.channel_max, d.cmap_dim) == (16, 0, 64, 8, 8)
     assert not d.hyper_mod and not d.camera_cond
     assert ckpt.progress["kimg"] == pytest.approx(0.004)
@@ -62,7 +63,7 @@ def test_convert_all_keeps_g_d_and_optimizers(tmp_path, capsys):
 def test_discriminator_settings_of_a_patch_model(tmp_path, capsys):
     dst = tmp_path / "u.ckpt"
     assert cli(capsys, "convert", FIXTURES / "uncond_gpc.pkl", dst, "--all")[0] == 0
-    d = load_checkpoint(dst).config.discriminator
+    d = config_from_saved(load_checkpoint(dst).config).discriminator
     assert (d.patch_resolution, d.num_additional_start_blocks, d.channel_base, d.channel_max) == (16, 1, 128, 16)
     assert d.hyper_mod and d.patch_cond and d.camera_cond and not d.camera_cond_raw and d.cmap_dim == 16
 
@@ -112,7 +113,7 @@ def test_converted_discriminator_reproduces_upstream_logits(tmp_path, capsys, na
     dst = tmp_path / "full.ckpt"
     assert cli(capsys, "convert", FIXTURES / f"{name}.pkl", dst, "--all")[0] == 0
     ckpt = load_checkpoint(dst)
-    D = Discriminator(ckpt.config.discriminator, ckpt.config.model.c_dim).eval()
+    D = Discriminator(config_from_saved(ckpt.config).discriminator, ckpt.config.model.c_dim).eval()
     D.load_state_dict(ckpt.extra["D"], strict=True)
     ref = np.load(FIXTURES / f"{name}_ref.npz")
     kwargs = {}
@@ -133,7 +134,7 @@ def test_older_snapshots_without_newer_config_keys_get_upstream_defaults():
     for key in ("density_shift", "bg_model", "clamp_mode", "nerf_noise_std_init"):
         cfg.pop(key, None)
     cfg["tri_plane"].pop("has_view_cond", None)
-    m = generator_config(g, "old.pkl").model
+    m = generator_config(g, "old.pkl")
     assert m.render.density_shift == 0.0 and m.render.density_activation == "softplus"
     assert m.background.type is None and m.render.nerf_noise_std_init == 1.0
     cfg["tri_plane"]["has_view_cond"] = True
@@ -190,7 +191,7 @@ def test_a_snapshot_with_a_malformed_config_is_refused_in_one_line(tmp_path, cap
                                                                     fixture, mutate, fragment):
     """A key missing from upstream's config, or a value of the wrong kind, names the file and the
     key; nothing is written."""
-    monkeypatch.setattr(epigraf_import, "read_epigraf_pickle", lambda path: _mutated_snapshot(path, mutate))
+    monkeypatch.setattr(official_import, "read_epigraf_pickle", lambda path: _mutated_snapshot(path, mutate))
     dst = tmp_path / "out.ckpt"
     code, out, err = cli(capsys, "convert", fixture, dst, "--all")
     assert code != 0 and not dst.exists()

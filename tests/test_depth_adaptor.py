@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from trigan.core.config import DepthConfig, DiscriminatorConfig, PatchConfig
+from trigan.training.config import DepthConfig, DiscriminatorConfig, PatchConfig
 from trigan.training.dataset import open_dataset
 from trigan.training.depth_adaptor import (
     DepthAdaptor,

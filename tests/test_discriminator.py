@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from conftest import EPIGRAF_FIXTURES as FIXTURES
 from trigan.core.cameras import PatchParams
-from trigan.core.config import DiscriminatorConfig, load_config
 from trigan.core.epigraf_pickle import read_epigraf_pickle
+from trigan.training.config import DiscriminatorConfig, load_config
 from trigan.training.discriminator import Discriminator, minibatch_std
 
 # The fixtures' D architectures (fixtures README 4), written out by hand; `fixture_discriminator`

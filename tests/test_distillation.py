@@ -14,9 +14,9 @@ from train_helpers import fitted_tiny_config, write_tiny_dataset
 from trigan.cli.main import main
 from trigan.core.cameras import PatchParams
 from trigan.core.checkpoint import load_checkpoint
-from trigan.core.config import DiscriminatorConfig, DistillConfig, load_config
 from trigan.core.errors import TriganError
 from trigan.training import distributed as ddp
+from trigan.training.config import DiscriminatorConfig, DistillConfig, load_config
 from trigan.training.dataset import open_dataset
 from trigan.training.discriminator import Discriminator
 from trigan.training.distillation import distill_weight, distillation_distances, scale_weights
@@ -163,11 +163,11 @@ def test_real_batches_carry_depth_and_the_source_images_features(tmp_path, synth
     trainer = Trainer(cfg, tmp_path / "run", ds, ddp.DistInfo())
     for _ in range(3):                                                   # 24 items: both halves of the mirror
         real = trainer.next_real()
-        assert real["img"].shape[1] == 4 and real["img"][:, 3].min() >= -1 and real["img"][:, 3].max() < 1
-        for k in range(real["img"].shape[0]):
-            rgb = (real["img"][k:k + 1, :3] + 1) / 2
+        assert real.images.shape[1] == 4 and real.images[:, 3].min() >= -1 and real.images[:, 3].max() < 1
+        for k in range(real.images.shape[0]):
+            rgb = (real.images[k:k + 1, :3] + 1) / 2
             # colour stats do not change under a flip: the row of the source image matches the item
-            torch.testing.assert_close(real["features"][k:k + 1], colour_stats(rgb), atol=1e-4, rtol=0)
+            torch.testing.assert_close(real.features[k:k + 1], colour_stats(rgb), atol=1e-4, rtol=0)
 
 
 def test_training_start_errors_name_the_missing_piece(tmp_path, synth):
@@ -192,7 +192,7 @@ def test_without_the_adaptor_d_sees_the_rendered_depth_normalised_by_the_ray_bou
     near, far = cfg.model.camera.ray_start, cfg.model.camera.ray_end
     depth = torch.tensor([near, (near + far) / 2, far]).view(3, 1, 1, 1)
     np.testing.assert_allclose(trainer.fake_depth(depth, None).flatten().numpy(), [-1.0, 0.0, 1.0], atol=1e-6)
-    fake, _ = trainer.render_fakes(trainer.fake_inputs(torch.Generator().manual_seed(0)), phase=2)
+    fake = trainer.render_fakes(trainer.fake_inputs(torch.Generator().manual_seed(0)), phase=2).images
     assert fake.shape[1] == 4 and fake[:, 3].min() >= -1 - 1e-5 and fake[:, 3].max() <= 1 + 1e-5
 
 
@@ -202,7 +202,7 @@ def test_with_an_open_far_end_empty_space_is_far_in_the_depth_d_sees(tmp_path, s
     cfg, ds = _config(data, features, "training.depth.adaptor=false", "training.distill.weight=0",
                       "model.render.opaque_far_end=false", "model.render.density_shift=-20")
     trainer = Trainer(cfg, tmp_path / "run", ds, ddp.DistInfo())
-    fake, _ = trainer.render_fakes(trainer.fake_inputs(torch.Generator().manual_seed(0)), phase=2)
+    fake = trainer.render_fakes(trainer.fake_inputs(torch.Generator().manual_seed(0)), phase=2).images
     assert torch.allclose(fake[:, 3], torch.ones_like(fake[:, 3]), atol=1e-4)
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import EPIGRAF_FIXTURES
-from trigan.core.epigraf_pickle import _ConfigNode, _ConfigResolver, is_epigraf_pickle, read_epigraf_pickle
+from trigan.core.epigraf_pickle import PickledConfigNode, PickledConfigResolver, is_epigraf_pickle, read_epigraf_pickle
 from trigan.core.errors import CheckpointError, TriganError
 
 
@@ -433,7 +433,7 @@ def test_any_truncation_is_a_checkpoint_error(tmp_path, fraction):
 # Interpolation edge cases, on hand-built OmegaConf stand-in trees
 
 def _config_tree(value, parent=None):
-    node = _ConfigNode()
+    node = PickledConfigNode()
     if isinstance(value, dict):
         node.__setstate__({"_content": {k: _config_tree(v, node) for k, v in value.items()}, "_parent": parent})
     elif isinstance(value, list):
@@ -449,7 +449,7 @@ def test_interpolation_edge_cases():
         "spliced": "v${a.x}-${missing}", "null": None, "null_ref": "${null}", "null_spliced": "p/${null}",
         "loop1": "${loop2}", "loop2": "${loop1}", "resolver": "${env:HOME}", "indexed": "${alias.items.1}"})
     inner = root.raw["a"].raw["items"].raw[1]
-    plain = _ConfigResolver(inner).plain(root)  # the root is found through the _parent chain
+    plain = PickledConfigResolver(inner).plain(root)  # the root is found through the _parent chain
     assert plain["alias"] == {"x": 1, "items": [10, 1]}
     assert plain["through_alias"] == 1 and plain["indexed"] == 1
     assert plain["spliced"] == "v1-${missing}"

@@ -11,6 +11,7 @@ import torch
 from conftest import tiny_config
 from trigan.cli.main import main
 from trigan.core.cameras import Camera
+from trigan.core.compositing import foreground_density
 from trigan.core.generator import Generator
 from trigan.core.nfs import (
     NFSError,
@@ -23,7 +24,7 @@ from trigan.core.nfs import (
     nfs_of_depth_maps,
     nfs_per_image,
 )
-from trigan.core.renderer import RenderOptions, foreground_density, render
+from trigan.core.renderer import RenderOptions, render
 from trigan.training.dataset import ImageDataset, open_dataset
 
 

@@ -112,16 +112,17 @@ def test_the_outline_loss_reaches_g_through_whole_rendered_images(tmp_path, shap
     cfg, ds = _config(shapes, "model.render.nerf_noise_std_init=0", "model.render.num_steps=64")
     trainer = Trainer(cfg, tmp_path / "run", ds, ddp.DistInfo())
     real = trainer.next_real()
-    assert real["outline"].shape == (8, 1, 8, 8) and 0 < real["outline"].mean() < 1
+    assert real.outline_masks.shape == (8, 1, 8, 8) and 0 < real.outline_masks.mean() < 1
     inputs = trainer.fake_inputs(torch.Generator().manual_seed(0))
-    patch, patch_opacity, whole = trainer.render_fakes(inputs, PHASE_G, outline=True)
-    assert whole.shape == (8, 1, 8, 8) and patch.shape[-1] == cfg.discriminator.patch_resolution
+    rendered = trainer.render_fakes(inputs, PHASE_G, outline=True)
+    whole = rendered.whole_opacity
+    assert whole.shape == (8, 1, 8, 8) and rendered.images.shape[-1] == cfg.discriminator.patch_resolution
     # the whole image is the same fake: a patch covering all of it sees the same opacity
-    inputs["patch"] = trainer._local_patch(whole_image(8))
-    _, full_patch_opacity = trainer.render_fakes(inputs, PHASE_G)
-    torch.testing.assert_close(full_patch_opacity, whole, atol=0.02, rtol=0)   # up to the sample jitter
+    full_patch = trainer.render_fakes(replace(inputs, patches=trainer.local_patch(whole_image(8))), PHASE_G)
+    assert full_patch.whole_opacity is None
+    torch.testing.assert_close(full_patch.opacity, whole, atol=0.02, rtol=0)   # up to the sample jitter
     trainer.G.requires_grad_(True)
-    generator_loss(trainer.D_outline(whole, inputs["c"])).backward()
+    generator_loss(trainer.D_outline(whole, inputs.labels)).backward()
     grads = {name: p.grad for name, p in trainer.G.named_parameters()}
     assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "synthesis" in n)
     assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "mlp" in n or "decoder" in n)

@@ -30,14 +30,15 @@ from trigan.core.camera_generator import (
     params_to_camera,
     prior_ranges,
 )
-from trigan.core.cameras import Camera
+from trigan.core.cameras import Camera, Pose
 from trigan.core.checkpoint import save_checkpoint
 from trigan.core.generator import Generator
 from trigan.core.metrics import prior_conditioning, sample_renders
 from trigan.core.nfs import frontal_conditioning, frontal_pose, generator_depths
-from trigan.core.trajectories import Pose, Trajectory, make_trajectory
+from trigan.core.rendering import PlainRenderer
+from trigan.core.trajectories import Trajectory, make_trajectory
 from trigan.training.visuals import SampleSet
-from trigan.viewer.orbit import OrbitState
+from trigan.viewer.scene import Scene
 
 # Raw outputs (before the sigmoid) of the origin MLP (yaw, pitch, roll, radius) and the look-at MLP
 # (fov, look-at).
@@ -76,14 +77,15 @@ def tiny_3dgp(keep_weights: bool = False) -> Generator:
     return G
 
 
-def record_renders(G: Generator) -> list:
-    """Make G.render record every camera it is given (and still render)."""
-    cameras, render = [], G.render
+def record_renders(monkeypatch) -> list:
+    """Make the plain render path (what metric fakes, NFS fakes and sample grids render with) record
+    every camera it is given (and still render)."""
+    cameras, render = [], PlainRenderer.render
 
-    def spy(field, camera, *args, **kwargs):
+    def spy(self, camera, *args, **kwargs):
         cameras.append(camera)
-        return render(field, camera, *args, **kwargs)
-    G.render = spy
+        return render(self, camera, *args, **kwargs)
+    monkeypatch.setattr(PlainRenderer, "render", spy)
     return cameras
 
 
@@ -105,9 +107,9 @@ def test_the_constant_posterior_is_far_from_the_prior():
 # -------------------------------------------------------------------------------------------------
 # FID / KID fakes
 
-def test_metric_fakes_render_from_the_posterior_of_each_drawn_camera():
+def test_metric_fakes_render_from_the_posterior_of_each_drawn_camera(monkeypatch):
     G = tiny_3dgp(keep_weights=True)     # a per-sample posterior, not a constant
-    cameras = record_renders(G)
+    cameras = record_renders(monkeypatch)
     list(sample_renders(G, 5, batch_size=3, seed=4, resolution=8))
     used = torch.cat([params(c) for c in cameras])
     # The draws sample_renders makes, repeated here: per batch z, then labels and prior cameras.
@@ -126,11 +128,11 @@ def test_metric_fakes_render_from_the_posterior_of_each_drawn_camera():
     assert used[:, FOV].std() > 0                                   # and still one camera per sample
 
 
-def test_metric_fakes_of_an_epigraf_model_are_the_drawn_cameras_bit_for_bit():
+def test_metric_fakes_of_an_epigraf_model_are_the_drawn_cameras_bit_for_bit(monkeypatch):
     torch.manual_seed(0)
     G = Generator(tiny_config().model).eval()
     assert G.camera_generator is None
-    cameras = record_renders(G)
+    cameras = record_renders(monkeypatch)
     outs = list(sample_renders(G, 3, batch_size=3, seed=2, resolution=8))
     gen = torch.Generator().manual_seed(2)
     z = torch.randn(3, G.z_dim, generator=gen)
@@ -146,9 +148,9 @@ def test_metric_fakes_of_an_epigraf_model_are_the_drawn_cameras_bit_for_bit():
 # -------------------------------------------------------------------------------------------------
 # NFS fakes
 
-def test_nfs_fakes_render_from_the_posterior_of_frontal_prior_cameras():
+def test_nfs_fakes_render_from_the_posterior_of_frontal_prior_cameras(monkeypatch):
     G = tiny_3dgp(keep_weights=True)
-    cameras = record_renders(G)
+    cameras = record_renders(monkeypatch)
     list(generator_depths(G, 4, batch=4, seed=1, resolution=8))
     used = params(cameras[0])
     gen = torch.Generator().manual_seed(1)
@@ -162,9 +164,9 @@ def test_nfs_fakes_render_from_the_posterior_of_frontal_prior_cameras():
     assert (used[:, YAW] - yaw).abs().min() > 0.1        # the origin left the frontal pose, as upstream's does
 
 
-def test_nfs_fakes_of_an_epigraf_model_stay_frontal():
+def test_nfs_fakes_of_an_epigraf_model_stay_frontal(monkeypatch):
     G = Generator(tiny_config().model).eval()
-    cameras = record_renders(G)
+    cameras = record_renders(monkeypatch)
     list(generator_depths(G, 3, batch=3, seed=1, resolution=8))
     gen = torch.Generator().manual_seed(1)
     torch.randn(3, G.z_dim, generator=gen)
@@ -176,11 +178,11 @@ def test_nfs_fakes_of_an_epigraf_model_stay_frontal():
 # -------------------------------------------------------------------------------------------------
 # Progress grids and orbit videos
 
-def test_sample_grids_are_around_the_mean_posterior_camera_of_the_current_weights(tmp_path):
+def test_sample_grids_are_around_the_mean_posterior_camera_of_the_current_weights(tmp_path, monkeypatch):
     G = tiny_3dgp()
     samples = SampleSet.create(G, 6, rows=2, cols=3)
     assert samples.from_mean_camera
-    cameras = record_renders(G)
+    cameras = record_renders(monkeypatch)
     samples.render_grid(G, resolution=8, batch=6)
     used = params(cameras[0])
     expected = constant_posterior(G)
@@ -199,11 +201,11 @@ def test_sample_grids_are_around_the_mean_posterior_camera_of_the_current_weight
     assert torch.allclose(cameras[1].yaw.cpu() - cameras[0].yaw.cpu(), torch.full((2,), math.pi))   # half a turn
 
 
-def test_sample_grids_of_an_epigraf_model_keep_the_configured_cameras():
+def test_sample_grids_of_an_epigraf_model_keep_the_configured_cameras(monkeypatch):
     G = Generator(tiny_config().model).eval()
     samples = SampleSet.create(G, 3, rows=1, cols=3)
     assert not samples.from_mean_camera
-    cameras = record_renders(G)
+    cameras = record_renders(monkeypatch)
     samples.render_grid(G, resolution=8)
     cam = cameras[0]
     assert torch.equal(cam.angles, samples.camera_angles)
@@ -247,13 +249,13 @@ def test_trajectories_orbit_the_origin_looking_at_the_mean_posterior_look_at():
     assert Pose.for_model(E.cfg.camera).look_at == (0.0, 0.0, 0.0)
 
 
-def test_the_viewer_start_pose_is_the_same_function():
+def test_the_viewer_start_pose_is_the_same_function(tmp_path):
     G = tiny_3dgp(keep_weights=True)
-    for cls in (None, 1):
-        pose = Pose.for_generator(G, cls)
-        state = OrbitState.for_model(G.cfg, G, class_index=cls)
-        assert (state.yaw, state.pitch, state.radius, state.fov, state.look_at) == \
-            (pose.yaw, pose.pitch, pose.radius, pose.fov, pose.look_at)
+    ckpt = save_checkpoint(tmp_path / "g.ckpt", tiny_config(**THREE_DGP), G)
+    scene = Scene(device="cpu", use_preview_module=False)
+    for cls in (0, 1):
+        assert scene.model_info(str(ckpt), cls).start_pose == Pose.for_generator(G, cls)
+    assert scene.model_info(str(ckpt)).start_pose == Pose.for_generator(G, 0)   # no class chosen: class 0
     assert Pose.for_generator(G, 1) != Pose.for_generator(G, 0)     # per-class means differ
 
 

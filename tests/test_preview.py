@@ -12,12 +12,12 @@ import torch
 
 from analytic_fields import CAMERAS, OPTS, RadialField, inverse_softplus, psnr, sphere
 from conftest import EPIGRAF_FIXTURES, tiny_config
-from trigan.core.accel import FastRenderer
 from trigan.core.cameras import Camera
 from trigan.core.generator import Generator
 from trigan.core.gl_offscreen import HullMarcher
 from trigan.core.model_io import open_model
-from trigan.core.preview import PreviewOptions, build_preview, calibrate, preview_unavailable, world_to_clip
+from trigan.core.preview import PreviewOptions, calibrate, preview_unavailable, world_to_clip
+from trigan.core.rendering import field_renderer
 from trigan.core.views import options_at_distance
 
 RES = 64
@@ -167,8 +167,8 @@ def test_solid_sphere_preview_matches_the_exact_path(view, rise):
     28-33 dB at the resolutions the viewer uses (benchmarks/render.py measures those)."""
     field = RadialField(sphere(rise=rise))
     cam, opts = CAMERAS[view]
-    exact = FastRenderer(None, field, replace(opts, normals=True)).render(cam, RES)
-    preview = build_preview(None, field, options=opts)
+    exact = field_renderer("accelerated", field, replace(opts, normals=True)).render(cam, RES)
+    preview = field_renderer("preview", field, opts)
     out = preview.render(cam, RES, normals=True)
     assert psnr(out.rgb, exact.rgb) >= 27
     assert (out.opacity - exact.opacity).abs().mean() < 0.02
@@ -208,7 +208,7 @@ def test_semi_transparent_ball_shows_its_colour_mixed_with_the_background():
     field = TintedGlass(density, color, radius)
     cam, opts = CAMERAS["front"]
     opts = replace(opts, opaque_far_end=False, white_background=True)
-    out = build_preview(None, field, options=opts).render(cam, RES)
+    out = field_renderer("preview", field, opts).render(cam, RES)
     origins, dirs = cam.rays((RES, RES))
     o, d = origins[0], dirs[0] / dirs[0].norm(dim=-1, keepdim=True)
     b = (o * d).sum(-1)
@@ -224,7 +224,7 @@ def test_semi_transparent_ball_shows_its_colour_mixed_with_the_background():
     assert float((got_opacity[body] - opacity[body]).abs().max()) < 0.01
     # every ray through it, the grazing ones too (where the sigmoid edge, a cell wide, makes the
     # formula's sharp chord inexact): the exact path's image of the same field
-    exact = FastRenderer(None, field, opts).render(cam, RES)
+    exact = field_renderer("accelerated", field, opts).render(cam, RES)
     through = chord > 2 * 0.8 / 96
     want = exact.rgb[0].permute(1, 2, 0).reshape(-1, 3)
     assert float((got[through] - want[through]).abs().max()) < 0.02
@@ -237,16 +237,16 @@ def test_semi_transparent_ball_shows_its_colour_mixed_with_the_background():
 def test_empty_field_gives_only_the_backdrop_like_the_exact_path():
     field = RadialField(lambda r: torch.full_like(r, -20.0))
     cam, opts = CAMERAS["front"]
-    preview = build_preview(None, field, options=opts)
+    preview = field_renderer("preview", field, opts)
     assert preview.stats["faces"] == 0
-    exact = FastRenderer(None, field, opts).render(cam, RES)
+    exact = field_renderer("accelerated", field, opts).render(cam, RES)
     out = preview.render(cam, RES)
     assert psnr(out.rgb, exact.rgb) >= 35          # the tail colour, upsampled from 32^2 rays
     assert torch.allclose(out.opacity, exact.opacity, atol=1e-4)
     # with the far end open nothing is hit: the white background, as in the exact path
     open_end = replace(opts, opaque_far_end=False, white_background=True)
-    out = build_preview(None, field, options=open_end).render(cam, RES)
-    exact = FastRenderer(None, field, open_end).render(cam, RES)
+    out = field_renderer("preview", field, open_end).render(cam, RES)
+    exact = field_renderer("accelerated", field, open_end).render(cam, RES)
     assert torch.allclose(out.rgb, torch.ones_like(out.rgb), atol=1e-4)
     assert torch.allclose(exact.rgb, torch.ones_like(exact.rgb), atol=1e-4)
     assert out.opacity.max() < 1e-4
@@ -256,8 +256,8 @@ def test_generator_preview_serves_every_mode_and_batches_cameras():
     G = Generator(tiny_config().model).eval()
     with torch.inference_mode():
         field = G.field_from_ws(G.map_latents(G.latents([3]), G.labels([1], 1)))
-    fast = FastRenderer(G, field)
-    preview = build_preview(G, field, fast.grid, preview=PreviewOptions(level=0.5))
+    fast = field_renderer("accelerated", field, G.render_options())
+    preview = field_renderer("preview", field, G.render_options(), grid=fast.grid, preview=PreviewOptions(level=0.5))
     cams = G.default_camera(yaw=[0.0, 1.0, 2.0])
     out = preview.render(cams, (20, 28), normals=True)
     assert out.rgb.shape == (3, 3, 20, 28) and out.depth.shape == (3, 1, 20, 28)
@@ -279,7 +279,7 @@ def test_batch_of_latents_is_refused_with_a_clear_error():
     with torch.inference_mode():
         field = G.field_from_ws(G.map_latents(G.latents([0, 1]), G.labels([0, 1], 2)))
     with pytest.raises(ValueError, match="one latent"):
-        build_preview(G, field)
+        field_renderer("preview", field, G.render_options())
 
 
 def test_calibration_of_a_uniform_ball():
@@ -299,10 +299,10 @@ def test_zoomed_out_view_with_its_own_ray_interval(radius):
     """Zooming moves the ray interval with the camera (core.views.options_at_distance); the preview
     built at the model's radius renders such a view like the exact path does."""
     field = RadialField(sphere(rise=220.0))
-    preview = build_preview(None, field, options=OPTS)
+    preview = field_renderer("preview", field, OPTS)
     cam = Camera.from_angles(0.3, 1.2, radius=radius, fov=30.0)
     opts = options_at_distance(OPTS, radius, 1.0)
-    exact = FastRenderer(None, field, opts).render(cam, RES)
+    exact = field_renderer("accelerated", field, opts).render(cam, RES)
     assert psnr(preview.render(cam, RES, options=opts).rgb, exact.rgb) >= 30
 
 
@@ -317,8 +317,8 @@ def test_official_models_preview_like_their_exact_render(name):
     with torch.inference_mode():
         field = G.field_from_ws(G.map_latents(G.latents([0]), G.labels([1] if G.c_dim else None, 1)))
     opts = replace(G.render_options(deterministic=True, density_noise_std=0.0), opaque_far_end=False)
-    fast = FastRenderer(G, field, opts)
-    preview = build_preview(G, field, fast.grid, options=opts)
+    fast = field_renderer("accelerated", field, opts)
+    preview = field_renderer("preview", field, opts, grid=fast.grid)
     for yaw in (0.3, 2.0):
         cam = G.default_camera(yaw=yaw)
         with torch.inference_mode():

@@ -14,12 +14,13 @@ from PIL import Image
 
 from conftest import tiny_config
 from trigan.cli.main import main
+from trigan.core.cameras import Pose
 from trigan.core.checkpoint import save_checkpoint
 from trigan.core.exports import ViewRenderer
 from trigan.core.generator import Generator
 from trigan.core.images import depth_image, normals_image
 from trigan.core.model_io import open_model
-from trigan.core.trajectories import Pose, make_trajectory
+from trigan.core.trajectories import make_trajectory
 from trigan.core.video import VideoWriter, write_video
 
 RES = 16

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from trigan.core.cameras import Camera
-from trigan.core.renderer import RenderOptions, depth_to_far_end, hash_uniform, render, sample_pdf, stratified_depths
+from trigan.core.compositing import depth_to_far_end
+from trigan.core.ray_random import hash_uniform
+from trigan.core.renderer import RenderOptions, render, sample_pdf, stratified_depths
 
 
 class AnalyticField:

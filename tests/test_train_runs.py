@@ -28,7 +28,7 @@ from trigan.core.errors import ConfigError
 from trigan.core.generator import Generator
 from trigan.training.loop import LATEST, TrainingDiverged
 from trigan.training.run_dir import RunWriter, active_owner
-from trigan.training.session import _fmt_seconds, eta_seconds, save_run_config
+from trigan.training.session import eta_seconds, format_clock_duration, save_run_config
 from trigan.training.visuals import SampleSet, SamplingStopped
 
 REPO = Path(__file__).resolve().parents[1]
@@ -439,8 +439,8 @@ def test_a_run_shorter_than_a_tick_logs_its_partial_tick_with_a_sane_eta(tmp_pat
 def test_eta_is_never_negative():
     assert eta_seconds(-4, 2.0) == 0.0 and eta_seconds(100, 4.0) == 25.0
     assert eta_seconds(100, 0.0) is None and eta_seconds(100, float("nan")) is None
-    assert _fmt_seconds(None) == "unknown" and _fmt_seconds(-2.0) == "unknown"
-    assert _fmt_seconds(0.0) == "0h00m00s" and _fmt_seconds(90061) == "1d 01h01m"
+    assert format_clock_duration(None) == "unknown" and format_clock_duration(-2.0) == "unknown"
+    assert format_clock_duration(0.0) == "0h00m00s" and format_clock_duration(90061) == "1d 01h01m"
 
 
 def test_sigterm_says_stopping_at_once_and_skips_samples_video_and_metrics(tmp_path, data, monkeypatch):

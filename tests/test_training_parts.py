@@ -1,5 +1,6 @@
 """The pieces of the training recipe against independent answers: patch grids, schedules, losses,
-EMA, the data stream and the split-invariant random numbers."""
+EMA, the data stream, the split-invariant random numbers, the typed batches of a step and the
+Trainer's state changes (best metric, rollback counts)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import math
 import pytest
 import torch
 
-from train_helpers import tiny_train_config
+from train_helpers import fitted_tiny_config, tiny_train_config, write_tiny_dataset
 from trigan.core.cameras import Camera, PatchParams
-from trigan.core.config import PatchConfig, load_config
 from trigan.core.generator import Generator
-from trigan.training.loop import StepSampler, ema_beta, gpc_spoof_p, nerf_noise_std, opacity_reg_weight
+from trigan.training import distributed as ddp
+from trigan.training import synth
+from trigan.training.batches import FakeBatch, RealBatch, RenderedFakes
+from trigan.training.config import PatchConfig, load_config
+from trigan.training.loop import StepSampler, Trainer, ema_beta, gpc_spoof_p, nerf_noise_std, opacity_reg_weight
 from trigan.training.losses import (
     blur_images,
     blur_kernel,
@@ -23,7 +27,7 @@ from trigan.training.losses import (
     r1_penalty,
 )
 from trigan.training.patches import extract_patches, patch_beta, sample_patches
-from trigan.training.randomness import SampleNoise, batch_generator, mix_seed
+from trigan.training.randomness import PHASE_G, SampleNoise, batch_generator, mix_seed
 
 # -- patches ----------------------------------------------------------------------------------------
 
@@ -206,3 +210,114 @@ def test_mixed_seeds_differ_for_neighbouring_inputs():
     a = torch.rand(4, generator=batch_generator(0, 1, 1))
     assert torch.equal(a, torch.rand(4, generator=batch_generator(0, 1, 1)))
     assert not torch.equal(a, torch.rand(4, generator=batch_generator(0, 2, 1)))
+
+
+# -- what flows through a step, and the Trainer's state changes ---------------------------------------
+
+@pytest.fixture(scope="module")
+def posed_data(tmp_path_factory):
+    return write_tiny_dataset(tmp_path_factory.mktemp("posed"), num=12, classes=3)
+
+
+@pytest.fixture(scope="module")
+def shapes_data(tmp_path_factory):
+    """The synthetic dataset at 16^2 (with depth maps, for D's depth channel and the outline D)."""
+    data = tmp_path_factory.mktemp("shapes") / "shapes.zip"
+    synth.write_synth_dataset(data, synth.SynthSettings(num=12, resolution=16, classes=2, seed=4), progress=False)
+    return data
+
+
+def _trainer(tmp_path, data, *overrides) -> Trainer:
+    cfg, ds = fitted_tiny_config(data, *overrides)
+    return Trainer(cfg, tmp_path / "run", ds, ddp.DistInfo())
+
+
+def test_fake_and_real_batches_have_the_documented_shapes(tmp_path, posed_data):
+    trainer = _trainer(tmp_path, posed_data, "model.mapping.camera_cond=true")
+    cfg, b = trainer.cfg, trainer.batch_gpu
+    fakes = trainer.fake_inputs(torch.Generator().manual_seed(0))
+    assert isinstance(fakes, FakeBatch)
+    assert fakes.latents.shape == (b, cfg.model.mapping.z_dim)
+    assert fakes.labels.shape == (b, 3) and torch.equal(fakes.labels.sum(dim=1), torch.ones(b))
+    assert isinstance(fakes.cameras, Camera) and len(fakes.cameras) == b
+    assert fakes.gpc_angles.shape == (b, 3)
+    assert fakes.patches.scale.shape == (b,) and fakes.patches.offset.shape == (b, 2)
+    assert fakes.sample_indices == list(range(b))
+    assert fakes.global_patch_scale.shape == (trainer.batch,) and fakes.global_patch_scale.device.type == "cpu"
+    assert fakes.prior_cameras is None and fakes.depth_choices is None      # no camera generator, no depth
+    real = trainer.next_real()
+    assert isinstance(real, RealBatch)
+    assert real.images.shape == (b, 3, 16, 16) and -1 <= real.images.min() and real.images.max() <= 1
+    assert real.labels.shape == (b, 3) and real.angles.shape == (b, 3)
+    assert real.features is None and real.outline_masks is None
+
+
+def test_a_camera_generator_keeps_the_prior_cameras_beside_the_posterior_ones(tmp_path, posed_data):
+    trainer = _trainer(tmp_path, posed_data, "model.family=3dgp", "model.camera_generator.enabled=true",
+                       "model.camera_generator.hidden_dim=32", "model.camera.dist=uniform")
+    fakes = trainer.fake_inputs(torch.Generator().manual_seed(0))
+    assert len(fakes.prior_cameras) == len(fakes.cameras) == trainer.batch_gpu
+    assert not torch.equal(fakes.prior_cameras.angles, fakes.cameras.angles)
+
+
+def test_render_fakes_gives_the_same_record_with_and_without_the_outline_d(tmp_path, shapes_data):
+    trainer = _trainer(tmp_path, shapes_data, "discriminator.img_channels=4", "training.outline.weight=1.0",
+                       "training.outline.resolution=8")
+    b, P = trainer.batch_gpu, trainer.patch_res
+    fakes = trainer.fake_inputs(torch.Generator().manual_seed(0))
+    assert fakes.depth_choices.shape == (b,) and fakes.depth_choices.dtype == torch.long
+    real = trainer.next_real()
+    assert real.images.shape == (b, 4, 16, 16) and real.outline_masks.shape == (b, 1, 8, 8)
+    with torch.no_grad():
+        plain = trainer.render_fakes(fakes, PHASE_G)
+        with_outline = trainer.render_fakes(fakes, PHASE_G, outline=True)
+    assert type(plain) is type(with_outline) is RenderedFakes
+    assert plain.images.shape == (b, 4, P, P) and plain.opacity.shape == (b, 1, P, P)
+    assert plain.whole_opacity is None and with_outline.whole_opacity.shape == (b, 1, 8, 8)
+    # the whole-image render is an addition: the patches D sees are the same
+    assert torch.equal(plain.images, with_outline.images) and torch.equal(plain.opacity, with_outline.opacity)
+
+
+def test_the_best_metric_is_the_lowest_finite_value_of_the_first_metric(tmp_path, posed_data):
+    trainer = _trainer(tmp_path, posed_data, "training.metrics=[fid2k_full,kid2k_full]")
+    fid = "fid2k_full"
+    steps = [  # (metrics, is best, best after, last after)
+        ({}, False, None, {}),
+        ({fid: 5.0, "kid2k_full": 1.0}, True, 5.0, {fid: 5.0, "kid2k_full": 1.0}),
+        ({fid: 6.0}, False, 5.0, {fid: 6.0}),
+        ({fid: 5.0}, False, 5.0, {fid: 5.0}),                  # as good is not better
+        ({fid: float("inf")}, False, 5.0, {fid: float("inf")}),
+        ({"kid2k_full": 0.1}, False, 5.0, {"kid2k_full": 0.1}),  # the first metric missing
+        ({fid: 4.0}, True, 4.0, {fid: 4.0}),
+        ({}, False, 4.0, {fid: 4.0}),                          # no evaluation: the last ones stay
+    ]
+    for metrics, best, best_after, last_after in steps:
+        assert trainer.record_metrics(metrics) is best, metrics
+        assert trainer.best_metric == best_after and trainer.last_metric == last_after
+    assert trainer.record_metrics({fid: float("nan")}) is False and trainer.best_metric == 4.0
+
+
+def test_rollbacks_count_in_all_and_in_a_row_and_survive_the_reload(tmp_path, posed_data):
+    trainer = _trainer(tmp_path, posed_data)
+    base_seed = trainer.cfg.training.seed
+    (tmp_path / "run").mkdir(parents=True, exist_ok=True)
+    good = tmp_path / "run" / "good.ckpt"
+    trainer.save(good)                                       # rollbacks 0, seed offset 0, step 0
+    assert [trainer.note_divergence(), trainer.note_divergence()] == [1, 2]
+    trainer.note_good_checkpoint()
+    assert (trainer.rollbacks, trainer.failures_since_good) == (2, 0)
+    trainer.train_step()
+    trainer.add_train_time(1.5)
+    trainer.add_train_time(0.25)
+    assert trainer.end_tick() == 1 and trainer.end_tick() == 2
+    assert (trainer.step, trainer.tick, trainer.train_seconds) == (1, 2, 1.75)
+    assert trainer.note_divergence() == 1
+    trainer.roll_back(good)
+    # the checkpoint's progress, the counts of now; the seed moves by the failures in a row
+    assert (trainer.step, trainer.cur_nimg, trainer.tick, trainer.train_seconds) == (0, 0, 0, 0.0)
+    assert (trainer.rollbacks, trainer.failures_since_good, trainer.seed_offset) == (3, 1, 1)
+    assert trainer.note_divergence() == 2
+    trainer.roll_back(good)
+    # the offset is the checkpoint's (0) plus the failures in a row (2), not a running sum
+    assert (trainer.rollbacks, trainer.failures_since_good, trainer.seed_offset) == (4, 2, 2)
+    assert trainer.seed == base_seed + 7919 * 2

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import astuple
 
 import numpy as np
 import pytest
 import torch
 
+from trigan.core.cameras import Pose, cameras_from_poses
 from trigan.core.errors import TriganError
 from trigan.core.trajectories import (
     MAX_FRAMES,
     NAMED,
-    Pose,
     Trajectory,
+    apply_camera_values,
     front_circle,
     hermite_spline,
     line,
@@ -31,6 +31,12 @@ from trigan.core.trajectories import (
 
 HORIZON = Pose(yaw=0.0, pitch=math.pi / 2, fov=12.0, radius=1.0)
 TILTED = Pose(yaw=0.4, pitch=1.2, fov=30.0, radius=1.3)
+PANNED = Pose(yaw=0.4, pitch=1.2, fov=30.0, radius=1.3, look_at=(0.1, -0.05, 0.2), pivot=(0.1, -0.05, 0.25))
+
+
+def values(pose: Pose) -> list:
+    """A pose as one flat list of numbers (for pytest.approx)."""
+    return [pose.yaw, pose.pitch, pose.radius, pose.fov, *pose.look_at, *pose.pivot]
 
 
 def test_front_circle_matches_epigraf_and_closes():
@@ -42,7 +48,7 @@ def test_front_circle_matches_epigraf_and_closes():
     np.testing.assert_allclose(tr.fov, 12.0 + np.sin(2 * np.pi * t), atol=1e-12)
     np.testing.assert_allclose(tr.radius, 1.0)
     for tr in (front_circle(HORIZON), front_circle(TILTED, frames=17)):
-        assert astuple(tr.pose(0)) == pytest.approx(astuple(tr.pose(len(tr) - 1)), abs=1e-12)   # starts and ends at one camera
+        assert values(tr.pose(0)) == pytest.approx(values(tr.pose(len(tr) - 1)), abs=1e-12)   # starts and ends at one camera
     assert front_circle(TILTED).yaw[0] == pytest.approx(0.4) and front_circle(TILTED).pitch[0] == pytest.approx(1.4)
 
 
@@ -80,7 +86,7 @@ def test_zoom_keeps_the_object_size():
     np.testing.assert_allclose(half_width, 1.3 * math.tan(math.radians(15.0)), rtol=1e-12)
     assert tr.radius.min() == pytest.approx(1.3) and tr.radius.max() == pytest.approx(2.6)
     assert tr.fov.max() == pytest.approx(30.0) and tr.fov.min() < 16.0
-    assert astuple(tr.pose(0)) == pytest.approx(astuple(Pose(0.4, 1.2, 30.0, 1.3)))
+    assert values(tr.pose(0)) == pytest.approx(values(TILTED))
 
 
 def test_hermite_spline_passes_through_keyframes_and_is_c1():
@@ -113,9 +119,9 @@ def test_keyframe_file(tmp_path):
     tr = load_keyframes(path, HORIZON, fps=10)
     assert len(tr) == 21 and tr.name == "path"
     # Frames at the keyframe times reproduce them; missing values repeat the previous keyframe's.
-    assert astuple(tr.pose(0)) == pytest.approx(astuple(Pose(0.0, math.pi / 2, 12.0, 1.0)))
-    assert astuple(tr.pose(10)) == pytest.approx(astuple(Pose(1.0, 1.2, 12.0, 1.0)))
-    assert astuple(tr.pose(20)) == pytest.approx(astuple(Pose(0.5, 1.2, 20.0, 1.5)))
+    assert values(tr.pose(0)) == pytest.approx(values(HORIZON))
+    assert values(tr.pose(10)) == pytest.approx(values(Pose(yaw=1.0, pitch=1.2, fov=12.0, radius=1.0)))
+    assert values(tr.pose(20)) == pytest.approx(values(Pose(yaw=0.5, pitch=1.2, fov=20.0, radius=1.5)))
     assert len(load_keyframes(path, HORIZON, frames=5)) == 5
     # Without times the keyframes are one second apart; {"keyframes": [...]} is accepted too.
     path.write_text(json.dumps({"keyframes": [{"yaw": 0}, {"yaw": 1}, {"yaw": 3}]}))
@@ -204,3 +210,48 @@ def test_parse_camera():
     # the point looked at: each coordinate, or look_at=0 for the origin
     assert parse_camera("look_at=0") == {"look_at_x": 0.0, "look_at_y": 0.0, "look_at_z": 0.0}
     assert parse_camera("look_at_y=0.05,yaw=1") == {"look_at_y": 0.05, "yaw": 1.0}
+
+
+def test_apply_camera_values_sets_single_look_at_coordinates_and_keeps_the_pivot():
+    pose = apply_camera_values(PANNED, parse_camera("look_at_y=0.5,yaw=1,fov=18"))
+    assert pose == Pose(yaw=1.0, pitch=1.2, fov=18.0, radius=1.3, look_at=(0.1, 0.5, 0.2), pivot=PANNED.pivot)
+    assert apply_camera_values(PANNED, parse_camera("look_at=0")).look_at == (0.0, 0.0, 0.0)
+    assert apply_camera_values(PANNED, {}) == PANNED
+
+
+def test_a_trajectory_is_a_sequence_of_core_poses_around_its_base():
+    """Every named trajectory and keyframe path keeps the base pose's look-at point and pivot (a panned
+    view's export orbits what the viewer shows), and its frames are core Poses."""
+    for name in NAMED:
+        tr = make_trajectory(name, PANNED, frames=5)
+        assert (tr.look_at, tr.pivot) == (PANNED.look_at, PANNED.pivot)
+        assert all(isinstance(tr.pose(i), Pose) and tr.pose(i).pivot == PANNED.pivot for i in range(len(tr)))
+    # the first frame of a trajectory that starts at its base is the base pose itself
+    assert orbit(PANNED, 4).pose(0) == PANNED and points(PANNED).pose(0) == PANNED
+    assert Trajectory.from_poses("view", [PANNED]).pose(0) == PANNED
+
+
+def test_keyframes_keep_the_base_look_at_and_pivot(tmp_path):
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps([{"yaw": 0.0}, {"yaw": 1.0}]))
+    tr = load_keyframes(path, PANNED, frames=3)
+    assert tr.pose(2) == PANNED.with_values(yaw=1.0)
+
+
+def test_trajectory_cameras_equal_the_cameras_of_its_poses():
+    """The vectorised build and cameras_from_poses (one pose at a time) give the same tensors, bit for bit:
+    both round the same float64 values to float32."""
+    for tr in (front_circle(PANNED, frames=9), zoom(TILTED, frames=7)):
+        batch, each = tr.cameras(), cameras_from_poses([tr.pose(i) for i in range(len(tr))])
+        for key in ("angles", "radius", "fov", "look_at", "pivot"):
+            assert torch.equal(getattr(batch, key), getattr(each, key)), key
+        assert torch.equal(batch.cam2world(), each.cam2world())
+        assert torch.equal(tr.cameras([3, 1]).angles, batch.angles[[3, 1]])
+
+
+def test_from_poses_needs_one_shared_look_at_and_pivot():
+    assert len(Trajectory.from_poses("two", [TILTED, HORIZON])) == 2
+    with pytest.raises(ValueError, match="different"):
+        Trajectory.from_poses("mixed", [TILTED, PANNED])
+    with pytest.raises(ValueError, match="no frames"):
+        Trajectory.from_poses("none", [])

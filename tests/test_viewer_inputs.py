@@ -13,12 +13,13 @@ from types import SimpleNamespace
 import dearpygui.dearpygui as dpg
 import pytest
 
+from trigan.core.cameras import Pose
 from trigan.core.errors import TriganError
-from trigan.viewer.app import ViewerApp, ViewValues
-from trigan.viewer.orbit import FOV_MAX, FOV_MIN, RADIUS_MIN_FACTOR, OrbitController, OrbitState
+from trigan.viewer.app import ViewerApp
+from trigan.viewer.orbit import FOV_MAX, FOV_MIN, RADIUS_MIN_FACTOR, OrbitController
 from trigan.viewer.panels import camera, latent, render
 from trigan.viewer.panels.view import ERROR_SOURCES, ErrorMessages, fit_line
-from trigan.viewer.render_request import MAX_SAMPLE_MULTIPLIER, MIN_SAMPLE_MULTIPLIER
+from trigan.viewer.render_request import MAX_SAMPLE_MULTIPLIER, MIN_SAMPLE_MULTIPLIER, ViewValues
 
 INT32_MAX = 2 ** 31 - 1
 
@@ -131,20 +132,28 @@ def test_fit_line_drops_the_folders_of_paths_first():
 # The panels in a DearPyGui context (no window): every number takes its whole range
 
 class FakeApp:
-    """What the panels call on the app: update_view, camera_input, the orbit and the view values."""
+    """What these panels read and call (panels/interface.py): the view values, the camera pose,
+    update_view, move_camera, draw_camera."""
 
     def __init__(self):
         self.view = ViewValues()
-        self.orbit = OrbitController(OrbitState(yaw=0.0, pitch=math.pi / 2, radius=2.0, fov=18.0))
+        self.orbit = OrbitController(Pose(yaw=0.0, pitch=math.pi / 2, radius=2.0, fov=18.0))
         self.messages = []
-        self.image = SimpleNamespace(set_error=lambda text, source=None: self.messages.append((source, text)))
+
+    @property
+    def pose(self):
+        return self.orbit.pose
+
+    @property
+    def pose_version(self):
+        return self.orbit.version
 
     def update_view(self, **values):
         self.view = ViewValues(**{**self.view.__dict__, **values})
 
-    def camera_input(self, move):
+    def move_camera(self, move):
         try:
-            move()
+            move(self.orbit)
         except (TriganError, ValueError) as exc:
             self.messages.append(("camera", str(exc)))
 
@@ -158,8 +167,8 @@ def panels():
     try:
         app = FakeApp()
         with dpg.window():
-            panels = SimpleNamespace(app=app, latent=latent.LatentPanel(app), camera=camera.CameraPanel(app),
-                                     render=render.RenderPanel(app))
+            panels = SimpleNamespace(app=app, latent=latent.LatentPanel(app, app),
+                                     camera=camera.CameraPanel(app, app), render=render.RenderPanel(app, app))
             panels.latent.build()
             panels.camera.build()
             panels.render.build()
@@ -242,24 +251,24 @@ def test_resolution_combo_gives_pixels_and_keeps_an_odd_saved_size(panels):
 def test_camera_fields_move_the_camera_and_show_clamped_values(panels):
     app, panel = panels.app, panels.camera
     _callback(camera.YAW, 30.0)
-    assert app.orbit.state.yaw == pytest.approx(math.radians(30.0))
+    assert app.pose.yaw == pytest.approx(math.radians(30.0))
     _callback(camera.YAW, 270.0)                                   # the same direction as -90
-    assert app.orbit.state.yaw == pytest.approx(math.radians(-90.0))
+    assert app.pose.yaw == pytest.approx(math.radians(-90.0))
     _callback(camera.PITCH, 60.0)
-    assert app.orbit.state.pitch == pytest.approx(math.radians(60.0))
+    assert app.pose.pitch == pytest.approx(math.radians(60.0))
     _callback(camera.FOV, 500.0)
-    assert app.orbit.state.fov == FOV_MAX
+    assert app.pose.fov == FOV_MAX
     _callback(camera.FOV, 0.0)
-    assert app.orbit.state.fov == FOV_MIN
+    assert app.pose.fov == FOV_MIN
     _callback(camera.RADIUS, 0.0)                                  # on the way to typing 0.5: the zoom's limit
-    assert app.orbit.state.radius == pytest.approx(2.0 * RADIUS_MIN_FACTOR)
+    assert app.pose.radius == pytest.approx(2.0 * RADIUS_MIN_FACTOR)
     assert not [m for m in app.messages if m[1]]
     panel.tick()
     assert dpg.get_value(camera.RADIUS) == pytest.approx(2.0 * RADIUS_MIN_FACTOR)
     assert dpg.get_value(camera.YAW) == pytest.approx(-90.0)
     _callback(camera.RADIUS, 100.0)                                # beyond the zoom: clamped, and shown
     panel.tick()
-    assert dpg.get_value(camera.RADIUS) == pytest.approx(app.orbit.state.radius)
+    assert dpg.get_value(camera.RADIUS) == pytest.approx(app.pose.radius)
 
 
 # --------------------------------------------------------------------------------------------------

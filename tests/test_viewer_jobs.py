@@ -16,10 +16,12 @@ from PIL import Image
 
 from conftest import tiny_config
 from trigan.cli.main import main
+from trigan.core.cameras import Pose
 from trigan.core.checkpoint import save_checkpoint
 from trigan.core.generator import Generator
+from trigan.core.model_io import open_model
+from trigan.core.trajectories import Trajectory
 from trigan.viewer.jobs import Job, JobRunner, export_mesh, export_screenshot, export_video
-from trigan.viewer.orbit import OrbitState
 from trigan.viewer.render_request import RenderRequest
 from trigan.viewer.scene import Scene
 
@@ -102,14 +104,31 @@ def test_video_job_grid_matches_trigan_render_and_mp4_is_valid(tiny_ckpt, tmp_pa
 
 
 def test_single_seed_video_is_trigan_render_video(tiny_ckpt, tmp_path):
+    base = Pose.for_generator(open_model(tiny_ckpt, device="cpu").G).with_values(yaw=0.3, fov=25.0)
     out = export_video(tiny_ckpt, 4, 0, 0.7, "wiggle", 2, 30.0, 32, tmp_path / "job" / "one", fmt="png",
-                       device="cpu", base_pose={"yaw": 0.3, "fov": 25.0})
+                       device="cpu", base_pose=base)
     assert main(["render", tiny_ckpt, "--out", str(tmp_path / "cli"), "--vis", "video", "--seeds", "4",
                  "--classes", "0", "--trajectory", "wiggle", "--frames", "2", "--resolution", "32",
                  "--camera", "yaw=0.3,fov=25", "--format", "png", "--device", "cpu", "--quiet"]) == 0
     cli = tmp_path / "cli" / "class000-seed0004-wiggle"
     for p in sorted(out.iterdir()):
         assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(cli / p.name)))
+
+
+def test_a_video_around_a_panned_view_keeps_its_pivot_and_look_at(tiny_ckpt, tmp_path, monkeypatch):
+    """The viewer hands its whole pose to the export: a panned camera's video orbits the panned pivot
+    and looks at the panned point, as the viewer shows it."""
+    used = []
+    cameras = Trajectory.cameras
+    monkeypatch.setattr(Trajectory, "cameras", lambda self, *a, **k: used.append(cameras(self, *a, **k)) or used[-1])
+    panned = Pose(yaw=0.3, pitch=1.4, radius=1.2, fov=30.0, look_at=(0.1, 0.05, -0.02), pivot=(0.1, 0.05, 0.0))
+    export_video(tiny_ckpt, 4, 0, 0.7, "orbit", 3, 30.0, 16, tmp_path / "panned", fmt="png", device="cpu",
+                 base_pose=panned)
+    assert sum(len(c) for c in used) == 3
+    for cams in used:
+        assert torch.equal(cams.pivot.cpu(), torch.tensor([panned.pivot] * len(cams)))
+        assert torch.equal(cams.look_at.cpu(), torch.tensor([panned.look_at] * len(cams)))
+    assert Pose.from_camera(used[0].to("cpu")) == Pose.from_camera(panned.to_camera())    # frame 0: the view itself
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "png"])
@@ -146,7 +165,7 @@ def test_cancelled_mesh_leaves_nothing(tiny_ckpt, tmp_path):
 
 def test_screenshot_job_and_failures(tiny_ckpt, tmp_path):
     scene = Scene(device="cpu", use_preview_module=False)
-    frame = scene.render(RenderRequest(tiny_ckpt, seed=2, class_index=1, orbit=OrbitState(fov=30.0), resolution=64))
+    frame = scene.render(RenderRequest(tiny_ckpt, seed=2, class_index=1, pose=Pose(fov=30.0), resolution=64))
     runner = JobRunner(device="cpu")
     shot = runner.start_screenshot(frame, tmp_path / "shots" / "a.png")
     bad_model = runner.start_mesh(str(tmp_path / "missing.ckpt"), 0, 0, 1.0, 16, "auto", "ply", True,

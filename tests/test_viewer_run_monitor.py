@@ -298,9 +298,9 @@ def _reap_sleepers():
 
 
 @pytest.mark.parametrize(("seconds", "text"), [
-    (None, "-"), (-0.3, "-"), (-86400.5, "-"), (float("nan"), "-"), (float("inf"), "-"), (0, "0m00s"),
-    (59.9, "0m59s"), (247, "4m07s"), (3600, "1h00m"), (3900, "1h05m"), (86399, "23h59m"),
-    (86400 * 2 + 3 * 3600 + 5, "2d 03h"),
+    (None, "-"), (-0.3, "-"), (-86400.5, "-"), (float("nan"), "-"), (float("inf"), "-"), (0, "0.0s"),
+    (59.9, "59.9s"), (247, "4m07s"), (3600, "1h00m"), (3900, "1h05m"), (86399, "23h59m"),
+    (86400 * 2 + 3 * 3600 + 5, "2d03h"),
 ])
 def test_eta_text_is_never_negative(seconds, text):
     assert format_eta(seconds) == text

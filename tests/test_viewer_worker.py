@@ -14,12 +14,11 @@ import pytest
 import torch
 
 from conftest import THREEDGP_FIXTURES, tiny_config
-from trigan.core.cameras import sample_camera_prior
+from trigan.core.cameras import Pose, sample_camera_prior
 from trigan.core.checkpoint import save_checkpoint
 from trigan.core.generator import Generator
 from trigan.core.model_io import open_model
 from trigan.viewer import scene as scene_mod
-from trigan.viewer.orbit import OrbitState
 from trigan.viewer.panels.status import class_label, describe_work, format_duration
 from trigan.viewer.render_request import RenderRequest
 from trigan.viewer.render_worker import (
@@ -54,7 +53,7 @@ def tiny_ckpt(tmp_path_factory):
 
 
 def request(path, **kw):
-    base = dict(seed=1, class_index=0, psi=0.7, orbit=OrbitState(yaw=0.2, pitch=1.4, radius=1.0, fov=30.0),
+    base = dict(seed=1, class_index=0, psi=0.7, pose=Pose(yaw=0.2, pitch=1.4, radius=1.0, fov=30.0),
                 resolution=64, quality="exact")
     base.update(kw)
     return RenderRequest(path, **base)
@@ -95,7 +94,7 @@ def test_newest_request_wins_and_stale_ones_are_dropped(tiny_ckpt):
         first = request(tiny_ckpt, quality="preview", resolution=128)
         worker.submit(first)
         assert scene.in_flight.wait(WAIT)
-        later = [request(tiny_ckpt, quality="preview", orbit=OrbitState(yaw=0.01 * k, pitch=1.4, fov=30.0))
+        later = [request(tiny_ckpt, quality="preview", pose=Pose(yaw=0.01 * k, pitch=1.4, fov=30.0))
                  for k in range(10)]
         for r in later:
             worker.submit(r)
@@ -165,7 +164,7 @@ def test_model_info(tiny_ckpt, tmp_path):
         assert isinstance(info, ModelInfo)
         cfg = tiny_config(**{"model.camera.fov": 30.0}).model
         assert info.c_dim == cfg.c_dim and info.img_resolution == cfg.img_resolution
-        assert info.start_orbit == OrbitState.for_model(cfg)
+        assert info.start_pose == Pose.for_model(cfg.camera)
         assert info.summary["classes"] == cfg.c_dim and info.backgrounds == ("model", "white", "black")
         bad = worker.model_info(str(tmp_path / "missing.ckpt"))
         assert isinstance(bad, InfoError) and "missing.ckpt" in bad.error
@@ -231,7 +230,7 @@ def test_preview_falls_back_to_half_resolution_accelerated(tiny_ckpt):
 
 
 def test_preview_module_is_used_when_it_can_run(tiny_ckpt):
-    module, problem = scene_mod._preview_module()
+    module, problem = scene_mod.preview_availability()
     frame = Scene(device="cpu").render(request(tiny_ckpt, quality="preview", resolution=64))
     assert frame.ok, frame.error
     assert frame.path_used == (scene_mod.PATH_PREVIEW_BAKED if module is not None else PATH_PREVIEW_FALLBACK)
@@ -247,8 +246,8 @@ def test_the_ray_interval_follows_the_camera_distance(tiny_ckpt):
     the marched interval moved out with the camera (depth is shown over that interval)."""
     scene = Scene(device="cpu", use_preview_module=False)
     fov = math.degrees(2 * math.atan(math.tan(math.radians(15.0)) / 3))
-    near = scene.render(request(tiny_ckpt, mode="depth", orbit=OrbitState(yaw=0.2, pitch=1.4, radius=1.0, fov=30.0)))
-    far = scene.render(request(tiny_ckpt, mode="depth", orbit=OrbitState(yaw=0.2, pitch=1.4, radius=3.0, fov=fov)))
+    near = scene.render(request(tiny_ckpt, mode="depth", pose=Pose(yaw=0.2, pitch=1.4, radius=1.0, fov=30.0)))
+    far = scene.render(request(tiny_ckpt, mode="depth", pose=Pose(yaw=0.2, pitch=1.4, radius=3.0, fov=fov)))
     assert near.ok and far.ok
     spread = near.image[..., 0].std()
     assert spread > 0.01
@@ -275,7 +274,7 @@ def test_a_camera_drawn_from_a_3dgp_models_distribution_is_its_posterior():
         key = worker.draw_camera(pkl, 7, 3, 2)
         assert worker.wait_idle(WAIT)
         drawn = worker.drawn_camera(key)
-        assert isinstance(drawn, OrbitState) and worker.drawn_camera(key) is None   # handed out once
+        assert isinstance(drawn, Pose) and worker.drawn_camera(key) is None   # handed out once
     finally:
         worker.stop()
     G = open_model(pkl).G
@@ -368,7 +367,7 @@ def test_a_first_look_comes_while_a_latents_caches_build(tiny_ckpt):
     assert partials[0].image.shape == (128, 128, 4) and partials[0].stats["rendered_resolution"] == 64
     assert np.abs(partials[0].image - final.image).mean() < 0.1     # a coarse picture of the same thing
     again = []
-    scene.render(request(tiny_ckpt, resolution=128, quality="preview", orbit=OrbitState(yaw=1.0, pitch=1.4,
+    scene.render(request(tiny_ckpt, resolution=128, quality="preview", pose=Pose(yaw=1.0, pitch=1.4,
                                                                                       fov=30.0)), partial=again.append)
     assert again == []                         # cached latent: the real frame is quick, no first look
 
@@ -412,7 +411,7 @@ def test_a_new_request_cancels_the_refinement_and_the_partial_is_not_taken_for_t
         assert status.activity == "rendering" and status.request == exact and 0 < status.fraction < 1
         assert status.seconds_left is not None and status.expected_s is not None
         moved = request(tiny_ckpt, resolution=256, quality="preview",
-                        orbit=OrbitState(yaw=0.9, pitch=1.4, radius=1.0, fov=30.0))
+                        pose=Pose(yaw=0.9, pitch=1.4, radius=1.0, fov=30.0))
         worker.submit(moved)
         scene.go.set()
         assert worker.wait_idle(WAIT)

@@ -12,7 +12,7 @@ import torch
 from train_helpers import fitted_tiny_config, tiny_session
 from trigan.core.cameras import PatchParams
 from trigan.core.checkpoint import load_checkpoint
-from trigan.core.config import DiscriminatorConfig
+from trigan.training.config import DiscriminatorConfig
 from trigan.training.discriminator import Discriminator
 from trigan.training.loop import LATEST
 from trigan.training.synth import SynthSettings, write_synth_dataset

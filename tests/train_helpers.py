@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trigan.core.config import load_config
 from trigan.training import distributed as ddp
+from trigan.training.config import load_config
 from trigan.training.dataset import open_dataset
 from trigan.training.session import Session, fit_config_to_dataset, save_run_config
 

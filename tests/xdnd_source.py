@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from trigan.viewer.display import _load_xlib
+from trigan.viewer.display import load_xlib
 
 CLIENT_MESSAGE, SELECTION_REQUEST, SELECTION_NOTIFY = 33, 30, 31
 XDND_VERSION = 5
@@ -45,7 +45,7 @@ class _Event(ctypes.Union):
 
 
 def _xlib():
-    x = _load_xlib()
+    x = load_xlib()
     if x is None:
         raise RuntimeError("libX11 is not installed")
     x.XOpenDisplay.restype, x.XOpenDisplay.argtypes = c_void_p, [ctypes.c_char_p]

@@ -31,8 +31,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from trigan.core.config import AugmentConfig
 from trigan.core.errors import ConfigError
+from trigan.training.config import AugmentConfig
 from trigan.training.randomness import mix_seed
 
 # Which side of D a batch is, so that reals and fakes of one phase draw from different streams.

@@ -25,8 +25,8 @@ import torch
 
 from trigan.core.camera_generator import FOV, LOOK_AT, ORIGIN, PARAM_NAMES, camera_to_params, prior_mean_angles
 from trigan.core.cameras import sample_camera_prior
-from trigan.core.config import CameraRegularizerConfig
 from trigan.core.generator import Generator, one_hot
+from trigan.training.config import CameraRegularizerConfig
 
 JACOBIAN_EPS = 1e-4
 

@@ -216,7 +216,7 @@ def open_files(path) -> "_FolderFiles | _ZipFiles":
     try:
         files.list()
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(f"{path}: not a readable zip ({_one_line(exc)})") from None
+        raise DatasetError(f"{path}: not a readable zip ({short_reason(exc)})") from None
     return files
 
 
@@ -234,7 +234,8 @@ def match_key(rel: str, prefix: str) -> str:
     return key
 
 
-def _one_line(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
+    """An exception's message on one line of at most 200 characters (a dataset problem's reason)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
@@ -563,14 +564,14 @@ def _read_json(files, json_path: str, problems: List[Problem]) -> Optional[dict]
     except FileTooLarge as exc:
         problems.append(Problem(json_path, f"too large to be a dataset.json ({exc})", "error"))
     except UnicodeDecodeError as exc:
-        problems.append(Problem(json_path, f"not valid JSON (not UTF-8: {_one_line(exc)})", "error"))
+        problems.append(Problem(json_path, f"not valid JSON (not UTF-8: {short_reason(exc)})", "error"))
     except json.JSONDecodeError as exc:
         problems.append(Problem(json_path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", "error"))
     except RecursionError:
         problems.append(Problem(json_path, "not a usable JSON file (nested too deeply to read); expected an "
                                            "object with camera_angles and/or labels", "error"))
     except _READ_ERRORS as exc:   # e.g. an integer of more than 4300 digits, a corrupt zip entry
-        problems.append(Problem(json_path, f"not a usable JSON file ({_one_line(exc)})", "error"))
+        problems.append(Problem(json_path, f"not a usable JSON file ({short_reason(exc)})", "error"))
     else:
         if isinstance(meta, dict):
             return meta
@@ -642,7 +643,7 @@ class ImageDataset(torch.utils.data.Dataset):
             with open_image_header(self._files.read(first)) as im:
                 w, h = im.size
         except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's fault
-            raise DatasetError(f"{self._where(first)}: cannot read image ({_one_line(exc)})") from None
+            raise DatasetError(f"{self._where(first)}: cannot read image ({short_reason(exc)})") from None
         if w != h:
             raise DatasetError(f"{self._where(first)}: not square ({w}x{h}); crop it, e.g. trigan dataset resize")
         if w > MAX_RESOLUTION:
@@ -682,7 +683,7 @@ class ImageDataset(torch.utils.data.Dataset):
         try:
             image = read_image(self._files.read(rel))
         except Exception as exc:  # noqa: BLE001
-            raise DatasetError(f"{self._where(rel)}: cannot read image ({_one_line(exc)})") from None
+            raise DatasetError(f"{self._where(rel)}: cannot read image ({short_reason(exc)})") from None
         self._check_size(rel, image.size, "image")
         return np.asarray(to_rgb(image), dtype=np.uint8)
 
@@ -693,7 +694,7 @@ class ImageDataset(torch.utils.data.Dataset):
             image = read_image(self._files.read(rel))
             depth = depth_array(image)
         except Exception as exc:  # noqa: BLE001
-            raise DatasetError(f"{self._where(rel)}: cannot read depth map ({_one_line(exc)})") from None
+            raise DatasetError(f"{self._where(rel)}: cannot read depth map ({short_reason(exc)})") from None
         self._check_size(rel, image.size, "depth map")
         return depth
 
@@ -775,7 +776,7 @@ def _check_image_file(files, rel: str, depth_rel: Optional[str], summary: Datase
     try:
         image = read_image(files.read(rel))
     except Exception as exc:  # noqa: BLE001
-        return [Problem(rel, f"cannot read image ({_one_line(exc)})", "error")]
+        return [Problem(rel, f"cannot read image ({short_reason(exc)})", "error")]
     w, h = image.size
     if w != h:
         out.append(Problem(rel, f"not square ({w}x{h}); images must be square (trigan dataset resize crops them)", "error"))
@@ -795,7 +796,7 @@ def _check_image_file(files, rel: str, depth_rel: Optional[str], summary: Datase
             depth = read_image(files.read(depth_rel))
             depth_array(depth)
         except Exception as exc:  # noqa: BLE001
-            out.append(Problem(depth_rel, f"cannot read depth map ({_one_line(exc)}); expected an 8- or 16-bit PNG", "error"))
+            out.append(Problem(depth_rel, f"cannot read depth map ({short_reason(exc)}); expected an 8- or 16-bit PNG", "error"))
         else:
             if depth.size != (w, h):
                 out.append(Problem(depth_rel, f"depth map is {depth.size[0]}x{depth.size[1]} but its image is {w}x{h}", "error"))

@@ -32,12 +32,12 @@ from trigan.training.dataset import (
     DatasetSummary,
     ImageDataset,
     Problem,
-    _one_line,
     build_index,
     depth_array,
     inspect_dataset,
     open_files,
     read_image,
+    short_reason,
     to_rgb,
 )
 
@@ -49,7 +49,7 @@ JPEG_QUALITY = 95
 def _cannot_write(path, exc: OSError) -> DatasetError:
     """One line naming the path and why the system refused (read-only, no permission, disk full)."""
     # the path the user named, not the hidden temporary one the system call saw
-    reason = exc.strerror or _one_line(exc)
+    reason = exc.strerror or short_reason(exc)
     return DatasetError(f"{path}: cannot write ({reason})")
 
 
@@ -61,7 +61,7 @@ def refuse_unsafe_entries(index) -> None:
         raise DatasetError(f"{first.path}: {first.message}{more}")
 
 
-def _progress(iterable, desc: str, enabled: bool, total: Optional[int] = None):
+def file_progress(iterable, desc: str, enabled: bool, total: Optional[int] = None):
     return tqdm(iterable, desc=desc, unit="file", file=sys.stderr, disable=not enabled, leave=False, total=total)
 
 
@@ -173,7 +173,7 @@ class OutputWriter:
             old.unlink()
 
 
-def _same_or_inside(a: Path, b: Path) -> bool:
+def same_or_inside(a: Path, b: Path) -> bool:
     """a is b or lies inside the folder b."""
     a, b = a.resolve(), b.resolve()
     return a == b or b in a.parents
@@ -237,7 +237,7 @@ def resize_dataset(src, dst, resolution: int, force: bool = False, png: bool = F
         raise DatasetError(f"--resolution {resolution}: expected 1 to {MAX_RESOLUTION} pixels")
     src, dst = Path(src), Path(dst)
     files = open_files(src)
-    if _same_or_inside(dst, src) or (dst.exists() and _same_or_inside(src, dst)):
+    if same_or_inside(dst, src) or (dst.exists() and same_or_inside(src, dst)):
         raise DatasetError(f"{dst}: the output would overwrite or lie inside the input {src}")
     index = build_index(files)
     refuse_unsafe_entries(index)
@@ -252,11 +252,11 @@ def resize_dataset(src, dst, resolution: int, force: bool = False, png: bool = F
     counts = {"images": 0, "depth": 0, "skipped": 0}
     try:
         with OutputWriter(dst, force) as out:
-            for rel in _progress(index.images, "resize", progress):
+            for rel in file_progress(index.images, "resize", progress):
                 try:
                     image = read_image(files.read(rel))
                 except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's fault
-                    raise DatasetError(f"{src}/{rel}: cannot read image ({_one_line(exc)})") from None
+                    raise DatasetError(f"{src}/{rel}: cannot read image ({short_reason(exc)})") from None
                 name = _output_name(rel, png)
                 out.write(name, _encode(resize_image(image, resolution), posixpath.splitext(name)[1].lower()))
                 counts["images"] += 1
@@ -265,7 +265,7 @@ def resize_dataset(src, dst, resolution: int, force: bool = False, png: bool = F
                     try:
                         depth = resize_depth(read_image(files.read(depth_rel)), resolution)
                     except Exception as exc:  # noqa: BLE001
-                        raise DatasetError(f"{src}/{depth_rel}: cannot read depth map ({_one_line(exc)})") from None
+                        raise DatasetError(f"{src}/{depth_rel}: cannot read depth map ({short_reason(exc)})") from None
                     buf = io.BytesIO()
                     Image.fromarray(depth).save(buf, format="PNG")
                     out.write(depth_rel, buf.getvalue())
@@ -293,7 +293,7 @@ def pack_dataset(folder, out, check: bool = True, force: bool = False, progress:
         raise DatasetError(f"{folder}: already a zip (pack takes a folder)")
     if out.suffix.lower() != ".zip":
         raise DatasetError(f"{out}: the output of pack must be a .zip")
-    if _same_or_inside(out, folder):
+    if same_or_inside(out, folder):
         raise DatasetError(f"{out}: the zip must not be written inside the folder it packs")
     if check:
         ImageDataset(folder).close()
@@ -304,7 +304,7 @@ def pack_dataset(folder, out, check: bool = True, force: bool = False, progress:
     keep = set(index.images) | set(index.depth.values()) | ({index.json_path} if index.json_path else set())
     names = [rel for rel in index.files if rel in keep]
     with OutputWriter(out, force) as writer:
-        for rel in _progress(names, "pack", progress):
+        for rel in file_progress(names, "pack", progress):
             try:
                 data = files.read(rel)
             except (ValueError, OSError) as exc:   # a pipe, a device, a symlink loop, an oversized file

@@ -24,10 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trigan.core.config import DepthConfig
 from trigan.core.layers import Conv2dLayer
-
-STRATEGIES = ("random", "last", "mean")
+from trigan.training.config import DEPTH_OUT_STRATEGIES, DepthConfig
 
 
 def normalize_depth(depth: torch.Tensor, near, far: float) -> torch.Tensor:
@@ -70,8 +68,8 @@ class DepthAdaptor(nn.Module):
 
     def __init__(self, cfg: DepthConfig, ray_start: float, ray_end: float):
         super().__init__()
-        if cfg.out_strategy not in STRATEGIES:
-            raise ValueError(f"training.depth.out_strategy={cfg.out_strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        if cfg.out_strategy not in DEPTH_OUT_STRATEGIES:
+            raise ValueError(f"training.depth.out_strategy={cfg.out_strategy!r}: expected one of {', '.join(DEPTH_OUT_STRATEGIES)}")
         if not ray_end > ray_start:
             raise ValueError(f"the adaptor needs ray_end > ray_start, got [{ray_start}, {ray_end}]")
         self.cfg = cfg

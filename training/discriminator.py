@@ -34,10 +34,10 @@ import torch
 from torch import nn
 
 from trigan.core.cameras import PatchParams
-from trigan.core.config import DiscriminatorConfig
 from trigan.core.encoders import ScalarEncoder1d
 from trigan.core.layers import Conv2dLayer, FullyConnectedLayer, make_resample_filter, normalize_2nd_moment
 from trigan.core.mapping import normalize_camera_angles
+from trigan.training.config import DiscriminatorConfig
 from trigan.training.distillation import FeaturePredictionHead
 
 PATCH_MULTIPLIER = 1000.0    # patch parameters in [0, 1] are read at a resolution of 1/1000

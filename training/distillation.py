@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trigan.core.config import DistillConfig
 from trigan.core.layers import FullyConnectedLayer
+from trigan.training.config import DistillConfig
 
 
 class FeaturePredictionHead(nn.Module):

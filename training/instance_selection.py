@@ -47,7 +47,7 @@ from tqdm import tqdm
 from trigan.core.errors import TriganError
 from trigan.core.metrics import FeatureExtractor
 from trigan.training.dataset import DatasetError, ImageDataset, build_index, dataset_name, match_key, open_files
-from trigan.training.dataset_tools import OutputWriter, _progress, _same_or_inside
+from trigan.training.dataset_tools import OutputWriter, file_progress, same_or_inside
 
 DEFAULT_REG_COVAR = 1e-5        # upstream's ImageNet value (its script's default 0 fails for N <= dim)
 TINY_SIZE = 8
@@ -249,7 +249,7 @@ def select_dataset(src, dst, keep_ratio: Optional[float] = None, num: Optional[i
     src, dst = Path(src), Path(dst)
     files = open_files(src)
     try:
-        if _same_or_inside(dst, src) or (dst.exists() and _same_or_inside(src, dst)):
+        if same_or_inside(dst, src) or (dst.exists() and same_or_inside(src, dst)):
             raise DatasetError(f"{dst}: the output would overwrite or lie inside the input {src}")
         if dst.exists() and not force:
             raise DatasetError(f"{dst}: already exists (use --force to overwrite)")
@@ -272,7 +272,7 @@ def select_dataset(src, dst, keep_ratio: Optional[float] = None, num: Optional[i
             if rel in index.depth:
                 names.append(index.depth[rel])
         with OutputWriter(dst, force) as out:
-            for rel in _progress(names, "write", progress):
+            for rel in file_progress(names, "write", progress):
                 out.write(rel, files.read(rel))
             if index.json_path is not None:
                 out.write(index.json_path, selected_json(files.read(index.json_path), kept_images,

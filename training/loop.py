@@ -10,6 +10,11 @@ continues them exactly):
    interval (D's Adam uses lr and betas scaled by interval / (interval + 1) to match).
 4. EMA of G with a half-life of batch * ema_multiplier kimg, ramped up over the first images.
 
+What flows through a step is typed (batches.py): `fake_inputs` draws a FakeBatch, `render_fakes`
+turns it into RenderedFakes, `next_real` gives a RealBatch. A Session (session.py) drives the
+Trainer through its state-change methods (record_metrics, note_divergence, roll_back, ...) and
+only reads its state.
+
 D's inputs are blurred with a sigma that fades out over the first `blur_fade_kimg`; the density
 noise of the renderer anneals to zero over `nerf_noise_kimg_growth`; with generator pose
 conditioning (GPC) a fraction of fakes is conditioned on another sample's pose (annealed).
@@ -30,6 +35,7 @@ resumed run equals an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import signal
 from contextlib import contextmanager
 from dataclasses import replace
@@ -40,14 +46,15 @@ import torch
 
 from trigan.core.cameras import PatchParams
 from trigan.core.checkpoint import load_checkpoint, save_checkpoint
-from trigan.core.config import Config
+from trigan.core.compositing import depth_to_far_end, open_far_end
 from trigan.core.errors import TriganError
 from trigan.core.generator import Generator, one_hot
-from trigan.core.renderer import depth_to_far_end, open_far_end
 from trigan.training import distributed as ddp
 from trigan.training.augment import ROLE_FAKE, ROLE_REAL, augment_d_input, check_augment_config
+from trigan.training.batches import FakeBatch, RealBatch, RenderedFakes
 from trigan.training.camera_losses import camera_regularizers, emd_multiplier
 from trigan.training.conditioning import DatasetConditioning
+from trigan.training.config import Config
 from trigan.training.dataset import ImageDataset
 from trigan.training.depth_adaptor import (
     DepthAdaptor,
@@ -410,7 +417,7 @@ class Trainer:
         return list(self.G.named_parameters()) + extra
 
     @staticmethod
-    def _adam_state_by_name(opt: torch.optim.Adam, named: list, saved) -> int:
+    def adam_state_by_name(opt: torch.optim.Adam, named: list, saved) -> int:
         """Load Adam moments saved by parameter name (an upstream optimiser converted by `trigan
         convert --all`: {'state': {name: {'step', 'exp_avg', 'exp_avg_sq'}}, ...}) into `opt`, whose
         parameters are `named` in order; the learning rates and betas stay this run's. Returns how
@@ -456,6 +463,49 @@ class Trainer:
                 "rollbacks": self.rollbacks, "seed_offset": self.seed_offset, "best_metric": self.best_metric,
                 "train_seconds": self.train_seconds, "world_size": self.info.world_size,
                 "torch_rng": torch.get_rng_state()}
+
+    # The state changes a Session makes as it drives the run (it reads the state, never writes it).
+
+    def add_train_time(self, seconds: float) -> None:
+        """Count `seconds` of training (a step's wall time) in train_seconds."""
+        self.train_seconds += seconds
+
+    def end_tick(self) -> int:
+        """A tick is complete: returns its number (1 for the run's first)."""
+        self.tick += 1
+        return self.tick
+
+    def record_metrics(self, metrics: Dict[str, float]) -> bool:
+        """The metrics of an evaluation ({} when none ran: the last ones stay). Returns whether the
+        first of training.metrics (lower is better) is a finite new best."""
+        if not metrics:
+            return False
+        self.last_metric = dict(metrics)
+        value = metrics.get(self.cfg.training.metrics[0])
+        if value is None or not math.isfinite(value) or (self.best_metric is not None and value >= self.best_metric):
+            return False
+        self.best_metric = value
+        return True
+
+    def note_good_checkpoint(self) -> None:
+        """A checkpoint of healthy weights was written: a later divergence starts a new run of failures."""
+        self.failures_since_good = 0
+
+    def note_divergence(self) -> int:
+        """The step or tick went non-finite: one more rollback in all and in a row. Returns how many
+        in a row since the last good checkpoint."""
+        self.rollbacks += 1
+        self.failures_since_good += 1
+        return self.failures_since_good
+
+    def roll_back(self, path: Path) -> None:
+        """After note_divergence: restore checkpoint `path`, keeping the rollback counts (the
+        checkpoint's are older), and move the seed by the failures in a row so that the replay takes
+        another random path than the one that diverged."""
+        rollbacks, failures = self.rollbacks, self.failures_since_good
+        self.load(path)
+        self.rollbacks, self.failures_since_good = rollbacks, failures
+        self.seed_offset += failures
 
     def save(self, path: Path, metrics: Optional[dict] = None) -> None:
         """Every process calls this (it synchronises); only the main one writes."""
@@ -538,8 +588,8 @@ class Trainer:
                 taken.append("outline D")
             # An upstream run converted with --all keeps its Adam moments by parameter name: they go
             # on with it (trigan's own optimiser states belong to their run and start afresh here).
-            got = (self._adam_state_by_name(self.opt_G, self._g_named_parameters(), ckpt.extra.get("G_opt")),
-                   self._adam_state_by_name(self.opt_D, list(self.D.named_parameters()), ckpt.extra.get("D_opt")))
+            got = (self.adam_state_by_name(self.opt_G, self._g_named_parameters(), ckpt.extra.get("G_opt")),
+                   self.adam_state_by_name(self.opt_D, list(self.D.named_parameters()), ckpt.extra.get("D_opt")))
             if any(got):
                 taken.append(f"Adam moments of {got[0]} G and {got[1]} D parameters")
         self._broadcast_networks()
@@ -561,7 +611,8 @@ class Trainer:
         """This process's share of a global batch."""
         return slice(self.info.rank * self.batch_gpu, (self.info.rank + 1) * self.batch_gpu)
 
-    def _local_patch(self, patch: PatchParams) -> PatchParams:
+    def local_patch(self, patch: PatchParams) -> PatchParams:
+        """This process's share of a global batch's patches, on the training device."""
         return PatchParams(patch.scale[self.local].to(self.device), patch.offset[self.local].to(self.device))
 
     def _real_batches(self) -> Iterator[dict]:
@@ -585,7 +636,8 @@ class Trainer:
         if shutdown is not None:
             shutdown()
 
-    def next_real(self) -> dict:
+    def next_real(self) -> RealBatch:
+        """This process's share of the next real batch (the data loader's dict, made what D consumes)."""
         if self._data_iter is None:
             self._data_iter = self._real_batches()
         batch = next(self._data_iter)
@@ -593,15 +645,15 @@ class Trainer:
         img = batch["image"].to(dev, non_blocking=True).float() / 127.5 - 1
         if self.use_depth:
             img = torch.cat([img, real_depth_to_unit(batch["depth"].to(dev).float())], dim=1)
-        real = {"img": img, "c": _one_hot_labels(batch["label"].clamp(min=0), self.c_dim, dev),
-                "angles": batch["camera_angles"].to(dev).float()}
+        real = RealBatch(images=img, labels=_one_hot_labels(batch["label"].clamp(min=0), self.c_dim, dev),
+                         angles=batch["camera_angles"].to(dev).float())
         if self.features is not None:
-            real["features"] = torch.from_numpy(self.features(batch["index"].numpy())).to(dev)
+            real.features = torch.from_numpy(self.features(batch["index"].numpy())).to(dev)
         if self.D_outline is not None:
-            real["outline"] = real_outlines(batch["depth"].to(dev).float(), self.D_outline.resolution)
+            real.outline_masks = real_outlines(batch["depth"].to(dev).float(), self.D_outline.resolution)
         return real
 
-    def fake_inputs(self, gen: torch.Generator) -> dict:
+    def fake_inputs(self, gen: torch.Generator) -> FakeBatch:
         """Latents, labels, cameras, GPC angles and patches for the whole global batch, drawn in a
         fixed order from `gen`, then cut to this process's slice."""
         B, cfg = self.batch, self.cfg
@@ -618,57 +670,56 @@ class Trainer:
         patch = sample_patches(cfg.training.patch, B, kimg, self.min_scale, self.group, generator=gen)
         sl = self.local
         dev = self.device
-        inputs = {"z": z[sl].to(dev), "c": _one_hot_labels(labels[sl], self.c_dim, dev),
-                  "camera": camera[sl].to(dev), "gpc_angles": gpc[sl].to(dev),
-                  "patch": self._local_patch(patch),
-                  "sample_indices": list(range(sl.start, sl.stop))}
+        fakes = FakeBatch(latents=z[sl].to(dev), labels=_one_hot_labels(labels[sl], self.c_dim, dev),
+                          cameras=camera[sl].to(dev), gpc_angles=gpc[sl].to(dev), patches=self.local_patch(patch),
+                          sample_indices=list(range(sl.start, sl.stop)),
+                          # Distillation weighs samples by patch scale relative to the global batch's mean.
+                          global_patch_scale=patch.scale)
         if self.G.camera_generator is not None:
             # 3DGP: G renders from its learned posterior of each prior camera (a deterministic function
             # of the draws above; differentiable in the G phase, where G requires gradients).
-            inputs["prior_camera"] = inputs["camera"]
-            inputs["camera"] = self.G.camera_generator.posterior(inputs["camera"], inputs["z"], inputs["c"])
+            fakes.prior_cameras = fakes.cameras
+            fakes.cameras = self.G.camera_generator.posterior(fakes.prior_cameras, fakes.latents, fakes.labels)
         probs = self.depth_probabilities(kimg)
         if probs is not None:
             # Which adaptor candidate each fake shows D, drawn after everything above.
-            inputs["depth_choice"] = sample_choices(probs, B, gen)[sl]
-        # Distillation weighs samples by patch scale relative to the global batch's mean.
-        inputs["batch_patch_scale"] = patch.scale
-        return inputs
+            fakes.depth_choices = sample_choices(probs, B, gen)[sl]
+        return fakes
 
     # ---------------------------------------------------------------------------------------------
     # Networks
 
-    def render_fakes(self, inputs: dict, phase: int, update_w_avg: bool = False,
-                     outline: bool = False) -> Tuple[torch.Tensor, ...]:
-        """(what D sees of the fakes [B, 3 or 4, P, P], their per-pixel opacity [B, 1, P, P]), and with
-        `outline`, third, the opacity of the same fakes seen whole [B, 1, R, R] at the outline D's
-        resolution (from the same tri-planes: the synthesis network, not the rays, is what costs)."""
+    def render_fakes(self, fakes: FakeBatch, phase: int, update_w_avg: bool = False,
+                     outline: bool = False) -> RenderedFakes:
+        """What D sees of the fakes and their per-pixel opacity; with `outline`, also the opacity of
+        the same fakes seen whole at the outline D's resolution (from the same tri-planes: the
+        synthesis network, not the rays, is what costs)."""
         G, cfg, seed = self.G, self.cfg, self.seed
-        ws = G.mapping(inputs["z"], inputs["c"] if cfg.model.c_dim else None,
-                       camera_angles=inputs["gpc_angles"])
+        ws = G.mapping(fakes.latents, fakes.labels if cfg.model.c_dim else None, camera_angles=fakes.gpc_angles)
         if update_w_avg:
             mean_w = ddp.all_reduce_mean(self.info, ws[:, 0].detach().mean(dim=0).clone())
             G.mapping.w_avg.copy_(mean_w.lerp(G.mapping.w_avg, G.mapping.w_avg_beta))
-        noise = SampleNoise(mix_seed(seed, self.step, phase, 0x4E), inputs["sample_indices"])
+        noise = SampleNoise(mix_seed(seed, self.step, phase, 0x4E), fakes.sample_indices)
         field = G.field_from_ws(ws, noise_mode=noise)
         opts = G.render_options(density_noise_std=nerf_noise_std(cfg, self.cur_nimg / 1000), deterministic=True,
                                 seed=render_seed(seed, self.step, phase),
-                                sample_offset=inputs["sample_indices"][0], max_points_per_chunk=1 << 40)
-        out = G.render(field, inputs["camera"], self.patch_res, patch=inputs["patch"], options=opts)
+                                sample_offset=fakes.sample_indices[0], max_points_per_chunk=1 << 40)
+        out = G.render(field, fakes.cameras, self.patch_res, patch=fakes.patches, options=opts)
         img = out.rgb
         if self.use_depth:
             depth = out.depth
             if open_far_end(field, opts):
                 # Real depth maps put the background at the far bound; rays that end in nothing go there too.
                 depth = depth_to_far_end(depth, out.opacity, opts.ray_end)
-            img = torch.cat([out.rgb, self.fake_depth(depth, inputs.get("depth_choice"))], dim=1)
-        if not outline:
-            return img, out.opacity
-        whole = self._local_patch(whole_image(self.batch))
-        # Its own stream of sample jitter: the patch's rays have the same ids.
-        opts = replace(opts, seed=render_seed(seed, self.step, PHASE_OUTLINE + phase))
-        seen_whole = G.render(field, inputs["camera"], self.D_outline.resolution, patch=whole, options=opts)
-        return img, out.opacity, seen_whole.opacity
+            img = torch.cat([out.rgb, self.fake_depth(depth, fakes.depth_choices)], dim=1)
+        rendered = RenderedFakes(images=img, opacity=out.opacity)
+        if outline:
+            whole = self.local_patch(whole_image(self.batch))
+            # Its own stream of sample jitter: the patch's rays have the same ids.
+            opts = replace(opts, seed=render_seed(seed, self.step, PHASE_OUTLINE + phase))
+            seen_whole = G.render(field, fakes.cameras, self.D_outline.resolution, patch=whole, options=opts)
+            rendered.whole_opacity = seen_whole.opacity
+        return rendered
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor, patch: PatchParams, angles: torch.Tensor,
               augment: Optional[tuple] = None, predict_features: bool = False):
@@ -684,7 +735,7 @@ class Trainer:
         return self.D(img, c if self.cfg.model.c_dim else None, patch, angles, use_fp16=self.use_fp16,
                       predict_features=predict_features)
 
-    def _step_optimizer(self, opt: torch.optim.Optimizer) -> None:
+    def step_optimizer(self, opt: torch.optim.Optimizer) -> None:
         # The optimiser's own parameters: G's also holds the depth adaptor's.
         params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
         ddp.average_gradients(self.info, params)
@@ -723,20 +774,19 @@ class Trainer:
         losses: Dict[str, float] = {}
         self.G.requires_grad_(True)
         self.D.requires_grad_(False)
-        fake_in = self.fake_inputs(batch_generator(seed, self.step, PHASE_G))
-        use_outline = self.D_outline is not None
-        fake, opacity, *whole = self.render_fakes(fake_in, PHASE_G, outline=use_outline)
-        loss_G = generator_loss(self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
+        fakes = self.fake_inputs(batch_generator(seed, self.step, PHASE_G))
+        rendered = self.render_fakes(fakes, PHASE_G, outline=self.D_outline is not None)
+        loss_G = generator_loss(self.run_D(rendered.images, fakes.labels, fakes.patches, fakes.cameras.angles,
                                            augment=(PHASE_G, ROLE_FAKE)))
         total_G = loss_G
-        if use_outline:
+        if rendered.whole_opacity is not None:
             self.D_outline.requires_grad_(False)
-            loss_outline = generator_loss(self.D_outline(whole[0], fake_in["c"]))
+            loss_outline = generator_loss(self.D_outline(rendered.whole_opacity, fakes.labels))
             total_G = total_G + loss_outline * cfg.training.outline.weight
             losses["loss_G_outline"] = loss_outline.item()
         opacity_weight = opacity_reg_weight(cfg, self.cur_nimg / 1000)
         if opacity_weight > 0:
-            binarity = opacity_binarity(opacity)
+            binarity = opacity_binarity(rendered.opacity)
             total_G = total_G + binarity * opacity_weight
             losses["opacity_binarity"] = binarity.item()
         if self.G.camera_generator is not None:
@@ -747,38 +797,37 @@ class Trainer:
             total_G = total_G + reg
             losses.update(reg_stats)
         total_G.backward()
-        self._step_optimizer(self.opt_G)
+        self.step_optimizer(self.opt_G)
         losses["loss_G"] = loss_G.item()
         return losses
 
-    def _d_phases(self, real: dict, seed: int) -> Dict[str, float]:
+    def _d_phases(self, real: RealBatch, seed: int) -> Dict[str, float]:
         """D's loss on fakes and reals, then (every r1_interval steps) R1 on real patches; then the
         outline D's, on the same fakes seen whole."""
         cfg = self.cfg
         losses: Dict[str, float] = {}
         self.G.requires_grad_(False)
         self.D.requires_grad_(True)
-        fake_in = self.fake_inputs(batch_generator(seed, self.step, PHASE_D))
+        fakes = self.fake_inputs(batch_generator(seed, self.step, PHASE_D))
         with torch.no_grad():
-            fake, _, *whole = self.render_fakes(fake_in, PHASE_D, update_w_avg=True,
-                                                outline=self.D_outline is not None)
-        real_patches = extract_patches(real["img"], fake_in["patch"], self.patch_res)
-        logits_fake = self.run_D(fake, fake_in["c"], fake_in["patch"], fake_in["camera"].angles,
+            rendered = self.render_fakes(fakes, PHASE_D, update_w_avg=True, outline=self.D_outline is not None)
+        real_patches = extract_patches(real.images, fakes.patches, self.patch_res)
+        logits_fake = self.run_D(rendered.images, fakes.labels, fakes.patches, fakes.cameras.angles,
                                  augment=(PHASE_D, ROLE_FAKE))
         distill = self.features is not None
-        logits_real = self.run_D(real_patches, real["c"], fake_in["patch"], real["angles"],
+        logits_real = self.run_D(real_patches, real.labels, fakes.patches, real.angles,
                                  augment=(PHASE_D, ROLE_REAL), predict_features=distill)
         if distill:
             logits_real, predicted = logits_real
         loss_D = discriminator_loss(logits_real, logits_fake)
         if distill:
             # 3DGP's knowledge distillation: D predicts the real image's features from its patch.
-            dist = distillation_distances(predicted, real["features"], fake_in["patch"].scale,
-                                          cfg.training.distill.scale_pow, fake_in["batch_patch_scale"])
+            dist = distillation_distances(predicted, real.features, fakes.patches.scale,
+                                          cfg.training.distill.scale_pow, fakes.global_patch_scale)
             loss_D = loss_D + dist.mean() * distill_weight(cfg.training.distill, self.cur_nimg / 1000)
             losses["distill_l2"] = dist.mean().item()
         loss_D.backward()
-        self._step_optimizer(self.opt_D)
+        self.step_optimizer(self.opt_D)
         losses.update(loss_D=loss_D.item(), D_real=logits_real.mean().item(), D_fake=logits_fake.mean().item())
 
         # Lazy R1 on real patches
@@ -787,35 +836,35 @@ class Trainer:
             gen = batch_generator(seed, self.step, PHASE_REG)
             reg_patch = sample_patches(cfg.training.patch, self.batch, self.cur_nimg / 1000, self.min_scale,
                                        self.group, generator=gen)
-            reg_patch = self._local_patch(reg_patch)
-            real_in = extract_patches(real["img"], reg_patch, self.patch_res).detach().requires_grad_(True)
-            logits = self.run_D(real_in, real["c"], reg_patch, real["angles"], augment=(PHASE_REG, ROLE_REAL))
+            reg_patch = self.local_patch(reg_patch)
+            real_in = extract_patches(real.images, reg_patch, self.patch_res).detach().requires_grad_(True)
+            logits = self.run_D(real_in, real.labels, reg_patch, real.angles, augment=(PHASE_REG, ROLE_REAL))
             penalty = r1_penalty(logits, real_in)
             loss_r1 = (penalty.mean() * (self.gamma / 2) + logits.mean() * 0) * interval
             loss_r1.backward()
-            self._step_optimizer(self.opt_D)
+            self.step_optimizer(self.opt_D)
             losses["r1_penalty"] = penalty.mean().item()
-        if whole:
-            losses.update(self._outline_d_phases(real, whole[0], fake_in["c"]))
+        if rendered.whole_opacity is not None:
+            losses.update(self._outline_d_phases(real, rendered.whole_opacity, fakes.labels))
         return losses
 
-    def _outline_d_phases(self, real: dict, fake: torch.Tensor, c_fake: torch.Tensor) -> Dict[str, float]:
-        """The outline D's loss on whole fakes' opacity and the real masks, then (every r1_interval
-        steps) R1 on the real masks."""
+    def _outline_d_phases(self, real: RealBatch, fake: torch.Tensor, c_fake: torch.Tensor) -> Dict[str, float]:
+        """The outline D's loss on whole fakes' opacity `fake` [b, 1, R, R] and the real masks, then
+        (every r1_interval steps) R1 on the real masks."""
         cfg, D = self.cfg, self.D_outline
         D.requires_grad_(True)
-        logits_fake, logits_real = D(fake, c_fake), D(real["outline"], real["c"])
+        logits_fake, logits_real = D(fake, c_fake), D(real.outline_masks, real.labels)
         loss = discriminator_loss(logits_real, logits_fake)
         loss.backward()
-        self._step_optimizer(self.opt_D_outline)
+        self.step_optimizer(self.opt_D_outline)
         out = {"loss_D_outline": loss.item(), "D_outline_real": logits_real.mean().item(),
                "D_outline_fake": logits_fake.mean().item()}
         interval, gamma = cfg.training.r1_interval, cfg.training.outline.gamma
         if interval > 0 and gamma > 0 and self.step % interval == 0:
-            masks = real["outline"].detach().requires_grad_(True)
-            penalty = r1_penalty(D(masks, real["c"]), masks)
+            masks = real.outline_masks.detach().requires_grad_(True)
+            penalty = r1_penalty(D(masks, real.labels), masks)
             (penalty.mean() * (gamma / 2) * interval).backward()
-            self._step_optimizer(self.opt_D_outline)
+            self.step_optimizer(self.opt_D_outline)
             out["outline_r1_penalty"] = penalty.mean().item()
         D.requires_grad_(False)
         return out

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from trigan.core.cameras import PatchParams
-from trigan.core.config import PatchConfig
+from trigan.training.config import PatchConfig
 
 
 def min_patch_scale(cfg: PatchConfig, patch_resolution: int, img_resolution: int) -> float:

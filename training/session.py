@@ -32,11 +32,12 @@ import torch
 from omegaconf import OmegaConf
 
 from trigan.core.atomic import atomic_path, atomic_write_text, sweep_stale_temporaries, writing
-from trigan.core.config import Config, config_to_dict, load_config, validate_config
+from trigan.core.config import config_to_dict
 from trigan.core.errors import ConfigError, TriganError, one_line
 from trigan.core.images import grid_shape, save_png
 from trigan.core.metrics import FeatureExtractor
 from trigan.training import distributed as ddp
+from trigan.training.config import Config, load_config, validate_config
 from trigan.training.dataset import ImageDataset
 from trigan.training.evaluation import check_metric_setup, evaluate_metrics
 from trigan.training.loop import BEST, LATEST, SNAPSHOTS, Trainer, TrainingDiverged, check_training_setup
@@ -220,14 +221,7 @@ class Session:
 
     def _checkpoint(self, trainer: Trainer, metrics: Dict[str, float]) -> None:
         self.writer.update_status(phase="checkpointing")
-        trainer.last_metric = dict(metrics) if metrics else trainer.last_metric
-        improved = False
-        if metrics:
-            first = self.cfg.training.metrics[0]
-            value = metrics.get(first)
-            if value is not None and math.isfinite(value) and (trainer.best_metric is None or value < trainer.best_metric):
-                trainer.best_metric = value
-                improved = True
+        improved = trainer.record_metrics(metrics)
         trainer.save(self.run_dir / LATEST)
         self._checkpoint_kimg = trainer.cur_nimg / 1000
         if self.cfg.training.keep_snapshots:
@@ -237,7 +231,7 @@ class Session:
         if improved:
             self._copy_latest(Path(BEST))
             self.log(f"best {self.cfg.training.metrics[0]} so far: {trainer.best_metric:.3f} -> {BEST}")
-        trainer.failures_since_good = 0
+        trainer.note_good_checkpoint()
         self._last_snapshot_time = time.time()
 
     def _copy_latest(self, name: Path) -> None:
@@ -251,20 +245,16 @@ class Session:
         ddp.barrier(self.info)
 
     def _rollback(self, trainer: Trainer, why: str) -> None:
-        trainer.rollbacks += 1
-        trainer.failures_since_good += 1
+        failures = trainer.note_divergence()
         limit = self.cfg.training.max_rollbacks
-        if trainer.failures_since_good > limit:
-            raise TrainingDiverged(f"training diverged ({why}) {trainer.failures_since_good} times in a row after "
+        if failures > limit:
+            raise TrainingDiverged(f"training diverged ({why}) {failures} times in a row after "
                                    f"rolling back to {self.run_dir / LATEST}; giving up (training.max_rollbacks="
                                    f"{limit}); try a lower learning rate or a larger gamma")
         self.writer.update_status(phase="rolling_back")
         kimg_was = trainer.cur_nimg / 1000
-        rollbacks, failures = trainer.rollbacks, trainer.failures_since_good
-        trainer.load(self.run_dir / LATEST)
+        trainer.roll_back(self.run_dir / LATEST)
         self._drop_records_after_checkpoint(trainer, announce=False)   # the rollback line says it
-        trainer.rollbacks, trainer.failures_since_good = rollbacks, failures
-        trainer.seed_offset += failures  # a different random path than the one that diverged
         self.log(f"rollback {failures}/{limit}: {why} at kimg {kimg_was:.1f}; restored {LATEST} "
                  f"(kimg {trainer.cur_nimg / 1000:.1f}) and continue with new random draws")
         self.writer.append_jsonl("stats.jsonl", {"event": "rollback", "reason": why, "kimg": kimg_was,
@@ -287,7 +277,7 @@ class Session:
             phase = self._train_loop(trainer, step_hook)
             kimg = trainer.cur_nimg / 1000
             if phase == "done":
-                self.log(f"done: {kimg:.3f} kimg in {_fmt_seconds(trainer.train_seconds)}")
+                self.log(f"done: {kimg:.3f} kimg in {format_clock_duration(trainer.train_seconds)}")
                 self.writer.update_status(phase=phase, kimg=kimg, eta_seconds=0, message=None)
             else:
                 self.writer.update_status(phase=phase, kimg=kimg, eta_seconds=None,
@@ -415,7 +405,7 @@ class Session:
             if step_hook is not None:
                 step_hook(trainer)
             losses = trainer.train_step()
-            trainer.train_seconds += time.time() - step_start
+            trainer.add_train_time(time.time() - step_start)
             bad = not all(math.isfinite(v) for v in losses.values())
             if ddp.any_true(self.info, bad):
                 self._rollback(trainer, "non-finite loss " + ", ".join(f"{k}={v}" for k, v in losses.items()
@@ -449,7 +439,7 @@ class Session:
                 self._rollback(trainer, "non-finite weights")
                 tick_start_nimg, tick_start_time, sums, count = trainer.cur_nimg, time.time(), {}, 0
                 continue
-            trainer.tick += 1
+            trainer.end_tick()
             elapsed = now - tick_start_time
             kimg = trainer.cur_nimg / 1000
             means = {k: v / max(count, 1) for k, v in sums.items()}
@@ -465,7 +455,7 @@ class Session:
             eta = eta_seconds(total_nimg - trainer.cur_nimg, rate)
             self.log(f"tick {trainer.tick:<4d} kimg {kimg:8.3f}  {rate:7.1f} img/s  "
                      + "  ".join(f"{k} {v:.3f}" for k, v in means.items())
-                     + f"  eta {_fmt_seconds(eta)}")
+                     + f"  eta {format_clock_duration(eta)}")
 
             # The end of a finished run has its metrics, samples and video; a stopped one only its
             # checkpoint: the person who asked for the stop waits for it, and the extras of the demo
@@ -506,7 +496,10 @@ def eta_seconds(remaining_nimg: float, images_per_sec: float) -> Optional[float]
     return max(0.0, float(remaining_nimg)) / images_per_sec
 
 
-def _fmt_seconds(s: Optional[float]) -> str:
+def format_clock_duration(s: Optional[float]) -> str:
+    """Seconds as the run's log shows a duration or an ETA, to the second below a day ("0h07m05s")
+    and to the minute above ("1d 01h01m"); "unknown" for None, a negative or a non-finite value.
+    (core.summary.format_duration is the shorter form of the viewer and `trigan info`.)"""
     if s is None or not math.isfinite(s) or s < 0:
         return "unknown"
     s = int(s)

@@ -34,6 +34,7 @@ from trigan.core.atomic import atomic_path
 from trigan.core.cameras import Camera
 from trigan.core.generator import one_hot
 from trigan.core.images import grid_shape, image_grid, save_png, tile
+from trigan.core.rendering import field_renderer
 
 PathLike = Union[str, os.PathLike]
 
@@ -174,7 +175,8 @@ class SampleSet:
 
     @staticmethod
     def _render(G, field, camera: Camera, resolution) -> torch.Tensor:
-        out = G.render(field, camera, resolution, deterministic=True, density_noise_std=0.0)
+        opts = G.render_options(deterministic=True, density_noise_std=0.0)
+        out = field_renderer("plain", field, opts).render(camera, resolution or G.cfg.img_resolution)
         return out.rgb.float().cpu()
 
     def _with_blanks(self, rgb: torch.Tensor, total: int) -> torch.Tensor:

@@ -3,7 +3,8 @@
 The GUI thread only draws and reads input. Once per frame it:
 
 1. runs the queued widget callbacks (manual callback management: they run here, in this thread);
-2. turns mouse and keys over the image into camera moves (panels/view.py -> OrbitController);
+2. turns mouse and keys over the image into camera moves (panels/view.py -> move_camera ->
+   OrbitController, which edits the camera's core.cameras.Pose);
 3. builds the RenderRequest of what the controls show and submits it when it changed: quality
    "preview" while anything moves (camera, sliders), "exact" once it has rested REST_SECONDS;
 4. copies the worker's newest frame into a raw texture (a memcpy into the numpy buffer DearPyGui
@@ -12,6 +13,9 @@ The GUI thread only draws and reads input. Once per frame it:
 
 Models load in the worker, exports run in job threads, training runs as its own process followed
 through its run directory, so nothing here waits on a network.
+
+Panels see the app only through panels/interface.py (ViewerState: what they read, ViewerActions:
+what they ask for); the scripting hooks (automation.py) read `snapshot()`.
 """
 
 from __future__ import annotations
@@ -21,30 +25,32 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Optional
 
 import dearpygui.dearpygui as dpg
 
 from trigan import assets
+from trigan.core.cameras import Pose
 from trigan.core.errors import TriganError
 from trigan.core.model_io import resolve_model_path
-from trigan.viewer.automation import Automation
-from trigan.viewer.display import display_problem, screen_work_area
+from trigan.viewer.automation import Automation, ViewerSnapshot
+from trigan.viewer.display import Display
 from trigan.viewer.glfw_hooks import GlfwHooks
 from trigan.viewer.jobs import JobRunner
 from trigan.viewer.orbit import OrbitController
 from trigan.viewer.panels.camera import CameraPanel
 from trigan.viewer.panels.export import ExportPanel
+from trigan.viewer.panels.interface import CameraMove
 from trigan.viewer.panels.latent import LatentPanel
 from trigan.viewer.panels.model import ModelPanel
 from trigan.viewer.panels.render import RenderPanel
 from trigan.viewer.panels.status import StatusBar, Timing, describe_work
 from trigan.viewer.panels.training import TrainingPanel
 from trigan.viewer.panels.view import ImageView
-from trigan.viewer.render_request import RenderRequest
-from trigan.viewer.render_worker import InfoError, RenderWorker
+from trigan.viewer.render_request import QUALITIES, ViewValues
+from trigan.viewer.render_worker import InfoError, RenderWorker, WorkerStatus
 from trigan.viewer.scene import Scene
 from trigan.viewer.settings import LAYOUT_FILE, layout_path, load_settings, save_settings
 from trigan.viewer.window_geometry import Rect, fit_window, tile_panels
@@ -104,28 +110,24 @@ def _at_lower_priority(fn, step: int = BACKGROUND_NICE):
     return run
 
 
+class BackgroundJobs(JobRunner):
+    """The viewer's export jobs: each job thread starts by lowering its own priority (see
+    lower_thread_priority)."""
+
+    def start(self, kind, label, fn, *args, **kwargs):
+        return super().start(kind, label, _at_lower_priority(fn), *args, **kwargs)
+
+
 def demo_checkpoint() -> Path:
     """The bundled demo model (assets/demo.ckpt)."""
     return Path(assets.__file__).resolve().parent / "demo.ckpt"
 
 
-@dataclass
-class ViewValues:
-    """The controls that, with the camera and the model, make a RenderRequest."""
-
-    seed: int = 0
-    class_index: Optional[int] = None
-    psi: float = 0.7
-    noise_mode: str = "const"
-    resolution: int = 256
-    mode: str = "rgb"
-    quality: str = "exact"            # what a resting view refines to: "exact" or "preview" (moving: preview)
-    sample_multiplier: float = 1.0
-    background: str = "model"
-
-
 class ViewerApp:
-    """One viewer window. `run()` blocks until the window closes and returns an exit status."""
+    """One viewer window. `run()` blocks until the window closes and returns an exit status.
+
+    It implements panels/interface.py's ViewerState and ViewerActions (the panels are handed it as
+    those, and use nothing else of it) and automation.py's AutomationHost."""
 
     def __init__(self, model_path=None, settings_path=None, latest: bool = False, device=None,
                  state_file=None, control_file=None):
@@ -170,10 +172,8 @@ class ViewerApp:
         try:
             candidate = replace(v, **restored)
             # Values from an older or hand-edited file must still make a valid request.
-            RenderRequest(model_path="x", **{k: getattr(candidate, k) for k in (
-                "seed", "class_index", "psi", "noise_mode", "resolution", "mode", "sample_multiplier",
-                "background")})
-            if candidate.quality not in ("preview", "exact"):
+            candidate.request(model_path="x")
+            if candidate.quality not in QUALITIES:
                 raise TriganError("quality")
             return candidate
         except (TriganError, TypeError):
@@ -212,9 +212,7 @@ class ViewerApp:
         old_class = self.view.class_index
         candidate = replace(self.view, **values)
         try:
-            RenderRequest(model_path="-", seed=candidate.seed, class_index=candidate.class_index, psi=candidate.psi,
-                          noise_mode=candidate.noise_mode, resolution=candidate.resolution, mode=candidate.mode,
-                          sample_multiplier=candidate.sample_multiplier, background=candidate.background)
+            candidate.request(model_path="-")
         except TriganError as exc:
             self.image.set_error(str(exc), source="values")
             return
@@ -233,7 +231,7 @@ class ViewerApp:
         if info is None:
             return
         self._class_start = None
-        start = getattr(info, "start_orbit", None)
+        start = getattr(info, "start_pose", None)
         if start is not None and info.path == getattr(self.model_info, "path", None):
             self.orbit.set_start(start, reset=False)
 
@@ -257,13 +255,16 @@ class ViewerApp:
             self.image.set_error(drawn.error, source="camera_draw")
             return
         self.image.set_error(None, source="camera_draw")
-        self.camera_input(lambda: self.orbit.set(yaw=drawn.yaw, pitch=drawn.pitch, radius=drawn.radius,
+        self.move_camera(lambda orbit: orbit.set(yaw=drawn.yaw, pitch=drawn.pitch, radius=drawn.radius,
                                                  fov=drawn.fov, look_at=drawn.look_at, pivot=drawn.pivot))
 
-    def camera_input(self, move) -> None:
-        """Apply a camera change (a callable on the OrbitController); bad numbers become a message."""
+    def move_camera(self, move: CameraMove) -> None:
+        """Apply a camera change (a callable taking the OrbitController); bad numbers become a
+        message. Nothing happens before the first model's start pose is known."""
+        if self.orbit is None:
+            return
         try:
-            move()
+            move(self.orbit)
         except (TriganError, ValueError) as exc:
             self.image.set_error(str(exc), source="camera")
             return
@@ -308,9 +309,9 @@ class ViewerApp:
         self.model_info = info
         self.device_name = info.device
         if self.orbit is None:
-            self.orbit = OrbitController(info.start_orbit)
+            self.orbit = OrbitController(info.start_pose)
         else:
-            self.orbit.set_start(info.start_orbit, reset=not keep_camera)
+            self.orbit.set_start(info.start_pose, reset=not keep_camera)
         self.latent_panel.set_classes([info.class_names[i] if i < len(info.class_names) else f"class {i}"
                                        for i in range(info.c_dim)])
         self.render_panel.set_model(info)
@@ -333,8 +334,30 @@ class ViewerApp:
             traceback.print_exc()
         self.image.set_error(f"internal error (details on stderr): {text}")
 
+    # -- what panels and scripts read (ViewerState, snapshot) -----------------------------------------
+    @property
+    def pose(self) -> Optional[Pose]:
+        """The camera (None until the first model's start pose is known)."""
+        return None if self.orbit is None else self.orbit.pose
+
+    @property
+    def pose_version(self) -> int:
+        return 0 if self.orbit is None else self.orbit.version
+
+    def worker_status(self) -> Optional[WorkerStatus]:
+        return self.worker.status()
+
     def worker_busy(self) -> bool:
         return self.worker.busy
+
+    def snapshot(self) -> ViewerSnapshot:
+        """The state the state file reports (automation.py)."""
+        return ViewerSnapshot(
+            frames=self.frame_count, model_info=self.model_info, model_loading=self._model_source is not None,
+            view=self.view, pose=self.pose, pose_version=self.pose_version, last_frame=self.last_frame,
+            shown_frame=self._shown_frame, shown_partial=self._shown_partial, worker_status=self.worker_status(),
+            worker_busy=self.worker_busy(), image_rect=self.image.image_rect(), timing=self.timing.snapshot(),
+            startup=dict(self.startup), jobs=self.export_panel.job_states(), training=self.training_panel.runs_state())
 
     def quit(self) -> None:
         self._quit = True
@@ -346,10 +369,7 @@ class ViewerApp:
             return None
         v = self.view
         try:
-            base = RenderRequest(model_path=self.model_info.path, seed=v.seed, class_index=v.class_index, psi=v.psi,
-                                 noise_mode=v.noise_mode, orbit=self.orbit.state, resolution=v.resolution,
-                                 mode=v.mode, quality="exact", sample_multiplier=v.sample_multiplier,
-                                 background=v.background)
+            base = v.request(self.model_info.path, pose=self.orbit.pose, quality="exact")
         except TriganError as exc:
             self.image.set_error(str(exc), source="request")
             return None
@@ -531,11 +551,14 @@ class ViewerApp:
         w, h = size
         tiles = tile_panels(w, h)
         self.timing = Timing()
-        self.image = ImageView(self)
-        self.model_panel, self.latent_panel = ModelPanel(self), LatentPanel(self)
-        self.camera_panel, self.render_panel = CameraPanel(self), RenderPanel(self)
-        self.export_panel, self.training_panel = ExportPanel(self), TrainingPanel(self)
-        self.status = StatusBar(self)
+        # Panels get the app as ViewerState / ViewerActions (panels/interface.py) and what they drive.
+        self.image = ImageView(self, self)
+        self.model_panel, self.latent_panel = ModelPanel(self, self), LatentPanel(self, self)
+        self.camera_panel, self.render_panel = CameraPanel(self, self), RenderPanel(self, self)
+        self.export_panel = ExportPanel(self, self.jobs)
+        self.training_panel = TrainingPanel(self, self.jobs, open_model=self.model_panel.open,
+                                            retire_texture=self.image.retire_texture)
+        self.status = StatusBar(self, self.timing)
         c = tiles["controls_window"]
         with dpg.window(label="Controls", tag=WINDOW_IDS["controls_window"], pos=(c.x, c.y), width=c.width,
                         height=c.height, no_close=True):
@@ -565,18 +588,8 @@ class ViewerApp:
         for name, uuid in WINDOW_IDS.items():
             dpg.add_alias(name, uuid)
 
-    def run(self) -> int:
-        problem = display_problem()
-        if problem:
-            print(f"trigan view: {problem}", file=sys.stderr)
-            return 1
-
-        class BackgroundJobs(JobRunner):
-            """Job threads start by lowering their own priority (see lower_thread_priority)."""
-
-            def start(self, kind, label, fn, *args, **kwargs):
-                return super().start(kind, label, _at_lower_priority(fn), *args, **kwargs)
-
+    def run(self, display: Display) -> int:
+        """display: the one check_display() of this start (cli/view.py), which found a screen."""
         device = self.device
         # The factory runs in the worker's thread: it sets that thread's priority (see
         # VIEW_WORKER_NICE), then builds the scene.
@@ -594,7 +607,7 @@ class ViewerApp:
             else:
                 dpg.configure_app(manual_callback_management=True)
             s = self.settings
-            area = screen_work_area()
+            area = display.work_area
             saved_size = None if s.window_width is None or s.window_height is None else (s.window_width,
                                                                                          s.window_height)
             place = fit_window(None if area is None else Rect(*area), saved_size, (s.window_x, s.window_y))
@@ -635,16 +648,13 @@ class ViewerApp:
         return 0
 
 
-def run_viewer(model_path=None, *, latest: bool = False, device=None, settings_path=None,
+def run_viewer(display: Display, model_path=None, *, latest: bool = False, device=None, settings_path=None,
                state_file=None, control_file=None) -> int:
-    """Open the viewer window (blocking). Returns 1 with a one-line message when there is no display."""
-    problem = display_problem()
-    if problem:
-        print(f"trigan view: {problem}", file=sys.stderr)
-        return 1
+    """Open the viewer window (blocking) on the screen `display` (viewer.display.check_display(),
+    which the caller made before importing DearPyGui and found without a problem)."""
     app = ViewerApp(model_path, settings_path=settings_path, latest=latest, device=device,
                     state_file=state_file, control_file=control_file)
-    code = app.run()
+    code = app.run(display)
     _exit_past_native_threads(code)
     return code
 

@@ -15,6 +15,11 @@ The control file is read line by line as the viewer runs; each line is one JSON 
     {"quit": true}                         close the viewer (settings and layout are saved)
 
 Commands run in the GUI thread, between frames, through the same callbacks the widgets use.
+
+What the state file says of the app comes from the app's public `snapshot()` (a `ViewerSnapshot`,
+below) and from the widgets by their tags; the only things Automation asks of the app are
+`note_input()` and `quit()` (`AutomationHost`). The file's keys are read by the GUI tests and by
+users' scripts: keep them (the camera stays under "orbit").
 """
 
 from __future__ import annotations
@@ -24,14 +29,55 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict
-from typing import Any, Dict, List, Optional
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol
 
 import dearpygui.dearpygui as dpg
 
 from trigan.core.atomic import atomic_write_text
+from trigan.core.cameras import Pose
+from trigan.viewer.render_request import Frame, ViewValues
+
+if TYPE_CHECKING:                     # the worker's types, for annotations only (they load torch)
+    from trigan.viewer.render_worker import WorkerStatus
+    from trigan.viewer.scene import ModelInfo
 
 STATE_INTERVAL_S = 0.2
+
+
+@dataclass(frozen=True)
+class ViewerSnapshot:
+    """The app's state as the state file reports it (ViewerApp.snapshot)."""
+
+    frames: int                           # GUI frames drawn so far
+    model_info: Optional["ModelInfo"]     # the open model
+    model_loading: bool                   # a model is being opened
+    view: ViewValues                      # the control values
+    pose: Optional[Pose]                  # the camera (None before the first model)
+    pose_version: int                     # counts camera changes
+    last_frame: Optional[Frame]           # the newest finished frame without an error
+    shown_frame: Optional[Frame]          # the newest finished frame, an error frame included
+    shown_partial: Optional[Frame]        # the intermediate frame on screen (Frame.partial), if any
+    worker_status: Optional["WorkerStatus"]
+    worker_busy: bool
+    image_rect: List[int]                 # the image's [x, y, w, h] in window pixels
+    timing: Dict[str, Any]                # panels.status.Timing.snapshot()
+    startup: Dict[str, Optional[float]]   # seconds to the window, first image, first exact frame
+    jobs: List[Dict[str, Any]]            # the export jobs (ExportPanel.job_states)
+    training: Dict[str, Any]              # the runs followed (TrainingPanel.runs_state)
+
+
+class AutomationHost(Protocol):
+    """What Automation needs of the app."""
+
+    def snapshot(self) -> ViewerSnapshot:
+        """The state to report."""
+
+    def note_input(self) -> None:
+        """A command changed something: draw at the active frame rate for a while."""
+
+    def quit(self) -> None:
+        """Close the viewer (settings and layout are saved)."""
 
 
 def call_item_callback(tag, app_data=None) -> None:
@@ -63,7 +109,7 @@ def _partial_state(frame) -> Optional[Dict[str, Any]]:
         return None
     r = frame.request
     return {"quality": "refining", "request_quality": r.quality, "path_used": frame.path_used,
-            "resolution": r.resolution, "yaw": r.orbit.yaw, "radius": r.orbit.radius,
+            "resolution": r.resolution, "yaw": r.pose.yaw, "radius": r.pose.radius,
             "refined": frame.stats.get("refined"), "stride": frame.stats.get("stride")}
 
 
@@ -73,13 +119,13 @@ def _worker_state(status) -> Optional[Dict[str, Any]]:
         return None
     r = status.request
     return {"activity": status.activity, "quality": None if r is None else r.quality,
-            "resolution": None if r is None else r.resolution, "yaw": None if r is None else r.orbit.yaw,
+            "resolution": None if r is None else r.resolution, "yaw": None if r is None else r.pose.yaw,
             "fraction": status.fraction, "seconds_left": status.seconds_left, "expected_s": status.expected_s}
 
 
 class Automation:
-    def __init__(self, app, state_file=None, control_file=None):
-        self.app = app
+    def __init__(self, host: AutomationHost, state_file=None, control_file=None):
+        self.host = host
         self.state_file = state_file
         self.control_file = control_file
         self._offset = 0
@@ -131,7 +177,7 @@ class Automation:
         for line in complete.splitlines():
             if line.strip():
                 self._run(line)
-        self.app.note_input()             # what a command changed is drawn at the active frame rate
+        self.host.note_input()            # what a command changed is drawn at the active frame rate
 
     def _run(self, line: str) -> None:
         try:
@@ -149,7 +195,7 @@ class Automation:
             elif "screenshot" in command:
                 dpg.output_frame_buffer(file=str(command["screenshot"]))
             elif command.get("quit"):
-                self.app.quit()
+                self.host.quit()
             else:
                 raise ValueError("unknown command")
         except Exception as exc:  # noqa: BLE001 - a script's mistake must not close the viewer
@@ -174,38 +220,37 @@ class Automation:
         return {"value": dpg.get_value(tag), "label": dpg.get_item_label(tag)}
 
     def state(self) -> Dict[str, Any]:
-        app = self.app
-        info, orbit, frame = app.model_info, app.orbit, app.last_frame
-        shown = app._shown_frame
+        app = self.host.snapshot()
+        info, pose, frame, shown = app.model_info, app.pose, app.last_frame, app.shown_frame
         return {
             "time": time.time(),
             "pid": os.getpid(),
-            "frames": app.frame_count,
+            "frames": app.frames,
             "commands_done": self.commands_done,
             "viewport": [dpg.get_viewport_client_width(), dpg.get_viewport_client_height()],
             "model": None if info is None else {"path": info.path, "file": info.file, "c_dim": info.c_dim,
                                                 "class_names": list(info.class_names), "device": info.device},
-            "model_loading": app._model_source is not None,
+            "model_loading": app.model_loading,
             "model_message": dpg.get_value("model_message"),
             "view": asdict(app.view),
-            "orbit": None if orbit is None else dict(asdict(orbit.state), version=orbit.version),
+            "orbit": None if pose is None else dict(asdict(pose), version=app.pose_version),
             "frame": None if frame is None else {
                 "quality": frame.request.quality, "ms": frame.ms, "path_used": frame.path_used,
                 "resolution": frame.request.resolution, "mode": frame.request.mode, "seed": frame.request.seed,
-                "yaw": frame.request.orbit.yaw, "radius": frame.request.orbit.radius},
-            "frame_partial": _partial_state(getattr(app, "_shown_partial", None)),
-            "progress": _worker_state(app.worker.status()),
+                "yaw": frame.request.pose.yaw, "radius": frame.request.pose.radius},
+            "frame_partial": _partial_state(app.shown_partial),
+            "progress": _worker_state(app.worker_status),
             "info_line": dpg.get_value("view_overlay"),
             "status_line": dpg.get_value("status_text"),
             "frame_error": shown.error if shown is not None else None,
             "view_error": dpg.get_value("view_error"),
             "tasks_tab": _alias(dpg.get_value("tasks_tabs")),
-            "image_rect": app.image.image_rect(),
-            "worker_busy": app.worker.busy,
-            "timing": app.timing.snapshot(),
+            "image_rect": app.image_rect,
+            "worker_busy": app.worker_busy,
+            "timing": app.timing,
             "startup": dict(app.startup),
-            "jobs": app.export_panel.job_states(),
-            "training": app.training_panel.state(),
+            "jobs": app.jobs,
+            "training": app.training,
             "items": {tag: self._rect(tag) for tag in self.watched},
             "values": {tag: self._value(tag) for tag in self.watched},
             "errors": list(self.errors),

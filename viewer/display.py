@@ -4,6 +4,10 @@ DearPyGui aborts the whole process (SIGABRT, which Python cannot catch) when `sh
 finds no X server, so `trigan view` asks this module first and exits with one line instead.
 The check talks to the X server through Xlib (the library DearPyGui itself links against) via
 ctypes, so it costs a few milliseconds and opens no window.
+
+`check_display()` is made once per start, by cli/view.py before DearPyGui is imported; its
+answer (a `Display`: the problem, or the screen's work area the window is fitted into) is passed
+on to `run_viewer` and `ViewerApp.run`, which do not look again.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from typing import Optional
+from typing import NamedTuple, Optional, Tuple
 
 
-def _load_xlib():
+def load_xlib():
+    """libX11 through ctypes (the library DearPyGui links against), or None where it is missing."""
     for name in ("libX11.so.6", ctypes.util.find_library("X11")):
         if not name:
             continue
@@ -26,9 +31,9 @@ def _load_xlib():
     return None
 
 
-def _x_server_answers(display: str) -> Optional[str]:
+def x_server_problem(display: str) -> Optional[str]:
     """None when XOpenDisplay(display) succeeds (and has GLX where libGL can be found), else why not."""
-    xlib = _load_xlib()
+    xlib = load_xlib()
     if xlib is None:
         return "libX11 is not installed (the viewer needs an X11 desktop or Xvfb)"
     xlib.XOpenDisplay.restype = ctypes.c_void_p
@@ -57,7 +62,21 @@ def _x_server_answers(display: str) -> Optional[str]:
     return None
 
 
-def display_problem() -> Optional[str]:
+class Display(NamedTuple):
+    """What check_display() found: `problem` (one sentence) when no window can open, else None and
+    the screen's `work_area` (x, y, width, height; None where it cannot be read)."""
+
+    problem: Optional[str]
+    work_area: Optional[Tuple[int, int, int, int]] = None
+
+
+def check_display() -> Display:
+    """The one display check of a viewer start (see the module docstring)."""
+    problem = _display_problem()
+    return Display(problem, None if problem else _screen_work_area())
+
+
+def _display_problem() -> Optional[str]:
     """None when a window can be opened; otherwise one sentence saying why it cannot."""
     if sys.platform.startswith(("win", "darwin")):
         return None                                   # the toolkit uses the native window system there
@@ -65,16 +84,16 @@ def display_problem() -> Optional[str]:
     if not display:
         return ("no display: DISPLAY is not set (run it on a desktop, through `ssh -X`, or under "
                 "Xvfb: xvfb-run -a trigan view)")
-    return _x_server_answers(display)
+    return x_server_problem(display)
 
 
-def screen_work_area():
+def _screen_work_area():
     """(x, y, width, height) of the screen's work area (the part not taken by panels and task bars,
     from the window manager's _NET_WORKAREA), the whole default screen without a window manager,
     or None when it cannot be read (no X11: Windows, macOS, Wayland without XWayland)."""
     if sys.platform.startswith(("win", "darwin")) or not os.environ.get("DISPLAY"):
         return None
-    xlib = _load_xlib()
+    xlib = load_xlib()
     if xlib is None:
         return None
     c_void_p, c_ulong, c_int = ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int

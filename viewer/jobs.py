@@ -29,6 +29,7 @@ from typing import Callable, List, Optional, Union
 
 import torch
 
+from trigan.core.cameras import Pose
 from trigan.core.devices import parse_device
 from trigan.core.errors import TriganError, one_line
 from trigan.core.exports import ViewRenderer, grid_video_frames, seed_mesh, video_frames
@@ -39,7 +40,7 @@ from trigan.core.mesh import parse_level
 from trigan.core.model_io import open_model
 from trigan.core.renderer import RenderCancelled
 from trigan.core.selection import parse_int_list
-from trigan.core.trajectories import Pose, make_trajectory
+from trigan.core.trajectories import make_trajectory
 from trigan.core.video import FORMATS as VIDEO_FORMATS
 from trigan.core.video import VideoWriter, output_path
 
@@ -165,13 +166,14 @@ def export_screenshot(frame, path, job: Optional[Job] = None) -> Path:
 def export_video(model_path, seeds, class_index: Optional[int], psi: float, trajectory: str,
                  frames: Optional[int], fps: float, resolution: int, path, *, fmt: Optional[str] = None,
                  quality: float = 8.0, output: str = "rgb", noise_mode: str = "const",
-                 base_pose: Optional[dict] = None, batch: int = 8, device=None, job: Optional[Job] = None) -> Path:
+                 base_pose: Optional[Pose] = None, batch: int = 8, device=None, job: Optional[Job] = None) -> Path:
     """A video of one seed, or of several seeds tiled in a grid, along a trajectory.
 
     trajectory: a core.trajectories name (front_circle, points, wiggle, line, orbit, zoom) or a
-    keyframe FILE.json, built around `base_pose` (yaw/pitch/fov/radius overrides of the model's start
-    view, core.trajectories.Pose.for_generator, e.g. the viewer's current camera). fmt: mp4, gif or
-    png (a folder of frames); by default from the path's suffix (mp4 without one). Renders like
+    keyframe FILE.json, built around `base_pose` (a core.cameras.Pose, e.g. the viewer's current
+    camera, its look-at point and panned pivot included; default: the model's start view,
+    Pose.for_generator, as `trigan render` uses). fmt: mp4, gif or png (a folder of frames); by
+    default from the path's suffix (mp4 without one). Renders like
     `trigan render --vis video[_grid]`; with the same `batch` (that command's --batch, default 8) the
     frames are identical, since the hashed sample jitter of a view depends on its place in its batch."""
     seeds = _seeds(seeds)
@@ -189,7 +191,7 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
     if frames is not None and int(frames) < 1:
         raise TriganError(f"video frames {frames}: expected at least 1")
     G, cls = _load_generator(model_path, class_index, device, job)
-    base = Pose.for_generator(G).with_values(**(base_pose or {}))   # the start view `trigan render` uses
+    base = Pose.for_generator(G) if base_pose is None else base_pose
     traj = make_trajectory(trajectory, base, frames, fps)
     total = len(traj) * len(seeds)
     done = [0]

@@ -1,7 +1,8 @@
 """What the GUI asks the render worker for, and what it gets back.
 
-A `RenderRequest` is an immutable, hashable value: everything a frame depends on. The worker renders
-it into a `Frame`; the same request always gives the same pixels (the renderer's random numbers are
+`ViewValues` are the controls' values; with the model and the camera (a core.cameras.Pose, which the
+viewer's OrbitController edits) they make a `RenderRequest`: an immutable, hashable value, everything
+a frame depends on. The worker renders it into a `Frame`; the same request always gives the same pixels (the renderer's random numbers are
 hashes of the ray, not draws from a global generator), so a request can be a cache key too.
 """
 
@@ -13,9 +14,9 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from trigan.core.cameras import Pose
 from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_SEED
-from trigan.viewer.orbit import OrbitState
 
 MODES = ("rgb", "depth", "normals", "opacity")
 QUALITIES = ("preview", "exact")
@@ -58,7 +59,7 @@ class RenderRequest:
     class_index: Optional[int] = None
     psi: float = 1.0
     noise_mode: str = "const"
-    orbit: OrbitState = field(default_factory=OrbitState)
+    pose: Pose = field(default_factory=Pose)
     resolution: int = 256
     mode: str = "rgb"
     quality: str = "exact"
@@ -90,8 +91,8 @@ class RenderRequest:
         if not MIN_SAMPLE_MULTIPLIER <= self.sample_multiplier <= MAX_SAMPLE_MULTIPLIER:
             raise TriganError(f"sample multiplier {self.sample_multiplier:g}: expected "
                               f"{MIN_SAMPLE_MULTIPLIER:g}..{MAX_SAMPLE_MULTIPLIER:g}")
-        if not isinstance(self.orbit, OrbitState):
-            raise TriganError(f"render request: orbit must be an OrbitState, got {type(self.orbit).__name__}")
+        if not isinstance(self.pose, Pose):
+            raise TriganError(f"render request: pose must be a core.cameras.Pose, got {type(self.pose).__name__}")
         _choice(self.mode, MODES, "render mode")
         _choice(self.quality, QUALITIES, "quality")
         _choice(self.background, BACKGROUNDS, "background")
@@ -103,6 +104,28 @@ class RenderRequest:
 
     def with_values(self, **values) -> "RenderRequest":
         return replace(self, **values)
+
+
+@dataclass(frozen=True)
+class ViewValues:
+    """The controls that, with the camera and the model, make a RenderRequest."""
+
+    seed: int = 0
+    class_index: Optional[int] = None
+    psi: float = 0.7
+    noise_mode: str = "const"
+    resolution: int = 256
+    mode: str = "rgb"
+    quality: str = "exact"            # what a resting view refines to: "exact" or "preview" (moving: preview)
+    sample_multiplier: float = 1.0
+    background: str = "model"
+
+    def request(self, model_path: str, pose: Optional[Pose] = None, quality: str = "exact") -> RenderRequest:
+        """The request these values make with a camera (default: Pose()); raises TriganError (one
+        line) for values no request takes."""
+        return RenderRequest(model_path=model_path, seed=self.seed, class_index=self.class_index, psi=self.psi,
+                             noise_mode=self.noise_mode, pose=Pose() if pose is None else pose, resolution=self.resolution, mode=self.mode,
+                             quality=quality, sample_multiplier=self.sample_multiplier, background=self.background)
 
 
 @dataclass

@@ -216,7 +216,7 @@ class RenderWorker:
         return key
 
     def drawn_camera(self, key: tuple):
-        """The OrbitState drawn for `key`, an InfoError if it failed, else None (not served yet)."""
+        """The Pose drawn for `key`, an InfoError if it failed, else None (not served yet)."""
         with self._cond:
             return self._draws.pop(key, None)
 

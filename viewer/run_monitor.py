@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 from trigan.core.errors import TriganError
 from trigan.core.model_io import RUN_BEST, RUN_LATEST
+from trigan.core.summary import format_duration
 from trigan.training.run_dir import ACTIVE_PHASES, active_owner, is_run_dir, read_status
 
 STATS_FILE, METRICS_FILE = "stats.jsonl", "metrics.jsonl"
@@ -364,17 +365,12 @@ def log_tail(path, lines: int = 20) -> List[str]:
 # Text for the panel (pure functions: the panel only places it)
 
 def format_eta(seconds) -> str:
-    """"1h05m", "4m07s", "2d 03h"; "-" for an unknown, negative or non-finite time."""
+    """A run's time left as the model summary writes durations (core.summary.format_duration:
+    "45.0s", "4m07s", "1h05m", "2d03h"); "-" for an unknown, negative or non-finite time."""
     value = _number(seconds)
     if value is None or value < 0:
         return "-"
-    total = int(value)
-    days, rest = divmod(total, 86400)
-    if days:
-        return f"{days}d {rest // 3600:02d}h"
-    if total >= 3600:
-        return f"{total // 3600}h{total % 3600 // 60:02d}m"
-    return f"{total // 60}m{total % 60:02d}s"
+    return format_duration(value)
 
 
 def format_value(value: float) -> str:

@@ -8,11 +8,12 @@ Used only from the render worker's thread (it owns the device). What is cached, 
   accelerated renderer (its occupancy grid is the per-latent set-up cost), the preview renderer;
   least recently used latents are dropped beyond `max_latents`.
 
-Quality "exact" is the accelerated exact path (core.accel.FastRenderer) with the samples per ray
-scaled by the request's sample multiplier. Quality "preview" is core.preview's baked volume,
-ray-marched from a hull mesh with OpenGL, when that module exists and can run here (headless EGL);
-otherwise it falls back to the accelerated path at half the resolution, upsampled, and says so in
-`Frame.path_used` ("preview-half-accelerated").
+Renderers come from core.rendering by path name. Quality "exact" is the "accelerated" path with
+the samples per ray scaled by the request's sample multiplier (`with_samples`: one occupancy grid
+for all multipliers). Quality "preview" is the "preview" path (core.preview's baked volume,
+ray-marched from a hull mesh with OpenGL), when it can run here (headless EGL); otherwise it falls
+back to the accelerated path at half the resolution, upsampled, and says so in `Frame.path_used`
+("preview-half-accelerated").
 
 The camera's ray interval follows its distance from the scene centre (core.views.options_at_distance),
 so zooming out never cuts the object off.
@@ -36,7 +37,6 @@ status line.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -48,16 +48,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trigan.core import preview
-from trigan.core.accel import AccelOptions, FastRenderer
+from trigan.core.accel import AccelOptions
+from trigan.core.cameras import Pose
 from trigan.core.devices import parse_device
 from trigan.core.errors import TriganError, one_line
 from trigan.core.model_io import open_model, resolve_model_path
 from trigan.core.renderer import RenderCancelled, RenderOutput
-from trigan.core.renderer import render as plain_render
+from trigan.core.rendering import FieldRenderer, field_renderer, path_unavailable
 from trigan.core.summary import model_summary
 from trigan.core.views import LatentMapper, options_at_distance, picture, seeded_noise
-from trigan.viewer.orbit import OrbitState
 from trigan.viewer.render_request import BACKGROUNDS, Frame, RenderRequest
 
 ShouldCancel = Optional[Callable[[], bool]]
@@ -131,7 +130,7 @@ class ModelInfo:
     path: str                      # the request's model path as given
     file: str                      # the checkpoint file it resolved to
     summary: dict                  # core.summary.model_summary
-    start_orbit: OrbitState        # the model's start pose (3DGP: the mean posterior camera)
+    start_pose: Pose               # the model's start pose (3DGP: the mean posterior camera)
     c_dim: int
     class_names: Tuple[str, ...]
     img_resolution: int
@@ -142,19 +141,19 @@ class ModelInfo:
 @dataclass
 class _Latent:
     field: object
-    fast: Dict[float, object] = field(default_factory=dict)      # sample multiplier -> FastRenderer
-    preview: object = None
+    fast: Dict[float, FieldRenderer] = field(default_factory=dict)   # sample multiplier -> accelerated renderer
+    preview: Optional[FieldRenderer] = None
     preview_problem: Optional[str] = None
     setup_ms: float = 0.0
 
 
-def _preview_module():
-    """core.preview when headless OpenGL works here, else (None, reason)."""
+def preview_availability():
+    """("preview", None) when the preview path can run here (headless OpenGL), else (None, reason)."""
     try:
-        reason = preview.preview_unavailable()
+        reason = path_unavailable("preview")
     except Exception as exc:  # noqa: BLE001 - a broken GL stack must not take the viewer down
         reason = one_line(exc)
-    return (None, reason) if reason else (preview, None)
+    return (None, reason) if reason else ("preview", None)
 
 
 class Scene:
@@ -163,7 +162,7 @@ class Scene:
         self.max_latents = int(max_latents)
         self._models: "OrderedDict[str, Tuple[tuple, object]]" = OrderedDict()   # path -> (file stamp, LoadedModel)
         self._latents: "OrderedDict[tuple, _Latent]" = OrderedDict()
-        self._preview = None
+        self._preview_path: Optional[str] = None     # "preview" once it can run here
         self._preview_problem = "the preview module is switched off" if not use_preview_module else None
         self._preview_checked = not use_preview_module
         self.partial_after_s, self.partial_every_s = PARTIAL_AFTER_S, PARTIAL_EVERY_S
@@ -209,11 +208,11 @@ class Scene:
         summary["format"] = m.format
         cls = self._class(G, class_index)
         return ModelInfo(path=str(model_path), file=m.path, summary=summary,
-                         start_orbit=OrbitState.for_model(G.cfg, G, cls), c_dim=G.c_dim,
+                         start_pose=Pose.for_generator(G, cls), c_dim=G.c_dim,
                          class_names=tuple(G.cfg.class_names), img_resolution=G.cfg.img_resolution,
                          backgrounds=self.backgrounds(G), device=str(self.device))
 
-    def draw_camera(self, model_path: str, seed: int, class_index: Optional[int], draw: int) -> OrbitState:
+    def draw_camera(self, model_path: str, seed: int, class_index: Optional[int], draw: int) -> Pose:
         """Camera number `draw` from the model's camera distribution, for the latent of `seed` and
         the class: a prior camera (drawn from a generator seeded by `draw`) through the learned
         camera generator (3DGP), or the prior camera itself for a model without one."""
@@ -226,7 +225,7 @@ class Scene:
             z = G.latents([int(seed)])
             c = G.labels([cls], 1) if cls is not None else None
             camera = G.posterior_camera(z, c, prior_seeds=[int(draw)])
-        return OrbitState.from_camera(camera.to("cpu"))
+        return Pose.from_camera(camera.to("cpu"))
 
     def summary(self, model_path: str) -> dict:
         """core.summary's description of the model (the model panel)."""
@@ -273,27 +272,21 @@ class Scene:
             self._stage("building the occupancy grid")
             start = time.perf_counter()
             with torch.no_grad():
-                base = FastRenderer(G, entry.field, G.render_options(deterministic=True, density_noise_std=0.0),
-                                    accel=VIEWER_ACCEL)
+                base = field_renderer("accelerated", entry.field,
+                                      G.render_options(deterministic=True, density_noise_std=0.0), accel=VIEWER_ACCEL)
             entry.setup_ms += (time.perf_counter() - start) * 1000
             entry.fast[1.0] = base
             if multiplier == 1.0:
                 return base
-        base = entry.fast[1.0]
-        fast = copy.copy(base)       # same field and grid, other sample counts
-        accel, opts = base.accel, base.options
-        min_step = accel.min_step if accel.min_step is not None else (opts.ray_end - opts.ray_start) / 256
-        fast.accel = replace(accel, max_samples=max(1, int(round(accel.max_samples * multiplier))),
-                             min_step=min_step / multiplier)
-        fast.last_stats = {}
+        fast = entry.fast[1.0].with_samples(multiplier)     # same field and grid, other sample counts
         entry.fast[multiplier] = fast
         return fast
 
     def _preview_renderer(self, G, entry: _Latent):
         if not self._preview_checked:
-            self._preview, self._preview_problem = _preview_module()
+            self._preview_path, self._preview_problem = preview_availability()
             self._preview_checked = True
-        if self._preview is None:
+        if self._preview_path is None:
             return None
         if entry.preview is None and entry.preview_problem is None:
             fast = self._fast(G, entry, 1.0)       # its occupancy grid probes the volume the preview bakes
@@ -301,8 +294,7 @@ class Scene:
             start = time.perf_counter()
             try:
                 with torch.no_grad():
-                    entry.preview = self._preview.build_preview(G, entry.field, grid=fast.grid,
-                                                                options=fast.options)
+                    entry.preview = field_renderer(self._preview_path, entry.field, fast.options, grid=fast.grid)
             except Exception as exc:  # noqa: BLE001 - no preview for this latent; the exact path still works
                 entry.preview_problem = one_line(exc)
             entry.setup_ms += (time.perf_counter() - start) * 1000
@@ -336,13 +328,13 @@ class Scene:
         if should_cancel is not None and should_cancel():
             raise RenderCancelled()
         cam_cfg = G.cfg.camera
-        distance = math.sqrt(sum(v * v for v in request.orbit.origin()))   # to the scene centre
+        distance = math.sqrt(sum(v * v for v in request.pose.origin()))   # to the scene centre
         background = {"model": None, "white": 1.0, "black": -1.0}[request.background]
         overrides = dict(deterministic=True, density_noise_std=0.0, normals=request.mode == "normals")
         if background is not None:
             overrides["white_background"] = False      # composited below, over the chosen colour
         opts = options_at_distance(G.render_options(**overrides), distance, cam_cfg.radius)
-        camera = request.orbit.to_camera(device=G.device)
+        camera = request.pose.to_camera(device=G.device)
         res = request.resolution
         if partial is not None and not entry.fast:
             # the occupancy grid (and the preview baked from it) is still to be built: seconds on a
@@ -394,7 +386,7 @@ class Scene:
         cheap = replace(opts, num_steps=FIRST_LOOK_STEPS, num_fine_steps=FIRST_LOOK_STEPS)
         try:
             with torch.no_grad():
-                out = plain_render(entry.field, camera, res, cheap, should_cancel=should_cancel)
+                out = field_renderer("plain", entry.field, cheap).render(camera, res, should_cancel=should_cancel)
             rgba = _rgba(out, request.mode, cheap, background, request.resolution)
         except RenderCancelled:
             raise
@@ -404,8 +396,8 @@ class Scene:
                       {"rendered_resolution": res}, partial=True))
 
     @staticmethod
-    def _render_preview(previewer, camera, res: int, opts, request: RenderRequest):
-        """core.preview's render of this view (its ray interval follows the camera's distance)."""
+    def _render_preview(previewer: FieldRenderer, camera, res: int, opts, request: RenderRequest):
+        """The preview path's render of this view (its ray interval follows the camera's distance)."""
         return previewer.render(camera, res, options=opts, normals=request.mode == "normals")
 
     def clear(self) -> None:

@@ -15,8 +15,10 @@ import math
 
 import dearpygui.dearpygui as dpg
 
+from trigan.core.cameras import Pose
 from trigan.viewer.orbit import FOV_MAX, FOV_MIN, PRESETS
 from trigan.viewer.panels.common import hint
+from trigan.viewer.panels.interface import ViewerActions, ViewerState
 
 YAW, PITCH, RADIUS, FOV = "camera_yaw", "camera_pitch", "camera_radius", "camera_fov"
 LABEL_WIDTH = 80
@@ -30,14 +32,14 @@ FIELDS = {
 }
 
 
-def shown_values(state) -> dict:
-    """What the fields show for an OrbitState (degrees for the angles)."""
-    return {YAW: math.degrees(state.yaw), PITCH: math.degrees(state.pitch), RADIUS: state.radius, FOV: state.fov}
+def shown_values(pose: Pose) -> dict:
+    """What the fields show for a camera pose (degrees for the angles)."""
+    return {YAW: math.degrees(pose.yaw), PITCH: math.degrees(pose.pitch), RADIUS: pose.radius, FOV: pose.fov}
 
 
 class CameraPanel:
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, state: ViewerState, actions: ViewerActions):
+        self.state, self.actions = state, actions
         self._shown_version = -1
 
     def build(self) -> None:
@@ -52,7 +54,7 @@ class CameraPanel:
                                user_data=name)
             dpg.add_button(label="reset", tag="camera_reset", callback=self._reset)
         dpg.add_button(label="draw from the model's cameras", tag="camera_draw",
-                       callback=lambda: self.app.draw_camera())
+                       callback=lambda: self.actions.draw_camera())
         with dpg.tooltip("camera_draw"):
             dpg.add_text("A camera from the distribution the model was trained with, for this seed and class:\n"
                          "a 3DGP model's learned camera generator applied to a prior camera, else a prior camera.")
@@ -62,31 +64,28 @@ class CameraPanel:
 
     def field_changed(self, tag, value) -> None:
         """A typed or stepped number: move the camera there (the OrbitController clamps it)."""
-        orbit = self.app.orbit
-        if orbit is None or value is None:
+        if self.state.pose is None or value is None:
             return
-        self.app.camera_input(lambda: orbit.set(**FIELDS[tag][4](float(value))))
+        self.actions.move_camera(lambda orbit: orbit.set(**FIELDS[tag][4](float(value))))
         # Show the clamped value even when the camera did not move (say, radius beyond the zoom range).
         self._shown_version = -1
 
     def _preset(self, name: str) -> None:
-        if self.app.orbit is not None:
-            self.app.camera_input(lambda: self.app.orbit.preset(name))
+        self.actions.move_camera(lambda orbit: orbit.preset(name))
 
     def _reset(self) -> None:
-        if self.app.orbit is not None:
-            self.app.camera_input(self.app.orbit.reset)
+        self.actions.move_camera(lambda orbit: orbit.reset())
 
     def tick(self) -> None:
-        orbit = self.app.orbit
-        if orbit is None or orbit.version == self._shown_version:
+        pose, version = self.state.pose, self.state.pose_version
+        if pose is None or version == self._shown_version:
             return
         pending = False
         # Leave a field alone while the user is typing in it (or holding its step button); it is
         # brought in line once they leave it.
-        for tag, value in shown_values(orbit.state).items():
+        for tag, value in shown_values(pose).items():
             if dpg.is_item_active(tag):
                 pending = True
             else:
                 dpg.set_value(tag, value)
-        self._shown_version = -1 if pending else orbit.version
+        self._shown_version = -1 if pending else version

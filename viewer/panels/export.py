@@ -6,7 +6,7 @@ the model, so the view keeps rendering meanwhile."""
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import TYPE_CHECKING, List
 
 import dearpygui.dearpygui as dpg
 
@@ -18,6 +18,10 @@ from trigan.core.selection import parse_int_list
 from trigan.core.trajectories import DEFAULT_FRAMES
 from trigan.core.trajectories import NAMED as TRAJECTORIES
 from trigan.viewer.panels.common import BAD, MUTED, JobList, hint, path_field
+from trigan.viewer.panels.interface import ViewerState
+
+if TYPE_CHECKING:                     # annotations only: the jobs module loads torch
+    from trigan.viewer.jobs import JobRunner
 
 FOLDER = "export_folder"
 SHOT = "export_screenshot_button"
@@ -41,13 +45,13 @@ def unique_path(folder: str, stem: str, ext: str) -> str:
 
 
 class ExportPanel:
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, state: ViewerState, runner: "JobRunner"):
+        self.state, self.runner = state, runner
         self.jobs: List = []
         self.job_list = JobList("export_jobs", lambda: self.jobs)
 
     def build(self) -> None:
-        s = self.app.settings
+        s = self.state.settings
         folder = s.last_export_folder or os.path.join(os.getcwd(), "exports")
         path_field(FOLDER, "folder", default=folder, directory=True, hint_text="where exports are written")
         dpg.add_button(label="Save screenshot (PNG of the current frame)", tag=SHOT, callback=self._screenshot)
@@ -90,13 +94,13 @@ class ExportPanel:
         return folder
 
     def _model(self):
-        info = self.app.model_info
+        info = self.state.model_info
         if info is None:
             raise TriganError("no model is open yet")
         return info
 
     def _stem(self, what: str) -> str:
-        info, v = self._model(), self.app.view
+        info, v = self._model(), self.state.view
         name = os.path.splitext(os.path.basename(info.file))[0]
         cls = f"-c{v.class_index}" if v.class_index is not None else ""
         return f"{name}-{what}-seed{v.seed}{cls}"
@@ -113,40 +117,39 @@ class ExportPanel:
     # -- the three exports ---------------------------------------------------------------------------
     def _screenshot(self) -> None:
         def make():
-            frame = self.app.last_frame
+            frame = self.state.last_frame
             if frame is None:
                 raise TriganError("nothing rendered yet")
             path = unique_path(self._folder(), self._stem("shot"), "png")
-            return self.app.jobs.start_screenshot(frame, path)
+            return self.runner.start_screenshot(frame, path)
         self._launch(make)
 
     def _video(self) -> None:
         def make():
-            info, v = self._model(), self.app.view
+            info, v = self._model(), self.state.view
             text = dpg.get_value(VIDEO_SEEDS).strip()
             seeds = parse_int_list(text, "seeds") if text else [v.seed]
             traj = dpg.get_value(VIDEO_TRAJ)
             path = unique_path(self._folder(), self._stem(f"{traj}" + ("-grid" if len(seeds) > 1 else "")), "mp4")
-            base = None
-            if dpg.get_value(VIDEO_AROUND) and self.app.orbit is not None:
-                o = self.app.orbit.state          # the trajectory is built around the current camera
-                base = {"yaw": o.yaw, "pitch": o.pitch, "fov": o.fov, "radius": o.radius}
+            # around the camera on screen, its look-at point and panned pivot included (None: the
+            # model's start view)
+            base = self.state.pose if dpg.get_value(VIDEO_AROUND) else None
             output = v.mode if v.mode in ("rgb", "depth", "normals") else "rgb"
-            return self.app.jobs.start_video(info.path, seeds, v.class_index, v.psi, traj,
-                                             int(dpg.get_value(VIDEO_FRAMES)), int(dpg.get_value(VIDEO_FPS)),
-                                             int(dpg.get_value(VIDEO_RES)), path, noise_mode=v.noise_mode,
-                                             base_pose=base, output=output)
+            return self.runner.start_video(info.path, seeds, v.class_index, v.psi, traj,
+                                           int(dpg.get_value(VIDEO_FRAMES)), int(dpg.get_value(VIDEO_FPS)),
+                                           int(dpg.get_value(VIDEO_RES)), path, noise_mode=v.noise_mode,
+                                           base_pose=base, output=output)
         self._launch(make)
 
     def _mesh(self) -> None:
         def make():
-            info, v = self._model(), self.app.view
+            info, v = self._model(), self.state.view
             fmt = dpg.get_value(MESH_FORMAT)
             level = parse_level(dpg.get_value(MESH_LEVEL).strip() or "auto")
             path = unique_path(self._folder(), self._stem("mesh"), fmt)
-            return self.app.jobs.start_mesh(info.path, v.seed, v.class_index, v.psi, int(dpg.get_value(MESH_RES)),
-                                            level, fmt, bool(dpg.get_value(MESH_COLOURS)), path,
-                                            noise_mode=v.noise_mode)
+            return self.runner.start_mesh(info.path, v.seed, v.class_index, v.psi, int(dpg.get_value(MESH_RES)),
+                                          level, fmt, bool(dpg.get_value(MESH_COLOURS)), path,
+                                          noise_mode=v.noise_mode)
         self._launch(make)
 
     # -- app hooks -----------------------------------------------------------------------------------
@@ -154,10 +157,10 @@ class ExportPanel:
         self.job_list.tick()
 
     def any_running(self) -> bool:
-        return bool(self.app.jobs.active)
+        return bool(self.runner.active)
 
     def job_states(self) -> list:
-        jobs = self.app.jobs.jobs
+        jobs = self.runner.jobs
         return [{"kind": j.kind, "label": j.label, "state": j.state, "progress": j.progress, "message": j.message,
                  "output_path": str(j.output_path) if j.output_path else None} for j in jobs]
 
@@ -172,4 +175,4 @@ class ExportPanel:
                 dpg.set_value(tag, value)
 
     def shutdown(self) -> None:
-        self.app.jobs.cancel_all(wait=2.0)
+        self.runner.cancel_all(wait=2.0)

@@ -16,6 +16,7 @@ import dearpygui.dearpygui as dpg
 from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_SEED  # RenderRequest's range too
 from trigan.viewer.panels.common import BAD, hint
+from trigan.viewer.panels.interface import ViewerActions, ViewerState
 from trigan.viewer.render_request import NOISE_MODES
 
 SEED = "latent_seed"
@@ -49,12 +50,12 @@ def stepped_seed(seed: int, delta: int) -> int:
 
 
 class LatentPanel:
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, state: ViewerState, actions: ViewerActions):
+        self.state, self.actions = state, actions
         self._class_names = []
 
     def build(self) -> None:
-        v = self.app.view
+        v = self.state.view
         with dpg.group(horizontal=True):
             # decimal: the field takes only digits (and + - * /, which parse_seed refuses with a message).
             dpg.add_input_text(tag=SEED, default_value=str(v.seed), width=110, decimal=True, on_enter=True,
@@ -83,7 +84,7 @@ class LatentPanel:
                       width=-LABEL_WIDTH, callback=lambda s, a: self._set(noise_mode=a))
 
     def _set(self, **values) -> None:
-        self.app.update_view(**values)
+        self.actions.update_view(**values)
 
     # -- the seed ------------------------------------------------------------------------------------
     def enter_seed(self, text) -> None:
@@ -91,7 +92,7 @@ class LatentPanel:
         try:
             seed = parse_seed(text)
         except TriganError as exc:
-            self._seed_message(f"{exc} (still using {self.app.view.seed})")
+            self._seed_message(f"{exc} (still using {self.state.view.seed})")
             return
         self._apply_seed(seed)
 
@@ -107,7 +108,7 @@ class LatentPanel:
         dpg.configure_item(SEED_MESSAGE, show=bool(text))
 
     def step(self, delta: int) -> None:
-        self._apply_seed(stepped_seed(self.app.view.seed, delta))
+        self._apply_seed(stepped_seed(self.state.view.seed, delta))
 
     def seed_message(self) -> str:
         return dpg.get_value(SEED_MESSAGE) or ""
@@ -119,7 +120,7 @@ class LatentPanel:
         dpg.configure_item(CLASS_ROW, show=bool(names))
         dpg.configure_item(CLASS, items=self._class_names)
         if names:
-            index = self.app.view.class_index
+            index = self.state.view.class_index
             index = index if index is not None and 0 <= index < len(names) else 0
             dpg.set_value(CLASS, self._class_names[index])
             self._set(class_index=index)
@@ -127,8 +128,8 @@ class LatentPanel:
             self._set(class_index=None)
 
     def sync(self) -> None:
-        """Show the app's values (after settings were restored or a script changed them)."""
-        v = self.app.view
+        """Show the viewer's values (after settings were restored or a script changed them)."""
+        v = self.state.view
         dpg.set_value(SEED, str(v.seed))
         self._seed_message(None)
         dpg.set_value(PSI, v.psi)

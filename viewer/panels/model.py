@@ -18,6 +18,7 @@ import dearpygui.dearpygui as dpg
 
 from trigan.core.summary import summary_rows
 from trigan.viewer.panels.common import BAD, MUTED, path_field
+from trigan.viewer.panels.interface import ViewerActions, ViewerState
 
 CKPT_FIELD = "model_path"
 LATEST = "model_latest"
@@ -65,18 +66,18 @@ def headline(summary: dict) -> str:
 
 
 class ModelPanel:
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, state: ViewerState, actions: ViewerActions):
+        self.state, self.actions = state, actions
 
     def build(self) -> None:
-        s = self.app.settings
+        s = self.state.settings
         path_field(CKPT_FIELD, "file", default=s.last_model or "", extensions=MODEL_EXTENSIONS,
                    on_pick=lambda p: self.open(p), hint_text="checkpoint (.ckpt, .pkl) or run folder")
         path_field("model_run", "run", default="", directory=True, on_pick=lambda p: self.open(p),
                    hint_text="training run folder")
         with dpg.group(horizontal=True):
             dpg.add_button(label="Open", tag="model_open", callback=lambda: self.open(dpg.get_value(CKPT_FIELD)))
-            dpg.add_button(label="Reload", tag="model_reload", callback=self.app.reload_model)
+            dpg.add_button(label="Reload", tag="model_reload", callback=lambda: self.actions.reload_model())
 
         dpg.add_checkbox(label="latest snapshot for run folders", tag=LATEST, default_value=False)
         dpg.add_combo(items=list(s.recent_files), tag=RECENT, label="recent", width=-80,
@@ -96,7 +97,7 @@ class ModelPanel:
             self.set_message("type a checkpoint path or pick one with ...")
             return
         dpg.set_value(CKPT_FIELD, path)
-        self.app.open_model(path, latest=bool(dpg.get_value(LATEST)))
+        self.actions.open_model(path, latest=bool(dpg.get_value(LATEST)))
 
     def open_dropped(self, paths: List[str]) -> None:
         """Files dropped on the window: the first model among them opens, as if typed."""

@@ -14,6 +14,7 @@ from typing import List
 import dearpygui.dearpygui as dpg
 
 from trigan.viewer.panels.common import hint
+from trigan.viewer.panels.interface import ViewerActions, ViewerState
 from trigan.viewer.render_request import (
     BACKGROUNDS,
     MAX_RESOLUTION,
@@ -46,26 +47,26 @@ def parse_resolution(text) -> int:
 
 
 class RenderPanel:
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, state: ViewerState, actions: ViewerActions):
+        self.state, self.actions = state, actions
 
     def build(self) -> None:
-        v = self.app.view
+        v = self.state.view
         dpg.add_combo(tag=MODE, label="show", items=list(MODES), default_value=v.mode, width=-LABEL_WIDTH,
-                      callback=lambda s, a: self.app.update_view(mode=a))
+                      callback=lambda s, a: self.actions.update_view(mode=a))
         dpg.add_combo(tag=RESOLUTION, label="resolution", items=resolution_choices(v.resolution),
                       default_value=str(v.resolution), width=-LABEL_WIDTH,
                       callback=lambda s, a: self._resolution(a))
         dpg.add_combo(tag=QUALITY, label="quality", items=list(QUALITY_CHOICES), default_value=v.quality,
-                      width=-LABEL_WIDTH, callback=lambda s, a: self.app.update_view(quality=a))
+                      width=-LABEL_WIDTH, callback=lambda s, a: self.actions.update_view(quality=a))
         # An input with step buttons: the multiplier can be typed (a slider hides that behind ctrl+click).
         dpg.add_input_double(tag=SAMPLES, label="samples x", min_value=MIN_SAMPLE_MULTIPLIER,
                              max_value=MAX_SAMPLE_MULTIPLIER, min_clamped=True, max_clamped=True,
                              default_value=v.sample_multiplier, step=SAMPLES_STEP, step_fast=1.0, format="%.2f",
                              width=-LABEL_WIDTH,
-                             callback=lambda s, a: self.app.update_view(sample_multiplier=round(float(a), 2)))
+                             callback=lambda s, a: self.actions.update_view(sample_multiplier=round(float(a), 2)))
         dpg.add_combo(tag=BACKGROUND, label="background", items=list(BACKGROUNDS), default_value=v.background,
-                      width=-LABEL_WIDTH, callback=lambda s, a: self.app.update_view(background=a))
+                      width=-LABEL_WIDTH, callback=lambda s, a: self.actions.update_view(background=a))
         hint("Fast previews while the camera or a value moves; at rest the view refines to the chosen "
              f"quality. samples x ({MIN_SAMPLE_MULTIPLIER:g}..{MAX_SAMPLE_MULTIPLIER:g}) scales the exact "
              "render's samples per ray.")
@@ -74,22 +75,22 @@ class RenderPanel:
         try:
             resolution = parse_resolution(value)
         except ValueError:            # not a number (a script's mistake): show what is in use again
-            dpg.set_value(RESOLUTION, str(self.app.view.resolution))
+            dpg.set_value(RESOLUTION, str(self.state.view.resolution))
             return
         dpg.configure_item(RESOLUTION, items=resolution_choices(resolution))
         dpg.set_value(RESOLUTION, str(resolution))
-        self.app.update_view(resolution=resolution)
+        self.actions.update_view(resolution=resolution)
 
     def set_model(self, info) -> None:
         """Offer only the backgrounds the model supports (one with a background network: "model")."""
         choices = list(info.backgrounds)
         dpg.configure_item(BACKGROUND, items=choices)
-        if self.app.view.background not in choices:
+        if self.state.view.background not in choices:
             dpg.set_value(BACKGROUND, choices[0])
-            self.app.update_view(background=choices[0])
+            self.actions.update_view(background=choices[0])
 
     def sync(self) -> None:
-        v = self.app.view
+        v = self.state.view
         dpg.configure_item(RESOLUTION, items=resolution_choices(v.resolution))
         for tag, value in ((MODE, v.mode), (RESOLUTION, str(v.resolution)), (QUALITY, v.quality),
                            (SAMPLES, v.sample_multiplier), (BACKGROUND, v.background)):

@@ -12,6 +12,8 @@ from typing import Deque, Dict, Optional, Tuple
 
 import dearpygui.dearpygui as dpg
 
+from trigan.viewer.panels.interface import ViewerState
+
 WINDOW = "status_window"
 TEXT = "status_text"
 WINDOW_SECONDS = 2.0
@@ -138,8 +140,8 @@ class Timing:
 
 
 class StatusBar:
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, state: ViewerState, timing: Timing):
+        self.state, self.timing = state, timing
         self._last_ms = {"preview": 0.0, "exact": 0.0}
         self._next_update = 0.0
 
@@ -165,23 +167,23 @@ class StatusBar:
         if now < self._next_update:          # four updates a second are plenty to read
             return
         self._next_update = now + 0.25
-        t = self.app.timing.snapshot()
-        v = self.app.view
-        info = self.app.model_info
+        t = self.timing.snapshot()
+        v = self.state.view
+        info = self.state.model_info
         model = os.path.basename(info.path) if info else "no model"
         busy = self._busy_text()
         cls = class_label(v.class_index, info.class_names if info else ()) if info and info.c_dim else ""
         text = (f"{t['fps']:4.1f} frames/s | preview {self._last_ms['preview']:6.0f} ms | exact "
-                f"{self._last_ms['exact']:6.0f} ms | {busy} | device {self.app.device_name} | {model} | seed {v.seed}"
+                f"{self._last_ms['exact']:6.0f} ms | {busy} | device {self.state.device_name} | {model} | seed {v.seed}"
                 + (f" {cls}" if cls else "")
                 + f" | GUI {t['gui_ms']:4.1f} ms (max {t['gui_ms_max']:4.0f})")
         dpg.set_value(TEXT, text)
 
     def _busy_text(self) -> str:
         """ "idle", "rendering", "loading demo.ckpt", or an exact frame's "exact 40 % ~3 s"."""
-        status = self.app.worker.status()
+        status = self.state.worker_status()
         if status is None:
-            return "rendering" if self.app.worker_busy() else "idle"
+            return "rendering" if self.state.worker_busy() else "idle"
         request = status.request
         if request is None or status.activity != "rendering":
             return status.activity

@@ -16,17 +16,21 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import dearpygui.dearpygui as dpg
 import numpy as np
 from PIL import Image
 
-from trigan.core.config import list_presets
 from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_IMAGE_SIDE, SYNTH_MAX_IMAGES, SYNTH_MAX_RESOLUTION
+from trigan.training.config import list_presets
 from trigan.viewer import run_monitor
 from trigan.viewer.panels.common import BAD, GOOD, MUTED, JobList, hint, path_field
+from trigan.viewer.panels.interface import ViewerState
+
+if TYPE_CHECKING:                     # annotations only: the jobs module loads torch
+    from trigan.viewer.jobs import JobRunner
 from trigan.viewer.run_monitor import (
     METRIC_PREFIX,
     METRICS_FILE,
@@ -277,8 +281,13 @@ def details_lines(r, width_chars: int) -> List[str]:
 
 
 class TrainingPanel:
-    def __init__(self, app):
-        self.app = app
+    """open_model(path) opens a run's snapshot as the Model panel does; retire_texture(texture)
+    deletes a replaced sample texture once no widget shows it (ImageView.retire_texture)."""
+
+    def __init__(self, state: ViewerState, runner: "JobRunner", open_model: Callable[[str], None],
+                 retire_texture: Callable[[int], None]):
+        self.state, self.runner = state, runner
+        self.open_model, self.retire_texture = open_model, retire_texture
         self.poller = RunPoller()
         self._shown_stamp = None
         self._run_paths: List[str] = []
@@ -292,7 +301,7 @@ class TrainingPanel:
 
     # -- building ------------------------------------------------------------------------------------
     def build(self) -> None:
-        s = self.app.settings
+        s = self.state.settings
         runs_folder = s.runs_folder or os.path.join(os.getcwd(), "runs")
         dpg.add_text("New run", color=MUTED)
         path_field(DATA, "data", default="", directory=False,
@@ -412,7 +421,7 @@ class TrainingPanel:
             os.makedirs(folder, exist_ok=True)
             proc = run_monitor.start_run(data, folder, dpg.get_value(PRESET), self.overrides(),
                                          dpg.get_value(DESC).strip() or None, kimg=float(typed_float(dpg.get_value(KIMG))),
-                                         device=self.app.device)
+                                         device=self.state.device)
         except (TriganError, OSError) as exc:
             self._message(str(exc), ok=False)
             return
@@ -464,7 +473,7 @@ class TrainingPanel:
             return self._message(str(exc), ok=False)
         if snapshot is None:
             return self._message(f"{os.path.basename(path)} has no {which} snapshot yet", ok=False)
-        self.app.model_panel.open(str(snapshot))
+        self.open_model(str(snapshot))
 
     def _synth(self) -> None:
         out = os.path.expanduser(dpg.get_value(SYNTH_OUT).strip())
@@ -474,8 +483,8 @@ class TrainingPanel:
             return self._message(f"{out} exists; pick another name (nothing is overwritten)", ok=False)
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         try:
-            job = self.app.jobs.start_synth_dataset(out, int(dpg.get_value(SYNTH_NUM)), int(dpg.get_value(SYNTH_RES)),
-                                                    int(dpg.get_value(SYNTH_CLASSES)))
+            job = self.runner.start_synth_dataset(out, int(dpg.get_value(SYNTH_NUM)), int(dpg.get_value(SYNTH_RES)),
+                                                  int(dpg.get_value(SYNTH_CLASSES)))
         except TriganError as exc:
             return self._message(str(exc), ok=False)
         self.synth_jobs.append(job)
@@ -605,7 +614,7 @@ class TrainingPanel:
             scale = SAMPLE_SIDE / max(w, h)        # small grids (16 px samples) are shown enlarged
             dpg.configure_item(SAMPLE_IMAGE, texture_tag=self._sample_texture, width=int(w * scale),
                                height=int(h * scale))
-            self.app.image.retire_texture(old)
+            self.retire_texture(old)
         else:
             np.copyto(self._sample_array, image)
         dpg.configure_item(SAMPLE_IMAGE, show=True)
@@ -616,7 +625,8 @@ class TrainingPanel:
         snap = self.snapshot
         return bool(snap and any(r.alive for r in snap.runs))
 
-    def state(self) -> dict:
+    def runs_state(self) -> dict:
+        """The runs followed and what the panel shows of them (the state file's "training")."""
         shown = {"message": dpg.get_value(MESSAGE),
                  "details": dpg.get_value(DETAILS_STATE) + "\n" + dpg.get_value(DETAILS),
                  "buttons": {tag: bool(dpg.get_item_configuration(tag)["enabled"]) for tag in BUTTONS},

@@ -1,5 +1,5 @@
 """The image area: shows the newest frame in a raw texture and turns mouse and keys over it into
-camera moves (the maths is OrbitController's).
+camera moves (`ViewerActions.move_camera`; the maths is OrbitController's).
 
 Mouse input is polled once per GUI frame rather than taken from global drag handlers, so that only
 drags that *start* on the image move the camera (a slider dragged past the image does not), and the
@@ -20,6 +20,8 @@ from typing import Dict, Optional, Tuple
 
 import dearpygui.dearpygui as dpg
 import numpy as np
+
+from trigan.viewer.panels.interface import ViewerActions, ViewerState
 
 WINDOW = "view_window"
 IMAGE = "view_image"
@@ -134,10 +136,10 @@ def shrink_for_display(image: np.ndarray, limit: int) -> np.ndarray:
 
 
 class ImageView:
-    """The "View" window: the texture, an info line and an error line; mouse/keys -> app.orbit."""
+    """The "View" window: the texture, an info line and an error line; mouse/keys -> camera moves."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, state: ViewerState, actions: ViewerActions):
+        self.state, self.actions = state, actions
         self._texture: Optional[int] = None
         self._array: Optional[np.ndarray] = None      # the numpy buffer the raw texture reads from
         self._retired = []                            # textures replaced this frame, deleted next frame
@@ -246,10 +248,10 @@ class ImageView:
         return self._drag is not None
 
     def poll_input(self) -> None:
-        orbit = self.app.orbit
-        if orbit is None:
+        if self.state.pose is None:            # no model yet: nothing to move
             self._drag = None
             return
+        move = self.actions.move_camera
         hovered = dpg.is_item_hovered(IMAGE)
         down = {button: dpg.is_mouse_button_down(button) for button, _ in _BUTTONS}
         if self._drag is None and hovered:
@@ -263,16 +265,16 @@ class ImageView:
             pos = tuple(dpg.get_mouse_pos(local=False))
             dx, dy = pos[0] - last[0], pos[1] - last[1]
             if dx or dy:
-                self.app.camera_input(lambda: orbit.drag(dx, dy, name, self.display_size))
+                move(lambda orbit: orbit.drag(dx, dy, name, self.display_size))
             self._drag = (button, name, pos) if dpg.is_mouse_button_down(button) else None
         if hovered and dpg.is_mouse_button_double_clicked(dpg.mvMouseButton_Left):
-            self.app.camera_input(orbit.reset)
+            move(lambda orbit: orbit.reset())
         if (hovered or dpg.is_item_focused(WINDOW)) and not text_entry_active():
             for key, name in _KEYS:
                 if dpg.is_key_pressed(key):
-                    self.app.camera_input(lambda name=name: orbit.key(name))
+                    move(lambda orbit, name=name: orbit.key(name))
 
     def _on_wheel(self, sender, steps) -> None:
-        if self.app.orbit is not None and dpg.is_item_hovered(IMAGE):
+        if self.state.pose is not None and dpg.is_item_hovered(IMAGE):
             self.wheel_steps_seen += 1
-            self.app.camera_input(lambda: self.app.orbit.wheel(float(steps)))
+            self.actions.move_camera(lambda orbit: orbit.wheel(float(steps)))
