@@ -156,7 +156,7 @@ def test_an_off_centre_marker_shows_where_the_camera_projects_it(yaw, pitch):
     row, col = _project(cam, marker, res)
     assert abs(rows.mean() - row) < 1.0 and abs(cols.mean() - col) < 1.0
     if (yaw, pitch) == (0.0, math.pi / 2):
-        # ARCHITECTURE.md: at yaw 0 the camera is on +X and image-right is world -Z, image-up is +Y
+        # core/cameras.py conventions: at yaw 0 the camera is on +X and image-right is world -Z, image-up is +Y
         assert cols.mean() < res / 2 and rows.mean() < res / 2
 
 
