@@ -7,7 +7,9 @@ programming errors keep their traceback.
 Imports: the subcommand modules import the rest of trigan (which loads torch, 1-2 s) inside the
 functions that need it, not at module level, so that importing the command line costs little; each
 such import is marked `# noqa: PLC0415` (ruff's import-outside-top-level) and says so. Everywhere
-else in the tree imports sit at the top of the module.
+else in the tree imports sit at the top of the module. Building the parser (every `add_parser`, so
+`trigan --help` and `trigan COMMAND --help`) imports neither torch nor numpy: tests/test_startup.py
+checks it, benchmarks/startup.py times it.
 """
 
 from __future__ import annotations
@@ -84,6 +86,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except TriganError as exc:
         print(f"trigan: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`trigan info X | head`): what it wanted it got. Point stdout at
+        # nothing so the interpreter's final flush does not fail again with a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         line = output_error_line(exc)
         if line is None:

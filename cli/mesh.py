@@ -35,8 +35,12 @@ See docs/meshes.md.
 """
 
 
+# core.mesh.FORMATS, written out so that `trigan mesh --help` does not load torch
+# (tests/test_startup.py checks that the two agree).
+HELP_FORMATS = ("ply", "obj", "glb", "npy")
+
+
 def add_parser(subparsers) -> None:
-    from trigan.core.mesh import FORMATS  # noqa: PLC0415 (loads torch: see cli/main.py)
     p = subparsers.add_parser(
         "mesh", help="export coloured meshes (ply/obj/glb) or density volumes (npy) of seeds",
         description="Extract the surface of generated objects by marching cubes over the model's scene box.",
@@ -54,14 +58,15 @@ def add_parser(subparsers) -> None:
                    default=256, metavar="N", help=f"grid samples per axis, {MIN_RES}..{MAX_RES} (default 256)")
     p.add_argument("--threshold", default="auto", metavar="auto|VALUE",
                    help="density level in 1/world-units, or auto (default; the level is printed)")
-    p.add_argument("--format", default="ply", metavar="FMT", help=f"{' | '.join(FORMATS)} (default ply)")
+    p.add_argument("--format", default="ply", metavar="FMT", help=f"{' | '.join(HELP_FORMATS)} (default ply)")
     p.add_argument("--no-color", dest="color", action="store_false", help="geometry only, no vertex colours")
     p.add_argument("--largest-component", action="store_true", help="keep only the biggest connected piece")
     p.add_argument("--keep-cavities", action="store_true",
                    help="keep the walls of hollows sealed inside objects (dropped by default: no camera sees them)")
     p.add_argument("--latest", action="store_true", help="with a run directory: latest.ckpt rather than best.ckpt")
-    p.add_argument("--chunk", type=flags.int_flag("--chunk", 1, MAX_CHUNK, "points"), default=1 << 19, metavar="POINTS",
-                   help="field queries per chunk; bounds the memory (default 524288)")
+    p.add_argument("--chunk", type=flags.int_flag("--chunk", 1, MAX_CHUNK, "points"), default=None,
+                   metavar="POINTS", help="field queries per chunk; bounds the memory (default: the size "
+                   "measured fastest on the device)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
@@ -111,8 +116,10 @@ def run(args) -> int:
     s = G.cfg.camera.cube_scale
     n = args.resolution
     what = ("volume" if fmt == "npy" else "mesh") + ("" if len(jobs) == 1 else "es" if fmt != "npy" else "s")
+    chunks = ("chunks sized by measurement" if args.chunk is None
+              else f"{M.chunk_count(n, args.chunk)} chunk(s) each")
     print(f"{model.path}: {len(jobs)} {what}, {n}^3 grid over "
-          f"[{-s:g}, {s:g}]^3 world units, {M.chunk_count(n, args.chunk)} chunk(s) each, on {device}", flush=True)
+          f"[{-s:g}, {s:g}]^3 world units, {chunks}, on {device}", flush=True)
     for seed, cls in jobs:
         name = f"seed {seed}" + ("" if cls is None else f" class {cls}")
         path = out / M.mesh_file_name(seed, cls, fmt)

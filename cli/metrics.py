@@ -13,13 +13,11 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from PIL import Image
 from tqdm import tqdm
 
 from trigan.cli import flags
 from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_SEED
-from trigan.training.run_dir import is_run_dir
 
 HELP = "score a checkpoint or every snapshot of a run: FID, KID (Inception features), NFS (flatness of depth)"
 EPILOG = """\
@@ -145,6 +143,7 @@ def snapshot_files(run_dir: Path) -> List[Path]:
 
 def _run_dir_of(path: Path) -> Optional[Path]:
     """The training run a checkpoint belongs to (its folder or the one above), if any."""
+    from trigan.training.run_dir import is_run_dir  # noqa: PLC0415 (loads torch: see cli/main.py)
     for folder in (path.parent, path.parent.parent):
         if is_run_dir(folder):
             return folder
@@ -354,6 +353,8 @@ class DepthMaps:
         return not any(part.startswith(".") for part in parts) and parts[0] != "__MACOSX"
 
     def read(self, name: str):
+        from PIL import Image  # noqa: PLC0415 (an imaging stack: see cli/main.py)
+
         from trigan.training.dataset import depth_array  # noqa: PLC0415 (loads torch: see cli/main.py)
         try:
             data = self._zip.read(name) if self._zip is not None else (self.path / name).read_bytes()

@@ -12,16 +12,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence
 
-import numpy as np
 from tqdm import tqdm
 
 from trigan.cli import flags
 from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_FRAMES, MAX_RAY_STEPS
 from trigan.core.output_paths import prepare_output_dir, refuse_existing
-from trigan.core.video import VideoWriter, output_path
+
+if TYPE_CHECKING:
+    import numpy as np
 
 VIS_IMAGES = ("image", "image_grid", "front_grid", "view_grid", "interp")
 VIS_VIDEOS = ("video", "video_grid", "interp_video")
@@ -222,6 +223,8 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 def _front_grid(images: List[np.ndarray]) -> np.ndarray:
     """Upstream's front_grid: the first view at full size, the others Lanczos-resized to h/(n-1) in a
     row below it (centred; the canvas is white)."""
+    import numpy as np  # noqa: PLC0415 (numerical stack: see cli/main.py)
+
     from trigan.core.images import resize  # noqa: PLC0415 (loads torch: see cli/main.py)
     main = images[0]
     h, w = main.shape[:2]
@@ -242,6 +245,8 @@ def planned_outputs(vis: str, classes: Sequence[Optional[int]], seeds: Sequence[
                     traj_name: Optional[str], fmt: str, suffix: str, out_dir: Path) -> List[Path]:
     """Every path `--vis vis` writes, in the order it writes them: known before rendering starts, so
     that existing outputs are refused up front (refuse_existing) rather than after minutes of work."""
+    from trigan.core.video import output_path  # noqa: PLC0415 (loads torch: see cli/main.py)
+
     pairs = [(k, s) for k in classes for s in seeds]
     grid = (f"class{compact(classes)}-seed{compact(seeds)}" if conditional else f"seed{compact(seeds)}")
     video = lambda stem: output_path(out_dir / f"{stem}-{traj_name}{suffix}", fmt)
@@ -267,6 +272,7 @@ def planned_outputs(vis: str, classes: Sequence[Optional[int]], seeds: Sequence[
 
 def run(args) -> int:
     # These load torch and the core (see cli/main.py).
+    import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
     from trigan.core.cameras import Pose  # noqa: PLC0415
@@ -275,6 +281,7 @@ def run(args) -> int:
     from trigan.core.images import grid_shape, save_png, tile, tile_partial  # noqa: PLC0415
     from trigan.core.model_io import open_model  # noqa: PLC0415
     from trigan.core.trajectories import apply_camera_values  # noqa: PLC0415
+    from trigan.core.video import VideoWriter  # noqa: PLC0415
 
     parsed = _check_options(args)
     device = parse_device(args.device)

@@ -15,8 +15,6 @@ from trigan.core.config import apply_overrides
 from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_KIMG
 from trigan.training.config import config_from_saved, load_config
-from trigan.training.run_dir import RunWriter, active_owner, code_version, new_run_dir, write_command
-from trigan.training.slurm import SlurmOptions, sbatch_script, submit, write_sbatch
 
 # Bounds of the numeric flags (checked while parsing, before anything is read or made). training.kimg
 # has the same bound in the config; a billion kimg is far past any schedule.
@@ -136,6 +134,7 @@ def _open_dataset(cfg, data_override=None):
 
 
 def _prepare(args, info, writer_log=print):
+    from trigan.training.run_dir import active_owner, code_version, new_run_dir, write_command  # noqa: PLC0415 (loads torch: see cli/main.py)
     """(cfg, run_dir, dataset, resumed): the run directory made (fresh) or read (resume), after
     everything that can be refused has been checked."""
     # These load torch and the core (see cli/main.py).
@@ -219,6 +218,8 @@ def _train(args) -> int:
 
 def _prepare_slurm(args) -> int:
     from trigan.training import distributed as ddp  # noqa: PLC0415 (loads torch: see cli/main.py)
+    from trigan.training.run_dir import RunWriter  # noqa: PLC0415 (loads torch: see cli/main.py)
+    from trigan.training.slurm import SlurmOptions, sbatch_script, submit, write_sbatch  # noqa: PLC0415 (with run_dir)
 
     info = ddp.DistInfo()
     opts = SlurmOptions(nodes=args.nodes, gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task,

@@ -33,15 +33,8 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from trigan.core.cameras import (
-    RANGED_PRIORS,
-    Camera,
-    look_at_angle_ranges,
-    prior_fov_range,
-    prior_pitch_range,
-    prior_yaw_range,
-    spherical_to_cartesian,
-)
+from trigan.core.camera_priors import RANGED_PRIORS, prior_fov_range, prior_pitch_range, prior_yaw_range
+from trigan.core.cameras import Camera, look_at_angle_ranges, spherical_to_cartesian
 from trigan.core.config import CameraConfig, CameraGeneratorConfig
 from trigan.core.errors import ConfigError
 from trigan.core.layers import FullyConnectedLayer, normalize_2nd_moment

@@ -14,8 +14,6 @@ or kill during a save leaves the previous file intact.
 from __future__ import annotations
 
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Union
@@ -24,20 +22,13 @@ import torch
 
 from trigan.core.atomic import atomic_path
 from trigan.core.camera_generator import has_first_layout, migrate_first_layout
+from trigan.core.checkpoint_meta import FORMAT, VERSION, ZIP_MAGIC, check_archive, check_sections, refuse_foreign_format
 from trigan.core.config import ModelConfig, SavedConfig, apply_overrides, config_to_dict, saved_config_from_dict
 from trigan.core.errors import CheckpointError, ConfigError, TriganError
 from trigan.core.generator import Generator
-from trigan.core.read_budget import LIMITS, TreeBudget, open_regular_file, refusal, scan_pickle, walk_plain
+from trigan.core.read_budget import TreeBudget, open_regular_file, walk_plain
 
-FORMAT = "trigan-checkpoint"
-VERSION = 1
-ZIP_MAGIC = b"PK\x03\x04"   # torch.save writes a zip archive
 PathLike = Union[str, os.PathLike]
-# torch's weights-only unpickler allows these, but torch.save of a trigan payload never writes them:
-# bytearray(n) allocates n bytes, set()/Counter() hash whatever they are given.
-_REFUSED_GLOBALS = {f"{module} {name}": "which a trigan checkpoint never uses"
-                    for module, name in (("builtins", "bytearray"), ("builtins", "set"),
-                                         ("collections", "Counter"), ("builtins", "complex"))}
 
 
 @dataclass
@@ -84,7 +75,7 @@ def read_torch_file(path: PathLike, name: Optional[str] = None) -> Any:
         if not head:
             raise CheckpointError(f"{name}: empty file")
         if head == ZIP_MAGIC:
-            _check_archive(f, size, name)
+            check_archive(f, size, name)
         elif head[:1] != b"\x80":
             raise CheckpointError(f"{name}: not a torch.save file (neither a zip archive nor a legacy pickle)")
         # else: torch's legacy format (before 1.6, e.g. older torchvision weights): several pickles in
@@ -99,8 +90,8 @@ def _read_payload(path: Path) -> dict:
     name = str(path)
     with open_regular_file(path, name) as f:  # a named pipe or device is refused before it can block
         size = os.fstat(f.fileno()).st_size
-        _refuse_foreign_format(f.read(4), name)
-        _check_archive(f, size, name)
+        refuse_foreign_format(f.read(4), name)
+        check_archive(f, size, name)
         f.seek(0)
         payload = _torch_load(f, name)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -113,43 +104,8 @@ def _read_payload(path: Path) -> dict:
     for key in ("config", "G_ema"):
         if not isinstance(payload.get(key), dict):
             raise CheckpointError(f"{path}: checkpoint lacks its {key!r} section")
-    _check_sections(payload, name)
+    check_sections(payload, name)
     return payload
-
-
-def _refuse_foreign_format(head: bytes, name: str) -> None:
-    if not head:
-        raise CheckpointError(f"{name}: empty file, expected a trigan checkpoint")
-    if head != ZIP_MAGIC:
-        if head[:1] == b"\x80":
-            raise CheckpointError(f"{name}: a Python pickle, not a trigan checkpoint "
-                                  "(official EpiGRAF snapshots are read by the .pkl importer)")
-        raise CheckpointError(f"{name}: not a checkpoint (neither a torch.save archive nor a pickle)")
-
-
-def _check_archive(f, size: int, name: str) -> None:
-    """Before torch reads the zip: what it would unpack must fit the file (no zip bomb), and its pickle
-    must pass the opcode scan (forged lengths and memo indices, depth, copy bombs, odd globals)."""
-    try:
-        with zipfile.ZipFile(f) as archive:
-            entries = archive.infolist()
-            claimed = sum(entry.file_size for entry in entries)
-            if claimed > LIMITS.ckpt_unzip_ratio * size + (1 << 20):
-                raise CheckpointError(f"{name}: refuses to load: its entries claim {claimed:,} bytes unpacked, "
-                                      f"far more than the {size:,} bytes of the file (torch.save stores them "
-                                      f"uncompressed)")
-            pickles = [entry for entry in entries if entry.filename.endswith("data.pkl")]
-            if not pickles:
-                return  # torch.load explains what is missing
-            if pickles[0].file_size > LIMITS.ckpt_pickle_bytes:
-                raise refusal(name, f"its pickle of {pickles[0].file_size:,} bytes: the pickle size",
-                              "ckpt_pickle_bytes")
-            with archive.open(pickles[0]) as stream:
-                scan_pickle(stream, pickles[0].file_size, name, refused_globals=_REFUSED_GLOBALS)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, OSError,
-            ValueError) as exc:  # ValueError: a mangled entry name (UnicodeDecodeError), a bad header field
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise CheckpointError(f"{name}: truncated or corrupt checkpoint ({detail[:160]})") from None
 
 
 def _torch_load(f, name: str) -> Any:
@@ -161,25 +117,6 @@ def _torch_load(f, name: str) -> Any:
             raise CheckpointError(f"{name}: refuses to load: the file holds Python objects beyond "
                                   "tensors and plain containers") from None
         raise CheckpointError(f"{name}: truncated or corrupt checkpoint ({msg[:160]})") from None
-
-
-def _check_sections(payload: dict, name: str) -> None:
-    """Every section is walked under one budget before anything (OmegaConf, `info`, a resumed
-    trainer) expands it: a shared-container bomb is refused after a bounded walk. The config is
-    stored resolved, so an interpolation in it is forged: OmegaConf would resolve it."""
-    budget = TreeBudget(name)
-    for key, section in payload.items():
-        walk_plain(section, budget, limit_key="config_depth" if key == "config" else "nesting_depth")
-    pending = [("config", payload["config"])]
-    while pending:
-        where, value = pending.pop()
-        if isinstance(value, dict):
-            pending.extend((f"{where}.{k}", v) for k, v in value.items())
-        elif isinstance(value, (list, tuple)):
-            pending.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
-        elif isinstance(value, str) and "${" in value:
-            raise CheckpointError(f"{name}: refuses to load: {where[:80]} holds the interpolation "
-                                  f"{value[:40]!r}; a trigan checkpoint stores its config resolved")
 
 
 def load_checkpoint(path: PathLike) -> Checkpoint:

@@ -482,23 +482,130 @@ def available_memory_bytes() -> Optional[int]:
 def generator_memory_parts(model: ModelConfig) -> Optional[dict]:
     """Bytes of each part of the generator `model` describes (weights and buffers, in float32) and of
     one sample's tri-planes plus the decoder's widest activation; None when the config does not
-    build (the loader reports that with the weights' names)."""
-    import torch  # noqa: PLC0415 (torch is heavy; a config alone does not need it)
+    build (the loader reports that with the weights' names).
 
-    from trigan.core.generator import Generator  # noqa: PLC0415 (circular: generator imports config)
-
-    try:
-        with torch.device("meta"):
-            G = Generator(model)
-    except (ValueError, TypeError, ConfigError):
+    The element counts are closed forms of the modules' layers (core/mapping.py, synthesis.py,
+    field.py, background.py, camera_generator.py), not a generator built on torch's meta device:
+    the first meta operation loads torch's meta kernels, up to 1.7 s on every config load.
+    tests/test_config_bounds.py checks them against the meta-device generator on every preset and
+    official fixture."""
+    if not _builds(model):
         return None
-    size = lambda m: 0 if m is None else sum(t.numel() for t in [*m.parameters(), *m.buffers()]) * _FLOAT_BYTES
     tp = model.triplane
     top_channels = min(tp.channel_base // tp.resolution, tp.channel_max)
     activations = (3 * tp.feat_dim + 2 * top_channels) * tp.resolution ** 2 * _FLOAT_BYTES
-    return {"mapping network": size(G.mapping), "tri-plane decoder": size(G.synthesis.tri_plane_decoder),
-            "tri-plane MLP": size(G.synthesis.tri_plane_mlp), "background network": size(G.synthesis.bg_model),
-            "camera generator": size(G.camera_generator), "tri-planes of one sample": activations}
+    counts = {"mapping network": _mapping_elements(model), "tri-plane decoder": _decoder_elements(model),
+              "tri-plane MLP": _mlp_elements(model), "background network": _background_elements(model),
+              "camera generator": _camera_generator_elements(model)}
+    if counts["camera generator"] is None:
+        return None
+    parts = {name: count * _FLOAT_BYTES for name, count in counts.items()}
+    parts["tri-planes of one sample"] = activations
+    return parts
+
+
+_RESAMPLE_FILTER = 16   # core.layers.make_resample_filter: a 4x4 kernel, a buffer of every layer that resamples
+
+
+def _builds(model: ModelConfig) -> bool:
+    """What Generator(model) checks before it allocates (its ValueErrors and ConfigErrors), short of
+    the camera prior's ranges (_camera_generator_elements)."""
+    tp, radius = model.triplane, model.camera.support_radius
+    try:
+        return ((radius is None or float(radius) > 0) and tp.resolution >= 4 and not tp.resolution & (tp.resolution - 1)
+                and tp.channel_base // tp.resolution >= 1 and tp.mlp_layers >= 1
+                and tp.color_activation in COLOR_ACTIVATIONS and model.background.type in (None, "sphere"))
+    except TypeError:
+        return False
+
+
+def _linear(in_features: int, out_features: int) -> int:
+    """core.layers.FullyConnectedLayer with its bias."""
+    return in_features * out_features + out_features
+
+
+def _mapping_elements(model: ModelConfig) -> int:
+    """core.mapping.MappingNetwork: the condition embedding, the fc layers, w_avg, mean_camera_pose."""
+    m = model.mapping
+    cond_dim = model.c_dim + (2 if m.camera_cond else 0)
+    dims = [m.z_dim + (m.w_dim if cond_dim > 0 else 0)] + [m.w_dim] * m.num_layers
+    embed = _linear(cond_dim, m.w_dim) if cond_dim > 0 else 0
+    layers = sum(_linear(dims[i], dims[i + 1]) for i in range(m.num_layers))
+    return embed + layers + m.w_dim + len(model.camera.mean_pose)
+
+
+def _synthesis_layer(in_channels: int, out_channels: int, w_dim: int, resolution: int, use_noise: bool,
+                     kernel: int = 3) -> int:
+    """core.synthesis.SynthesisLayer: filter, affine, weight, noise map and strength, bias."""
+    noise = resolution * resolution + 1 if use_noise else 0
+    return _RESAMPLE_FILTER + _linear(w_dim, in_channels) + out_channels * in_channels * kernel * kernel \
+        + noise + out_channels
+
+
+def _decoder_elements(model: ModelConfig) -> int:
+    """core.synthesis.TriPlaneDecoder: blocks b4 ... bR of (const | conv0), conv1 and toRGB."""
+    tp, w_dim = model.triplane, model.mapping.w_dim
+    channels = lambda res: min(tp.channel_base // res, tp.channel_max)
+    total, res = 0, 4
+    while res <= tp.resolution:
+        out = channels(res)
+        first = out * res * res if res == 4 else _synthesis_layer(channels(res // 2), out, w_dim, res, tp.use_noise)
+        to_rgb = _linear(w_dim, out) + 3 * tp.feat_dim * out + 3 * tp.feat_dim
+        total += _RESAMPLE_FILTER + first + _synthesis_layer(out, out, w_dim, res, tp.use_noise) + to_rgb
+        res *= 2
+    return total
+
+
+def _mlp_elements(model: ModelConfig) -> int:
+    """core.field.TriPlaneMLP: feat -> hidden ... -> 4."""
+    tp = model.triplane
+    dims = [tp.feat_dim] + [tp.mlp_hidden] * (tp.mlp_layers - 1) + [4]
+    return sum(_linear(dims[i], dims[i + 1]) for i in range(tp.mlp_layers))
+
+
+def _background_elements(model: ModelConfig) -> int:
+    """core.background.SphereBackground (0 without one): Fourier coefficients, then per block
+    modulated linear layers (conv0 but in the first block, conv1, to_out)."""
+    bg, w_dim = model.background, model.mapping.w_dim
+    if bg.type != "sphere":
+        return 0
+    modulated = lambda i, o: _linear(w_dim, i) + o * i + o
+    in_features = 4 * bg.num_fourier_freqs * 2     # coord_dim 4, a sine and a cosine per frequency
+    first = bg.num_fourier_freqs + modulated(in_features, bg.hidden_dim) + modulated(bg.hidden_dim, 4)
+    others = 2 * modulated(bg.hidden_dim, bg.hidden_dim) + modulated(bg.hidden_dim, 4)
+    return first + (bg.num_blocks - 1) * others if bg.num_blocks > 0 else 0
+
+
+def _camera_generator_elements(model: ModelConfig) -> Optional[int]:
+    """core.camera_generator.CameraGenerator (0 when disabled): its ranges / adjusted / adapted
+    buffers and two adaptors; None when the camera prior has no ranges (it does not build)."""
+    cg, z_dim, c_dim = model.camera_generator, model.mapping.z_dim, model.c_dim
+    if not cg.enabled:
+        return 0
+    # Its layout constants and its prior check live with it (a torch module, imported only for a
+    # config with a camera generator: 3DGP's, whose loading imports torch anyway).
+    from trigan.core.camera_generator import (  # noqa: PLC0415 (circular: it imports this module)
+        LOOK_AT,
+        LOOK_AT_INPUTS,
+        NUM_PARAMS,
+        ORIGIN_INPUTS,
+        prior_ranges,
+    )
+
+    try:
+        prior_ranges(model.camera)
+    except (ValueError, TypeError, ConfigError):
+        return None
+
+    def adaptor(in_dim: int, out_dim: int, z: int) -> int:
+        embeds = (z > 0) + (c_dim > 0)
+        joint = cg.hidden_dim + cg.embed_dim * embeds
+        return (_linear(in_dim, cg.hidden_dim) + (_linear(z, cg.embed_dim) if z > 0 else 0)
+                + (_linear(c_dim, cg.embed_dim) if c_dim > 0 else 0)
+                + _linear(joint, cg.hidden_dim) + _linear(cg.hidden_dim, out_dim))
+
+    buffers = NUM_PARAMS * 2 + NUM_PARAMS + NUM_PARAMS
+    return buffers + adaptor(ORIGIN_INPUTS, ORIGIN_INPUTS, 0) + adaptor(LOOK_AT_INPUTS, 1 + len(LOOK_AT), z_dim)
 
 
 def check_model_memory(model: ModelConfig, what: str = "config", available: Optional[int] = None) -> None:

@@ -8,16 +8,22 @@ taken from G_ema's constructor arguments and its resolved Hydra config (`model.g
 modules use EpiGRAF's names. Runtime gains (equalized learning rate, lrelu gain) are recomputed by
 trigan's layers from the same raw weights, so no tensor needs rescaling. Keys that older snapshots
 lack get the upstream defaults documented in reference/epigraf.md 7.2.
+
+`read_snapshot_meta` describes a snapshot for `trigan info` without torch: the same config, read
+from the snapshot's tensors as records (epigraf_pickle's record route), and the weights' shapes;
+torch and the generator are imported only by the functions that build it.
 """
 
 from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
+
+import numpy as np
 
 from trigan.core import threedgp_import
-from trigan.core.checkpoint import build_generator, check_generator_weights
+from trigan.core.checkpoint_meta import EXPONENT_MASKS, CheckpointMeta, check_layout
 from trigan.core.config import (
     BackgroundConfig,
     CameraConfig,
@@ -26,10 +32,14 @@ from trigan.core.config import (
     RenderConfig,
     SavedConfig,
     TriPlaneConfig,
+    available_memory_bytes,
+    check_model_values,
 )
-from trigan.core.epigraf_pickle import EpigrafNetwork, EpigrafSnapshot, read_epigraf_pickle
+from trigan.core.epigraf_pickle import ArrayTensor, EpigrafNetwork, EpigrafSnapshot, read_epigraf_pickle
 from trigan.core.errors import CheckpointError, ConfigError
-from trigan.core.generator import Generator
+
+if TYPE_CHECKING:
+    from trigan.core.generator import Generator
 
 # Upstream defaults for keys that older snapshots do not have (reference 7.2).
 _LEGACY_DEFAULTS = {"density_shift": 0.0, "clamp_mode": "softplus", "use_noise": True,
@@ -149,6 +159,8 @@ def generator_snapshot(snap: EpigrafSnapshot, path) -> Tuple[ModelConfig, Dict[s
             state = snap.networks["G_ema"].state_dict
             kind = "EpiGRAF pickle"
     validated_snapshot_config(SavedConfig(model=model), path)
+    from trigan.core.checkpoint import check_generator_weights  # noqa: PLC0415 (torch: see the docstring)
+
     check_generator_weights(model, state, source=str(path))
     return model, state, kind
 
@@ -163,15 +175,83 @@ def snapshot_progress(stats: Dict[str, Any]) -> Dict[str, Any]:
     return progress
 
 
+def snapshot_metrics(stats: Dict[str, Any]) -> Dict[str, Any]:
+    """A snapshot's best metric (its stats) as a trigan checkpoint's metrics."""
+    best = stats.get("best_metric_value")
+    return {"best": best} if isinstance(best, float) and math.isfinite(best) else {}
+
+
+def snapshot_extra_keys(snap: EpigrafSnapshot):
+    """What the snapshot holds besides G_ema: the other networks, then the optimisers."""
+    return sorted(k for k in snap.networks if k != "G_ema") + sorted(snap.optimizers)
+
+
 def load_epigraf_generator(path, device=None) -> Tuple[Generator, SavedConfig, Dict[str, Any]]:
     """(G_ema in eval mode, its config, extra info for LoadedModel) from an EpiGRAF or 3DGP .pkl."""
+    from trigan.core.checkpoint import build_generator  # noqa: PLC0415 (torch: see the docstring)
+
     snap = read_epigraf_pickle(path)
     model, state, kind = generator_snapshot(snap, path)
     G = build_generator(model, state, source=str(path), device=device)
     stats = snap.stats or {}
-    metrics = {}
-    best = stats.get("best_metric_value")
-    if isinstance(best, float) and math.isfinite(best):
-        metrics["best"] = best
-    extra = sorted(k for k in snap.networks if k != "G_ema") + sorted(snap.optimizers)
-    return G, SavedConfig(model=model), {"progress": snapshot_progress(stats), "metrics": metrics, "extra_keys": extra, "format": kind}
+    return G, SavedConfig(model=model), {"progress": snapshot_progress(stats), "metrics": snapshot_metrics(stats),
+                                         "extra_keys": snapshot_extra_keys(snap), "format": kind}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Describing a snapshot without torch (`trigan info`)
+
+def read_snapshot_meta(path) -> Optional[Tuple[CheckpointMeta, str]]:
+    """(the description load_epigraf_generator's answer gives `trigan info`, the format name) of an
+    EpiGRAF or 3DGP .pkl, read without torch; None when this route does not vouch for the file, which
+    is then loaded the full way (and any refusal is worded by the loader).
+
+    It vouches as core.checkpoint_meta does for a .ckpt: the same config, built by the same code and
+    passing the same value checks; G_ema's weights floating point and finite, holding the parts the
+    config describes, and fitting the memory available with room to spare. What only the loader
+    checks, because only the Generator (torch) knows it: each weight's name and shape."""
+    try:
+        snap = read_epigraf_pickle(path, tensors="records")
+        if "G_ema" not in snap.networks:
+            return None
+        is_3dgp = threedgp_import.is_3dgp_snapshot(snap)
+        model = snapshot_model_config(snap, path)
+        weights = (threedgp_import.renamed_generator_weights(snap.networks["G_ema"]) if is_3dgp
+                   else snap.networks["G_ema"].state_dict)
+        config = SavedConfig(model=model)
+        check_model_values(config, f"{path}: its config")
+        stats = snap.stats or {}
+        meta = CheckpointMeta(config=config, weights=dict(weights), progress=snapshot_progress(stats),
+                              metrics=snapshot_metrics(stats), extra_keys=snapshot_extra_keys(snap))
+        check_layout(meta)
+        if not (_plain_finite_weights(weights) and _fits_memory_easily(model, weights)):
+            return None
+        return meta, "3DGP pickle" if is_3dgp else "EpiGRAF pickle"
+    except Exception:  # noqa: BLE001 - whatever fails here, the full loader judges the file and words the error
+        return None
+
+
+def _plain_finite_weights(weights: Dict[str, Any]) -> bool:
+    """Every weight a contiguous floating-point record with finite values (the loader refuses other
+    dtypes and non-finite values; a view larger than its storage is left to its bounded scan)."""
+    for record in weights.values():
+        if not (isinstance(record, ArrayTensor) and record.dtype in EXPONENT_MASKS
+                and record.values.flags.c_contiguous):
+            return False
+        mask, bits = EXPONENT_MASKS[record.dtype]   # all exponent bits set: an infinity or a NaN
+        words = record.values.view(bits)
+        if ((words & np.array(mask, dtype=bits)) == mask).any():
+            return False
+    return True
+
+
+def _fits_memory_easily(model: ModelConfig, weights: Dict[str, Any]) -> bool:
+    """The loader's memory check (core/config.py check_model_memory) would pass: the weights (the
+    generator's parameters and saved buffers) plus one sample's tri-planes, with a 2x margin for
+    what the estimate leaves out (unsaved buffers)."""
+    tp = model.triplane
+    top_channels = min(tp.channel_base // tp.resolution, tp.channel_max)
+    activations = (3 * tp.feat_dim + 2 * top_channels) * tp.resolution ** 2
+    needed = 4 * (sum(record.numel for record in weights.values()) + activations)
+    available = available_memory_bytes()
+    return available is None or 2 * needed <= available

@@ -15,6 +15,13 @@ a second, even smaller allowlist, then raw little-endian data), always onto the 
 it was tagged with, and decoded once per storage key: upstream serialises a shared storage once per
 view. Peak memory is about twice the file size, because the pickle memo keeps each raw blob alive
 until loading ends while the decoded copy already exists.
+
+Two ways to read tensors: `read_epigraf_pickle(path)` builds torch CPU tensors (what loading a model
+needs); `read_epigraf_pickle(path, tensors="records")` imports no torch and gives each tensor as an
+`ArrayTensor` (dtype name, shape, and its values as a numpy view of the decoded storage), which is
+what `trigan info` needs. Both run the same allowlist, opcode scan and budgets; the record route
+bounds-checks each view as torch's `as_strided` does, and is stricter where they differ (only
+non-negative plain-int sizes, strides and offsets).
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ import os
 import pickle
 import re
 import struct
+import sys
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
+from typing import Any, Tuple
 
 import numpy as np
-import torch
 
 from trigan.core.errors import CheckpointError
 from trigan.core.read_budget import BoundedFile, TreeBudget, open_regular_file, require_regular_file, scan_pickle
@@ -39,7 +47,7 @@ try:  # numpy >= 2 moved the pickle reconstructors; older pickles name numpy.cor
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import scalar as _np_scalar
 
-__all__ = ["EpigrafNetwork", "EpigrafSnapshot", "is_epigraf_pickle", "read_epigraf_pickle"]
+__all__ = ["ArrayTensor", "EpigrafNetwork", "EpigrafSnapshot", "is_epigraf_pickle", "read_epigraf_pickle"]
 
 _EXPECTED = "trigan expects an EpiGRAF network-snapshot pickle or a trigan checkpoint"
 _NETWORK_KEYS = ("G", "D", "G_ema", "augment_pipe")
@@ -54,7 +62,7 @@ class EpigrafNetwork:
     training: bool
     init_args: tuple
     init_kwargs: dict
-    state_dict: "OrderedDict[str, torch.Tensor]"
+    state_dict: "OrderedDict[str, Any]"  # torch tensors, or ArrayTensor records (tensors="records")
     attributes: dict  # module path ('' = root) -> {'class_name': ..., plain attributes}
 
 
@@ -222,6 +230,8 @@ def _plain_str(value=""):
 
 
 def _rebuild_tensor(storage, offset, size, stride, *_requires_grad_hooks_metadata):
+    import torch  # noqa: PLC0415 (loaded already: the storage decoder of this route imported it)
+
     if not isinstance(storage, torch.Tensor):
         raise ValueError("tensor whose storage is not a decoded storage")
     return storage.as_strided(tuple(size), tuple(stride), int(offset))  # bounds-checked view
@@ -229,28 +239,148 @@ def _rebuild_tensor(storage, offset, size, stride, *_requires_grad_hooks_metadat
 
 def _rebuild_parameter(data, *_requires_grad_hooks):
     # Returning the tensor itself keeps identity: Adam's param_groups reference this very object.
-    if not isinstance(data, torch.Tensor):
+    if not is_tensor(data):
         raise ValueError("parameter without tensor data")
     return data
+
+
+def is_tensor(value) -> bool:
+    """A tensor of either route: a torch tensor, or an ArrayTensor record."""
+    if isinstance(value, ArrayTensor):
+        return True
+    torch = sys.modules.get("torch")  # no torch loaded: no torch tensor can exist
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+class ArrayTensor:
+    """A tensor without torch: its dtype's name (torch's: 'float32', 'bfloat16', ...), its shape, and
+    its values as a read-only numpy view of the decoded storage (bfloat16: the raw uint16 bits).
+    Slots plus a refusing __setstate__: a BUILD opcode cannot alter one."""
+    __slots__ = ("dtype", "shape", "values")
+
+    def __init__(self, dtype: str, shape: Tuple[int, ...], values: np.ndarray):
+        self.dtype, self.shape, self.values = dtype, shape, values
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def tolist(self):
+        if self.dtype == "bfloat16":  # widen the bits: bfloat16 is float32's upper half
+            return (self.values.astype("<u4") << 16).view("<f4").tolist()
+        return self.values.tolist()
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("BUILD applied to a tensor")
+
+
+def _rebuild_array_tensor(storage, offset, size, stride, *_requires_grad_hooks_metadata):
+    """The record route's `_rebuild_tensor_v2`: the view torch's as_strided would make, after the same
+    bounds check (the view may not reach past its storage), or a ValueError."""
+    if not isinstance(storage, _FlatStorage):
+        raise ValueError("tensor whose storage is not a decoded storage")
+    size, stride = tuple(size), tuple(stride)
+    plain = lambda values: all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+    if not (plain((offset, *size, *stride)) and len(size) == len(stride) and len(size) <= 32):
+        raise ValueError("tensor with a malformed size, stride or offset")
+    numel = storage.values.shape[0]
+    if math.prod(size) == 0:
+        values = storage.values[:0].reshape(size)
+    else:
+        last = offset + sum((n - 1) * step for n, step in zip(size, stride, strict=True))
+        if last >= numel:
+            raise ValueError(f"tensor view reaches element {last} of a storage of {numel}")
+        itemsize = storage.values.itemsize
+        values = np.lib.stride_tricks.as_strided(storage.values[offset:], size,
+                                                 tuple(step * itemsize for step in stride), writeable=False)
+    return ArrayTensor(storage.dtype, size, values)
 
 
 # ---------------------------------------------------------------------------------------------
 # Storages: nested legacy torch.save blobs.
 
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool,
+# torch's storage classes -> (torch's dtype name, the numpy dtype holding the same bytes). bfloat16 has no
+# numpy dtype: its values stay uint16 bits.
+_STORAGE_DTYPE_NAMES = {
+    "FloatStorage": ("float32", "<f4"), "DoubleStorage": ("float64", "<f8"), "HalfStorage": ("float16", "<f2"),
+    "BFloat16Storage": ("bfloat16", "<u2"), "LongStorage": ("int64", "<i8"), "IntStorage": ("int32", "<i4"),
+    "ShortStorage": ("int16", "<i2"), "CharStorage": ("int8", "i1"), "ByteStorage": ("uint8", "u1"),
+    "BoolStorage": ("bool", "?"),
 }
+
+
+class _StorageKind:
+    """A storage class named in a blob header, on the record route. Slots plus a refusing
+    __setstate__, and not callable: the stream can only pass it around."""
+    __slots__ = ("dtype", "numpy_dtype")
+
+    def __init__(self, dtype: str, numpy_dtype: str):
+        self.dtype, self.numpy_dtype = dtype, np.dtype(numpy_dtype)
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("BUILD applied to a storage type")
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity, as a torch storage tensor is
+class _FlatStorage:
+    """A decoded storage on the record route: its dtype name and its elements, flat."""
+    dtype: str
+    values: np.ndarray
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("BUILD applied to a storage")
+
+
+class _TorchTensors:
+    """The torch route's storages: flat CPU tensors."""
+
+    def __init__(self):
+        import torch  # noqa: PLC0415 (the record route must not import it)
+
+        self._torch = torch
+        self.kinds = {name: getattr(torch, dtype) for name, (dtype, _) in _STORAGE_DTYPE_NAMES.items()}
+
+    def is_kind(self, value) -> bool:
+        return isinstance(value, self._torch.dtype)
+
+    def decode(self, blob, start, kind, numel):
+        torch = self._torch
+        itemsize = torch.empty(0, dtype=kind).element_size()
+        data = _storage_bytes(blob, start, numel, itemsize)
+        if not data:
+            return torch.empty(0, dtype=kind)
+        return torch.frombuffer(data, dtype=kind)
+
+
+class _ArrayTensors:
+    """The record route's storages: flat numpy arrays of the same bytes (no torch)."""
+
+    def __init__(self):
+        self.kinds = {name: _StorageKind(*dtypes) for name, dtypes in _STORAGE_DTYPE_NAMES.items()}
+
+    def is_kind(self, value) -> bool:
+        return isinstance(value, _StorageKind)
+
+    def decode(self, blob, start, kind, numel):
+        data = _storage_bytes(blob, start, numel, kind.numpy_dtype.itemsize)
+        values = np.frombuffer(data, dtype=kind.numpy_dtype)
+        values.flags.writeable = False
+        return _FlatStorage(kind.dtype, values)
+
+
+_TENSOR_ROUTES = {"torch": _TorchTensors, "records": _ArrayTensors}
 
 
 class _BlobHeaderUnpickler(pickle.Unpickler):
     """Reads the small header pickles of a storage blob: storage type names are the only globals."""
 
+    def __init__(self, file, kinds):
+        super().__init__(file)
+        self._kinds = kinds
+
     def find_class(self, module, name):
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _STORAGE_DTYPES[name]
+        if module == "torch" and name in self._kinds:
+            return self._kinds[name]
         raise pickle.UnpicklingError(f"storage blob references '{module}.{name}'")
 
     def persistent_load(self, pid):
@@ -258,49 +388,64 @@ class _BlobHeaderUnpickler(pickle.Unpickler):
 
 
 class _StorageDecoder:
-    """`torch.storage._load_from_bytes` stand-in: blob -> flat CPU tensor, one per storage key."""
+    """`torch.storage._load_from_bytes` stand-in: blob -> flat CPU tensor (or _FlatStorage on the
+    record route), one per storage key."""
 
-    def __init__(self, display_name="storage"):
+    def __init__(self, display_name="storage", route=None):
         self._cache = {}
         self._display_name = display_name
+        self._route = route if route is not None else _TorchTensors()
+        self._passed = []  # (header pickle, room after its start) that passed the opcode scan: _PASSED_KEPT
 
-    def _header(self, stream, size):
+    def _header(self, stream, blob):
         # The header pickles are file data too: dry-run each before the C unpickler sees it.
-        start = stream.tell()
-        scan_pickle(stream, size - start, self._display_name)
+        start, size = stream.tell(), len(blob)
+        if not any(blob.startswith(header, start) and size - start >= room for header, room in self._passed):
+            scan_pickle(stream, size - start, self._display_name)
+            self._remember_passed(bytes(blob[start:stream.tell()]), size - start)
         stream.seek(start)
-        return _BlobHeaderUnpickler(BoundedFile(stream, size - start)).load()
+        return _BlobHeaderUnpickler(BoundedFile(stream, size - start), self._route.kinds).load()
+
+    # Three of a blob's five headers (magic, version, system info) are the same bytes in every blob;
+    # a pickle that starts with bytes that already passed the scan up to their STOP, with at least
+    # as many bytes after its start (the one check that reads the room left: a FRAME's length),
+    # scans alike, so each is scanned once per file (_header). A handful are kept: the others
+    # differ per storage.
+    _PASSED_KEPT = 8
+
+    def _remember_passed(self, header: bytes, room: int) -> None:
+        if len(self._passed) < self._PASSED_KEPT:
+            self._passed.append((header, room))
 
     def __call__(self, blob):
         if not isinstance(blob, (bytes, bytearray)):
             raise ValueError("storage blob is not bytes")
         stream = io.BytesIO(blob)  # shares the bytes, no copy
         try:
-            magic, version, sys_info, record, _keys = (self._header(stream, len(blob)) for _ in range(5))
+            magic, version, sys_info, record, _keys = (self._header(stream, blob) for _ in range(5))
         except (EOFError, pickle.UnpicklingError) as exc:  # not the outer stream's truncation
             raise ValueError(f"malformed storage blob ({_one_line(exc)})") from None
         if magic != _LEGACY_TORCH_MAGIC or version != 1001 or not isinstance(record, tuple) \
-                or len(record) < 5 or record[0] != "storage" or not isinstance(record[1], torch.dtype):
+                or len(record) < 5 or record[0] != "storage" or not self._route.is_kind(record[1]):
             raise ValueError("storage blob is not a legacy torch.save storage")
         if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
             raise ValueError("big-endian storage")
         _, dtype, key, location, numel = record[:5]
         cache_key = (key, location, dtype, numel)
         if cache_key not in self._cache:
-            self._cache[cache_key] = _decode_storage_data(blob, stream.tell(), dtype, numel)
+            self._cache[cache_key] = self._route.decode(blob, stream.tell(), dtype, numel)
         return self._cache[cache_key]
 
 
-def _decode_storage_data(blob, start, dtype, numel):
+def _storage_bytes(blob, start, numel, itemsize) -> bytearray:
+    """The storage's data after its element count, checked against the header's count and the blob."""
     (stored_numel,) = struct.unpack_from("<q", blob, start)
-    nbytes = stored_numel * torch.empty(0, dtype=dtype).element_size()
+    nbytes = stored_numel * itemsize
     data_start = start + 8
     if stored_numel != numel or stored_numel < 0 or data_start + nbytes > len(blob):
         raise ValueError("storage blob is shorter than its element count")
-    if nbytes == 0:
-        return torch.empty(0, dtype=dtype)
     # Copy into memory we own: the blob is immutable and its data offset is not aligned.
-    return torch.frombuffer(bytearray(memoryview(blob)[data_start:data_start + nbytes]), dtype=dtype)
+    return bytearray(memoryview(blob)[data_start:data_start + nbytes])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +456,7 @@ _OMEGACONF_VALUE_NODES = ("AnyNode", "StringNode", "IntegerNode", "FloatNode", "
                           "ValueNode", "EnumNode", "PathNode", "BytesNode")
 
 
-def _allowed_globals(display_name):
+def _allowed_globals(display_name, tensors="torch"):
     # Calls of these copy at most what the opcode scan priced; str() is the one deep walk, guarded.
     builtin_types = (dict, list, tuple, set, frozenset, int, float, bool)
     allowed = {("builtins", t.__name__): t for t in builtin_types}
@@ -336,9 +481,11 @@ def _allowed_globals(display_name):
         allowed[(prefix + "training.networks_discriminator", "Discriminator")] = _Discriminator
         allowed[(prefix + "torch_utils.persistence", "_reconstruct_persistent_obj")] = \
             _Constructor(_reconstruct_persistent_obj)
-    allowed.update({("torch._utils", "_rebuild_tensor_v2"): _Constructor(_rebuild_tensor),
+    route = _TENSOR_ROUTES[tensors]()
+    rebuild = _rebuild_tensor if tensors == "torch" else _rebuild_array_tensor
+    allowed.update({("torch._utils", "_rebuild_tensor_v2"): _Constructor(rebuild),
                     ("torch._utils", "_rebuild_parameter"): _Constructor(_rebuild_parameter),
-                    ("torch.storage", "_load_from_bytes"): _Constructor(_StorageDecoder(display_name)),
+                    ("torch.storage", "_load_from_bytes"): _Constructor(_StorageDecoder(display_name, route)),
                     ("torch.optim.adam", "Adam"): _TorchOptimizer})
     for module, name in (("container", "Sequential"), ("container", "ModuleList"),
                          ("container", "ModuleDict"), ("sparse", "Embedding")):
@@ -347,10 +494,10 @@ def _allowed_globals(display_name):
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    def __init__(self, file, display_name):
+    def __init__(self, file, display_name, tensors="torch"):
         super().__init__(file)
         self._display_name = display_name
-        self._allowed = _allowed_globals(display_name)  # fresh per file: the storage cache lives in it
+        self._allowed = _allowed_globals(display_name, tensors)  # fresh per file: the storage cache lives in it
 
     def find_class(self, module, name):
         allowed = self._allowed.get((module, name))
@@ -381,10 +528,13 @@ def is_epigraf_pickle(path) -> bool:
     return head[:1] == pickle.PROTO and b"_reconstruct_persistent_obj" in head
 
 
-def read_epigraf_pickle(path) -> EpigrafSnapshot:
-    """Load a snapshot without running anything from it; every problem is a one-line CheckpointError."""
+def read_epigraf_pickle(path, tensors: str = "torch") -> EpigrafSnapshot:
+    """Load a snapshot without running anything from it; every problem is a one-line CheckpointError.
+    tensors="records" imports no torch and gives each tensor as an ArrayTensor (see the docstring)."""
+    if tensors not in _TENSOR_ROUTES:
+        raise ValueError(f"tensors must be one of {sorted(_TENSOR_ROUTES)}")
     name = os.fspath(path)
-    top = _load_restricted(name)
+    top = _load_restricted(name, tensors)
     try:
         return _interpret_snapshot(top, name, TreeBudget(name))
     except MemoryError:  # the budgets should stop every input before this; a last resort
@@ -395,7 +545,7 @@ def read_epigraf_pickle(path) -> EpigrafSnapshot:
         raise CheckpointError(f"{name}: is malformed: {_one_line(exc)}") from None
 
 
-def _load_restricted(name):
+def _load_restricted(name, tensors="torch"):
     with open_regular_file(name) as f:  # refuses pipes, devices and folders before reading
         size = os.fstat(f.fileno()).st_size
         _refuse_foreign_format(f.read(8), name)
@@ -405,7 +555,7 @@ def _load_restricted(name):
         scan_pickle(f, size, name)
         f.seek(0)
         try:
-            return _SafeUnpickler(BoundedFile(f, size), name).load()
+            return _SafeUnpickler(BoundedFile(f, size), name, tensors).load()
         except CheckpointError:
             raise
         except RecursionError:
@@ -512,7 +662,7 @@ def _state_dict(module, budget):
         for name, tensor in own:
             if not isinstance(name, str):
                 raise ValueError("a parameter whose name is not a string")
-            if tensor is not None and not isinstance(tensor, torch.Tensor):
+            if tensor is not None and not is_tensor(tensor):
                 raise ValueError(f"'{_join(path, name)}' is not a tensor")
             if tensor is not None:
                 out[_join(path, name)] = tensor

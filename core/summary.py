@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from trigan.core.cameras import RANGED_PRIORS, prior_fov_range, prior_pitch_range, prior_yaw_range
+from trigan.core.camera_priors import RANGED_PRIORS, prior_fov_range, prior_pitch_range, prior_yaw_range
 from trigan.core.config import SavedConfig
-from trigan.core.generator import Generator, parameter_counts
+
+if TYPE_CHECKING:
+    from trigan.core.generator import Generator
 
 
 def model_summary(config: SavedConfig, G: Generator, progress: Optional[dict] = None,
                   metrics: Optional[dict] = None, extra_keys: Optional[List[str]] = None) -> Dict[str, Any]:
     """What people are shown of a model. Only `config.model` is read, so training's whole Config (a
     preset, `trigan info --preset`) serves as well as a checkpoint's SavedConfig."""
+    # G is built, so torch is loaded already; this module itself stays free of it (`trigan info`
+    # describes a checkpoint from core.checkpoint_meta without torch, through summary_of).
+    from trigan.core.generator import parameter_counts  # noqa: PLC0415
+
+    return summary_of(config, parameter_counts(G), G.synthesis.num_ws, progress, metrics, extra_keys)
+
+
+def summary_of(config: SavedConfig, counts: Dict[str, int], num_ws: int, progress: Optional[dict] = None,
+               metrics: Optional[dict] = None, extra_keys: Optional[List[str]] = None) -> Dict[str, Any]:
+    """model_summary from the generator's parameter counts (core.generator.parameter_counts's parts)
+    and its synthesis network's number of ws, without the generator."""
     m = config.model
-    counts = parameter_counts(G)
     summary: Dict[str, Any] = {
         "name": m.name,
         "family": m.family,
@@ -26,7 +38,7 @@ def model_summary(config: SavedConfig, G: Generator, progress: Optional[dict] = 
                      "colors": "raw" if m.triplane.color_activation == "none" else m.triplane.color_activation},
         "classes": m.c_dim,
         "class_names": list(m.class_names),
-        "latent": {"z_dim": m.mapping.z_dim, "w_dim": m.mapping.w_dim, "num_ws": G.synthesis.num_ws,
+        "latent": {"z_dim": m.mapping.z_dim, "w_dim": m.mapping.w_dim, "num_ws": num_ws,
                    "pose_conditioning": m.mapping.camera_cond},
         "parameters": counts,
         "camera": {"fov_deg": m.camera.fov, "radius": m.camera.radius,

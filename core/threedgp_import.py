@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Tuple
-
-import torch
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from trigan.core.config import (
     CameraConfig,
@@ -44,6 +42,12 @@ from trigan.core.config import (
 )
 from trigan.core.epigraf_pickle import EpigrafNetwork, EpigrafSnapshot
 from trigan.core.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported by the functions that build tensors: the config alone (`trigan info` of a
+# snapshot, core/epigraf_import.read_snapshot_meta) is read without it.
 
 YAW_OFFSET = math.pi / 2      # a 3DGP yaw y is the trigan yaw y + pi/2 (its yaw 0 is on +Z)
 
@@ -196,6 +200,8 @@ def generator_config(snap: EpigrafSnapshot, path: str) -> ModelConfig:
 def _mean_camera_pose(model: ModelConfig) -> torch.Tensor:
     """What trigan's mapping keeps as `mean_camera_pose`: the mean pose (trigan's convention; the
     mapping applies the yaw offset itself)."""
+    import torch  # noqa: PLC0415 (see the imports)
+
     return torch.tensor([float(v) for v in model.camera.mean_pose], dtype=torch.float32)
 
 
@@ -219,12 +225,19 @@ def _renamed_parameter(name: str) -> str:
 
 def generator_state(net: EpigrafNetwork, model: ModelConfig) -> "OrderedDict[str, torch.Tensor]":
     """G's or G_ema's state dict under trigan's names (the depth adaptor left out: `depth_adaptor_state`)."""
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    out = renamed_generator_weights(net)
+    out["mapping.mean_camera_pose"] = _mean_camera_pose(model)
+    return out
+
+
+def renamed_generator_weights(net: EpigrafNetwork) -> "OrderedDict[str, Any]":
+    """generator_state without the mean camera pose (a buffer, the one tensor made here): the
+    snapshot's own tensors (torch or records) under trigan's names."""
+    out: "OrderedDict[str, Any]" = OrderedDict()
     for key, value in net.state_dict.items():
         if key.startswith("synthesis.depth_adaptor.") or key == "mapping.mean_camera_params":
             continue
         out[_renamed_parameter(key)] = value
-    out["mapping.mean_camera_pose"] = _mean_camera_pose(model)
     return out
 
 
@@ -247,6 +260,8 @@ def discriminator_state(net: EpigrafNetwork) -> "OrderedDict[str, torch.Tensor]"
 
 def optimizer_state(opt: Dict[str, Any]) -> Dict[str, Any]:
     """An optimiser read from the snapshot (keyed by parameter name) under trigan's names."""
+    import torch  # noqa: PLC0415 (see the imports)
+
     groups = [dict(g, params=[_renamed_parameter(p) for p in g["params"]]) for g in opt.get("param_groups", [])]
     state = {}
     for name, entry in opt.get("state", {}).items():

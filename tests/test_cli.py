@@ -85,3 +85,14 @@ def test_console_script_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "trigan.cli.main", "info", str(tmp_path / "x.ckpt")],
                           check=False, capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "x.ckpt: no such file" in proc.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`trigan info X | head -1`: the reader goes away before trigan writes (here: before trigan has
+    even started, so the very first write meets the closed pipe); trigan ends quietly with 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "trigan.cli.main", "info", "--preset", "demo", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

@@ -273,7 +273,8 @@ def test_truncated_fixture(tmp_path):
         read_epigraf_pickle(path)
 
 
-def test_bad_tensor_view_is_corrupt_not_traceback(tmp_path):
+@pytest.mark.parametrize("tensors", ["torch", "records"])
+def test_bad_tensor_view_is_corrupt_not_traceback(tmp_path, tensors):
     class BadView:
         def __reduce__(self):
             with warnings.catch_warnings():
@@ -283,7 +284,31 @@ def test_bad_tensor_view_is_corrupt_not_traceback(tmp_path):
     path = tmp_path / "bad_view.pkl"
     path.write_bytes(pickle.dumps({"G_ema": BadView()}, protocol=4))
     with pytest.raises(CheckpointError, match="bad_view.pkl.*corrupt"):
-        read_epigraf_pickle(path)
+        read_epigraf_pickle(path, tensors=tensors)
+
+
+ALL_FIXTURES = sorted([*EPIGRAF_FIXTURES.glob("*.pkl"), *(EPIGRAF_FIXTURES.parent / "3dgp").glob("*.pkl")])
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=lambda p: p.name)
+def test_the_record_route_reads_what_the_torch_route_reads(path):
+    """tensors="records" (no torch; `trigan info`) gives every network's tensors with the same names,
+    dtypes, shapes and values, bit for bit (both views of the same decoded bytes), and the same
+    plain data: the same configs follow from it."""
+    with_torch, records = read_epigraf_pickle(path), read_epigraf_pickle(path, tensors="records")
+    assert records.networks.keys() == with_torch.networks.keys()
+    for key, network in with_torch.networks.items():
+        record_state = records.networks[key].state_dict
+        assert list(record_state) == list(network.state_dict), key
+        for name, tensor in network.state_dict.items():
+            record = record_state[name]
+            assert record.dtype == str(tensor.dtype).removeprefix("torch."), name
+            assert record.shape == tuple(tensor.shape) and record.numel == tensor.numel(), name
+            assert np.array_equal(record.values, tensor.numpy()), name
+            assert record.tolist() == tensor.tolist(), name
+        assert records.networks[key].attributes.keys() == network.attributes.keys(), key
+    assert records.config == with_torch.config and records.stats == with_torch.stats
+    assert records.optimizers.keys() == with_torch.optimizers.keys()
 
 
 @pytest.mark.parametrize("zip_format", [True, False])
