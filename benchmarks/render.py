@@ -13,6 +13,10 @@ Prints one JSON object (machine-readable, compared by later performance work) an
   `preview_ms_R` (median over an orbit of `--orbit-frames` views while the camera moves, every mode's
   outputs computed), `preview_fps_R`, `psnr_preview_vs_exact_R` (mean over four yaws, rgb) and the
   unsuffixed ones at --preview-resolution (default 256);
+- `first_view_ms_R`: what a new latent's first exact frame costs, set-up included (mapping,
+  tri-planes, occupancy grid, one accelerated frame; a fresh seed every repeat, as a seed sweep or
+  the viewer's seed box pays it), and `first_view_speedup_R` = plain48_ms_R / first_view_ms_R; the
+  unsuffixed `first_view_speedup` is that of the first resolution;
 - `setup_ms`: everything done once per latent (mapping, tri-planes, occupancy grid, preview bake),
   the wait after a seed, class or psi change; its parts are `field_setup_ms`, `grid_setup_ms` and
   `preview_setup_ms`.
@@ -61,6 +65,20 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR of images as shown: the model's raw colours clamped to [-1, 1] (peak-to-peak 2)."""
     mse = float(((a.clamp(-1, 1) - b.clamp(-1, 1)) ** 2).mean())
     return 99.0 if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+def first_view_seconds(G, opts, frame_options, camera, res: int, repeats: int) -> float:
+    """Median time from a new latent to its first exact frame: mapping, tri-planes, the accelerated
+    path's occupancy grid and one frame. Each run (the warm-up too) takes a seed not used before,
+    so nothing per latent is cached."""
+    seeds = iter(range(1000 + 100 * res, 1000 + 100 * res + repeats + 1))
+    labels = G.labels([0] if G.c_dim else None, 1)
+
+    def first_view():
+        field = G.field_from_ws(G.map_latents(G.latents([next(seeds)]), labels))
+        field_renderer("accelerated", field, opts).render(camera, res, options=frame_options)
+
+    return statistics.median(time_call(first_view, repeats))
 
 
 def main(argv=None) -> int:
@@ -143,6 +161,9 @@ def main(argv=None) -> int:
             naive = plain_path.render(camera, res, options=plain)
             result[f"psnr_exact_vs_ref_{res}"] = round(psnr(exact.rgb, ref.rgb), 2)
             result[f"psnr_plain48_vs_ref_{res}"] = round(psnr(naive.rgb, ref.rgb), 2)
+            ms = 1000 * first_view_seconds(G, opts, plain, camera, res, args.repeats)
+            result[f"first_view_ms_{res}"] = round(ms, 1)
+            result[f"first_view_speedup_{res}"] = round(result[f"plain48_ms_{res}"] / ms, 2)
         if reason is None:
             pres = args.preview_resolution
             for res in sorted({pres, *args.resolutions}):
@@ -167,6 +188,7 @@ def main(argv=None) -> int:
         first = args.resolutions[0]
         result["exact_speedup"] = result[f"exact_speedup_{first}"]
         result["psnr_exact_vs_ref"] = result[f"psnr_exact_vs_ref_{first}"]
+        result["first_view_speedup"] = result[f"first_view_speedup_{first}"]
     print(json.dumps(result))
     print(f"\n{source} on {device} ({result['threads']} threads), {samples} samples per ray "
           f"(coarse + fine), field cached ({result['field_setup_ms']} ms to compute)", file=sys.stderr)
@@ -181,6 +203,9 @@ def main(argv=None) -> int:
             print(f"  {res:4d}^2  {'preview':16s} {result[f'preview_ms_{res}']:9.1f} ms/frame  "
                   f"{result[f'preview_fps_{res}']} FPS, {result[f'psnr_preview_vs_exact_{res}']} dB vs the exact path",
                   file=sys.stderr)
+    for res in args.resolutions:
+        print(f"  {res:4d}^2  {'first view':16s} {result[f'first_view_ms_{res}']:9.1f} ms (new latent: field, grid, "
+              f"frame)  x{result[f'first_view_speedup_{res}']} vs one 48 + 48 frame", file=sys.stderr)
     print(f"  per-latent set-up {result['setup_ms']} ms (field {result['field_setup_ms']}, grid "
           f"{result['grid_setup_ms']} ({100 * result['occupied_fraction']:.1f}% of cells occupied), preview "
           f"{result.get('preview_setup_ms', 'unavailable')})", file=sys.stderr)

@@ -59,6 +59,7 @@ from trigan.core.compositing import (
     has_background,
     last_interval,
 )
+from trigan.core.field import query_lattice
 from trigan.core.ray_random import hash_uniform
 from trigan.core.renderer import RenderCancelled, RenderOptions, RenderOutput, render
 
@@ -83,7 +84,7 @@ class AccelOptions:
     jitter: bool = False               # stratified (hashed) jitter instead of midpoints
     min_transmittance: float = 1e-4    # early ray termination
     max_points_per_chunk: int = 1 << 18
-    probe_chunk: int = 1 << 18
+    probe_chunk: Optional[int] = None  # probes per decoder call; None: chosen by measurement per device
 
 
 def _support_box(field) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +107,22 @@ def _single_fields(field):
     return [field.select(i) for i in range(batch)]
 
 
+def _probe_lattice(field, axes, opts: RenderOptions, chunk: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Activated density (float32 [n^3]) and colour (float16 [n^3, 3]) of a field of one latent on
+    the lattice axes[0] x axes[1] x axes[2] (x slowest), on the CPU. A tri-plane field reads its
+    planes only on the lattice's three projections (TriPlaneField.lattice): the probes cost about
+    one decoder layer per point."""
+    dev = _device(field)
+    xs, ys, zs = (a.to(dev) for a in axes)
+    total = len(xs) * len(ys) * len(zs)
+    dens = torch.empty(total, dtype=torch.float32)
+    rgb = torch.empty(total, 3, dtype=torch.float16)
+    for start, stop, c, s in query_lattice(field, xs, ys, zs, chunk):
+        dens[start:stop] = activate_density(s, opts).float().cpu()
+        rgb[start:stop] = c.reshape(-1, 3).half().cpu()
+    return dens, rgb
+
+
 class OccupancyGrid:
     """Per-latent occupancy of the scene box: a bool tensor [B, G, G, G] indexed [x, y, z].
 
@@ -122,19 +139,13 @@ class OccupancyGrid:
         self.cell = (self.hi - self.lo) / g
         n = g * sub + 1
         axes = [torch.linspace(float(self.lo[i]), float(self.hi[i]), n) for i in range(3)]
-        probes = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
         grids, volumes, colors, cell_max = [], [], [], []
         with torch.inference_mode():
             for sub_field in (_single_fields(field) or [field.select(i) for i in range(field.batch_size)]):
-                dev = _device(sub_field)
-                dens, rgb = [], []
-                for p in probes.split(accel.probe_chunk):
-                    c, s = sub_field(p.to(dev)[None])
-                    dens.append(activate_density(s[0], opts).float().cpu())
-                    rgb.append(c[0].reshape(-1, 3).half().cpu())
-                dens = torch.cat(dens).reshape(1, 1, n, n, n)
+                dens, rgb = _probe_lattice(sub_field, axes, opts, accel.probe_chunk)
+                dens = dens.reshape(1, 1, n, n, n)
                 volumes.append(dens[0, 0])
-                colors.append(torch.cat(rgb).reshape(n, n, n, 3))
+                colors.append(rgb.reshape(n, n, n, 3))
                 cells = F.max_pool3d(dens, kernel_size=sub + 1, stride=sub)  # [1, 1, g, g, g]
                 cell_max.append(cells[0, 0])
                 if accel.dilation > 0:
@@ -150,7 +161,7 @@ class OccupancyGrid:
         self.color = torch.stack(colors)
         # Each cell's largest probed density (not dilated): where along a ray the weight lies.
         self.cell_density = torch.stack(cell_max)
-        self.probe_count = probes.shape[0] * len(grids)
+        self.probe_count = n ** 3 * len(grids)
         flat = self.occupied.reshape(len(grids), -1)
         self.all_occupied = flat.all(dim=1).tolist()
         self.any_occupied = flat.any(dim=1).tolist()

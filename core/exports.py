@@ -142,14 +142,15 @@ class MeshExport:
 def seed_mesh(G, seed: int, class_index: Optional[int], path, fmt: str, psi: float = 1.0,
               class_truncation: bool = False, resolution: int = 256, level: Union[str, float] = "auto",
               color: bool = True, keep_largest: bool = False, keep_cavities: bool = False,
-              chunk: int = 1 << 19, noise_mode="const",
+              chunk: Optional[int] = None, noise_mode="const",
               progress: Optional[Callable[[int, int], None]] = None, should_cancel: ShouldCancel = None,
               overwrite: bool = False) -> MeshExport:
     """The mesh (ply/obj/glb) or density volume (npy) of one seed, written atomically to `path`; an
     existing `path` is refused before any work unless `overwrite` (core.output_paths.refuse_existing).
 
-    The field is computed once; the density grid is evaluated in chunks (`progress(done, total)`
-    in grid points, `should_cancel` between chunks). Raises core.mesh.NoSurfaceError when the level
+    The field is computed once; the density grid is evaluated in chunks of `chunk` points (None:
+    the size this device measured fastest, core.chunking) with `progress(done, total)` in grid
+    points and `should_cancel` between chunks. Raises core.mesh.NoSurfaceError when the level
     finds no surface."""
     refuse_existing([path], overwrite, hint="pass overwrite=True (--force) to replace it")
     start = time.perf_counter()

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 
 from trigan.core.atomic import atomic_path
+from trigan.core.chunking import best_chunk, candidate_chunks
 from trigan.core.compositing import activate_density
 from trigan.core.errors import TriganError
+from trigan.core.field import query_lattice
 from trigan.core.renderer import RenderOptions
 
 MESH_FORMATS = ("ply", "obj", "glb")
@@ -126,12 +128,23 @@ def _single(field) -> None:
         raise ValueError(f"meshes are made one latent at a time; select one of the field's {batch} (field.select(i))")
 
 
+def grid_axes(bounds: Bounds, resolution: int, device=None, dtype=torch.float32
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The grid's coordinates along x, y and z ([resolution] each): the same values as grid_points."""
+    lo, hi = _check_bounds(bounds)
+    n = int(resolution)
+    index = torch.arange(n, device=device, dtype=torch.float64)
+    return tuple((lo[k] + index * ((hi[k] - lo[k]) / (n - 1))).to(dtype) for k in range(3))
+
+
 @torch.no_grad()
 def density_grid(field, resolution: int = 256, activation: DensityActivation = DensityActivation(),
-                 chunk_points: int = 1 << 19, progress: Progress = None,
+                 chunk_points: Optional[int] = None, progress: Progress = None,
                  should_cancel: Optional[Callable[[], bool]] = None) -> DensityVolume:
     """Activated density on a resolution^3 grid over `field.bounds`, evaluated in chunks of at most
-    `chunk_points` points (memory is bounded by the chunk, plus the float32 volume itself)."""
+    `chunk_points` points (None: the size this device measured fastest, core.chunking; memory is
+    bounded by the chunk, plus the float32 volume itself). The grid is a lattice, so a tri-plane
+    field reads its planes only on the grid's three 2-D projections (core.field.query_lattice)."""
     _single(field)
     n = int(resolution)
     if n < 2:
@@ -139,17 +152,16 @@ def density_grid(field, resolution: int = 256, activation: DensityActivation = D
     bounds = _check_bounds(field.bounds)
     device = getattr(field, "device", None)
     total = n ** 3
-    chunk = max(1, int(chunk_points))
     out = np.empty(total, dtype=np.float32)
-    for start in range(0, total, chunk):
-        if should_cancel is not None and should_cancel():
-            raise InterruptedError("cancelled")
-        stop = min(start + chunk, total)
-        pts = grid_points(bounds, n, start, stop, device=device)
-        _, sigma = field(pts[None])
+    xs, ys, zs = grid_axes(bounds, n, device)
+    if should_cancel is not None and should_cancel():
+        raise InterruptedError("cancelled")
+    for start, stop, _, sigma in query_lattice(field, xs, ys, zs, chunk_points):
         out[start:stop] = activation(sigma.reshape(-1).float()).cpu().numpy()
         if progress is not None:
             progress(stop, total)
+        if should_cancel is not None and should_cancel():
+            raise InterruptedError("cancelled")
     return DensityVolume(out.reshape(n, n, n), bounds)
 
 
@@ -254,14 +266,31 @@ def rgb_to_uint8(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
+def point_chunk(field) -> int:
+    """Points per field query for scattered points (vertex colours) on the field's device: the
+    fastest of core.chunking's candidates, measured once per process and device on random points
+    of the field's box (seeded, so the trial does not disturb the global random state)."""
+    device = torch.device(getattr(field, "device", None) or "cpu")
+    lo, hi = (torch.tensor(v, dtype=torch.float32) for v in _check_bounds(field.bounds))
+    generator = torch.Generator().manual_seed(0)
+
+    def trial(chunk: int):
+        pts = lo + (hi - lo) * torch.rand(chunk, 3, generator=generator)
+        return field(pts.to(device)[None])
+
+    return best_chunk("points", device, candidate_chunks(device), trial)
+
+
 @torch.no_grad()
-def vertex_colors(field, vertices: np.ndarray, chunk_points: int = 1 << 19) -> np.ndarray:
-    """uint8 [V, 3]: the field's colour at each vertex (its rgb is [-1, 1] image colour)."""
+def vertex_colors(field, vertices: np.ndarray, chunk_points: Optional[int] = None) -> np.ndarray:
+    """uint8 [V, 3]: the field's colour at each vertex (its rgb is [-1, 1] image colour), queried in
+    chunks of `chunk_points` (None: point_chunk, measured)."""
     _single(field)
     device = getattr(field, "device", None)
     out = np.empty((len(vertices), 3), dtype=np.uint8)
-    for start in range(0, len(vertices), max(1, int(chunk_points))):
-        stop = min(start + int(chunk_points), len(vertices))
+    chunk = max(1, int(chunk_points if chunk_points is not None else point_chunk(field)))
+    for start in range(0, len(vertices), chunk):
+        stop = min(start + chunk, len(vertices))
         pts = torch.as_tensor(vertices[start:stop], dtype=torch.float32, device=device)
         rgb, _ = field(pts[None])
         out[start:stop] = rgb_to_uint8(rgb.reshape(-1, 3).float()).cpu().numpy()
@@ -324,7 +353,7 @@ def drop_cavity_walls(mesh: MeshResult) -> MeshResult:
 
 
 def extract_mesh(field, volume: DensityVolume, level: Union[str, float] = "auto", color: bool = True,
-                 keep_largest: bool = False, chunk_points: int = 1 << 19,
+                 keep_largest: bool = False, chunk_points: Optional[int] = None,
                  keep_cavities: bool = False) -> MeshResult:
     """The whole pipeline after the grid: level, marching cubes, clean-up (the walls of sealed
     hollows dropped unless keep_cavities; optionally only the largest piece), colours."""
@@ -373,5 +402,11 @@ def mesh_file_name(seed: int, cls: Optional[int], fmt: str) -> str:
 
 
 def chunk_count(resolution: int, chunk_points: int) -> int:
-    return -(-int(resolution) ** 3 // max(1, int(chunk_points)))
+    """Chunks of at most chunk_points points a resolution^3 grid takes (whole z-rows each, as
+    core.field.lattice_blocks cuts it)."""
+    n = int(resolution)
+    rows = max(1, int(chunk_points) // n)
+    if rows >= n:
+        return -(-n // (rows // n))
+    return n * -(-n // rows)
 

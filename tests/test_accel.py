@@ -181,3 +181,48 @@ def test_background_network_model():
         ref = render(field, cam, RES, G.render_options(num_steps=512, num_fine_steps=0))
     out = field_renderer("accelerated", field, G.render_options()).render(cam, RES)
     assert psnr(out.rgb, ref.rgb) >= 40
+
+
+def _occupancy_from_point_queries(field, opts):
+    """The occupancy grid as it was built before lattice queries: every probe a point query, the
+    same max-pooling and dilation (docs/rendering_speed.md, 'What it does')."""
+    import torch.nn.functional as F  # noqa: PLC0415
+
+    accel = AccelOptions()
+    grid = OccupancyGrid(field, opts, accel)   # for its box only
+    g, sub = accel.grid_resolution, accel.probes_per_cell
+    n = g * sub + 1
+    axes = [torch.linspace(float(grid.lo[i]), float(grid.hi[i]), n) for i in range(3)]
+    probes = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+    with torch.inference_mode():
+        dens = torch.cat([activate_density(field(p[None])[1][0], opts) for p in probes.split(1 << 16)])
+    dens = dens.reshape(1, 1, n, n, n)
+    cells = F.max_pool3d(dens, kernel_size=sub + 1, stride=sub)
+    k = 2 * accel.dilation + 1
+    occupied = F.max_pool3d(cells, kernel_size=k, stride=1, padding=accel.dilation)[0, 0] > accel.threshold
+    return grid, dens[0, 0], occupied
+
+
+@pytest.mark.parametrize("path", ["assets/demo.ckpt", "tests/fixtures/epigraf/cond_white.pkl",
+                                  "tests/fixtures/epigraf/uncond_gpc.pkl"])
+def test_grid_from_lattice_queries_equals_point_queries(path):
+    """The grid probes its lattice through core.field.query_lattice; the occupied cells must be those
+    of probing every point (the densities agree to float rounding, 1e-5 relative; a cell could only
+    flip if a probe sat within that of the threshold, and none does on these models)."""
+    from conftest import REPO  # noqa: PLC0415
+    from trigan.core.model_io import open_model  # noqa: PLC0415
+
+    G = open_model(REPO / path).G.requires_grad_(False)
+    with torch.inference_mode():
+        field = G.field_from_ws(G.map_latents(G.latents([0]), G.labels([0] if G.c_dim else None, 1)))
+    opts = G.render_options()
+    grid, dens, occupied = _occupancy_from_point_queries(field, opts)
+    assert torch.allclose(grid.density[0], dens, rtol=1e-5, atol=1e-5 * float(dens.max().clamp(min=1)))
+    assert torch.equal(grid.occupied[0], occupied)
+
+
+def test_grid_of_an_analytic_field_equals_point_queries():
+    field = RadialField(sphere())
+    grid, dens, occupied = _occupancy_from_point_queries(field, OPTS)
+    assert torch.allclose(grid.density[0], dens, rtol=1e-6, atol=1e-6)
+    assert torch.equal(grid.occupied[0], occupied) and 0 < grid.occupied_fraction < 1

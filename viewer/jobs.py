@@ -222,8 +222,8 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
 
 def export_mesh(model_path, seed: int, class_index: Optional[int], psi: float, resolution: int,
                 level: Union[str, float], fmt: str, colors: bool, path, *, keep_largest: bool = False,
-                class_truncation: bool = True, noise_mode: str = "const", chunk: int = 1 << 19, device=None,
-                job: Optional[Job] = None) -> Path:
+                class_truncation: bool = True, noise_mode: str = "const", chunk: Optional[int] = None,
+                device=None, job: Optional[Job] = None) -> Path:
     """A seed's surface (ply/obj/glb, vertex colours optional) or density volume (npy), as `trigan
     mesh` makes it. level: "auto" or a density in 1/world-units. The latent is truncated toward the
     class mean for conditional models (as the viewer shows it) unless class_truncation=False."""
