@@ -16,7 +16,7 @@ from trigan.core.cameras import Camera
 from trigan.core.generator import Generator
 from trigan.core.gl_offscreen import HullMarcher
 from trigan.core.model_io import open_model
-from trigan.core.preview import PreviewOptions, calibrate, preview_unavailable, world_to_clip
+from trigan.core.preview import PreviewOptions, calibrate, coarse_levels, preview_unavailable, world_to_clip
 from trigan.core.rendering import field_renderer
 from trigan.core.views import options_at_distance
 
@@ -46,13 +46,11 @@ def test_projection_puts_each_pixel_centre_ray_on_its_pixel(shape):
 
 
 def box_hull(lo, hi):
-    """A closed, outward-wound box mesh: vertices [8, 3], faces [12, 3], vertex normals [8, 3]."""
+    """A closed, outward-wound box mesh: vertices [8, 3], faces [12, 3]."""
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])], np.float32)
     quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
     faces = np.array([tri for a, b, c, d in quads for tri in ((a, b, c), (a, c, d))])
-    centre = (np.asarray(lo) + np.asarray(hi)) / 2
-    normals = (corners - centre) / np.linalg.norm(corners - centre, axis=1, keepdims=True)
-    return corners, faces, normals.astype(np.float32)
+    return corners, faces
 
 
 def ray_box(o, d, lo, hi):
@@ -328,3 +326,86 @@ def test_official_models_preview_like_their_exact_render(name):
         assert psnr(out.rgb, exact.rgb) >= 40, (name, yaw)
         assert (out.opacity - exact.opacity).abs().mean() < 0.01
         assert (out.depth - exact.depth).abs().mean() < 0.01
+
+
+def smooth_haze(n: int = 33) -> np.ndarray:
+    """[n, n, n, 4]: a haze whose density (0.5-1.5 per unit) and colour vary slowly over the box."""
+    ax = np.linspace(-1.0, 1.0, n)
+    x, y, z = np.meshgrid(ax, ax, ax, indexing="ij")
+    volume = np.empty((n, n, n, 4), np.float32)
+    volume[..., 0], volume[..., 1], volume[..., 2] = 0.5 * np.sin(1.5 * x), 0.4 * np.cos(1.2 * y), 0.3 * z
+    volume[..., 3] = 1.0 + 0.5 * np.sin(1.3 * x + 0.7 * y) * np.cos(0.9 * z)
+    return volume
+
+
+def test_coarse_levels_hold_the_mean_density_and_the_density_weighted_colour():
+    """Level k of a volume is OpenGL's texel geometry over it (adaptive pooling) of the density and of
+    density x colour; the peaks' channel k - 1 is the density's spread over the level-k cells within
+    three cells of each texel's own."""
+    volume = np.zeros((33, 33, 33, 4), np.float32)
+    volume[:16, ..., 3] = 2.0               # a dense slab at low x ...
+    volume[:16, ..., 0] = 0.8               # ... in red, the rest empty and dark
+    volume[16:, ..., 0] = -0.5
+    levels, peaks = coarse_levels(volume, 5)
+    assert [lv.shape for lv in levels] == [(16,) * 3 + (4,), (8,) * 3 + (4,), (4,) * 3 + (4,)]   # at most 3
+    one = levels[0]
+    # texel j of 16 covers level-0 texels floor(33 j / 16) .. ceil(33 (j + 1) / 16) - 1: texel 6 is
+    # rows 12-14 (slab), texel 7 rows 14, 15 (slab) and 16 (empty), texel 8 rows 16-18
+    np.testing.assert_allclose(one[6:9, 0, 0, 3], [2.0, 2.0 * 2 / 3, 0.0], atol=1e-6)
+    np.testing.assert_allclose(one[6:9, 0, 0, 0], [0.8, 0.8, -0.5], atol=1e-6)   # empty: the plain mean
+    assert peaks.shape == (33, 33, 33, 4)
+    # level 1: texel 0's cells 0-3 are rows 0-8, all slab; texel 10's reach rows 2-16, the face;
+    # texel 28's rows 20-32, all empty; level 2 (cells of ~4 rows) and 3 reach the face from 0 and 28
+    assert peaks[0, 5, 5, 0] == 0.0 and peaks[10, 5, 5, 0] == 2.0 and peaks[28, 5, 5, 0] == 0.0
+    assert peaks[0, 5, 5, 1] == 2.0 and peaks[28, 5, 5, 2] == 2.0
+    assert np.all(peaks[..., 3] == 0.0)     # the spare channel
+
+
+def haze_march(volume, normals=False, coarse=3, tamper=None):
+    """The march of `volume` through a box hull around the whole box, with `coarse` levels (their
+    colours replaced by `tamper` when given, to see where they are read)."""
+    cam = Camera.from_angles(0.4, 1.2, radius=2.0, fov=40.0)
+    n, h = volume.shape[0], 24
+    levels, peaks = coarse_levels(volume, coarse)
+    if tamper is not None:
+        levels = [np.concatenate([np.broadcast_to(np.float32(tamper), lv.shape[:3] + (3,)), lv[..., 3:]], -1)
+                  for lv in levels]
+    lo, hi = np.full(3, -0.5), np.full(3, 0.5)
+    marcher = HullMarcher(*box_hull(lo, hi), volume, (lo, hi), coarse=levels, peaks=peaks, coarse_tolerance=0.05)
+    step = 1.0 / (n - 1)
+    out = marcher.draw(world_to_clip(cam, h, h, OPTS), cam.origins()[0].numpy(), (1.0, 3.0), (h, h),
+                       step, 2 * step, 512, normals=normals)
+    marcher.release()
+    return out
+
+
+def test_smooth_haze_crossed_on_coarse_levels_matches_the_full_resolution_march():
+    """A smooth haze, marched with and without the coarse levels: the same image (opacity to 0.01,
+    colour to 0.02, the semi-transparent ball's bound: the levels' blur moves at most
+    `coarse_tolerance` of optical depth per step, only where the density's spread allows it,
+    and a smooth haze's errors largely cancel along the ray; a level's colour is a mean over 2^k
+    texels), and the coarse levels are really read (tampering with their colour changes the image)."""
+    volume = smooth_haze()
+    fine, fine_geo = haze_march(volume, coarse=0)
+    coarse, coarse_geo = haze_march(volume)
+    hit = fine[..., 3] > 0.1
+    assert hit.mean() > 0.3
+    np.testing.assert_allclose(coarse[..., 3], fine[..., 3], atol=0.01)
+    np.testing.assert_allclose(coarse[..., :3], fine[..., :3], atol=0.02)
+    np.testing.assert_allclose(coarse_geo[..., 3][hit] / coarse[..., 3][hit], fine_geo[..., 3][hit] / fine[..., 3][hit],
+                               rtol=0.01)                                  # mean depth
+    tampered, _ = haze_march(volume, tamper=[1.0, 1.0, 1.0])
+    assert np.abs(tampered[..., :3] - coarse[..., :3]).max() > 0.05
+
+
+def test_sharp_edges_keep_the_full_resolution():
+    """A sharp-edged slab (density 0 or 40): the spread around its faces keeps every step near them on
+    level 0, and the empty space (spread 0) is crossed on the coarse levels without changing anything:
+    tampering with the coarse levels' colour changes nothing."""
+    volume = np.zeros((33, 33, 33, 4), np.float32)
+    volume[12:20, ..., 3] = 40.0
+    volume[..., :3] = [0.2, -0.3, 0.6]
+    plain, _ = haze_march(volume, coarse=0)
+    tampered, _ = haze_march(volume, tamper=[1.0, 1.0, 1.0])
+    assert (plain[..., 3] > 0.99).mean() > 0.2
+    np.testing.assert_allclose(tampered, plain, atol=1e-5)
