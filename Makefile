@@ -9,7 +9,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install view test lint test-portability bench clean
+.PHONY: install view test lint test-portability bench gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ test-portability: install
 bench: install
 	$(BIN)/python benchmarks/render.py
 	$(BIN)/python benchmarks/train.py
+
+# Every CUDA path on this machine's GPU (parity with the CPU, GL preview, render and training speed
+# and memory, torchrun with NCCL, a 256^3 mesh) in one JSON object, under 8 minutes; without CUDA
+# it says so in one line. Install a CUDA build of torch first (TORCH_SPEC, above). ARGS='--quick'.
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
