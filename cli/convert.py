@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     # These load torch and the core (see cli/main.py).
     from trigan.core.checkpoint import export_generator  # noqa: PLC0415
-    from trigan.core.model_io import resolve_model_path  # noqa: PLC0415
+    from trigan.core.checkpoint_meta import resolve_model_path  # noqa: PLC0415
     from trigan.training.config import config_from_saved  # noqa: PLC0415
     from trigan.training.official_import import convert_snapshot  # noqa: PLC0415
 

@@ -182,9 +182,9 @@ class _Bars:
 
 def run(args) -> int:
     # These load torch and the core (see cli/main.py).
+    from trigan.core.checkpoint_meta import resolve_model_path  # noqa: PLC0415
     from trigan.core.devices import parse_device  # noqa: PLC0415
     from trigan.core.metrics import INCEPTION_HELP, FeatureExtractor, MetricError  # noqa: PLC0415
-    from trigan.core.model_io import resolve_model_path  # noqa: PLC0415
     from trigan.core.nfs import dataset_nfs  # noqa: PLC0415
     from trigan.training.dataset import open_dataset  # noqa: PLC0415
 

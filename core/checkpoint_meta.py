@@ -138,15 +138,28 @@ def check_sections(payload: dict, name: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # The pickle as records
 
-# torch's storage classes as torch.save names them -> (numpy dtype name, bytes per element).
-# bfloat16 has no numpy dtype; its finiteness is read from its bits like the others'.
-STORAGE_DTYPES = {"FloatStorage": ("float32", 4), "DoubleStorage": ("float64", 8), "HalfStorage": ("float16", 2),
-                  "BFloat16Storage": ("bfloat16", 2), "LongStorage": ("int64", 8), "IntStorage": ("int32", 4),
-                  "ShortStorage": ("int16", 2), "CharStorage": ("int8", 1), "ByteStorage": ("uint8", 1),
-                  "BoolStorage": ("bool", 1)}
+# torch's storage classes as torch.save and upstream's pickles name them -> (torch's dtype name, the
+# numpy dtype holding the same bytes, bytes per element). bfloat16 has no numpy dtype: its values stay
+# uint16 bits, and its finiteness is read from them like the others'. Shared by both torch-free readers
+# (this one and core/epigraf_pickle.py's record route).
+STORAGE_DTYPES = {
+    "FloatStorage": ("float32", "<f4", 4), "DoubleStorage": ("float64", "<f8", 8),
+    "HalfStorage": ("float16", "<f2", 2), "BFloat16Storage": ("bfloat16", "<u2", 2),
+    "LongStorage": ("int64", "<i8", 8), "IntStorage": ("int32", "<i4", 4), "ShortStorage": ("int16", "<i2", 2),
+    "CharStorage": ("int8", "i1", 1), "ByteStorage": ("uint8", "u1", 1), "BoolStorage": ("bool", "?", 1)}
 # The exponent bits of each floating dtype: all of them set is an infinity or a NaN.
 EXPONENT_MASKS = {"float32": (0x7F800000, "<u4"), "float64": (0x7FF0000000000000, "<u8"),
                   "float16": (0x7C00, "<u2"), "bfloat16": (0x7F80, "<u2")}
+
+
+def any_non_finite(values, dtype: str) -> bool:
+    """Whether a numpy array (or buffer) of the bytes of a floating `dtype` (an EXPONENT_MASKS key)
+    holds an infinity or a NaN: all exponent bits set."""
+    import numpy as np  # noqa: PLC0415 (only describing a checkpoint needs it; kept off the --help path)
+
+    mask, bits = EXPONENT_MASKS[dtype]
+    words = values.view(bits) if isinstance(values, np.ndarray) else np.frombuffer(values, dtype=bits)
+    return bool(np.any((words & np.array(mask, dtype=bits)) == mask))
 
 
 @dataclass(frozen=True)
@@ -235,7 +248,8 @@ class _RecordingUnpickler(pickle.Unpickler):
         if module == "torch._utils" and name == "_rebuild_parameter":
             return _rebuild_parameter
         if module == "torch" and name in STORAGE_DTYPES:
-            return StorageType(*STORAGE_DTYPES[name])
+            dtype, _, itemsize = STORAGE_DTYPES[name]
+            return StorageType(dtype, itemsize)
         raise NotDescribable(f"the global {module}.{name}")
 
     def persistent_load(self, pid):
@@ -338,20 +352,16 @@ def _plain(value: Any) -> bool:
 
 def _check_finite(archive: zipfile.ZipFile, folder: str, weights: Dict[str, TensorRecord]) -> None:
     """Every storage the weights use holds finite values only (read by its exponent bits)."""
-    import numpy as np  # noqa: PLC0415 (only describing a checkpoint needs it; kept off the --help path)
-
     seen = set()
     for record in weights.values():
         storage = record.storage
         if storage.key in seen:
             continue
         seen.add(storage.key)
-        mask, bits = EXPONENT_MASKS[storage.dtype]
         data = archive.read(f"{folder}data/{storage.key}")
         if len(data) != storage.numel * storage.itemsize:
             raise NotDescribable("a storage of the wrong size")
-        words = np.frombuffer(data, dtype=bits)
-        if np.any((words & np.array(mask, dtype=bits)) == mask):
+        if any_non_finite(data, storage.dtype):
             raise NotDescribable("non-finite weights")
 
 

@@ -20,10 +20,8 @@ import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
-import numpy as np
-
 from trigan.core import threedgp_import
-from trigan.core.checkpoint_meta import EXPONENT_MASKS, CheckpointMeta, check_layout
+from trigan.core.checkpoint_meta import EXPONENT_MASKS, CheckpointMeta, any_non_finite, check_layout
 from trigan.core.config import (
     BackgroundConfig,
     CameraConfig,
@@ -238,9 +236,7 @@ def _plain_finite_weights(weights: Dict[str, Any]) -> bool:
         if not (isinstance(record, ArrayTensor) and record.dtype in EXPONENT_MASKS
                 and record.values.flags.c_contiguous):
             return False
-        mask, bits = EXPONENT_MASKS[record.dtype]   # all exponent bits set: an infinity or a NaN
-        words = record.values.view(bits)
-        if ((words & np.array(mask, dtype=bits)) == mask).any():
+        if any_non_finite(record.values, record.dtype):
             return False
     return True
 

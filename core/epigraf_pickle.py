@@ -39,6 +39,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
+from trigan.core.checkpoint_meta import STORAGE_DTYPES
 from trigan.core.errors import CheckpointError
 from trigan.core.read_budget import BoundedFile, TreeBudget, open_regular_file, require_regular_file, scan_pickle
 
@@ -299,15 +300,6 @@ def _rebuild_array_tensor(storage, offset, size, stride, *_requires_grad_hooks_m
 # ---------------------------------------------------------------------------------------------
 # Storages: nested legacy torch.save blobs.
 
-# torch's storage classes -> (torch's dtype name, the numpy dtype holding the same bytes). bfloat16 has no
-# numpy dtype: its values stay uint16 bits.
-_STORAGE_DTYPE_NAMES = {
-    "FloatStorage": ("float32", "<f4"), "DoubleStorage": ("float64", "<f8"), "HalfStorage": ("float16", "<f2"),
-    "BFloat16Storage": ("bfloat16", "<u2"), "LongStorage": ("int64", "<i8"), "IntStorage": ("int32", "<i4"),
-    "ShortStorage": ("int16", "<i2"), "CharStorage": ("int8", "i1"), "ByteStorage": ("uint8", "u1"),
-    "BoolStorage": ("bool", "?"),
-}
-
 
 class _StorageKind:
     """A storage class named in a blob header, on the record route. Slots plus a refusing
@@ -338,7 +330,7 @@ class _TorchTensors:
         import torch  # noqa: PLC0415 (the record route must not import it)
 
         self._torch = torch
-        self.kinds = {name: getattr(torch, dtype) for name, (dtype, _) in _STORAGE_DTYPE_NAMES.items()}
+        self.kinds = {name: getattr(torch, dtype) for name, (dtype, _, _) in STORAGE_DTYPES.items()}
 
     def is_kind(self, value) -> bool:
         return isinstance(value, self._torch.dtype)
@@ -356,7 +348,7 @@ class _ArrayTensors:
     """The record route's storages: flat numpy arrays of the same bytes (no torch)."""
 
     def __init__(self):
-        self.kinds = {name: _StorageKind(*dtypes) for name, dtypes in _STORAGE_DTYPE_NAMES.items()}
+        self.kinds = {name: _StorageKind(dtype, code) for name, (dtype, code, _) in STORAGE_DTYPES.items()}
 
     def is_kind(self, value) -> bool:
         return isinstance(value, _StorageKind)

@@ -10,10 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
 from trigan.core.checkpoint import build_generator, load_checkpoint
-
-# resolve_model_path and the run folder's file names live with the torch-free reader (`trigan info`
-# resolves paths before it knows whether it needs torch); importers here keep finding them.
-from trigan.core.checkpoint_meta import RUN_BEST, RUN_LATEST, is_pickle_file, resolve_model_path  # noqa: F401
+from trigan.core.checkpoint_meta import is_pickle_file, resolve_model_path
 from trigan.core.config import SavedConfig
 from trigan.core.epigraf_import import load_epigraf_generator
 from trigan.core.generator import Generator

@@ -33,8 +33,8 @@ import dearpygui.dearpygui as dpg
 
 from trigan import assets
 from trigan.core.cameras import Pose
+from trigan.core.checkpoint_meta import resolve_model_path
 from trigan.core.errors import TriganError
-from trigan.core.model_io import resolve_model_path
 from trigan.viewer.automation import Automation, ViewerSnapshot
 from trigan.viewer.display import Display
 from trigan.viewer.glfw_hooks import GlfwHooks

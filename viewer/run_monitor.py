@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from trigan.core.checkpoint_meta import RUN_BEST, RUN_LATEST
 from trigan.core.errors import TriganError
-from trigan.core.model_io import RUN_BEST, RUN_LATEST
 from trigan.core.summary import format_duration
 from trigan.training.run_dir import ACTIVE_PHASES, active_owner, is_run_dir, read_status
 

@@ -50,9 +50,10 @@ import torch.nn.functional as F
 
 from trigan.core.accel import AccelOptions
 from trigan.core.cameras import Pose
+from trigan.core.checkpoint_meta import resolve_model_path
 from trigan.core.devices import parse_device
 from trigan.core.errors import TriganError, one_line
-from trigan.core.model_io import open_model, resolve_model_path
+from trigan.core.model_io import open_model
 from trigan.core.renderer import RenderCancelled, RenderOutput
 from trigan.core.rendering import FieldRenderer, field_renderer, path_unavailable
 from trigan.core.summary import model_summary
