@@ -145,7 +145,24 @@ def seed_mesh(G, seed: int, class_index: Optional[int], path, fmt: str, psi: flo
               chunk: Optional[int] = None, noise_mode="const",
               progress: Optional[Callable[[int, int], None]] = None, should_cancel: ShouldCancel = None,
               overwrite: bool = False) -> MeshExport:
-    """The mesh (ply/obj/glb) or density volume (npy) of one seed, written atomically to `path`; an
+    """The mesh (ply/obj/glb) or density volume (npy) of one seed (`latent_mesh` of its ws)."""
+    refuse_existing([path], overwrite, hint="pass overwrite=True (--force) to replace it")
+    with torch.no_grad():
+        z = G.latents([seed])
+        c = G.labels(None if class_index is None else [class_index], 1)
+        ws = G.map_latents(z, c, psi, class_truncation=class_truncation)
+    return latent_mesh(G, ws, path, fmt, resolution=resolution, level=level, color=color, keep_largest=keep_largest,
+                       keep_cavities=keep_cavities, chunk=chunk, noise_mode=noise_mode, progress=progress,
+                       should_cancel=should_cancel, overwrite=overwrite)
+
+
+def latent_mesh(G, ws: torch.Tensor, path, fmt: str, resolution: int = 256, level: Union[str, float] = "auto",
+                color: bool = True, keep_largest: bool = False, keep_cavities: bool = False,
+                chunk: Optional[int] = None, noise_mode="const",
+                progress: Optional[Callable[[int, int], None]] = None, should_cancel: ShouldCancel = None,
+                overwrite: bool = False) -> MeshExport:
+    """The mesh (ply/obj/glb) or density volume (npy) of one latent ws [1, num_ws, w_dim] (a seed's,
+    or one `trigan invert` found, on a G holding its noise maps), written atomically to `path`; an
     existing `path` is refused before any work unless `overwrite` (core.output_paths.refuse_existing).
 
     The field is computed once; the density grid is evaluated in chunks of `chunk` points (None:
@@ -155,10 +172,7 @@ def seed_mesh(G, seed: int, class_index: Optional[int], path, fmt: str, psi: flo
     refuse_existing([path], overwrite, hint="pass overwrite=True (--force) to replace it")
     start = time.perf_counter()
     with torch.no_grad():
-        z = G.latents([seed])
-        c = G.labels(None if class_index is None else [class_index], 1)
-        ws = G.map_latents(z, c, psi, class_truncation=class_truncation)
-        field = G.field_from_ws(ws, noise_mode=noise_mode)   # once per latent; every chunk below reuses it
+        field = G.field_from_ws(ws.to(G.device), noise_mode=noise_mode)   # once; every chunk below reuses it
     activation = M.DensityActivation(G.cfg.render.density_shift, G.cfg.render.density_activation)
     volume = M.density_grid(field, resolution, activation, chunk, progress=progress, should_cancel=should_cancel)
     path = Path(path)
