@@ -21,10 +21,10 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import List, Optional
 
-from trigan.cli import convert, dataset, info, mesh, metrics, render, train, view
+from trigan.cli import convert, dataset, info, invert, mesh, metrics, render, train, view
 from trigan.core.errors import TriganError
 
-SUBCOMMANDS = [view, info, render, mesh, metrics, convert, dataset, train]
+SUBCOMMANDS = [view, info, render, mesh, invert, metrics, convert, dataset, train]
 
 EPILOG = """\
 examples:
@@ -37,6 +37,7 @@ examples:
   trigan train --config demo --data shapes.zip --out runs --kimg 200
   trigan render runs/00000-demo-shapes --out out --vis video --trajectory orbit --seeds 0-3
   trigan mesh model.ckpt --out meshes --seeds 0-3 --resolution 256 --format glb
+  trigan invert assets/demo.ckpt photo.png --out inverted   a photo into the model: latent, camera, tuned model
   trigan metrics model.ckpt --data shapes.zip --metrics fid2k,nfs --inception inception-2015-12-05.pt
 
 Run `trigan COMMAND --help` for the options and examples of each command.

@@ -8,7 +8,7 @@ import sys
 from tqdm import tqdm
 
 from trigan.cli import flags
-from trigan.cli.render import model_classes
+from trigan.cli.render import load_latent, model_classes
 from trigan.core.errors import TriganError
 from trigan.core.output_paths import prepare_output_dir, refuse_existing
 
@@ -19,6 +19,7 @@ examples:
   trigan mesh network-snapshot-001000.pkl --out meshes --seeds 0-7 --psi 0.7 --threshold 25
   trigan mesh model.ckpt --out meshes --seeds 0 --largest-component --resolution 384 --format obj
   trigan mesh model.ckpt --out volumes --seeds 0 --format npy      the density volume itself
+  trigan mesh inv/photo.pti.ckpt --latent inv/photo.inversion.npz --out meshes   an inverted latent
 
 The grid covers the model's scene box [-cube_scale, cube_scale]^3 and the mesh is in world
 units, so it lines up with the renderer's cameras. --threshold is a level of the ACTIVATED
@@ -31,6 +32,8 @@ Files are named seed0007.ply, or class002_seed0007.ply for class-conditional mod
 --classes is not given, as in trigan render). Existing files are not replaced: the command stops
 before any work, naming the first one that exists, unless --force.
 An npy volume is float32 [N, N, N] indexed [x, y, z]; index i is at -s + i * 2s / (N - 1).
+--latent NAME.inversion.npz (from `trigan invert`) meshes that latent, with its noise maps, on the
+model given (NAME.pti.ckpt for the tuned one) instead of seeds: NAME-latent.ply.
 See docs/meshes.md.
 """
 
@@ -49,6 +52,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the files (created if needed)")
     p.add_argument("--force", action="store_true", help="replace files that already exist (default: refuse)")
     p.add_argument("--seeds", type=flags.seeds, default="0", help="seeds, e.g. 0-3,7 (default: 0)")
+    p.add_argument("--latent", metavar="NAME.inversion.npz",
+                   help="mesh this inverted latent (trigan invert) instead of seeds")
     p.add_argument("--classes", type=flags.classes,
                    help="classes of a class-conditional model, e.g. 0-3 (each with every seed; default: 0)")
     p.add_argument("--psi", type=flags.psi, default=1.0, help="truncation psi (default 1: none; upstream used 0.7)")
@@ -81,6 +86,8 @@ def _check_args(args):
     fmt = str(args.format).lower().lstrip(".")
     if fmt not in FORMATS:
         raise TriganError(f"--format {args.format}: expected one of {', '.join(FORMATS)}")
+    if getattr(args, "latent", None) is not None and args.classes is not None:
+        raise TriganError("--latent holds its own class: --classes does not go with it")
     return fmt, parse_level(args.threshold)   # the numbers were bounded while parsing (cli/flags.py)
 
 
@@ -109,10 +116,13 @@ def run(args) -> int:
     device = parse_device(args.device)
     model = open_model(args.checkpoint, device=device, latest=args.latest)
     G = model.G
-    jobs = _jobs(G, args)
+    latent = None if getattr(args, "latent", None) is None else load_latent(args.latent, G)
+    jobs = _jobs(G, args) if latent is None else [(0, None)]
+    file_name = ((lambda seed, cls: M.mesh_file_name(seed, cls, fmt)) if latent is None
+                 else (lambda _seed, _cls: f"{latent.name}-latent.{fmt}"))
     # Checked before the first grid is evaluated: a folder that takes files, and no earlier file replaced.
     out = prepare_output_dir(args.out, "--out", log=lambda msg: print(f"trigan mesh: {msg}", file=sys.stderr))
-    refuse_existing([out / M.mesh_file_name(seed, cls, fmt) for seed, cls in jobs], args.force)
+    refuse_existing([out / file_name(seed, cls) for seed, cls in jobs], args.force)
     s = G.cfg.camera.cube_scale
     n = args.resolution
     what = ("volume" if fmt == "npy" else "mesh") + ("" if len(jobs) == 1 else "es" if fmt != "npy" else "s")
@@ -121,14 +131,20 @@ def run(args) -> int:
     print(f"{model.path}: {len(jobs)} {what}, {n}^3 grid over "
           f"[{-s:g}, {s:g}]^3 world units, {chunks}, on {device}", flush=True)
     for seed, cls in jobs:
-        name = f"seed {seed}" + ("" if cls is None else f" class {cls}")
-        path = out / M.mesh_file_name(seed, cls, fmt)
+        name = f"seed {seed}" + ("" if cls is None else f" class {cls}") if latent is None else latent.name
+        path = out / file_name(seed, cls)
         bar, update = _progress_bar(name, n ** 3, args.quiet)
         try:
-            export = seed_mesh(G, seed, cls, path, fmt, psi=args.psi, class_truncation=args.class_truncation,
-                               resolution=n, level=level, color=args.color, keep_largest=args.largest_component,
-                               keep_cavities=args.keep_cavities,
-                               chunk=args.chunk, progress=update, overwrite=args.force)
+            if latent is None:
+                export = seed_mesh(G, seed, cls, path, fmt, psi=args.psi, class_truncation=args.class_truncation,
+                                   resolution=n, level=level, color=args.color, keep_largest=args.largest_component,
+                                   keep_cavities=args.keep_cavities,
+                                   chunk=args.chunk, progress=update, overwrite=args.force)
+            else:
+                from trigan.core.exports import latent_mesh  # noqa: PLC0415 (only for --latent)
+                export = latent_mesh(G, latent.ws, path, fmt, resolution=n, level=level, color=args.color,
+                                    keep_largest=args.largest_component, keep_cavities=args.keep_cavities,
+                                    chunk=args.chunk, progress=update, overwrite=args.force)
         except M.NoSurfaceError as exc:
             raise M.NoSurfaceError(f"{name}: {exc}") from None
         finally:

@@ -45,6 +45,7 @@ examples:
   trigan render model.ckpt --out renders --vis interp_video --seeds 0-3 --trajectory orbit --frames 120
   trigan render network-snapshot-001000.pkl --out renders --vis front_grid --psi 0.7
   trigan render assets/demo.ckpt --out docs --vis view_grid --classes 0-3 --seeds 0 --frames 8 --resolution 128
+  trigan render inv/photo.pti.ckpt --latent inv/photo.inversion.npz --out renders --vis video --trajectory orbit
 
 CKPT is a trigan .ckpt, an official EpiGRAF .pkl, or a training run directory (its best.ckpt by
 the run's metric, or with --latest its latest.ckpt).
@@ -73,6 +74,11 @@ Names: class003-seed0007.png, class003-seed0007-orbit.mp4 (no class part for an 
 model), grid-class0-3-seed0-7.png, front-..., interp-...; -depth / -normals with --output.
 Existing files are not replaced: the command stops before rendering, naming the first one that
 exists, unless --force. A missing --out folder is created (and said so on stderr).
+
+--latent NAME.inversion.npz (from `trigan invert`) renders that latent, with its noise maps, instead
+of seeds: on the model given (NAME.pti.ckpt for the tuned one), from its found camera unless
+--camera changes it; --vis image, front_grid, view_grid or video; files are named NAME-latent.png,
+NAME-latent-orbit.mp4, front-NAME-latent.png, ... See docs/inversion.md.
 """
 
 
@@ -92,6 +98,8 @@ def add_parser(subparsers) -> None:
                         "(default: front_circle for videos, points for front_grid)")
     p.add_argument("--seeds", type=flags.seeds, default="0-3", metavar="LIST",
                    help="seeds, e.g. 0-3,7 (default: 0-3)")
+    p.add_argument("--latent", metavar="NAME.inversion.npz",
+                   help="render this inverted latent (trigan invert) instead of seeds, from its camera")
     p.add_argument("--classes", type=flags.classes, metavar="LIST",
                    help="classes of a conditional model, 0-based, e.g. 1-16 (default: 0)")
     p.add_argument("--psi", type=flags.psi, default=0.7, help="truncation psi (default: 0.7; 1 = none)")
@@ -149,10 +157,33 @@ def _check_options(args) -> dict:
                           f"--vis {args.vis} renders the --camera view")
     if not uses_trajectory and args.frames is not None:
         raise TriganError(f"--frames goes with a video, front_grid or view_grid, not --vis {args.vis}")
+    if getattr(args, "latent", None) is not None:
+        check_latent_options(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise TriganError(f"--out {out}: exists and is not a folder")
     return parsed
+
+
+LATENT_VIS = ("image", "front_grid", "view_grid", "video")
+
+
+def check_latent_options(args) -> None:
+    """--latent renders one given latent: no seeds, classes or grids of several latents."""
+    if args.vis not in LATENT_VIS:
+        raise TriganError(f"--latent renders one latent: --vis {', '.join(LATENT_VIS)}, not --vis {args.vis}")
+    if args.classes is not None:
+        raise TriganError("--latent holds its own class: --classes does not go with it")
+
+
+def load_latent(path, G):
+    """The inversion record of --latent, checked against G, with its noise maps put into G (which
+    open_model made for this command alone)."""
+    from trigan.training.inversion import apply_noise  # noqa: PLC0415 (loads torch: see cli/main.py)
+    from trigan.training.inversion_outputs import load_inversion  # noqa: PLC0415
+    record = load_inversion(path, G)
+    apply_noise(G, record.noise)
+    return record
 
 
 def model_classes(G, parsed: Optional[List[int]]) -> List[Optional[int]]:
@@ -242,31 +273,35 @@ def _front_grid(images: List[np.ndarray]) -> np.ndarray:
 
 
 def planned_outputs(vis: str, classes: Sequence[Optional[int]], seeds: Sequence[int], conditional: bool,
-                    traj_name: Optional[str], fmt: str, suffix: str, out_dir: Path) -> List[Path]:
+                    traj_name: Optional[str], fmt: str, suffix: str, out_dir: Path,
+                    stem: Optional[str] = None) -> List[Path]:
     """Every path `--vis vis` writes, in the order it writes them: known before rendering starts, so
-    that existing outputs are refused up front (refuse_existing) rather than after minutes of work."""
+    that existing outputs are refused up front (refuse_existing) rather than after minutes of work.
+    `stem` names the one latent of --latent instead of its class and seed."""
     from trigan.core.video import output_path  # noqa: PLC0415 (loads torch: see cli/main.py)
 
     pairs = [(k, s) for k in classes for s in seeds]
+    name_of = item_name if stem is None else (lambda _k, _s: stem)   # --latent: its name for (class, seed)
     grid = (f"class{compact(classes)}-seed{compact(seeds)}" if conditional else f"seed{compact(seeds)}")
+    grid = grid if stem is None else stem
     video = lambda stem: output_path(out_dir / f"{stem}-{traj_name}{suffix}", fmt)
     png = lambda stem: out_dir / f"{stem}{suffix}.png"
     if vis == "image":
-        return [png(item_name(k, s)) for k, s in pairs]
+        return [png(name_of(k, s)) for k, s in pairs]
     if vis == "image_grid":
         return [png(f"grid-{grid}")]
     if vis == "front_grid":
-        return [png(f"front-{item_name(k, s)}") for k, s in pairs]
+        return [png(f"front-{name_of(k, s)}") for k, s in pairs]
     if vis == "view_grid":
         return [png(f"views-{grid}-{traj_name}")]
     if vis == "interp":
-        return [png(f"interp-{item_name(k, seeds[a])}-{seeds[a + 1]:04d}") for k in classes for a in range(len(seeds) - 1)]
+        return [png(f"interp-{name_of(k, seeds[a])}-{seeds[a + 1]:04d}") for k in classes for a in range(len(seeds) - 1)]
     if vis == "video":
-        return [video(item_name(k, s)) for k, s in pairs]
+        return [video(name_of(k, s)) for k, s in pairs]
     if vis == "video_grid":
         return [video(f"grid-{grid}")]
     if vis == "interp_video":
-        return [video(f"interp-{item_name(k, seeds[0])}-{seeds[-1]:04d}") for k in classes]
+        return [video(f"interp-{name_of(k, seeds[0])}-{seeds[-1]:04d}") for k in classes]
     raise ValueError(f"unknown --vis {vis!r}")
 
 
@@ -287,10 +322,12 @@ def run(args) -> int:
     device = parse_device(args.device)
     model = open_model(args.checkpoint, device=device, latest=args.latest)
     G = model.G.eval()
-    classes = model_classes(G, parsed["classes"])
-    seeds = parsed["seeds"]
-    # 3DGP models: the mean posterior camera over all classes (upstream's), one view for every class.
-    base = apply_camera_values(Pose.for_generator(G), parsed["camera"])
+    latent = None if getattr(args, "latent", None) is None else load_latent(args.latent, G)
+    classes = model_classes(G, parsed["classes"]) if latent is None else [None]
+    seeds = parsed["seeds"] if latent is None else [0]
+    # 3DGP models: the mean posterior camera over all classes (upstream's), one view for every class;
+    # an inverted latent: its own camera.
+    base = apply_camera_values(Pose.for_generator(G) if latent is None else latent.pose, parsed["camera"])
     fmt = args.format or ("mp4" if args.vis in VIS_VIDEOS else "png")
     suffix = "" if args.output == "rgb" else f"-{args.output}"
     pairs = [(k, s) for k in classes for s in seeds]
@@ -311,7 +348,7 @@ def run(args) -> int:
     log = lambda msg: print(f"trigan render: {msg}", file=sys.stderr, flush=True)
     out_dir = prepare_output_dir(args.out, "--out", log=log)
     outputs = planned_outputs(args.vis, classes, seeds, G.c_dim > 0, traj.name if traj is not None else None,
-                              fmt, suffix, out_dir)
+                              fmt, suffix, out_dir, stem=None if latent is None else f"{latent.name}-latent")
     refuse_existing(outputs, args.force)
     next_output = iter(outputs).__next__
     totals = {"image": len(pairs), "image_grid": len(pairs), "interp": len(classes) * (len(seeds) - 1) * args.interp_steps,
@@ -326,6 +363,8 @@ def run(args) -> int:
     with tqdm(total=totals[args.vis], unit="view", desc=args.vis, file=sys.stderr, disable=args.quiet,
               dynamic_ncols=True) as bar, grad_context:
         scene = _view_renderer(G, args, bar)
+        # ws of (class, seed) pairs, or, with --latent, the inverted latent (its one pair stands for it)
+        ws_of = scene.ws if latent is None else (lambda pairs: latent.ws.to(G.device).expand(len(pairs), -1, -1))
 
         def done(path: Path) -> None:
             written.append(path)
@@ -337,27 +376,27 @@ def run(args) -> int:
         vis = args.vis
         if vis == "image":
             for chunk in _chunks(pairs, args.batch):
-                field = scene.field(scene.ws(chunk))
+                field = scene.field(ws_of(chunk))
                 images = scene.render(field, range(len(chunk)), view, [0] * len(chunk))
                 for image in images:
                     done(save_png(image, next_output()))
 
         elif vis == "image_grid":
-            field = scene.field(scene.ws(pairs))
+            field = scene.field(ws_of(pairs))
             images = np.stack(list(scene.render(field, range(len(pairs)), view, [0] * len(pairs))))
             rows, cols = (len(classes), len(seeds)) if G.c_dim else grid_shape(len(pairs), scene.resolution)
             done(save_png(tile_partial(images, rows, cols), next_output()))
 
         elif vis == "front_grid":
             for k, s in pairs:
-                field = scene.field(scene.ws([(k, s)]))
+                field = scene.field(ws_of([(k, s)]))
                 views = list(scene.render(field, [0] * len(traj), traj, range(len(traj))))
                 done(save_png(_front_grid(views), next_output()))
 
         elif vis == "view_grid":
             rows = []
             for k, s in pairs:
-                field = scene.field(scene.ws([(k, s)]))
+                field = scene.field(ws_of([(k, s)]))
                 rows.append(np.stack(list(scene.render(field, [0] * len(traj), traj, range(len(traj))))))
             done(save_png(tile(np.concatenate(rows), len(pairs), len(traj)), next_output()))
 
@@ -373,14 +412,14 @@ def run(args) -> int:
 
         elif vis == "video":
             for k, s in pairs:
-                field = scene.field(scene.ws([(k, s)]))
+                field = scene.field(ws_of([(k, s)]))
                 with video_writer() as video:
                     for frame in video_frames(scene, field, traj):
                         video.append(frame)
                 done(video.path)
 
         elif vis == "video_grid":
-            field = scene.field(scene.ws(pairs))
+            field = scene.field(ws_of(pairs))
             rows, cols = (len(classes), len(seeds)) if G.c_dim else grid_shape(len(pairs), scene.resolution)
             with video_writer() as video:
                 for frame in grid_video_frames(scene, field, rows, cols, traj):

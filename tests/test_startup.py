@@ -49,7 +49,7 @@ def test_help_imports_neither_torch_nor_numpy():
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
 
 
-@pytest.mark.parametrize("command", ["render", "mesh", "info"])
+@pytest.mark.parametrize("command", ["render", "mesh", "info", "invert"])
 def test_a_subcommand_help_imports_neither_torch_nor_numpy(command):
     modules = imported_modules([command, "--help"])
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
