@@ -19,10 +19,11 @@ from trigan.core.cameras import Pose
 from trigan.core.errors import TriganError
 from trigan.viewer.automation import call_item_callback
 from trigan.viewer.orbit import OrbitController
-from trigan.viewer.panels import camera, export, latent, model, render, status, training, view
+from trigan.viewer.panels import camera, export, invert, latent, model, render, status, training, view
 from trigan.viewer.panels.camera import CameraPanel
 from trigan.viewer.panels.export import ExportPanel
 from trigan.viewer.panels.interface import ViewerActions, ViewerState
+from trigan.viewer.panels.invert import InvertPanel
 from trigan.viewer.panels.latent import LatentPanel
 from trigan.viewer.panels.model import ModelPanel
 from trigan.viewer.panels.render import RenderPanel
@@ -113,6 +114,14 @@ class FakeViewer:
     def reload_model(self):
         self._calls.append(("reload_model",))
 
+    def show_inversion(self, model_file, latent_file, pose=None):
+        self._calls.append(("show_inversion", model_file, latent_file))
+        self._view = ViewValues(**{**self._view.__dict__, "latent_file": latent_file})
+
+    def show_seeds(self):
+        self._calls.append(("show_seeds",))
+        self._view = ViewValues(**{**self._view.__dict__, "latent_file": None})
+
 
 class FakeRunner:
     """The export jobs' runner, as far as the panels use it."""
@@ -144,9 +153,9 @@ def built(tmp_path):
             image=image, model=ModelPanel(fake, fake), latent=LatentPanel(fake, fake),
             camera=CameraPanel(fake, fake), render=RenderPanel(fake, fake), export=ExportPanel(fake, runner),
             training=TrainingPanel(fake, runner, open_model=opened.append, retire_texture=retired.append),
-            status=StatusBar(fake, Timing()))
+            status=StatusBar(fake, Timing()), invert=InvertPanel(fake, fake, runner))
         with dpg.window():
-            for name in ("model", "latent", "camera", "render", "export", "training"):
+            for name in ("model", "latent", "camera", "render", "export", "training", "invert"):
                 getattr(panels, name).build()
         panels.status.build(window_id=_window(status.WINDOW))
         yield SimpleNamespace(fake=fake, panels=panels, opened=opened)
@@ -208,6 +217,15 @@ def test_every_panel_builds_and_works_through_the_interface_alone(built):
     p.model.open_dropped(["notes.txt"])
     assert "expected a checkpoint" in dpg.get_value(model.MESSAGE)
     assert training.MESSAGE                # the module's tags stay importable for scripts
+    # Invert: without a model it says why in one line and starts nothing; back to seeds is an action
+    _callback(invert.START)
+    assert dpg.get_value(invert.MESSAGE) == "no model is open yet" and not p.invert.any_running()
+    p.invert.tick(0.0)
+    fake.show_inversion("m.pti.ckpt", "m.inversion.npz")
+    p.invert.tick(0.0)
+    assert "m.inversion.npz" in dpg.get_value(invert.SHOWING)
+    _callback(invert.BACK)
+    assert ("show_seeds",) in fake._calls and fake.view.latent_file is None
 
 
 # --------------------------------------------------------------------------------------------------

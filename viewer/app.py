@@ -43,6 +43,7 @@ from trigan.viewer.orbit import OrbitController
 from trigan.viewer.panels.camera import CameraPanel
 from trigan.viewer.panels.export import ExportPanel
 from trigan.viewer.panels.interface import CameraMove
+from trigan.viewer.panels.invert import InvertPanel
 from trigan.viewer.panels.latent import LatentPanel
 from trigan.viewer.panels.model import ModelPanel
 from trigan.viewer.panels.render import RenderPanel
@@ -56,6 +57,7 @@ from trigan.viewer.settings import LAYOUT_FILE, layout_path, load_settings, save
 from trigan.viewer.window_geometry import Rect, fit_window, tile_panels
 
 REST_SECONDS = 0.15                 # camera and values unchanged this long -> the exact render
+LATENT_VALUES = ("seed", "class_index", "psi", "noise_mode")   # what an inverted latent replaces
 # Frame pacing. While someone moves the mouse or types: up to ACTIVE_FPS. While only the machine
 # works (a render, a model loading, an export, a training run): WORKING_FPS, enough for progress
 # bars, leaving the processor to the work. Idle: one frame every IDLE_REDRAW_S. Where the GLFW hooks
@@ -159,6 +161,8 @@ class ViewerApp:
         self._created = time.monotonic()
         self.startup = {"window_s": None, "first_image_s": None, "first_exact_s": None}
         self._tiled_for = None            # the window size the panels were last fitted to
+        self._pending_inversion = None    # (latent file, pose) to show once its model has loaded
+        self._seeds_model = None          # the model shown before an inverted latent (Back to seeds)
         self.hooks = GlfwHooks()
 
     # -- settings --------------------------------------------------------------------------------------
@@ -186,7 +190,7 @@ class ViewerApp:
                 setattr(s, name, value)
         s.window_width, s.window_height = int(dpg.get_viewport_width()), int(dpg.get_viewport_height())
         s.window_x, s.window_y = (int(v) for v in dpg.get_viewport_pos())
-        for panel in (self.export_panel, self.training_panel):
+        for panel in (self.export_panel, self.training_panel, self.invert_panel):
             panel.store_settings(s)
         save_settings(s, self.settings_path)       # warns (never raises) when the folder is read-only
 
@@ -210,6 +214,10 @@ class ViewerApp:
         """New control values. Values no render request could take are refused with one line in the
         view (the old ones stay in use); good ones clear that line at once."""
         old_class = self.view.class_index
+        if self.view.latent_file is not None and "latent_file" not in values and any(
+                name in values and values[name] != getattr(self.view, name) for name in LATENT_VALUES):
+            # a new seed, class or psi means seeds again: leave the inverted latent for them
+            self.show_seeds()
         candidate = replace(self.view, **values)
         try:
             candidate.request(model_path="-")
@@ -293,6 +301,33 @@ class ViewerApp:
         self._submitted = None
         self.open_model(self.model_info.path, keep_camera=True)
 
+    def show_inversion(self, model_file: str, latent_file: str, pose: Optional[Pose] = None) -> None:
+        """Show an inverted latent on its model (the tuned NAME.pti.ckpt, or the model it was
+        inverted into): the model opens in the worker as any other, and once it has loaded the view
+        takes the latent file and the camera found (which reset and double-click then return to)."""
+        if self.view.latent_file is None and self.model_info is not None:
+            self._seeds_model = self.model_info.path          # where Back to seeds returns
+        self._pending_inversion = (str(latent_file), pose)
+        self.open_model(model_file, keep_camera=True)
+
+    def show_seeds(self) -> None:
+        """Back from an inverted latent to seeds on the model shown before it."""
+        self._pending_inversion = None
+        if self.view.latent_file is None:
+            return
+        self.view = replace(self.view, latent_file=None)
+        back, self._seeds_model = self._seeds_model, None
+        if back is not None and (self.model_info is None or back != self.model_info.path):
+            self.open_model(back)
+
+    def _show_pending_inversion(self) -> None:
+        """The model of a shown inversion has loaded: the view takes its latent and camera."""
+        latent, pose = self._pending_inversion
+        self._pending_inversion = None
+        self.view = replace(self.view, latent_file=latent)
+        if pose is not None:
+            self.orbit.set_start(pose, reset=True)
+
     def _poll_model(self) -> None:
         if self._model_source is None:
             return
@@ -303,6 +338,7 @@ class ViewerApp:
         self._model_source = None
         if isinstance(info, InfoError):
             # The previous model stays in use: the panel goes back to it and says why in red.
+            self._pending_inversion = None
             self.model_panel.show_failed(info.error, self.model_info)
             self.image.set_error(info.error, source="model")
             return
@@ -321,6 +357,8 @@ class ViewerApp:
         if self._startup_notes:
             self.model_panel.set_message("; ".join(self._startup_notes))
             self._startup_notes = []
+        if self._pending_inversion is not None:
+            self._show_pending_inversion()
 
     def _remember_model(self, source: str) -> None:
         self.settings.add_recent(source)
@@ -357,7 +395,8 @@ class ViewerApp:
             view=self.view, pose=self.pose, pose_version=self.pose_version, last_frame=self.last_frame,
             shown_frame=self._shown_frame, shown_partial=self._shown_partial, worker_status=self.worker_status(),
             worker_busy=self.worker_busy(), image_rect=self.image.image_rect(), timing=self.timing.snapshot(),
-            startup=dict(self.startup), jobs=self.export_panel.job_states(), training=self.training_panel.runs_state())
+            startup=dict(self.startup), jobs=self.export_panel.job_states(), training=self.training_panel.runs_state(),
+            inversion=self.invert_panel.inversion_state())
 
     def quit(self) -> None:
         self._quit = True
@@ -445,6 +484,7 @@ class ViewerApp:
             self.camera_panel.tick()
             self.export_panel.tick(now)
             self.training_panel.tick(now)
+            self.invert_panel.tick(now)
             mark("panels")
             request = self.current_request(now)
             if request is not None and request != self._submitted:
@@ -558,6 +598,7 @@ class ViewerApp:
         self.export_panel = ExportPanel(self, self.jobs)
         self.training_panel = TrainingPanel(self, self.jobs, open_model=self.model_panel.open,
                                             retire_texture=self.image.retire_texture)
+        self.invert_panel = InvertPanel(self, self, self.jobs)
         self.status = StatusBar(self, self.timing)
         c = tiles["controls_window"]
         with dpg.window(label="Controls", tag=WINDOW_IDS["controls_window"], pos=(c.x, c.y), width=c.width,
@@ -579,6 +620,8 @@ class ViewerApp:
                     self.export_panel.build()
                 with dpg.tab(label="Training", tag="tab_training"):
                     self.training_panel.build()
+                with dpg.tab(label="Invert", tag="tab_invert"):
+                    self.invert_panel.build()
         self.status.build(window_id=WINDOW_IDS["status_window"])
         with dpg.handler_registry():         # any mouse or key activity keeps the full frame rate
             dpg.add_mouse_move_handler(callback=self.note_input)
@@ -641,7 +684,7 @@ class ViewerApp:
                 self.automation.close()
             self.hooks.detach()
             self.worker.stop(timeout=2.0)
-            for panel in ("export_panel", "training_panel"):
+            for panel in ("export_panel", "training_panel", "invert_panel"):
                 if hasattr(self, panel):
                     getattr(self, panel).shutdown()
             dpg.destroy_context()

@@ -29,7 +29,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol
 
 import dearpygui.dearpygui as dpg
@@ -65,6 +65,7 @@ class ViewerSnapshot:
     startup: Dict[str, Optional[float]]   # seconds to the window, first image, first exact frame
     jobs: List[Dict[str, Any]]            # the export jobs (ExportPanel.job_states)
     training: Dict[str, Any]              # the runs followed (TrainingPanel.runs_state)
+    inversion: Dict[str, Any] = field(default_factory=dict)   # the Invert tab (InvertPanel.inversion_state)
 
 
 class AutomationHost(Protocol):
@@ -237,7 +238,8 @@ class Automation:
             "frame": None if frame is None else {
                 "quality": frame.request.quality, "ms": frame.ms, "path_used": frame.path_used,
                 "resolution": frame.request.resolution, "mode": frame.request.mode, "seed": frame.request.seed,
-                "yaw": frame.request.pose.yaw, "radius": frame.request.pose.radius},
+                "yaw": frame.request.pose.yaw, "radius": frame.request.pose.radius,
+                "latent_file": frame.request.latent_file},
             "frame_partial": _partial_state(app.shown_partial),
             "progress": _worker_state(app.worker_status),
             "info_line": dpg.get_value("view_overlay"),
@@ -251,6 +253,9 @@ class Automation:
             "startup": dict(app.startup),
             "jobs": app.jobs,
             "training": app.training,
+            # the Invert tab: its jobs (state, progress, stage/step/PSNR in "detail", "previews"
+            # received, "result" with the files written) and the inverted latent on screen
+            "inversion": dict(app.inversion, latent_file=app.view.latent_file),
             "items": {tag: self._rect(tag) for tag in self.watched},
             "values": {tag: self._value(tag) for tag in self.watched},
             "errors": list(self.errors),

@@ -23,7 +23,8 @@ import dearpygui.dearpygui as dpg
 
 ALL_FILES = "all files"
 # What a field's file types are called in the filter combo (a type not listed: "files").
-KIND_OF_EXTENSION = {".ckpt": "checkpoints", ".pkl": "checkpoints", ".zip": "datasets"}
+KIND_OF_EXTENSION = {".ckpt": "checkpoints", ".pkl": "checkpoints", ".zip": "datasets", ".npz": "inversions",
+                     **{e: "images" for e in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")}}
 WINDOW = "file_picker"
 PATH_BOX, UP, FILTER, TABLE = "file_picker_path", "file_picker_up", "file_picker_filter", "file_picker_table"
 MESSAGE, SELECTED = "file_picker_message", "file_picker_selected"

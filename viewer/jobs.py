@@ -1,5 +1,5 @@
-"""Background jobs: screenshot, video and mesh exports and a synthetic dataset, each on its own
-thread with progress and cancel.
+"""Background jobs: screenshot, video and mesh exports, a synthetic dataset and the inversion of
+photos into the model, each on its own thread with progress and cancel.
 
     runner = JobRunner()
     job = runner.start_video(model_path, seeds=[0, 1, 2, 3], ..., path="out/orbit.mp4")
@@ -11,6 +11,13 @@ The job functions (`export_screenshot`, `export_video`, `export_mesh`) run the s
 They open their own copy of the model, so an export never waits for, or blocks, the render worker.
 Every output appears atomically (written beside the target, renamed at the end): a cancelled or
 failed job leaves no partial file and never damages an older file of the same name.
+
+An inversion job (`invert_images`, `JobRunner.start_inversion`) runs training.inversion.invert on
+its own copy of the model, image after image; `Job.detail` says which stage and step it is at and
+the fit's PSNR, `Job.preview` holds the newest reconstruction (uint8 [H, W, 3], counted by
+`Job.preview_count`) and `Job.target` the image as the model sees it (cropped, resized). When done,
+`Job.result` is an `InversionOutcome`: the files written (training.inversion_outputs.save_inversion),
+the tuned checkpoint and the latent file the view shows, the found camera and class.
 """
 
 from __future__ import annotations
@@ -23,17 +30,18 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 
 from trigan.core.cameras import Pose
+from trigan.core.checkpoint_meta import resolve_model_path
 from trigan.core.devices import parse_device
 from trigan.core.errors import TriganError, one_line
-from trigan.core.exports import ViewRenderer, grid_video_frames, seed_mesh, video_frames
-from trigan.core.images import grid_shape, save_png
+from trigan.core.exports import ViewRenderer, grid_video_frames, latent_mesh, seed_mesh, video_frames
+from trigan.core.images import grid_shape, save_png, to_uint8
 from trigan.core.limits import MAX_SEED
 from trigan.core.mesh import FORMATS as MESH_FORMATS
 from trigan.core.mesh import parse_level
@@ -43,6 +51,11 @@ from trigan.core.selection import parse_int_list
 from trigan.core.trajectories import make_trajectory
 from trigan.core.video import FORMATS as VIDEO_FORMATS
 from trigan.core.video import VideoWriter, output_path
+from trigan.training.inversion import InversionSettings, invert
+from trigan.training.inversion_inputs import load_target, model_backdrop, parse_camera_spec
+from trigan.training.inversion_outputs import planned_outputs, save_inversion
+from trigan.training.perceptual import make_image_loss
+from trigan.viewer.scene import inverted_latent
 
 JOB_STATES = ("running", "done", "failed", "cancelled")
 
@@ -60,6 +73,11 @@ class Job:
     message: str = ""                          # what it is doing, or the one-line error
     output_path: Optional[Path] = None         # set when done
     started_at: float = field(default_factory=time.time)
+    detail: Dict[str, Any] = field(default_factory=dict)   # a job's own progress values (inversion: stage, step ...)
+    preview: Optional[Any] = None              # uint8 [H, W, 3]: the newest picture of the work (inversion)
+    preview_count: int = 0                     # how many previews have come (a reader redraws on a change)
+    target: Optional[Any] = None               # uint8 [H, W, 3]: what the work aims at (inversion: the input)
+    result: Optional[Any] = None               # what a job leaves besides its file (inversion: InversionOutcome)
     finished_at: Optional[float] = None
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: Optional[threading.Thread] = field(default=None, repr=False)
@@ -166,8 +184,11 @@ def export_screenshot(frame, path, job: Optional[Job] = None) -> Path:
 def export_video(model_path, seeds, class_index: Optional[int], psi: float, trajectory: str,
                  frames: Optional[int], fps: float, resolution: int, path, *, fmt: Optional[str] = None,
                  quality: float = 8.0, output: str = "rgb", noise_mode: str = "const",
-                 base_pose: Optional[Pose] = None, batch: int = 8, device=None, job: Optional[Job] = None) -> Path:
-    """A video of one seed, or of several seeds tiled in a grid, along a trajectory.
+                 base_pose: Optional[Pose] = None, batch: int = 8, latent_file=None, device=None,
+                 job: Optional[Job] = None) -> Path:
+    """A video of one seed, or of several seeds tiled in a grid, along a trajectory; or, with
+    `latent_file` (NAME.inversion.npz), of that inverted latent with its noise maps (seeds, class and
+    psi are then unused), as `trigan render --latent` renders it.
 
     trajectory: a core.trajectories name (front_circle, points, wiggle, line, orbit, zoom) or a
     keyframe FILE.json, built around `base_pose` (a core.cameras.Pose, e.g. the viewer's current
@@ -176,7 +197,7 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
     default from the path's suffix (mp4 without one). Renders like
     `trigan render --vis video[_grid]`; with the same `batch` (that command's --batch, default 8) the
     frames are identical, since the hashed sample jitter of a view depends on its place in its batch."""
-    seeds = _seeds(seeds)
+    seeds = [0] if latent_file is not None else _seeds(seeds)
     path = Path(path)
     fmt = (fmt or (path.suffix[1:].lower() if path.suffix else "mp4")).lower()
     if fmt not in VIDEO_FORMATS:
@@ -190,7 +211,10 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
         raise TriganError(f"video fps {fps}: expected a positive number")
     if frames is not None and int(frames) < 1:
         raise TriganError(f"video frames {frames}: expected at least 1")
-    G, cls = _load_generator(model_path, class_index, device, job)
+    G, cls = _load_generator(model_path, None if latent_file is not None else class_index, device, job)
+    ws = None
+    if latent_file is not None:
+        G, ws = inverted_latent(G, str(latent_file))      # a copy with the latent's noise maps
     base = Pose.for_generator(G) if base_pose is None else base_pose
     traj = make_trajectory(trajectory, base, frames, fps)
     total = len(traj) * len(seeds)
@@ -207,7 +231,7 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
     grad = torch.no_grad() if output == "normals" else torch.inference_mode()   # normals need autograd
     # The viewer picks fresh numbered names itself, and a job given an explicit path replaces it on purpose.
     with grad, VideoWriter(target, fps, fmt, quality, overwrite=True) as video:
-        field = renderer.field(renderer.ws([(cls, s) for s in seeds]))
+        field = renderer.field(renderer.ws([(cls, s) for s in seeds]) if ws is None else ws)
         if len(seeds) == 1:
             frames_iter = video_frames(renderer, field, traj)
         else:
@@ -223,10 +247,11 @@ def export_video(model_path, seeds, class_index: Optional[int], psi: float, traj
 def export_mesh(model_path, seed: int, class_index: Optional[int], psi: float, resolution: int,
                 level: Union[str, float], fmt: str, colors: bool, path, *, keep_largest: bool = False,
                 class_truncation: bool = True, noise_mode: str = "const", chunk: Optional[int] = None,
-                device=None, job: Optional[Job] = None) -> Path:
+                latent_file=None, device=None, job: Optional[Job] = None) -> Path:
     """A seed's surface (ply/obj/glb, vertex colours optional) or density volume (npy), as `trigan
     mesh` makes it. level: "auto" or a density in 1/world-units. The latent is truncated toward the
-    class mean for conditional models (as the viewer shows it) unless class_truncation=False."""
+    class mean for conditional models (as the viewer shows it) unless class_truncation=False. With
+    `latent_file` (NAME.inversion.npz): the mesh of that inverted latent (seed, class, psi unused)."""
     fmt = str(fmt).lower().lstrip(".")
     if fmt not in MESH_FORMATS:
         raise TriganError(f"mesh format {fmt!r}: expected one of {', '.join(MESH_FORMATS)}")
@@ -236,12 +261,37 @@ def export_mesh(model_path, seed: int, class_index: Optional[int], psi: float, r
     path = Path(path)
     if path.suffix.lower() != f".{fmt}":
         path = path.with_name(path.name + f".{fmt}")
+    if latent_file is not None:
+        return _inverted_mesh(model_path, latent_file, int(resolution), level, fmt, colors, path,
+                              keep_largest=keep_largest, chunk=chunk, device=device, job=job)
     G, cls = _load_generator(model_path, class_index, device, job)
     export = seed_mesh(G, int(seed), cls, path, fmt, psi=psi, class_truncation=class_truncation,
                        resolution=int(resolution), level=level, color=colors, keep_largest=keep_largest,
                        chunk=chunk, noise_mode=noise_mode, overwrite=True,
                        progress=_progress_span(job, 0.0, 0.9, "density grid"),
                        should_cancel=job.should_cancel if job is not None else None)
+    if job is not None:
+        m = export.mesh
+        job.report(1.0, "density volume" if m is None else
+                   f"{len(m.vertices)} vertices, {len(m.faces)} faces at level {m.level:.4g}")
+    return export.path
+
+
+def _inverted_mesh(model_path, latent_file, resolution: int, level, fmt: str, colors: bool, path: Path, *,
+                   keep_largest: bool, chunk: Optional[int], device, job: Optional[Job]) -> Path:
+    """export_mesh of an inverted latent (core.exports.latent_mesh); cancel stops the
+    density grid between chunks, before anything is written."""
+    G, _ = _load_generator(model_path, None, device, job)
+    G, ws = inverted_latent(G, str(latent_file))
+    grid_progress = _progress_span(job, 0.0, 0.9, "density grid")
+
+    def progress(done: int, total: int) -> None:
+        if job is not None and job.should_cancel():
+            raise InterruptedError("cancelled")
+        grid_progress(done, total)
+
+    export = latent_mesh(G, ws, path, fmt, resolution=resolution, level=level, color=colors,
+                        keep_largest=keep_largest, chunk=chunk, progress=progress, overwrite=True)
     if job is not None:
         m = export.mesh
         job.report(1.0, "density volume" if m is None else
@@ -320,6 +370,170 @@ def synth_dataset(out_zip, num: int, resolution: int, classes: int, seed: int = 
 
 
 # --------------------------------------------------------------------------------------------------
+# Inversion: a photo into the model
+
+INVERT_SHARE = 0.85        # of one image's slot of the bar: the fit; the rest is writing its outputs
+MAX_IMAGES = 64            # images in one job (each takes minutes)
+
+
+@dataclass
+class InversionOutcome:
+    """What an inversion job leaves for the viewer: the files of its last image and how to show it."""
+
+    name: str                       # the outputs' NAME (the image's stem, -1, -2 ... when taken)
+    latent_file: Path               # NAME.inversion.npz
+    model_file: Path                # NAME.pti.ckpt when tuned, else the model inverted into
+    pose: Pose                      # the camera found (or given)
+    class_index: Optional[int]
+    metrics: Dict[str, Any]
+    outputs: Dict[str, Path]        # everything save_inversion wrote
+    line: str                       # one line for the person: NAME: PSNR .. dB, SSIM ..
+
+
+def free_output_name(folder: Path, stem: str) -> str:
+    """stem, or stem-1, stem-2 ... so that none of an inversion's outputs
+    (training.inversion_outputs.planned_outputs) exists in folder yet: the viewer never overwrites an
+    earlier result, as its exports do not."""
+    name, n = stem, 1
+    while any(os.path.lexists(p) for p in planned_outputs(folder, name, tuned=True).values()):
+        name, n = f"{stem}-{n}", n + 1
+    return name
+
+
+def inversion_settings(settings) -> InversionSettings:
+    """InversionSettings from None (the defaults), an InversionSettings, or a dict of its fields
+    (the Invert panel's steps, tuning steps, W+), checked (one line when out of range)."""
+    if settings is None:
+        settings = InversionSettings()
+    elif isinstance(settings, dict):
+        known = {f.name for f in fields(InversionSettings)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise TriganError(f"inversion settings: unknown {', '.join(unknown)}")
+        settings = InversionSettings(**settings)
+    settings.check()
+    return settings
+
+
+def _image_list(images) -> List[str]:
+    paths = [str(images)] if isinstance(images, (str, Path)) else [str(p) for p in images]
+    paths = [p.strip() for p in paths if p and p.strip()]
+    if not paths:
+        raise TriganError("invert: choose an image")
+    if len(paths) > MAX_IMAGES:
+        raise TriganError(f"invert: {len(paths)} images in one job; at most {MAX_IMAGES}")
+    return paths
+
+
+def _thumbnail(image) -> Any:
+    """uint8 [H, W, 3] of a [3, R, R] (or [1, 3, R, R]) image in [-1, 1]."""
+    x = image.detach()
+    return to_uint8(x[None] if x.dim() == 3 else x[:1])[0]
+
+
+def outcome_line(name: str, result) -> str:
+    """`NAME: PSNR xx.x dB, SSIM 0.xxx (latent xx.x dB), class K, yaw .. pitch ..` (degrees)."""
+    m = result.metrics
+    parts = [f"{name}: PSNR {m.get('psnr', float('nan')):.1f} dB, SSIM {m.get('ssim', float('nan')):.3f}"]
+    if "psnr_latent" in m:
+        parts[0] += f" (latent {m['psnr_latent']:.1f} dB)"
+    if result.class_index is not None:
+        parts.append(f"class {result.class_index}")
+    parts.append(f"yaw {math.degrees(result.pose.yaw):.0f} pitch {math.degrees(result.pose.pitch):.0f} deg")
+    if m.get("interrupted"):
+        parts.append("stopped early")
+    return ", ".join(parts)
+
+
+def invert_images(model_path, images, out_dir, *, settings=None, mask_path=None, camera: Optional[str] = None,
+                  class_index: Optional[int] = None, vgg_path=None, crop: bool = True, key: str = "auto",
+                  video: bool = True, mesh: bool = True, device=None, job: Optional[Job] = None) -> Path:
+    """Invert each image into the model, as `trigan invert` does, and write its outputs to out_dir
+    (training.inversion_outputs.save_inversion). Every check comes before any work: a bad image,
+    mask, camera, class or VGG file is a one-line TriganError and nothing is written.
+
+    camera: None (estimated) or trigan's "yaw=..,pitch=..[,fov=..]" (radians, core.trajectories'
+    convention); class_index: None tries every class of a conditional model; settings: a
+    training.inversion.InversionSettings (None: its defaults). Returns the last image's latent file;
+    Job.result holds its InversionOutcome. Cancel stops the fit of the current image and writes
+    nothing for it (images finished before stay)."""
+    paths = _image_list(images)
+    if mask_path and len(paths) > 1:
+        raise TriganError(f"invert: a mask goes with one image, and {len(paths)} are chosen")
+    settings = inversion_settings(settings)
+    out = Path(os.path.expanduser(str(out_dir or "").strip()))
+    if not str(out_dir or "").strip():
+        raise TriganError("invert: choose an output folder")
+    if out.exists() and not out.is_dir():
+        raise TriganError(f"{out}: not a folder (choose a folder for the outputs)")
+    model_file = resolve_model_path(str(model_path))
+    G, _ = _load_generator(model_file, None, device, job)
+    G.requires_grad_(False)
+    if class_index is not None:
+        _class(G, class_index)                      # out of range: one line, before any work
+    cls = None if G.c_dim == 0 else class_index
+    pose = parse_camera_spec(camera, G, cls) if camera else None
+    image_loss = make_image_loss(vgg_path or None, G.device)
+    backdrop = model_backdrop(G)
+    targets = [load_target(p, G.cfg.img_resolution, crop=crop, mask_path=mask_path or None, key=key,
+                           backdrop=backdrop) for p in paths]
+    out.mkdir(parents=True, exist_ok=True)
+    outcome = None
+    for i, target in enumerate(targets):
+        if job is not None:
+            job.check()
+            job.target, job.preview = _thumbnail(target.image), None
+        name = free_output_name(out, target.name)
+        target = replace(target, name=name)
+        result = invert(G, target, settings, pose=pose, class_index=cls, image_loss=image_loss,
+                        progress=_inversion_progress(job, i, len(targets), name),
+                        should_stop=None if job is None else job.should_cancel)
+        if job is not None:
+            job.check()                             # cancelled: the best so far is not written
+            job.preview = _thumbnail(result.reconstruction)
+            job.preview_count += 1
+            job.report((i + INVERT_SHARE) / len(targets), f"{name}: writing the outputs")
+        # Not cancelled from here on: the outputs are written together or the record is incomplete.
+        outputs = save_inversion(result, G, out, model_path=str(model_file), video=video, mesh=mesh,
+                                 target=target, progress=_saving_progress(job, i, len(targets), name))
+        line = outcome_line(name, result)
+        outcome = InversionOutcome(
+            name=name, latent_file=Path(outputs["npz"]), model_file=Path(outputs.get("ckpt") or model_file),
+            pose=result.pose,
+            class_index=result.class_index, metrics=dict(result.metrics), outputs=dict(outputs), line=line)
+        if job is not None:
+            job.result = outcome
+            job.detail = dict(job.detail, done=i + 1, images=len(targets), line=line)
+            job.report((i + 1) / len(targets), line)
+    return outcome.latent_file
+
+
+def _saving_progress(job: Optional[Job], index: int, count: int, name: str):
+    """save_inversion's progress callback (output kind, done, total): the rest of the image's slot."""
+    def update(kind: str, done: int, total: int) -> None:
+        if job is not None:
+            part = done / total if total else 1.0
+            job.report((index + INVERT_SHARE + (1 - INVERT_SHARE) * 0.99 * part) / count,
+                       f"{name}: writing the {kind}")
+    return update
+
+
+def _inversion_progress(job: Optional[Job], index: int, count: int, name: str):
+    """invert's progress callback: the job's bar, its detail (stage, step, PSNR) and its preview."""
+    def update(p) -> None:
+        if job is None:
+            return
+        job.detail = {"image": name, "index": index, "images": count, "stage": p.stage, "step": int(p.step),
+                      "total": int(p.total), "loss": float(p.loss), "psnr": float(p.psnr)}
+        if p.preview is not None:
+            job.preview = _thumbnail(p.preview)
+            job.preview_count += 1
+        job.report((index + INVERT_SHARE * p.fraction) / count,
+                   f"{name}: {p.stage} {p.step}/{p.total}, PSNR {p.psnr:.1f} dB")
+    return update
+
+
+# --------------------------------------------------------------------------------------------------
 # The runner
 
 class JobRunner:
@@ -367,13 +581,22 @@ class JobRunner:
                     **kwargs) -> Job:
         kwargs.setdefault("device", self.device)
         label = f"video {trajectory} seeds {seeds if isinstance(seeds, (str, int)) else ','.join(map(str, seeds))}"
+        if kwargs.get("latent_file"):
+            label = f"video {trajectory} of {Path(kwargs['latent_file']).name}"
         return self.start("video", label, export_video, model_path, seeds, class_index, psi, trajectory, frames,
                           fps, resolution, path, **kwargs)
 
     def start_mesh(self, model_path, seed, class_index, psi, resolution, level, fmt, colors, path, **kwargs) -> Job:
         kwargs.setdefault("device", self.device)
-        return self.start("mesh", f"mesh seed {seed} {resolution}^3 {fmt}", export_mesh, model_path, seed,
+        what = f"of {Path(kwargs['latent_file']).name}" if kwargs.get("latent_file") else f"seed {seed}"
+        return self.start("mesh", f"mesh {what} {resolution}^3 {fmt}", export_mesh, model_path, seed,
                           class_index, psi, resolution, level, fmt, colors, path, **kwargs)
+
+    def start_inversion(self, model_path, images, out_dir, **kwargs) -> Job:
+        kwargs.setdefault("device", self.device)
+        paths = _image_list(images)
+        label = f"invert {Path(paths[0]).name}" + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+        return self.start("inversion", label, invert_images, model_path, paths, out_dir, **kwargs)
 
     def start_synth_dataset(self, out_zip, num, resolution, classes, seed=0) -> Job:
         return self.start("dataset", f"dataset {Path(out_zip).name} ({num} images)", synth_dataset, out_zip, num,
@@ -409,4 +632,4 @@ class JobRunner:
 
 
 __all__ = ["Job", "JobRunner", "JobCancelled", "JOB_STATES", "export_screenshot", "export_video", "export_mesh",
-           "synth_dataset"]
+           "synth_dataset", "invert_images", "InversionOutcome"]

@@ -2,7 +2,10 @@
 
 `ViewValues` are the controls' values; with the model and the camera (a core.cameras.Pose, which the
 viewer's OrbitController edits) they make a `RenderRequest`: an immutable, hashable value, everything
-a frame depends on. The worker renders it into a `Frame`; the same request always gives the same pixels (the renderer's random numbers are
+a frame depends on. A request names a latent either by seed, class and psi (through the model's
+mapping network) or by an inverted latent file (`latent_file`: a NAME.inversion.npz that
+`trigan invert` or the viewer's Invert tab wrote; its ws and noise maps are used as they are, and
+seed, class, psi and noise mode do not matter). The worker renders it into a `Frame`; the same request always gives the same pixels (the renderer's random numbers are
 hashes of the ray, not draws from a global generator), so a request can be a cache key too.
 """
 
@@ -34,6 +37,7 @@ class LatentKey(NamedTuple):
     class_index: Optional[int]
     psi: float
     noise_mode: str
+    latent_file: Optional[str] = None     # an inverted latent (NAME.inversion.npz); then seed .. noise are unused
 
 
 def _choice(value, options, what: str) -> str:
@@ -65,12 +69,17 @@ class RenderRequest:
     quality: str = "exact"
     sample_multiplier: float = 1.0
     background: str = "model"
+    latent_file: Optional[str] = None
 
     def __post_init__(self):
         def set_(name, value):
             object.__setattr__(self, name, value)
 
         set_("model_path", str(self.model_path))
+        if self.latent_file is not None:
+            set_("latent_file", str(self.latent_file))
+            if not self.latent_file.strip():
+                raise TriganError("latent file: an empty path (None shows seeds)")
         try:
             set_("seed", int(self.seed))
             set_("resolution", int(self.resolution))
@@ -100,6 +109,9 @@ class RenderRequest:
 
     @property
     def latent_key(self) -> LatentKey:
+        if self.latent_file is not None:
+            # the file's ws and noise are the latent: seed, class, psi and noise mode change nothing
+            return LatentKey(self.model_path, 0, None, 1.0, "const", self.latent_file)
         return LatentKey(self.model_path, self.seed, self.class_index, self.psi, self.noise_mode)
 
     def with_values(self, **values) -> "RenderRequest":
@@ -119,13 +131,15 @@ class ViewValues:
     quality: str = "exact"            # what a resting view refines to: "exact" or "preview" (moving: preview)
     sample_multiplier: float = 1.0
     background: str = "model"
+    latent_file: Optional[str] = None  # an inverted latent shown instead of the seed (the Invert tab)
 
     def request(self, model_path: str, pose: Optional[Pose] = None, quality: str = "exact") -> RenderRequest:
         """The request these values make with a camera (default: Pose()); raises TriganError (one
         line) for values no request takes."""
         return RenderRequest(model_path=model_path, seed=self.seed, class_index=self.class_index, psi=self.psi,
                              noise_mode=self.noise_mode, pose=Pose() if pose is None else pose, resolution=self.resolution, mode=self.mode,
-                             quality=quality, sample_multiplier=self.sample_multiplier, background=self.background)
+                             quality=quality, sample_multiplier=self.sample_multiplier, background=self.background,
+                             latent_file=self.latent_file)
 
 
 @dataclass

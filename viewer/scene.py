@@ -6,7 +6,10 @@ Used only from the render worker's thread (it owns the device). What is cached, 
   replacing latest.ckpt / best.ckpt); a run directory resolves to its best (else latest) snapshot;
 * per latent (`RenderRequest.latent_key`): the field (tri-planes + MLP, computed once), the
   accelerated renderer (its occupancy grid is the per-latent set-up cost), the preview renderer;
-  least recently used latents are dropped beyond `max_latents`.
+  least recently used latents are dropped beyond `max_latents`. A request with a `latent_file` (an
+  inverted latent, NAME.inversion.npz) builds its field from the file's ws and noise maps
+  (`inverted_field`) instead of seed, class and psi; the file is keyed by its size and time too, so
+  a rewritten file is read again.
 
 Renderers come from core.rendering by path name. Quality "exact" is the "accelerated" path with
 the samples per ray scaled by the request's sample multiplier (`with_samples`: one occupancy grid
@@ -58,6 +61,8 @@ from trigan.core.renderer import RenderCancelled, RenderOutput
 from trigan.core.rendering import FieldRenderer, field_renderer, path_unavailable
 from trigan.core.summary import model_summary
 from trigan.core.views import LatentMapper, options_at_distance, picture, seeded_noise
+from trigan.training.inversion import generator_with
+from trigan.training.inversion_outputs import load_inversion
 from trigan.viewer.render_request import BACKGROUNDS, Frame, RenderRequest
 
 ShouldCancel = Optional[Callable[[], bool]]
@@ -137,6 +142,33 @@ class ModelInfo:
     img_resolution: int
     backgrounds: Tuple[str, ...]   # the RenderRequest.background values this model supports
     device: str
+
+
+def file_stamp(path: Optional[str]) -> Optional[tuple]:
+    """(path, mtime, size) of a file, to notice that it was rewritten; None for no file."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+        return (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return (str(path), None, None)          # load_inversion says what is wrong with it
+
+
+def inverted_latent(G, latent_file: str):
+    """(a copy of G with the file's noise maps, ws [1, num_ws, w_dim] on G's device) of an inverted
+    latent (NAME.inversion.npz, training.inversion_outputs). G itself is left as it is: its own noise
+    maps still serve the seeds. Raises a one-line InversionError when the file is unreadable or was
+    fitted on a model of another shape."""
+    record = load_inversion(latent_file, G)
+    return generator_with(G, record, tuned=False), record.ws.to(G.device, torch.float32)
+
+
+def inverted_field(G, latent_file: str):
+    """The field of an inverted latent on model G (see inverted_latent)."""
+    synthesis_model, ws = inverted_latent(G, latent_file)
+    with torch.no_grad():      # no_grad, not inference_mode: the normals are gradients of the density
+        return synthesis_model.field_from_ws(ws, noise_mode="const")
 
 
 @dataclass
@@ -242,7 +274,7 @@ class Scene:
     # -- latents -------------------------------------------------------------------------------------
     def _latent(self, request: RenderRequest, should_cancel: ShouldCancel) -> _Latent:
         stamp = self._models[request.model_path][0]
-        key = (request.model_path, stamp, request.latent_key)
+        key = (request.model_path, stamp, request.latent_key, file_stamp(request.latent_file))
         entry = self._latents.get(key)
         if entry is not None:
             self._latents.move_to_end(key)
@@ -250,6 +282,18 @@ class Scene:
         self._stage("building the field")
         start = time.perf_counter()
         G = self._models[request.model_path][1].G
+        if request.latent_file is not None:
+            fld = inverted_field(G, request.latent_file)
+        else:
+            fld = self._seed_field(G, request)
+        entry = _Latent(field=fld, setup_ms=(time.perf_counter() - start) * 1000)
+        self._latents[key] = entry
+        while len(self._latents) > self.max_latents:
+            self._latents.popitem(last=False)
+        return entry
+
+    def _seed_field(self, G, request: RenderRequest):
+        """The field of the request's seed, class and psi (and noise mode)."""
         cls = self._class(G, request.class_index)
         if cls is not None and not 0 <= cls < G.c_dim:
             raise TriganError(f"class {cls} is out of range: this model has classes 0..{G.c_dim - 1}")
@@ -257,12 +301,7 @@ class Scene:
         # no_grad, not inference_mode: the normals are gradients of the field's density.
         with torch.no_grad():
             ws = LatentMapper(G, request.psi).ws([(cls, request.seed)])
-            fld = G.field_from_ws(ws, noise_mode=noise)
-        entry = _Latent(field=fld, setup_ms=(time.perf_counter() - start) * 1000)
-        self._latents[key] = entry
-        while len(self._latents) > self.max_latents:
-            self._latents.popitem(last=False)
-        return entry
+            return G.field_from_ws(ws, noise_mode=noise)
 
     def _fast(self, G, entry: _Latent, multiplier: float):
         """The accelerated renderer for this many samples; all multipliers share one occupancy grid."""

@@ -144,3 +144,19 @@ class JobList:
                 dpg.add_text("", tag=f"{row}_msg", wrap=0, color=MUTED)
         self._shown = jobs
         self._states = [""] * len(jobs)        # "": not drawn yet, so the first tick styles every row
+
+
+_BUTTON_THEMES: dict = {}
+
+
+def greyed_when_disabled() -> int:
+    """A button theme that greys a disabled button out (Dear ImGui draws it like an enabled one), so
+    that a button that can do nothing now looks it (the Training and Invert panels' buttons)."""
+    if "disabled" not in _BUTTON_THEMES or not dpg.does_item_exist(_BUTTON_THEMES["disabled"]):
+        with dpg.theme() as theme:
+            with dpg.theme_component(dpg.mvButton, enabled_state=False):
+                dpg.add_theme_color(dpg.mvThemeCol_Text, (110, 110, 110))
+                for col in (dpg.mvThemeCol_Button, dpg.mvThemeCol_ButtonHovered, dpg.mvThemeCol_ButtonActive):
+                    dpg.add_theme_color(col, (45, 45, 48))
+        _BUTTON_THEMES["disabled"] = theme
+    return _BUTTON_THEMES["disabled"]

@@ -1,7 +1,8 @@
 """Export panel: a screenshot of the current frame, a video along a trajectory (one seed, or several
 as a grid), and a marching-cubes mesh. Each runs as a background job (viewer.jobs) with a progress
 bar and a Cancel button; the row shows the output path when it is done. Jobs load their own copy of
-the model, so the view keeps rendering meanwhile."""
+the model, so the view keeps rendering meanwhile. While the view shows an inverted latent (the Invert
+tab), the video and the mesh are of that latent, named after its file."""
 
 from __future__ import annotations
 
@@ -101,6 +102,8 @@ class ExportPanel:
 
     def _stem(self, what: str) -> str:
         info, v = self._model(), self.state.view
+        if v.latent_file:                  # an inverted latent: NAME.inversion.npz -> NAME-what
+            return f"{os.path.basename(v.latent_file).split('.inversion')[0]}-{what}"
         name = os.path.splitext(os.path.basename(info.file))[0]
         cls = f"-c{v.class_index}" if v.class_index is not None else ""
         return f"{name}-{what}-seed{v.seed}{cls}"
@@ -128,6 +131,9 @@ class ExportPanel:
         def make():
             info, v = self._model(), self.state.view
             text = dpg.get_value(VIDEO_SEEDS).strip()
+            if v.latent_file and text:
+                raise TriganError("the view shows an inverted latent: the video is of it (empty the seeds "
+                                  "field, or go back to seeds in the Invert tab)")
             seeds = parse_int_list(text, "seeds") if text else [v.seed]
             traj = dpg.get_value(VIDEO_TRAJ)
             path = unique_path(self._folder(), self._stem(f"{traj}" + ("-grid" if len(seeds) > 1 else "")), "mp4")
@@ -138,7 +144,7 @@ class ExportPanel:
             return self.runner.start_video(info.path, seeds, v.class_index, v.psi, traj,
                                            int(dpg.get_value(VIDEO_FRAMES)), int(dpg.get_value(VIDEO_FPS)),
                                            int(dpg.get_value(VIDEO_RES)), path, noise_mode=v.noise_mode,
-                                           base_pose=base, output=output)
+                                           base_pose=base, output=output, latent_file=v.latent_file)
         self._launch(make)
 
     def _mesh(self) -> None:
@@ -149,7 +155,7 @@ class ExportPanel:
             path = unique_path(self._folder(), self._stem("mesh"), fmt)
             return self.runner.start_mesh(info.path, v.seed, v.class_index, v.psi, int(dpg.get_value(MESH_RES)),
                                           level, fmt, bool(dpg.get_value(MESH_COLOURS)), path,
-                                          noise_mode=v.noise_mode)
+                                          noise_mode=v.noise_mode, latent_file=v.latent_file)
         self._launch(make)
 
     # -- app hooks -----------------------------------------------------------------------------------

@@ -87,3 +87,11 @@ class ViewerActions(Protocol):
 
     def reload_model(self) -> None:
         """Read the open checkpoint again."""
+
+    def show_inversion(self, model_file: str, latent_file: str, pose: Optional[Pose] = None) -> None:
+        """Show an inverted latent (NAME.inversion.npz) on `model_file` (its tuned NAME.pti.ckpt, or the
+        model it was inverted into) at `pose` (None: the camera stays), as `view.latent_file`;
+        seed, class and psi then stop mattering until show_seeds."""
+
+    def show_seeds(self) -> None:
+        """Back from an inverted latent to seeds, on the model shown before it."""

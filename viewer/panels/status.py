@@ -173,9 +173,11 @@ class StatusBar:
         model = os.path.basename(info.path) if info else "no model"
         busy = self._busy_text()
         cls = class_label(v.class_index, info.class_names if info else ()) if info and info.c_dim else ""
+        # an inverted latent (the Invert tab) is named by its file, not by the seed it replaced
+        latent = (f"latent {os.path.basename(v.latent_file)}" if getattr(v, "latent_file", None)
+                  else f"seed {v.seed}" + (f" {cls}" if cls else ""))
         text = (f"{t['fps']:4.1f} frames/s | preview {self._last_ms['preview']:6.0f} ms | exact "
-                f"{self._last_ms['exact']:6.0f} ms | {busy} | device {self.state.device_name} | {model} | seed {v.seed}"
-                + (f" {cls}" if cls else "")
+                f"{self._last_ms['exact']:6.0f} ms | {busy} | device {self.state.device_name} | {model} | {latent}"
                 + f" | GUI {t['gui_ms']:4.1f} ms (max {t['gui_ms_max']:4.0f})")
         dpg.set_value(TEXT, text)
 

@@ -26,7 +26,7 @@ from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_IMAGE_SIDE, SYNTH_MAX_IMAGES, SYNTH_MAX_RESOLUTION
 from trigan.training.config import list_presets
 from trigan.viewer import run_monitor
-from trigan.viewer.panels.common import BAD, GOOD, MUTED, JobList, hint, path_field
+from trigan.viewer.panels.common import BAD, GOOD, MUTED, JobList, greyed_when_disabled, hint, path_field
 from trigan.viewer.panels.interface import ViewerState
 
 if TYPE_CHECKING:                     # annotations only: the jobs module loads torch
@@ -72,19 +72,6 @@ def _lines(n: int) -> int:
 
 
 _THEMES: Dict[str, int] = {}
-
-
-def _disabled_button_theme() -> int:
-    """Dear ImGui draws a disabled button like an enabled one; this one is greyed out, so that a
-    button that can do nothing looks it."""
-    if "disabled" not in _THEMES:
-        with dpg.theme() as theme:
-            with dpg.theme_component(dpg.mvButton, enabled_state=False):
-                dpg.add_theme_color(dpg.mvThemeCol_Text, (110, 110, 110))
-                for col in (dpg.mvThemeCol_Button, dpg.mvThemeCol_ButtonHovered, dpg.mvThemeCol_ButtonActive):
-                    dpg.add_theme_color(col, (45, 45, 48))
-        _THEMES["disabled"] = theme
-    return _THEMES["disabled"]
 
 
 def _plot_theme() -> int:
@@ -349,7 +336,7 @@ class TrainingPanel:
             dpg.add_button(label="View latest", tag=LOAD_LATEST, callback=lambda: self._load("latest"), enabled=False)
             dpg.add_button(label="View best", tag=LOAD_BEST, callback=lambda: self._load("best"), enabled=False)
         for tag in BUTTONS:
-            dpg.bind_item_theme(tag, _disabled_button_theme())
+            dpg.bind_item_theme(tag, greyed_when_disabled())
         with dpg.child_window(tag=DETAILS_BOX, height=_lines(DETAILS_LINES), border=False):
             dpg.add_text("no run selected", tag=DETAILS_STATE, wrap=0, color=MUTED)
             dpg.add_text("", tag=DETAILS, wrap=0)
