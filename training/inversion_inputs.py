@@ -151,10 +151,10 @@ def _open_image(path: str, what: str) -> Image.Image:
                                  f"shrink it first") from None
         except UnidentifiedImageError:           # its reason names the last format tried, not the file's
             raise InversionError(f"{path}: not an image trigan reads (no image format recognised); expected "
-                                 f"{what} as {', '.join(SAFE_FORMATS)}") from None
+                                 f"{what} as {', '.join(readable_formats())}") from None
         except Exception as exc:  # noqa: BLE001 - any failure to identify is the file's fault
             raise InversionError(f"{path}: not an image trigan reads ({short_reason(exc)}); expected "
-                                 f"{what} as {', '.join(SAFE_FORMATS)}") from None
+                                 f"{what} as {', '.join(readable_formats())}") from None
         w, h = image.size
         if w * h > MAX_IMAGE_PIXELS:
             raise InversionError(f"{path}: {w}x{h} is {w * h} pixels, more than the limit of "
