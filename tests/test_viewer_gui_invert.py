@@ -240,7 +240,7 @@ def test_back_to_seeds_returns_to_the_demo_model(viewer):
     assert value_of(viewer, "invert_showing") == "the view shows seeds"
     # and Show result goes back to the inversion
     viewer.click_item("invert_show_button")
-    viewer.wait_for(lambda s: s["inversion"].get("latent_file", "").endswith("snowman.inversion.npz"),
+    viewer.wait_for(lambda s: (s["inversion"].get("latent_file") or "").endswith("snowman.inversion.npz"),
                     START_TIMEOUT, "the result again")
     viewer.click_item("invert_back_button")
     viewer.wait_for(lambda s: s["inversion"].get("latent_file") is None, START_TIMEOUT, "seeds again")
