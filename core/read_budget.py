@@ -28,7 +28,7 @@ import pickletools
 import stat
 from dataclasses import dataclass
 
-from trigan.core.errors import CheckpointError
+from trigan.core.errors import CheckpointError, TriganError
 
 # ---------------------------------------------------------------------------------------------
 # The limits. "Measured" numbers are the largest over tests/fixtures/epigraf/*.pkl,
@@ -104,24 +104,25 @@ _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_I
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def _not_regular(name, mode) -> CheckpointError:
+def _not_regular(name, mode, expected: str, error: type) -> TriganError:
     kind = next((label for test, label in _KINDS if test(mode)), "not a plain file")
-    return CheckpointError(f"{name}: is not a regular file ({kind}); expected a checkpoint file")
+    return error(f"{name}: is not a regular file ({kind}); expected {expected}")
 
 
-def require_regular_file(path, name=None) -> int:
-    """The size of `path`, a regular file (symlinks followed); else a one-line CheckpointError.
+def require_regular_file(path, name=None, expected: str = "a checkpoint file", error: type = CheckpointError) -> int:
+    """The size of `path`, a regular file (symlinks followed); else a one-line `error` (by default
+    CheckpointError; other readers pass their own, and what they expect).
 
     Checked before anything opens the path: opening a named pipe blocks until a writer appears."""
     name = os.fspath(path) if name is None else name
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise CheckpointError(f"{name}: no such file") from None
+        raise error(f"{name}: no such file") from None
     except OSError as exc:
-        raise CheckpointError(f"{name}: cannot be read: {exc.strerror or exc}") from None
+        raise error(f"{name}: cannot be read: {exc.strerror or exc}") from None
     if not stat.S_ISREG(info.st_mode):
-        raise _not_regular(name, info.st_mode)
+        raise _not_regular(name, info.st_mode, expected, error)
     return info.st_size
 
 
@@ -157,7 +158,7 @@ def open_regular_file(path, name=None, buffering: int = 1 << 20):
     except FileNotFoundError:
         raise CheckpointError(f"{name}: no such file") from None
     except NotRegularFile as exc:
-        raise _not_regular(name, exc.mode) from None
+        raise _not_regular(name, exc.mode, "a checkpoint file", CheckpointError) from None
     except OSError as exc:
         raise CheckpointError(f"{name}: cannot be read: {exc.strerror or exc}") from None
 

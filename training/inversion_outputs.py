@@ -34,7 +34,6 @@ import hashlib
 import json
 import math
 import os
-import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ from trigan.core.exports import ViewRenderer, latent_mesh, video_frames
 from trigan.core.images import resize, save_png, tile, to_uint8
 from trigan.core.limits import MAX_CLASSES, MAX_IMAGE_SIDE
 from trigan.core.output_paths import refuse_existing
+from trigan.core.read_budget import require_regular_file
 from trigan.core.trajectories import Trajectory, make_trajectory
 from trigan.core.video import VideoWriter
 from trigan.training.inversion import generator_with
@@ -335,18 +335,6 @@ def load_inversion(path: PathLike, G=None) -> InversionRecord:
     return record
 
 
-def _file_size(path: PathLike, name: str) -> int:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise InversionError(f"{name}: no such file") from None
-    except OSError as exc:
-        raise InversionError(f"{name}: cannot be read ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise InversionError(f"{name}: not a regular file; expected a NAME.inversion.npz from trigan invert")
-    return info.st_size
-
-
 def _member_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str):
     """(shape, dtype) of one .npy member, from its header alone (nothing allocated for the data)."""
     with zf.open(info) as f:
@@ -363,7 +351,7 @@ def _member_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str):
 def read_checked_npz(path: PathLike, name: str) -> Dict[str, np.ndarray]:
     """The arrays of an npz whose members were bounded from their headers first (see the module
     docstring); then read with np.load(allow_pickle=False)."""
-    size = _file_size(path, name)
+    size = require_regular_file(path, name, expected="a NAME.inversion.npz from trigan invert", error=InversionError)
     if size > MAX_FILE_BYTES:
         raise InversionError(f"{name}: {size} bytes; an inversion record is at most {MAX_FILE_BYTES >> 20} MiB")
     total = 0
