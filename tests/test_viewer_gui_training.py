@@ -155,7 +155,7 @@ def test_a_run_shorter_than_a_tick_draws_its_curve_and_shows_eta_and_resolution(
     s = viewer.wait_for(lambda s: any(r["path"] == run["path"] and r["phase"] in ("training", "done")
                                       for r in s["training"]["runs"]), 300, "the run to train")
     details = s["training"].get("details", "")
-    check(re.search(r"ETA (-|\d+m\d\ds|\d+h\d\dm|\d+d \d\dh)(\s|$)", details), f"no sane ETA in {details!r}")
+    check(re.search(r"ETA (-|\d+\.\ds|\d+m\d\ds|\d+h\d\dm|\d+d\d\dh)(\s|$)", details), f"no sane ETA in {details!r}")
     check("-1d" not in details and "ETA -0" not in details, f"a negative ETA in {details!r}")
     check("resolution 16^2" in details, f"no resolution in {details!r}")
     check("model.img_resolution 64 -> 16" in " ".join(details.split()), f"no resolution change in {details!r}")
