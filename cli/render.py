@@ -64,7 +64,9 @@ the run's metric, or with --latest its latest.ckpt).
 
 --trajectory: front_circle (64 frames), points (3 views), wiggle (16), line (16) as EpiGRAF;
 orbit (64, a full turn), zoom (64, a dolly zoom), or a keyframe FILE.json: a list of
-{"yaw":, "pitch":, "fov":, "radius":, "time":} (radians, degrees, seconds), interpolated smoothly.
+{"yaw":, "pitch":, "fov":, "radius":, "time":} (radians, degrees, seconds), interpolated smoothly;
+{"keyframes": [...], "look_at": [x, y, z], "pivot": [x, y, z]} also sets the point the path looks at and
+orbits (the viewer's Camera path tab writes this form).
 Trajectories are built around the --camera pose. Its defaults are the model's start view: the mean
 pose, fov and radius; for a 3DGP model (learned camera generator) its mean posterior camera, whose
 look-at point every view keeps. Angles: pitch is the polar angle from +Y (pi/2 = horizon); yaw 0

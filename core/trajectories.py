@@ -24,7 +24,10 @@ exactly when the base pose is the horizon-level (yaw 0, pitch pi/2):
                   stays r0 tan(f0/2), so the object keeps its size while the perspective flattens
 
 A keyframe file is JSON: a list of objects with any of `yaw`, `pitch`, `fov`, `radius`, `time`
-(or an object {"keyframes": [...]}) — angles in radians, fov in degrees, time in seconds. A missing
+(or an object {"keyframes": [...]}) — angles in radians, fov in degrees, time in seconds. The
+object form may also carry "look_at" and "pivot" (three numbers each, world units): they replace
+the base pose's, so a path made around a panned view (the viewer's Camera path tab writes both)
+renders the same from `trigan render --trajectory FILE` whatever --camera says. A missing
 value repeats the previous keyframe's (the base pose's for the first). Either every keyframe has a
 time (strictly increasing) or none does (then they are one second apart). Between keyframes each
 value follows a cubic Hermite spline with Catmull-Rom tangents (centred differences over the
@@ -52,6 +55,8 @@ from trigan.core.limits import MAX_FRAMES
 NAMED = ("front_circle", "points", "wiggle", "line", "orbit", "zoom")
 DEFAULT_FRAMES = {"front_circle": 64, "points": 3, "wiggle": 16, "line": 16, "orbit": 64, "zoom": 64}
 KEYFRAME_FIELDS = ("yaw", "pitch", "fov", "radius", "time")
+# Top-level keys of the {"keyframes": [...]} form: the points every frame shares.
+KEYFRAME_FILE_KEYS = ("keyframes", "look_at", "pivot")
 # The values a trajectory holds per frame (and a keyframe may set), in keyframe-array order.
 FRAME_FIELDS = ("yaw", "pitch", "fov", "radius")
 # A keyframe file lists a few dozen poses; 16 MiB is thousands of times that.
@@ -220,10 +225,11 @@ def _number(value, where: str, key: str) -> float:
 def parse_keyframes(data, source: str, base: Pose) -> tuple:
     """JSON data (already decoded) -> (times [K], values [K, 4] yaw, pitch, fov, radius)."""
     if isinstance(data, dict):
-        unknown = sorted(set(data) - {"keyframes"})
+        unknown = sorted(set(data) - set(KEYFRAME_FILE_KEYS))
         if unknown or "keyframes" not in data:
             raise TriganError(f"{source}: expected a list of keyframes or {{\"keyframes\": [...]}}"
-                              + (f", found key {unknown[0]!r}" if unknown else ""))
+                              + (f", found key {unknown[0]!r} (expected {', '.join(KEYFRAME_FILE_KEYS)})"
+                                 if unknown else ""))
         data = data["keyframes"]
     if not isinstance(data, list):
         raise TriganError(f"{source}: expected a list of keyframes, got {type(data).__name__}")
@@ -260,6 +266,42 @@ def parse_keyframes(data, source: str, base: Pose) -> tuple:
     return np.asarray(times), np.asarray(values)
 
 
+def _point(value, source: str, key: str) -> Vec3:
+    if (not isinstance(value, list) or len(value) != 3
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in value)):
+        shown = json.dumps(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise TriganError(f"{source}: {key!r} must be three finite numbers [x, y, z], got {shown}")
+    return tuple(float(v) for v in value)
+
+
+def keyframe_base(data, source: str, base: Pose) -> Pose:
+    """`base` with the file's own "look_at" and "pivot" (the {"keyframes": [...]} form may carry
+    them; a plain list keeps the base pose's)."""
+    if not isinstance(data, dict):
+        return base
+    points = {key: _point(data[key], source, key) for key in ("look_at", "pivot") if key in data}
+    return base.with_values(**points) if points else base
+
+
+def read_keyframe_file(path) -> object:
+    """The decoded JSON of a keyframe file, its size bounded before it is read; one-line
+    TriganError for a missing, huge, binary or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise TriganError(f"{path}: no such keyframe file" if not path.exists() else f"{path}: not a file")
+    if path.stat().st_size > MAX_KEYFRAME_FILE_BYTES:
+        raise TriganError(f"{path}: {path.stat().st_size} bytes; a keyframe file is at most {MAX_KEYFRAME_FILE_BYTES}")
+    try:
+        return json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise TriganError(f"{path}: not a text (JSON) file") from None
+    except json.JSONDecodeError as exc:
+        raise TriganError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except (RecursionError, ValueError):   # nested past Python's stack; an integer of more than 4300 digits
+        raise TriganError(f"{path}: not a usable keyframe file (nested too deeply or a number too long)") from None
+
+
 def keyframe_trajectory(times: np.ndarray, values: np.ndarray, frames: Optional[int] = None,
                         fps: float = 30.0, name: str = "keyframes", base: Optional[Pose] = None,
                         source: Optional[str] = None) -> Trajectory:
@@ -284,19 +326,11 @@ def keyframe_trajectory(times: np.ndarray, values: np.ndarray, frames: Optional[
 
 
 def load_keyframes(path, base: Pose, frames: Optional[int] = None, fps: float = 30.0) -> Trajectory:
+    """The trajectory of a keyframe file around `base` (whose look-at point and pivot the file's own
+    replace, when it has them)."""
     path = Path(path)
-    if not path.is_file():
-        raise TriganError(f"{path}: no such keyframe file" if not path.exists() else f"{path}: not a file")
-    if path.stat().st_size > MAX_KEYFRAME_FILE_BYTES:
-        raise TriganError(f"{path}: {path.stat().st_size} bytes; a keyframe file is at most {MAX_KEYFRAME_FILE_BYTES}")
-    try:
-        data = json.loads(path.read_text())
-    except UnicodeDecodeError:
-        raise TriganError(f"{path}: not a text (JSON) file") from None
-    except json.JSONDecodeError as exc:
-        raise TriganError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-    except (RecursionError, ValueError):   # nested past Python's stack; an integer of more than 4300 digits
-        raise TriganError(f"{path}: not a usable keyframe file (nested too deeply or a number too long)") from None
+    data = read_keyframe_file(path)
+    base = keyframe_base(data, str(path), base)
     times, values = parse_keyframes(data, str(path), base)
     return keyframe_trajectory(times, values, frames, fps, name=path.stem, base=base, source=str(path))
 

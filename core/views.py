@@ -12,6 +12,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
+from trigan.core.errors import TriganError
 from trigan.core.generator import one_hot
 from trigan.core.images import depth_image, normals_image
 from trigan.core.renderer import RenderOptions, RenderOutput
@@ -51,6 +52,17 @@ def picture(out: RenderOutput, output: str, opts: RenderOptions, background: Opt
     if output == "opacity":
         return (out.opacity.float().clamp(0, 1) * 2 - 1).expand(-1, 3, -1, -1)
     raise ValueError(f"unknown output {output!r} (expected {', '.join(OUTPUTS)})")
+
+
+def view_class(G, class_index: Optional[int]) -> Optional[int]:
+    """The class a seed is shown with: none for an unconditional model (a chosen class is ignored),
+    class 0 for a conditional model when none is chosen. A class the model lacks is one TriganError line."""
+    if G.c_dim == 0:
+        return None
+    cls = 0 if class_index is None else int(class_index)
+    if not 0 <= cls < G.c_dim:
+        raise TriganError(f"class {cls} is out of range: this model has classes 0..{G.c_dim - 1}")
+    return cls
 
 
 class LatentMapper:

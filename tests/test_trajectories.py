@@ -255,3 +255,36 @@ def test_from_poses_needs_one_shared_look_at_and_pivot():
         Trajectory.from_poses("mixed", [TILTED, PANNED])
     with pytest.raises(ValueError, match="no frames"):
         Trajectory.from_poses("none", [])
+
+
+# -- keyframe files with their own look-at point and pivot (issue 34: the viewer's Camera path tab) --
+
+def test_a_keyframe_file_sets_the_base_look_at_and_pivot(tmp_path):
+    """{"look_at": .., "pivot": .., "keyframes": [..]} replaces the base pose's two points, so the
+    file renders the same panned view whatever base the CLI or the viewer reads it with."""
+    path = tmp_path / "panned.json"
+    path.write_text(json.dumps({"look_at": [0.1, -0.05, 0.2], "pivot": [0.1, -0.05, 0.25],
+                                "keyframes": [{"yaw": 0.0, "time": 0}, {"yaw": 1.0, "time": 2}]}))
+    for base in (HORIZON, TILTED):
+        tr = make_trajectory(str(path), base, fps=2)
+        assert (tr.look_at, tr.pivot) == (PANNED.look_at, PANNED.pivot)
+        assert len(tr) == 5 and tr.yaw[0] == 0.0 and tr.yaw[-1] == 1.0
+    # only one of the two: the other stays the base pose's
+    path.write_text(json.dumps({"pivot": [0, 1, 0], "keyframes": [{"yaw": 0.0}, {"yaw": 1.0}]}))
+    tr = load_keyframes(path, PANNED, frames=3)
+    assert (tr.look_at, tr.pivot) == (PANNED.look_at, (0.0, 1.0, 0.0))
+
+
+@pytest.mark.parametrize("doc, match", [
+    ({"look_at": [0, 0], "keyframes": [{"yaw": 0}]}, "'look_at' must be three finite numbers"),
+    ({"pivot": "origin", "keyframes": [{"yaw": 0}]}, "'pivot' must be three finite numbers"),
+    ({"pivot": [0, True, 0], "keyframes": [{"yaw": 0}]}, "'pivot' must be three finite numbers"),
+    ({"look_at": [0, 0, 1e400], "keyframes": [{"yaw": 0}]}, "'look_at' must be three finite numbers"),
+    ({"centre": [0, 0, 0], "keyframes": [{"yaw": 0}]}, "found key 'centre'"),
+])
+def test_bad_look_at_or_pivot_is_one_line(tmp_path, doc, match):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc).replace("Infinity", "1e400"))
+    with pytest.raises(TriganError, match=match) as err:
+        load_keyframes(path, HORIZON)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
