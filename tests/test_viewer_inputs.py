@@ -20,6 +20,7 @@ from trigan.viewer.orbit import FOV_MAX, FOV_MIN, RADIUS_MIN_FACTOR, OrbitContro
 from trigan.viewer.panels import camera, latent, render
 from trigan.viewer.panels.view import ERROR_SOURCES, ErrorMessages, fit_line
 from trigan.viewer.render_request import MAX_SAMPLE_MULTIPLIER, MIN_SAMPLE_MULTIPLIER, ViewValues
+from trigan.viewer.settings import ViewerSettings
 
 INT32_MAX = 2 ** 31 - 1
 
@@ -139,6 +140,11 @@ class FakeApp:
         self.view = ViewValues()
         self.orbit = OrbitController(Pose(yaw=0.0, pitch=math.pi / 2, radius=2.0, fov=18.0))
         self.messages = []
+        self.settings = ViewerSettings()        # the Render panel restores its display choices from it
+        self.display = None
+
+    def set_display(self, **values):
+        pass
 
     @property
     def pose(self):

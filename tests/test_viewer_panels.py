@@ -18,11 +18,16 @@ import pytest
 from trigan.core.cameras import Pose
 from trigan.core.errors import TriganError
 from trigan.viewer.automation import call_item_callback
+from trigan.viewer.help import HelpSheet
 from trigan.viewer.orbit import OrbitController
 from trigan.viewer.panels import camera, export, invert, latent, model, render, status, training, view
+from trigan.viewer.panels.appearance import AppearancePanel
 from trigan.viewer.panels.camera import CameraPanel
+from trigan.viewer.panels.camera_path import CameraPathPanel
+from trigan.viewer.panels.compare import ComparePanel
 from trigan.viewer.panels.export import ExportPanel
 from trigan.viewer.panels.interface import ViewerActions, ViewerState
+from trigan.viewer.panels.interpolate import InterpolatePanel
 from trigan.viewer.panels.invert import InvertPanel
 from trigan.viewer.panels.latent import LatentPanel
 from trigan.viewer.panels.model import ModelPanel
@@ -54,6 +59,7 @@ class FakeViewer:
         self._settings = ViewerSettings(runs_folder=str(tmp_path / "runs"),
                                         last_export_folder=str(tmp_path / "exports"))
         self._view = ViewValues()
+        self._display = None
 
     # -- ViewerState -----------------------------------------------------------------------------------
     @property
@@ -87,6 +93,10 @@ class FakeViewer:
     @property
     def device_name(self):
         return "cpu"
+
+    @property
+    def display(self):
+        return self._display
 
     def worker_status(self):
         return None
@@ -122,6 +132,9 @@ class FakeViewer:
         self._calls.append(("show_seeds",))
         self._view = ViewValues(**{**self._view.__dict__, "latent_file": None})
 
+    def set_display(self, **values):
+        self._calls.append(("set_display", values))
+
 
 class FakeRunner:
     """The export jobs' runner, as far as the panels use it."""
@@ -153,15 +166,21 @@ def built(tmp_path):
             image=image, model=ModelPanel(fake, fake), latent=LatentPanel(fake, fake),
             camera=CameraPanel(fake, fake), render=RenderPanel(fake, fake), export=ExportPanel(fake, runner),
             training=TrainingPanel(fake, runner, open_model=opened.append, retire_texture=retired.append),
-            status=StatusBar(fake, Timing()), invert=InvertPanel(fake, fake, runner))
+            status=StatusBar(fake, Timing()), invert=InvertPanel(fake, fake, runner),
+            compare=ComparePanel(fake, fake), interpolate=InterpolatePanel(fake, fake, runner),
+            camera_path=CameraPathPanel(fake, fake, runner), appearance=AppearancePanel(fake, fake),
+            help=HelpSheet(fake, fake))
         with dpg.window():
-            for name in ("model", "latent", "camera", "render", "export", "training", "invert"):
+            for name in ("model", "latent", "camera", "render", "export", "training", "invert", "compare",
+                         "interpolate", "camera_path", "appearance"):
                 getattr(panels, name).build()
         panels.status.build(window_id=_window(status.WINDOW))
+        panels.help.build()
         yield SimpleNamespace(fake=fake, panels=panels, opened=opened)
     finally:
         if panels is not None:
-            panels.training.shutdown()
+            for name in ("training", "compare", "interpolate", "camera_path"):
+                getattr(panels, name).shutdown()
         dpg.destroy_context()
 
 

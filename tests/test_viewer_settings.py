@@ -121,3 +121,30 @@ def test_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
         assert save_settings(changed, path) is None
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["viewer.json"]
+
+
+# -- the Interface header's choices (issue 34): UI scale and theme ----------------------------------
+
+def test_ui_scale_and_theme_round_trip(tmp_path):
+    s = ViewerSettings(ui_scale=1.5, theme="light")
+    back = load_settings(save_settings(s, tmp_path / "viewer.json"))
+    assert (back.ui_scale, back.theme) == (1.5, "light")
+    assert (ViewerSettings().ui_scale, ViewerSettings().theme) == (1.0, "dark")     # a first start
+
+
+@pytest.mark.parametrize("value", [0.5, 2.6, "1.5", True, None, float("nan")])
+def test_a_bad_ui_scale_falls_back_to_one(tmp_path, value):
+    path = tmp_path / "viewer.json"
+    path.write_text(json.dumps({"ui_scale": value, "theme": "light", "seed": 5}))   # nan -> NaN, which json reads
+    with pytest.warns(SettingsWarning, match="ui_scale"):
+        s = load_settings(path)
+    assert (s.ui_scale, s.theme, s.seed) == (1.0, "light", 5)       # only the bad value is dropped
+
+
+@pytest.mark.parametrize("value", ["Light", "blue", 1, None])
+def test_an_unknown_theme_falls_back_to_dark(tmp_path, value):
+    path = tmp_path / "viewer.json"
+    path.write_text(json.dumps({"theme": value, "ui_scale": 2.0}))
+    with pytest.warns(SettingsWarning, match="theme"):
+        s = load_settings(path)
+    assert (s.theme, s.ui_scale) == ("dark", 2.0)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from trigan.viewer.window_geometry import (
+    CONTROLS_WIDTH,
     DECORATION_ALLOWANCE,
     DEFAULT_SIZE,
     MIN_SIZE,
+    MIN_VIEW_WIDTH,
     STATUS_HEIGHT,
+    TASKS_WIDTH,
     Rect,
     fit_window,
     tile_panels,
@@ -70,3 +73,21 @@ def test_panels_tile_the_window_without_overlap(size):
     assert c.height == v.height == t.height == h - STATUS_HEIGHT
     assert s == Rect(0, h - STATUS_HEIGHT, w, STATUS_HEIGHT)
     assert v.width >= min(320, w - 630)                              # the View keeps a usable width
+
+
+@pytest.mark.parametrize("scale", [1.25, 1.5, 2.0, 2.5])
+def test_a_larger_ui_scale_widens_the_side_columns_but_keeps_the_view_usable(scale):
+    plain = tile_panels(1280, 800)
+    scaled = tile_panels(1280, 800, scale=scale, status_height=60)
+    for name in ("controls_window", "tasks_window"):
+        assert scaled[name].width >= plain[name].width
+    assert scaled["controls_window"].width + scaled["tasks_window"].width > (
+        plain["controls_window"].width + plain["tasks_window"].width)
+    # the View keeps its minimum while the side columns can give way to their unscaled minimums
+    assert scaled["view_window"].width >= MIN_VIEW_WIDTH
+    assert sum(scaled[n].width for n in ("controls_window", "view_window", "tasks_window")) == 1280
+    assert scaled["status_window"].height == 60 and scaled["controls_window"].height == 740
+    # on a wide screen the columns take their full scaled widths
+    wide = tile_panels(3000, 1600, scale=scale)
+    assert wide["controls_window"].width == round(CONTROLS_WIDTH * scale)
+    assert wide["tasks_window"].width == round(TASKS_WIDTH * scale)

@@ -38,16 +38,21 @@ from trigan.core.errors import TriganError
 from trigan.viewer.automation import Automation, ViewerSnapshot
 from trigan.viewer.display import Display
 from trigan.viewer.glfw_hooks import GlfwHooks
+from trigan.viewer.help import HelpSheet
 from trigan.viewer.jobs import JobRunner
 from trigan.viewer.orbit import OrbitController
+from trigan.viewer.panels.appearance import AppearancePanel
 from trigan.viewer.panels.camera import CameraPanel
+from trigan.viewer.panels.camera_path import CameraPathPanel
+from trigan.viewer.panels.compare import ComparePanel
 from trigan.viewer.panels.export import ExportPanel
 from trigan.viewer.panels.interface import CameraMove
+from trigan.viewer.panels.interpolate import InterpolatePanel
 from trigan.viewer.panels.invert import InvertPanel
 from trigan.viewer.panels.latent import LatentPanel
 from trigan.viewer.panels.model import ModelPanel
 from trigan.viewer.panels.render import RenderPanel
-from trigan.viewer.panels.status import StatusBar, Timing, describe_work
+from trigan.viewer.panels.status import StatusBar, Timing, bar_height, describe_work
 from trigan.viewer.panels.training import TrainingPanel
 from trigan.viewer.panels.view import ImageView
 from trigan.viewer.render_request import QUALITIES, ViewValues
@@ -190,9 +195,14 @@ class ViewerApp:
                 setattr(s, name, value)
         s.window_width, s.window_height = int(dpg.get_viewport_width()), int(dpg.get_viewport_height())
         s.window_x, s.window_y = (int(v) for v in dpg.get_viewport_pos())
-        for panel in (self.export_panel, self.training_panel, self.invert_panel):
+        for panel in self._panels_with_settings():
             panel.store_settings(s)
         save_settings(s, self.settings_path)       # warns (never raises) when the folder is read-only
+
+    def _panels_with_settings(self):
+        """The panels that remember choices in the settings file (store_settings(s))."""
+        return (self.render_panel, self.export_panel, self.training_panel, self.invert_panel, self.compare_panel,
+                self.interpolate_panel, self.camera_path_panel, self.appearance_panel)
 
     def first_model(self) -> str:
         """What opens at start: the model named on the command line, else the last one opened (if it
@@ -310,6 +320,15 @@ class ViewerApp:
         self._pending_inversion = (str(latent_file), pose)
         self.open_model(model_file, keep_camera=True)
 
+    def set_display(self, **values) -> None:
+        """How the view shows a frame (colormap, range ...: viewer/depth_display.py), not what is rendered."""
+        self.image.set_display(**values)
+
+    @property
+    def display(self):
+        """The view's display values (colormap, range ...)."""
+        return self.image.display
+
     def show_seeds(self) -> None:
         """Back from an inverted latent to seeds on the model shown before it."""
         self._pending_inversion = None
@@ -396,7 +415,11 @@ class ViewerApp:
             shown_frame=self._shown_frame, shown_partial=self._shown_partial, worker_status=self.worker_status(),
             worker_busy=self.worker_busy(), image_rect=self.image.image_rect(), timing=self.timing.snapshot(),
             startup=dict(self.startup), jobs=self.export_panel.job_states(), training=self.training_panel.runs_state(),
-            inversion=self.invert_panel.inversion_state())
+            inversion=self.invert_panel.inversion_state(),
+            panels={"compare": self.compare_panel.panel_state(), "interpolate": self.interpolate_panel.panel_state(),
+                    "camera_path": self.camera_path_panel.panel_state(),
+                    "appearance": self.appearance_panel.panel_state(), "help": self.help_sheet.panel_state(),
+                    "display": self.image.panel_state()})
 
     def quit(self) -> None:
         self._quit = True
@@ -413,6 +436,8 @@ class ViewerApp:
             self.image.set_error(str(exc), source="request")
             return None
         self.image.set_error(None, source="request")
+        # A compare grid (the Compare tab) renders several cells at this camera instead of one view.
+        base = self.compare_panel.grid_request(base) or base
         if base != self._last_base:
             self._last_base, self._last_change = base, now
         # Previews while anything moves; at rest, refine to the chosen quality, but only after this
@@ -434,14 +459,14 @@ class ViewerApp:
             # a first look or a step of a refinement: on screen, but neither the view's preview (the
             # exact request waits for that, see current_request) nor a frame to export or time
             self._shown_partial = frame
-            self.image.show_image(frame.image)
+            self.image.show_frame(frame)
             return
         self._shown_partial = None
         self._shown_frame = frame
         if frame.error:
             self.image.set_error(f"render failed: {frame.error}", source="render")
             return
-        self.image.show_image(frame.image)
+        self.image.show_frame(frame)
         self.image.set_error(None, source="render")
         self.last_frame = frame
         self.timing.frame_arrived(frame.request.quality, frame.ms, now)
@@ -482,9 +507,13 @@ class ViewerApp:
             self._poll_camera_draw()
             mark("input")
             self.camera_panel.tick()
+            self.latent_panel.tick()
             self.export_panel.tick(now)
             self.training_panel.tick(now)
             self.invert_panel.tick(now)
+            for panel in (self.compare_panel, self.interpolate_panel, self.camera_path_panel, self.appearance_panel,
+                          self.help_sheet):
+                panel.tick(now)
             mark("panels")
             request = self.current_request(now)
             if request is not None and request != self._submitted:
@@ -560,22 +589,30 @@ class ViewerApp:
         self._last_input = time.monotonic()
 
     # -- building and running -----------------------------------------------------------------------------
+    @staticmethod
+    def _tiles(width: int, height: int, scale: float):
+        """The panels' rectangles at a UI scale (wider side columns and a taller status bar for larger text)."""
+        return tile_panels(width, height, scale=scale, status_height=bar_height(scale))
+
     def tile_panels(self, width: int, height: int) -> None:
         """Put the Controls, View and Tasks columns and the status bar back into a width x height
-        window (at start when a saved layout does not fit, and whenever the window is resized)."""
-        for name, rect in tile_panels(width, height).items():
+        window (at start when a saved layout does not fit, whenever the window is resized, and when
+        the UI scale changes)."""
+        scale = float(dpg.get_global_font_scale())
+        for name, rect in self._tiles(width, height, scale).items():
             if name != "status_window":              # the status bar anchors itself (StatusBar.place)
                 dpg.configure_item(name, pos=(rect.x, rect.y), width=rect.width, height=rect.height)
-        self._tiled_for = (width, height)
+        self._tiled_for = (width, height, scale)
 
     def _keep_panels_on_screen(self) -> None:
-        """After a resize, or once at start (a layout saved on a larger screen), re-tile the panels
-        when one of them sticks out of the window."""
+        """After a resize or a new UI scale, or once at start (a layout saved on a larger screen),
+        re-tile the panels when one of them sticks out of the window."""
         size = (dpg.get_viewport_client_width(), dpg.get_viewport_client_height())
-        if size[0] <= 0 or size[1] <= 0 or size == self._tiled_for:
+        key = (*size, float(dpg.get_global_font_scale()))
+        if size[0] <= 0 or size[1] <= 0 or key == self._tiled_for:
             return
         first = self._tiled_for is None
-        self._tiled_for = size
+        self._tiled_for = key
         if not first:
             self.tile_panels(*size)
             return
@@ -589,7 +626,7 @@ class ViewerApp:
 
     def _build(self, size) -> None:
         w, h = size
-        tiles = tile_panels(w, h)
+        tiles = self._tiles(w, h, self.settings.ui_scale)      # the scale the Interface header applies at start
         self.timing = Timing()
         # Panels get the app as ViewerState / ViewerActions (panels/interface.py) and what they drive.
         self.image = ImageView(self, self)
@@ -599,6 +636,11 @@ class ViewerApp:
         self.training_panel = TrainingPanel(self, self.jobs, open_model=self.model_panel.open,
                                             retire_texture=self.image.retire_texture)
         self.invert_panel = InvertPanel(self, self, self.jobs)
+        self.compare_panel = ComparePanel(self, self)
+        self.interpolate_panel = InterpolatePanel(self, self, self.jobs)
+        self.camera_path_panel = CameraPathPanel(self, self, self.jobs)
+        self.appearance_panel = AppearancePanel(self, self)
+        self.help_sheet = HelpSheet(self, self)
         self.status = StatusBar(self, self.timing)
         c = tiles["controls_window"]
         with dpg.window(label="Controls", tag=WINDOW_IDS["controls_window"], pos=(c.x, c.y), width=c.width,
@@ -611,6 +653,8 @@ class ViewerApp:
                 self.camera_panel.build()
             with dpg.collapsing_header(label="Render", default_open=True):
                 self.render_panel.build()
+            with dpg.collapsing_header(label="Interface", tag="interface_header", default_open=False):
+                self.appearance_panel.build()
         v, t = tiles["view_window"], tiles["tasks_window"]
         self.image.build(pos=(v.x, v.y), size=(v.width, v.height), window_id=WINDOW_IDS["view_window"])
         with dpg.window(label="Tasks", tag=WINDOW_IDS["tasks_window"], pos=(t.x, t.y),
@@ -618,11 +662,18 @@ class ViewerApp:
             with dpg.tab_bar(tag="tasks_tabs"):
                 with dpg.tab(label="Export", tag="tab_export"):
                     self.export_panel.build()
+                with dpg.tab(label="Compare", tag="tab_compare"):
+                    self.compare_panel.build()
+                with dpg.tab(label="Interpolate", tag="tab_interpolate"):
+                    self.interpolate_panel.build()
+                with dpg.tab(label="Camera path", tag="tab_camera_path"):
+                    self.camera_path_panel.build()
                 with dpg.tab(label="Training", tag="tab_training"):
                     self.training_panel.build()
                 with dpg.tab(label="Invert", tag="tab_invert"):
                     self.invert_panel.build()
         self.status.build(window_id=WINDOW_IDS["status_window"])
+        self.help_sheet.build()
         with dpg.handler_registry():         # any mouse or key activity keeps the full frame rate
             dpg.add_mouse_move_handler(callback=self.note_input)
             dpg.add_mouse_click_handler(callback=self.note_input)
@@ -684,7 +735,8 @@ class ViewerApp:
                 self.automation.close()
             self.hooks.detach()
             self.worker.stop(timeout=2.0)
-            for panel in ("export_panel", "training_panel", "invert_panel"):
+            for panel in ("export_panel", "training_panel", "invert_panel", "compare_panel", "interpolate_panel",
+                          "camera_path_panel"):
                 if hasattr(self, panel):
                     getattr(self, panel).shutdown()
             dpg.destroy_context()

@@ -66,6 +66,9 @@ class ViewerSnapshot:
     jobs: List[Dict[str, Any]]            # the export jobs (ExportPanel.job_states)
     training: Dict[str, Any]              # the runs followed (TrainingPanel.runs_state)
     inversion: Dict[str, Any] = field(default_factory=dict)   # the Invert tab (InvertPanel.inversion_state)
+    # the newer panels' own state by name (compare, interpolate, camera_path, appearance, help, display):
+    # each panel's panel_state()
+    panels: Dict[str, Any] = field(default_factory=dict)
 
 
 class AutomationHost(Protocol):
@@ -256,6 +259,7 @@ class Automation:
             # the Invert tab: its jobs (state, progress, stage/step/PSNR in "detail", "previews"
             # received, "result" with the files written) and the inverted latent on screen
             "inversion": dict(app.inversion, latent_file=app.view.latent_file),
+            "panels": app.panels,
             "items": {tag: self._rect(tag) for tag in self.watched},
             "values": {tag: self._value(tag) for tag in self.watched},
             "errors": list(self.errors),

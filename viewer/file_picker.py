@@ -21,6 +21,8 @@ from typing import Callable, Iterable, List, Optional, Sequence
 
 import dearpygui.dearpygui as dpg
 
+from trigan.viewer.ui_style import colour, current_theme, recolour_texts, tip
+
 ALL_FILES = "all files"
 # What a field's file types are called in the filter combo (a type not listed: "files").
 KIND_OF_EXTENSION = {".ckpt": "checkpoints", ".pkl": "checkpoints", ".zip": "datasets", ".npz": "inversions",
@@ -31,6 +33,7 @@ MESSAGE, SELECTED = "file_picker_message", "file_picker_selected"
 OPEN, CANCEL = "file_picker_open", "file_picker_cancel"
 ROW_HANDLERS = "file_picker_row_handlers"
 MUTED, BAD = (150, 150, 150), (255, 110, 100)
+
 SIZE_UNITS = ("KB", "MB", "GB", "TB")
 
 
@@ -254,7 +257,7 @@ class FilePicker:
                                    span_columns=True, user_data=entry, callback=self._row_clicked)
                 dpg.bind_item_handler_registry(f"file_picker_row_{i}", ROW_HANDLERS)
                 dpg.add_text(format_size(entry.size), tag=f"file_picker_size_{i}")
-                dpg.add_text(format_modified(entry.modified), tag=f"file_picker_modified_{i}", color=MUTED)
+                dpg.add_text(format_modified(entry.modified), tag=f"file_picker_modified_{i}", color=colour("MUTED"))
 
     def _row_clicked(self, sender, app_data, entry: Entry) -> None:
         self.selected = entry
@@ -323,7 +326,14 @@ class FilePicker:
             with dpg.group(horizontal=True):
                 dpg.add_button(label="Open", tag=OPEN, width=80, callback=self._open_pressed)
                 dpg.add_button(label="Cancel", tag=CANCEL, width=80, callback=self.close)
-                dpg.add_text("", tag=SELECTED, color=MUTED)
+                dpg.add_text("", tag=SELECTED, color=colour("MUTED"))
+        tip(UP, "Go to the folder above.")
+        tip(PATH_BOX, "Type a folder and press Enter to go there, or a file to open it.")
+        tip(FILTER, "Which files are listed: the field's file types (and folders), or all files.")
+        tip(OPEN, "Open: the selected file (a folder: go into it; double-click a row does the same). "
+                 "Choose (folder fields): the selected folder, or the folder shown when none is selected.")
+        tip(CANCEL, "Close the picker without choosing.")
+        recolour_texts(current_theme())
         self._built = True
 
 

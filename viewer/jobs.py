@@ -51,6 +51,7 @@ from trigan.core.selection import parse_int_list
 from trigan.core.trajectories import make_trajectory
 from trigan.core.video import FORMATS as VIDEO_FORMATS
 from trigan.core.video import VideoWriter, output_path
+from trigan.core.views import view_class
 from trigan.training.inversion import InversionSettings, invert
 from trigan.training.inversion_inputs import load_target, model_backdrop, parse_camera_spec
 from trigan.training.inversion_outputs import planned_outputs, save_inversion
@@ -141,15 +142,6 @@ def _seeds(seeds) -> List[int]:
     return out
 
 
-def _class(G, class_index: Optional[int]) -> Optional[int]:
-    if G.c_dim == 0:
-        return None
-    cls = 0 if class_index is None else int(class_index)
-    if not 0 <= cls < G.c_dim:
-        raise TriganError(f"class {cls} is out of range: this model has classes 0..{G.c_dim - 1}")
-    return cls
-
-
 def _load_generator(model_path, class_index: Optional[int], device, job: Optional[Job]):
     """An export's own copy of the model (never the render worker's), in eval mode, and its class."""
     if job is not None:
@@ -158,7 +150,7 @@ def _load_generator(model_path, class_index: Optional[int], device, job: Optiona
     if job is not None:
         job.check()
     G = model.G.eval()
-    return G, _class(G, class_index)
+    return G, view_class(G, class_index)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -470,7 +462,7 @@ def invert_images(model_path, images, out_dir, *, settings=None, mask_path=None,
     G, _ = _load_generator(model_file, None, device, job)
     G.requires_grad_(False)
     if class_index is not None:
-        _class(G, class_index)                      # out of range: one line, before any work
+        view_class(G, class_index)                      # out of range: one line, before any work
     cls = None if G.c_dim == 0 else class_index
     pose = parse_camera_spec(camera, G, cls) if camera else None
     image_loss = make_image_loss(vgg_path or None, G.device)

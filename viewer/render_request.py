@@ -12,6 +12,7 @@ hashes of the ray, not draws from a global generator), so a request can be a cac
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional
 
@@ -29,6 +30,18 @@ MIN_RESOLUTION, MAX_RESOLUTION = 64, 1024
 MIN_SAMPLE_MULTIPLIER, MAX_SAMPLE_MULTIPLIER = 0.25, 8.0
 
 
+def file_stamp(path: Optional[str]) -> Optional[tuple]:
+    """(path, mtime, size) of a file, to notice that it was rewritten (a training run replacing
+    latest.ckpt, an inversion rewriting its latent file); None for no file."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+        return (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return (str(path), None, None)          # the reader of the file says what is wrong with it
+
+
 class LatentKey(NamedTuple):
     """Everything the field (tri-planes) of a request depends on: the worker caches fields by it."""
 
@@ -38,6 +51,34 @@ class LatentKey(NamedTuple):
     psi: float
     noise_mode: str
     latent_file: Optional[str] = None     # an inverted latent (NAME.inversion.npz); then seed .. noise are unused
+    mix: Optional["LatentMix"] = None     # an interpolation toward another latent (see LatentMix)
+
+
+@dataclass(frozen=True)
+class LatentMix:
+    """The far end of an interpolation in w: the request's own latent (its seed, class and psi, or
+    its latent_file) is t = 0, this one t = 1; the field is that of (1 - t) w0 + t w1
+    (viewer/interpolation.py). The far end is a seed (with the request's class, psi and noise mode)
+    or an inverted latent file."""
+
+    t: float
+    seed: int = 0
+    latent_file: Optional[str] = None
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "t", float(self.t))
+            object.__setattr__(self, "seed", int(self.seed))
+        except (TypeError, ValueError) as exc:
+            raise TriganError(f"interpolation: {exc}") from None
+        if not (math.isfinite(self.t) and 0.0 <= self.t <= 1.0):
+            raise TriganError(f"interpolation t {self.t}: expected 0..1")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise TriganError(f"interpolation seed {self.seed}: expected 0..{MAX_SEED}")
+        if self.latent_file is not None:
+            object.__setattr__(self, "latent_file", str(self.latent_file))
+            if not self.latent_file.strip():
+                raise TriganError("interpolation latent file: an empty path")
 
 
 def _choice(value, options, what: str) -> str:
@@ -70,6 +111,7 @@ class RenderRequest:
     sample_multiplier: float = 1.0
     background: str = "model"
     latent_file: Optional[str] = None
+    mix: Optional[LatentMix] = None
 
     def __post_init__(self):
         def set_(name, value):
@@ -106,13 +148,19 @@ class RenderRequest:
         _choice(self.quality, QUALITIES, "quality")
         _choice(self.background, BACKGROUNDS, "background")
         _choice(self.noise_mode, NOISE_MODES, "noise mode")
+        if self.mix is not None and not isinstance(self.mix, LatentMix):
+            raise TriganError(f"render request: mix must be a LatentMix, got {type(self.mix).__name__}")
 
     @property
     def latent_key(self) -> LatentKey:
         if self.latent_file is not None:
+            if self.mix is not None and self.mix.latent_file is None:
+                # toward a seed: that seed's class, psi and noise mode shape the mixed field
+                return LatentKey(self.model_path, 0, self.class_index, self.psi, self.noise_mode, self.latent_file,
+                                 self.mix)
             # the file's ws and noise are the latent: seed, class, psi and noise mode change nothing
-            return LatentKey(self.model_path, 0, None, 1.0, "const", self.latent_file)
-        return LatentKey(self.model_path, self.seed, self.class_index, self.psi, self.noise_mode)
+            return LatentKey(self.model_path, 0, None, 1.0, "const", self.latent_file, self.mix)
+        return LatentKey(self.model_path, self.seed, self.class_index, self.psi, self.noise_mode, None, self.mix)
 
     def with_values(self, **values) -> "RenderRequest":
         return replace(self, **values)
@@ -132,6 +180,7 @@ class ViewValues:
     sample_multiplier: float = 1.0
     background: str = "model"
     latent_file: Optional[str] = None  # an inverted latent shown instead of the seed (the Invert tab)
+    mix: Optional[LatentMix] = None    # an interpolation toward another latent (the Interpolate tab)
 
     def request(self, model_path: str, pose: Optional[Pose] = None, quality: str = "exact") -> RenderRequest:
         """The request these values make with a camera (default: Pose()); raises TriganError (one
@@ -139,7 +188,7 @@ class ViewValues:
         return RenderRequest(model_path=model_path, seed=self.seed, class_index=self.class_index, psi=self.psi,
                              noise_mode=self.noise_mode, pose=Pose() if pose is None else pose, resolution=self.resolution, mode=self.mode,
                              quality=quality, sample_multiplier=self.sample_multiplier, background=self.background,
-                             latent_file=self.latent_file)
+                             latent_file=self.latent_file, mix=self.mix)
 
 
 @dataclass
@@ -160,6 +209,11 @@ class Frame:
     error: Optional[str] = None
     stats: dict = field(default_factory=dict)   # e.g. {"setup_ms": ..., "render_ms": ...}
     partial: bool = False
+    # The render's raw geometry, [H, W] float32 like `image` (None where a path does not give it):
+    # depth is the expected distance along each pixel's ray (world units), opacity the accumulated
+    # alpha. The view colours depth with a colormap and reads the 3-D point under the cursor from it.
+    depth: Optional[np.ndarray] = None
+    opacity: Optional[np.ndarray] = None
 
     @property
     def ok(self) -> bool:

@@ -13,7 +13,9 @@ Scheduling:
   request arrives, except that an in-flight preview is allowed to finish when the newcomer is a
   preview too: during a continuous drag every new mouse position would otherwise cancel the last
   and no frame would ever appear. A cancelled render produces no frame;
-* an exception in a render becomes a Frame with `error` set and the worker carries on.
+* an exception in a render becomes a Frame with `error` set and the worker carries on;
+* a compare grid (viewer/compare.py `GridRequest`) is served like any request: its cells render one
+  after another inside it (partial frames are its composites), and its time estimate counts them all.
 
 Model information (`open` / `model_info`) and cameras drawn from a model's camera distribution
 (`draw_camera` / `drawn_camera`) are served between renders, in this thread too, so the GUI thread
@@ -185,7 +187,9 @@ class RenderWorker:
         now = time.perf_counter()
         if request is None or request.quality != "exact":
             return WorkerStatus(activity, request, self._progress, None, None, now - start)
-        expected = self.throughput.seconds_for(request.resolution ** 2, request.sample_multiplier)
+        # a compare grid (viewer/compare.py) renders its cells one after another: each is resolution^2
+        pixels = request.resolution ** 2 * getattr(request, "cell_count", 1)
+        expected = self.throughput.seconds_for(pixels, request.sample_multiplier)
         marched = 0.0 if march_start is None else now - march_start
         left = seconds_left(done, total, marched, expected) if activity == "rendering" else expected
         if march_start is not None and done > 0 and left is not None:

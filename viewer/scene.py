@@ -34,6 +34,10 @@ Nobody waits without a picture. `render(..., partial=callback)` hands intermedia
   from the last complete lattice. The work is the one-shot render's (every ray once, in another
   order), and so is the final frame (up to float rounding).
 
+Every frame, partial ones too, carries the render's raw geometry (`Frame.depth`, `Frame.opacity`, at the
+frame's resolution, upsampled like the image) and the ray interval in `stats["ray_interval"]`: the
+view colours depth and reads the point under the cursor from them (viewer/depth_display.py).
+
 `stage(text)` is told what the render is doing ("building the occupancy grid", ...) for the
 status line.
 """
@@ -60,10 +64,12 @@ from trigan.core.model_io import open_model
 from trigan.core.renderer import RenderCancelled, RenderOutput
 from trigan.core.rendering import FieldRenderer, field_renderer, path_unavailable
 from trigan.core.summary import model_summary
-from trigan.core.views import LatentMapper, options_at_distance, picture, seeded_noise
+from trigan.core.views import LatentMapper, options_at_distance, picture, seeded_noise, view_class
 from trigan.training.inversion import generator_with
 from trigan.training.inversion_outputs import load_inversion
-from trigan.viewer.render_request import BACKGROUNDS, Frame, RenderRequest
+from trigan.viewer.compare import GridRequest, render_grid
+from trigan.viewer.interpolation import mixed_field
+from trigan.viewer.render_request import BACKGROUNDS, Frame, RenderRequest, file_stamp
 
 ShouldCancel = Optional[Callable[[], bool]]
 Progress = Optional[Callable[[int, int], None]]
@@ -142,17 +148,6 @@ class ModelInfo:
     img_resolution: int
     backgrounds: Tuple[str, ...]   # the RenderRequest.background values this model supports
     device: str
-
-
-def file_stamp(path: Optional[str]) -> Optional[tuple]:
-    """(path, mtime, size) of a file, to notice that it was rewritten; None for no file."""
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-        return (str(path), st.st_mtime_ns, st.st_size)
-    except OSError:
-        return (str(path), None, None)          # load_inversion says what is wrong with it
 
 
 def inverted_latent(G, latent_file: str):
@@ -274,7 +269,8 @@ class Scene:
     # -- latents -------------------------------------------------------------------------------------
     def _latent(self, request: RenderRequest, should_cancel: ShouldCancel) -> _Latent:
         stamp = self._models[request.model_path][0]
-        key = (request.model_path, stamp, request.latent_key, file_stamp(request.latent_file))
+        key = (request.model_path, stamp, request.latent_key, file_stamp(request.latent_file),
+               file_stamp(None if request.mix is None else request.mix.latent_file))
         entry = self._latents.get(key)
         if entry is not None:
             self._latents.move_to_end(key)
@@ -282,7 +278,9 @@ class Scene:
         self._stage("building the field")
         start = time.perf_counter()
         G = self._models[request.model_path][1].G
-        if request.latent_file is not None:
+        if request.mix is not None:
+            fld = mixed_field(G, request)          # an interpolation in w (viewer/interpolation.py)
+        elif request.latent_file is not None:
             fld = inverted_field(G, request.latent_file)
         else:
             fld = self._seed_field(G, request)
@@ -294,9 +292,7 @@ class Scene:
 
     def _seed_field(self, G, request: RenderRequest):
         """The field of the request's seed, class and psi (and noise mode)."""
-        cls = self._class(G, request.class_index)
-        if cls is not None and not 0 <= cls < G.c_dim:
-            raise TriganError(f"class {cls} is out of range: this model has classes 0..{G.c_dim - 1}")
+        cls = view_class(G, request.class_index)
         noise = seeded_noise(request.seed) if request.noise_mode == "random" else request.noise_mode
         # no_grad, not inference_mode: the normals are gradients of the field's density.
         with torch.no_grad():
@@ -346,6 +342,9 @@ class Scene:
         """The frame of a request. Errors become a Frame with `error` set; RenderCancelled (from
         should_cancel) propagates so the worker can drop the request. `partial` receives the
         intermediate frames, `stage` what is being built (see the module's docstring)."""
+        if isinstance(request, GridRequest):       # a compare grid: its cells, each as a request of its own
+            return render_grid(self, request, should_cancel=should_cancel, progress=progress, partial=partial,
+                               stage=stage)
         start = time.perf_counter()
         self._stage_callback = stage
         try:
@@ -411,12 +410,11 @@ class Scene:
             stats["field_evaluations"] = fast.last_stats.get("evaluated")
             if refine is not None:
                 stats["partial_frames"] = refine.published
-        rgba = _rgba(out, request.mode, opts, background, res)
         now = time.perf_counter()
         setup_ms = entry.setup_ms - setup_before
         stats.update(render_ms=(now - render_start) * 1000 - setup_ms, setup_ms=setup_ms,
                      rendered_resolution=render_res)
-        return Frame(request, rgba, (now - start) * 1000, path, None, stats)
+        return _frame(request, out, opts, background, (now - start) * 1000, path, stats)
 
     def _first_look(self, entry: _Latent, camera, opts, background, request: RenderRequest, partial,
                     should_cancel: ShouldCancel, start: float) -> None:
@@ -427,13 +425,13 @@ class Scene:
         try:
             with torch.no_grad():
                 out = field_renderer("plain", entry.field, cheap).render(camera, res, should_cancel=should_cancel)
-            rgba = _rgba(out, request.mode, cheap, background, request.resolution)
+            frame = _frame(request, out, cheap, background, (time.perf_counter() - start) * 1000, PATH_FIRST_LOOK,
+                           {"rendered_resolution": res}, partial=True)
         except RenderCancelled:
             raise
         except Exception:  # noqa: BLE001 - a first look is a courtesy; the frame that follows says what failed
             return
-        partial(Frame(request, rgba, (time.perf_counter() - start) * 1000, PATH_FIRST_LOOK, None,
-                      {"rendered_resolution": res}, partial=True))
+        partial(frame)
 
     @staticmethod
     def _render_preview(previewer: FieldRenderer, camera, res: int, opts, request: RenderRequest):
@@ -443,6 +441,28 @@ class Scene:
     def clear(self) -> None:
         self._models.clear()
         self._latents.clear()
+
+
+def frame_geometry(out: RenderOutput, res: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(depth, opacity), each [res, res] float32, of a render: its raw sum w t and sum w (Frame.depth,
+    Frame.opacity), upsampled like the image when it was rendered smaller (both bilinear, so their
+    ratio, the surface distance, stays a weighted mean of the rendered pixels')."""
+    maps = torch.cat([out.depth[:1].float(), out.opacity[:1].float()], dim=1)
+    if maps.shape[-1] != res or maps.shape[-2] != res:
+        maps = F.interpolate(maps, size=(res, res), mode="bilinear", align_corners=False)
+    maps = maps[0].cpu().numpy().astype(np.float32)
+    return np.ascontiguousarray(maps[0]), np.ascontiguousarray(maps[1])
+
+
+def _frame(request: RenderRequest, out: RenderOutput, opts, background, ms: float, path: str, stats: dict,
+           partial: bool = False) -> Frame:
+    """A Frame of a render: the mode's picture and the raw geometry, at the request's resolution; the
+    stats say the ray interval the depth picture spans (stats["ray_interval"], world units)."""
+    res = request.resolution
+    depth, opacity = frame_geometry(out, res)
+    stats = dict(stats, ray_interval=[float(opts.ray_start), float(opts.ray_end)])
+    return Frame(request, _rgba(out, request.mode, opts, background, res), ms, path, None, stats, partial=partial,
+                 depth=depth, opacity=opacity)
 
 
 def _rgba(out: RenderOutput, mode: str, opts, background, res: int) -> np.ndarray:
@@ -480,9 +500,8 @@ class _Refinement:
         mask = torch.zeros(self.res * self.res, dtype=torch.bool)
         mask[self.order[:done]] = True
         out = compose_partial({k: v.cpu() for k, v in buffers.items()}, self.res, mask, self.strides[complete])
-        rgba = _rgba(out, self.request.mode, self.opts, self.background, self.res)
-        self.partial(Frame(self.request, rgba, (now - self.start) * 1000, PATH_EXACT, None,
-                           {"refined": done / (self.res * self.res), "stride": self.strides[complete]},
-                           partial=True))
+        self.partial(_frame(self.request, out, self.opts, self.background, (now - self.start) * 1000, PATH_EXACT,
+                            {"refined": done / (self.res * self.res), "stride": self.strides[complete]},
+                            partial=True))
         self.last_shown = time.perf_counter()
         self.published += 1

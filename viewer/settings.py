@@ -35,6 +35,10 @@ SETTINGS_FILE = "viewer.json"
 LAYOUT_FILE = "viewer_layout.ini"
 MAX_RECENT = 10
 FORMAT_VERSION = 1
+# The Interface header's choices (viewer/panels/appearance.py): how large text and widgets are drawn
+# (high-DPI screens), and the colour theme.
+UI_SCALE_MIN, UI_SCALE_MAX = 0.75, 2.5
+THEMES = ("dark", "light")
 
 
 class SettingsWarning(UserWarning):
@@ -78,6 +82,8 @@ class ViewerSettings:
     last_export_folder: Optional[str] = None
     export: Dict[str, Any] = field(default_factory=dict)  # the export panel's last choices, as it wrote them
     panels: Dict[str, Any] = field(default_factory=dict)  # anything else the app wants back (collapsed, tabs...)
+    ui_scale: float = 1.0                  # text and widget size, UI_SCALE_MIN..UI_SCALE_MAX
+    theme: str = "dark"                    # one of THEMES
     # Not saved: why (part of) the file could not be used, for the status bar.
     problem: Optional[str] = field(default=None, compare=False, metadata={"persist": False})
 
@@ -156,6 +162,7 @@ _CHECKS = {
     "runs_folder": _opt_str, "window_width": _int(100, 100_000, optional=True), "window_height": _int(100, 100_000, optional=True),
     "window_x": _int(-100_000, 100_000, optional=True), "window_y": _int(-100_000, 100_000, optional=True),
     "last_export_folder": _opt_str, "export": _dict, "panels": _dict,
+    "ui_scale": _float(UI_SCALE_MIN, UI_SCALE_MAX), "theme": _choice(THEMES),
 }
 
 
@@ -217,4 +224,5 @@ def save_settings(settings: ViewerSettings, path=None) -> Optional[Path]:
 
 
 __all__ = ["ViewerSettings", "load_settings", "save_settings", "settings_dir", "settings_path", "layout_path",
-           "settings_from_dict", "SettingsWarning", "MAX_RECENT"]
+           "settings_from_dict", "SettingsWarning", "MAX_RECENT", "UI_SCALE_MIN", "UI_SCALE_MAX",
+           "THEMES"]

@@ -56,14 +56,23 @@ def fit_window(work_area: Optional[Rect], saved_size=None, saved_pos=None) -> Re
     return Rect(x, y, w, h)
 
 
-def tile_panels(width: int, height: int) -> Dict[str, Rect]:
-    """Rectangles (inside the window) of the four panels for a client area of width x height."""
-    body = max(100, height - STATUS_HEIGHT)
-    controls, tasks = CONTROLS_WIDTH, TASKS_WIDTH
-    spare = width - controls - tasks - MIN_VIEW_WIDTH
-    if spare < 0:
+def tile_panels(width: int, height: int, scale: float = 1.0, status_height: int = STATUS_HEIGHT) -> Dict[str, Rect]:
+    """Rectangles (inside the window) of the four panels for a client area of width x height. At a
+    UI scale above 1 (larger text) the side columns widen with it, but the View keeps at least
+    MIN_VIEW_WIDTH while the side columns can still give way (down to their unscaled minimums)."""
+    scale = max(0.5, float(scale))
+    body = max(100, height - status_height)
+    controls, tasks = round(CONTROLS_WIDTH * scale), round(TASKS_WIDTH * scale)
+    min_c = min(controls, max(MIN_CONTROLS_WIDTH, round(MIN_CONTROLS_WIDTH * scale)))
+    min_t = min(tasks, max(MIN_TASKS_WIDTH, round(MIN_TASKS_WIDTH * scale)))
+    for floor_c, floor_t in ((min_c, min_t), (min(controls, MIN_CONTROLS_WIDTH), min(tasks, MIN_TASKS_WIDTH))):
+        spare = width - controls - tasks - MIN_VIEW_WIDTH
+        if spare >= 0:
+            break
         # Take what the View lacks from the side columns, in proportion to what each can give.
-        give_c, give_t = controls - MIN_CONTROLS_WIDTH, tasks - MIN_TASKS_WIDTH
+        give_c, give_t = controls - floor_c, tasks - floor_t
+        if give_c + give_t <= 0:
+            continue
         lack = min(-spare, give_c + give_t)
         cut_c = round(lack * give_c / (give_c + give_t))
         controls, tasks = controls - cut_c, tasks - (lack - cut_c)

@@ -17,7 +17,7 @@ import dearpygui.dearpygui as dpg
 
 from trigan.core.cameras import Pose
 from trigan.viewer.orbit import FOV_MAX, FOV_MIN, PRESETS
-from trigan.viewer.panels.common import hint
+from trigan.viewer.panels.common import hint, tip
 from trigan.viewer.panels.interface import ViewerActions, ViewerState
 
 YAW, PITCH, RADIUS, FOV = "camera_yaw", "camera_pitch", "camera_radius", "camera_fov"
@@ -29,6 +29,14 @@ FIELDS = {
     # A radius of 0 or less (on the way to typing 0.5, say) becomes the nearest one the zoom allows.
     RADIUS: ("radius", 0.05, 0.5, "%.3f", lambda v: {"radius": max(v, 1e-9)}),
     FOV: ("fov deg", 1.0, 5.0, "%.1f", lambda v: {"fov": min(max(v, FOV_MIN), FOV_MAX)}),
+}
+
+
+FIELD_TIPS = {
+    YAW: "Yaw in degrees, around the vertical axis (0 looks from +X). Type a value or step it by 5 (ctrl+click: 45).",
+    PITCH: "Pitch in degrees from straight up: 90 is level, smaller looks down from above. Stops short of the poles.",
+    RADIUS: "The camera's distance from the look-at point (the wheel zooms it by 1.1 per step).",
+    FOV: f"Field of view in degrees, {FOV_MIN:g}..{FOV_MAX:g}: narrower magnifies, independently of the radius.",
 }
 
 
@@ -55,9 +63,13 @@ class CameraPanel:
             dpg.add_button(label="reset", tag="camera_reset", callback=self._reset)
         dpg.add_button(label="draw from the model's cameras", tag="camera_draw",
                        callback=lambda: self.actions.draw_camera())
-        with dpg.tooltip("camera_draw"):
-            dpg.add_text("A camera from the distribution the model was trained with, for this seed and class:\n"
-                         "a 3DGP model's learned camera generator applied to a prior camera, else a prior camera.")
+        tip("camera_draw", "A camera from the distribution the model was trained with, for this seed and class: "
+                           "a 3DGP model's learned camera generator applied to a prior camera, else a prior camera.")
+        for tag, text in FIELD_TIPS.items():
+            tip(tag, text)
+        for name in PRESETS:
+            tip(f"camera_{name}", f"Look at the object from the {name} (same radius and fov).")
+        tip("camera_reset", "Back to the model's start view (also: double-click the image, or R).")
         hint("Type a number into a field or step it with - / +. Image: left-drag orbits, right/middle-drag "
              "pans, wheel zooms, double-click resets; arrows orbit, +/- zoom, R resets (not while typing in "
              "a field). Pitch is measured from straight up (90 = level).")

@@ -18,7 +18,8 @@ from trigan.core.mesh import parse_level
 from trigan.core.selection import parse_int_list
 from trigan.core.trajectories import DEFAULT_FRAMES
 from trigan.core.trajectories import NAMED as TRAJECTORIES
-from trigan.viewer.panels.common import BAD, MUTED, JobList, hint, path_field
+from trigan.viewer.desktop import open_folder
+from trigan.viewer.panels.common import BAD, MUTED, JobList, hint, path_field, tip
 from trigan.viewer.panels.interface import ViewerState
 
 if TYPE_CHECKING:                     # annotations only: the jobs module loads torch
@@ -31,6 +32,25 @@ VIDEO_SEEDS, VIDEO_BUTTON, VIDEO_AROUND = "video_seeds", "export_video_button", 
 MESH_RES, MESH_LEVEL, MESH_FORMAT, MESH_COLOURS = "mesh_resolution", "mesh_threshold", "mesh_format", "mesh_colours"
 MESH_BUTTON = "export_mesh_button"
 MESSAGE = "export_message"
+OPEN_FOLDER, OPEN_MESSAGE = "export_open_folder", "export_open_message"
+TIPS = {
+    OPEN_FOLDER: "Show the export folder in the desktop's file manager.",
+    SHOT: "Save the frame on screen as a PNG at its rendered resolution (a background job).",
+    VIDEO_TRAJ: "The camera path of the video (see docs/render.md); choosing one sets its usual frame count.",
+    VIDEO_FRAMES: "How many frames the video has.",
+    VIDEO_FPS: "Frames per second of the video file.",
+    VIDEO_RES: "The side of the video's frames in pixels (16..1024).",
+    VIDEO_SEEDS: "Empty: the seed on screen. Several seeds (0-3 or 1,5,9) make one video with the seeds in a grid.",
+    VIDEO_AROUND: "On: move around the camera on screen (its look-at point and pivot too). Off: around the "
+                  "model's mean pose.",
+    VIDEO_BUTTON: "Render the video as `trigan render --vis video` does, as a background job (progress and Cancel "
+                  "below).",
+    MESH_RES: "Marching-cubes grid resolution per side (16..1024): finer is slower.",
+    MESH_LEVEL: "The density threshold of the surface: auto (Otsu on the density grid) or a number.",
+    MESH_FORMAT: "ply, obj, glb, or npy (the density volume itself).",
+    MESH_COLOURS: "Colour the mesh's vertices from the model's colours.",
+    MESH_BUTTON: "Extract the mesh as `trigan mesh` does, as a background job.",
+}
 REMEMBERED = (VIDEO_TRAJ, VIDEO_FRAMES, VIDEO_FPS, VIDEO_RES, VIDEO_SEEDS, VIDEO_AROUND, MESH_RES, MESH_LEVEL, MESH_FORMAT,
               MESH_COLOURS)
 
@@ -54,8 +74,12 @@ class ExportPanel:
     def build(self) -> None:
         s = self.state.settings
         folder = s.last_export_folder or os.path.join(os.getcwd(), "exports")
-        path_field(FOLDER, "folder", default=folder, directory=True, hint_text="where exports are written")
-        dpg.add_button(label="Save screenshot (PNG of the current frame)", tag=SHOT, callback=self._screenshot)
+        path_field(FOLDER, "folder", default=folder, directory=True, hint_text="where exports are written",
+                   description="Where the exports are written (created at the first export); files are never "
+                               "overwritten: -1, -2 ... are added to a name already taken.")
+        dpg.add_button(label="Open folder", tag=OPEN_FOLDER, callback=self.open_folder)
+        dpg.add_text("", tag=OPEN_MESSAGE, color=BAD, wrap=0, show=False)
+        dpg.add_button(label="Save screenshot (PNG)", tag=SHOT, callback=self._screenshot)
         dpg.add_separator()
         dpg.add_text("Video", color=MUTED)
         dpg.add_combo(tag=VIDEO_TRAJ, label="trajectory", items=list(TRAJECTORIES), default_value="front_circle",
@@ -68,7 +92,7 @@ class ExportPanel:
                           min_clamped=True, max_clamped=True, width=-90)
         dpg.add_input_text(tag=VIDEO_SEEDS, label="seeds", width=-90,
                            hint="empty: the current seed; 0-3 makes a grid")
-        dpg.add_checkbox(tag=VIDEO_AROUND, label="around the current camera (else the model's mean pose)",
+        dpg.add_checkbox(tag=VIDEO_AROUND, label="around the current camera",
                          default_value=True)
         hint("The video shows what the Render panel shows (rgb, depth or normals), exact renders.")
         dpg.add_button(label="Export video (mp4)", tag=VIDEO_BUTTON, callback=self._video)
@@ -84,6 +108,8 @@ class ExportPanel:
         dpg.add_text("", tag=MESSAGE, color=BAD, wrap=0)
         dpg.add_separator()
         self.job_list.build()
+        for tag, text in TIPS.items():
+            tip(tag, text)
         self.restore(s)
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -116,6 +142,12 @@ class ExportPanel:
             return
         dpg.set_value(MESSAGE, "")
         self.jobs.insert(0, job)
+
+    def open_folder(self) -> None:
+        """The export folder in the desktop's file manager (started detached: never waits)."""
+        problem = open_folder(dpg.get_value(FOLDER))
+        dpg.set_value(OPEN_MESSAGE, problem)
+        dpg.configure_item(OPEN_MESSAGE, show=bool(problem))
 
     # -- the three exports ---------------------------------------------------------------------------
     def _screenshot(self) -> None:
@@ -167,8 +199,10 @@ class ExportPanel:
 
     def job_states(self) -> list:
         jobs = self.runner.jobs
+        listed = {id(j) for j in self.job_list.shown()}       # "Clear finished" takes rows away
         return [{"kind": j.kind, "label": j.label, "state": j.state, "progress": j.progress, "message": j.message,
-                 "output_path": str(j.output_path) if j.output_path else None} for j in jobs]
+                 "output_path": str(j.output_path) if j.output_path else None, "listed": id(j) in listed}
+                for j in jobs]
 
     def store_settings(self, s) -> None:
         s.last_export_folder = dpg.get_value(FOLDER).strip() or None

@@ -60,6 +60,10 @@ class ViewerState(Protocol):
     def device_name(self) -> str:
         """The device the open model renders on."""
 
+    @property
+    def display(self):
+        """How the view shows frames (viewer/depth_display.py DisplayValues: colormap, range ...)."""
+
     def worker_status(self) -> Optional["WorkerStatus"]:
         """What the render worker is doing (None: idle)."""
 
@@ -95,3 +99,6 @@ class ViewerActions(Protocol):
 
     def show_seeds(self) -> None:
         """Back from an inverted latent to seeds, on the model shown before it."""
+
+    def set_display(self, **values) -> None:
+        """New display values (DisplayValues field names): how the view shows a frame, not what it renders."""

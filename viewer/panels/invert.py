@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from trigan.core.errors import TriganError
-from trigan.viewer.panels.common import BAD, GOOD, MUTED, JobList, greyed_when_disabled, hint, path_field
+from trigan.viewer.panels.common import BAD, GOOD, MUTED, JobList, greyed_when_disabled, hint, path_field, tip
 from trigan.viewer.panels.interface import ViewerActions, ViewerState
 
 if TYPE_CHECKING:                     # annotations only: the jobs module loads torch
@@ -42,6 +42,21 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 WEIGHT_EXTENSIONS = (".pth", ".pt")
 CAMERA_CHOICES = ("estimate", "yaw and pitch below")
 TRY_ALL = "try all"
+TIPS = {
+    CAMERA: "estimate: the camera is found with the latent (several starting yaws); or take yaw and pitch below.",
+    FROM_VIEW: "Take yaw and pitch from the camera on screen.",
+    YAW: "The photo's yaw in degrees, trigan's convention (0 looks from +X).",
+    PITCH: "The photo's pitch in degrees from straight up (90 = level).",
+    CLASS: "A conditional model's class, or try all (each is tried, the best kept).",
+    STEPS: "Optimisation steps of the latent (and camera) fit.",
+    PTI_STEPS: "Steps tuning a copy of the model around the latent (pivotal tuning); 0: the latent alone.",
+    WPLUS: "Fit a latent per generator layer (W+) instead of one for all (W): closer fits, less editable.",
+    VIDEO: "Also write an orbit video of the result.",
+    MESH: "Also write the result's coloured mesh.",
+    START: "Check the fields and start the inversion as a background job (progress and Cancel below).",
+    SHOW: "Show the newest result in the view again.",
+    BACK: "Leave the inverted latent and go back to seeds on the model shown before.",
+}
 THUMB = 128                            # the thumbnails' side in pixels (two fit the Tasks panel's width)
 MAX_STEPS = 100_000                    # training.inversion's bound; the settings check says it again
 DEFAULT_STEPS, DEFAULT_PTI_STEPS = 200, 80      # InversionSettings' defaults (tests/test_invert_cli.py checks)
@@ -111,15 +126,16 @@ class InvertPanel:
         s = self.state.settings
         hint("Fit a photo into the open model: a latent, a camera and a tuned copy of the model "
              "(docs/inversion.md).")
-        path_field(IMAGES, "image", extensions=IMAGE_EXTENSIONS, hint_text="a photo; several: separate with ;")
-        path_field(MASK, "mask", extensions=IMAGE_EXTENSIONS, hint_text="optional: white = the object")
+        path_field(IMAGES, "image", extensions=IMAGE_EXTENSIONS, hint_text="a photo; several: separate with ;",
+                   description="The photo to invert (several, separated by ;, are inverted one after the other).")
+        path_field(MASK, "mask", extensions=IMAGE_EXTENSIONS, hint_text="optional: white = the object",
+                   description="Optional, for a single photo: white = the object, black = background (an "
+                               "RGBA photo's alpha is used without one).")
         with dpg.group(horizontal=True):
             dpg.add_combo(tag=CAMERA, items=list(CAMERA_CHOICES), default_value=CAMERA_CHOICES[0], width=-160,
                           callback=lambda: self._camera_fields())
             dpg.add_button(label="the view's", tag=FROM_VIEW, callback=self._camera_from_view)
             dpg.add_text("camera")
-        with dpg.tooltip(FROM_VIEW):
-            dpg.add_text("Take yaw and pitch from the camera on screen")
         with dpg.group(horizontal=True, tag=f"{CAMERA}_fields"):
             dpg.add_input_double(tag=YAW, label="yaw", default_value=0.0, step=0, format="%.1f", width=80)
             dpg.add_input_double(tag=PITCH, label="pitch (degrees; 90 = level)", default_value=90.0, step=0,
@@ -133,16 +149,21 @@ class InvertPanel:
             dpg.add_checkbox(tag=WPLUS, label="W+ (a latent per layer)", default_value=False)
             dpg.add_checkbox(tag=VIDEO, label="video", default_value=True)
             dpg.add_checkbox(tag=MESH, label="mesh", default_value=True)
-        path_field(VGG, "VGG16", extensions=WEIGHT_EXTENSIONS, hint_text="optional: vgg16-397923af.pth")
+        path_field(VGG, "VGG16", extensions=WEIGHT_EXTENSIONS, hint_text="optional: vgg16-397923af.pth",
+                   description="Optional VGG16 weights (vgg16-397923af.pth) for the perceptual loss; never "
+                               "downloaded. Without them the fit uses pixels + SSIM.")
         folder = s.last_export_folder or os.path.join(os.getcwd(), "exports")
         path_field(FOLDER, "folder", default=os.path.join(folder, "inversions"), directory=True,
-                   hint_text="where the results are written")
+                   hint_text="where the results are written",
+                   description="Where the results are written (NAME.inversion.npz, NAME.pti.ckpt, video, mesh).")
         with dpg.group(horizontal=True):
             dpg.add_button(label="Start inversion", tag=START, callback=self.start)
             dpg.add_button(label="Show result", tag=SHOW, callback=self.show_result)
             dpg.add_button(label="Back to seeds", tag=BACK, callback=lambda: self.actions.show_seeds())
         for tag in (SHOW, BACK):
             dpg.bind_item_theme(tag, greyed_when_disabled())
+        for tag, text in TIPS.items():
+            tip(tag, text)
         dpg.add_text("", tag=MESSAGE, color=BAD, wrap=0)
         dpg.add_separator()
         with dpg.texture_registry():

@@ -15,7 +15,7 @@ import dearpygui.dearpygui as dpg
 
 from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_SEED  # RenderRequest's range too
-from trigan.viewer.panels.common import BAD, hint
+from trigan.viewer.panels.common import BAD, hint, tip
 from trigan.viewer.panels.interface import ViewerActions, ViewerState
 from trigan.viewer.render_request import NOISE_MODES
 
@@ -52,6 +52,7 @@ def stepped_seed(seed: int, delta: int) -> int:
 class LatentPanel:
     def __init__(self, state: ViewerState, actions: ViewerActions):
         self.state, self.actions = state, actions
+        self._seed_shown = state.view.seed     # the seed the field last showed (tick)
         self._class_names = []
 
     def build(self) -> None:
@@ -74,14 +75,22 @@ class LatentPanel:
         dpg.add_input_double(tag=PSI, label="psi", default_value=v.psi, min_value=PSI_MIN, max_value=PSI_MAX,
                              min_clamped=True, max_clamped=True, step=PSI_STEP, step_fast=0.25, format="%.2f",
                              width=-LABEL_WIDTH, callback=lambda s, a: self._set(psi=round(float(a), 4)))
-        with dpg.tooltip(PSI):
-            dpg.add_text(f"Truncation psi, {PSI_MIN:g}..{PSI_MAX:g}: 1 = none, 0.7 is usual, 0 = the mean latent.")
+        tip(SEED, "The seed of the latent: a whole number 0..4294967295. Type it and press Enter (or leave "
+                  "the field); a value that is not one is refused beside the field.")
+        tip(SEED_MINUS, "The previous seed (seed - 1).")
+        tip(SEED_PLUS, "The next seed (seed + 1).")
+        tip(SEED_RANDOM, f"A random seed below {RANDOM_SEED_LIMIT}.")
+        tip(PSI, f"Truncation psi, {PSI_MIN:g}..{PSI_MAX:g}: 1 = none, 0.7 is usual, 0 = the mean latent. "
+                 f"Type a value or step it by {PSI_STEP:g} (ctrl+click: by 0.25).")
         with dpg.group(tag=CLASS_ROW, show=False):
             dpg.add_combo(tag=CLASS, label="class", items=[], width=-LABEL_WIDTH,
                           callback=lambda s, a: self._set(class_index=self._class_names.index(a)))
             hint("Truncation pulls toward the chosen class's mean latent.")
         dpg.add_combo(tag=NOISE, label="noise", items=list(NOISE_MODES), default_value=v.noise_mode,
                       width=-LABEL_WIDTH, callback=lambda s, a: self._set(noise_mode=a))
+        tip(CLASS, "The class of a conditional model (by name where the model names its classes).")
+        tip(NOISE, "The generator's per-layer noise: const (fixed maps, the same picture every time), random "
+                   "(new noise each render) or none.")
 
     def _set(self, **values) -> None:
         self.actions.update_view(**values)
@@ -126,6 +135,17 @@ class LatentPanel:
             self._set(class_index=index)
         else:
             self._set(class_index=None)
+
+    def tick(self) -> None:
+        """Follow a seed changed from elsewhere (the Interpolate tab's seed sweep): the field shows it,
+        unless it is being typed into. Only a change of the seed in use rewrites the field, so a
+        refused text stays for the person to correct."""
+        seed = self.state.view.seed
+        if seed != self._seed_shown and not dpg.is_item_active(SEED):
+            self._seed_shown = seed
+            if dpg.get_value(SEED) != str(seed):
+                dpg.set_value(SEED, str(seed))
+                self._seed_message(None)
 
     def sync(self) -> None:
         """Show the viewer's values (after settings were restored or a script changed them)."""

@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 import dearpygui.dearpygui as dpg
 
 from trigan.core.summary import summary_rows
-from trigan.viewer.panels.common import BAD, MUTED, path_field
+from trigan.viewer.panels.common import BAD, MUTED, colour, path_field, tip
 from trigan.viewer.panels.interface import ViewerActions, ViewerState
 
 CKPT_FIELD = "model_path"
@@ -72,9 +72,13 @@ class ModelPanel:
     def build(self) -> None:
         s = self.state.settings
         path_field(CKPT_FIELD, "file", default=s.last_model or "", extensions=MODEL_EXTENSIONS,
-                   on_pick=lambda p: self.open(p), hint_text="checkpoint (.ckpt, .pkl) or run folder")
+                   on_pick=lambda p: self.open(p), hint_text="checkpoint (.ckpt, .pkl) or run folder",
+                   description="The model to show: a trigan checkpoint (.ckpt), an official EpiGRAF or 3DGP "
+                               "snapshot (.pkl) or a training run folder. Type it and press Enter, or pick it with ...")
         path_field("model_run", "run", default="", directory=True, on_pick=lambda p: self.open(p),
-                   hint_text="training run folder")
+                   hint_text="training run folder",
+                   description="A training run folder: opens its best snapshot (its newest with 'latest "
+                               "snapshot for run folders'). Enter or a pick opens it.")
         with dpg.group(horizontal=True):
             dpg.add_button(label="Open", tag="model_open", callback=lambda: self.open(dpg.get_value(CKPT_FIELD)))
             dpg.add_button(label="Reload", tag="model_reload", callback=lambda: self.actions.reload_model())
@@ -82,6 +86,10 @@ class ModelPanel:
         dpg.add_checkbox(label="latest snapshot for run folders", tag=LATEST, default_value=False)
         dpg.add_combo(items=list(s.recent_files), tag=RECENT, label="recent", width=-80,
                       callback=lambda sender, value: self.open(value))
+        tip("model_open", "Open the checkpoint or run folder typed in the file field.")
+        tip("model_reload", "Read the open checkpoint again (after a training run replaced it); the camera stays.")
+        tip(LATEST, "For a run folder: open its newest snapshot (latest.ckpt) instead of its best one.")
+        tip(RECENT, "The models opened last, newest first: choose one to open it again.")
         dpg.add_text("", tag=MESSAGE, wrap=0, color=BAD)
         dpg.add_text("no model", tag=HEADLINE, wrap=0)
         with dpg.tree_node(label="summary", tag="model_summary_node", default_open=False):
@@ -139,5 +147,5 @@ class ModelPanel:
         dpg.delete_item(SUMMARY_TABLE, children_only=True, slot=1)
         for i, (label, parts) in enumerate(rows):
             with dpg.table_row(parent=SUMMARY_TABLE):
-                dpg.add_text(label, color=MUTED)
+                dpg.add_text(label, color=colour("MUTED"))
                 dpg.add_text(", ".join(keep_numbers_with_labels(p) for p in parts), tag=f"{SUMMARY}_{i}", wrap=0)

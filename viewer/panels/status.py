@@ -18,6 +18,13 @@ WINDOW = "status_window"
 TEXT = "status_text"
 WINDOW_SECONDS = 2.0
 HEIGHT = 34
+FONT_PX = 13               # DearPyGui's built-in font
+
+
+def bar_height(scale: float = 1.0) -> int:
+    """The status bar's height at a UI scale: HEIGHT, or one line of scaled text and its padding
+    (the window padding scales with the text too, viewer/panels/appearance.py) where that is more."""
+    return max(HEIGHT, int(round((FONT_PX + 16) * scale)) + 4)
 WARMUP_FRAMES = 30         # the first frames build fonts and GL state: not the steady frame time
 
 
@@ -153,9 +160,11 @@ class StatusBar:
         self._placed_for = None
 
     def place(self) -> None:
-        size = (dpg.get_viewport_client_width(), dpg.get_viewport_client_height())
+        scale = float(dpg.get_global_font_scale())
+        size = (dpg.get_viewport_client_width(), dpg.get_viewport_client_height(), scale)
         if size != self._placed_for and size[0] > 0 and size[1] > 0:
-            dpg.configure_item(WINDOW, pos=(0, size[1] - HEIGHT), width=size[0], height=HEIGHT)
+            height = bar_height(scale)
+            dpg.configure_item(WINDOW, pos=(0, size[1] - height), width=size[0], height=height)
             self._placed_for = size
 
     def frame_shown(self, frame) -> None:

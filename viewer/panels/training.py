@@ -26,7 +26,18 @@ from trigan.core.errors import TriganError
 from trigan.core.limits import MAX_IMAGE_SIDE, SYNTH_MAX_IMAGES, SYNTH_MAX_RESOLUTION
 from trigan.training.config import list_presets
 from trigan.viewer import run_monitor
-from trigan.viewer.panels.common import BAD, GOOD, MUTED, JobList, greyed_when_disabled, hint, path_field
+from trigan.viewer.panels.common import (
+    BAD,
+    GOOD,
+    MUTED,
+    JobList,
+    greyed_when_disabled,
+    hint,
+    is_theme,
+    path_field,
+    themed,
+    tip,
+)
 from trigan.viewer.panels.interface import ViewerState
 
 if TYPE_CHECKING:                     # annotations only: the jobs module loads torch
@@ -56,6 +67,26 @@ SYNTH_OUT, SYNTH_NUM, SYNTH_RES, SYNTH_CLASSES = "synth_out", "synth_num", "synt
 SYNTH_BUTTON = "synth_button"
 REMEMBERED = (DATA, PRESET, GAMMA, BATCH, RES, KIMG, OVERRIDES, SYNTH_OUT, SYNTH_NUM, SYNTH_RES, SYNTH_CLASSES)
 POLL_SECONDS = 1.0
+TIPS = {
+    SYNTH_NUM: "How many images the synthetic dataset holds.",
+    SYNTH_RES: "The side of the synthetic images in pixels.",
+    SYNTH_CLASSES: "How many shape classes (1..7): more than one makes a conditional dataset.",
+    SYNTH_BUTTON: "Render the synthetic dataset as a background job (trigan dataset synth); the data field "
+                  "takes it when it is done.",
+    PRESET: "The training configuration to start from (trigan train --preset).",
+    GAMMA: "The R1 regularisation weight; passed on the command line as typed.",
+    BATCH: "Images per training step.",
+    RES: "The image resolution to train at; 0 keeps the preset's.",
+    KIMG: "How long to train, in thousands of images shown to the discriminator.",
+    OVERRIDES: "More config values as key=value, separated by spaces (optional).",
+    DESC: "A word added to the run folder's name (optional).",
+    START: "Start `trigan train` as its own process in the runs folder; it keeps running when the viewer closes.",
+    RUN_LIST: "Every run in the runs folder with what it is doing; select one to see its progress, curves and samples.",
+    STOP: "Ask the selected run to stop cleanly: it finishes the step and writes latest.ckpt (resume it later).",
+    RESUME: "Continue the selected stopped or interrupted run from its latest.ckpt.",
+    LOAD_LATEST: "Open the selected run's newest snapshot (latest.ckpt) in the view.",
+    LOAD_BEST: "Open the selected run's best snapshot (best.ckpt) in the view.",
+}
 MAX_PANEL_BATCH = 65536                # far above any batch that fits a device; the config check decides
 # Room for a wrapped error; for the details: state, progress, resolution, a note, three rows of
 # losses, metrics and the run's message (more scrolls).
@@ -77,7 +108,7 @@ _THEMES: Dict[str, int] = {}
 def _plot_theme() -> int:
     """A margin of a tenth around the fitted data: the first and last points, and the markers of a
     short curve, are not cut in half at the plot's edges."""
-    if "plot" not in _THEMES:
+    if not is_theme(_THEMES.get("plot")):
         with dpg.theme() as theme:
             with dpg.theme_component(dpg.mvPlot):
                 dpg.add_theme_style(dpg.mvPlotStyleVar_FitPadding, 0.1, 0.1, category=dpg.mvThemeCat_Plots)
@@ -87,7 +118,7 @@ def _plot_theme() -> int:
 
 def _marker_theme() -> int:
     """Circles on every point of a line series: a curve of one point draws no line at all."""
-    if "markers" not in _THEMES:
+    if not is_theme(_THEMES.get("markers")):
         with dpg.theme() as theme:
             with dpg.theme_component(dpg.mvLineSeries):
                 dpg.add_theme_style(dpg.mvPlotStyleVar_Marker, dpg.mvPlotMarker_Circle, category=dpg.mvThemeCat_Plots)
@@ -292,10 +323,12 @@ class TrainingPanel:
         runs_folder = s.runs_folder or os.path.join(os.getcwd(), "runs")
         dpg.add_text("New run", color=MUTED)
         path_field(DATA, "data", default="", directory=False,
-                   extensions=(".zip",), hint_text="dataset .zip or folder")
+                   extensions=(".zip",), hint_text="dataset .zip or folder",
+                   description="The training images: a dataset .zip or folder as `trigan dataset` writes it "
+                               "(or make a synthetic one below).")
         with dpg.tree_node(label="make a synthetic dataset", default_open=False):
             path_field(SYNTH_OUT, "out", default=os.path.join(os.getcwd(), "data", "shapes64.zip"),
-                       extensions=(".zip",))
+                       extensions=(".zip",), description="Where the synthetic dataset's .zip is written.")
             # Integer fields hold 32 bits in DearPyGui: every one gets an explicit ceiling below that.
             dpg.add_input_int(tag=SYNTH_NUM, label="images", default_value=2000, min_value=8, min_clamped=True,
                               max_value=SYNTH_MAX_IMAGES, max_clamped=True, width=-90)
@@ -319,7 +352,9 @@ class TrainingPanel:
         dpg.add_input_text(tag=DESC, label="name", width=-90, hint="a word for the run folder (optional)")
         hint("resolution 0 keeps the preset's; gamma and batch start at the demo preset's values.")
         path_field(RUNS_FOLDER, "runs", default=runs_folder, directory=True,
-                   on_pick=lambda p: self._watch())
+                   on_pick=lambda p: self._watch(),
+                   description="The folder of training runs: new runs go here, and the list below shows "
+                               "every run in it. Enter or a pick follows the folder typed.")
         dpg.add_button(label="Start training", tag=START, callback=self._start)
         # Text that changes while a run goes on sits in boxes of fixed height: wrapped lines come and
         # go with the values (a loss that is logged every other tick, the heartbeat's age), and
@@ -337,6 +372,8 @@ class TrainingPanel:
             dpg.add_button(label="View best", tag=LOAD_BEST, callback=lambda: self._load("best"), enabled=False)
         for tag in BUTTONS:
             dpg.bind_item_theme(tag, greyed_when_disabled())
+        for tag, text in TIPS.items():
+            tip(tag, text)
         with dpg.child_window(tag=DETAILS_BOX, height=_lines(DETAILS_LINES), border=False):
             dpg.add_text("no run selected", tag=DETAILS_STATE, wrap=0, color=MUTED)
             dpg.add_text("", tag=DETAILS, wrap=0)
@@ -380,7 +417,7 @@ class TrainingPanel:
 
     def _message(self, text: str, ok: bool = True) -> None:
         dpg.set_value(MESSAGE, text)
-        dpg.configure_item(MESSAGE, color=GOOD if ok else BAD)
+        dpg.configure_item(MESSAGE, color=themed(GOOD if ok else BAD))
 
     def overrides(self) -> Dict[str, str]:
         """The main settings as config overrides, plus the free-form key=value field."""
@@ -538,12 +575,12 @@ class TrainingPanel:
         self._show_buttons(r)
         if r is None:
             dpg.set_value(DETAILS_STATE, snap.error or "no run selected")
-            dpg.configure_item(DETAILS_STATE, color=MUTED)
+            dpg.configure_item(DETAILS_STATE, color=themed(MUTED))
             dpg.set_value(DETAILS, "")
             return
         text, colour = _state_line(r, self._stopping(r))
         dpg.set_value(DETAILS_STATE, text)
-        dpg.configure_item(DETAILS_STATE, color=colour)
+        dpg.configure_item(DETAILS_STATE, color=themed(colour))
         dpg.set_value(DETAILS, "\n".join(details_lines(r, self._details_width())))
 
     def _show_buttons(self, r) -> None:
