@@ -280,6 +280,24 @@ def type_into(viewer: Viewer, tag: str, text: str, then: str = "Return") -> None
         time.sleep(0.3)
 
 
+def type_number(viewer: Viewer, tag: str, number) -> None:
+    """Click into a number field, select what it holds, type the number and press Enter."""
+    x, y, w, h, _ = viewer.rect_of(tag)
+    for _ in range(3):
+        viewer.move(x + min(w // 2, 40), y + h // 2)       # in the field, not on its label
+        time.sleep(0.2)
+        viewer.xdotool("click", 1)
+        time.sleep(0.4)
+        viewer.xdotool("key", "--clearmodifiers", "ctrl+a")
+        viewer.xdotool("key", "BackSpace")
+        viewer.xdotool("type", "--delay", "40", str(number))
+        viewer.xdotool("key", "Return")
+        time.sleep(0.4)
+        if abs(float(value_of(viewer, tag)) - float(number)) < 1e-6:
+            return
+    raise AssertionError(f"{tag} holds {value_of(viewer, tag)!r}, not the typed {number}")
+
+
 def values_of(viewer: Viewer, *tags: str, timeout: float = 30.0) -> dict:
     """The widgets' {"value": ..., "label": ...} (None: no such widget) from the state file's
     "values", which reports every watched widget."""

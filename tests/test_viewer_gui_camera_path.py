@@ -4,8 +4,8 @@ export the video from the panel, and check that `trigan render --vis video --tra
 with the same seed, class, psi, resolution and fps decodes to the same frames, pixel for pixel.
 
 A real window on a private Xvfb, real clicks, drags and key strokes from xdotool (tests/gui_harness.py).
-The tests run in order on one viewer. Run only these:
-`flock /tmp/h34/gui.lock python -m pytest -m gui tests/test_viewer_gui_camera_path.py`.
+The tests run in order on one viewer. Screenshots go to $TRIGAN_GUI_SHOTS (default
+/tmp/trigan-gui-camera-path). Run only these: `python -m pytest -m gui tests/test_viewer_gui_camera_path.py`.
 """
 
 from __future__ import annotations

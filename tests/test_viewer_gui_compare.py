@@ -10,7 +10,6 @@ Run only these: `python -m pytest -m gui tests/test_viewer_gui_compare.py`.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ from gui_harness import START_TIMEOUT, Viewer, image_center, screen_fixture, typ
 SCREEN = (1280, 800)
 RESOLUTION = 128
 SHOTS = Path(os.environ.get("TRIGAN_GUI_SHOTS", "/tmp/trigan-gui-compare"))
-DOC_SHOTS = Path("/tmp/h34/shots")
 EXACT_WAIT = 600.0          # four exact cells at 128^2 on a shared 2-core machine
 # Both PNGs hold uint8 of the same float frame (render_request.Frame.rgb_uint8); the grid's cell and
 # the single view are the same request, rendered twice (deterministic, up to float32 rounding in the
@@ -119,8 +117,6 @@ def test_grid_cells_orbit_together_and_equal_single_renders(viewer, tmp_path):
     open_compare_tab(viewer)                       # the picture for the docs: the tab beside its grid
     viewer.move(3, 3)                              # no tooltip or readout under the pointer
     viewer.screenshot(SHOTS / "compare-grid.png")
-    DOC_SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(SHOTS / "compare-grid.png", DOC_SHOTS / "A-compare-grid.png")
     after = save_frame(viewer)
     for box in boxes:
         moved = np.abs(cell(after, box) - cell(before, box)).max(axis=-1)

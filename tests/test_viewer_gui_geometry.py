@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from trigan.viewer.scene import Scene
 SCREEN = (1280, 800)
 RESOLUTION = 128
 FRAME_TIMEOUT = 240.0
-SHOTS = Path("/tmp/h34/shots")
+SHOTS = Path(os.environ.get("TRIGAN_GUI_SHOTS", "/tmp/trigan-gui-geometry"))  # screenshots to look at
 
 xserver = screen_fixture(SCREEN)
 

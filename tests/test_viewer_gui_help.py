@@ -31,7 +31,7 @@ from gui_harness import (
 
 SCREEN = (1280, 800)
 RESOLUTION = 128
-SHOTS = Path("/tmp/h34/shots")
+SHOTS = Path(os.environ.get("TRIGAN_GUI_SHOTS", "/tmp/trigan-gui-help"))  # screenshots to look at
 CANCELLED_LIGHT = (235, 160, 60)        # ui_style.CANCELLED: the dark theme's orange
 
 xserver = screen_fixture(SCREEN)

@@ -19,7 +19,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from gui_harness import START_TIMEOUT, Viewer, crop, screen_fixture, type_into, value_of, write_settings_at
+from gui_harness import START_TIMEOUT, Viewer, crop, screen_fixture, type_into, type_number, write_settings_at
 
 SCREEN = WINDOW_SIZE = (1280, 800)
 SHOTS = Path(os.environ.get("TRIGAN_GUI_SHOTS", "/tmp/trigan-gui-interpolate"))
@@ -48,24 +48,6 @@ def viewer(xserver, tmp_path_factory):
 
 def interp(s) -> dict:
     return (s.get("panels") or {}).get("interpolate") or {}
-
-
-def type_number(viewer, tag: str, number) -> None:
-    """Click into a number field, select what it holds, type the number and press Enter."""
-    x, y, w, h, _ = viewer.rect_of(tag)
-    for _ in range(3):
-        viewer.move(x + min(w // 2, 40), y + h // 2)       # in the field, not on its label or buttons
-        time.sleep(0.2)
-        viewer.xdotool("click", 1)
-        time.sleep(0.4)
-        viewer.xdotool("key", "--clearmodifiers", "ctrl+a")
-        viewer.xdotool("key", "BackSpace")
-        viewer.xdotool("type", "--delay", "40", str(number))
-        viewer.xdotool("key", "Return")
-        time.sleep(0.4)
-        if abs(float(value_of(viewer, tag)) - float(number)) < 1e-6:
-            return
-    raise AssertionError(f"{tag} holds {value_of(viewer, tag)!r}, not {number}")
 
 
 def frame_image(viewer, name: str) -> np.ndarray:

@@ -32,6 +32,7 @@ from gui_harness import (
     image_center,
     screen_fixture,
     type_into,
+    type_number,
     value_of,
     values_of,
     write_settings_at,
@@ -91,24 +92,6 @@ def _shot(viewer, name):
 def _newest_job(s) -> dict:
     jobs = (s.get("inversion") or {}).get("jobs") or []
     return jobs[0] if jobs else {}
-
-
-def type_number(viewer, tag: str, number) -> None:
-    """Click into a number field, select what it holds, type the number and press Enter."""
-    x, y, w, h, _ = viewer.rect_of(tag)
-    for _ in range(3):
-        viewer.move(x + min(w // 2, 40), y + h // 2)       # in the field, not on its label
-        time.sleep(0.2)
-        viewer.xdotool("click", 1)
-        time.sleep(0.4)
-        viewer.xdotool("key", "--clearmodifiers", "ctrl+a")
-        viewer.xdotool("key", "BackSpace")
-        viewer.xdotool("type", "--delay", "40", str(number))
-        viewer.xdotool("key", "Return")
-        time.sleep(0.4)
-        if abs(float(value_of(viewer, tag)) - float(number)) < 1e-6:
-            return
-    raise AssertionError(f"{tag} holds {value_of(viewer, tag)!r}, not the typed {number}")
 
 
 def choose_in_combo(viewer, tag: str, index: int, expected: str) -> None:
