@@ -1,4 +1,4 @@
-"""`trigan dataset synth | check | resize | pack | select | features`: make, inspect and prepare training datasets."""
+"""`trigan dataset synth | check | resize | pack | select | poses | features`: make, inspect and prepare training datasets."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ examples:
   trigan dataset check data/shapes64.zip
   trigan dataset resize ~/photos data/photos256.zip --resolution 256
   trigan dataset pack data/my_folder data/my_folder.zip
+  trigan dataset poses ~/eg3d/ffhq/dataset.json --format eg3d --out data/ffhq256.zip --center
   trigan dataset select data/imagenet256.zip data/imagenet256_sel.zip --keep-ratio 0.333 --per-class
   trigan dataset features data/imagenet256.zip --out data/imagenet256_resnet50.memmap --weights resnet50.pth
 
@@ -41,10 +42,14 @@ CHECK_EXAMPLES = """\
 examples:
   trigan dataset check data/ffhq256.zip
   trigan dataset check data/my_folder --require-camera-angles
+  trigan dataset check data/ffhq256.zip --picture ffhq256_check.png
 
 Prints each problem as `PATH: message` (errors, and notes such as grayscale images converted to
-RGB), then a summary line. Exit status: 0 when there are no errors, 1 when there are errors, 2 when
-the path cannot be opened at all.
+RGB), then, when dataset.json has camera_angles, the pose distribution (`poses:` lines: yaw centre
+(circular mean) and pitch mean, spread, outliers, yaw coverage with and without mirroring, and a
+warning when yaw is not zero-centred), then a summary line. --picture writes a PNG: a contact sheet
+of 32 sample images (seed 0) and a yaw/pitch scatter with histograms. Exit status: 0 when there are
+no errors, 1 when there are errors, 2 when the path cannot be opened at all.
 """
 
 RESIZE_HELP = "centre-crop every image (and depth map) to a square and resize it"
@@ -70,6 +75,23 @@ Before packing, the folder is opened as a dataset (dataset.json, labels, camera 
 depth maps are checked, images are not decoded); --no-check skips that.
 """
 
+
+POSES_HELP = "write dataset.json camera_angles from EG3D labels, GRAM pose files or plain angles"
+POSES_EXAMPLES = """\
+examples:
+  trigan dataset poses ~/eg3d/ffhq/dataset.json --format eg3d --out data/ffhq256.zip --center
+  trigan dataset poses ~/GRAM/datasets/ffhq/poses --format gram --out data/ffhq256/
+  trigan dataset poses angles.csv --format angles --degrees --yaw-zero +z --out data/cars/
+
+SRC: eg3d: EG3D's dataset.json ({"labels": [[name, [16 cam2world + 9 intrinsics]], ...]});
+gram: GRAM's folder of pose files (<name>.mat for FFHQ, <name>_pose.npy for Cats); angles: a CSV
+(name, yaw, pitch[, roll]) or a JSON ({name: [yaw, pitch, roll]}), yaw the azimuth from +X toward
++Z, pitch the polar angle from +Y (--elevation: from the horizon), radians unless --degrees.
+--yaw-zero names the source axis that becomes trigan's yaw 0 (eg3d and gram: +z, their front;
+angles: +x, kept as given). --center subtracts the circular mean yaw. DATA: a dataset folder or
+zip (its images are matched by name; a zip is rewritten with the new dataset.json), or a
+dataset.json path. Formulas: docs/datasets.md.
+"""
 
 FEATURES_HELP = "compute ResNet-50 features of every image, for 3DGP's knowledge distillation"
 FEATURES_EXAMPLES = """\
@@ -165,6 +187,9 @@ def add_parser(sub) -> None:
     c.add_argument("data", metavar="DATA", help="a dataset zip or folder")
     c.add_argument("--require-camera-angles", action="store_true",
                    help="make a dataset.json without camera_angles an error (models with dist=custom need them)")
+    c.add_argument("--picture", metavar="PATH.png",
+                   help="write a PNG: contact sheet of sample images and the yaw/pitch scatter and histograms")
+    c.add_argument("--force", action="store_true", help="overwrite the --picture file if it exists")
     c.set_defaults(run=run_check)
 
     r = _sub(actions, "resize", RESIZE_HELP, RESIZE_EXAMPLES)
@@ -200,6 +225,17 @@ def add_parser(sub) -> None:
     sel.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     sel.set_defaults(run=run_select)
 
+    ps = _sub(actions, "poses", POSES_HELP, POSES_EXAMPLES)
+    ps.add_argument("src", metavar="SRC", help="EG3D's dataset.json, GRAM's folder of pose files, or a CSV/JSON of angles")
+    ps.add_argument("--format", required=True, choices=("eg3d", "gram", "angles"), help="the kind of SRC")
+    ps.add_argument("--out", metavar="DATA", required=True, help="the dataset (folder or zip) or dataset.json to write camera_angles into")
+    ps.add_argument("--yaw-zero", choices=("+x", "+z"), help="source axis that becomes yaw 0 (default +z for eg3d and gram, +x for angles)")
+    ps.add_argument("--degrees", action="store_true", help="angles: the numbers are degrees (default radians)")
+    ps.add_argument("--elevation", action="store_true", help="angles: pitch is the elevation above the horizon, not the polar angle from +Y")
+    ps.add_argument("--center", action="store_true", help="subtract the circular mean yaw so the data is zero-centred")
+    ps.add_argument("--force", action="store_true", help="replace camera_angles that DATA already has")
+    ps.set_defaults(run=run_poses)
+
     f = _sub(actions, "features", FEATURES_HELP, FEATURES_EXAMPLES)
     f.add_argument("data", metavar="DATA", help="a dataset zip or folder")
     f.add_argument("--out", metavar="FILE", required=True, help="the features file to write (e.g. NAME.memmap)")
@@ -229,10 +265,30 @@ def run_synth(args) -> int:
 
 
 def run_check(args) -> int:
-    from trigan.training.dataset_tools import check_dataset, format_summary  # noqa: PLC0415 (loads torch: see cli/main.py)
+    # These load torch (see cli/main.py).
+    from trigan.training.dataset_report import (  # noqa: PLC0415
+        center_command,
+        check_picture_path,
+        format_pose_report,
+        pose_stats,
+        read_poses,
+        write_picture,
+    )
+    from trigan.training.dataset_tools import check_dataset, format_summary  # noqa: PLC0415
+    if args.picture:     # a bad --picture stops before the (long) check, not after it
+        check_picture_path(args.picture, force=args.force)
     problems, summary = check_dataset(args.data, require_camera_angles=args.require_camera_angles, progress=True)
     for p in problems:
         print(f"{p.path}: {'error' if p.severity == 'error' else 'note'}: {p.message}")
+    poses = read_poses(args.data)
+    pose_lines = []
+    if poses.angles is not None:
+        pose_lines = format_pose_report(pose_stats(poses.angles, poses.names), center_command(args.data, poses.json_path))
+    for line in pose_lines:
+        print(line)
+    if args.picture:
+        out = write_picture(args.data, args.picture, poses=poses, stats_lines=pose_lines, force=args.force)
+        print(f"wrote {out}")
     print(format_summary(summary))
     sys.stdout.flush()
     return 1 if summary.errors else 0
@@ -253,6 +309,30 @@ def run_pack(args) -> int:
     skipped = f", {info['skipped']} other files left out" if info["skipped"] else ""
     print(f"wrote {info['path']}: {info['images']} images, {info['depth']} depth maps"
           f"{', dataset.json' if info['json'] else ''}{skipped} ({info['bytes'] / 2 ** 20:.1f} MiB)")
+    return 0
+
+
+def run_poses(args) -> int:
+    from trigan.training.pose_import import (  # noqa: PLC0415 (loads torch: see cli/main.py)
+        center_yaws,
+        describe,
+        format_angle,
+        import_poses,
+        read_poses,
+        yaw_concentration,
+    )
+    table = read_poses(args.src, args.format, yaw_zero=args.yaw_zero, degrees=args.degrees, elevation=args.elevation)
+    for line in describe(table):
+        print(line)
+    if args.center:
+        if yaw_concentration(table.angles) < 0.1:   # e.g. 360-degree data: no front to centre on
+            print("warning: the yaws cover the circle almost evenly; their mean (used by --center) means little")
+        print(f"centred: subtracted the mean yaw {format_angle(center_yaws(table))} (circular mean; pitch unchanged)")
+    result = import_poses(table, args.out, force=args.force)
+    if result.extra:
+        shown_names = ", ".join(result.extra[:5]) + (", ..." if len(result.extra) > 5 else "")
+        print(f"note: {len(result.extra)} poses have no image in {args.out} (not written): {shown_names}")
+    print(f"wrote {result.path}: camera_angles for {result.written} images")
     return 0
 
 

@@ -437,8 +437,9 @@ def test_check_exit_status_and_output(tmp_path, capsys):
     good = write_dataset(tmp_path / "good.zip", _good())
     code, out, _ = run(capsys, "dataset", "check", str(good))
     assert code == 0
-    assert out.strip().splitlines() == [f"{good}: 3 images, {RES}x{RES}, 2 classes, depth yes, camera angles yes: "
-                                        f"0 errors, 0 notes"]
+    lines = out.strip().splitlines()        # the pose distribution's lines, then the summary line
+    assert lines[-1] == f"{good}: 3 images, {RES}x{RES}, 2 classes, depth yes, camera angles yes: 0 errors, 0 notes"
+    assert lines[:-1] and all(line.startswith("poses: ") for line in lines[:-1])
     files = _good()
     case_corrupt(files)
     case_negative_label(files)
