@@ -38,7 +38,10 @@ examples:
   trigan train --slurm --nodes 2 --gpus-per-node 4 --partition gpu --submit --config epigraf_ffhq512 --data ffhq512.zip --out runs
 
 Everything (flags, config, dataset, the output folder) is checked before the run directory is made:
-a refused run leaves nothing behind, nor does one that fails before its first checkpoint. A run that
+a refused run leaves nothing behind, nor does one that fails before its first checkpoint.
+A new run starts with a pre-flight check of the config against the data (pose conditioning, yaw
+centre, gamma for the patch size, resolution, labels): each warning is one line with its fix,
+printed and kept in the run's log.txt; --strict refuses to start instead. A run that
 fails later (a full or read-only disk, divergence) says why in one line and in status.json
 (phase "failed"); latest.ckpt keeps the last good state.
 
@@ -71,6 +74,9 @@ def add_parser(subparsers) -> None:
                    help="start a new run from the weights of CKPT (fine-tuning): G and G_ema from it, D too "
                         "when it holds one (a G_ema-only file gives a fresh D); schedules start at 0")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse to start a new run when the pre-flight check warns (known ways to waste a run: "
+                        "pose conditioning off for posed data, yaw not zero-centred, gamma, resolution, labels)")
     slurm = p.add_argument_group("SLURM (write, and with --submit submit, an sbatch script)")
     slurm.add_argument("--slurm", action="store_true", help="prepare the run and write RUN/slurm.sbatch")
     slurm.add_argument("--submit", action="store_true", help="also submit it with sbatch")
@@ -164,6 +170,7 @@ def _prepare(args, info, writer_log=print):
     cfg = _base_config(args.config, _overrides(args))
     cfg.training.data = str(Path(args.data).resolve()) if Path(args.data).exists() else args.data
     dataset = _open_dataset(cfg)
+    _preflight(cfg, args.strict, log if info.is_main else None)     # the config as asked, before fitting
     fit_config_to_dataset(cfg, dataset, log)
     check_run_setup(cfg, dataset, info)
     run_dir = None
@@ -175,6 +182,24 @@ def _prepare(args, info, writer_log=print):
             atomic_write_text(run_dir / "version.json", json.dumps(code_version(), indent=1))
     run_dir = Path(ddp.broadcast_object(info, None if run_dir is None else str(run_dir)))
     return cfg, run_dir, dataset, False
+
+
+def _preflight(cfg, strict: bool, log) -> None:
+    """Known ways to waste a run (training/preflight.py), one line each with the fix: logged as
+    "warning: ..." (printed, and kept in the run's log.txt and status.json), or with --strict printed
+    as errors and the run refused before anything is written. log is None on the other processes of
+    a distributed run: they refuse alike but say nothing."""
+    from trigan.training.preflight import dataset_facts, preflight, strict_error  # noqa: PLC0415 (loads torch)
+
+    warnings = preflight(cfg, dataset_facts(cfg.training.data))
+    if strict and warnings:
+        if log is not None:
+            for w in warnings:
+                print(f"trigan: error: pre-flight: {w}", file=sys.stderr, flush=True)
+        raise TriganError(strict_error(warnings))
+    if log is not None:
+        for w in warnings:
+            log(f"warning: {w}")
 
 
 @contextmanager

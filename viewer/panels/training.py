@@ -2,6 +2,10 @@
 folder (phase, kimg, images/s, ETA, loss and metric plots, the newest sample grid), stop, resume,
 and load a run's snapshot into the view.
 
+Before a run starts (Start, or Check alone), the pre-flight check (training/preflight.py) compares
+the chosen preset and overrides with the dataset in a background thread and lists its warnings,
+one line each with the fix; the run still starts unless "strict" is ticked.
+
 A run is its own OS process, started detached (viewer.run_monitor.start_run), and the viewer follows
 it only through files in its run directory, so closing the viewer never stops a run and reopening it
 shows the run again. Those files are read by `RunPoller`, a background thread, once a second; the
@@ -22,9 +26,10 @@ import dearpygui.dearpygui as dpg
 import numpy as np
 from PIL import Image
 
-from trigan.core.errors import TriganError
+from trigan.core.errors import TriganError, one_line
 from trigan.core.limits import MAX_IMAGE_SIDE, SYNTH_MAX_IMAGES, SYNTH_MAX_RESOLUTION
-from trigan.training.config import list_presets
+from trigan.training.config import list_presets, load_config
+from trigan.training.preflight import dataset_facts, preflight
 from trigan.viewer import run_monitor
 from trigan.viewer.panels.common import (
     BAD,
@@ -65,7 +70,10 @@ LOSS_X, METRIC_X = "train_loss_x", "train_metric_x"
 SAMPLE_IMAGE, SAMPLE_TEXT = "train_sample", "train_sample_text"
 SYNTH_OUT, SYNTH_NUM, SYNTH_RES, SYNTH_CLASSES = "synth_out", "synth_num", "synth_resolution", "synth_classes"
 SYNTH_BUTTON = "synth_button"
-REMEMBERED = (DATA, PRESET, GAMMA, BATCH, RES, KIMG, OVERRIDES, SYNTH_OUT, SYNTH_NUM, SYNTH_RES, SYNTH_CLASSES)
+CHECK, STRICT = "train_check_button", "train_strict"
+PREFLIGHT, PREFLIGHT_BOX = "train_preflight", "train_preflight_box"
+REMEMBERED = (DATA, PRESET, GAMMA, BATCH, RES, KIMG, OVERRIDES, SYNTH_OUT, SYNTH_NUM, SYNTH_RES, SYNTH_CLASSES,
+              STRICT)
 POLL_SECONDS = 1.0
 TIPS = {
     SYNTH_NUM: "How many images the synthetic dataset holds.",
@@ -80,7 +88,11 @@ TIPS = {
     KIMG: "How long to train, in thousands of images shown to the discriminator.",
     OVERRIDES: "More config values as key=value, separated by spaces (optional).",
     DESC: "A word added to the run folder's name (optional).",
-    START: "Start `trigan train` as its own process in the runs folder; it keeps running when the viewer closes.",
+    START: "Check the run (pre-flight), then start `trigan train` as its own process in the runs folder; "
+           "it keeps running when the viewer closes.",
+    CHECK: "Check the preset and overrides against the dataset without starting: known ways to waste a run "
+           "(pose conditioning, yaw centre, gamma for the patch size, resolution, labels), one line each with the fix.",
+    STRICT: "Refuse to start while the pre-flight check warns (like trigan train --strict).",
     RUN_LIST: "Every run in the runs folder with what it is doing; select one to see its progress, curves and samples.",
     STOP: "Ask the selected run to stop cleanly: it finishes the step and writes latest.ckpt (resume it later).",
     RESUME: "Continue the selected stopped or interrupted run from its latest.ckpt.",
@@ -91,6 +103,7 @@ MAX_PANEL_BATCH = 65536                # far above any batch that fits a device;
 # Room for a wrapped error; for the details: state, progress, resolution, a note, three rows of
 # losses, metrics and the run's message (more scrolls).
 MESSAGE_LINES, DETAILS_LINES = 3, 12
+PREFLIGHT_LINES = 9                    # the warnings' box (shown only when there are some): more scrolls
 SAMPLE_SIDE = 380                      # the sample grid is shown this wide (the Tasks panel's width)
 CHAR_PX = 7                            # advance of Dear ImGui's built-in font, until a frame measured it
 MARKERS_UP_TO = 60                     # a curve of so few points also shows them (one point has no line)
@@ -298,6 +311,38 @@ def details_lines(r, width_chars: int) -> List[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What Start read from the form: the run it starts once the pre-flight check has looked at it."""
+
+    data: str
+    folder: str
+    preset: str
+    overrides: Tuple[Tuple[str, str], ...]
+    desc: Optional[str]
+    kimg: float
+
+
+@dataclass
+class PreflightResult:
+    """The pre-flight check of one request: its warnings (one line each), or why it could not run."""
+
+    request: LaunchRequest
+    warnings: List[str] = field(default_factory=list)
+    error: Optional[str] = None
+
+
+def check_request(request: LaunchRequest) -> PreflightResult:
+    """The pre-flight check of the config the trainer will build (preset + overrides) against the
+    dataset; runs in a background thread (reading a large dataset.json takes seconds)."""
+    try:
+        cfg = load_config(request.preset, [f"{k}={v}" for k, v in request.overrides])
+        facts = dataset_facts(os.path.expanduser(request.data))
+        return PreflightResult(request, [str(w) for w in preflight(cfg, facts)])
+    except Exception as exc:  # noqa: BLE001 - shown as one line; the trainer reports it again if started
+        return PreflightResult(request, error=one_line(exc))
+
+
 class TrainingPanel:
     """open_model(path) opens a run's snapshot as the Model panel does; retire_texture(texture)
     deletes a replaced sample texture once no widget shows it (ImageView.retire_texture)."""
@@ -316,6 +361,11 @@ class TrainingPanel:
         self._stop_asked: Dict[str, float] = {}   # run path -> when Stop signalled its trainer
         self.snapshot: Optional[RunsSnapshot] = None
         self.synth_jobs = []
+        self._check_seq = 0                  # the newest check asked for; older results are dropped
+        self._check_result: Optional[Tuple[int, PreflightResult]] = None   # set by the check thread
+        self._shown_check: Optional[int] = None
+        self._pending: Optional[LaunchRequest] = None   # Start pressed: launch once its check is done
+        self._preflight_state = "idle"       # idle, checking, clean, warnings, error (the state file's)
 
     # -- building ------------------------------------------------------------------------------------
     def build(self) -> None:
@@ -355,12 +405,18 @@ class TrainingPanel:
                    on_pick=lambda p: self._watch(),
                    description="The folder of training runs: new runs go here, and the list below shows "
                                "every run in it. Enter or a pick follows the folder typed.")
-        dpg.add_button(label="Start training", tag=START, callback=self._start)
+        with dpg.group(horizontal=True):
+            dpg.add_button(label="Start training", tag=START, callback=self._start)
+            dpg.add_button(label="Check", tag=CHECK, callback=self._check_only)
+            dpg.add_checkbox(label="strict", tag=STRICT, default_value=False)
         # Text that changes while a run goes on sits in boxes of fixed height: wrapped lines come and
         # go with the values (a loss that is logged every other tick, the heartbeat's age), and
         # everything below would jump under the user's pointer a few times a second.
         with dpg.child_window(height=_lines(MESSAGE_LINES), border=False):
             dpg.add_text("", tag=MESSAGE, wrap=0)
+        # The pre-flight warnings: hidden while there are none, so a clean run moves nothing below.
+        with dpg.child_window(tag=PREFLIGHT_BOX, height=_lines(PREFLIGHT_LINES), border=False, show=False):
+            dpg.add_text("", tag=PREFLIGHT, wrap=0, color=WARN)
         dpg.add_separator()
         dpg.add_text("Runs", color=MUTED)
         dpg.add_listbox(tag=RUN_LIST, items=[], num_items=5, width=-1, callback=lambda s, a: self._select(a))
@@ -432,27 +488,95 @@ class TrainingPanel:
             out[key] = value
         return out
 
+    def _request(self) -> LaunchRequest:
+        """The run the form describes; TriganError (one line) for a missing dataset or runs folder."""
+        data = dpg.get_value(DATA).strip()
+        if not data:
+            raise TriganError("pick a dataset (.zip or folder) first, or make a synthetic one")
+        if not os.path.exists(os.path.expanduser(data)):
+            raise TriganError(f"{data}: no such dataset")
+        folder = dpg.get_value(RUNS_FOLDER).strip()
+        if not folder:
+            raise TriganError("choose a runs folder")
+        return LaunchRequest(data, folder, dpg.get_value(PRESET), tuple(self.overrides().items()),
+                             dpg.get_value(DESC).strip() or None, float(typed_float(dpg.get_value(KIMG))))
+
     def _start(self) -> None:
+        """Start: check the run first (in the background); tick() launches it when the check is done."""
         try:
-            data = dpg.get_value(DATA).strip()
-            if not data:
-                raise TriganError("pick a dataset (.zip or folder) first, or make a synthetic one")
-            if not os.path.exists(data):
-                raise TriganError(f"{data}: no such dataset")
-            folder = dpg.get_value(RUNS_FOLDER).strip()
-            if not folder:
-                raise TriganError("choose a runs folder")
-            os.makedirs(folder, exist_ok=True)
-            proc = run_monitor.start_run(data, folder, dpg.get_value(PRESET), self.overrides(),
-                                         dpg.get_value(DESC).strip() or None, kimg=float(typed_float(dpg.get_value(KIMG))),
-                                         device=self.state.device)
+            request = self._request()
+        except TriganError as exc:
+            return self._message(str(exc), ok=False)
+        self._pending = request
+        self._message("checking the run before it starts (pre-flight) ...")
+        self._run_check(request)
+
+    def _check_only(self) -> None:
+        try:
+            request = self._request()
+        except TriganError as exc:
+            return self._message(str(exc), ok=False)
+        self._pending = None
+        self._message("")
+        self._run_check(request)
+
+    def _run_check(self, request: LaunchRequest) -> None:
+        self._check_seq += 1
+        seq = self._check_seq
+        self._preflight_state = "checking"
+
+        def work() -> None:
+            self._check_result = (seq, check_request(request))   # one assignment: the GUI reads it whole
+        threading.Thread(target=work, name="trigan-preflight", daemon=True).start()
+
+    def _poll_check(self) -> None:
+        """Show a finished check (the newest asked for), and launch the run Start was waiting for."""
+        done = self._check_result
+        if done is None or done[0] != self._check_seq or done[0] == self._shown_check:
+            return
+        self._shown_check = done[0]
+        result = done[1]
+        self._show_preflight(result)
+        request, self._pending = self._pending, None
+        if request is None or request != result.request:
+            return
+        if result.warnings and dpg.get_value(STRICT):
+            n = len(result.warnings)
+            return self._message(f"not started: {n} pre-flight warning{'s' if n > 1 else ''} and strict is on; "
+                                 f"fix {'them' if n > 1 else 'it'} or untick strict", ok=False)
+        self._launch(request)
+
+    def _show_preflight(self, result: PreflightResult) -> None:
+        if result.error:
+            self._preflight_state = "error"
+            text, colour = f"pre-flight check: {result.error}", BAD
+        elif result.warnings:
+            self._preflight_state = "warnings"
+            text, colour = "\n".join(f"! {w}" for w in result.warnings), WARN
+        else:
+            self._preflight_state = "clean"
+            text, colour = "", GOOD
+        dpg.set_value(PREFLIGHT, text)
+        dpg.configure_item(PREFLIGHT, color=themed(colour))
+        dpg.configure_item(PREFLIGHT_BOX, show=bool(text))
+        if not text and self._pending is None:
+            self._message("pre-flight check: no warnings")
+
+    def _launch(self, request: LaunchRequest) -> None:
+        try:
+            os.makedirs(request.folder, exist_ok=True)
+            proc = run_monitor.start_run(request.data, request.folder, request.preset, dict(request.overrides),
+                                         request.desc, kimg=request.kimg, device=self.state.device)
         except (TriganError, OSError) as exc:
             self._message(str(exc), ok=False)
             return
+        folder = request.folder
         _lower_priority(proc)
         self._processes.append(proc)
         self.poller.launches.append(proc)
-        self._message(f"started trigan train (pid {proc.pid}); it keeps running if the viewer closes")
+        warned = self._preflight_state == "warnings"
+        self._message(f"started trigan train (pid {proc.pid}){' despite the pre-flight warnings below' if warned else ''}; "
+                      f"it keeps running if the viewer closes")
         self.poller.watch(folder, self.poller.selected)
         self.poller.poke()
 
@@ -517,6 +641,7 @@ class TrainingPanel:
     # -- per frame -----------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
         self.synth_list.tick()
+        self._poll_check()
         target = getattr(self, "_synth_target", None)
         if target is not None and target[0].state == "done":
             dpg.set_value(DATA, target[1])               # the new dataset becomes the one to train on
@@ -654,7 +779,9 @@ class TrainingPanel:
         shown = {"message": dpg.get_value(MESSAGE),
                  "details": dpg.get_value(DETAILS_STATE) + "\n" + dpg.get_value(DETAILS),
                  "buttons": {tag: bool(dpg.get_item_configuration(tag)["enabled"]) for tag in BUTTONS},
-                 "plotted": self._plotted()}
+                 "plotted": self._plotted(),
+                 "preflight": {"state": self._preflight_state, "strict": bool(dpg.get_value(STRICT)),
+                               "text": dpg.get_value(PREFLIGHT), "shown": bool(dpg.is_item_shown(PREFLIGHT_BOX))}}
         snap = self.snapshot
         if snap is None:
             return {"folder": None, "runs": [], "selected": None, **shown}
