@@ -17,7 +17,8 @@ zero-centred dataset), pitch the polar angle from +Y (pi/2 = horizon). The stati
   make every rounding difference an outlier.
 * **Coverage**: the fraction of COVERAGE_BINS equal yaw bins of [-pi, pi) that hold at least one
   image; mirrored coverage counts every yaw and its mirror -yaw (the x-flip `mirror=True` adds).
-* **Zero-centred**: yaw is off centre when R >= YAW_NO_CENTRE_R and |centre| > YAW_CENTRE_TOLERANCE.
+* **Zero-centred**: yaw is off centre when R >= YAW_CENTRED_MIN_R (0.5) and |centre| > YAW_CENTRE_TOLERANCE
+  (10 degrees): pose_import.yaw_off_centre, the rule the training pre-flight warns by too.
   Mirroring pairs a flipped image with yaw -> -yaw, which is only right when the frontal view is at
   yaw 0; and the camera priors are centred on the data's mean.
 
@@ -40,10 +41,9 @@ from PIL import Image, ImageDraw, ImageFont
 from trigan.core.atomic import atomic_write_bytes
 from trigan.core.errors import TriganError
 from trigan.training.dataset import build_index, open_files, read_image, to_rgb
-from trigan.training.pose_import import yaw_center, yaw_concentration
+from trigan.training.pose_import import YAW_CENTRE_TOLERANCE, YAW_CENTRED_MIN_R, yaw_center, yaw_concentration
 
 YAW_NO_CENTRE_R = 0.2                   # R below this: yaw round the whole circle, no centre (uniform 360 data: R ~ 1/sqrt(N))
-YAW_CENTRE_TOLERANCE = math.radians(5)  # a centre further from 0 than this is "not zero-centred"
 OUTLIER_Z = 3.5                         # Iglewicz and Hoaglin's cut-off for the modified z-score
 MAD_TO_STD = 1.4826                     # MAD * this = std, for normal data
 MAD_FLOOR = 1e-3                        # radians: the dataset's own angle tolerance (training/dataset.py)
@@ -102,7 +102,9 @@ class PoseStats:
     @property
     def off_centre(self) -> bool:
         """Yaw concentrated round a centre that is not 0 (see YAW_CENTRE_TOLERANCE)."""
-        return self.yaw_centre is not None and abs(self.yaw_centre) > YAW_CENTRE_TOLERANCE
+        # pose_import.yaw_off_centre's rule, from the statistics already computed
+        return (self.yaw_centre is not None and self.yaw_resultant >= YAW_CENTRED_MIN_R
+                and abs(self.yaw_centre) > YAW_CENTRE_TOLERANCE)
 
 
 def pose_stats(angles, names: Sequence[str]) -> PoseStats:

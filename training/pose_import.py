@@ -124,6 +124,20 @@ def yaw_concentration(angles) -> float:
     return float(math.hypot(np.mean(np.sin(yaw)), np.mean(np.cos(yaw))))
 
 
+# When yaw counts as "not zero-centred" (trigan dataset check and the training pre-flight share it):
+# the yaws have a centre (mean resultant length at least YAW_CENTRED_MIN_R, i.e. a circular std
+# below 67 degrees; data seen from all around has none) more than YAW_CENTRE_TOLERANCE from 0 (a few
+# degrees is the noise of a face detector's pose estimate; a quarter turn is the +Z-origin mistake
+# of EpiGRAF issue #11).
+YAW_CENTRED_MIN_R = 0.5
+YAW_CENTRE_TOLERANCE = math.radians(10.0)
+
+
+def yaw_off_centre(angles) -> bool:
+    """True when the yaws have a clear centre that is not 0 (see YAW_CENTRE_TOLERANCE)."""
+    return yaw_concentration(angles) >= YAW_CENTRED_MIN_R and abs(yaw_center(angles)) > YAW_CENTRE_TOLERANCE
+
+
 def yaw_center(angles) -> float:
     """Circular mean yaw in [-pi, pi): atan2(mean sin, mean cos), right across the +-pi seam.
     `angles`: [N, 3] (or [N]) array-like, or {name: [yaw, pitch, roll]}. 0.0 for no angles or

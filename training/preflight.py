@@ -14,8 +14,8 @@ viewer's Training tab shows them before it launches a run. The checks (docs/trai
 * ``g_pose_cond``: the same narrow, FFHQ-like yaw spread and model.mapping.camera_cond off. In
   faces the pose correlates with the content (people turn to smile at the camera); without the pose
   as an input G has to bake that into the geometry (EG3D's generator pose conditioning).
-* ``yaw_centre``: the yaws have a clear centre (mean resultant length at least MIN_CONCENTRATION)
-  more than YAW_CENTRE_TOLERANCE away from 0. Mirroring negates the yaw, so an off-centre dataset
+* ``yaw_centre``: the yaws have a clear centre more than 10 degrees away from 0
+  (pose_import.yaw_off_centre, the rule `trigan dataset check` warns by). Mirroring negates the yaw, so an off-centre dataset
   becomes two humps, and the camera prior sits beside the data (EpiGRAF's README: cameras must be
   zero-centred). The fix is `trigan dataset poses ... --center`.
 * ``gamma_patch``: discriminator.patch_resolution other than 64 with training.gamma at its default
@@ -42,17 +42,11 @@ from typing import List, Optional
 import numpy as np
 
 from trigan.training.config import Config, TrainingConfig
-from trigan.training.pose_import import yaw_center, yaw_concentration
+from trigan.training.pose_import import yaw_center, yaw_concentration, yaw_off_centre
 
 # A circular yaw spread below this (45 degrees) is front-facing data like FFHQ (about 20 degrees)
 # or AFHQ; the synthetic shapes and Megascans, uniform over the circle, have a spread of ~infinity.
 NARROW_YAW_STD = math.radians(45.0)
-# The yaw centre may be this far from 0 (10 degrees: a few degrees is the noise of a face
-# detector's pose estimate, a quarter turn is the +Z-origin mistake of issue #11).
-YAW_CENTRE_TOLERANCE = math.radians(10.0)
-# Below this mean resultant length the yaws have no centre to speak of (R = 0.5 is a circular std
-# of 67 degrees): a dataset seen from all around is not "off-centre".
-MIN_CONCENTRATION = 0.5
 # The patch size the default gamma was tuned for, and that default (TrainingConfig.gamma).
 GAMMA_PATCH = 64
 DEFAULT_GAMMA = TrainingConfig().gamma
@@ -160,7 +154,7 @@ def _pose_warnings(config: Config, facts: DatasetFacts) -> List[PreflightWarning
             f"narrow FFHQ-like yaw spread ({_deg(spread)}) and no generator pose conditioning: pose-"
             f"dependent looks get baked into the geometry; set model.mapping.camera_cond=true"))
     centre = yaw_center(yaws)
-    if yaw_concentration(yaws) >= MIN_CONCENTRATION and abs(centre) > YAW_CENTRE_TOLERANCE:
+    if yaw_off_centre(yaws):           # the rule trigan dataset check warns by too
         out.append(PreflightWarning(
             "yaw_centre",
             f"yaw is not zero-centred (mean {_deg(centre)}; mirroring then makes two humps): re-import the "
@@ -212,5 +206,5 @@ def strict_error(warnings: List[PreflightWarning]) -> str:
             f"or drop --strict to train anyway")
 
 
-__all__ = ["PreflightWarning", "DatasetFacts", "dataset_facts", "preflight", "yaw_spread", "strict_error", "NARROW_YAW_STD", "YAW_CENTRE_TOLERANCE",
-           "MIN_CONCENTRATION", "DEFAULT_GAMMA", "GAMMA_PATCH"]
+__all__ = ["PreflightWarning", "DatasetFacts", "dataset_facts", "preflight", "yaw_spread", "strict_error", "NARROW_YAW_STD",
+           "DEFAULT_GAMMA", "GAMMA_PATCH"]
