@@ -41,7 +41,7 @@ from PIL import Image, ImageDraw, ImageFont
 from trigan.core.atomic import atomic_write_bytes
 from trigan.core.errors import TriganError
 from trigan.training.dataset import build_index, open_files, read_image, to_rgb
-from trigan.training.pose_import import YAW_CENTRE_TOLERANCE, YAW_CENTRED_MIN_R, yaw_center, yaw_concentration
+from trigan.training.pose_import import wrap_angle, yaw_center, yaw_concentration, yaw_off_centre
 
 YAW_NO_CENTRE_R = 0.2                   # R below this: yaw round the whole circle, no centre (uniform 360 data: R ~ 1/sqrt(N))
 OUTLIER_Z = 3.5                         # Iglewicz and Hoaglin's cut-off for the modified z-score
@@ -51,11 +51,6 @@ COVERAGE_BINS = 72                      # 5-degree yaw bins
 SHOWN_NAMES = 5                         # outlier names printed before "and N more"
 SHEET_SAMPLES = 32                      # images on the contact sheet
 SHEET_SEED = 0
-
-
-def wrap_angle(a):
-    """Angles wrapped into [-pi, pi)."""
-    return (np.asarray(a, dtype=np.float64) + math.pi) % (2 * math.pi) - math.pi
 
 
 def circular_mean(yaw) -> Tuple[float, float]:
@@ -75,7 +70,7 @@ def robust_outliers(values) -> np.ndarray:
 
 def yaw_coverage(yaw, mirrored: bool = False, bins: int = COVERAGE_BINS) -> float:
     """Fraction of `bins` equal bins of [-pi, pi) holding at least one yaw (and its mirror -yaw)."""
-    yaw = wrap_angle(yaw)
+    yaw = wrap_angle(np.asarray(yaw, dtype=np.float64))
     if mirrored:
         yaw = np.concatenate([yaw, wrap_angle(-yaw)])
     index = np.clip(np.floor((yaw + math.pi) / (2 * math.pi) * bins).astype(np.int64), 0, bins - 1)
@@ -96,15 +91,9 @@ class PoseStats:
     pitch_range: Tuple[float, float]
     coverage: float
     mirrored_coverage: float
+    off_centre: bool                       # pose_import.yaw_off_centre: a clear centre that is not 0
     yaw_outliers: List[str] = field(default_factory=list)
     pitch_outliers: List[str] = field(default_factory=list)
-
-    @property
-    def off_centre(self) -> bool:
-        """Yaw concentrated round a centre that is not 0 (see YAW_CENTRE_TOLERANCE)."""
-        # pose_import.yaw_off_centre's rule, from the statistics already computed
-        return (self.yaw_centre is not None and self.yaw_resultant >= YAW_CENTRED_MIN_R
-                and abs(self.yaw_centre) > YAW_CENTRE_TOLERANCE)
 
 
 def pose_stats(angles, names: Sequence[str]) -> PoseStats:
@@ -123,6 +112,7 @@ def pose_stats(angles, names: Sequence[str]) -> PoseStats:
         pitch_mean=float(pitch.mean()), pitch_std=float(pitch.std()),
         pitch_range=tuple(float(v) for v in np.percentile(pitch, [5, 95])),
         coverage=yaw_coverage(yaw), mirrored_coverage=yaw_coverage(yaw, mirrored=True),
+        off_centre=yaw_off_centre(yaw),
         yaw_outliers=[names[i] for i in robust_outliers(deviation)],
         pitch_outliers=[names[i] for i in robust_outliers(pitch)])
 
@@ -263,7 +253,7 @@ class PlotLayout:
 
     def xy(self, yaw, pitch) -> Tuple[np.ndarray, np.ndarray]:
         """Pixel (column, row) of poses: yaw -180..180 degrees left to right, pitch 0..180 top to bottom."""
-        x = self.left + (np.degrees(wrap_angle(yaw)) + 180) * PX_PER_DEGREE
+        x = self.left + (np.degrees(wrap_angle(np.asarray(yaw, dtype=np.float64))) + 180) * PX_PER_DEGREE
         y = self.top + np.degrees(np.asarray(pitch, dtype=np.float64)) * PX_PER_DEGREE
         # + 1e-6: a pose on a pixel's edge (45 degrees after a radians round trip is 44.99999...) stays on it
         return (np.clip(np.floor(x + 1e-6), self.left, self.left + SCATTER_W - 1).astype(np.int64),
@@ -340,7 +330,7 @@ def _draw_axes(draw: ImageDraw.ImageDraw, layout: PlotLayout) -> None:
 def _draw_histograms(draw: ImageDraw.ImageDraw, layout: PlotLayout, yaw, pitch) -> None:
     font = _font(12)
     edges_yaw = np.radians(np.arange(-180, 181, HIST_BIN_DEGREES))
-    counts_yaw, _ = np.histogram(wrap_angle(yaw), bins=edges_yaw)
+    counts_yaw, _ = np.histogram(wrap_angle(np.asarray(yaw, dtype=np.float64)), bins=edges_yaw)
     edges_pitch = np.radians(np.arange(0, 181, HIST_BIN_DEGREES))
     counts_pitch, _ = np.histogram(np.clip(pitch, 0, math.pi), bins=edges_pitch)
     peak = max(int(counts_yaw.max()), 1)

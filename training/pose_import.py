@@ -103,8 +103,8 @@ class PoseTable:
 # ----------------------------------------------------------------------------------------------
 # Angles
 
-def wrap_angle(a: float) -> float:
-    """a in [-pi, pi)."""
+def wrap_angle(a):
+    """a (a number or a numpy array) in [-pi, pi)."""
     return (a + math.pi) % (2 * math.pi) - math.pi
 
 
