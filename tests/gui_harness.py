@@ -280,20 +280,27 @@ def type_into(viewer: Viewer, tag: str, text: str, then: str = "Return") -> None
         time.sleep(0.3)
 
 
-def type_number(viewer: Viewer, tag: str, number) -> None:
-    """Click into a number field, select what it holds, type the number and press Enter."""
+def type_number(viewer: Viewer, tag: str, number, accepted: bool = True) -> None:
+    """Click into a number field, select what it holds (ctrl held across a GUI frame), type the
+    number and press Enter; retried while the field does not hold it (keys lost before the click
+    activated the field). A number the panel refuses (accepted=False) is typed once: the panel puts
+    the old value back."""
     x, y, w, h, _ = viewer.rect_of(tag)
-    for _ in range(3):
-        viewer.move(x + min(w // 2, 40), y + h // 2)       # in the field, not on its label
+    for _ in range(3 if accepted else 1):
+        viewer.move(x + min(w // 2, 30), y + h // 2)       # in the field, not on its label or buttons
         time.sleep(0.2)
         viewer.xdotool("click", 1)
         time.sleep(0.4)
-        viewer.xdotool("key", "--clearmodifiers", "ctrl+a")
+        viewer.xdotool("keydown", "ctrl")
+        time.sleep(0.15)
+        viewer.xdotool("key", "a")
+        time.sleep(0.15)
+        viewer.xdotool("keyup", "ctrl")
         viewer.xdotool("key", "BackSpace")
         viewer.xdotool("type", "--delay", "40", str(number))
         viewer.xdotool("key", "Return")
-        time.sleep(0.4)
-        if abs(float(value_of(viewer, tag)) - float(number)) < 1e-6:
+        time.sleep(0.5)
+        if not accepted or abs(float(value_of(viewer, tag)) - float(number)) < 1e-6:
             return
     raise AssertionError(f"{tag} holds {value_of(viewer, tag)!r}, not the typed {number}")
 

@@ -30,7 +30,7 @@ from gui_harness import (
     image_center,
     screen_fixture,
     type_into,
-    value_of,
+    type_number,
     write_settings_at,
 )
 
@@ -80,30 +80,6 @@ def decode(path):
     meta = next(reader)
     w, h = meta["size"]
     return meta, [np.frombuffer(f, dtype=np.uint8).reshape(h, w, 3) for f in reader]
-
-
-def type_number(viewer, tag: str, number, accepted: bool = True) -> None:
-    """Click into a number field, select what it holds (ctrl held across a GUI frame), type the
-    number and press Enter; retried while the field does not hold it (keys lost before the click
-    activated the field). A refused number is typed once: the panel puts the old value back."""
-    x, y, w, h, _ = viewer.rect_of(tag)
-    for _ in range(3 if accepted else 1):
-        viewer.move(x + min(w // 2, 30), y + h // 2)
-        time.sleep(0.2)
-        viewer.xdotool("click", 1)
-        time.sleep(0.4)
-        viewer.xdotool("keydown", "ctrl")
-        time.sleep(0.15)
-        viewer.xdotool("key", "a")
-        time.sleep(0.15)
-        viewer.xdotool("keyup", "ctrl")
-        viewer.xdotool("key", "BackSpace")
-        viewer.xdotool("type", "--delay", "40", str(number))
-        viewer.xdotool("key", "Return")
-        time.sleep(0.5)
-        if not accepted or abs(float(value_of(viewer, tag)) - float(number)) < 1e-6:
-            return
-    raise AssertionError(f"{tag} holds {value_of(viewer, tag)!r}, not the typed {number}")
 
 
 def test_add_keyframes_by_orbiting(viewer):

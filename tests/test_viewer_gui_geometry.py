@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gui_harness import DEMO, START_TIMEOUT, Viewer, screen_fixture, value_of, values_of, write_settings_at
+from gui_harness import DEMO, START_TIMEOUT, Viewer, screen_fixture, type_number, value_of, values_of, write_settings_at
 from trigan.core.cameras import Pose
 from trigan.core.colormaps import apply_colormap
 from trigan.viewer.render_request import RenderRequest
@@ -98,24 +98,6 @@ def click_checkbox(v: Viewer, tag: str, expected: bool) -> None:
     v.xdotool("click", 1)
     time.sleep(0.5)
     assert value_of(v, tag) is expected
-
-
-def type_number(v: Viewer, tag: str, number: float) -> None:
-    """Click into a number field, replace its text with `number`, press Enter."""
-    for _ in range(3):
-        x, y, w, h, _ = v.rect_of(tag)
-        v.move(x + min(30, w // 2), y + h // 2)
-        time.sleep(0.2)
-        v.xdotool("click", 1)
-        time.sleep(0.4)
-        v.xdotool("key", "ctrl+a")
-        v.xdotool("key", "BackSpace")
-        v.xdotool("type", "--delay", "40", str(number))
-        v.xdotool("key", "Return")
-        time.sleep(0.6)
-        if abs(float(value_of(v, tag)) - float(number)) < 1e-6:
-            return
-    raise AssertionError(f"{tag} holds {value_of(v, tag)!r}, not the typed {number}")
 
 
 def display_state(s) -> dict:
