@@ -256,8 +256,17 @@ def type_into(viewer: Viewer, tag: str, text: str, then: str = "Return") -> None
     for attempt in range(4):        # keys that land before the click has activated the field are lost
         viewer.click_item(tag)
         time.sleep(0.3)
-        viewer.xdotool("key", "End")
-        viewer.xdotool("key", "shift+Home")
+        if attempt == 0:
+            viewer.xdotool("key", "End")
+            viewer.xdotool("key", "shift+Home")
+        else:
+            # The picker's path field once kept its text through four End, shift+Home rounds (CI):
+            # retries select as type_number does, ctrl held down across a GUI frame.
+            viewer.xdotool("keydown", "ctrl")
+            time.sleep(0.15)
+            viewer.xdotool("key", "a")
+            time.sleep(0.15)
+            viewer.xdotool("keyup", "ctrl")
         viewer.xdotool("key", "BackSpace")
         try:
             viewer.wait_for(emptied, 10, f"{tag} emptied")
