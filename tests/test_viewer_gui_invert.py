@@ -199,6 +199,8 @@ def test_an_inversion_shows_progress_thumbnails_and_then_the_result(viewer, phot
     s = viewer.settled()
     assert s["frame"]["latent_file"] == result["latent_file"] and not s["frame_error"]
     assert "snowman.inversion.npz" in value_of(viewer, "invert_showing")
+    # the seed field says it is not what is on screen (the Latent panel stays visible beside the tab)
+    assert value_of(viewer, "latent_inverted_note").startswith("The view shows the inverted latent snowman")
     shot = _shot(viewer, "invert-done")
     # what the view shows is the photo, again: the exact frame at the photo's camera
     image = crop(shot, s["image_rect"])
@@ -221,6 +223,7 @@ def test_back_to_seeds_returns_to_the_demo_model(viewer):
     s = viewer.settled()
     assert s["frame"]["latent_file"] is None and s["view"]["latent_file"] is None
     assert value_of(viewer, "invert_showing") == "the view shows seeds"
+    assert value_of(viewer, "latent_inverted_note") == ""
     # and Show result goes back to the inversion
     viewer.click_item("invert_show_button")
     viewer.wait_for(lambda s: (s["inversion"].get("latent_file") or "").endswith("snowman.inversion.npz"),

@@ -240,11 +240,19 @@ def test_every_panel_builds_and_works_through_the_interface_alone(built):
     _callback(invert.START)
     assert dpg.get_value(invert.MESSAGE) == "no model is open yet" and not p.invert.any_running()
     p.invert.tick(0.0)
+    p.latent.tick()
+    assert not dpg.is_item_shown(latent.INVERTED_NOTE)
     fake.show_inversion("m.pti.ckpt", "m.inversion.npz")
     p.invert.tick(0.0)
+    p.latent.tick()
     assert "m.inversion.npz" in dpg.get_value(invert.SHOWING)
+    # the seed field says it is not what the view shows while the inverted latent is on screen
+    assert dpg.is_item_shown(latent.INVERTED_NOTE)
+    assert dpg.get_value(latent.INVERTED_NOTE).startswith("The view shows the inverted latent m, not this seed")
     _callback(invert.BACK)
     assert ("show_seeds",) in fake._calls and fake.view.latent_file is None
+    p.latent.tick()
+    assert not dpg.is_item_shown(latent.INVERTED_NOTE) and dpg.get_value(latent.INVERTED_NOTE) == ""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ stays in use until a valid one is entered (which removes the message at once).
 
 from __future__ import annotations
 
+import os
 import random
 
 import dearpygui.dearpygui as dpg
@@ -22,6 +23,7 @@ from trigan.viewer.render_request import NOISE_MODES
 SEED = "latent_seed"
 SEED_MINUS, SEED_PLUS, SEED_RANDOM = "latent_seed_minus", "latent_seed_plus", "latent_seed_random"
 SEED_MESSAGE, SEED_LABEL = "latent_seed_message", "latent_seed_label"
+INVERTED_NOTE = "latent_inverted_note"    # shown while the view shows an inverted latent, not the seed
 PSI = "latent_psi"
 CLASS = "latent_class"
 CLASS_ROW = "latent_class_row"
@@ -49,6 +51,15 @@ def stepped_seed(seed: int, delta: int) -> int:
     return min(max(int(seed) + int(delta), 0), MAX_SEED)
 
 
+def inverted_note(latent_file) -> str:
+    """The line under the seed while an inverted latent is shown ("" while the view shows seeds)."""
+    if not latent_file:
+        return ""
+    name = os.path.basename(str(latent_file)).split(".inversion")[0]
+    return (f"The view shows the inverted latent {name}, not this seed. A new seed, psi or class "
+            f"goes back to seeds.")
+
+
 class LatentPanel:
     def __init__(self, state: ViewerState, actions: ViewerActions):
         self.state, self.actions = state, actions
@@ -71,6 +82,7 @@ class LatentPanel:
             dpg.add_item_deactivated_after_edit_handler(callback=lambda: self.enter_seed(dpg.get_value(SEED)))
         dpg.bind_item_handler_registry(SEED, f"{SEED}_handlers")
         dpg.add_text("", tag=SEED_MESSAGE, color=BAD, wrap=0, show=False)
+        dpg.add_text("", tag=INVERTED_NOTE, wrap=0, show=False)
         # An input with step buttons rather than a slider: a value can be typed, and ctrl+click is hidden.
         dpg.add_input_double(tag=PSI, label="psi", default_value=v.psi, min_value=PSI_MIN, max_value=PSI_MAX,
                              min_clamped=True, max_clamped=True, step=PSI_STEP, step_fast=0.25, format="%.2f",
@@ -139,13 +151,21 @@ class LatentPanel:
     def tick(self) -> None:
         """Follow a seed changed from elsewhere (the Interpolate tab's seed sweep): the field shows it,
         unless it is being typed into. Only a change of the seed in use rewrites the field, so a
-        refused text stays for the person to correct."""
+        refused text stays for the person to correct. While an inverted latent is on screen the seed
+        field is not what the view shows: a line under it says so, and what a new seed does."""
+        self._show_inverted_note(self.state.view.latent_file)
         seed = self.state.view.seed
         if seed != self._seed_shown and not dpg.is_item_active(SEED):
             self._seed_shown = seed
             if dpg.get_value(SEED) != str(seed):
                 dpg.set_value(SEED, str(seed))
                 self._seed_message(None)
+
+    def _show_inverted_note(self, latent_file) -> None:
+        text = inverted_note(latent_file)
+        if dpg.get_value(INVERTED_NOTE) != text:
+            dpg.set_value(INVERTED_NOTE, text)
+            dpg.configure_item(INVERTED_NOTE, show=bool(text))
 
     def sync(self) -> None:
         """Show the viewer's values (after settings were restored or a script changed them)."""
