@@ -126,6 +126,7 @@ def generated_images(G, args, settings, tmp: Path) -> list:
             scores = novel_scores(G, result, truth)
             row[mode] = {"input_psnr_latent": result.metrics["psnr_latent"], "input_psnr_tuned": result.metrics["psnr"],
                          "input_ssim_tuned": result.metrics["ssim"], "class_found": result.class_index,
+                         "tuning_kept_step": result.metrics.get("tuning_kept_step"),
                          "seconds": seconds, **{f"novel_{k}": v for k, v in scores.items()}}
             if mode == "unknown":
                 row[mode]["pose_error_deg"] = view_angle_deg(result.pose, true_pose)
@@ -175,6 +176,7 @@ def real_images(G, args, settings, tmp: Path, estimate: bool) -> list:
             scores = novel_scores(G, result, truth)
             row[mode] = {"input_psnr_tuned": result.metrics["psnr"], "input_psnr_latent": result.metrics["psnr_latent"],
                          "class_found": result.class_index, "seconds": seconds,
+                         "tuning_kept_step": result.metrics.get("tuning_kept_step"),
                          **{f"novel_{k}": v for k, v in scores.items()}}
             if pose is None:
                 row[mode]["pose_error_deg"] = view_angle_deg(result.pose, true_pose)
@@ -188,6 +190,20 @@ def real_images(G, args, settings, tmp: Path, estimate: bool) -> list:
 def median(rows, mode, key):
     values = [r[mode][key] for r in rows if mode in r]
     return float(statistics.median(values)) if values else None
+
+
+def tuning_effect(rows, mode) -> dict:
+    """Per picture, tuned minus latent-only: the input view's and the novel views' PSNR (median and
+    worst), and the share of pictures whose tuning was kept (a kept step above 0)."""
+    rows = [r[mode] for r in rows if mode in r]
+    if not rows:
+        return {}
+    novel = [r["novel_psnr_tuned"] - r["novel_psnr_latent"] for r in rows]
+    iou = [r["novel_iou_tuned"] - r["novel_iou_latent"] for r in rows]
+    return {"input_gain_db_median": float(statistics.median(r["input_psnr_tuned"] - r["input_psnr_latent"] for r in rows)),
+            "novel_change_db_median": float(statistics.median(novel)), "novel_change_db_worst": float(min(novel)),
+            "novel_iou_change_median": float(statistics.median(iou)), "novel_iou_change_worst": float(min(iou)),
+            "kept_fraction": float(np.mean([(r["tuning_kept_step"] or 0) > 0 for r in rows]))}
 
 
 def main(argv=None) -> int:
@@ -239,6 +255,9 @@ def main(argv=None) -> int:
         "real_input_psnr_tuned": median(real, "given", "input_psnr_tuned"),
         "real_unknown_pose_novel_iou": median(real, "unknown", "novel_iou_tuned"),
         "real_unknown_pose_error_deg": median(real, "unknown", "pose_error_deg"),
+        "tuning_generated": tuning_effect(gen, "given"),
+        "tuning_generated_pose_unknown": tuning_effect(gen, "unknown"),
+        "tuning_real": tuning_effect(real, "given"),
         "seconds_per_image": float(statistics.median(times)) if times else None,
         "seconds_per_image_pose_unknown": median(gen, "unknown", "seconds"),
         "settings": settings.as_dict(), "checkpoint": args.checkpoint, "psi": args.psi,

@@ -27,7 +27,8 @@ MAX_STEPS = 100_000
 KEYS = ("auto", "white", "black", "off")
 # training.inversion.InversionSettings' defaults, written out so that --help does not load torch
 # (tests/test_invert_cli.py checks that the two agree).
-HELP_STEPS, HELP_PTI_STEPS = 200, 80
+HELP_STEPS, HELP_PTI_STEPS, HELP_PTI_HOLD = 200, 80, 1.0
+MAX_HOLD = 1000.0
 BAR_TICKS = 1000          # the progress bar counts thousandths of one image's whole fit
 INTERRUPTED = 130         # the exit status of a run stopped by Ctrl-C (the shell's 128 + SIGINT)
 
@@ -53,7 +54,9 @@ The camera is --camera (trigan's convention: yaw 0 looks from +X, pitch the pola
 radians, pi allowed; fov in degrees), a dataset.json's camera_angles (--pose-from), or estimated
 from several starting yaws. A conditional model tries every class unless --class is given.
 Stage 1 fits the latent (W, or W+ with --wplus) for --steps steps; stage 2 (pivotal tuning, off with
---pti-steps 0) fine-tunes the generator around it. The loss is LPIPS-style VGG16 features plus
+--pti-steps 0) fine-tunes the generator around it; the tuned state kept is the one whose gain at
+the picture most exceeds --pti-hold times what it changes on the object's other sides (the untuned
+weights compete, so tuning that costs more than it gains is not taken). The loss is LPIPS-style VGG16 features plus
 pixels with --vgg FILE (torchvision's vgg16-397923af.pth, from
 https://download.pytorch.org/models/vgg16-397923af.pth; never downloaded), else multi-scale pixels
 + SSIM.
@@ -96,6 +99,9 @@ def add_parser(subparsers) -> None:
                    help=f"latent steps (default: {HELP_STEPS})")
     p.add_argument("--pti-steps", type=flags.int_flag("--pti-steps", 0, MAX_STEPS), metavar="N",
                    help=f"pivotal tuning steps, 0 = none (default: {HELP_PTI_STEPS})")
+    p.add_argument("--pti-hold", type=flags.float_flag("--pti-hold", 0.0, MAX_HOLD), metavar="H",
+                   help="how much the other sides' change counts against the picture's gain when the "
+                        f"tuned state is chosen; 0 keeps the best fit of the picture (default: {HELP_PTI_HOLD:g})")
     p.add_argument("--vgg", metavar="PATH", help="VGG16 weights for the perceptual loss (torchvision's "
                    "vgg16-397923af.pth); default: pixels + SSIM")
     p.add_argument("--no-video", dest="video", action="store_false", help="no orbit video")
@@ -136,6 +142,8 @@ def settings_from_args(args):
         changes["steps"] = args.steps
     if args.pti_steps is not None:
         changes["pti_steps"] = args.pti_steps
+    if args.pti_hold is not None:
+        changes["tune_hold"] = args.pti_hold
     settings = InversionSettings(**changes)
     settings.check()
     return settings

@@ -76,6 +76,28 @@ def test_inverting_a_rendered_latent_with_the_pose_given_recovers_the_picture(mo
     assert set(result.noise) == set(noise_buffers(model))
     assert result.ws.shape == (1, model.synthesis.num_ws, model.cfg.mapping.w_dim)
     assert torch.equal(result.ws[0, 0], result.ws[0, -1])         # W, not W+: one w for every layer
+    # the kept tuned state never scores worse than the untuned weights it started from
+    assert result.metrics["tuning_score_kept"] <= result.metrics["tuning_score_start"]
+    assert 0 <= result.metrics["tuning_kept_step"] <= settings.pti_steps
+
+
+def test_tuning_that_only_does_harm_is_not_kept(model, rendered):
+    """A learning rate far too large wrecks the synthesis network at its first step, so no tuned
+    state scores better than the untuned weights: those are kept, and the tuned model renders
+    exactly what the latent alone does."""
+    settings = InversionSettings(steps=30, pti_steps=10, pti_lr=1.0, seed=1)
+    result = invert(model, rendered["target"], settings, pose=rendered["pose"], class_index=2)
+    assert result.metrics["tuned"] is True and result.metrics["tuning_kept_step"] == 0
+    assert result.metrics["tuning_score_kept"] == result.metrics["tuning_score_start"]
+    assert torch.equal(result.reconstruction, result.reconstruction_latent)
+    untuned = generator_with(model, result, tuned=False).state_dict()
+    assert all(torch.equal(untuned[k], v) for k, v in result.tuned_state.items())
+    # with no hold on the other sides and the same wreck, the choice is the picture's fit alone:
+    # still nothing beats the start, so the rule does not depend on the hold to refuse harm
+    loose = invert(model, rendered["target"], InversionSettings(steps=30, pti_steps=10, pti_lr=1.0, seed=1,
+                                                                tune_hold=0.0),
+                   pose=rendered["pose"], class_index=2)
+    assert loose.metrics["tuning_kept_step"] == 0
 
 
 def test_wplus_gives_one_w_per_layer(model, rendered):

@@ -15,7 +15,7 @@ import trimesh
 from PIL import Image
 
 from conftest import tiny_config
-from trigan.cli.invert import HELP_PTI_STEPS, HELP_STEPS, StopFlag
+from trigan.cli.invert import HELP_PTI_HOLD, HELP_PTI_STEPS, HELP_STEPS, StopFlag
 from trigan.cli.main import main
 from trigan.core.cameras import Pose
 from trigan.core.checkpoint import load_checkpoint, save_checkpoint
@@ -96,7 +96,7 @@ def test_invert_prints_one_line_per_image_and_writes_its_outputs(setup, tmp_path
 def test_tuned_checkpoint_round_trips_through_render_and_mesh(setup, tmp_path, capsys):
     out = tmp_path / "inv"
     code, _, err = run(capsys, "invert", setup["ckpt"], setup["front"], "--out", out, "--class", "1",
-                       "--camera", f"yaw={YAW},pitch={PITCH}", "--mesh-resolution", "24", *FAST)
+                       "--camera", f"yaw={YAW},pitch={PITCH}", "--mesh-resolution", "24", "--pti-hold", "0.5", *FAST)
     assert code == 0, err
     for suffix in (".inversion.npz", ".pti.ckpt", ".png", "-orbit.mp4", ".ply"):    # every output
         assert (out / f"front{suffix}").is_file(), suffix
@@ -104,6 +104,7 @@ def test_tuned_checkpoint_round_trips_through_render_and_mesh(setup, tmp_path, c
     ckpt = load_checkpoint(out / "front.pti.ckpt")        # a trigan checkpoint, weights_only
     assert ckpt.config.model.img_resolution == RES
     record = load_inversion(out / "front.inversion.npz")
+    assert record.settings["tune_hold"] == 0.5 and record.metrics["tuning_kept_step"] in range(0, 3)
     code, stdout, err = run(capsys, "render", out / "front.pti.ckpt", "--latent", out / "front.inversion.npz",
                             "--out", tmp_path / "r", "--quiet")
     assert code == 0, err and stdout.strip() == str(tmp_path / "r" / "front-latent.png")
@@ -173,7 +174,7 @@ def test_help_states_the_optimisers_defaults():
     # the command line's help and the viewer's Invert tab write the defaults out (neither loads torch)
     from trigan.viewer.panels.invert import DEFAULT_PTI_STEPS, DEFAULT_STEPS  # noqa: PLC0415 (needs DearPyGui)
     defaults = (InversionSettings().steps, InversionSettings().pti_steps)
-    assert (HELP_STEPS, HELP_PTI_STEPS) == defaults
+    assert (HELP_STEPS, HELP_PTI_STEPS) == defaults and HELP_PTI_HOLD == InversionSettings().tune_hold
     assert (DEFAULT_STEPS, DEFAULT_PTI_STEPS) == defaults
 
 
@@ -209,12 +210,13 @@ def bad_inputs(setup, tmp):
         "masks miscounted": ([front, setup["side"], "--mask", small_mask], "one mask per IMAGE"),
         "bad camera": ([front, "--camera", "yaw=sideways"], "yaw"),
         "bad steps": ([front, "--steps", "0"], "--steps 0"),
+        "bad hold": ([front, "--pti-hold", "-1"], "--pti-hold -1"),
         "hidden name": ([hidden], "file name"),
     }
 
 
 @pytest.mark.parametrize("case", ["bad image", "bad mask", "class out of range", "missing vgg", "out is a file",
-                                  "camera twice", "masks miscounted", "bad camera", "bad steps",
+                                  "camera twice", "masks miscounted", "bad camera", "bad steps", "bad hold",
                                   "hidden name"])
 def test_bad_input_is_one_line_and_writes_nothing(setup, tmp_path, capsys, case):
     argv, fragment = bad_inputs(setup, tmp_path)[case]

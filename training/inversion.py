@@ -23,7 +23,10 @@ Three stages, each optional:
    with two regularisers: *locality* (latents a fixed distance from the pivot toward random ones
    render as the original G renders them, so the rest of the latent space still works) and *views*
    (the pivot seen from other cameras stays as the latent-only fit shows it, so tuning a single view
-   cannot flatten or smear the object's unseen sides).
+   cannot flatten or smear the object's unseen sides), both in the fit's own units. The state kept
+   is the one that scores best, without randomness, on the picture's fit plus `tune_hold` times
+   the drift of the pivot's other sides; the untuned weights compete too, so tuning that buys less
+   at the picture than it costs elsewhere is not taken (`metrics["tuning_kept_step"]` is then 0).
 
 Memory is bounded at any resolution: a step renders the whole view at most at
 `full_view_resolution` (the target resampled with the renderer's pixel grid) and, for models above
@@ -80,7 +83,10 @@ class InversionSettings:
     mask_weight: float = 1.0               # rendered opacity against the target's mask
     locality_weight: float = 1.0           # tuning: random nearby latents render as before
     locality_distance: float = 0.5         # ... this fraction of the way toward a random latent's w
-    view_weight: float = 4.0               # tuning: the pivot's other views stay as the latent fit shows them
+    view_weight: float = 1.0               # tuning: the pivot's other views stay as the latent fit shows them
+    tune_hold: float = 1.0                 # tuning: the other views' drift against the picture's gain when the
+    #                                        kept state is chosen (0: the state that fits the picture best)
+    tune_check_every: int = 5              # tuning: steps between scorings of the state (the best is kept)
     full_view_resolution: int = 64         # bound on the whole-view render per step
     patch_resolution: int = 64             # bound on the full-resolution patch per step
     preview_every: int = 5                 # steps between progress previews
@@ -90,7 +96,7 @@ class InversionSettings:
         """One-line InversionError for a setting out of its range."""
         counts = {"steps": (1, MAX_STEPS), "pti_steps": (0, MAX_STEPS), "search_steps": (0, MAX_STEPS),
                   "pose_yaws": (1, 360), "full_view_resolution": (8, 1024), "patch_resolution": (8, 1024),
-                  "preview_every": (1, MAX_STEPS), "seed": (0, 2 ** 31 - 1)}
+                  "preview_every": (1, MAX_STEPS), "tune_check_every": (1, MAX_STEPS), "seed": (0, 2 ** 31 - 1)}
         for name, (lo, hi) in counts.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -298,6 +304,51 @@ class _CameraParams:
 
 
 # --------------------------------------------------------------------------------------------------
+# Choosing the tuned state
+
+CHECK_YAW_OFFSETS_DEG = (40.0, 100.0, 160.0, 220.0, 280.0)    # around the pivot's camera
+
+
+@dataclass(frozen=True)
+class TuningChoice:
+    """Which tuned state was kept: `step` (0: the untuned weights), and the scores of the untuned
+    and the kept state (lower is better)."""
+
+    step: int
+    score_start: float
+    score_kept: float
+
+
+class _TuningCheck:
+    """Scores a tuned state without randomness, with the renderer the results are made with (the
+    exact path, deterministic): the fit of the picture's view at the whole-view resolution, plus
+    `tune_hold` times the mean drift of the pivot from its latent-only renders at fixed cameras
+    around the picture's, at the same resolution. Both are in the fit's own units, so a hold of 1
+    reads: the picture must gain more than the other sides lose."""
+
+    def __init__(self, run: "_Inversion", frozen, ws: torch.Tensor, pose: Pose):
+        self.run, self.ws, self.pose = run, ws, pose
+        self.views = [replace(pose, yaw=pose.yaw + math.radians(d)) for d in CHECK_YAW_OFFSETS_DEG]
+        self.refs = [self._render(frozen, view) for view in self.views] if run.settings.tune_hold > 0 else []
+
+    @torch.no_grad()
+    def _render(self, G, pose: Pose):
+        field_ = G.field_from_ws(self.ws)
+        camera = pose.to_camera().to(self.run.device)
+        options = self.run.options(pose, deterministic=True)
+        return field_renderer("accelerated", field_, options).render(camera, self.run.low_res)
+
+    @torch.no_grad()
+    def score(self, G) -> float:
+        run = self.run
+        total = float(run.fit_loss(self._render(G, self.pose), run.views.low, run.views.low_mask))
+        if self.refs:
+            drift = [run.drift(self._render(G, view), ref) for view, ref in zip(self.views, self.refs, strict=True)]
+            total += run.settings.tune_hold * float(torch.stack(drift).mean())
+        return total
+
+
+# --------------------------------------------------------------------------------------------------
 # The inversion
 
 class _Inversion:
@@ -493,7 +544,18 @@ class _Inversion:
         return self.ws_of(w_best).detach(), pose_best
 
     # -- stage 3: pivotal tuning ----------------------------------------------------------------
-    def tune(self, ws: torch.Tensor, pose: Pose) -> Optional[Dict[str, torch.Tensor]]:
+    def tune(self, ws: torch.Tensor, pose: Pose) -> Tuple[Optional[Dict[str, torch.Tensor]], TuningChoice]:
+        """Fine-tune the synthesis weights around `ws`. Returns the kept state dict (None: stopped
+        before any state was scored better than the untuned one) and which state that is.
+
+        Fitting one view can always be bought by changing the sides the picture does not show, and
+        a tri-plane changes them together (the front and the back of an object share the planes'
+        features). Training holds the other views with the regularisers, but the last state is
+        still not the one to keep: Adam moves by about the learning rate whatever the gradient, so
+        the state wanders once the picture is fitted (the rate decays, cosine, to narrow that).
+        Every `tune_check_every` steps the state is scored (_TuningCheck), and the best scoring one
+        is kept, the untuned weights included: tuning is only taken where it fits the picture
+        better by more than it moves the object's other sides."""
         s = self.settings
         # the frozen reference: G with the found noise maps, as the latent-only result renders
         frozen = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -506,10 +568,14 @@ class _Inversion:
         opt = torch.optim.Adam(params, lr=s.pti_lr)
         cams = _CameraParams(pose, [pose.yaw], [pose.pitch], self.device, False)
         r_reg = min(self.low_res, SEARCH_RESOLUTION)      # both regularisers look at 32^2 renders
-        best_loss, best_state, last_snapshot = math.inf, None, -10
+        check = _TuningCheck(self, frozen, ws, pose)
+        start_score = check.score(tuned)
+        best_score, best_step, best_state = start_score, 0, None
         for step in range(1, s.pti_steps + 1):
             if self.stopping():
                 break
+            for group in opt.param_groups:
+                group["lr"] = s.pti_lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / s.pti_steps))
             loss, out = self.view_losses(tuned, ws, cams, pose)
             total = loss
             if s.locality_weight > 0:
@@ -519,19 +585,21 @@ class _Inversion:
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()
-            value = float(loss.detach())
-            # a snapshot for a stop mid-way (at most every 10 steps: a state dict is not free)
-            if value < best_loss and step - last_snapshot >= 10:
-                best_loss, last_snapshot = value, step
-                best_state = {k: v.detach().clone() for k, v in tuned.state_dict().items()}
-            self.report("tuning", step, s.pti_steps, value, out)
+            if step % s.tune_check_every == 0 or step == s.pti_steps:
+                score = check.score(tuned)
+                if score < best_score:
+                    best_score, best_step = score, step
+                    best_state = {k: v.detach().clone() for k, v in tuned.state_dict().items()}
+            self.report("tuning", step, s.pti_steps, float(loss.detach()), out)
         for p in params:
             p.requires_grad_(False)
-        if self.interrupted:
-            if best_state is None:
-                return None
-            tuned.load_state_dict(best_state)
-        return {k: v.detach().cpu().clone() for k, v in tuned.state_dict().items()}
+        choice = TuningChoice(best_step, start_score, best_score)
+        if best_state is None:
+            if self.interrupted:
+                return None, choice
+            best_state = frozen.state_dict()          # nothing beat the untuned weights: keep them
+        tuned.load_state_dict(best_state)
+        return {k: v.detach().cpu().clone() for k, v in tuned.state_dict().items()}, choice
 
     def _random_pose(self, pose: Pose, min_offset: float) -> Pose:
         """A pose a random yaw offset of at least `min_offset` from `pose`, pitch within the model's range."""
@@ -539,6 +607,11 @@ class _Inversion:
         offset = min_offset + (math.pi - min_offset) * u
         sign = 1 if float(torch.rand((), generator=self.gen)) < 0.5 else -1
         return replace(pose, yaw=pose.yaw + sign * offset)
+
+    def drift(self, out, ref) -> torch.Tensor:
+        """How far a render is from its reference, in the fit's own units (the image loss on rgb, L1
+        on opacity), so that the regularisers and the check weigh it against the fit directly."""
+        return self.image_loss(out.rgb, ref.rgb, None) + F.l1_loss(out.opacity, ref.opacity)
 
     def locality(self, tuned, frozen, ws, pose, r) -> torch.Tensor:
         """Latents part of the way from the pivot toward random ones render as the original G does."""
@@ -549,7 +622,7 @@ class _Inversion:
         with torch.no_grad():
             ref = self.render(frozen, w_near, cams.camera(), r, view)
         out = self.render(tuned, w_near, cams.camera(), r, view)
-        return F.mse_loss(out.rgb, ref.rgb) + F.mse_loss(out.opacity, ref.opacity)
+        return self.drift(out, ref)
 
     def other_views(self, tuned, frozen, ws, pose, r) -> torch.Tensor:
         """The pivot from a camera at least 45 degrees away renders as the latent-only fit does."""
@@ -558,7 +631,7 @@ class _Inversion:
         with torch.no_grad():
             ref = self.render(frozen, ws, cams.camera(), r, view)
         out = self.render(tuned, ws, cams.camera(), r, view)
-        return F.mse_loss(out.rgb, ref.rgb) + F.mse_loss(out.opacity, ref.opacity)
+        return self.drift(out, ref)
 
     # -- final renders --------------------------------------------------------------------------
     @torch.no_grad()
@@ -624,9 +697,9 @@ def invert(G, target: Target, settings: InversionSettings = InversionSettings(),
         if pose is not None:
             found_pose = pose
         latent_rgb, latent_opacity = run.final_render(run.G, ws, found_pose)
-        tuned_state = None
+        tuned_state, choice = None, None
         if settings.pti_steps > 0 and not run.interrupted:
-            tuned_state = run.tune(ws, found_pose)
+            tuned_state, choice = run.tune(ws, found_pose)
         final_rgb, final_opacity = ((latent_rgb, latent_opacity) if tuned_state is None
                                     else run.final_render(run.G, ws, found_pose))
     target_image = target.image.float().cpu()
@@ -635,12 +708,15 @@ def invert(G, target: Target, settings: InversionSettings = InversionSettings(),
                "psnr": psnr(final_rgb, target_image), "ssim": ssim(final_rgb, target_image),
                "seconds": time.perf_counter() - start, "steps_done": run.done_steps,
                "interrupted": bool(run.interrupted), "tuned": tuned_state is not None}
+    if choice is not None:
+        metrics.update(tuning_kept_step=choice.step, tuning_score_start=choice.score_start,
+                       tuning_score_kept=choice.score_kept)
     return InversionResult(target_name=target.name, ws=ws.detach().cpu(), class_index=cls, pose=found_pose,
                            pose_given=pose is not None, noise=noise, tuned_state=tuned_state,
                            reconstruction_latent=latent_rgb, reconstruction=final_rgb, metrics=metrics,
                            settings=settings, opacity=final_opacity)
 
 
-__all__ = ["InversionSettings", "InversionProgress", "InversionResult", "invert", "generator_with", "apply_noise",
+__all__ = ["InversionSettings", "InversionProgress", "InversionResult", "TuningChoice", "invert", "generator_with", "apply_noise",
            "noise_buffers", "noise_regulariser", "search_yaws", "check_class", "STAGES", "TargetViews",
            "downsample_to_grid"]
