@@ -67,6 +67,7 @@ reconstruction | yaw +60, +120, 180, -90 degrees), NAME-orbit.mp4 (not with --no
 (coloured mesh; not with --no-mesh). Existing files are not replaced unless --force; the command
 stops before any work, naming the first. stdout gets one line per image:
   NAME: PSNR 31.2 dB, SSIM 0.954 (latent 27.5 dB) class 2, yaw 0.412 pitch 1.498 (estimated)
+("(latent 27.5 dB; tuning not kept)" when no tuned state beat the latent alone).
 Ctrl-C stops the fit and keeps the best so far (its outputs are still written); twice aborts.
 See docs/inversion.md.
 """
@@ -218,9 +219,11 @@ class StopFlag:
 
 def result_line(result) -> str:
     """`NAME: PSNR 31.2 dB, SSIM 0.954 (latent 27.5 dB) class 2, yaw 0.412 pitch 1.498 (estimated)`."""
+    from trigan.training.inversion import tuning_note  # noqa: PLC0415 (loads torch: see cli/main.py)
     m = result.metrics
+    note = tuning_note(m)
     line = (f"{result.target_name}: PSNR {float(m['psnr']):.1f} dB, SSIM {float(m['ssim']):.3f} "
-            f"(latent {float(m['psnr_latent']):.1f} dB)")
+            f"(latent {float(m['psnr_latent']):.1f} dB{'; ' + note if note else ''})")
     if result.class_index is not None:
         line += f" class {result.class_index},"
     else:

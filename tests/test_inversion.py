@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import REPO, tiny_config
+from trigan.cli.invert import result_line
 from trigan.core.cameras import PatchParams, Pose
 from trigan.core.generator import Generator
 from trigan.core.image_metrics import psnr
@@ -24,9 +25,11 @@ from trigan.training.inversion import (
     invert,
     noise_buffers,
     noise_regulariser,
+    tuning_note,
 )
 from trigan.training.inversion_inputs import InversionError, Target
 from trigan.training.patches import extract_patches
+from trigan.viewer.jobs import outcome_line
 
 RES = 16
 POSE_YAW, POSE_PITCH = 0.7, 1.35
@@ -92,6 +95,10 @@ def test_tuning_that_only_does_harm_is_not_kept(model, rendered):
     assert torch.equal(result.reconstruction, result.reconstruction_latent)
     untuned = generator_with(model, result, tuned=False).state_dict()
     assert all(torch.equal(untuned[k], v) for k, v in result.tuned_state.items())
+    # the one line a person reads says so, on the command line and in the viewer
+    assert tuning_note(result.metrics) == "tuning not kept"
+    latent = f"(latent {result.metrics['psnr_latent']:.1f} dB; tuning not kept)"
+    assert latent in result_line(result) and latent in outcome_line("seed1001", result)
     # with no hold on the other sides and the same wreck, the choice is the picture's fit alone:
     # still nothing beats the start, so the rule does not depend on the hold to refuse harm
     loose = invert(model, rendered["target"], InversionSettings(steps=30, pti_steps=10, pti_lr=1.0, seed=1,
@@ -105,6 +112,7 @@ def test_wplus_gives_one_w_per_layer(model, rendered):
                     pose=rendered["pose"], class_index=2)
     assert not torch.equal(result.ws[0, 0], result.ws[0, -1])
     assert result.tuned_state is None and result.metrics["tuned"] is False
+    assert tuning_note(result.metrics) == "" and "tuning" not in result_line(result)
     assert torch.equal(result.reconstruction, result.reconstruction_latent)
 
 

@@ -31,7 +31,7 @@ from trigan.training.inversion_outputs import FIGURE_PAD, load_inversion
 RES = 16
 YAW, PITCH = 0.5, 1.4
 FAST = ["--steps", "4", "--pti-steps", "2", "--quiet"]
-LINE = re.compile(r"^(\w+): PSNR (\d+\.\d) dB, SSIM (\d\.\d{3}) \(latent (\d+\.\d) dB\) class (\d+), "
+LINE = re.compile(r"^(\w+): PSNR (\d+\.\d) dB, SSIM (\d\.\d{3}) \(latent (\d+\.\d) dB(?:; tuning not kept)?\) class (\d+), "
                   r"yaw (-?\d+\.\d{3}) pitch (\d+\.\d{3}) \((given|estimated)\)(, stopped early)?$")
 
 

@@ -328,22 +328,26 @@ class _TuningCheck:
 
     def __init__(self, run: "_Inversion", frozen, ws: torch.Tensor, pose: Pose):
         self.run, self.ws, self.pose = run, ws, pose
+        # every view is at the picture's distance, so one set of options (and one occupancy grid
+        # per scored state: the field's set-up is most of an exact render's cost) serves them all
         self.views = [replace(pose, yaw=pose.yaw + math.radians(d)) for d in CHECK_YAW_OFFSETS_DEG]
-        self.refs = [self._render(frozen, view) for view in self.views] if run.settings.tune_hold > 0 else []
+        self.refs = self._renders(frozen)[1:] if run.settings.tune_hold > 0 else []
 
     @torch.no_grad()
-    def _render(self, G, pose: Pose):
-        field_ = G.field_from_ws(self.ws)
-        camera = pose.to_camera().to(self.run.device)
-        options = self.run.options(pose, deterministic=True)
-        return field_renderer("accelerated", field_, options).render(camera, self.run.low_res)
+    def _renders(self, G) -> list:
+        """The picture's view, then the other views (all of them only when they are held)."""
+        run = self.run
+        exact = field_renderer("accelerated", G.field_from_ws(self.ws), run.options(self.pose, deterministic=True))
+        poses = [self.pose] + (self.views if run.settings.tune_hold > 0 else [])
+        return [exact.render(pose.to_camera().to(run.device), run.low_res) for pose in poses]
 
     @torch.no_grad()
     def score(self, G) -> float:
         run = self.run
-        total = float(run.fit_loss(self._render(G, self.pose), run.views.low, run.views.low_mask))
+        picture, *others = self._renders(G)
+        total = float(run.fit_loss(picture, run.views.low, run.views.low_mask))
         if self.refs:
-            drift = [run.drift(self._render(G, view), ref) for view, ref in zip(self.views, self.refs, strict=True)]
+            drift = [run.drift(out, ref) for out, ref in zip(others, self.refs, strict=True)]
             total += run.settings.tune_hold * float(torch.stack(drift).mean())
         return total
 
@@ -642,6 +646,12 @@ class _Inversion:
         return out.rgb[0].clamp(-1, 1).cpu(), out.opacity[0].clamp(0, 1).cpu()
 
 
+def tuning_note(metrics: dict) -> str:
+    """"tuning not kept" when tuning ran and the untuned weights scored best (the result is then the
+    latent alone), else "": for the one line a person reads about each picture."""
+    return "tuning not kept" if metrics.get("tuned") and metrics.get("tuning_kept_step") == 0 else ""
+
+
 def _index_out(out, i: int):
     """Sample i of a RenderOutput as a batch of one."""
     return type(out)(**{f.name: (None if getattr(out, f.name) is None else getattr(out, f.name)[i:i + 1])
@@ -717,6 +727,6 @@ def invert(G, target: Target, settings: InversionSettings = InversionSettings(),
                            settings=settings, opacity=final_opacity)
 
 
-__all__ = ["InversionSettings", "InversionProgress", "InversionResult", "TuningChoice", "invert", "generator_with", "apply_noise",
+__all__ = ["InversionSettings", "InversionProgress", "InversionResult", "TuningChoice", "tuning_note", "invert", "generator_with", "apply_noise",
            "noise_buffers", "noise_regulariser", "search_yaws", "check_class", "STAGES", "TargetViews",
            "downsample_to_grid"]

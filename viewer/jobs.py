@@ -52,7 +52,7 @@ from trigan.core.trajectories import make_trajectory
 from trigan.core.video import FORMATS as VIDEO_FORMATS
 from trigan.core.video import VideoWriter, output_path
 from trigan.core.views import view_class
-from trigan.training.inversion import InversionSettings, invert
+from trigan.training.inversion import InversionSettings, invert, tuning_note
 from trigan.training.inversion_inputs import load_target, model_backdrop, parse_camera_spec
 from trigan.training.inversion_outputs import planned_outputs, save_inversion
 from trigan.training.perceptual import make_image_loss
@@ -428,7 +428,8 @@ def outcome_line(name: str, result) -> str:
     m = result.metrics
     parts = [f"{name}: PSNR {m.get('psnr', float('nan')):.1f} dB, SSIM {m.get('ssim', float('nan')):.3f}"]
     if "psnr_latent" in m:
-        parts[0] += f" (latent {m['psnr_latent']:.1f} dB)"
+        note = tuning_note(m)
+        parts[0] += f" (latent {m['psnr_latent']:.1f} dB{'; ' + note if note else ''})"
     if result.class_index is not None:
         parts.append(f"class {result.class_index}")
     parts.append(f"yaw {math.degrees(result.pose.yaw):.0f} pitch {math.degrees(result.pose.pitch):.0f} deg")
