@@ -182,12 +182,33 @@ class Viewer:
         ox, oy = self.origin()
         self.xdotool("mousemove", int(x) + ox, int(y) + oy)
 
-    def click_item(self, tag: str) -> None:
+    def frames_drawn(self, count: int = 2, timeout: float = 30.0) -> None:
+        """Wait until the viewer has drawn `count` more GUI frames: whatever X input came before
+        (a pointer move, say) has then been seen by the GUI, so a click that follows lands where the
+        pointer now is, however slow the frames are on a busy machine."""
+        before = self.state().get("frames", 0)
+        self.wait_for(lambda s: s.get("frames", 0) >= before + count, timeout, f"{count} more GUI frames")
+
+    def click_item(self, tag: str, until=None, what: str = "", tries: int = 3, wait: float = 10.0):
+        """Click the middle of widget `tag`, once the GUI has seen the pointer there. With `until` (a
+        predicate on the state) wait `wait` seconds for it and click again if it does not come, up
+        to `tries` clicks in all, and return the state: for clicks a second one cannot harm (a tab,
+        a button that opens something), where a click lost on a busy machine (CI lost one once)
+        would otherwise fail a test about something else."""
         x, y, w, h, _ = self.rect_of(tag)
-        self.move(x + w // 2, y + h // 2)
-        time.sleep(0.2)
-        self.xdotool("click", 1)
-        time.sleep(0.2)
+        for attempt in range(1, (tries if until is not None else 1) + 1):
+            self.move(x + w // 2, y + h // 2)
+            self.frames_drawn()
+            self.xdotool("click", 1)
+            if until is None:
+                time.sleep(0.2)
+                return None
+            try:
+                return self.wait_for(until, wait, what or f"what a click on {tag} does")
+            except AssertionError as exc:
+                if attempt == tries:
+                    raise AssertionError(f"{attempt} clicks on {tag}: {exc}") from None
+        return None
 
     def drag(self, start, delta, button=1, steps=8) -> None:
         """Press, move in steps, release, pausing so that every position is seen by a GUI frame."""

@@ -83,8 +83,8 @@ def decode(path):
 
 
 def test_add_keyframes_by_orbiting(viewer):
-    viewer.click_item("tab_camera_path")
-    viewer.wait_for(lambda s: s.get("tasks_tab") == "tab_camera_path", 30, "the Camera path tab")
+    viewer.click_item("tab_camera_path",
+                      until=lambda s: s.get("tasks_tab") == "tab_camera_path", what="the Camera path tab")
     poses = []
     for i in range(4):
         if i:

@@ -71,8 +71,7 @@ def single_settled(viewer: Viewer, seed: int) -> dict:
 
 def save_frame(viewer: Viewer) -> np.ndarray:
     """The frame on screen as the Export panel's screenshot saves it (a real click on its button)."""
-    viewer.click_item("tab_export")
-    viewer.wait_for(lambda s: s.get("tasks_tab") == "tab_export", 30, "the Export tab")
+    viewer.click_item("tab_export", until=lambda s: s.get("tasks_tab") == "tab_export", what="the Export tab")
     def shots(s):
         return [j for j in s["jobs"] if j["kind"] == "screenshot"]
     before = {j["output_path"] for j in shots(viewer.state())}
@@ -90,8 +89,7 @@ def cell(image: np.ndarray, box) -> np.ndarray:
 
 
 def open_compare_tab(viewer: Viewer) -> None:
-    viewer.click_item("tab_compare")
-    viewer.wait_for(lambda s: s.get("tasks_tab") == "tab_compare", 30, "the Compare tab")
+    viewer.click_item("tab_compare", until=lambda s: s.get("tasks_tab") == "tab_compare", what="the Compare tab")
 
 
 def test_grid_cells_orbit_together_and_equal_single_renders(viewer, tmp_path):

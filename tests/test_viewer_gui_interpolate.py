@@ -57,8 +57,8 @@ def frame_image(viewer, name: str) -> np.ndarray:
 
 def test_typing_seed_b_and_t_shows_the_mix(viewer):
     plain = frame_image(viewer, "plain")
-    viewer.click_item("tab_interpolate")
-    viewer.wait_for(lambda s: s.get("tasks_tab") == "tab_interpolate", 30, "the Interpolate tab")
+    viewer.click_item("tab_interpolate",
+                      until=lambda s: s.get("tasks_tab") == "tab_interpolate", what="the Interpolate tab")
     type_into(viewer, "interp_to_seed", str(SEED_B))
     type_number(viewer, "interp_t_value", 0.4)   # (the default t is 0.5: a new value)
     mix = {"t": 0.4, "seed": SEED_B, "latent_file": None}

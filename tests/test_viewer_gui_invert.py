@@ -121,8 +121,7 @@ def click_checkbox_off(viewer, tag: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 def test_the_tab_reads_and_start_without_an_image_says_why(viewer):
-    viewer.click_item("tab_invert")
-    viewer.wait_for(lambda s: s.get("tasks_tab") == "tab_invert", 30, "the Invert tab")
+    viewer.click_item("tab_invert", until=lambda s: s.get("tasks_tab") == "tab_invert", what="the Invert tab")
     labels = values_of(viewer, "invert_camera", "invert_class", "invert_steps", "invert_pti_steps", "invert_wplus",
                        "invert_start_button", "invert_back_button")
     assert labels["invert_camera"]["value"] == "estimate" and labels["invert_class"]["value"] == "try all"

@@ -230,7 +230,10 @@ def test_stop_says_stopping_at_once_and_ends_with_a_checkpoint(viewer, tmp_path)
     print(f"\nStop clicked -> phase stopped: {stop_to_stopped:.1f} s (seen {seen}); "
           f"load average {os.getloadavg()[0]:.1f}")
     assert seen and seen[-1] == "stopped", f"the run did not stop: {seen}"
-    check(seen[0] == "stopping", f"not 'stopping' at once: {seen}")   # before the trainer answers
+    # "training" may still be read before the GUI has handled the click (a busy machine): what
+    # follows it is "stopping", shown before the trainer answers, and only then "stopped"
+    changed = seen[1:] if seen[0] == "training" else seen
+    check(changed[0] == "stopping", f"not 'stopping' at once: {seen}")
     check("sampling" not in seen and "evaluating" not in seen, f"extras on the way out: {seen}")
     check(any("stopping" in line for line in details_seen), f"the details never said stopping: {details_seen}")
 

@@ -58,8 +58,8 @@ def test_a_fresh_window_fits_the_screen_with_its_status_bar_and_tasks(laptop_scr
         strip = crop(shot, rects["status_text"][:4])
         assert strip.size and strip.std() > 5, "the status bar shows no text"
         # ... and can click the Training tab at the far right.
-        v.click_item("tab_training")
-        v.wait_for(lambda s: s.get("tasks_tab") == "tab_training", 10, "the Training tab to open on a click")
+        v.click_item("tab_training",
+                     until=lambda s: s.get("tasks_tab") == "tab_training", what="the Training tab to open on a click")
     finally:
         assert v.close() == 0, v.log_text()[-3000:]
 
