@@ -28,7 +28,7 @@ KEYS = ("auto", "white", "black", "off")
 # training.inversion.InversionSettings' defaults, written out so that --help does not load torch
 # (tests/test_invert_cli.py checks that the two agree).
 HELP_STEPS, HELP_PTI_STEPS, HELP_PTI_HOLD = 200, 80, 1.0
-MAX_HOLD = 1000.0
+MAX_HOLD = 1000.0                # training.inversion.MAX_TUNE_HOLD (this module stays torch-free for --help)
 BAR_TICKS = 1000          # the progress bar counts thousandths of one image's whole fit
 INTERRUPTED = 130         # the exit status of a run stopped by Ctrl-C (the shell's 128 + SIGINT)
 

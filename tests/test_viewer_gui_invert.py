@@ -42,6 +42,7 @@ from trigan.core.images import save_png, to_uint8
 from trigan.core.model_io import open_model
 from trigan.core.rendering import field_renderer
 from trigan.core.views import LatentMapper
+from trigan.training.inversion_outputs import load_inversion
 
 SCREEN = WINDOW_SIZE = (1280, 800)
 SHOTS = Path(os.environ.get("TRIGAN_GUI_SHOTS", "/tmp/trigan-gui-invert"))
@@ -122,10 +123,11 @@ def click_checkbox_off(viewer, tag: str) -> None:
 
 def test_the_tab_reads_and_start_without_an_image_says_why(viewer):
     viewer.click_item("tab_invert", until=lambda s: s.get("tasks_tab") == "tab_invert", what="the Invert tab")
-    labels = values_of(viewer, "invert_camera", "invert_class", "invert_steps", "invert_pti_steps", "invert_wplus",
-                       "invert_start_button", "invert_back_button")
+    labels = values_of(viewer, "invert_camera", "invert_class", "invert_steps", "invert_pti_steps", "invert_pti_hold",
+                       "invert_wplus", "invert_start_button", "invert_back_button")
     assert labels["invert_camera"]["value"] == "estimate" and labels["invert_class"]["value"] == "try all"
     assert labels["invert_steps"]["label"] == "latent steps" and labels["invert_pti_steps"]["label"] == "tuning steps"
+    assert labels["invert_pti_hold"] == {"label": "tuning hold", "value": 1.0}
     assert labels["invert_start_button"]["label"] == "Start inversion"
     _shot(viewer, "invert-tab")
     viewer.click_item("invert_start_button")
@@ -169,6 +171,7 @@ def test_an_inversion_shows_progress_thumbnails_and_then_the_result(viewer, phot
     choose_in_combo(viewer, "invert_class", CLASS + 1, f"{CLASS}: snowman")
     type_number(viewer, "invert_steps", 6)
     type_number(viewer, "invert_pti_steps", 3)
+    type_number(viewer, "invert_pti_hold", 0.5)
     click_checkbox_off(viewer, "invert_video")
     click_checkbox_off(viewer, "invert_mesh")
     type_into(viewer, "invert_folder", str(viewer.out), then="Return")
@@ -196,6 +199,9 @@ def test_an_inversion_shows_progress_thumbnails_and_then_the_result(viewer, phot
     result = job["result"]
     assert Path(result["latent_file"]) == viewer.out / "snowman.inversion.npz"
     assert Path(result["model_file"]) == viewer.out / "snowman.pti.ckpt" and result["class_index"] == CLASS
+    # what was typed is what ran: the record keeps the settings
+    settings = load_inversion(result["latent_file"]).settings
+    assert (settings["steps"], settings["pti_steps"], settings["tune_hold"]) == (6, 3, 0.5), settings
     s = viewer.wait_for(lambda s: s["inversion"].get("latent_file") == result["latent_file"]
                         and (s.get("model") or {}).get("path") == result["model_file"], START_TIMEOUT,
                         "the view to show the result")

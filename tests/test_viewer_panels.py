@@ -255,6 +255,23 @@ def test_every_panel_builds_and_works_through_the_interface_alone(built):
     assert not dpg.is_item_shown(latent.INVERTED_NOTE) and dpg.get_value(latent.INVERTED_NOTE) == ""
 
 
+def test_the_invert_tabs_choices_come_back_after_a_restart_and_a_wrong_saved_type_is_skipped(built):
+    p = built.panels
+    assert dpg.get_value(invert.PTI_HOLD) == 1.0                 # InversionSettings().tune_hold
+    dpg.set_value(invert.PTI_HOLD, 0.25)
+    dpg.set_value(invert.STEPS, 7)
+    saved = ViewerSettings()
+    p.invert.store_settings(saved)
+    dpg.set_value(invert.PTI_HOLD, 1.0)
+    dpg.set_value(invert.STEPS, 200)
+    p.invert.restore(saved)
+    assert dpg.get_value(invert.PTI_HOLD) == 0.25 and dpg.get_value(invert.STEPS) == 7
+    saved.panels["invert"][invert.PTI_HOLD] = "a lot"            # a hand-edited settings file
+    dpg.set_value(invert.PTI_HOLD, 0.5)
+    p.invert.restore(saved)
+    assert dpg.get_value(invert.PTI_HOLD) == 0.5
+
+
 # --------------------------------------------------------------------------------------------------
 # Static checks over the sources
 

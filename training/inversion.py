@@ -58,6 +58,7 @@ from trigan.training.patches import extract_patches
 
 STAGES = ("search", "latent", "tuning")
 MAX_STEPS = 100_000
+MAX_TUNE_HOLD = 1000.0           # tune_hold's bound (a weight of the other sides' change)
 MAX_CLASS_CANDIDATES = 64        # beyond this many classes, the class must be given
 SEARCH_KEEP = 4                  # candidates optimised briefly after scoring
 SEARCH_RESOLUTION = 32           # pixels of the search renders (at most the model's resolution)
@@ -108,6 +109,8 @@ class InversionSettings:
         for name in ("lr", "pti_lr", "camera_lr", "noise_lr"):
             if not getattr(self, name) > 0:
                 raise InversionError(f"inversion {name} {getattr(self, name)!r}: expected a positive learning rate")
+        if self.tune_hold > MAX_TUNE_HOLD:
+            raise InversionError(f"inversion tune_hold {self.tune_hold!r}: expected a number from 0 to {MAX_TUNE_HOLD:g}")
         if not 0 < self.locality_distance <= 1:
             raise InversionError(f"inversion locality_distance {self.locality_distance!r}: expected 0 < d <= 1")
 

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from trigan.core.errors import TriganError
+from trigan.training.inversion import MAX_STEPS, MAX_TUNE_HOLD
 from trigan.viewer.panels.common import BAD, GOOD, MUTED, JobList, greyed_when_disabled, hint, path_field, tip
 from trigan.viewer.panels.interface import ViewerActions, ViewerState
 
@@ -32,12 +33,13 @@ if TYPE_CHECKING:                     # annotations only: the jobs module loads 
 IMAGES, MASK, VGG, FOLDER = "invert_images", "invert_mask", "invert_vgg", "invert_folder"
 CAMERA, YAW, PITCH, FROM_VIEW = "invert_camera", "invert_yaw", "invert_pitch", "invert_camera_from_view"
 CLASS, STEPS, PTI_STEPS, WPLUS = "invert_class", "invert_steps", "invert_pti_steps", "invert_wplus"
+PTI_HOLD = "invert_pti_hold"
 VIDEO, MESH = "invert_video", "invert_mesh"
 START, BACK, SHOW = "invert_start_button", "invert_back_button", "invert_show_button"
 MESSAGE, STAGE, RESULT, SHOWING = "invert_message", "invert_stage", "invert_result", "invert_showing"
 INPUT_IMAGE, RECON_IMAGE, THUMBS = "invert_input_image", "invert_reconstruction_image", "invert_thumbnails"
 JOBS = "invert_jobs"
-REMEMBERED = (IMAGES, MASK, VGG, FOLDER, CAMERA, YAW, PITCH, STEPS, PTI_STEPS, WPLUS, VIDEO, MESH)
+REMEMBERED = (IMAGES, MASK, VGG, FOLDER, CAMERA, YAW, PITCH, STEPS, PTI_STEPS, PTI_HOLD, WPLUS, VIDEO, MESH)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 WEIGHT_EXTENSIONS = (".pth", ".pt")
 CAMERA_CHOICES = ("estimate", "yaw and pitch below")
@@ -50,6 +52,9 @@ TIPS = {
     CLASS: "A conditional model's class, or try all (each is tried, the best kept).",
     STEPS: "Optimisation steps of the latent (and camera) fit.",
     PTI_STEPS: "Steps tuning a copy of the model around the latent (pivotal tuning); 0: the latent alone.",
+    PTI_HOLD: "How much the tuned model must keep the sides the photo does not show: tuning keeps the state "
+              "scoring best on the photo's fit plus this times the other sides' change, the untuned model "
+              "included (0: the best fit of the photo; docs/inversion.md).",
     WPLUS: "Fit a latent per generator layer (W+) instead of one for all (W): closer fits, less editable.",
     VIDEO: "Also write an orbit video of the result.",
     MESH: "Also write the result's coloured mesh.",
@@ -58,8 +63,7 @@ TIPS = {
     BACK: "Leave the inverted latent and go back to seeds on the model shown before.",
 }
 THUMB = 128                            # the thumbnails' side in pixels (two fit the Tasks panel's width)
-MAX_STEPS = 100_000                    # training.inversion's bound; the settings check says it again
-DEFAULT_STEPS, DEFAULT_PTI_STEPS = 200, 80      # InversionSettings' defaults (tests/test_invert_cli.py checks)
+DEFAULT_STEPS, DEFAULT_PTI_STEPS, DEFAULT_PTI_HOLD = 200, 80, 1.0   # InversionSettings' defaults (tests/test_invert_cli.py checks)
 
 
 def split_images(text: str) -> List[str]:
@@ -145,6 +149,9 @@ class InvertPanel:
                           max_value=MAX_STEPS, min_clamped=True, max_clamped=True, width=-90)
         dpg.add_input_int(tag=PTI_STEPS, label="tuning steps", default_value=DEFAULT_PTI_STEPS, min_value=0,
                           max_value=MAX_STEPS, min_clamped=True, max_clamped=True, width=-90)
+        dpg.add_input_double(tag=PTI_HOLD, label="tuning hold", default_value=DEFAULT_PTI_HOLD, min_value=0.0,
+                             max_value=MAX_TUNE_HOLD, min_clamped=True, max_clamped=True, step=0, format="%.2f",
+                             width=-90)
         with dpg.group(horizontal=True):
             dpg.add_checkbox(tag=WPLUS, label="W+ (a latent per layer)", default_value=False)
             dpg.add_checkbox(tag=VIDEO, label="video", default_value=True)
@@ -233,7 +240,7 @@ class InvertPanel:
         if dpg.get_value(CAMERA) != CAMERA_CHOICES[0]:
             camera = camera_spec(float(dpg.get_value(YAW)), float(dpg.get_value(PITCH)))
         settings = {"steps": int(dpg.get_value(STEPS)), "pti_steps": int(dpg.get_value(PTI_STEPS)),
-                    "wplus": bool(dpg.get_value(WPLUS))}
+                    "tune_hold": float(dpg.get_value(PTI_HOLD)), "wplus": bool(dpg.get_value(WPLUS))}
         # the model in use when seeds are shown (an inverted latent's tuned model is a model too)
         return self.runner.start_inversion(info.file, images, folder, settings=settings, mask_path=mask,
                                            camera=camera, class_index=class_of(dpg.get_value(CLASS)),
