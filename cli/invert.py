@@ -21,14 +21,12 @@ from tqdm import tqdm
 
 from trigan.cli import flags
 from trigan.core.errors import TriganError
-from trigan.core.limits import MAX_CLASSES
+from trigan.core.limits import MAX_CLASSES, MAX_INVERSION_STEPS, MAX_TUNE_HOLD
 
-MAX_STEPS = 100_000
 KEYS = ("auto", "white", "black", "off")
 # training.inversion.InversionSettings' defaults, written out so that --help does not load torch
 # (tests/test_invert_cli.py checks that the two agree).
 HELP_STEPS, HELP_PTI_STEPS, HELP_PTI_HOLD = 200, 80, 1.0
-MAX_HOLD = 1000.0                # training.inversion.MAX_TUNE_HOLD (this module stays torch-free for --help)
 BAR_TICKS = 1000          # the progress bar counts thousandths of one image's whole fit
 INTERRUPTED = 130         # the exit status of a run stopped by Ctrl-C (the shell's 128 + SIGINT)
 
@@ -96,11 +94,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--pose-from", metavar="dataset.json",
                    help="the camera from a dataset.json's camera_angles, looked up by the image's file name")
     p.add_argument("--wplus", action="store_true", help="fit one w per layer (W+) instead of one w")
-    p.add_argument("--steps", type=flags.int_flag("--steps", 1, MAX_STEPS), metavar="N",
+    p.add_argument("--steps", type=flags.int_flag("--steps", 1, MAX_INVERSION_STEPS), metavar="N",
                    help=f"latent steps (default: {HELP_STEPS})")
-    p.add_argument("--pti-steps", type=flags.int_flag("--pti-steps", 0, MAX_STEPS), metavar="N",
+    p.add_argument("--pti-steps", type=flags.int_flag("--pti-steps", 0, MAX_INVERSION_STEPS), metavar="N",
                    help=f"pivotal tuning steps, 0 = none (default: {HELP_PTI_STEPS})")
-    p.add_argument("--pti-hold", type=flags.float_flag("--pti-hold", 0.0, MAX_HOLD), metavar="H",
+    p.add_argument("--pti-hold", type=flags.float_flag("--pti-hold", 0.0, MAX_TUNE_HOLD), metavar="H",
                    help="how much the other sides' change counts against the picture's gain when the "
                         f"tuned state is chosen; 0 keeps the best fit of the picture (default: {HELP_PTI_HOLD:g})")
     p.add_argument("--vgg", metavar="PATH", help="VGG16 weights for the perceptual loss (torchvision's "

@@ -37,3 +37,12 @@ MAX_FRAMES = 10_000
 SYNTH_MAX_IMAGES = 1_000_000
 SYNTH_MAX_RESOLUTION = 1024
 SYNTH_MAX_SEED = 2 ** 63 - 1
+
+# Optimisation steps of one inversion stage (`trigan invert --steps`, `--pti-steps`, the Invert tab):
+# 500 times the default 200 latent steps.
+MAX_INVERSION_STEPS = 100_000
+
+# Pivotal tuning's hold (`--pti-hold`): the weight of the other sides' change against the photo's fit
+# when the kept tuning state is chosen. At 1000 any change to the other sides already outweighs the
+# photo's gain; more says nothing new.
+MAX_TUNE_HOLD = 1000.0

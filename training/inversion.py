@@ -51,14 +51,14 @@ import torch.nn.functional as F
 from trigan.core.cameras import Camera, PatchParams, Pose
 from trigan.core.generator import one_hot
 from trigan.core.image_metrics import psnr, ssim
+from trigan.core.limits import MAX_INVERSION_STEPS, MAX_TUNE_HOLD
 from trigan.core.rendering import field_renderer
 from trigan.core.views import options_at_distance
 from trigan.training.inversion_inputs import InversionError, Target, model_backdrop
 from trigan.training.patches import extract_patches
 
 STAGES = ("search", "latent", "tuning")
-MAX_STEPS = 100_000
-MAX_TUNE_HOLD = 1000.0           # tune_hold's bound (a weight of the other sides' change)
+MAX_STEPS = MAX_INVERSION_STEPS  # per stage and for the step counts of the settings
 MAX_CLASS_CANDIDATES = 64        # beyond this many classes, the class must be given
 SEARCH_KEEP = 4                  # candidates optimised briefly after scoring
 SEARCH_RESOLUTION = 32           # pixels of the search renders (at most the model's resolution)

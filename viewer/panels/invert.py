@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from trigan.core.errors import TriganError
-from trigan.training.inversion import MAX_STEPS, MAX_TUNE_HOLD
+from trigan.core.limits import MAX_INVERSION_STEPS, MAX_TUNE_HOLD
 from trigan.viewer.panels.common import BAD, GOOD, MUTED, JobList, greyed_when_disabled, hint, path_field, tip
 from trigan.viewer.panels.interface import ViewerActions, ViewerState
 
@@ -63,7 +63,8 @@ TIPS = {
     BACK: "Leave the inverted latent and go back to seeds on the model shown before.",
 }
 THUMB = 128                            # the thumbnails' side in pixels (two fit the Tasks panel's width)
-DEFAULT_STEPS, DEFAULT_PTI_STEPS, DEFAULT_PTI_HOLD = 200, 80, 1.0   # InversionSettings' defaults (tests/test_invert_cli.py checks)
+# InversionSettings' defaults, written out as `trigan invert --help` writes them (tests/test_invert_cli.py checks)
+DEFAULT_STEPS, DEFAULT_PTI_STEPS, DEFAULT_PTI_HOLD = 200, 80, 1.0
 
 
 def split_images(text: str) -> List[str]:
@@ -146,9 +147,9 @@ class InvertPanel:
                                  format="%.1f", width=80)
         dpg.add_combo(tag=CLASS, label="class", items=[TRY_ALL], default_value=TRY_ALL, width=-90)
         dpg.add_input_int(tag=STEPS, label="latent steps", default_value=DEFAULT_STEPS, min_value=1,
-                          max_value=MAX_STEPS, min_clamped=True, max_clamped=True, width=-90)
+                          max_value=MAX_INVERSION_STEPS, min_clamped=True, max_clamped=True, width=-90)
         dpg.add_input_int(tag=PTI_STEPS, label="tuning steps", default_value=DEFAULT_PTI_STEPS, min_value=0,
-                          max_value=MAX_STEPS, min_clamped=True, max_clamped=True, width=-90)
+                          max_value=MAX_INVERSION_STEPS, min_clamped=True, max_clamped=True, width=-90)
         dpg.add_input_double(tag=PTI_HOLD, label="tuning hold", default_value=DEFAULT_PTI_HOLD, min_value=0.0,
                              max_value=MAX_TUNE_HOLD, min_clamped=True, max_clamped=True, step=0, format="%.2f",
                              width=-90)
