@@ -196,19 +196,29 @@ class Viewer:
         a button that opens something), where a click lost on a busy machine (CI lost one once)
         would otherwise fail a test about something else."""
         x, y, w, h, _ = self.rect_of(tag)
-        for attempt in range(1, (tries if until is not None else 1) + 1):
+
+        def click():
             self.move(x + w // 2, y + h // 2)
             self.frames_drawn()
             self.xdotool("click", 1)
-            if until is None:
-                time.sleep(0.2)
-                return None
+        if until is None:
+            click()
+            time.sleep(0.2)
+            return None
+        return self.act_until(click, until, what or f"what a click on {tag} does", tries, wait)
+
+    def act_until(self, act, until, what: str, tries: int = 3, wait: float = 10.0) -> dict:
+        """Call `act()` (X input), then wait `wait` seconds for the state `until`; again if it does not
+        come, up to `tries` times in all; return the state. Only for input a person would simply
+        repeat, where a repeat does no harm."""
+        for attempt in range(1, tries + 1):
+            act()
             try:
-                return self.wait_for(until, wait, what or f"what a click on {tag} does")
+                return self.wait_for(until, wait, what)
             except AssertionError as exc:
                 if attempt == tries:
-                    raise AssertionError(f"{attempt} clicks on {tag}: {exc}") from None
-        return None
+                    raise AssertionError(f"{attempt} tries: {exc}") from None
+        raise ValueError(f"tries {tries}: expected at least 1")
 
     def drag(self, start, delta, button=1, steps=8) -> None:
         """Press, move in steps, release, pausing so that every position is seen by a GUI frame."""

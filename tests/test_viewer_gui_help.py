@@ -137,18 +137,14 @@ def test_shortcut_sheet_tooltips_open_folder_and_the_jobs_list(xserver, tmp_path
         # click waits until the GUI has seen the pointer on the image; if the click is lost all the
         # same (a busy CI machine lost one once: the `?` went into the seed field), the person's
         # remedy, a second click and `?`, is tried twice.
-        for attempt in range(1, 4):
+        def click_the_image_and_press_question_mark():
             v.move(cx, cy)
             v.frames_drawn()
             v.xdotool("click", 1)
             v.frames_drawn()
             v.xdotool("key", "question")
-            try:
-                v.wait_for(lambda s: s["panels"]["help"]["open"], 10, f"? to open the sheet ({attempt} tries)")
-                break
-            except AssertionError:
-                if attempt == 3:
-                    raise
+        v.act_until(click_the_image_and_press_question_mark, lambda s: s["panels"]["help"]["open"],
+                    "? to open the sheet")
         v.xdotool("key", "Escape")
         v.wait_for(lambda s: not s["panels"]["help"]["open"], 30, "Esc to close the sheet")
 

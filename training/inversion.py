@@ -58,7 +58,6 @@ from trigan.training.inversion_inputs import InversionError, Target, model_backd
 from trigan.training.patches import extract_patches
 
 STAGES = ("search", "latent", "tuning")
-MAX_STEPS = MAX_INVERSION_STEPS  # per stage and for the step counts of the settings
 MAX_CLASS_CANDIDATES = 64        # beyond this many classes, the class must be given
 SEARCH_KEEP = 4                  # candidates optimised briefly after scoring
 SEARCH_RESOLUTION = 32           # pixels of the search renders (at most the model's resolution)
@@ -95,9 +94,10 @@ class InversionSettings:
 
     def check(self) -> None:
         """One-line InversionError for a setting out of its range."""
-        counts = {"steps": (1, MAX_STEPS), "pti_steps": (0, MAX_STEPS), "search_steps": (0, MAX_STEPS),
+        most = MAX_INVERSION_STEPS
+        counts = {"steps": (1, most), "pti_steps": (0, most), "search_steps": (0, most),
                   "pose_yaws": (1, 360), "full_view_resolution": (8, 1024), "patch_resolution": (8, 1024),
-                  "preview_every": (1, MAX_STEPS), "tune_check_every": (1, MAX_STEPS), "seed": (0, 2 ** 31 - 1)}
+                  "preview_every": (1, most), "tune_check_every": (1, most), "seed": (0, 2 ** 31 - 1)}
         for name, (lo, hi) in counts.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
